@@ -1,0 +1,16 @@
+//! oxbow-broker: a broker that speaks the Apache Kafka wire protocol.
+//!
+//! Modules by concern:
+//! - [`config`]: `server.properties` parsing, Kafka's defaults, topic configs and how
+//!   DescribeConfigs reports them.
+//! - [`log`]: durable segmented partition logs (segments, indexes, recovery, retention).
+//! - [`metadata`]: cluster metadata (topics, partitions, configs) behind one interface.
+//! - [`server`]: listener, connections, framing and routing of requests.
+//! - [`api`]: one handler per Kafka API.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod log;
+pub mod metadata;
+pub mod server;

@@ -1,0 +1,1 @@
+//! oxbow-operator: reconciles KafkaCluster and KafkaTopic resources (not built yet).
