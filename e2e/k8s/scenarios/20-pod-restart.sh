@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Deleting a broker pod brings it back (same name, new pod) with the same volume and its data:
+# the cluster id the broker keeps in log.dirs/meta.properties must survive.
+. "$(dirname "$0")/lib.sh"
+wait_until 120 "statefulset oxbow 3/3 ready" pods_ready 3
+before=$(kafka_probe "$(broker_dns 1)") || fail "oxbow-1 not reachable: $before"
+uid=$(kc -n "$NS" get pod oxbow-1 -o jsonpath='{.metadata.uid}')
+pv=$(kc -n "$NS" get pvc data-oxbow-1 -o jsonpath='{.spec.volumeName}')
+[[ -n $pv ]] || fail "pvc data-oxbow-1 is not bound"
+kc -n "$NS" delete pod oxbow-1 --wait=true >/dev/null
+new_pod() { local u; u=$(kc -n "$NS" get pod oxbow-1 -o jsonpath='{.metadata.uid}') && [[ -n $u && $u != "$uid" ]]; }
+wait_until 60 "oxbow-1 recreated" new_pod
+wait_until 120 "statefulset oxbow 3/3 ready again" pods_ready 3
+after=$(kafka_probe "$(broker_dns 1)") || fail "oxbow-1 not reachable after restart: $after"
+say "before: $before"
+say "after:  $after"
+[[ $(kc -n "$NS" get pvc data-oxbow-1 -o jsonpath='{.spec.volumeName}') == "$pv" ]] || fail "oxbow-1 got another volume"
+[[ $(json "$before" "d['cluster_id']") == $(json "$after" "d['cluster_id']") ]] ||
+  fail "cluster id changed across the restart: data did not survive"
+say "PASS (pod $uid replaced, volume $pv and cluster id kept)"

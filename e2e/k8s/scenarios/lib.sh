@@ -1,0 +1,51 @@
+# Helpers shared by every scenario; sourced. The same scenarios run on the local control
+# plane (OXBOW_K8S_PLATFORM=local, set by test.sh) and on kind (kind.sh).
+set -euo pipefail
+SCEN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+K8S_DIR=$(cd "$SCEN_DIR/.." && pwd)
+REPO=$(cd "$K8S_DIR/../.." && pwd)
+: "${KUBECONFIG:?KUBECONFIG must point at the cluster}"
+: "${OXBOW_K8S_PLATFORM:=local}"
+: "${OXBOW_BROKER_IMAGE:=oxbow-broker:e2e}"
+: "${OXBOW_OPERATOR_IMAGE:=oxbow-operator:e2e}"
+NS=${OXBOW_E2E_NAMESPACE:-oxbow-e2e}
+export KUBECONFIG
+
+say() { echo "[$(basename "$0" .sh)] $*" >&2; }
+fail() { say "FAIL: $*"; exit 1; }
+kc() { kubectl "$@"; }
+
+# Wait until a command succeeds. wait_until SECONDS DESCRIPTION CMD...
+wait_until() {
+  local secs=$1 what=$2 i; shift 2
+  for ((i = 0; i < secs * 2; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  fail "timed out after ${secs}s waiting for: $what"
+}
+
+ensure_ns() { kc get ns "$NS" >/dev/null 2>&1 || kc create ns "$NS" >/dev/null; }
+
+apply_brokers() { # replicas
+  sed "s|OXBOW_BROKER_IMAGE|$OXBOW_BROKER_IMAGE|" "$K8S_DIR/manifests/broker-statefulset.yaml" |
+    kc -n "$NS" apply -f - >/dev/null
+  [[ ${1:-3} == 3 ]] || kc -n "$NS" scale sts/oxbow --replicas "$1" >/dev/null
+}
+
+# kafka_probe HOST:PORT... -> JSON lines (see lib/kafka_probe.py). Run where the cluster's DNS
+# names resolve: on the host for the local platform (/etc/hosts is kept by the pod runner),
+# inside a throw-away pod on kind.
+kafka_probe() {
+  if [[ $OXBOW_K8S_PLATFORM == kind ]]; then
+    kc -n "$NS" run "probe-$RANDOM$RANDOM" --rm -i --quiet --restart=Never \
+      --image="${OXBOW_PROBE_IMAGE:-python:3.12-alpine}" --command -- python3 - "$@" \
+      < "$K8S_DIR/lib/kafka_probe.py"
+  else
+    python3 "$K8S_DIR/lib/kafka_probe.py" "$@"
+  fi
+}
+json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
+
+broker_dns() { echo "oxbow-$1.oxbow.$NS.svc.cluster.local:9092"; }
+
+pods_ready() { # n
+  [[ $(kc -n "$NS" get sts oxbow -o 'jsonpath={.status.readyReplicas}') == "$1" ]]
+}

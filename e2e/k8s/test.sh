@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# End-to-end test of the Kubernetes platform on the local control plane:
+#   build.sh (cached) -> up.sh -> scenarios/[0-9]*.sh -> down.sh (always) -> check down left nothing.
+# Exit status is non-zero if anything failed. Needs root (see podrunner/podrunner.py).
+#
+#   e2e/k8s/test.sh [SCENARIO-GLOB]          e.g. e2e/k8s/test.sh '10-*'
+# Env: OXBOW_BIN_DIR (default target/debug: oxbow-broker / oxbow-operator binaries),
+#      OXBOW_K8S_FAKE_BROKER=1 (test the platform with testdata/fake-bin/oxbow-broker instead of
+#      the real broker), OXBOW_K8S_KEEP=1 (leave the cluster up for debugging),
+#      OXBOW_E2E_EXPECT_CLUSTER=1 / OXBOW_E2E_EXPECT_OPERATOR=1 (stricter scenarios).
+set -uo pipefail
+K8S_DIR=$(cd "$(dirname "$0")" && pwd)
+. "$K8S_DIR/lib/env.sh"
+pattern=${1:-[0-9]*}
+if [[ ${OXBOW_K8S_FAKE_BROKER:-0} == 1 ]]; then
+  export OXBOW_BIN_DIR=$K8S_DIR/testdata/fake-bin
+  echo "[test] using the FAKE broker ($OXBOW_BIN_DIR): this tests the platform, not oxbow-broker" >&2
+elif [[ ! -x $OXBOW_BIN_DIR/oxbow-broker ]]; then
+  echo "[test] $OXBOW_BIN_DIR/oxbow-broker missing: cargo build -p oxbow-broker first" >&2; exit 1
+fi
+export OXBOW_BIN_DIR
+
+t0=$SECONDS
+"$K8S_DIR/build.sh" >/dev/null || { echo "[test] build failed" >&2; exit 1; }
+echo "[test] binaries ready in $((SECONDS - t0))s" >&2
+
+passed=0 failed=0 failures=()
+finish() {
+  if [[ ${OXBOW_K8S_KEEP:-0} == 1 ]]; then
+    echo "[test] OXBOW_K8S_KEEP=1: cluster left up, KUBECONFIG=$KUBECONFIG_PATH; stop it with e2e/k8s/down.sh" >&2
+  else
+    "$K8S_DIR/down.sh"
+    # down must leave nothing behind
+    local left=() e pid
+    for e in /proc/[0-9]*/environ; do
+      pid=${e#/proc/}; pid=${pid%/environ}
+      tr '\0' '\n' < "$e" 2>/dev/null | grep -qxF "$MARKER_ENV=$RUN" && left+=("$pid")
+    done
+    if ((${#left[@]})) || grep -q "oxbow-podrunner $RUN" /etc/hosts || [[ -e $RUN ]]; then
+      echo "[test] FAIL down-leaves-nothing: processes=${left[*]:-none}" >&2; failed=$((failed + 1)); failures+=(down)
+    else
+      echo "[test] PASS down-leaves-nothing" >&2; passed=$((passed + 1))
+    fi
+  fi
+  echo "[test] failures: ${failures[*]:-none}" >&2
+  echo "k8s-e2e: $passed passed, $failed failed"
+  ((failed == 0))
+}
+
+kubeconfig=$("$K8S_DIR/up.sh") || { echo "[test] up failed; logs in $RUN/logs" >&2; tail -n 30 "$RUN"/logs/*.log >&2; failed=1; failures+=(up); finish; exit 1; }
+export KUBECONFIG=$kubeconfig OXBOW_K8S_PLATFORM=local
+for s in "$K8S_DIR"/scenarios/$pattern.sh; do
+  name=$(basename "$s" .sh) ts=$SECONDS
+  if bash "$s"; then
+    passed=$((passed + 1)); echo "[test] PASS $name ($((SECONDS - ts))s)" >&2
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "[test] FAIL $name ($((SECONDS - ts))s)" >&2
+    kubectl get pods -A -o wide >&2 || true
+    tail -n 40 "$RUN/logs/podrunner.log" >&2 || true
+  fi
+done
+finish
