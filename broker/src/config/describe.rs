@@ -213,9 +213,10 @@ fn wanted(keys: Option<&[String]>, name: &str) -> bool {
     }
 }
 
-/// DescribeConfigs for a topic, treating `dynamic_broker` as the dynamic cluster-wide
-/// default broker configs (`DYNAMIC_DEFAULT_BROKER_CONFIG`, resource name "") and ignoring
-/// `broker.dynamic`; see [`describe_topic_configs_with`] to pass per-broker configs too.
+/// DescribeConfigs for a topic, treating `dynamic_broker` as this node's dynamic per-broker
+/// configs (`DYNAMIC_BROKER_CONFIG`, resource name = node id) and ignoring `broker.dynamic`;
+/// use [`describe_topic_configs_with`] to also pass the cluster-wide dynamic defaults
+/// (resource name "").
 ///
 /// Every topic config (or only those named in `keys`; `None` or empty = all; unknown names
 /// are skipped, as Kafka does), sorted by name; value = effective value; source
@@ -232,8 +233,8 @@ pub fn describe_topic_configs(
 ) -> Vec<DescribedConfig> {
     describe_topic_configs_with(
         broker,
-        &BTreeMap::new(),
         dynamic_broker,
+        &BTreeMap::new(),
         overrides,
         keys,
         include_synonyms,
@@ -627,9 +628,10 @@ mod tests {
         assert_eq!(r.value.as_deref(), Some("86400000"));
         assert_eq!(r.source, ConfigSource::DefaultConfig);
         assert!(r.synonyms.is_empty());
-        // A dynamic cluster default.
+        // A dynamic cluster default, then a per-broker value on top.
         let dynamic = map(&[("log.retention.ms", "5000")]);
-        let all = describe_topic_configs(&b, &dynamic, &BTreeMap::new(), None, true, false);
+        let empty = BTreeMap::new();
+        let all = describe_topic_configs_with(&b, &empty, &dynamic, &empty, None, true, false);
         let r = find(&all, "retention.ms");
         assert_eq!(r.value.as_deref(), Some("5000"));
         assert_eq!(r.source, ConfigSource::DynamicDefaultBrokerConfig);
@@ -641,6 +643,11 @@ mod tests {
                 ConfigSource::DynamicDefaultBrokerConfig
             )
         );
+        let per = map(&[("log.retention.ms", "7000")]);
+        let all = describe_topic_configs(&b, &per, &empty, None, true, false);
+        let r = find(&all, "retention.ms");
+        assert_eq!(r.value.as_deref(), Some("7000"));
+        assert_eq!(r.source, ConfigSource::DynamicBrokerConfig);
         // A static key for a simple synonym.
         let b = broker("node.id=1\nlog.segment.bytes=2097152");
         let all = describe_topic_configs(&b, &BTreeMap::new(), &BTreeMap::new(), None, true, false);
