@@ -1,1 +1,103 @@
-fn main() {}
+//! `oxbow-broker [server.properties] [--override key=value ...]` — started like
+//! `kafka-server-start.sh`. With no file it runs a single-node broker on 127.0.0.1:9092 with
+//! its data in `./oxbow-data`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use oxbow_broker::broker::Broker;
+use oxbow_broker::config::BrokerConfig;
+use oxbow_broker::server;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// A Kafka-compatible broker.
+#[derive(Debug, Parser)]
+#[command(name = "oxbow-broker", version, about)]
+struct Args {
+    /// A Kafka `server.properties` file. Without one, a single-node broker starts on
+    /// 127.0.0.1:9092 with its data in ./oxbow-data.
+    config: Option<PathBuf>,
+    /// Overrides a property of the file, as `kafka-server-start.sh --override` does.
+    #[arg(long = "override", value_name = "KEY=VALUE", value_parser = parse_override)]
+    overrides: Vec<(String, String)>,
+}
+
+fn parse_override(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not of the form key=value")),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let loaded = match &args.config {
+        Some(path) => BrokerConfig::from_file(path, &args.overrides),
+        None => BrokerConfig::default_single_node(&args.overrides),
+    };
+    let (config, warnings) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            error!("invalid configuration: {e}");
+            eprintln!("oxbow-broker: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in warnings {
+        warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oxbow-broker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("oxbow-broker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .context("start-up panicked")??;
+    let listeners = server::bind(&broker).await?;
+    let (stop, stopped) = watch::channel(false);
+    let background = tokio::spawn(broker.clone().run_background(stopped.clone()));
+    let serving = tokio::spawn(server::serve(broker.clone(), listeners, stopped));
+
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+        _ = int.recv() => info!("SIGINT received, shutting down"),
+    }
+    let _ = stop.send(true);
+    let _ = serving.await;
+    let _ = background.await;
+    let broker: Arc<Broker> = broker;
+    tokio::task::spawn_blocking(move || broker.shutdown())
+        .await
+        .context("shutdown panicked")?
+}

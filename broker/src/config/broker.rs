@@ -460,7 +460,9 @@ impl BrokerConfig {
         })
     }
 
-    /// The configuration without a file: a single node (`node.id=1`) listening on
+    /// The configuration without a file: a single node (`node.id=0`, the id Kafka's classic
+    /// `server.properties` and the quick-start guides use, so `kafka-configs.sh --broker 0`
+    /// works as users expect) listening on
     /// `PLAINTEXT://127.0.0.1:9092`, data in `./oxbow-data`; these built-in keys are recorded
     /// in `explicit` like a generated `server.properties`. `overrides` win over them.
     pub fn default_single_node(
@@ -469,7 +471,7 @@ impl BrokerConfig {
         let mut explicit = BTreeMap::new();
         let overridden = |k: &str| overrides.iter().any(|(o, _)| o == k);
         if !overridden("node.id") && !overridden("broker.id") {
-            explicit.insert("node.id".to_string(), "1".to_string());
+            explicit.insert("node.id".to_string(), "0".to_string());
         }
         explicit.insert(
             "listeners".to_string(),
@@ -501,9 +503,9 @@ impl BrokerConfig {
                 explicit.insert("node.id".to_string(), b);
             }
             (None, None) => {
-                warnings.push("node.id is not set; using node.id=1".to_string());
-                explicit.insert("node.id".to_string(), "1".to_string());
-                explicit.insert("broker.id".to_string(), "1".to_string());
+                warnings.push("node.id is not set; using node.id=0".to_string());
+                explicit.insert("node.id".to_string(), "0".to_string());
+                explicit.insert("broker.id".to_string(), "0".to_string());
             }
             (Some(_), Some(_)) => {}
         }
@@ -1042,7 +1044,7 @@ mod tests {
     fn default_single_node() {
         let (c, warnings) = BrokerConfig::default_single_node(&[]).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(c.node_id, 1);
+        assert_eq!(c.node_id, 0);
         assert_eq!(c.listeners[0].address(), "127.0.0.1:9092");
         assert_eq!(
             c.advertised_listeners[0].to_string(),
@@ -1072,7 +1074,7 @@ mod tests {
             "{err}"
         );
         let (c, w) = parse("").unwrap();
-        assert_eq!(c.node_id, 1);
+        assert_eq!(c.node_id, 0);
         assert!(w.iter().any(|w| w.contains("node.id")));
         assert!(parse("node.id=-5").is_err());
     }

@@ -1,0 +1,55 @@
+//! ApiVersions (key 18): the APIs and version ranges this broker serves.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, Ctx, SUPPORTED_APIS};
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .map(|(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect()
+}
+
+pub(crate) async fn handle(_ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+    // metadata.version is what Kafka 4.x clients look at to decide on newer features; we
+    // report the level whose RPCs we implement (3.3-IV3 = level 7, the first KRaft-only level
+    // with all the basics) and keep it finalized at that level.
+    const METADATA_VERSION_LEVEL: i16 = 7;
+    ApiVersionsResponse::default()
+        .with_api_keys(api_keys())
+        .with_supported_features(vec![SupportedFeatureKey::default()
+            .with_name(str_bytes("metadata.version"))
+            .with_min_version(1)
+            .with_max_version(METADATA_VERSION_LEVEL)])
+        .with_finalized_features_epoch(0)
+        .with_finalized_features(vec![FinalizedFeatureKey::default()
+            .with_name(str_bytes("metadata.version"))
+            .with_min_version_level(METADATA_VERSION_LEVEL)
+            .with_max_version_level(METADATA_VERSION_LEVEL)])
+}
+
+/// The response to an ApiVersions request of a version we do not serve: v0 encoding,
+/// UNSUPPORTED_VERSION, and our ranges (KIP-511), so the client can pick a version we serve.
+pub(crate) fn unsupported_version_response(correlation_id: i32) -> anyhow::Result<Bytes> {
+    let response = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(api_keys());
+    let mut out = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, 0)?;
+    response.encode(&mut out, 0)?;
+    Ok(out.freeze())
+}

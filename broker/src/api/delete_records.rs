@@ -1,0 +1,47 @@
+//! DeleteRecords (key 21): move a partition's log start offset forward (`-1` means the high
+//! watermark), deleting whole segments below it.
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::{ApiError, Ctx};
+
+pub(crate) async fn handle(ctx: &Ctx<'_>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str().to_string();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    match delete(ctx, &name, p.partition_index, p.offset) {
+                        Ok(low_watermark) => result.with_low_watermark(low_watermark),
+                        Err(e) => result.with_error_code(e.code),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+fn delete(ctx: &Ctx<'_>, topic: &str, partition: i32, offset: i64) -> Result<i64, ApiError> {
+    let (log, _) = ctx.broker.leader_log(topic, partition)?;
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    let target = if offset == -1 {
+        log.high_watermark()
+    } else {
+        offset
+    };
+    Ok(log.delete_records_before(target)?)
+}

@@ -1,0 +1,233 @@
+//! One handler per Kafka API, and the table that routes requests to them.
+//!
+//! Adding an API is one file with `pub(crate) async fn handle(ctx: &Ctx<'_>, request) ->
+//! Response` and one line in [`apis!`]. The same table drives ApiVersions, so the broker
+//! advertises exactly what it routes.
+
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod describe_log_dirs;
+mod fetch;
+mod incremental_alter_configs;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use anyhow::{anyhow, Context as _};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message};
+use tracing::{debug, warn};
+
+use crate::broker::Broker;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this encoded response (header + body, without the size prefix).
+    Respond(Bytes),
+    /// Send nothing (produce with acks=0).
+    NoResponse,
+    /// Close the connection without responding (acks=0 produce that failed, as Kafka does,
+    /// so the client notices).
+    Close,
+}
+
+/// Per-request context handed to every handler.
+pub(crate) struct Ctx<'a> {
+    pub(crate) broker: &'a Broker,
+    pub(crate) header: &'a RequestHeader,
+    pub(crate) version: i16,
+    /// 0 = respond, [`NO_RESPONSE`] or [`CLOSE`]; set by handlers (atomic so `Ctx` is `Sync`).
+    outcome: AtomicU8,
+}
+
+const NO_RESPONSE: u8 = 1;
+const CLOSE: u8 = 2;
+
+impl Ctx<'_> {
+    /// The handled request must not be answered (acks=0).
+    pub(crate) fn suppress_response(&self) {
+        self.outcome.store(NO_RESPONSE, Ordering::Relaxed);
+    }
+
+    /// Close the connection instead of answering.
+    pub(crate) fn close_connection(&self) {
+        self.outcome.store(CLOSE, Ordering::Relaxed);
+    }
+}
+
+macro_rules! apis {
+    ($( $key:ident => $request:ident, $module:ident, $min:literal ..= $max:literal; )*) => {
+        /// Every API this broker serves, with the version range it serves. ApiVersions
+        /// advertises exactly this table.
+        pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[ $( (ApiKey::$key, $min, $max), )* ];
+
+        async fn dispatch(ctx: &Ctx<'_>, key: ApiKey, body: &mut Bytes) -> anyhow::Result<BytesMut> {
+            match key {
+                $(
+                    ApiKey::$key => {
+                        let request = $request::decode(body, ctx.version)
+                            .with_context(|| format!("cannot decode {:?} v{}", key, ctx.version))?;
+                        let response = $module::handle(ctx, request).await;
+                        encode_response(ctx, key, &response)
+                    }
+                )*
+                other => Err(anyhow!("API {other:?} is not supported")),
+            }
+        }
+    };
+}
+
+// Version ranges: what the handlers implement, within what kafka-protocol can decode.
+// Produce is advertised from v0 like Apache Kafka 4.x does, because librdkafka disables
+// compression when Produce v0 is missing; v0-2 requests themselves are refused.
+apis! {
+    Produce => ProduceRequest, produce, 0..=11;
+    Fetch => FetchRequest, fetch, 4..=12;
+    ListOffsets => ListOffsetsRequest, list_offsets, 1..=8;
+    Metadata => MetadataRequest, metadata, 0..=12;
+    ApiVersions => ApiVersionsRequest, api_versions, 0..=4;
+    CreateTopics => CreateTopicsRequest, create_topics, 2..=7;
+    DeleteTopics => DeleteTopicsRequest, delete_topics, 1..=6;
+    DeleteRecords => DeleteRecordsRequest, delete_records, 0..=2;
+    InitProducerId => InitProducerIdRequest, init_producer_id, 0..=5;
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, offset_for_leader_epoch, 2..=4;
+    DescribeConfigs => DescribeConfigsRequest, describe_configs, 1..=4;
+    AlterConfigs => AlterConfigsRequest, alter_configs, 0..=2;
+    DescribeLogDirs => DescribeLogDirsRequest, describe_log_dirs, 1..=4;
+    CreatePartitions => CreatePartitionsRequest, create_partitions, 0..=3;
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest, incremental_alter_configs, 0..=1;
+    DescribeCluster => DescribeClusterRequest, describe_cluster, 0..=1;
+}
+
+/// The served version range of `key`, if it is served at all.
+pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// Decodes one request frame, runs its handler and encodes the response.
+///
+/// `Err` means the frame is not a request this broker can parse (unknown API key, version
+/// out of range, malformed body); the caller closes the connection, as Kafka does.
+pub async fn handle_request(
+    broker: &Broker,
+    peer: SocketAddr,
+    mut frame: Bytes,
+) -> anyhow::Result<Outcome> {
+    if frame.len() < 8 {
+        return Err(anyhow!(
+            "request of {} bytes is shorter than a request header",
+            frame.len()
+        ));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let key = ApiKey::try_from(raw_key).map_err(|_| anyhow!("unknown API key {raw_key}"))?;
+
+    let served = supported_versions(key);
+    let in_range = matches!(served, Some((min, max)) if version >= min && version <= max);
+    if !in_range {
+        if key == ApiKey::ApiVersions {
+            // KIP-511: answer an unknown ApiVersions version with a v0 response carrying
+            // UNSUPPORTED_VERSION and our ranges, so the client can retry with one we serve.
+            return Ok(Outcome::Respond(
+                api_versions::unsupported_version_response(correlation_id)?,
+            ));
+        }
+        warn!(%peer, api = ?key, version, "closing connection: unsupported API version");
+        return Err(anyhow!("{key:?} v{version} is not supported"));
+    }
+    if key == ApiKey::Produce && version < 3 {
+        warn!(%peer, version, "closing connection: Produce v0-2 (message format v0/v1) is not supported");
+        return Err(anyhow!("Produce v{version} is not supported"));
+    }
+
+    let header_version = key.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .context("cannot decode request header")?;
+    debug!(%peer, api = ?key, version, correlation_id, "request");
+    let ctx = Ctx {
+        broker,
+        header: &header,
+        version,
+        outcome: AtomicU8::new(0),
+    };
+    let body = dispatch(&ctx, key, &mut frame).await?;
+    Ok(match ctx.outcome.load(Ordering::Relaxed) {
+        NO_RESPONSE => Outcome::NoResponse,
+        CLOSE => Outcome::Close,
+        _ => Outcome::Respond(body.freeze()),
+    })
+}
+
+fn encode_response<R: Encodable + HeaderVersion + Message>(
+    ctx: &Ctx<'_>,
+    key: ApiKey,
+    response: &R,
+) -> anyhow::Result<BytesMut> {
+    let header = ResponseHeader::default().with_correlation_id(ctx.header.correlation_id);
+    let header_version = key.response_header_version(ctx.version);
+    let mut out = BytesMut::with_capacity(64 + response.compute_size(ctx.version)?);
+    header.encode(&mut out, header_version)?;
+    response.encode(&mut out, ctx.version)?;
+    Ok(out)
+}
+
+/// A Kafka-level failure: an error code and an optional message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub(crate) code: i16,
+    pub(crate) message: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn new(error: kafka_protocol::ResponseError, message: impl Into<String>) -> Self {
+        ApiError {
+            code: error.code(),
+            message: Some(message.into()),
+        }
+    }
+
+    pub(crate) fn code(error: kafka_protocol::ResponseError) -> Self {
+        ApiError {
+            code: error.code(),
+            message: None,
+        }
+    }
+
+    pub(crate) fn message_str(&self) -> Option<kafka_protocol::protocol::StrBytes> {
+        self.message
+            .clone()
+            .map(kafka_protocol::protocol::StrBytes::from_string)
+    }
+}
+
+impl From<crate::log::Error> for ApiError {
+    fn from(e: crate::log::Error) -> Self {
+        ApiError {
+            code: e.kafka_code(),
+            message: Some(e.to_string()),
+        }
+    }
+}
+
+/// Shorthand for building protocol strings.
+pub(crate) fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

@@ -1,0 +1,115 @@
+//! Produce (key 0): append record batches as sent, assign offsets, answer per partition.
+//!
+//! Batches are handed to the log as bytes; the log validates headers and CRCs and patches
+//! offsets without decoding records. acks=0 gets no response (and a closed connection if
+//! anything failed, as Kafka does); acks=1 and acks=all are answered once appended — with a
+//! single replica the ISR is this broker, so both are satisfied by the local append, but
+//! acks=all still enforces `min.insync.replicas`.
+
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+
+use super::{ApiError, Ctx};
+use crate::broker::now_ms;
+use crate::config;
+
+pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
+    let broker = ctx.broker;
+    let acks = request.acks;
+    let mut any_error = false;
+    let mut appended = false;
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.0.as_str().to_string();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let mut response = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let result = if !matches!(acks, -1 | 0 | 1) {
+                Err(ApiError::code(ResponseError::InvalidRequiredAcks))
+            } else {
+                append(ctx, &name, data.index, data.records.as_deref(), acks)
+            };
+            match result {
+                Ok(info) => {
+                    appended |= !info.duplicate;
+                    response.base_offset = info.base_offset;
+                    response.log_append_time_ms = info.log_append_time;
+                    response.log_start_offset = info.log_start_offset;
+                }
+                Err(e) => {
+                    any_error = true;
+                    response.error_code = e.code;
+                    response.error_message = e.message_str();
+                    if e.code == ResponseError::NotLeaderOrFollower.code() {
+                        response.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(-1))
+                            .with_leader_epoch(-1);
+                    }
+                }
+            }
+            partitions.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if appended {
+        broker.notify_append();
+    }
+    if acks == 0 {
+        if any_error {
+            ctx.close_connection();
+        } else {
+            ctx.suppress_response();
+        }
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+fn append(
+    ctx: &Ctx<'_>,
+    topic: &str,
+    partition: i32,
+    records: Option<&[u8]>,
+    acks: i16,
+) -> Result<crate::log::AppendInfo, ApiError> {
+    let broker = ctx.broker;
+    let (log, state) = broker.leader_log(topic, partition)?;
+    let records = match records {
+        Some(r) if !r.is_empty() => r,
+        _ => {
+            return Err(ApiError::new(
+                ResponseError::CorruptMessage,
+                "Produce request contains no record batch",
+            ))
+        }
+    };
+    if acks == -1 {
+        let image = broker.image();
+        let overrides = image
+            .topic(topic)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default();
+        let min_isr = config::effective_min_insync_replicas(broker.config(), &overrides);
+        if (state.isr.len() as i32) < min_isr {
+            return Err(ApiError::new(
+                ResponseError::NotEnoughReplicas,
+                format!(
+                    "The size of the current ISR {} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {topic}-{partition}",
+                    state.isr.len()
+                ),
+            ));
+        }
+    }
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(log.append(records, state.leader_epoch, now_ms())?)
+}

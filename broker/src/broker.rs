@@ -1,0 +1,662 @@
+//! The broker's shared state and the operations several APIs share: topic creation (by
+//! CreateTopics and by auto-creation), partition lookup, producer-id allocation, and the
+//! background tasks (retention, checkpoints) with their clean shutdown.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::ApiError;
+use crate::config::{self, BrokerConfig};
+use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
+use crate::metadata::{
+    self, topic_name, LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore,
+    PartitionState, TopicImage,
+};
+
+/// Where the metadata store lives, inside the first log dir — the directory name KRaft
+/// uses for its metadata log, so operators recognise it.
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+
+/// Producer ids are reserved from the metadata store in blocks, so a restart never hands
+/// out an id twice without writing the store on every InitProducerId.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Kafka's limit on partitions created by one request is the controller's mutation quota;
+/// we refuse absurd counts outright so a typo cannot create a million directories.
+const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
+
+/// A topic to create, as CreateTopics or auto-creation ask for it.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// -1 for `num.partitions`.
+    pub num_partitions: i32,
+    /// -1 for `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Manual assignment: replica broker ids per partition index (empty = let the broker place).
+    pub assignments: BTreeMap<i32, Vec<i32>>,
+    /// Topic config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One running broker.
+pub struct Broker {
+    config: BrokerConfig,
+    metadata: Arc<dyn MetadataStore>,
+    logs: LogManager,
+    appends: watch::Sender<u64>,
+    producer_ids: Mutex<(i64, i64)>,
+    /// Serialises topic-level administration so two CreateTopics for one name cannot race.
+    admin: tokio::sync::Mutex<()>,
+}
+
+/// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Broker {
+    /// Opens the metadata store and every partition log (recovering after a crash) and makes
+    /// sure each partition the metadata knows has its log.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let first_dir: PathBuf = config
+            .log_dirs
+            .first()
+            .cloned()
+            .context("log.dirs is empty")?;
+        std::fs::create_dir_all(&first_dir).with_context(|| {
+            format!(
+                "cannot create log directory {} (log.dirs)",
+                first_dir.display()
+            )
+        })?;
+        let store =
+            LocalMetadataStore::open(&first_dir.join(METADATA_DIR), config.cluster_id.as_deref())
+                .context("cannot open the cluster metadata store")?;
+        let image = store.image();
+        let config_for = |topic: &str| {
+            image
+                .topic(topic)
+                .map(|t| config::effective_log_config(&config, &t.configs))
+        };
+        let logs = LogManager::open(
+            &config.log_dirs,
+            config.node_id,
+            &image.cluster_id,
+            &config_for,
+        )
+        .context("cannot open the log directories")?;
+        let broker = Broker {
+            producer_ids: Mutex::new((image.next_producer_id, image.next_producer_id)),
+            config,
+            metadata: Arc::new(store),
+            logs,
+            appends: watch::channel(0).0,
+            admin: tokio::sync::Mutex::new(()),
+        };
+        for topic in image.topics.values() {
+            broker
+                .ensure_logs(topic)
+                .with_context(|| format!("cannot open the logs of topic {}", topic.name))?;
+        }
+        info!(
+            node_id = broker.config.node_id,
+            cluster_id = %image.cluster_id,
+            topics = image.topics.len(),
+            partitions = broker.logs.partitions().len(),
+            "broker started"
+        );
+        Ok(Arc::new(broker))
+    }
+
+    /// The static configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// This broker's id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    /// The log manager.
+    pub fn logs(&self) -> &LogManager {
+        &self.logs
+    }
+
+    /// Host and port clients should use for this broker (first advertised listener).
+    pub fn advertised_endpoint(&self) -> (String, i32) {
+        let l = self
+            .config
+            .advertised_listeners
+            .first()
+            .or(self.config.listeners.first());
+        match l {
+            Some(l) => {
+                let host = if l.host.is_empty() || l.host == "0.0.0.0" {
+                    "127.0.0.1".to_string()
+                } else {
+                    l.host.clone()
+                };
+                (host, i32::from(l.port))
+            }
+            None => ("127.0.0.1".to_string(), 9092),
+        }
+    }
+
+    /// Ids of live brokers (just this one until the cluster layer exists).
+    pub fn live_brokers(&self) -> Vec<i32> {
+        vec![self.config.node_id]
+    }
+
+    /// The effective log settings for a topic's overrides.
+    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        config::effective_log_config(&self.config, overrides)
+    }
+
+    /// Wakes long-polling fetches after an append.
+    pub fn notify_append(&self) {
+        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever any partition is appended to.
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appends.subscribe()
+    }
+
+    /// The log of `topic`/`partition` if this broker leads it; UNKNOWN_TOPIC_OR_PARTITION if
+    /// either is unknown, NOT_LEADER_OR_FOLLOWER if another broker leads it.
+    pub(crate) fn leader_log(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<Mutex<PartitionLog>>, PartitionState), ApiError> {
+        let image = self.image();
+        let state = image
+            .topic(topic)
+            .and_then(|t| {
+                usize::try_from(partition)
+                    .ok()
+                    .and_then(|p| t.partitions.get(p))
+            })
+            .cloned()
+            .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
+        if state.leader != self.node_id() {
+            return Err(ApiError::code(ResponseError::NotLeaderOrFollower));
+        }
+        let tp = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        let log = self
+            .logs
+            .get(&tp)
+            .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
+        Ok((log, state))
+    }
+
+    fn ensure_logs(&self, topic: &TopicImage) -> Result<(), crate::log::Error> {
+        let log_config = self.log_config(&topic.configs);
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if !p.replicas.contains(&self.node_id()) {
+                continue;
+            }
+            let tp = TopicPartition {
+                topic: topic.name.clone(),
+                partition: index as i32,
+            };
+            if self.logs.get(&tp).is_none() {
+                self.logs.create(&tp, log_config.clone(), Some(topic.id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a topic after checking it as Apache Kafka's controller does. With
+    /// `validate_only` nothing changes. Errors carry Kafka's code and message.
+    pub(crate) async fn create_topic(
+        &self,
+        new: NewTopic,
+        validate_only: bool,
+    ) -> Result<TopicImage, ApiError> {
+        let _admin = self.admin.lock().await;
+        let image = self.image();
+        let topic = self.plan_topic(&image, new)?;
+        if validate_only {
+            return Ok(topic);
+        }
+        self.metadata
+            .apply(vec![MetadataRecord::Topic(topic.clone())])
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        self.ensure_logs(&topic).map_err(ApiError::from)?;
+        info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
+        Ok(topic)
+    }
+
+    fn plan_topic(&self, image: &MetadataImage, new: NewTopic) -> Result<TopicImage, ApiError> {
+        let invalid_topic = |m: String| ApiError::new(ResponseError::InvalidTopicException, m);
+        topic_name::validate(&new.name).map_err(|e| invalid_topic(e.to_string()))?;
+        if image.topic(&new.name).is_some() {
+            return Err(ApiError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{}' already exists.", new.name),
+            ));
+        }
+        let unified = topic_name::unify_collision_chars(&new.name);
+        if let Some(other) = image
+            .topics
+            .keys()
+            .find(|t| topic_name::unify_collision_chars(t) == unified)
+        {
+            return Err(invalid_topic(format!(
+                "Topic '{}' collides with existing topic: {other}",
+                new.name
+            )));
+        }
+        for (key, value) in &new.configs {
+            config::validate_topic_config(key, value).map_err(|e| ApiError {
+                code: e.kafka_code(),
+                message: Some(e.to_string()),
+            })?;
+        }
+        let live = self.live_brokers();
+        let partitions: Vec<PartitionState> = if !new.assignments.is_empty() {
+            if new.num_partitions != -1 || new.replication_factor != -1 {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+                ));
+            }
+            let mut out = Vec::new();
+            for (expected, (index, replicas)) in new.assignments.iter().enumerate() {
+                if *index != expected as i32 {
+                    return Err(ApiError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        "Partitions should be a consecutive 0-based integer sequence",
+                    ));
+                }
+                validate_replicas(replicas, &live)?;
+                out.push(PartitionState {
+                    replicas: replicas.clone(),
+                    isr: replicas.clone(),
+                    leader: replicas[0],
+                    leader_epoch: 0,
+                });
+            }
+            out
+        } else {
+            let count = if new.num_partitions == -1 {
+                self.config.num_partitions
+            } else {
+                new.num_partitions
+            };
+            if count <= 0 {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    "Number of partitions was set to an invalid non-positive value.",
+                ));
+            }
+            if count > MAX_PARTITIONS_PER_TOPIC {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!("Number of partitions {count} exceeds the limit of {MAX_PARTITIONS_PER_TOPIC} per topic."),
+                ));
+            }
+            let rf = if new.replication_factor == -1 {
+                self.config.default_replication_factor
+            } else {
+                new.replication_factor
+            };
+            if rf <= 0 {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicationFactor,
+                    "Replication factor must be larger than 0, or -1 to use the default value.",
+                ));
+            }
+            place_replicas(0, count, rf, &live)?
+        };
+        Ok(TopicImage {
+            name: new.name,
+            id: metadata::new_topic_id(),
+            partitions,
+            configs: new.configs,
+        })
+    }
+
+    /// Deletes a topic and its logs.
+    pub(crate) async fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, ApiError> {
+        let _admin = self.admin.lock().await;
+        let image = self.image();
+        let topic = image
+            .topic(name)
+            .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
+        if topic_name::is_internal(name) {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Topic {name} is an internal topic and cannot be deleted."),
+            ));
+        }
+        if !self.config.delete_topic_enable {
+            return Err(ApiError::code(ResponseError::TopicDeletionDisabled));
+        }
+        self.metadata
+            .apply(vec![MetadataRecord::RemoveTopic {
+                name: name.to_string(),
+            }])
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        for index in 0..topic.partitions.len() {
+            let tp = TopicPartition {
+                topic: name.to_string(),
+                partition: index as i32,
+            };
+            if let Err(e) = self.logs.delete(&tp) {
+                warn!(partition = %tp, error = %e, "could not delete partition log");
+            }
+        }
+        info!(topic = %name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Raises a topic's partition count to `count` (CreatePartitions). Decreases are refused
+    /// with Kafka's INVALID_PARTITIONS message.
+    pub(crate) async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let _admin = self.admin.lock().await;
+        let image = self.image();
+        let topic = image.topic(name).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("The topic '{name}' does not exist."),
+            )
+        })?;
+        let current = topic.partitions.len() as i32;
+        if count < current {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("The topic {name} currently has {current} partition(s); {count} would not be an increase."),
+            ));
+        }
+        if count == current {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("Topic already has {current} partition(s)."),
+            ));
+        }
+        if count > MAX_PARTITIONS_PER_TOPIC {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("Number of partitions {count} exceeds the limit of {MAX_PARTITIONS_PER_TOPIC} per topic."),
+            ));
+        }
+        let live = self.live_brokers();
+        let new_partitions = match assignments {
+            Some(assignments) => {
+                if assignments.len() as i32 != count - current {
+                    return Err(ApiError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!(
+                            "Attempted to add {} additional partition(s), but only {} assignment(s) were specified.",
+                            count - current,
+                            assignments.len()
+                        ),
+                    ));
+                }
+                let mut out = Vec::new();
+                for replicas in assignments {
+                    validate_replicas(&replicas, &live)?;
+                    out.push(PartitionState {
+                        leader: replicas[0],
+                        isr: replicas.clone(),
+                        replicas,
+                        leader_epoch: 0,
+                    });
+                }
+                out
+            }
+            None => {
+                let rf = topic
+                    .partitions
+                    .first()
+                    .map(|p| p.replicas.len() as i16)
+                    .unwrap_or(1);
+                place_replicas(current, count - current, rf, &live)?
+            }
+        };
+        if validate_only {
+            return Ok(());
+        }
+        let next = self
+            .metadata
+            .apply(vec![MetadataRecord::AddPartitions {
+                topic: name.to_string(),
+                partitions: new_partitions,
+            }])
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        if let Some(topic) = next.topic(name) {
+            self.ensure_logs(topic).map_err(ApiError::from)?;
+        }
+        info!(topic = %name, from = current, to = count, "increased partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides after validating each entry.
+    pub(crate) async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let _admin = self.admin.lock().await;
+        if self.image().topic(name).is_none() {
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("The topic '{name}' does not exist."),
+            ));
+        }
+        for (key, value) in &configs {
+            config::validate_topic_config(key, value).map_err(|e| ApiError {
+                code: e.kafka_code(),
+                message: Some(e.to_string()),
+            })?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.metadata
+            .apply(vec![MetadataRecord::TopicConfigs {
+                topic: name.to_string(),
+                configs: configs.clone(),
+            }])
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        self.logs
+            .update_topic_config(name, self.log_config(&configs));
+        Ok(())
+    }
+
+    /// Replaces the dynamic configs of a broker entity (`""` = cluster default).
+    pub(crate) async fn set_broker_configs(
+        &self,
+        entity: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let _admin = self.admin.lock().await;
+        for (key, value) in &configs {
+            config::validate_broker_dynamic_config(key, value).map_err(|e| ApiError {
+                code: e.kafka_code(),
+                message: Some(e.to_string()),
+            })?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.metadata
+            .apply(vec![MetadataRecord::BrokerConfigs {
+                entity: entity.to_string(),
+                configs,
+            }])
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        Ok(())
+    }
+
+    /// A fresh producer id, never handed out before by this cluster.
+    pub(crate) fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.0 >= ids.1 {
+            let end = ids.0 + PRODUCER_ID_BLOCK;
+            self.metadata
+                .apply(vec![MetadataRecord::ProducerIds {
+                    next_producer_id: end,
+                }])
+                .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+            ids.1 = end;
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Periodic work: retention every `log.retention.check.interval.ms`, offset checkpoints
+    /// every minute (Kafka's `log.flush.offset.checkpoint.interval.ms`). Runs until `shutdown`.
+    pub async fn run_background(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let retention_every =
+            Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
+        let mut retention = tokio::time::interval(retention_every);
+        let mut checkpoint = tokio::time::interval(Duration::from_secs(60));
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = retention.tick() => {
+                    let broker = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || broker.logs.run_retention(now_ms())).await;
+                }
+                _ = checkpoint.tick() => {
+                    let broker = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Err(e) = broker.logs.checkpoint() {
+                            warn!(error = %e, "writing offset checkpoints failed");
+                        }
+                    }).await;
+                }
+                _ = stopped(&mut shutdown) => break,
+            }
+        }
+    }
+
+    /// Flushes every log and writes the clean-shutdown marker.
+    pub fn shutdown(&self) -> anyhow::Result<()> {
+        self.logs
+            .shutdown()
+            .context("clean shutdown of the logs failed")?;
+        info!("broker stopped cleanly");
+        Ok(())
+    }
+}
+
+fn validate_replicas(replicas: &[i32], live: &[i32]) -> Result<(), ApiError> {
+    if replicas.is_empty() {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicaAssignment,
+            "The manual partition assignment includes an empty replica list.",
+        ));
+    }
+    let mut seen = replicas.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != replicas.len() {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!("The manual partition assignment includes duplicate replicas: {replicas:?}"),
+        ));
+    }
+    if let Some(missing) = replicas.iter().find(|r| !live.contains(r)) {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!("The manual partition assignment includes broker {missing}, but no such broker is registered."),
+        ));
+    }
+    Ok(())
+}
+
+/// Round-robin placement of `count` partitions starting at index `first`, with the leader of
+/// partition i on broker i mod n, as Kafka's striped placement does without racks.
+fn place_replicas(
+    first: i32,
+    count: i32,
+    rf: i16,
+    live: &[i32],
+) -> Result<Vec<PartitionState>, ApiError> {
+    let rf = rf as usize;
+    if rf > live.len() {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
+                live.len()
+            ),
+        ));
+    }
+    Ok((first..first + count)
+        .map(|p| {
+            let replicas: Vec<i32> = (0..rf)
+                .map(|r| live[(p as usize + r) % live.len()])
+                .collect();
+            PartitionState {
+                leader: replicas[0],
+                isr: replicas.clone(),
+                replicas,
+                leader_epoch: 0,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_refuses_more_replicas_than_brokers() {
+        let err = place_replicas(0, 3, 3, &[0]).unwrap_err();
+        assert_eq!(err.code, ResponseError::InvalidReplicationFactor.code());
+        assert!(err
+            .message
+            .unwrap()
+            .contains("only 1 broker(s) are registered"));
+    }
+
+    #[test]
+    fn placement_stripes_leaders() {
+        let parts = place_replicas(0, 4, 2, &[0, 1, 2]).unwrap();
+        let leaders: Vec<i32> = parts.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, vec![0, 1, 2, 0]);
+        assert_eq!(parts[2].replicas, vec![2, 0]);
+    }
+}
+
+/// Resolves once the shutdown flag is set (without holding the watch's guard across awaits).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}

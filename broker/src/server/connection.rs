@@ -1,0 +1,103 @@
+//! One client connection: read size-prefixed frames, route each to its API handler and write
+//! the responses in request order.
+//!
+//! Requests on a connection are handled one at a time, as Apache Kafka does (it mutes a
+//! channel while a request is in flight), so pipelined requests are answered in the order
+//! they were sent. A Rust `Err` from routing means the frame cannot be understood; the
+//! connection is closed and nothing else is affected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::api::{self, Outcome};
+use crate::broker::Broker;
+
+/// Serves `stream` until the client closes it, sends something unintelligible, or the
+/// broker shuts down (checked between requests).
+pub async fn serve_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let max_request = broker.config().socket_request_max_bytes.max(0) as usize;
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        // Read the next complete frame; "incomplete" means read more.
+        let frame = loop {
+            if buf.len() >= 4 {
+                let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                if size < 0 || size as usize > max_request {
+                    warn!(%peer, size, max = max_request, "closing connection: request size is invalid or larger than socket.request.max.bytes");
+                    return;
+                }
+                let size = size as usize;
+                if buf.len() >= 4 + size {
+                    buf.advance(4);
+                    break buf.split_to(size).freeze();
+                }
+                buf.reserve(4 + size - buf.len());
+            }
+            let read = tokio::select! {
+                r = reader.read_buf(&mut buf) => r,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match read {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(%peer, error = %e, "connection read failed");
+                    return;
+                }
+            }
+        };
+        match api::handle_request(&broker, peer, frame).await {
+            Ok(Outcome::Respond(response)) => {
+                let mut out = BytesMut::with_capacity(4 + response.len());
+                out.put_u32(response.len() as u32);
+                out.extend_from_slice(&response);
+                if writer.write_all(&out).await.is_err() {
+                    return;
+                }
+                // Flush only when no further request is already buffered: pipelined requests
+                // get their responses written together.
+                if !has_complete_frame(&buf) && writer.flush().await.is_err() {
+                    return;
+                }
+            }
+            Ok(Outcome::NoResponse) => {
+                if !has_complete_frame(&buf) && writer.flush().await.is_err() {
+                    return;
+                }
+            }
+            Ok(Outcome::Close) => {
+                let _ = writer.flush().await;
+                return;
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "closing connection: malformed request");
+                let _ = writer.flush().await;
+                return;
+            }
+        }
+    }
+}
+
+/// True if `buf` already holds a whole size-prefixed frame (so the response may wait in the
+/// write buffer for the next one).
+fn has_complete_frame(buf: &[u8]) -> bool {
+    if buf.len() < 4 {
+        return false;
+    }
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    size >= 0 && buf.len() >= 4 + size as usize
+}

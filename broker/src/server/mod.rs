@@ -1,0 +1,84 @@
+//! The network layer: a listener per configured listener, one tokio task per connection,
+//! graceful shutdown.
+
+mod connection;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+
+pub use connection::serve_connection;
+
+/// Binds every listener of `broker`'s config. Fails if any address cannot be bound, so a
+/// port conflict is reported at start-up rather than later.
+pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for l in &broker.config().listeners {
+        let host = if l.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            l.host.as_str()
+        };
+        let listener = TcpListener::bind((host, l.port)).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot bind listener {}://{host}:{}: {e}", l.name, l.port),
+            )
+        })?;
+        info!(listener = %l.name, address = %listener.local_addr()?, "listening");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Accepts connections on `listeners` until `shutdown` turns true, then stops accepting and
+/// waits (briefly) for open connections to finish their current request.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listeners: Vec<TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut accept_tasks = JoinSet::new();
+    for listener in listeners {
+        let broker = broker.clone();
+        let mut shutdown = shutdown.clone();
+        accept_tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let broker = broker.clone();
+                            let shutdown = shutdown.clone();
+                            connections.spawn(async move {
+                                serve_connection(broker, stream, peer, shutdown).await;
+                            });
+                        }
+                        // Out of file descriptors and similar: keep serving the others.
+                        Err(e) => {
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    },
+                    _ = shutdown.changed() => break,
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+            let grace = tokio::time::sleep(std::time::Duration::from_secs(5));
+            tokio::pin!(grace);
+            loop {
+                tokio::select! {
+                    next = connections.join_next() => if next.is_none() { break },
+                    _ = &mut grace => { connections.abort_all(); break }
+                }
+            }
+        });
+    }
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    while accept_tasks.join_next().await.is_some() {}
+}

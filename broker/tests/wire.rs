@@ -1,0 +1,429 @@
+//! Wire-level behaviour that real CLI tools cannot provoke: malformed and oversized frames,
+//! unsupported versions, pipelining order, CRC failures, acks=0 and long-poll fetches.
+//! The broker runs in-process; the client is the kafka-protocol codec over a raw socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use oxbow_broker::broker::Broker;
+use oxbow_broker::config::BrokerConfig;
+use oxbow_broker::server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+struct TestBroker {
+    addr: SocketAddr,
+    _stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(extra: &[(&str, &str)]) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut overrides = vec![
+        (
+            "listeners".to_string(),
+            format!("PLAINTEXT://127.0.0.1:{port}"),
+        ),
+        (
+            "log.dirs".to_string(),
+            dir.path().join("data").display().to_string(),
+        ),
+    ];
+    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let (config, _) = BrokerConfig::default_single_node(&overrides).unwrap();
+    let broker = Broker::open(config).unwrap();
+    let listeners = server::bind(&broker).await.unwrap();
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(server::serve(Arc::clone(&broker), listeners, stopped));
+    TestBroker {
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    next_correlation: i32,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_correlation: 1,
+        }
+    }
+
+    fn frame<R: Encodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &R,
+    ) -> (i32, BytesMut) {
+        let correlation_id = self.next_correlation;
+        self.next_correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, R::header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        (correlation_id, frame)
+    }
+
+    async fn read_response(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).await.ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    async fn call<R: Encodable + HeaderVersion, S: Decodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &R,
+    ) -> S {
+        let (correlation_id, frame) = self.frame(key, version, request);
+        self.stream.write_all(&frame).await.unwrap();
+        let mut body = self.read_response().await.expect("connection closed");
+        let header = ResponseHeader::decode(&mut body, S::header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, correlation_id);
+        S::decode(&mut body, version).unwrap()
+    }
+
+    async fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+async fn api_versions_ok(addr: SocketAddr) {
+    let mut c = Client::connect(addr).await;
+    let r: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert!(r
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records)),
+            ])])
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+async fn create_topic(c: &mut Client, name: &str) {
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.into())))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+fn values_of(records: &Bytes) -> Vec<String> {
+    let mut buf = records.clone();
+    let mut out = Vec::new();
+    while buf.has_remaining() {
+        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+        out.extend(
+            set.records
+                .into_iter()
+                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap()),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn malformed_frame_closes_only_that_connection() {
+    let b = start(&[]).await;
+    let mut bad = Client::connect(b.addr).await;
+    // A frame with an API key that does not exist.
+    bad.stream
+        .write_all(&[0, 0, 0, 10, 0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0])
+        .await
+        .unwrap();
+    assert!(
+        bad.is_closed().await,
+        "unknown API key must close the connection"
+    );
+
+    let mut truncated = Client::connect(b.addr).await;
+    // A Metadata v12 request whose body is cut short.
+    truncated
+        .stream
+        .write_all(&[0, 0, 0, 9, 0, 3, 0, 12, 0, 0, 0, 1, 0])
+        .await
+        .unwrap();
+    assert!(
+        truncated.is_closed().await,
+        "undecodable body must close the connection"
+    );
+    api_versions_ok(b.addr).await;
+}
+
+#[tokio::test]
+async fn oversized_and_negative_frames_close_the_connection() {
+    let b = start(&[("socket.request.max.bytes", "1024")]).await;
+    let mut big = Client::connect(b.addr).await;
+    big.stream.write_all(&2048i32.to_be_bytes()).await.unwrap();
+    assert!(big.is_closed().await);
+    let mut negative = Client::connect(b.addr).await;
+    negative
+        .stream
+        .write_all(&(-5i32).to_be_bytes())
+        .await
+        .unwrap();
+    assert!(negative.is_closed().await);
+    api_versions_ok(b.addr).await;
+}
+
+#[tokio::test]
+async fn unsupported_api_versions_version_gets_v0_error_with_ranges() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let (correlation_id, mut frame) =
+        c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    frame[6..8].copy_from_slice(&99i16.to_be_bytes()); // request_api_version
+    c.stream.write_all(&frame).await.unwrap();
+    let mut body = c.read_response().await.unwrap();
+    let header = ResponseHeader::decode(&mut body, 0).unwrap();
+    assert_eq!(header.correlation_id, correlation_id);
+    let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+    assert_eq!(r.error_code, 35);
+    assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let mut all = BytesMut::new();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (id, frame) = if i % 2 == 0 {
+            c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        } else {
+            c.frame(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(None),
+            )
+        };
+        ids.push(id);
+        all.extend_from_slice(&frame);
+    }
+    c.stream.write_all(&all).await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let mut body = c.read_response().await.unwrap();
+        let header_version = if i % 2 == 0 { 0 } else { 1 };
+        assert_eq!(
+            ResponseHeader::decode(&mut body, header_version)
+                .unwrap()
+                .correlation_id,
+            *id
+        );
+    }
+}
+
+#[tokio::test]
+async fn corrupt_batch_is_refused_and_nothing_is_written() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "crc").await;
+    let good = batch(&["a", "b"]);
+    let mut bad = BytesMut::from(&good[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff; // flip a bit inside the CRC-covered region
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("crc", bad.freeze(), -1),
+        )
+        .await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 2,
+        "CORRUPT_MESSAGE"
+    );
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("crc", good.clone(), -1),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        r.responses[0].partition_responses[0].base_offset, 0,
+        "the corrupt batch took no offsets"
+    );
+    let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("crc", 0, 0)).await;
+    let p = &f.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 2);
+    assert_eq!(values_of(p.records.as_ref().unwrap()), vec!["a", "b"]);
+}
+
+#[tokio::test]
+async fn acks_zero_gets_no_response_but_is_written() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "fire").await;
+    let (_, frame) = c.frame(
+        ApiKey::Produce,
+        9,
+        &produce_request("fire", batch(&["x"]), 0),
+    );
+    c.stream.write_all(&frame).await.unwrap();
+    // The next response on the connection must be the fetch's, not a produce response.
+    let f: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("fire", 0, 2000))
+        .await;
+    assert_eq!(
+        values_of(f.responses[0].partitions[0].records.as_ref().unwrap()),
+        vec!["x"]
+    );
+}
+
+#[tokio::test]
+async fn fetch_long_polls_until_data_arrives() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "wait").await;
+    let addr = b.addr;
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut p = Client::connect(addr).await;
+        let _: ProduceResponse = p
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request("wait", batch(&["late"]), 1),
+            )
+            .await;
+    });
+    let started = Instant::now();
+    let f: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("wait", 0, 10_000))
+        .await;
+    let waited = started.elapsed();
+    producer.await.unwrap();
+    assert_eq!(
+        values_of(f.responses[0].partitions[0].records.as_ref().unwrap()),
+        vec!["late"]
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "fetch returned after {waited:?}, not when data arrived"
+    );
+    assert!(
+        waited >= Duration::from_millis(250),
+        "fetch returned before any data existed"
+    );
+}
+
+#[tokio::test]
+async fn unknown_topic_and_offset_out_of_range_are_error_codes() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let f: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("nope", 0, 0))
+        .await;
+    assert_eq!(f.responses[0].partitions[0].error_code, 3);
+    create_topic(&mut c, "range").await;
+    let f: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("range", 5, 0))
+        .await;
+    assert_eq!(f.responses[0].partitions[0].error_code, 1);
+}
