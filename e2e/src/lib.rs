@@ -1,1 +1,813 @@
 //! End-to-end tests: real tools against real brokers.
+//!
+//! The harness starts brokers as separate processes and drives them with the
+//! tools people really use: Apache Kafka's own CLI tools (4.1.0, installed from
+//! Maven Central by `e2e/scripts/install-tools.sh`), kcat, and the Python clients
+//! kafka-python and confluent-kafka.
+//!
+//! * [`Tools::locate`] finds the installed tools (in `$OXBOW_CACHE`, default
+//!   `~/.cache/oxbow`). Missing tools fail loudly under `CI=true`; elsewhere the
+//!   tests skip with a loud message.
+//! * [`Broker::start`] runs `oxbow-broker`; [`KafkaBroker::start`] runs a real
+//!   single-node Apache Kafka 4.1 (KRaft combined mode) from the same jars;
+//!   [`Broker::start_target`] picks one by `OXBOW_E2E_TARGET` (`oxbow`, the
+//!   default, or `kafka`), so the same suite can prove that its assertions
+//!   describe what Apache Kafka really does.
+//! * [`Tools::run`] runs a tool with a timeout and returns what it printed.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The Apache Kafka version the tools (and the reference broker) come from.
+pub const KAFKA_VERSION: &str = "4.1.0";
+
+/// Default timeout for one tool invocation.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// True when running under CI (`CI=true`): nothing may be skipped there.
+pub fn in_ci() -> bool {
+    matches!(
+        std::env::var("CI").ok().as_deref(),
+        Some("true") | Some("1") | Some("TRUE") | Some("True")
+    )
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e crate has a parent directory")
+        .to_path_buf()
+}
+
+/// `$OXBOW_CACHE`, default `~/.cache/oxbow`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OXBOW_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache").join("oxbow")
+}
+
+// ---------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------
+
+/// The installed external tools.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// Directory with Kafka's tool wrappers (`kafka-topics.sh`, ...).
+    pub kafka_bin: PathBuf,
+    /// The kcat binary.
+    pub kcat: PathBuf,
+    /// Python interpreter of the venv holding kafka-python and confluent-kafka.
+    pub python: PathBuf,
+}
+
+impl Tools {
+    /// Finds the tools installed by `e2e/scripts/install-tools.sh`.
+    ///
+    /// Returns `None` (after a loud message) when they are missing outside CI;
+    /// panics when they are missing under `CI=true`.
+    pub fn locate() -> Option<Tools> {
+        let cache = cache_dir();
+        let kafka_bin = cache.join(format!("kafka-{KAFKA_VERSION}")).join("bin");
+        let python = cache.join("venv").join("bin").join("python");
+        let kcat = find_in_path("kcat");
+        let mut missing = Vec::new();
+        if !kafka_bin.join("kafka-topics.sh").is_file() {
+            missing.push(format!(
+                "Kafka {KAFKA_VERSION} tools in {}",
+                kafka_bin.display()
+            ));
+        }
+        if !python.is_file() {
+            missing.push(format!("Python venv {}", python.display()));
+        }
+        if kcat.is_none() {
+            missing.push("kcat on PATH".to_string());
+        }
+        if missing.is_empty() {
+            return Some(Tools {
+                kafka_bin,
+                kcat: kcat.expect("checked"),
+                python,
+            });
+        }
+        let msg = format!(
+            "e2e tools missing: {}. Run `e2e/scripts/install-tools.sh` (cache: $OXBOW_CACHE, default ~/.cache/oxbow).",
+            missing.join(", ")
+        );
+        if in_ci() {
+            panic!("{msg} CI=true: end-to-end tests are never skipped in CI.");
+        }
+        eprintln!();
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!("!! SKIPPING end-to-end test: {msg}");
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        None
+    }
+
+    /// Path of a tool: `kcat`, `python`, or one of Kafka's `*.sh` tools.
+    pub fn path(&self, name: &str) -> PathBuf {
+        match name {
+            "kcat" => self.kcat.clone(),
+            "python" | "python3" => self.python.clone(),
+            _ => self.kafka_bin.join(name),
+        }
+    }
+
+    /// Runs a tool with [`TOOL_TIMEOUT`] and no standard input.
+    pub fn run(&self, name: &str, args: &[&str]) -> ToolOutput {
+        self.run_with(name, args, None, TOOL_TIMEOUT)
+    }
+
+    /// Runs a tool, feeding `stdin` to it (then closing it).
+    pub fn run_stdin(&self, name: &str, args: &[&str], stdin: &str) -> ToolOutput {
+        self.run_with(name, args, Some(stdin.as_bytes()), TOOL_TIMEOUT)
+    }
+
+    /// Runs a tool with the given standard input and timeout.
+    ///
+    /// Panics (with everything it printed so far) when the timeout expires.
+    pub fn run_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> ToolOutput {
+        let path = self.path(name);
+        let mut cmd = Command::new(&path);
+        cmd.args(args);
+        run_command(cmd, name, args, stdin, timeout)
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs a prepared command with a timeout, capturing stdout and stderr.
+pub fn run_command(
+    mut cmd: Command,
+    name: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> ToolOutput {
+    let cmdline = std::iter::once(name.to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));
+    let writer = stdin.map(|data| {
+        let mut pipe = child.stdin.take().expect("stdin piped");
+        let data = data.to_vec();
+        thread::spawn(move || {
+            // A tool may exit before reading everything; that shows in its output.
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let out_reader = spawn_reader(child.stdout.take().expect("stdout piped"));
+    let err_reader = spawn_reader(child.stderr.take().expect("stderr piped"));
+    let deadline = started + timeout;
+    let status = loop {
+        match child.try_wait().expect("waiting for a tool") {
+            Some(status) => break Some(status),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    let elapsed = started.elapsed();
+    match status {
+        Some(status) => ToolOutput {
+            cmdline,
+            status,
+            stdout,
+            stderr,
+            elapsed,
+        },
+        None => panic!(
+            "`{cmdline}` did not finish within {timeout:?}; killed it.\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        ),
+    }
+}
+
+fn spawn_reader<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,:/=@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What a tool printed, and how it exited.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    /// The command line, for messages.
+    pub cmdline: String,
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Everything written to standard output.
+    pub stdout: String,
+    /// Everything written to standard error.
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl ToolOutput {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panics (showing all output) unless the tool exited 0.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert!(self.success(), "expected success from:\n{self}");
+        self
+    }
+
+    /// Panics (showing all output) if the tool exited 0.
+    #[track_caller]
+    pub fn failed(self) -> Self {
+        assert!(!self.success(), "expected a failure from:\n{self}");
+        self
+    }
+
+    /// stdout followed by stderr.
+    pub fn combined(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Non-empty stdout lines, trailing whitespace removed.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Panics unless stdout or stderr contains `needle`.
+    #[track_caller]
+    pub fn expect_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle) || self.stderr.contains(needle),
+            "expected output containing {needle:?} from:\n{self}"
+        );
+        self
+    }
+
+    /// Panics unless stdout has a line (trimmed) equal to `line`.
+    #[track_caller]
+    pub fn expect_line(&self, line: &str) -> &Self {
+        assert!(
+            self.stdout.lines().any(|l| l.trim() == line),
+            "expected a stdout line {line:?} from:\n{self}"
+        );
+        self
+    }
+
+    /// Returns the first stdout line (trimmed) starting with `prefix`; panics if none.
+    #[track_caller]
+    pub fn line_starting_with(&self, prefix: &str) -> &str {
+        match self
+            .stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+        {
+            Some(l) => l,
+            None => panic!("expected a stdout line starting with {prefix:?} from:\n{self}"),
+        }
+    }
+}
+
+impl fmt::Display for ToolOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "$ {}\n(exit: {}, {:.1}s)",
+            self.cmdline,
+            self.status,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
+        write!(f, "--- stderr ---\n{}", self.stderr.trim_end())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Brokers
+// ---------------------------------------------------------------------------
+
+/// Which broker implementation a [`Broker`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `oxbow-broker`.
+    Oxbow,
+    /// Apache Kafka 4.1, single node, KRaft combined mode.
+    Kafka,
+}
+
+impl Flavor {
+    /// `OXBOW_E2E_TARGET`: `oxbow` (default) or `kafka`.
+    pub fn from_env() -> Flavor {
+        match std::env::var("OXBOW_E2E_TARGET").ok().as_deref() {
+            None | Some("") | Some("oxbow") => Flavor::Oxbow,
+            Some("kafka") => Flavor::Kafka,
+            Some(other) => panic!("OXBOW_E2E_TARGET={other:?}: expected `oxbow` or `kafka`"),
+        }
+    }
+}
+
+/// A broker process on a loopback port with its own temporary data directory.
+///
+/// Dropping it kills the process; if the thread is panicking (a failing test),
+/// the broker's log is printed first.
+pub struct Broker {
+    flavor: Flavor,
+    dir: tempfile::TempDir,
+    port: u16,
+    controller_port: u16,
+    overrides: Vec<(String, String)>,
+    child: Option<Child>,
+    log_path: PathBuf,
+    starts: u32,
+    /// Extra environment for the process (e.g. KAFKA_HEAP_OPTS).
+    env: Vec<(String, String)>,
+}
+
+/// Starts real Apache Kafka brokers (see [`Broker`]).
+pub struct KafkaBroker;
+
+impl KafkaBroker {
+    /// A real single-node Apache Kafka 4.1 with default settings.
+    pub fn start() -> Broker {
+        Self::start_with(&[])
+    }
+
+    /// A real single-node Apache Kafka 4.1; `overrides` go into its server.properties.
+    pub fn start_with(overrides: &[(&str, &str)]) -> Broker {
+        Broker::launch(Flavor::Kafka, overrides, &[])
+    }
+}
+
+impl Broker {
+    /// oxbow-broker with default settings.
+    pub fn start() -> Broker {
+        Self::start_with(&[])
+    }
+
+    /// oxbow-broker; `overrides` (Kafka property names) go into its server.properties.
+    pub fn start_with(overrides: &[(&str, &str)]) -> Broker {
+        Broker::launch(Flavor::Oxbow, overrides, &[])
+    }
+
+    /// The broker under test, chosen by `OXBOW_E2E_TARGET` (`oxbow` or `kafka`).
+    pub fn start_target(overrides: &[(&str, &str)]) -> Broker {
+        Broker::launch(Flavor::from_env(), overrides, &[])
+    }
+
+    /// Starts a broker of the given flavor with extra process environment.
+    pub fn launch(flavor: Flavor, overrides: &[(&str, &str)], env: &[(&str, &str)]) -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix(match flavor {
+                Flavor::Oxbow => "oxbow-e2e-",
+                Flavor::Kafka => "kafka-e2e-",
+            })
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let controller_port = if flavor == Flavor::Kafka {
+            free_port()
+        } else {
+            0
+        };
+        let log_path = dir.path().join("broker.log");
+        let mut broker = Broker {
+            flavor,
+            port,
+            controller_port,
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            log_path,
+            starts: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dir,
+        };
+        broker.write_config();
+        if flavor == Flavor::Kafka {
+            broker.format_kafka_storage();
+        }
+        broker.spawn();
+        broker
+    }
+
+    /// Which implementation this is.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Process id of the running broker, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The broker's data directory (`log.dirs`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The generated server.properties.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("server.properties")
+    }
+
+    /// File receiving the broker's stdout and stderr (all runs, appended).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A scratch directory that lives as long as the broker.
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.dir.path().join("scratch");
+        fs::create_dir_all(&p).expect("scratch dir");
+        p
+    }
+
+    /// Stops the broker with SIGTERM and waits for it to exit (panics if it
+    /// does not exit within 60 s).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait().expect("waiting for the broker") {
+                Some(status) => {
+                    self.note(&format!("stopped by SIGTERM: {status}"));
+                    return;
+                }
+                None if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "{:?} broker did not exit within 60 s of SIGTERM; killed it.\n{}",
+                        self.flavor,
+                        self.log_dump()
+                    );
+                }
+                None => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Kills the broker with SIGKILL (no chance to flush or clean up).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            self.note("killed with SIGKILL");
+        }
+    }
+
+    /// Stops (SIGTERM) if running, then starts again on the same port and data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts again after [`Broker::stop`] or [`Broker::kill9`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "broker is still running");
+        self.spawn();
+    }
+
+    fn note(&self, what: &str) {
+        if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&self.log_path) {
+            let _ = writeln!(f, "===== e2e harness: {what} =====");
+        }
+    }
+
+    fn write_config(&self) {
+        let data = self.data_dir();
+        fs::create_dir_all(&data).expect("data dir");
+        let mut props = String::from("# generated by oxbow-e2e\n");
+        let mut put = |k: &str, v: &str| {
+            if !self.overrides.iter().any(|(ok, _)| ok == k) {
+                props.push_str(&format!("{k}={v}\n"));
+            }
+        };
+        put("node.id", "0");
+        put("log.dirs", &data.display().to_string());
+        if self.flavor == Flavor::Kafka {
+            let c = self.controller_port;
+            // Kafka's storage tool reads the file too, so the listeners go in it.
+            put(
+                "listeners",
+                &format!(
+                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{c}",
+                    self.port
+                ),
+            );
+            put(
+                "advertised.listeners",
+                &format!("PLAINTEXT://127.0.0.1:{}", self.port),
+            );
+            put("process.roles", "broker,controller");
+            put("controller.quorum.voters", &format!("0@127.0.0.1:{c}"));
+            put("controller.listener.names", "CONTROLLER");
+            put(
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            );
+            put("inter.broker.listener.name", "PLAINTEXT");
+            put("offsets.topic.replication.factor", "1");
+            put("transaction.state.log.replication.factor", "1");
+            put("transaction.state.log.min.isr", "1");
+            put("share.coordinator.state.topic.replication.factor", "1");
+            put("share.coordinator.state.topic.min.isr", "1");
+            put("group.initial.rebalance.delay.ms", "0");
+        }
+        for (k, v) in &self.overrides {
+            props.push_str(&format!("{k}={v}\n"));
+        }
+        fs::write(self.config_path(), props).expect("write server.properties");
+    }
+
+    /// `--override` arguments: oxbow gets its listeners on the command line.
+    fn listener_overrides(&self) -> Vec<String> {
+        if self.flavor == Flavor::Kafka {
+            return Vec::new();
+        }
+        let has = |k: &str| self.overrides.iter().any(|(ok, _)| ok == k);
+        let p = self.port;
+        let mut args = Vec::new();
+        if !has("listeners") {
+            args.push(format!("listeners=PLAINTEXT://127.0.0.1:{p}"));
+        }
+        if !has("advertised.listeners") {
+            args.push(format!("advertised.listeners=PLAINTEXT://127.0.0.1:{p}"));
+        }
+        args.into_iter()
+            .flat_map(|a| ["--override".to_string(), a])
+            .collect()
+    }
+
+    fn kafka_bin() -> PathBuf {
+        match Tools::locate() {
+            Some(t) => t.kafka_bin,
+            None => panic!(
+                "Apache Kafka {KAFKA_VERSION} is not installed: run e2e/scripts/install-tools.sh"
+            ),
+        }
+    }
+
+    fn format_kafka_storage(&self) {
+        let bin = Self::kafka_bin();
+        let mut cmd = Command::new(bin.join("kafka-storage.sh"));
+        let cluster_id = "b3hib3ctZTJlLWNsdXN0QQ"; // any 16-byte base64 id
+        let cfg = self.config_path().display().to_string();
+        cmd.args(["format", "-t", cluster_id, "-c", &cfg]);
+        let out = run_command(
+            cmd,
+            "kafka-storage.sh",
+            &["format", "-t", cluster_id, "-c", &cfg],
+            None,
+            Duration::from_secs(120),
+        );
+        assert!(out.success(), "formatting Kafka storage failed:\n{out}");
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("broker log file");
+        let start_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        self.starts += 1;
+        let mut cmd = match self.flavor {
+            Flavor::Oxbow => Command::new(oxbow_broker_bin()),
+            Flavor::Kafka => {
+                let mut c = Command::new(Self::kafka_bin().join("kafka-server-start.sh"));
+                c.env("KAFKA_HEAP_OPTS", "-Xmx512m -Xms512m");
+                c.env("LOG_DIR", self.dir.path().join("kafka-logs"));
+                c
+            }
+        };
+        cmd.arg(self.config_path()).args(self.listener_overrides());
+        if self.flavor == Flavor::Oxbow && std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        self.note(&format!("start #{}: {:?}", self.starts, cmd));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+        self.child = Some(child);
+        self.wait_ready(start_offset);
+    }
+
+    fn wait_ready(&mut self, log_offset: u64) {
+        let timeout = match self.flavor {
+            Flavor::Oxbow => Duration::from_secs(30),
+            Flavor::Kafka => Duration::from_secs(120),
+        };
+        let deadline = Instant::now() + timeout;
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .expect("spawned")
+                .try_wait()
+                .expect("try_wait")
+            {
+                self.child = None;
+                panic!(
+                    "{:?} broker exited during startup ({status}).\n{}",
+                    self.flavor,
+                    self.log_dump()
+                );
+            }
+            let port_open = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+            let ready = port_open
+                && match self.flavor {
+                    Flavor::Oxbow => true,
+                    // Kafka opens its port a moment before it is done starting.
+                    Flavor::Kafka => self
+                        .log()
+                        .get(log_offset as usize..)
+                        .is_some_and(|l| l.contains("Kafka Server started")),
+                };
+            if ready {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{:?} broker not ready on {addr} within {timeout:?}.\n{}",
+                    self.flavor,
+                    self.log_dump()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_dump(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(300);
+        format!(
+            "===== {:?} broker log {} (last {} of {} lines) =====\n{}\n===== end of broker log =====",
+            self.flavor,
+            self.log_path.display(),
+            lines.len() - from,
+            lines.len(),
+            lines[from..].join("\n")
+        )
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("{}", self.log_dump());
+            if std::env::var_os("OXBOW_E2E_KEEP").is_some() {
+                let kept = self.dir.path().to_path_buf();
+                eprintln!("OXBOW_E2E_KEEP: leaving {}", kept.display());
+                std::mem::forget(std::mem::replace(
+                    &mut self.dir,
+                    tempfile::tempdir().expect("temp dir"),
+                ));
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `OXBOW_BROKER_BIN`, else `<workspace>/target/debug/oxbow-broker`
+/// (honouring `CARGO_TARGET_DIR`). Panics if the binary does not exist.
+pub fn oxbow_broker_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OXBOW_BROKER_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "OXBOW_BROKER_BIN={} does not exist",
+            p.display()
+        );
+        return p;
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| {
+            if t.is_relative() {
+                workspace_root().join(t)
+            } else {
+                t
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let p = target.join("debug").join("oxbow-broker");
+    assert!(
+        p.is_file(),
+        "{} does not exist: run `cargo build -p oxbow-broker` first (or set OXBOW_BROKER_BIN)",
+        p.display()
+    );
+    p
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Gets the tools or returns from the calling test (skip outside CI; panics in CI).
+#[macro_export]
+macro_rules! tools_or_skip {
+    () => {
+        match $crate::Tools::locate() {
+            Some(tools) => tools,
+            None => return,
+        }
+    };
+}
