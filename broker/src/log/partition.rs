@@ -1,0 +1,973 @@
+//! [`PartitionLog`]: one partition's segmented log with its indexes, leader epoch cache and
+//! idempotent producer state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use uuid::Uuid;
+
+use super::batch::{self, BatchHeader};
+use super::checkpoint::{self, DirCheckpoints, RECOVERY_POINT_CHECKPOINT};
+use super::config::{LogConfig, TimestampType};
+use super::error::{Error, IoContext, Result};
+use super::leader_epoch::LeaderEpochCache;
+use super::meta;
+use super::producer_state::{PendingUpdates, ProducerStateManager, SeqCheck};
+use super::segment::{
+    self, ScanMode, ScanStop, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
+use super::{AppendInfo, FetchData, TopicPartition, CLEAN_SHUTDOWN_FILE};
+
+/// What the caller knows about a partition before opening it: gathered from the log dir's
+/// root files by [`super::LogManager`] (or by [`PartitionLog::open`] for a single log).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The log dir was shut down cleanly: trust indexes and skip CRC recovery.
+    pub clean_shutdown: bool,
+    /// Offset up to which data is known to be fsynced (`recovery-point-offset-checkpoint`);
+    /// segments from the one containing it onwards are recovered after an unclean shutdown.
+    pub recovery_point: i64,
+    /// Checkpointed log start offset (from DeleteRecords), if any.
+    pub log_start_offset: Option<i64>,
+    /// Where to persist log start offset changes (shared by the dir's partitions).
+    pub(crate) checkpoints: Option<Arc<DirCheckpoints>>,
+}
+
+/// Lifecycle of a log handle (a handle may outlive the log's presence in the manager).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Open,
+    /// A rollback after a failed write failed; appends refused until reopen.
+    Offline(String),
+    Closed,
+    Deleted,
+}
+
+/// One partition's durable log. Not internally synchronised: callers wrap it in a `Mutex`.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    tp: TopicPartition,
+    config: LogConfig,
+    /// Segments by base offset; never empty (the last one is the active segment).
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    producers: ProducerStateManager,
+    topic_id: Option<Uuid>,
+    checkpoints: Option<Arc<DirCheckpoints>>,
+    state: State,
+}
+
+/// Parses `<20 digits>.<suffix>` into a base offset.
+fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, suffix) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, suffix))
+}
+
+impl PartitionLog {
+    /// Opens (recovering if the last shutdown was not clean) or creates the partition dir.
+    /// Clean-shutdown marker, recovery point and log start offset are read from the parent
+    /// (the log dir), so a standalone open behaves like a [`super::LogManager`] load.
+    pub fn open(dir: &Path, tp: TopicPartition, config: LogConfig) -> Result<Self> {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        let checkpoints = match DirCheckpoints::load(parent) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring unreadable log start offset checkpoint");
+                DirCheckpoints::empty(parent)
+            }
+        };
+        let recovery_point = checkpoint::read_offsets(&parent.join(RECOVERY_POINT_CHECKPOINT))
+            .ok()
+            .and_then(|m| m.get(&tp).copied())
+            .unwrap_or(0);
+        let options = LoadOptions {
+            clean_shutdown: parent.join(CLEAN_SHUTDOWN_FILE).exists(),
+            recovery_point,
+            log_start_offset: checkpoints.log_start(&tp),
+            checkpoints: Some(Arc::new(checkpoints)),
+        };
+        Self::open_with(dir, tp, config, options)
+    }
+
+    /// Opens with explicitly supplied load options (used by [`super::LogManager`]).
+    pub fn open_with(
+        dir: &Path,
+        tp: TopicPartition,
+        config: LogConfig,
+        options: LoadOptions,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).ctx("creating partition directory", dir)?;
+        let mut bases = Vec::new();
+        let mut index_files = Vec::new();
+        for entry in std::fs::read_dir(dir).ctx("listing", dir)? {
+            let entry = entry.ctx("listing", dir)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let path = entry.path();
+            if name.ends_with(".deleted")
+                || name.ends_with(".cleaned")
+                || name.ends_with(".swap")
+                || name.ends_with(".tmp")
+            {
+                // Leftovers of an interrupted delete/compaction/atomic write.
+                std::fs::remove_file(&path).ctx("removing leftover", &path)?;
+                continue;
+            }
+            match parse_segment_name(name) {
+                Some((base, LOG_SUFFIX)) => bases.push(base),
+                Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX)) => index_files.push((base, path)),
+                _ => {}
+            }
+        }
+        bases.sort_unstable();
+        for (base, path) in index_files {
+            if bases.binary_search(&base).is_err() {
+                tracing::info!(path = %path.display(), "removing index without segment");
+                std::fs::remove_file(&path).ctx("removing orphan index", &path)?;
+            }
+        }
+
+        let mut epochs = LeaderEpochCache::load(dir)?;
+        let epochs_on_disk = epochs.entries().to_vec();
+        let mut producers = ProducerStateManager::default();
+        let mut segments = BTreeMap::new();
+        let recover_from = if options.clean_shutdown {
+            i64::MAX
+        } else {
+            // The segment containing the recovery point and all later ones may be unflushed.
+            bases
+                .iter()
+                .rev()
+                .find(|&&b| b <= options.recovery_point)
+                .copied()
+                .unwrap_or(i64::MIN)
+        };
+        let mut recovered_any = false;
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            i += 1;
+            let (mut seg, indexes_ok) = Segment::open_existing(dir, base)?;
+            let mut local = ProducerStateManager::default();
+            let mut on_batch = |h: &BatchHeader| {
+                local.replay(h);
+                epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+            };
+            let mut stop = ScanStop::Eof;
+            let mut needs_recovery = base >= recover_from || !indexes_ok;
+            if !needs_recovery {
+                stop = seg.scan(
+                    ScanMode {
+                        verify_crc: false,
+                        rebuild_indexes: false,
+                        index_interval_bytes: config.index_interval_bytes,
+                    },
+                    &mut on_batch,
+                )?;
+                if stop != ScanStop::Eof || !seg.indexes_consistent() {
+                    tracing::warn!(%tp, base, ?stop, "segment inconsistent after clean shutdown; recovering it");
+                    needs_recovery = true;
+                }
+            }
+            if needs_recovery {
+                local.clear();
+                let mut on_batch = |h: &BatchHeader| {
+                    local.replay(h);
+                    epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+                };
+                stop = seg.scan(
+                    ScanMode {
+                        verify_crc: true,
+                        rebuild_indexes: true,
+                        index_interval_bytes: config.index_interval_bytes,
+                    },
+                    &mut on_batch,
+                )?;
+                recovered_any = true;
+            }
+            producers.merge(local);
+            if let ScanStop::Invalid { position, reason } = &stop {
+                tracing::warn!(
+                    %tp, segment = %seg.log_path().display(), position, reason = %reason,
+                    dropped_bytes = seg.size() - position,
+                    "truncating log at first invalid batch"
+                );
+                seg.truncate_file(*position)?;
+                seg.flush()?;
+            }
+            let truncated = stop != ScanStop::Eof;
+            // A segment that does not continue where the previous one ended (e.g. its own
+            // data were lost) still counts; Kafka tolerates gaps.
+            segments.insert(base, seg);
+            if truncated {
+                // Everything after a torn batch is suspect: drop later segments.
+                for &later in &bases[i..] {
+                    tracing::warn!(%tp, base = later, "deleting segment after truncation point");
+                    let (later_seg, _) = Segment::open_existing(dir, later)?;
+                    later_seg.delete_files()?;
+                }
+                break;
+            }
+        }
+
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            tp,
+            config,
+            segments,
+            log_start_offset: 0,
+            high_watermark: 0,
+            recovery_point: 0,
+            epochs,
+            producers,
+            topic_id: meta::read_partition_metadata(dir)?,
+            checkpoints: options.checkpoints,
+            state: State::Open,
+        };
+        // Drop empty segments that are not the last: they carry no data and would break
+        // the invariant that segment ranges are ordered and disjoint.
+        let empties: Vec<i64> = log
+            .segments
+            .iter()
+            .rev()
+            .skip(1)
+            .filter(|(_, s)| s.size() == 0)
+            .map(|(&b, _)| b)
+            .collect();
+        for b in empties {
+            if let Some(s) = log.segments.remove(&b) {
+                s.delete_files()?;
+            }
+        }
+        if log.segments.is_empty() {
+            let start = options.log_start_offset.unwrap_or(0).max(0);
+            let seg = Segment::create(dir, start, segment::wall_clock_ms())?;
+            log.segments.insert(start, seg);
+        }
+        let first_base = log.first_segment().base_offset();
+        log.log_start_offset = options
+            .log_start_offset
+            .unwrap_or(first_base)
+            .max(first_base);
+        let leo = log.log_end_offset();
+        if log.log_start_offset > leo {
+            // Everything below the checkpointed start was deleted by the user; keep the start.
+            let start = log.log_start_offset;
+            log.truncate_fully_and_start_at(start)?;
+        }
+        let leo = log.log_end_offset();
+        log.epochs.truncate_from_end(leo);
+        log.epochs.truncate_from_start(log.log_start_offset);
+        if log.epochs.entries() != epochs_on_disk.as_slice() {
+            log.epochs.flush()?;
+        }
+        log.producers.on_log_start_offset(log.log_start_offset);
+        if recovered_any {
+            log.flush_all_segments()?;
+        }
+        log.recovery_point = leo;
+        log.high_watermark = leo;
+        tracing::debug!(tp = %log.tp, log_start = log.log_start_offset, leo, segments = log.segments.len(), "loaded partition log");
+        Ok(log)
+    }
+
+    fn first_segment(&self) -> &Segment {
+        // Invariant: never empty (open and every deletion keep one segment).
+        match self.segments.values().next() {
+            Some(s) => s,
+            None => unreachable!("partition log without segments"),
+        }
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.values().next_back() {
+            Some(s) => s,
+            None => unreachable!("partition log without segments"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.values_mut().next_back() {
+            Some(s) => s,
+            None => unreachable!("partition log without segments"),
+        }
+    }
+
+    /// The partition this log belongs to.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Current settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the settings (topic config change); takes effect on the next append/retention.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// High watermark: equals the log end offset until replication exists (appends advance
+    /// it); [`Self::set_high_watermark`] lets replication take over later.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Sets the high watermark, clamped to `[log start offset, log end offset]`.
+    pub fn set_high_watermark(&mut self, hw: i64) {
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
+    }
+
+    /// Last stable offset: no transactions are tracked yet, so it is the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Offset up to which data is known to be fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Topic id from `partition.metadata`, if known.
+    pub fn topic_id(&self) -> Option<Uuid> {
+        self.topic_id
+    }
+
+    /// Number of segments (diagnostics/tests).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of all segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Total bytes of the segments' `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    /// Latest leader epoch in the cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The leader epoch cache entries `(epoch, start offset)`, oldest first.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.epochs.entries().to_vec()
+    }
+
+    /// OffsetForLeaderEpoch: `(epoch, end offset)` for the largest epoch <= `epoch`, ending
+    /// where the next epoch starts (or at the log end offset for the latest epoch);
+    /// `(-1, -1)` when unknown.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        match &self.state {
+            State::Open => Ok(()),
+            State::Offline(why) => Err(Error::Offline(self.tp.clone(), why.clone())),
+            State::Closed => Err(Error::Closed(self.tp.clone())),
+            State::Deleted => Err(Error::Deleted(self.tp.clone())),
+        }
+    }
+
+    fn ensure_readable(&self) -> Result<()> {
+        match &self.state {
+            State::Deleted => Err(Error::Deleted(self.tp.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends one or more v2 batches exactly as the client sent them. Validates all first;
+    /// appends all or nothing. `leader_epoch` is stamped into each batch and tracked in the
+    /// leader epoch cache (a new epoch adds `(epoch, base offset)`). `now_ms` is used for
+    /// LogAppendTime and time-based rolling. A retried idempotent batch is not written again:
+    /// its original offsets come back with `duplicate: true`.
+    pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        self.ensure_open()?;
+        let batches = batch::validate_client_records(records, self.config.max_message_bytes)?;
+        let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
+        if batches.is_empty() {
+            return Ok(AppendInfo {
+                base_offset: -1,
+                last_offset: -1,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset,
+                duplicate: false,
+            });
+        }
+
+        // Producer state: duplicates short-circuit, violations reject the whole request.
+        let mut pending = PendingUpdates::default();
+        let mut next = self.log_end_offset();
+        for b in &batches {
+            if b.header.has_producer_id() {
+                match self.producers.check(&pending, &b.header)? {
+                    SeqCheck::Duplicate(dup) => {
+                        tracing::debug!(tp = %self.tp, producer_id = b.header.producer_id, first_offset = dup.first_offset, "duplicate batch from idempotent producer");
+                        return Ok(AppendInfo {
+                            base_offset: dup.first_offset,
+                            last_offset: dup.last_offset,
+                            log_append_time: if log_append { dup.timestamp } else { -1 },
+                            log_start_offset: self.log_start_offset,
+                            duplicate: true,
+                        });
+                    }
+                    SeqCheck::Append => {
+                        let ts = if log_append {
+                            now_ms
+                        } else {
+                            b.header.max_timestamp
+                        };
+                        self.producers.stage(&mut pending, &b.header, next, ts);
+                    }
+                }
+            }
+            next += i64::from(b.header.last_offset_delta) + 1;
+        }
+        let base_offset = self.log_end_offset();
+        let last_offset = next - 1;
+
+        // Roll first so the whole request lands in one segment (as Kafka does).
+        let max_ts_in_request = if log_append {
+            now_ms
+        } else {
+            batches
+                .iter()
+                .map(|b| b.header.max_timestamp)
+                .max()
+                .unwrap_or(-1)
+        };
+        self.maybe_roll(records.len(), max_ts_in_request, last_offset, now_ms)?;
+
+        // Persist a new leader epoch before the data, so the file never lags the log.
+        if let Some(entries) = self.epochs.with_assigned(leader_epoch, base_offset) {
+            self.epochs.commit(entries)?;
+        }
+
+        let mut data = records.to_vec();
+        let mut placed = Vec::with_capacity(batches.len());
+        let mut offset = base_offset;
+        for b in &batches {
+            let end = b.pos + b.header.size();
+            batch::patch_for_append(
+                &mut data[b.pos..end],
+                offset,
+                leader_epoch,
+                self.config.timestamp_type,
+                now_ms,
+            );
+            let mut h = b.header;
+            h.base_offset = offset;
+            h.partition_leader_epoch = leader_epoch;
+            if log_append {
+                h.max_timestamp = now_ms;
+            }
+            placed.push((b.pos, h));
+            offset = h.next_offset();
+        }
+        let interval = self.config.index_interval_bytes;
+        let tp = self.tp.clone();
+        if let Err((e, rolled_back)) = self.active_mut().append(&data, &placed, interval) {
+            if !rolled_back {
+                tracing::error!(%tp, error = %e, "rollback of failed append failed; log offline");
+                self.state = State::Offline(e.to_string());
+            } else {
+                tracing::warn!(%tp, error = %e, "append failed and was rolled back");
+            }
+            return Err(e);
+        }
+        self.producers.commit(pending);
+        self.high_watermark = self.log_end_offset();
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: if log_append { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Kafka's `shouldRoll`: size, age (in record time), full index, or relative offset
+    /// overflow. An empty active segment is never rolled.
+    fn maybe_roll(
+        &mut self,
+        incoming_bytes: usize,
+        max_timestamp: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let seg = self.active();
+        if seg.size() == 0 {
+            return Ok(());
+        }
+        let c = &self.config;
+        let should = seg.size() + incoming_bytes as u64 > c.segment_bytes
+            || seg.time_waited_for_roll(now_ms, max_timestamp) > c.segment_ms
+            || seg.indexes_full(c.segment_index_bytes)
+            || last_offset - seg.base_offset() > i64::from(i32::MAX);
+        if should {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment and starts a new one at the log end offset. The old
+    /// segment is fsynced now, which lets the recovery point advance to the new base.
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        self.ensure_open()?;
+        let leo = self.log_end_offset();
+        if self.active().size() == 0 {
+            return Ok(());
+        }
+        let old = self.active_mut();
+        old.on_become_inactive()?;
+        old.flush()?;
+        let seg = Segment::create(&self.dir, leo, now_ms)?;
+        self.segments.insert(leo, seg);
+        checkpoint::sync_dir(&self.dir)?;
+        self.recovery_point = self.recovery_point.max(leo);
+        tracing::debug!(tp = %self.tp, base_offset = leo, "rolled new segment");
+        Ok(())
+    }
+
+    /// Bytes of whole batches starting with the batch that contains `offset`, never
+    /// including a batch that reaches `max_offset` (exclusive; normally the high watermark),
+    /// up to `max_bytes` — but if `min_one_batch` the first batch is returned whole even if
+    /// larger. `offset == log end offset` gives no records; `offset < log start offset` or
+    /// `> log end offset` is [`Error::OffsetOutOfRange`].
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<FetchData> {
+        self.ensure_readable()?;
+        let leo = self.log_end_offset();
+        if offset < self.log_start_offset || offset > leo {
+            return Err(Error::OffsetOutOfRange {
+                tp: self.tp.clone(),
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        let mut out = Vec::new();
+        if offset < leo && offset < max_offset {
+            let start_base = self
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map_or(i64::MIN, |(&b, _)| b);
+            let mut cursor = offset;
+            for seg in self.segments.range(start_base..).map(|(_, s)| s) {
+                let budget = max_bytes.saturating_sub(out.len());
+                let first = out.is_empty();
+                if budget == 0 && !(first && min_one_batch) {
+                    break;
+                }
+                let cont =
+                    seg.read_into(&mut out, cursor, budget, max_offset, first && min_one_batch)?;
+                if !cont {
+                    break;
+                }
+                cursor = cursor.max(seg.next_offset());
+            }
+        }
+        Ok(FetchData {
+            records: Bytes::from(out),
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            last_stable_offset: self.last_stable_offset(),
+        })
+    }
+
+    /// Decodes one stored batch and returns `(timestamp, offset)` of its first record
+    /// satisfying `pred(timestamp, offset)`. For LogAppendTime batches every record carries
+    /// the batch's max timestamp, as Kafka's record iterator reports.
+    fn find_record(
+        seg: &Segment,
+        position: u64,
+        h: &BatchHeader,
+        pred: impl Fn(i64, i64) -> bool,
+    ) -> Result<Option<(i64, i64)>> {
+        let bytes = seg.read_batch(position, h)?;
+        let mut buf = Bytes::from(bytes);
+        let set = match RecordBatchDecoder::decode(&mut buf) {
+            Ok(s) => s,
+            Err(e) => {
+                // Fall back to the batch granularity rather than failing ListOffsets.
+                tracing::warn!(segment = %seg.log_path().display(), position, error = %e, "cannot decode batch; answering with its base offset");
+                return Ok(Some((h.max_timestamp, h.base_offset)));
+            }
+        };
+        for r in &set.records {
+            let ts = if h.is_log_append_time() {
+                h.max_timestamp
+            } else {
+                r.timestamp
+            };
+            if pred(ts, r.offset) {
+                return Ok(Some((ts, r.offset)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets by timestamp: the first record at or after the log start offset whose
+    /// timestamp is >= `ts`, as `(timestamp, offset)`. Uses the time index to skip ahead,
+    /// scans batch headers, and decodes only the one batch that matches.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        self.ensure_readable()?;
+        let lso = self.log_start_offset;
+        for seg in self.segments.values() {
+            if seg.size() == 0 || seg.max_timestamp() < ts || seg.next_offset() <= lso {
+                continue;
+            }
+            // Both bounds are safe: batches before the time index hit are older than `ts`,
+            // batches before the offset index hit end below the log start.
+            let start = seg
+                .time_lookup_start(ts)
+                .max(seg.offset_lookup_position(lso.max(seg.base_offset())));
+            let found =
+                seg.find_from(start, |h| h.max_timestamp >= ts && h.last_offset() >= lso)?;
+            if let Some((pos, h)) = found {
+                if let Some(hit) = Self::find_record(seg, pos, &h, |t, o| t >= ts && o >= lso)? {
+                    return Ok(Some(hit));
+                }
+                // Only records below the log start matched; keep looking further on.
+                let mut next_pos = pos + h.size() as u64;
+                while let Some((p, h2)) = seg.find_from(next_pos, |h| h.max_timestamp >= ts)? {
+                    if let Some(hit) = Self::find_record(seg, p, &h2, |t, o| t >= ts && o >= lso)? {
+                        return Ok(Some(hit));
+                    }
+                    next_pos = p + h2.size() as u64;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP (-3): the largest timestamp in the log and the offset of the
+    /// first record carrying it; `None` for an empty log.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        self.ensure_readable()?;
+        let mut best: Option<&Segment> = None;
+        for seg in self.segments.values().filter(|s| s.size() > 0) {
+            if best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp()) {
+                best = Some(seg);
+            }
+        }
+        let Some(seg) = best else { return Ok(None) };
+        let max = seg.max_timestamp();
+        let start = seg.offset_lookup_position(seg.offset_of_max_timestamp());
+        let found = match seg.find_from(start, |h| h.max_timestamp == max)? {
+            Some(f) => Some(f),
+            None => seg.find_from(0, |h| h.max_timestamp == max)?,
+        };
+        let Some((pos, h)) = found else {
+            return Ok(None);
+        };
+        Ok(Self::find_record(seg, pos, &h, |t, _| t == max)?.or(Some((max, h.base_offset))))
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (<= high watermark, else
+    /// [`Error::OffsetOutOfRange`]), deletes segments wholly below it and persists the new
+    /// start in the log dir's `log-start-offset-checkpoint`. Returns the log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        self.ensure_open()?;
+        if offset < 0 || offset > self.high_watermark {
+            return Err(Error::OffsetOutOfRange {
+                tp: self.tp.clone(),
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.high_watermark,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        tracing::info!(tp = %self.tp, log_start_offset = offset, "log start offset moved by DeleteRecords");
+        self.delete_segments_below_start()?;
+        self.after_log_start_moved()?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes leading segments whose every offset is below the log start (never the active).
+    fn delete_segments_below_start(&mut self) -> Result<usize> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let mut deleted = 0;
+        for w in bases.windows(2) {
+            if w[1] <= self.log_start_offset {
+                self.delete_segment(w[0])?;
+                deleted += 1;
+            } else {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn delete_segment(&mut self, base: i64) -> Result<()> {
+        if let Some(seg) = self.segments.remove(&base) {
+            tracing::info!(tp = %self.tp, base_offset = base, size = seg.size(), "deleting segment");
+            seg.delete_files()?;
+        }
+        Ok(())
+    }
+
+    fn after_log_start_moved(&mut self) -> Result<()> {
+        let first = self.first_segment().base_offset();
+        self.log_start_offset = self.log_start_offset.max(first);
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epochs.flush()?;
+        }
+        self.producers.on_log_start_offset(self.log_start_offset);
+        self.persist_log_start()
+    }
+
+    fn persist_log_start(&self) -> Result<()> {
+        if let Some(c) = &self.checkpoints {
+            // Like Kafka, only starts ahead of the first segment need remembering.
+            let first = self.first_segment().base_offset();
+            let value = (self.log_start_offset > first).then_some(self.log_start_offset);
+            c.set_log_start(&self.tp, value)?;
+        }
+        Ok(())
+    }
+
+    /// Retention per config: deletes whole closed segments (never the active one) whose
+    /// newest record is older than `retention.ms`, then oldest ones while the log exceeds
+    /// `retention.bytes`; first rolls the active segment if `segment.ms` has elapsed and it
+    /// is non-empty. Returns the number of segments deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
+        self.ensure_open()?;
+        let seg = self.active();
+        if seg.size() > 0 && seg.time_waited_for_roll(now_ms, now_ms) > self.config.segment_ms {
+            self.roll(now_ms)?;
+        }
+        if !self.config.cleanup_delete {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        if self.config.retention_ms >= 0 {
+            let retention = self.config.retention_ms;
+            deleted +=
+                self.delete_closed_while(|s, _| now_ms - s.largest_timestamp() > retention)?;
+        }
+        if self.config.retention_bytes >= 0 {
+            let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
+            deleted += self.delete_closed_while(|s, _| {
+                if excess - s.size() as i64 >= 0 {
+                    excess -= s.size() as i64;
+                    true
+                } else {
+                    false
+                }
+            })?;
+        }
+        if deleted > 0 {
+            self.log_start_offset = self
+                .log_start_offset
+                .max(self.first_segment().base_offset());
+            self.after_log_start_moved()?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes closed segments from the oldest while `pred` holds and the segment is below
+    /// the high watermark (a consumer can't have missed data it could not yet read).
+    fn delete_closed_while(
+        &mut self,
+        mut pred: impl FnMut(&Segment, i64) -> bool,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            if self.segments.len() < 2 {
+                break;
+            }
+            let mut it = self.segments.values();
+            let (Some(first), Some(second)) = (it.next(), it.next()) else {
+                break;
+            };
+            let upper = second.base_offset();
+            if upper > self.high_watermark || !pred(first, upper) {
+                break;
+            }
+            let base = first.base_offset();
+            self.delete_segment(base)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Truncates the log so it ends before `offset` (whole batches: if `offset` is inside a
+    /// batch, that batch goes too). Used by replication and recovery.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        self.ensure_open()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.first_segment().base_offset() || offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset.max(0));
+        }
+        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(&b, _)| b).collect();
+        for b in doomed {
+            if self.segments.len() > 1 {
+                self.delete_segment(b)?;
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        let removed = self.active_mut().truncate_to(offset, interval)?;
+        tracing::info!(tp = %self.tp, offset, removed_bytes = removed, leo = self.log_end_offset(), "truncated log");
+        self.after_truncation()
+    }
+
+    fn after_truncation(&mut self) -> Result<()> {
+        let leo = self.log_end_offset();
+        if self.epochs.truncate_from_end(leo) {
+            self.epochs.flush()?;
+        }
+        self.rebuild_producer_state()?;
+        self.high_watermark = self.high_watermark.min(leo);
+        self.recovery_point = self.recovery_point.min(leo);
+        Ok(())
+    }
+
+    /// Deletes every segment and restarts the log empty at `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for b in bases {
+            self.delete_segment(b)?;
+        }
+        let seg = Segment::create(&self.dir, offset, segment::wall_clock_ms())?;
+        self.segments.insert(offset, seg);
+        self.log_start_offset = offset;
+        let cleared = self.epochs.entries().is_empty();
+        if !cleared {
+            self.epochs.commit(Vec::new())?;
+        }
+        self.producers.clear();
+        self.high_watermark = offset;
+        self.recovery_point = offset;
+        self.persist_log_start()
+    }
+
+    fn rebuild_producer_state(&mut self) -> Result<()> {
+        self.producers.clear();
+        for seg in self.segments.values() {
+            let mut pos = 0u64;
+            while let Some((p, h)) = seg.find_from(pos, |_| true)? {
+                self.producers.replay(&h);
+                pos = p + h.size() as u64;
+            }
+        }
+        self.producers.on_log_start_offset(self.log_start_offset);
+        Ok(())
+    }
+
+    fn flush_all_segments(&mut self) -> Result<()> {
+        for seg in self.segments.values() {
+            seg.flush()?;
+        }
+        checkpoint::sync_dir(&self.dir)
+    }
+
+    /// fsyncs every segment that may hold unflushed data and advances the recovery point
+    /// to the log end offset.
+    pub fn flush(&mut self) -> Result<()> {
+        if matches!(self.state, State::Deleted) {
+            return Ok(());
+        }
+        let rp = self.recovery_point;
+        let from = self
+            .segments
+            .range(..=rp)
+            .next_back()
+            .map_or(i64::MIN, |(&b, _)| b);
+        for seg in self.segments.range(from..).map(|(_, s)| s) {
+            seg.flush()?;
+        }
+        checkpoint::sync_dir(&self.dir)?;
+        self.recovery_point = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Clean close: records the active segment's max timestamp in its time index, flushes,
+    /// and refuses further writes.
+    pub fn close(&mut self) -> Result<()> {
+        if matches!(self.state, State::Deleted | State::Closed) {
+            return Ok(());
+        }
+        self.active_mut().on_become_inactive()?;
+        self.flush()?;
+        self.state = State::Closed;
+        Ok(())
+    }
+
+    /// Records the topic id in `partition.metadata`. Fails with
+    /// [`Error::InconsistentTopicId`] if a different id is already recorded.
+    pub fn set_topic_id(&mut self, id: Uuid) -> Result<()> {
+        match self.topic_id {
+            Some(existing) if existing == id => Ok(()),
+            Some(existing) => Err(Error::InconsistentTopicId {
+                tp: self.tp.clone(),
+                existing: meta::uuid_to_kafka_string(existing),
+                requested: meta::uuid_to_kafka_string(id),
+            }),
+            None => {
+                meta::write_partition_metadata(&self.dir, id)?;
+                self.topic_id = Some(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Marks the handle deleted (the manager renamed the directory); further calls fail
+    /// with [`Error::Deleted`].
+    pub(crate) fn mark_deleted(&mut self, new_dir: PathBuf) {
+        self.state = State::Deleted;
+        self.dir = new_dir;
+    }
+
+    /// Number of idempotent producers tracked (diagnostics).
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn active_segment_mut(&mut self) -> &mut Segment {
+        self.active_mut()
+    }
+}

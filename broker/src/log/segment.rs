@@ -1,0 +1,621 @@
+//! One log segment: `<base offset>.log` plus its `.index` and `.timeindex`.
+//!
+//! The `.log` file is a plain concatenation of record batches. Writes use positioned IO at
+//! the tracked size, so a failed write can be undone by truncating back to that size.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::batch::{crc_matches, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use super::error::{Error, IoContext, Result};
+use super::index::{OffsetIndex, TimeIndex};
+
+/// Extension of segment data files.
+pub(crate) const LOG_SUFFIX: &str = "log";
+/// Extension of offset index files.
+pub(crate) const INDEX_SUFFIX: &str = "index";
+/// Extension of time index files.
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// How much to read at once when walking batch headers (one syscall covers many small batches).
+const SCAN_CHUNK: usize = 64 * 1024;
+
+/// Kafka's file name for a segment file: base offset zero-padded to 20 digits.
+pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
+}
+
+/// Wall clock in ms; only used for segment creation times (roll fallback) and mtimes.
+pub(crate) fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads batch headers sequentially from a segment file through a buffer.
+struct BatchReader<'a> {
+    file: &'a File,
+    path: &'a Path,
+    file_size: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl<'a> BatchReader<'a> {
+    fn new(file: &'a File, path: &'a Path, file_size: u64) -> Self {
+        BatchReader {
+            file,
+            path,
+            file_size,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
+    }
+
+    /// Returns bytes `[pos, pos+len)`, reading ahead by [`SCAN_CHUNK`]; caller ensures
+    /// `pos + len <= file_size`.
+    fn bytes(&mut self, pos: u64, len: usize) -> Result<&[u8]> {
+        let have =
+            pos >= self.buf_start && pos + len as u64 <= self.buf_start + self.buf.len() as u64;
+        if !have {
+            let want = (len.max(SCAN_CHUNK) as u64).min(self.file_size - pos) as usize;
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, pos)
+                .ctx("reading", self.path)?;
+            self.buf_start = pos;
+        }
+        let from = (pos - self.buf_start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+}
+
+/// Why a scan stopped before the end of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ScanStop {
+    /// Reached the end of the file exactly at a batch boundary.
+    Eof,
+    /// Found a torn or invalid batch at this position.
+    Invalid { position: u64, reason: String },
+}
+
+/// Options of [`Segment::scan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanMode {
+    /// Verify each batch's CRC (reads whole batches; used for recovery).
+    pub(crate) verify_crc: bool,
+    /// Rebuild `.index`/`.timeindex` from scratch while scanning.
+    pub(crate) rebuild_indexes: bool,
+    /// `index.interval.bytes` for the rebuild.
+    pub(crate) index_interval_bytes: u64,
+}
+
+/// Mutable statistics that an append changes; saved to undo a failed append.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    rolling_base_timestamp: Option<i64>,
+    bytes_since_last_index: u64,
+}
+
+/// One segment of a partition log. Not synchronised; owned by its `PartitionLog`.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    log: File,
+    size: u64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    stats: Stats,
+    created_ms: i64,
+    /// Test seam: the next log write stores only this many bytes, then fails with ENOSPC.
+    #[cfg(test)]
+    pub(crate) fail_next_write_after: Option<usize>,
+}
+
+fn open_log_file(path: &Path, truncate: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .open(path)
+        .ctx("opening segment", path)
+}
+
+impl Segment {
+    fn empty_stats(base_offset: i64) -> Stats {
+        Stats {
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            rolling_base_timestamp: None,
+            bytes_since_last_index: 0,
+        }
+    }
+
+    /// Creates a new, empty segment (all three files exist afterwards). Stale files with the
+    /// same base offset are truncated: a new segment is empty by definition.
+    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let log = open_log_file(&log_path, true)?;
+        let (mut offset_index, _) =
+            OffsetIndex::open(&dir.join(file_name(base_offset, INDEX_SUFFIX)), base_offset)?;
+        offset_index.reset()?;
+        let (mut time_index, _) = TimeIndex::open(
+            &dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
+            base_offset,
+        )?;
+        time_index.reset()?;
+        Ok(Segment {
+            base_offset,
+            log_path,
+            log,
+            size: 0,
+            offset_index,
+            time_index,
+            stats: Self::empty_stats(base_offset),
+            created_ms: now_ms,
+            #[cfg(test)]
+            fail_next_write_after: None,
+        })
+    }
+
+    /// Opens an existing segment's files without reading the log. Statistics are unknown
+    /// until [`Self::scan`] runs. The flag is false if an index file was invalid (and emptied).
+    pub(crate) fn open_existing(dir: &Path, base_offset: i64) -> Result<(Segment, bool)> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let log = open_log_file(&log_path, false)?;
+        let size = log.metadata().ctx("reading metadata of", &log_path)?.len();
+        let (offset_index, ok1) =
+            OffsetIndex::open(&dir.join(file_name(base_offset, INDEX_SUFFIX)), base_offset)?;
+        let (time_index, ok2) = TimeIndex::open(
+            &dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
+            base_offset,
+        )?;
+        Ok((
+            Segment {
+                base_offset,
+                log_path,
+                log,
+                size,
+                offset_index,
+                time_index,
+                stats: Self::empty_stats(base_offset),
+                created_ms: wall_clock_ms(),
+                #[cfg(test)]
+                fail_next_write_after: None,
+            },
+            ok1 && ok2,
+        ))
+    }
+
+    /// First offset this segment may hold.
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// Offset after the last batch (== base offset when empty).
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.stats.next_offset
+    }
+
+    /// Bytes in the `.log` file.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Largest batch max-timestamp in the segment (-1 if none).
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.stats.max_timestamp
+    }
+
+    /// Last offset of the first batch carrying [`Self::max_timestamp`].
+    pub(crate) fn offset_of_max_timestamp(&self) -> i64 {
+        self.stats.offset_of_max_timestamp
+    }
+
+    /// Timestamp retention compares against: the newest record time, or the file's mtime
+    /// when records carry no timestamps (Kafka's `largestTimestamp`).
+    pub(crate) fn largest_timestamp(&self) -> i64 {
+        if self.stats.max_timestamp >= 0 {
+            return self.stats.max_timestamp;
+        }
+        self.log
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(-1, |d| d.as_millis() as i64)
+    }
+
+    /// How long the segment has been open for roll purposes (Kafka's `timeWaitedForRoll`):
+    /// measured in record time from the first batch when it has a timestamp, else wall time.
+    pub(crate) fn time_waited_for_roll(&self, now_ms: i64, message_timestamp: i64) -> i64 {
+        match self.stats.rolling_base_timestamp {
+            Some(t) if t >= 0 => message_timestamp - t,
+            _ => now_ms - self.created_ms,
+        }
+    }
+
+    /// Whether either index reached `segment.index.bytes`.
+    pub(crate) fn indexes_full(&self, max_index_bytes: u64) -> bool {
+        self.offset_index.is_full(max_index_bytes) || self.time_index.is_full(max_index_bytes)
+    }
+
+    /// Path of the `.log` file.
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    fn reset_stats(&mut self) {
+        self.stats = Self::empty_stats(self.base_offset);
+    }
+
+    /// Updates statistics (and, if `index_interval` is given, the indexes) for a batch stored
+    /// at `position` — shared by append and rebuild so both produce identical indexes.
+    fn track_batch(
+        &mut self,
+        h: &BatchHeader,
+        position: u64,
+        index_interval: Option<u64>,
+    ) -> Result<()> {
+        if h.max_timestamp > self.stats.max_timestamp {
+            self.stats.max_timestamp = h.max_timestamp;
+            self.stats.offset_of_max_timestamp = h.last_offset();
+        }
+        if self.stats.rolling_base_timestamp.is_none() {
+            self.stats.rolling_base_timestamp = Some(h.max_timestamp);
+        }
+        if let Some(interval) = index_interval {
+            if self.stats.bytes_since_last_index > interval {
+                self.offset_index.append(h.last_offset(), position)?;
+                self.time_index
+                    .maybe_append(self.stats.max_timestamp, self.stats.offset_of_max_timestamp)?;
+                self.stats.bytes_since_last_index = 0;
+            }
+        }
+        self.stats.bytes_since_last_index += h.size() as u64;
+        self.stats.next_offset = h.next_offset();
+        Ok(())
+    }
+
+    /// Walks every batch from the start of the file, recomputing statistics, optionally
+    /// verifying CRCs and rebuilding indexes, and calling `on_batch` for each valid batch.
+    /// Stops at the first torn/invalid batch and reports where; does not truncate.
+    pub(crate) fn scan(
+        &mut self,
+        mode: ScanMode,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<ScanStop> {
+        self.reset_stats();
+        if mode.rebuild_indexes {
+            self.offset_index.reset()?;
+            self.time_index.reset()?;
+        }
+        let file_size = self.size;
+        let log = self
+            .log
+            .try_clone()
+            .ctx("duplicating handle of", &self.log_path)?;
+        let path = self.log_path.clone();
+        let mut reader = BatchReader::new(&log, &path, file_size);
+        let mut pos = 0u64;
+        let stop = loop {
+            let remaining = file_size - pos;
+            if remaining == 0 {
+                break ScanStop::Eof;
+            }
+            let invalid = |reason: String| ScanStop::Invalid {
+                position: pos,
+                reason,
+            };
+            if remaining < HEADER_SIZE as u64 {
+                break invalid(format!("{remaining} trailing bytes (torn batch header)"));
+            }
+            let Some(h) = BatchHeader::parse(reader.bytes(pos, HEADER_SIZE)?) else {
+                break invalid("short header".into());
+            };
+            if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+                break invalid(format!("batch length {} too small", h.batch_length));
+            }
+            if h.size() as u64 > remaining {
+                break invalid(format!(
+                    "batch of {} bytes but only {remaining} remain (torn write)",
+                    h.size()
+                ));
+            }
+            if h.magic != 2 {
+                break invalid(format!("magic {}", h.magic));
+            }
+            if h.last_offset_delta < 0
+                || h.base_offset < self.stats.next_offset
+                || h.last_offset() - self.base_offset > i64::from(u32::MAX)
+            {
+                break invalid(format!(
+                    "offsets {}..={} out of order (expected >= {})",
+                    h.base_offset,
+                    h.last_offset(),
+                    self.stats.next_offset
+                ));
+            }
+            if mode.verify_crc && !crc_matches(&h, reader.bytes(pos, h.size())?) {
+                break invalid("CRC mismatch".into());
+            }
+            let interval = mode.rebuild_indexes.then_some(mode.index_interval_bytes);
+            self.track_batch(&h, pos, interval)?;
+            on_batch(&h);
+            pos += h.size() as u64;
+        };
+        if !mode.rebuild_indexes {
+            // Approximate distance to the last index entry so appends keep the spacing.
+            let last_pos = self.offset_index.last().map_or(0, |(_, p)| p);
+            self.stats.bytes_since_last_index = pos.saturating_sub(last_pos);
+        }
+        Ok(stop)
+    }
+
+    /// Cheap consistency check of trusted indexes against the scanned log (Kafka's
+    /// `sanityCheck`): entries must point inside the data.
+    pub(crate) fn indexes_consistent(&self) -> bool {
+        let off_ok = self
+            .offset_index
+            .last()
+            .is_none_or(|(o, p)| o < self.stats.next_offset && p < self.size);
+        let time_ok = self
+            .time_index
+            .last()
+            .is_none_or(|(t, o)| o < self.stats.next_offset && t <= self.stats.max_timestamp);
+        off_ok && time_ok
+    }
+
+    /// Cuts the log file at `position` (torn tail, truncation) and drops index entries
+    /// beyond it. Statistics must be recomputed with [`Self::scan`] afterwards.
+    pub(crate) fn truncate_file(&mut self, position: u64) -> Result<()> {
+        self.log
+            .set_len(position)
+            .ctx("truncating", &self.log_path)?;
+        self.size = position;
+        self.offset_index.truncate_to_position(position)?;
+        Ok(())
+    }
+
+    /// Truncates the segment so that it ends before the batch containing `offset`
+    /// (Kafka truncates whole batches). Returns the bytes removed.
+    pub(crate) fn truncate_to(&mut self, offset: i64, index_interval_bytes: u64) -> Result<u64> {
+        let Some((pos, _)) = self.find_batch(offset)? else {
+            return Ok(0);
+        };
+        let removed = self.size - pos;
+        self.truncate_file(pos)?;
+        self.time_index.truncate_to_offset(offset)?;
+        let stop = self.scan(
+            ScanMode {
+                verify_crc: false,
+                rebuild_indexes: false,
+                index_interval_bytes,
+            },
+            &mut |_| {},
+        )?;
+        if stop != ScanStop::Eof || !self.indexes_consistent() {
+            self.scan(
+                ScanMode {
+                    verify_crc: false,
+                    rebuild_indexes: true,
+                    index_interval_bytes,
+                },
+                &mut |_| {},
+            )?;
+        }
+        Ok(removed)
+    }
+
+    fn write_log(&mut self, data: &[u8], position: u64) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.fail_next_write_after.take() {
+            let n = n.min(data.len());
+            self.log.write_all_at(&data[..n], position)?;
+            return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.log.write_all_at(data, position)
+    }
+
+    /// Appends already-patched batches (`data`, with `(position in data, header)` for each)
+    /// at the end of the segment and indexes them. All or nothing: on any write failure the
+    /// file and indexes are truncated back and [`Error::Storage`] is returned; if even that
+    /// fails, [`Error::Offline`]-worthy `Err(Err(..))` is signalled via the `bool`.
+    pub(crate) fn append(
+        &mut self,
+        data: &[u8],
+        batches: &[(usize, BatchHeader)],
+        index_interval_bytes: u64,
+    ) -> std::result::Result<(), (Error, bool)> {
+        let start = self.size;
+        let saved = self.stats;
+        let saved_index = (self.offset_index.len(), self.time_index.len());
+        let result = match self.write_log(data, start) {
+            Err(source) => Err(Error::Storage {
+                path: self.log_path.clone(),
+                source,
+            }),
+            Ok(()) => batches.iter().try_for_each(|(p, h)| {
+                self.track_batch(h, start + *p as u64, Some(index_interval_bytes))
+            }),
+        };
+        match result {
+            Ok(()) => {
+                self.size = start + data.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let e = match e {
+                    Error::Io { path, source, .. } => Error::Storage { path, source },
+                    other => other,
+                };
+                self.stats = saved;
+                let rollback = self
+                    .log
+                    .set_len(start)
+                    .ctx("rolling back", &self.log_path)
+                    .and_then(|_| self.offset_index.truncate_entries(saved_index.0))
+                    .and_then(|_| self.time_index.truncate_entries(saved_index.1));
+                Err((e, rollback.is_ok()))
+            }
+        }
+    }
+
+    /// Position and header of the first batch whose last offset is >= `offset`, found via
+    /// the offset index then a short forward scan; `None` if the segment has no such batch.
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        if offset >= self.stats.next_offset {
+            return Ok(None);
+        }
+        let (_, start) = self.offset_index.lookup(offset);
+        self.find_from(start, |h| h.last_offset() >= offset)
+    }
+
+    /// First batch at or after byte `start` satisfying `pred`.
+    pub(crate) fn find_from(
+        &self,
+        start: u64,
+        mut pred: impl FnMut(&BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        let mut reader = BatchReader::new(&self.log, &self.log_path, self.size);
+        let mut pos = start;
+        while pos + HEADER_SIZE as u64 <= self.size {
+            let Some(h) = BatchHeader::parse(reader.bytes(pos, HEADER_SIZE)?) else {
+                break;
+            };
+            if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+                return Err(Error::CorruptMessage(format!(
+                    "{} has an invalid batch length at position {pos}",
+                    self.log_path.display()
+                )));
+            }
+            if pred(&h) {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads the bytes of one whole batch.
+    pub(crate) fn read_batch(&self, position: u64, h: &BatchHeader) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; h.size()];
+        self.log
+            .read_exact_at(&mut buf, position)
+            .ctx("reading", &self.log_path)?;
+        Ok(buf)
+    }
+
+    /// Appends to `out` whole batches starting with the one containing `offset`, stopping
+    /// before any batch reaching `max_offset` or not fitting in `budget` bytes (the first
+    /// batch is taken whole regardless when `min_one_batch`). Returns true if reading
+    /// should continue with the next segment (this segment's tail was consumed).
+    pub(crate) fn read_into(
+        &self,
+        out: &mut Vec<u8>,
+        offset: i64,
+        budget: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<bool> {
+        let Some((pos, first)) = self.find_batch(offset)? else {
+            return Ok(true);
+        };
+        if first.last_offset() >= max_offset {
+            return Ok(false);
+        }
+        let available = (self.size - pos) as usize;
+        let window = if min_one_batch {
+            budget.max(first.size())
+        } else {
+            budget
+        }
+        .min(available);
+        if window < first.size() {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; window];
+        self.log
+            .read_exact_at(&mut buf, pos)
+            .ctx("reading", &self.log_path)?;
+        let mut end = 0usize;
+        let mut hit_limit = false;
+        while end < buf.len() {
+            let Some(h) = BatchHeader::parse(&buf[end..]) else {
+                hit_limit = true;
+                break;
+            };
+            if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+                return Err(Error::CorruptMessage(format!(
+                    "{} has an invalid batch length at position {}",
+                    self.log_path.display(),
+                    pos + end as u64
+                )));
+            }
+            if end + h.size() > buf.len() || h.last_offset() >= max_offset {
+                hit_limit = true;
+                break;
+            }
+            end += h.size();
+        }
+        out.extend_from_slice(&buf[..end]);
+        Ok(!hit_limit && window == available)
+    }
+
+    /// Called when the segment stops being the active one (and on clean close): records the
+    /// final max timestamp in the time index, as Kafka does, so it survives reopen.
+    pub(crate) fn on_become_inactive(&mut self) -> Result<()> {
+        if self.stats.max_timestamp >= 0 {
+            self.time_index
+                .maybe_append(self.stats.max_timestamp, self.stats.offset_of_max_timestamp)?;
+        }
+        Ok(())
+    }
+
+    /// Start offset for a timestamp search (from the time index).
+    pub(crate) fn time_lookup_start(&self, timestamp: i64) -> u64 {
+        let off = self.time_index.lookup_before(timestamp);
+        self.offset_index.lookup(off).1
+    }
+
+    /// Position from which to search for `offset` (from the offset index).
+    pub(crate) fn offset_lookup_position(&self, offset: i64) -> u64 {
+        self.offset_index.lookup(offset).1
+    }
+
+    /// fsyncs data and indexes.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.log.sync_data().ctx("syncing", &self.log_path)?;
+        self.offset_index.flush()?;
+        self.time_index.flush()
+    }
+
+    /// Removes the segment's files (missing files are fine: a previous attempt may have
+    /// removed some). The `.log` goes first so a crash never leaves data without... an
+    /// orphan index is cleaned up on the next load.
+    pub(crate) fn delete_files(self) -> Result<()> {
+        let paths = [
+            self.log_path.clone(),
+            self.offset_index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        drop(self);
+        for p in paths {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("deleting", &p, e)),
+            }
+        }
+        Ok(())
+    }
+}
