@@ -22,7 +22,11 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub(crate) async fn handle(_ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+pub(crate) async fn handle(ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+    if ctx.version < 3 {
+        // Feature fields exist from v3 only.
+        return ApiVersionsResponse::default().with_api_keys(api_keys());
+    }
     // metadata.version is what Kafka 4.x clients look at to decide on newer features; we
     // report the level whose RPCs we implement (3.3-IV3 = level 7, the first KRaft-only level
     // with all the basics) and keep it finalized at that level.

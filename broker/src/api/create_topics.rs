@@ -39,18 +39,13 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> Creat
         };
         match outcome {
             Ok(created) => {
-                result.topic_id = if request.validate_only {
-                    uuid::Uuid::nil()
-                } else {
-                    created.id
-                };
-                result.num_partitions = created.partitions.len() as i32;
-                result.replication_factor = created
-                    .partitions
-                    .first()
-                    .map(|p| p.replicas.len() as i16)
-                    .unwrap_or(-1);
+                if ctx.version >= 7 && !request.validate_only {
+                    result.topic_id = created.id;
+                }
                 if ctx.version >= 5 {
+                    result.num_partitions = created.partitions.len() as i32;
+                    result.replication_factor =
+                        created.partitions.first().map(|p| p.replicas.len() as i16).unwrap_or(-1);
                     let image = ctx.broker.image();
                     let described = config::describe_topic_configs(
                         ctx.broker.config(),

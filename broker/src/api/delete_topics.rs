@@ -34,11 +34,15 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: DeleteTopicsRequest) -> Delet
             Some(resolved) => match ctx.broker.delete_topic(&resolved).await {
                 Ok(topic_id) => {
                     result.name = Some(TopicName(str_bytes(resolved)));
-                    result.topic_id = topic_id;
+                    if ctx.version >= 6 {
+                        result.topic_id = topic_id;
+                    }
                 }
                 Err(e) => {
                     result.error_code = e.code;
-                    result.error_message = e.message_str();
+                    if ctx.version >= 5 {
+                        result.error_message = e.message_str();
+                    }
                 }
             },
         }

@@ -12,7 +12,6 @@ pub(crate) async fn handle(
     let broker = ctx.broker;
     let (host, port) = broker.advertised_endpoint();
     DescribeClusterResponse::default()
-        .with_endpoint_type(1)
         .with_cluster_id(str_bytes(broker.image().cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id()))
         .with_brokers(vec![DescribeClusterBroker::default()

@@ -121,12 +121,11 @@ fn encode(c: DescribedConfig, version: i16) -> DescribeConfigsResourceResult {
         .with_read_only(c.read_only)
         .with_config_source(c.source.code())
         .with_is_sensitive(c.sensitive)
-        .with_synonyms(synonyms)
-        .with_config_type(c.config_type)
-        .with_documentation(c.documentation.map(str_bytes));
-    if version == 0 {
-        // v0 has is_default instead of a source; kafka-protocol models both via config_source.
-        result.config_source = c.source.code();
+        .with_synonyms(synonyms);
+    // config_type and documentation exist from v3.
+    if version >= 3 {
+        result.config_type = c.config_type;
+        result.documentation = c.documentation.map(str_bytes);
     }
     result
 }

@@ -39,7 +39,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ListOffsetsRequest) -> ListOf
                         Ok(Some((timestamp, offset, epoch))) => response
                             .with_timestamp(timestamp)
                             .with_offset(offset)
-                            .with_leader_epoch(epoch),
+                            .with_leader_epoch(if ctx.version >= 4 { epoch } else { -1 }),
                         Ok(None) => response,
                         Err(e) => response.with_error_code(e.code),
                     }

@@ -108,13 +108,13 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
             .with_host(str_bytes(host))
             .with_port(port)
             .with_rack(None)])
-        .with_cluster_id(Some(str_bytes(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_id((ctx.version >= 2).then(|| str_bytes(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(if ctx.version >= 1 { broker.node_id() } else { -1 }))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn topic_response(_ctx: &Ctx<'_>, topic: &TopicImage) -> MetadataResponseTopic {
+fn topic_response(ctx: &Ctx<'_>, topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -123,7 +123,7 @@ fn topic_response(_ctx: &Ctx<'_>, topic: &TopicImage) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(p.leader))
-                .with_leader_epoch(p.leader_epoch)
+                .with_leader_epoch(if ctx.version >= 7 { p.leader_epoch } else { -1 })
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
                 .with_offline_replicas(vec![])
@@ -131,8 +131,8 @@ fn topic_response(_ctx: &Ctx<'_>, topic: &TopicImage) -> MetadataResponseTopic {
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
-        .with_topic_id(topic.id)
-        .with_is_internal(topic_name::is_internal(&topic.name))
+        .with_topic_id(if ctx.version >= 10 { topic.id } else { Uuid::nil() })
+        .with_is_internal(ctx.version >= 1 && topic_name::is_internal(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -41,13 +41,13 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                     appended |= !info.duplicate;
                     response.base_offset = info.base_offset;
                     response.log_append_time_ms = info.log_append_time;
-                    response.log_start_offset = info.log_start_offset;
+                    if ctx.version >= 5 { response.log_start_offset = info.log_start_offset; }
                 }
                 Err(e) => {
                     any_error = true;
                     response.error_code = e.code;
-                    response.error_message = e.message_str();
-                    if e.code == ResponseError::NotLeaderOrFollower.code() {
+                    if ctx.version >= 8 { response.error_message = e.message_str(); }
+                    if ctx.version >= 10 && e.code == ResponseError::NotLeaderOrFollower.code() {
                         response.current_leader = LeaderIdAndEpoch::default()
                             .with_leader_id(BrokerId(-1))
                             .with_leader_epoch(-1);

@@ -84,7 +84,7 @@ pub async fn serve_connection(
                 return;
             }
             Err(e) => {
-                warn!(%peer, error = %e, "closing connection: malformed request");
+                warn!(%peer, error = format!("{e:#}"), "closing connection: malformed request");
                 let _ = writer.flush().await;
                 return;
             }
