@@ -8,7 +8,7 @@ keep=0; [[ ${1:-} == --keep ]] && keep=1
 
 alive() { kill -0 "$1" 2>/dev/null; }
 ours() { # pid carries our marker for this run dir
-  tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | grep -qxF "$MARKER_ENV=$RUN"
+  tr '\0' '\n' 2>/dev/null < "/proc/$1/environ" | grep -qxF "$MARKER_ENV=$RUN"
 }
 stop_pid() { # pid grace
   local pid=$1 grace=$2 i

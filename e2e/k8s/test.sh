@@ -34,7 +34,7 @@ finish() {
     local left=() e pid
     for e in /proc/[0-9]*/environ; do
       pid=${e#/proc/}; pid=${pid%/environ}
-      tr '\0' '\n' < "$e" 2>/dev/null | grep -qxF "$MARKER_ENV=$RUN" && left+=("$pid")
+      tr '\0' '\n' 2>/dev/null < "$e" | grep -qxF "$MARKER_ENV=$RUN" && left+=("$pid")
     done
     if ((${#left[@]})) || grep -q "oxbow-podrunner $RUN" /etc/hosts || [[ -e $RUN ]]; then
       echo "[test] FAIL down-leaves-nothing: processes=${left[*]:-none}" >&2; failed=$((failed + 1)); failures+=(down)

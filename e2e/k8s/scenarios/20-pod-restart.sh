@@ -7,10 +7,12 @@ before=$(kafka_probe "$(broker_dns 1)") || fail "oxbow-1 not reachable: $before"
 uid=$(kc -n "$NS" get pod oxbow-1 -o jsonpath='{.metadata.uid}')
 pv=$(kc -n "$NS" get pvc data-oxbow-1 -o jsonpath='{.spec.volumeName}')
 [[ -n $pv ]] || fail "pvc data-oxbow-1 is not bound"
-kc -n "$NS" delete pod oxbow-1 --wait=true >/dev/null
+# --wait=false: kubectl's own wait can race with the StatefulSet recreating the same name.
+kc -n "$NS" delete pod oxbow-1 --wait=false >/dev/null
 new_pod() { local u; u=$(kc -n "$NS" get pod oxbow-1 -o jsonpath='{.metadata.uid}') && [[ -n $u && $u != "$uid" ]]; }
 wait_until 60 "oxbow-1 recreated" new_pod
-wait_until 120 "statefulset oxbow 3/3 ready again" pods_ready 3
+new_ready() { new_pod && [[ $(kc -n "$NS" get pod oxbow-1 -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
+wait_until 120 "new oxbow-1 ready" new_ready
 after=$(kafka_probe "$(broker_dns 1)") || fail "oxbow-1 not reachable after restart: $after"
 say "before: $before"
 say "after:  $after"

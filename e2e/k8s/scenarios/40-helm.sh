@@ -6,7 +6,7 @@
 rel=oxbow-operator ns=oxbow-system
 helm upgrade --install "$rel" "$REPO/charts/oxbow-operator" --namespace "$ns" --create-namespace \
   --set image.repository="${OXBOW_OPERATOR_IMAGE%:*}" --set image.tag="${OXBOW_OPERATOR_IMAGE##*:}" \
-  --wait=false >/dev/null
+  >/dev/null
 [[ $(helm status "$rel" -n "$ns" -o json | json "$(cat)" "d['info']['status']") == deployed ]] || fail "release not deployed"
 kc -n "$ns" get deploy/"$rel" serviceaccount/"$rel" >/dev/null
 kc get clusterrole/"$rel" clusterrolebinding/"$rel" >/dev/null
@@ -19,7 +19,7 @@ if [[ ${OXBOW_E2E_EXPECT_OPERATOR:-0} == 1 ]]; then
 else
   kc -n "$ns" get pods -l app.kubernetes.io/instance=$rel >&2
 fi
-helm uninstall "$rel" -n "$ns" --wait >/dev/null
+helm uninstall "$rel" -n "$ns" --wait --timeout 90s >/dev/null
 gone() { ! kc get clusterrole/"$rel" >/dev/null 2>&1 && [[ -z $(kc -n "$ns" get pods -o name) ]]; }
 wait_until 60 "release removed" gone
 say "PASS"

@@ -12,5 +12,7 @@ say "status: $msg"
 [[ $msg == *"only runs"* ]] || fail "unexpected message: $msg"
 [[ $(kc -n "$NS" get pod foreign -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == False ]] || fail "foreign pod claims Ready"
 kc -n "$NS" get events --field-selector involvedObject.name=foreign -o name | grep -q . || fail "no event for the foreign pod"
-kc -n "$NS" delete pod foreign --wait=true >/dev/null
+kc -n "$NS" delete pod foreign --wait=false >/dev/null
+foreign_gone() { ! kc -n "$NS" get pod foreign >/dev/null 2>&1; }
+wait_until 30 "foreign pod deleted" foreign_gone
 say "PASS"
