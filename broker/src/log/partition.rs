@@ -865,33 +865,57 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Deletes every segment and restarts the log empty at `offset`.
+    /// Deletes every segment and restarts the log empty at `offset`. The new segment is
+    /// created before the old ones go, so the log always has an active segment even if a
+    /// file operation fails half-way.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
-        let bases: Vec<i64> = self.segments.keys().copied().collect();
-        for b in bases {
+        let interval = self.config.index_interval_bytes;
+        match self.segments.get_mut(&offset) {
+            Some(seg) => {
+                seg.truncate_file(0)?;
+                seg.scan(
+                    ScanMode {
+                        verify_crc: false,
+                        rebuild_indexes: true,
+                        index_interval_bytes: interval,
+                    },
+                    &mut |_| {},
+                )?;
+            }
+            None => {
+                let seg = Segment::create(&self.dir, offset, segment::wall_clock_ms())?;
+                self.segments.insert(offset, seg);
+            }
+        }
+        let others: Vec<i64> = self
+            .segments
+            .keys()
+            .copied()
+            .filter(|&b| b != offset)
+            .collect();
+        for b in others {
             self.delete_segment(b)?;
         }
-        let seg = Segment::create(&self.dir, offset, segment::wall_clock_ms())?;
-        self.segments.insert(offset, seg);
         self.log_start_offset = offset;
-        let cleared = self.epochs.entries().is_empty();
-        if !cleared {
+        if !self.epochs.entries().is_empty() {
             self.epochs.commit(Vec::new())?;
         }
         self.producers.clear();
         self.high_watermark = offset;
         self.recovery_point = offset;
+        tracing::info!(tp = %self.tp, offset, "log truncated fully");
         self.persist_log_start()
     }
 
     fn rebuild_producer_state(&mut self) -> Result<()> {
         self.producers.clear();
         for seg in self.segments.values() {
-            let mut pos = 0u64;
-            while let Some((p, h)) = seg.find_from(pos, |_| true)? {
-                self.producers.replay(&h);
-                pos = p + h.size() as u64;
-            }
+            let producers = &mut self.producers;
+            // One pass with a single buffered reader: the predicate never matches.
+            seg.find_from(0, |h| {
+                producers.replay(h);
+                false
+            })?;
         }
         self.producers.on_log_start_offset(self.log_start_offset);
         Ok(())

@@ -868,3 +868,45 @@ fn manager_crash_recovers_and_keeps_delete_records() {
     assert_eq!(log.log_end_offset(), 70);
     assert_eq!(read_all(&log, 25), data);
 }
+
+#[test]
+fn truncate_fully_keeps_a_usable_log() {
+    let root = tempfile::tempdir().unwrap();
+    let mut log = open(root.path(), small_config());
+    for i in 0..30 {
+        log.append(&simple(3, i), 1, 0).unwrap();
+    }
+    log.truncate_to(0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    assert_eq!(log.size_bytes(), 0);
+    assert_eq!(log.latest_epoch(), None);
+    assert_eq!(log.append(&simple(1, 0), 2, 0).unwrap().base_offset, 0);
+    log.truncate_fully_and_start_at(100).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 100));
+    assert_eq!(
+        log_files(&part_dir(root.path()), "log"),
+        vec![format!("{:020}.log", 100)]
+    );
+    assert_eq!(log.append(&simple(1, 0), 2, 0).unwrap().base_offset, 100);
+    drop(log);
+    let log = open(root.path(), small_config());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 101));
+}
+
+#[test]
+fn empty_records_and_unknown_offsets() {
+    let root = tempfile::tempdir().unwrap();
+    let mut log = open(root.path(), LogConfig::default());
+    let info = log.append(&[], 0, 0).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (-1, -1));
+    assert_eq!(log.log_end_offset(), 0);
+    assert!(read_all(&log, 0).is_empty());
+    // A client batch must start at offset 0 (Kafka rejects others with INVALID_RECORD).
+    let mut b = simple(1, 0);
+    b[..8].copy_from_slice(&5i64.to_be_bytes());
+    assert_eq!(
+        log.append(&b, 0, 0).unwrap_err().kafka_code(),
+        codes::INVALID_RECORD
+    );
+}
