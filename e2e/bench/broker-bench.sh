@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Benchmark: oxbow-broker (release build) vs a real single-node Apache Kafka 4.1
+# (KRaft combined mode) on the same machine, one after the other, driven by
+# Kafka's own kafka-producer-perf-test.sh / kafka-consumer-perf-test.sh.
+#
+# This is a benchmark, not a test: it prints a Markdown table and exits 0 even
+# when one of the runs fails (the cell then says what failed).
+#
+# Environment:
+#   BENCH_RECORDS      records per producer run        (default 500000)
+#   BENCH_RECORD_SIZE  bytes per record                (default 1024)
+#   BENCH_PARTITIONS   partitions of the bench topics  (default 1)
+#   BENCH_BROKERS      which brokers, in order         (default "oxbow kafka")
+#   BENCH_KAFKA_HEAP   heap of the Kafka broker        (default "-Xmx1G -Xms1G")
+#   BENCH_TOOL_HEAP    heap of the perf tools          (default "-Xmx1G")
+#   BENCH_TIMEOUT      seconds allowed per tool run    (default 900)
+#   BENCH_OUT          also write the Markdown table here (optional)
+#   OXBOW_BROKER_BIN   oxbow binary (default: cargo build --release, target/release/oxbow-broker)
+#   OXBOW_CACHE        tool cache (see e2e/scripts/install-tools.sh)
+#
+# Quick run:  BENCH_RECORDS=20000 e2e/bench/broker-bench.sh
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RECORDS="${BENCH_RECORDS:-500000}"
+SIZE="${BENCH_RECORD_SIZE:-1024}"
+PARTITIONS="${BENCH_PARTITIONS:-1}"
+BROKERS="${BENCH_BROKERS:-oxbow kafka}"
+KAFKA_HEAP="${BENCH_KAFKA_HEAP:--Xmx1G -Xms1G}"
+TOOL_HEAP="${BENCH_TOOL_HEAP:--Xmx1G}"
+TIMEOUT="${BENCH_TIMEOUT:-900}"
+
+say() { echo "bench: $*" >&2; }
+
+# The perf tools get the full JIT (the wrappers default to a quick-start C1 setup).
+export KAFKA_JVM_PERFORMANCE_OPTS="${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true}"
+
+KAFKA_BIN="$("$ROOT/e2e/scripts/install-tools.sh" --print-bin)" || {
+  say "installing tools failed"
+  exit 1
+}
+
+if [[ " $BROKERS " == *" oxbow "* ]]; then
+  if [[ -n ${OXBOW_BROKER_BIN:-} ]]; then
+    OXBOW_BIN="$OXBOW_BROKER_BIN"
+  else
+    say "building oxbow-broker (release)"
+    (cd "$ROOT" && cargo build --release -q -p oxbow-broker) || {
+      say "cargo build --release -p oxbow-broker failed"
+      exit 1
+    }
+    OXBOW_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/oxbow-broker"
+  fi
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/oxbow-bench.XXXXXX")"
+BROKER_PID=""
+SAMPLER_PID=""
+cleanup() {
+  [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null
+  if [[ -n $BROKER_PID ]]; then
+    kill -TERM "$BROKER_PID" 2>/dev/null
+    for _ in $(seq 1 300); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BROKER_PID" 2>/dev/null
+  fi
+  [[ -z ${BENCH_KEEP:-} ]] && rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port pid seconds [logfile pattern]
+  local port=$1 pid=$2 secs=$3 log=${4:-} pat=${5:-}
+  local deadline=$((SECONDS + secs))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      if [[ -z $pat ]] || grep -q "$pat" "$log" 2>/dev/null; then
+        return 0
+      fi
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Peak RSS sampler: polls VmRSS (and VmHWM) of the broker into a file.
+start_sampler() { # pid file
+  local pid=$1 out=$2
+  (
+    peak=0
+    while kill -0 "$pid" 2>/dev/null; do
+      v=$(awk '/^VmHWM:|^VmRSS:/ {if ($2>m) m=$2} END {print m+0}' "/proc/$pid/status" 2>/dev/null || echo 0)
+      ((v > peak)) && peak=$v && echo "$peak" >"$out"
+      sleep 0.2
+    done
+  ) &
+  SAMPLER_PID=$!
+}
+
+start_broker() { # name dir port -> sets BROKER_PID
+  local name=$1 dir=$2 port=$3
+  mkdir -p "$dir/data"
+  case $name in
+    oxbow)
+      cat >"$dir/server.properties" <<EOF
+node.id=0
+log.dirs=$dir/data
+num.partitions=$PARTITIONS
+auto.create.topics.enable=true
+EOF
+      RUST_LOG="${RUST_LOG:-warn}" "$OXBOW_BIN" "$dir/server.properties" \
+        --override "listeners=PLAINTEXT://127.0.0.1:$port" \
+        --override "advertised.listeners=PLAINTEXT://127.0.0.1:$port" >"$dir/broker.log" 2>&1 &
+      BROKER_PID=$!
+      wait_port "$port" "$BROKER_PID" 60
+      ;;
+    kafka)
+      local cport
+      cport=$(free_port)
+      cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=0
+controller.quorum.voters=0@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+num.partitions=$PARTITIONS
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+      "$KAFKA_BIN/kafka-storage.sh" format -t b3hib3ctYmVuY2gtY2x1c3Q -c "$dir/server.properties" >"$dir/format.log" 2>&1 || return 1
+      KAFKA_HEAP_OPTS="$KAFKA_HEAP" LOG_DIR="$dir" "$KAFKA_BIN/kafka-server-start.sh" "$dir/server.properties" >"$dir/broker.log" 2>&1 &
+      BROKER_PID=$!
+      wait_port "$port" "$BROKER_PID" 180 "$dir/broker.log" "Kafka Server started"
+      ;;
+  esac
+}
+
+stop_broker() {
+  [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
+  SAMPLER_PID=""
+  if [[ -n $BROKER_PID ]]; then
+    kill -TERM "$BROKER_PID" 2>/dev/null
+    for _ in $(seq 1 600); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BROKER_PID" 2>/dev/null
+    wait "$BROKER_PID" 2>/dev/null
+  fi
+  BROKER_PID=""
+}
+
+# Results: R[<broker>.<metric>]
+declare -A R
+
+producer_run() { # broker bootstrap topic acks
+  local b=$1 bs=$2 topic=$3 acks=$4 out="$WORK/$1-produce-$4.txt" line
+  say "$b: kafka-producer-perf-test.sh --num-records $RECORDS --record-size $SIZE --throughput -1 acks=$acks"
+  KAFKA_HEAP_OPTS="$TOOL_HEAP" timeout "$TIMEOUT" "$KAFKA_BIN/kafka-producer-perf-test.sh" \
+    --topic "$topic" --num-records "$RECORDS" --record-size "$SIZE" --throughput -1 \
+    --producer-props "bootstrap.servers=$bs" "acks=$acks" >"$out" 2>&1
+  local rc=$?
+  # Final line: N records sent, X records/sec (Y MB/sec), A ms avg latency, M ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th.
+  line=$(grep -E '^[0-9]+ records sent, .* 50th' "$out" | tail -1)
+  if [[ $rc != 0 || -z $line ]]; then
+    R[$b.p$acks.rps]="failed (rc=$rc)"
+    say "$b acks=$acks failed; output tail:"
+    tail -5 "$out" >&2
+    return
+  fi
+  R[$b.p$acks.rps]=$(sed -E 's/.* sent, ([0-9.]+) records\/sec.*/\1/' <<<"$line")
+  R[$b.p$acks.mbs]=$(sed -E 's/.*records\/sec \(([0-9.]+) MB\/sec\).*/\1/' <<<"$line")
+  R[$b.p$acks.p50]=$(sed -E 's/.* ([0-9.]+) ms 50th.*/\1/' <<<"$line")
+  R[$b.p$acks.p99]=$(sed -E 's/.* ([0-9.]+) ms 99th.*/\1/' <<<"$line")
+  say "$b acks=$acks: $line"
+}
+
+consumer_run() { # broker bootstrap topic
+  local b=$1 bs=$2 topic=$3 out="$WORK/$1-consume.txt" line
+  say "$b: kafka-consumer-perf-test.sh --messages $RECORDS (subscribes with a consumer group)"
+  KAFKA_HEAP_OPTS="$TOOL_HEAP" timeout "$TIMEOUT" "$KAFKA_BIN/kafka-consumer-perf-test.sh" \
+    --bootstrap-server "$bs" --topic "$topic" --messages "$RECORDS" --timeout 60000 \
+    --group "bench-$$" >"$out" 2>&1
+  local rc=$?
+  # Header: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
+  line=$(grep -A1 '^start.time' "$out" | tail -1)
+  if [[ $rc != 0 || -z $line || $line == start.time* ]]; then
+    R[$b.c.rps]="failed (rc=$rc)"
+    say "$b consumer perf failed; output tail:"
+    tail -5 "$out" >&2
+  else
+    R[$b.c.mbs]=$(awk -F', *' '{print $4}' <<<"$line")
+    R[$b.c.rps]=$(awk -F', *' '{print $6}' <<<"$line")
+    say "$b consume: $line"
+  fi
+
+  # Group-free read of the same topic with kcat (assign, earliest to end).
+  say "$b: kcat -C (no group) reading $topic"
+  local t0 t1 n
+  t0=$(date +%s.%N)
+  n=$(timeout "$TIMEOUT" kcat -b "$bs" -C -t "$topic" -o beginning -e -q -f '.\n' 2>"$WORK/$b-kcat.err" | wc -l)
+  t1=$(date +%s.%N)
+  if [[ $n -ge $RECORDS ]]; then
+    R[$b.k.rps]=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n/(b-a)}')
+    R[$b.k.mbs]=$(awk -v n="$n" -v s="$SIZE" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", n*s/1048576/(b-a)}')
+  else
+    R[$b.k.rps]="failed ($n of $RECORDS read)"
+    tail -3 "$WORK/$b-kcat.err" >&2
+  fi
+}
+
+for b in $BROKERS; do
+  dir="$WORK/$b"
+  port=$(free_port)
+  say "starting $b on 127.0.0.1:$port"
+  if ! start_broker "$b" "$dir" "$port"; then
+    say "$b did not start; log tail:"
+    tail -20 "$dir/broker.log" >&2
+    R[$b.start]="did not start"
+    stop_broker
+    continue
+  fi
+  start_sampler "$BROKER_PID" "$dir/rss"
+  bs="127.0.0.1:$port"
+  for acks in 1 all; do
+    "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$bs" --create --topic "bench-acks$acks" \
+      --partitions "$PARTITIONS" --replication-factor 1 >/dev/null 2>"$WORK/$b-create.err" ||
+      say "$b: creating bench-acks$acks failed: $(tail -1 "$WORK/$b-create.err")"
+    producer_run "$b" "$bs" "bench-acks$acks" "$acks"
+  done
+  consumer_run "$b" "$bs" "bench-acks1"
+  # Final peak: VmHWM is the kernel's own high-water mark.
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$BROKER_PID/status" 2>/dev/null || echo 0)
+  sampled=$(cat "$dir/rss" 2>/dev/null || echo 0)
+  peak=$((hwm > sampled ? hwm : sampled))
+  R[$b.rss]=$(awk -v k="$peak" 'BEGIN {printf "%.1f", k/1024}')
+  say "$b peak RSS ${R[$b.rss]} MiB"
+  stop_broker
+done
+
+# --------------------------------------------------------------------------
+# Markdown table
+# --------------------------------------------------------------------------
+num() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
+ratio() { # oxbow kafka
+  if num "${1:-}" && num "${2:-}" && awk -v b="$2" 'BEGIN {exit !(b > 0)}'; then
+    awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a/b}'
+  else
+    echo "–"
+  fi
+}
+cell() { echo "${R[$1]:-–}"; }
+
+row() { # label key unit
+  local label=$1 key=$2
+  printf '| %s | %s | %s | %s |\n' "$label" "$(cell "oxbow.$key")" "$(cell "kafka.$key")" \
+    "$(ratio "${R[oxbow.$key]:-}" "${R[kafka.$key]:-}")"
+}
+
+table() {
+  echo "### oxbow-broker vs Apache Kafka 4.1 (single node)"
+  echo
+  echo "$RECORDS records of $SIZE B, $PARTITIONS partition(s), \`--throughput -1\`, one client at a time;" \
+    "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(date -u +%Y-%m-%d)." \
+    "Kafka heap \`$KAFKA_HEAP\`. Lower is better for latency and RSS."
+  echo
+  echo "| metric | oxbow | kafka | oxbow/kafka |"
+  echo "| --- | ---: | ---: | ---: |"
+  for acks in 1 all; do
+    row "produce acks=$acks records/s" "p$acks.rps"
+    row "produce acks=$acks MB/s" "p$acks.mbs"
+    row "produce acks=$acks p50 latency (ms)" "p$acks.p50"
+    row "produce acks=$acks p99 latency (ms)" "p$acks.p99"
+  done
+  row "consume (consumer-perf-test, group) records/s" "c.rps"
+  row "consume (consumer-perf-test, group) MB/s" "c.mbs"
+  row "consume (kcat, no group) records/s" "k.rps"
+  row "consume (kcat, no group) MB/s" "k.mbs"
+  row "broker peak RSS (MiB)" "rss"
+  for b in $BROKERS; do
+    [[ -n ${R[$b.start]:-} ]] && echo && echo "_${b}: ${R[$b.start]}_"
+  done
+}
+
+echo
+table | tee ${BENCH_OUT:+"$BENCH_OUT"}

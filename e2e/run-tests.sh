@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The project's test entry point: installs the external tools, builds the
+# workspace and runs every test (unit, integration and end-to-end against real
+# Kafka tools). Under CI=true also checks formatting and clippy.
+#
+# Every phase runs (unless a phase it depends on failed) and is reported at the
+# end; the script exits non-zero if any phase failed.
+#
+# Environment:
+#   CI=true                 also run `cargo fmt --check` and clippy; e2e tools must exist
+#   OXBOW_E2E_TARGET=kafka  run the e2e suite against a real Apache Kafka 4.1 instead of oxbow
+#   OXBOW_E2E_THREADS       parallel e2e tests (default 2: each test runs a broker + JVM tools)
+#   OXBOW_CACHE             tool cache (default ~/.cache/oxbow)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+E2E_THREADS="${OXBOW_E2E_THREADS:-2}"
+CI_MODE=0
+[[ ${CI:-} == true || ${CI:-} == 1 ]] && CI_MODE=1
+
+PHASES=()
+RESULTS=()
+FAILED=0
+
+phase() { # name command...
+  local name=$1
+  shift
+  echo
+  echo "==================== run-tests: $name ===================="
+  local start=$SECONDS
+  "$@"
+  local rc=$?
+  local took=$((SECONDS - start))
+  PHASES+=("$name")
+  if [[ $rc == 0 ]]; then
+    RESULTS+=("ok (${took}s)")
+  else
+    RESULTS+=("FAILED rc=$rc (${took}s)")
+    FAILED=1
+  fi
+  echo "==================== run-tests: $name: ${RESULTS[-1]} ===================="
+  return $rc
+}
+
+skip() { # name reason
+  PHASES+=("$1")
+  RESULTS+=("skipped: $2")
+  FAILED=1
+}
+
+# 1. External tools (Kafka 4.1 CLI jars, kcat, Python clients). Cached.
+phase "install-tools" bash e2e/scripts/install-tools.sh
+TOOLS_OK=$?
+
+# 2. Build everything (the e2e tests run target/debug/oxbow-broker).
+phase "cargo build --workspace" cargo build --workspace --all-targets
+BUILD_OK=$?
+
+# 3. Tests: unit + integration of all crates, then the end-to-end suite.
+if [[ $BUILD_OK == 0 ]]; then
+  phase "cargo test (unit + integration)" cargo test --workspace --exclude oxbow-e2e
+  if [[ $TOOLS_OK == 0 || $CI_MODE == 0 ]]; then
+    phase "cargo test -p oxbow-e2e (real tools vs ${OXBOW_E2E_TARGET:-oxbow})" \
+      cargo test -p oxbow-e2e -- --test-threads="$E2E_THREADS"
+  else
+    skip "cargo test -p oxbow-e2e" "install-tools failed"
+  fi
+else
+  skip "cargo test" "build failed"
+fi
+
+# ---------------------------------------------------------------------------
+# 4. Kubernetes phase (owned by the k8s engineer): e2e/k8s/...
+#    Insert it here, e.g.:
+#      if [[ -x e2e/k8s/test.sh ]]; then phase "k8s" bash e2e/k8s/test.sh; fi
+# ---------------------------------------------------------------------------
+
+# 5. Static checks, last so test failures show first.
+if [[ $CI_MODE == 1 ]]; then
+  phase "cargo fmt --check" cargo fmt --all --check
+  phase "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+echo
+echo "==================== run-tests: summary ===================="
+for i in "${!PHASES[@]}"; do
+  printf '  %-55s %s\n' "${PHASES[$i]}" "${RESULTS[$i]}"
+done
+if [[ $FAILED == 0 ]]; then
+  echo "run-tests: all phases passed"
+else
+  echo "run-tests: FAILED"
+fi
+exit $FAILED
