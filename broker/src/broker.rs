@@ -54,6 +54,8 @@ pub struct Broker {
     logs: LogManager,
     appends: watch::Sender<u64>,
     producer_ids: Mutex<(i64, i64)>,
+    /// The static config with dynamic broker configs applied; rebuilt when those change.
+    effective: std::sync::RwLock<Arc<BrokerConfig>>,
     /// Serialises topic-level administration so two CreateTopics for one name cannot race.
     admin: tokio::sync::Mutex<()>,
 }
@@ -97,7 +99,17 @@ impl Broker {
             &config_for,
         )
         .context("cannot open the log directories")?;
+        let effective = config
+            .with_dynamic(
+                &image.broker_config(&config.node_id.to_string()),
+                &image.broker_config(""),
+            )
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "ignoring invalid dynamic broker configs");
+                config.clone()
+            });
         let broker = Broker {
+            effective: std::sync::RwLock::new(Arc::new(effective)),
             producer_ids: Mutex::new((image.next_producer_id, image.next_producer_id)),
             config,
             metadata: Arc::new(store),
@@ -167,7 +179,27 @@ impl Broker {
 
     /// The effective log settings for a topic's overrides.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
-        config::effective_log_config(&self.config, overrides)
+        config::effective_log_config(&self.effective_config(), overrides)
+    }
+
+    /// The static config with the dynamic broker configs (`kafka-configs.sh --entity-type
+    /// brokers --alter`) layered on top, as log and topic defaults see it.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        self.effective
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn refresh_effective_config(&self) {
+        let image = self.image();
+        match self.config.with_dynamic(
+            &image.broker_config(&self.node_id().to_string()),
+            &image.broker_config(""),
+        ) {
+            Ok(c) => *self.effective.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c),
+            Err(e) => warn!(error = %e, "ignoring invalid dynamic broker configs"),
+        }
     }
 
     /// Wakes long-polling fetches after an append.
@@ -502,12 +534,12 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
-        for (key, value) in &configs {
-            config::validate_broker_dynamic_config(key, value).map_err(|e| ApiError {
+        config::validate_broker_dynamic_configs(&configs, !entity.is_empty()).map_err(|e| {
+            ApiError {
                 code: e.kafka_code(),
                 message: Some(e.to_string()),
-            })?;
-        }
+            }
+        })?;
         if validate_only {
             return Ok(());
         }
@@ -517,6 +549,13 @@ impl Broker {
                 configs,
             }])
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        // Topic defaults may have changed (log.retention.ms, log.segment.bytes, ...).
+        self.refresh_effective_config();
+        let image = self.image();
+        for topic in image.topics.values() {
+            self.logs
+                .update_topic_config(&topic.name, self.log_config(&topic.configs));
+        }
         Ok(())
     }
 
@@ -544,6 +583,15 @@ impl Broker {
             Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
         let mut retention = tokio::time::interval(retention_every);
         let mut checkpoint = tokio::time::interval(Duration::from_secs(60));
+        // Kafka leaves flushing to the OS unless log.flush.interval.ms is set; a process
+        // crash loses nothing either way because written data is in the page cache.
+        let flush_every = self
+            .config
+            .log_flush_interval_ms
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms as u64));
+        let mut flush = tokio::time::interval(flush_every.unwrap_or(Duration::from_secs(3600)));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -551,6 +599,14 @@ impl Broker {
                 _ = retention.tick() => {
                     let broker = self.clone();
                     let _ = tokio::task::spawn_blocking(move || broker.logs.run_retention(now_ms())).await;
+                }
+                _ = flush.tick(), if flush_every.is_some() => {
+                    let broker = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Err(e) = broker.logs.flush_all() {
+                            warn!(error = %e, "flushing logs failed");
+                        }
+                    }).await;
                 }
                 _ = checkpoint.tick() => {
                     let broker = self.clone();

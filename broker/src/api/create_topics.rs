@@ -44,12 +44,16 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> Creat
                 }
                 if ctx.version >= 5 {
                     result.num_partitions = created.partitions.len() as i32;
-                    result.replication_factor =
-                        created.partitions.first().map(|p| p.replicas.len() as i16).unwrap_or(-1);
+                    result.replication_factor = created
+                        .partitions
+                        .first()
+                        .map(|p| p.replicas.len() as i16)
+                        .unwrap_or(-1);
                     let image = ctx.broker.image();
-                    let described = config::describe_topic_configs(
+                    let described = config::describe_topic_configs_with(
                         ctx.broker.config(),
                         &image.broker_config(&ctx.broker.node_id().to_string()),
+                        &image.broker_config(""),
                         &created.configs,
                         None,
                         false,

@@ -71,9 +71,10 @@ fn describe(
             let topic = image.topic(name).ok_or_else(|| {
                 ApiError::new(ResponseError::UnknownTopicOrPartition, format!("The topic '{name}' does not exist."))
             })?;
-            Ok(config::describe_topic_configs(
+            Ok(config::describe_topic_configs_with(
                 broker.config(),
                 &image.broker_config(&node),
+                &image.broker_config(""),
                 &topic.configs,
                 keys,
                 synonyms,
@@ -86,6 +87,10 @@ fn describe(
                     ResponseError::InvalidRequest,
                     format!("Unexpected broker id, expected {node} or empty string, but received {name}"),
                 ));
+            }
+            if name.is_empty() {
+                // The cluster-wide default entity lists only its dynamic configs, as Kafka does.
+                return Ok(config::describe_cluster_default_broker_configs(&image.broker_config(""), keys, synonyms, docs));
             }
             Ok(config::describe_broker_configs(
                 broker.config(),

@@ -47,8 +47,16 @@ pub(crate) async fn handle(
             }
             DescribeLogDirsResult::default()
                 .with_log_dir(str_bytes(dir.path.display().to_string()))
-                .with_total_bytes(if ctx.version >= 4 { dir.total_bytes } else { -1 })
-                .with_usable_bytes(if ctx.version >= 4 { dir.usable_bytes } else { -1 })
+                .with_total_bytes(if ctx.version >= 4 {
+                    dir.total_bytes
+                } else {
+                    -1
+                })
+                .with_usable_bytes(if ctx.version >= 4 {
+                    dir.usable_bytes
+                } else {
+                    -1
+                })
                 .with_topics(
                     topics
                         .into_iter()

@@ -138,7 +138,9 @@ fn build_response(
             Ok(data) => {
                 p.high_watermark = data.high_watermark;
                 p.last_stable_offset = data.last_stable_offset;
-                if ctx.version >= 5 { p.log_start_offset = data.log_start_offset; }
+                if ctx.version >= 5 {
+                    p.log_start_offset = data.log_start_offset;
+                }
                 p.records = Some(data.records);
             }
             Err(e) => {
@@ -149,7 +151,9 @@ fn build_response(
                         let log = log.lock().unwrap_or_else(|p| p.into_inner());
                         p.high_watermark = log.high_watermark();
                         p.last_stable_offset = log.high_watermark();
-                        if ctx.version >= 5 { p.log_start_offset = log.log_start_offset(); }
+                        if ctx.version >= 5 {
+                            p.log_start_offset = log.log_start_offset();
+                        }
                     }
                 }
                 if ctx.version >= 12 && e.code == ResponseError::NotLeaderOrFollower.code() {

@@ -109,7 +109,11 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
             .with_port(port)
             .with_rack(None)])
         .with_cluster_id((ctx.version >= 2).then(|| str_bytes(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(if ctx.version >= 1 { broker.node_id() } else { -1 }))
+        .with_controller_id(BrokerId(if ctx.version >= 1 {
+            broker.node_id()
+        } else {
+            -1
+        }))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
@@ -131,7 +135,11 @@ fn topic_response(ctx: &Ctx<'_>, topic: &TopicImage) -> MetadataResponseTopic {
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
-        .with_topic_id(if ctx.version >= 10 { topic.id } else { Uuid::nil() })
+        .with_topic_id(if ctx.version >= 10 {
+            topic.id
+        } else {
+            Uuid::nil()
+        })
         .with_is_internal(ctx.version >= 1 && topic_name::is_internal(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)

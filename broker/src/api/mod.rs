@@ -186,7 +186,9 @@ fn encode_response<R: Encodable + HeaderVersion + Message>(
     let mut out = BytesMut::with_capacity(64 + response.compute_size(ctx.version)?);
     header.encode(&mut out, header_version)?;
     // A failure here is a bug in a handler (a field set that this version cannot carry).
-    response.encode(&mut out, ctx.version).with_context(|| format!("cannot encode {key:?} v{} response", ctx.version))?;
+    response
+        .encode(&mut out, ctx.version)
+        .with_context(|| format!("cannot encode {key:?} v{} response", ctx.version))?;
     Ok(out)
 }
 

@@ -41,12 +41,16 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                     appended |= !info.duplicate;
                     response.base_offset = info.base_offset;
                     response.log_append_time_ms = info.log_append_time;
-                    if ctx.version >= 5 { response.log_start_offset = info.log_start_offset; }
+                    if ctx.version >= 5 {
+                        response.log_start_offset = info.log_start_offset;
+                    }
                 }
                 Err(e) => {
                     any_error = true;
                     response.error_code = e.code;
-                    if ctx.version >= 8 { response.error_message = e.message_str(); }
+                    if ctx.version >= 8 {
+                        response.error_message = e.message_str();
+                    }
                     if ctx.version >= 10 && e.code == ResponseError::NotLeaderOrFollower.code() {
                         response.current_leader = LeaderIdAndEpoch::default()
                             .with_leader_id(BrokerId(-1))
@@ -99,7 +103,7 @@ fn append(
             .topic(topic)
             .map(|t| t.configs.clone())
             .unwrap_or_default();
-        let min_isr = config::effective_min_insync_replicas(broker.config(), &overrides);
+        let min_isr = config::effective_min_insync_replicas(&broker.effective_config(), &overrides);
         if (state.isr.len() as i32) < min_isr {
             return Err(ApiError::new(
                 ResponseError::NotEnoughReplicas,

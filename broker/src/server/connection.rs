@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -62,10 +62,12 @@ pub async fn serve_connection(
         };
         match api::handle_request(&broker, peer, frame).await {
             Ok(Outcome::Respond(response)) => {
-                let mut out = BytesMut::with_capacity(4 + response.len());
-                out.put_u32(response.len() as u32);
-                out.extend_from_slice(&response);
-                if writer.write_all(&out).await.is_err() {
+                // Large responses bypass BufWriter's buffer, so fetched batches are not
+                // copied once more here.
+                let size = (response.len() as u32).to_be_bytes();
+                if writer.write_all(&size).await.is_err()
+                    || writer.write_all(&response).await.is_err()
+                {
                     return;
                 }
                 // Flush only when no further request is already buffered: pipelined requests

@@ -18,7 +18,7 @@ pub use connection::serve_connection;
 /// port conflict is reported at start-up rather than later.
 pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
-    for l in &broker.config().listeners {
+    for l in broker.config().client_listeners() {
         let host = if l.host.is_empty() {
             "0.0.0.0"
         } else {
