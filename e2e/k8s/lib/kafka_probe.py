@@ -2,10 +2,14 @@
 """Minimal Kafka client (stdlib only) used by the e2e scenarios, locally and in kind.
 
     kafka_probe.py HOST:PORT [HOST:PORT ...]
-
-For each bootstrap address: ApiVersions v0 and Metadata v2, then prints one JSON line
-{"addr", "api_keys", "cluster_id", "controller_id", "brokers": [[id, host, port], ...]}.
-Exits non-zero if any address does not answer. Kept dependency-free so that the kind path
+        For each address: ApiVersions v0 and Metadata v2; prints one JSON line
+        {"addr", "api_keys", "cluster_id", "controller_id", "brokers": [[id, host, port], ...]}.
+        Exits non-zero if any address does not answer.
+    kafka_probe.py produce HOST:PORT TOPIC BROKER_ID VALUE
+        Creates TOPIC (1 partition, replica on BROKER_ID; "already exists" is fine), then
+        produces VALUE (acks=all) to partition 0 through its leader; prints {"offset": N}.
+    kafka_probe.py fetch HOST:PORT TOPIC
+        Fetches partition 0 of TOPIC from offset 0 through its leader; prints {"values": [...]}. Kept dependency-free so that the kind path
 can run it with a stock python image and the local path with the host's python3.
 """
 import json
@@ -75,7 +79,184 @@ def probe(addr, timeout=5.0):
             "brokers": sorted(brokers)}
 
 
+# ---- produce / fetch (CreateTopics v2, Produce v3, Fetch v4: the oldest versions Kafka 4 serves) ----------
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_T = _crc32c_table()
+
+
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c = _T[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def varint(n):
+    n = (n << 1) ^ (n >> 63)
+    out = b""
+    while True:
+        if n & ~0x7F:
+            out += bytes([(n & 0x7F) | 0x80]); n >>= 7
+        else:
+            return out + bytes([n])
+
+
+def read_varint(b, o):
+    shift = n = 0
+    while True:
+        x = b[o]; o += 1
+        n |= (x & 0x7F) << shift; shift += 7
+        if not x & 0x80:
+            return (n >> 1) ^ -(n & 1), o
+
+
+def kstr(s):
+    b = s.encode(); return struct.pack(">h", len(b)) + b
+
+
+def record_batch(value, ts):
+    v = value.encode()
+    rec = b"\x00" + varint(0) + varint(0) + varint(-1) + varint(len(v)) + v + varint(0)
+    rec = varint(len(rec)) + rec
+    after_crc = struct.pack(">hiqqqhii", 0, 0, ts, ts, -1, -1, -1, 1) + rec
+    body = struct.pack(">ib", -1, 2) + struct.pack(">I", crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
+def parse_values(b):
+    vals, o = [], 0
+    while o + 12 <= len(b):
+        _base, blen = struct.unpack_from(">qi", b, o)
+        end = o + 12 + blen
+        if end > len(b):
+            break
+        p = o + 12 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 8 + 2 + 4
+        (count,) = struct.unpack_from(">i", b, p); p += 4
+        for _ in range(count):
+            _len, p = read_varint(b, p)
+            p += 1
+            _, p = read_varint(b, p); _, p = read_varint(b, p)
+            kl, p = read_varint(b, p); p += max(kl, 0)
+            vl, p = read_varint(b, p)
+            vals.append(b[p:p + vl].decode() if vl >= 0 else None); p += max(vl, 0)
+            hc, p = read_varint(b, p)
+            for _ in range(hc):
+                hk, p = read_varint(b, p); p += hk
+                hv, p = read_varint(b, p); p += max(hv, 0)
+        o = end
+    return vals
+
+
+def metadata(s, topic):
+    r = R(req(s, 3, 2, 7, struct.pack(">i", 1) + kstr(topic)))
+    brokers = {}
+    for _ in range(r.i32()):
+        nid, h, p, _rack = r.i32(), r.s(), r.i32(), r.s()
+        brokers[nid] = (h, p)
+    r.s(); r.i32()
+    leader = None
+    for _ in range(r.i32()):
+        terr, _name, _internal = r.i16(), r.s(), r.b[r.o]; r.o += 1
+        for _ in range(r.i32()):
+            _perr, part, ldr = r.i16(), r.i32(), r.i32()
+            for _ in range(2):
+                for _ in range(r.i32()):
+                    r.i32()
+            if part == 0:
+                leader = ldr
+        if terr:
+            raise IOError(f"metadata for {topic}: error {terr}")
+    if leader is None or leader < 0 or leader not in brokers:
+        raise IOError(f"no leader for {topic}-0 (brokers {brokers})")
+    return brokers[leader]
+
+
+def connect(addr):
+    host, port = addr.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def leader_conn(addr, topic):
+    import time
+    for attempt in range(20):
+        try:
+            with connect(addr) as s:
+                h, p = metadata(s, topic)
+            return socket.create_connection((h, p), timeout=10)
+        except IOError:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+
+
+def produce(addr, topic, broker_id, value):
+    import time
+    with connect(addr) as s:
+        body = (struct.pack(">i", 1) + kstr(topic) + struct.pack(">ih", -1, -1)
+                + struct.pack(">i", 1) + struct.pack(">ii", 0, 1) + struct.pack(">i", int(broker_id))
+                + struct.pack(">i", 0) + struct.pack(">ib", 30000, 0))
+        r = R(req(s, 19, 2, 5, body))
+        r.i32()  # throttle_time_ms
+        for _ in range(r.i32()):
+            name, err, msg = r.s(), r.i16(), r.s()
+            if err not in (0, 36):
+                raise IOError(f"CreateTopics {name}: error {err} {msg}")
+    batch = record_batch(value, int(time.time() * 1000))
+    with leader_conn(addr, topic) as s:
+        body = (struct.pack(">hhi", -1, -1, 30000) + struct.pack(">i", 1) + kstr(topic) + struct.pack(">i", 1)
+                + struct.pack(">ii", 0, len(batch)) + batch)
+        r = R(req(s, 0, 3, 6, body))
+        for _ in range(r.i32()):
+            r.s()
+            for _ in range(r.i32()):
+                _p, err = r.i32(), r.i16()
+                off = struct.unpack_from(">q", r.b, r.o)[0]; r.o += 16
+                if err:
+                    raise IOError(f"Produce: error {err}")
+                return {"offset": off}
+    raise IOError("empty produce response")
+
+
+def fetch(addr, topic):
+    with leader_conn(addr, topic) as s:
+        body = (struct.pack(">iiiib", -1, 500, 1, 1 << 20, 0) + struct.pack(">i", 1) + kstr(topic)
+                + struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 1 << 20))
+        r = R(req(s, 1, 4, 8, body))
+        r.i32()
+        for _ in range(r.i32()):
+            r.s()
+            for _ in range(r.i32()):
+                _p, err = r.i32(), r.i16()
+                r.o += 16
+                n = r.i32()
+                for _ in range(max(n, 0)):
+                    r.o += 16
+                ln = r.i32()
+                recs = r.b[r.o:r.o + max(ln, 0)]; r.o += max(ln, 0)
+                if err:
+                    raise IOError(f"Fetch: error {err}")
+                return {"values": parse_values(recs)}
+    raise IOError("empty fetch response")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] in ("produce", "fetch"):
+        try:
+            out = produce(*sys.argv[2:6]) if sys.argv[1] == "produce" else fetch(*sys.argv[2:4])
+            print(json.dumps(out), flush=True)
+        except Exception as e:  # noqa: BLE001
+            print(json.dumps({"error": str(e)}), flush=True)
+            sys.exit(1)
+        return
     rc = 0
     for a in sys.argv[1:]:
         try:

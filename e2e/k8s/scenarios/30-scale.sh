@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # StatefulSet scaling: up to 4 adds oxbow-3 (reachable at its DNS name), back to 3 stops it.
 . "$(dirname "$0")/lib.sh"
+ensure_ns
+apply_brokers 3  # idempotent: lets the scenario run on its own
 kc -n "$NS" scale sts/oxbow --replicas 4 >/dev/null
 wait_until 120 "statefulset oxbow 4/4 ready" pods_ready 4
 out=$(kafka_probe "$(broker_dns 3)") || fail "oxbow-3 not reachable: $out"

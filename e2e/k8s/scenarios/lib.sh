@@ -42,7 +42,7 @@ kafka_probe() {
     python3 "$K8S_DIR/lib/kafka_probe.py" "$@"
   fi
 }
-json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
+json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {'d': d}))" "$@"; }
 
 broker_dns() { echo "oxbow-$1.oxbow.$NS.svc.cluster.local:9092"; }
 
