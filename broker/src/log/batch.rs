@@ -385,6 +385,8 @@ pub(crate) mod test_util {
             producer_id: pid,
             producer_epoch: epoch,
             base_sequence: seq,
+            // Recent, so producer-state expiration (by record time, as in Kafka) keeps it.
+            timestamp: crate::log::segment::wall_clock_ms(),
             ..Spec::default()
         })
     }

@@ -99,7 +99,7 @@ pub enum Error {
         producer_id: i64,
         /// The producer epoch of the batch.
         epoch: i16,
-        /// The sequence the broker expected (-1 when any would do for a new epoch is 0).
+        /// The sequence the broker expected (0 for the first batch of a new epoch).
         expected: i32,
         /// The batch's base sequence.
         received: i32,

@@ -15,8 +15,8 @@ pub const UNDEFINED_EPOCH: i32 = -1;
 /// Kafka's UNDEFINED_EPOCH_OFFSET.
 pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 
-/// Ordered `(epoch, start offset)` entries; both strictly increase... epochs strictly,
-/// offsets non-decreasing (an epoch with no records shares its start with the next one).
+/// Ordered `(epoch, start offset)` entries: epochs strictly increase, start offsets never
+/// decrease (an epoch with no records shares its start with the next one).
 #[derive(Debug)]
 pub(crate) struct LeaderEpochCache {
     path: PathBuf,

@@ -43,7 +43,7 @@ pub use meta::{
     random_kafka_uuid, uuid_from_kafka_string, uuid_to_kafka_string, META_PROPERTIES,
     PARTITION_METADATA,
 };
-pub use partition::{LoadOptions, PartitionLog};
+pub use partition::{LoadOptions, PartitionLog, PRODUCER_ID_EXPIRATION_MS};
 
 /// Marker file written by a clean shutdown; its presence lets the next start skip recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";

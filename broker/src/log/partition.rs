@@ -36,6 +36,10 @@ pub struct LoadOptions {
     pub(crate) checkpoints: Option<Arc<DirCheckpoints>>,
 }
 
+/// Kafka's default `producer.id.expiration.ms` (1 day): producer state idle for longer is
+/// dropped at retention time.
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Lifecycle of a log handle (a handle may outlive the log's presence in the manager).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -272,6 +276,8 @@ impl PartitionLog {
             log.epochs.flush()?;
         }
         log.producers.on_log_start_offset(log.log_start_offset);
+        log.producers
+            .expire(segment::wall_clock_ms(), PRODUCER_ID_EXPIRATION_MS);
         if recovered_any {
             log.flush_all_segments()?;
         }
@@ -770,12 +776,17 @@ impl PartitionLog {
     /// Retention per config: deletes whole closed segments (never the active one) whose
     /// newest record is older than `retention.ms`, then oldest ones while the log exceeds
     /// `retention.bytes`; first rolls the active segment if `segment.ms` has elapsed and it
-    /// is non-empty. Returns the number of segments deleted.
+    /// is non-empty. Also expires idempotent producer state idle for
+    /// [`PRODUCER_ID_EXPIRATION_MS`]. Returns the number of segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.ensure_open()?;
         let seg = self.active();
         if seg.size() > 0 && seg.time_waited_for_roll(now_ms, now_ms) > self.config.segment_ms {
             self.roll(now_ms)?;
+        }
+        let expired = self.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        if expired > 0 {
+            tracing::debug!(tp = %self.tp, expired, "expired idle idempotent producers");
         }
         if !self.config.cleanup_delete {
             return Ok(0);

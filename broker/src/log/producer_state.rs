@@ -202,6 +202,19 @@ impl ProducerStateManager {
         }
     }
 
+    /// Forgets producers whose newest batch timestamp is older than `max_age_ms` before
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`), bounding memory for short-lived
+    /// producers. Returns how many were removed.
+    pub(crate) fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.batches
+                .back()
+                .is_none_or(|b| now_ms.saturating_sub(b.timestamp) <= max_age_ms)
+        });
+        before - self.producers.len()
+    }
+
     /// Forgets everything (before a rebuild).
     pub(crate) fn clear(&mut self) {
         self.producers.clear();
@@ -288,6 +301,17 @@ mod tests {
             SeqCheck::Append
         );
         assert_eq!(m.get(7).unwrap().batches.len(), 1);
+    }
+
+    #[test]
+    fn expires_idle_producers() {
+        let mut m = ProducerStateManager::default();
+        let mut p = PendingUpdates::default();
+        m.stage(&mut p, &hdr(1, 1, 0, 0), 0, 1_000);
+        m.stage(&mut p, &hdr(1, 2, 0, 0), 1, 5_000);
+        m.commit(p);
+        assert_eq!(m.expire(6_000, 2_000), 1);
+        assert!(m.get(1).is_none() && m.get(2).is_some());
     }
 
     #[test]

@@ -428,8 +428,9 @@ impl Segment {
 
     /// Appends already-patched batches (`data`, with `(position in data, header)` for each)
     /// at the end of the segment and indexes them. All or nothing: on any write failure the
-    /// file and indexes are truncated back and [`Error::Storage`] is returned; if even that
-    /// fails, [`Error::Offline`]-worthy `Err(Err(..))` is signalled via the `bool`.
+    /// file and indexes are truncated back and the error (normally [`Error::Storage`]) is
+    /// returned with `true`; `false` means the rollback itself failed and the on-disk state
+    /// is unknown (the caller takes the log offline).
     pub(crate) fn append(
         &mut self,
         data: &[u8],
@@ -600,8 +601,8 @@ impl Segment {
     }
 
     /// Removes the segment's files (missing files are fine: a previous attempt may have
-    /// removed some). The `.log` goes first so a crash never leaves data without... an
-    /// orphan index is cleaned up on the next load.
+    /// removed some). The `.log` goes first: a crash in between leaves only orphan index
+    /// files, which the next load removes.
     pub(crate) fn delete_files(self) -> Result<()> {
         let paths = [
             self.log_path.clone(),

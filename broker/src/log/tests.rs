@@ -435,14 +435,16 @@ fn crc_mismatch_rejected_and_nothing_written() {
 fn failed_write_is_rolled_back_and_log_stays_usable() {
     let root = tempfile::tempdir().unwrap();
     let mut log = open(root.path(), LogConfig::default());
+    // Recent timestamps, so no time-based roll moves the append to a fresh segment.
+    let now = segment::wall_clock_ms();
     for i in 0..3 {
-        log.append(&simple(2, i), 0, 0).unwrap();
+        log.append(&simple(2, now + i), 0, 0).unwrap();
     }
     let path = last_log_file(root.path());
     let before = std::fs::read(&path).unwrap();
     let idx_before = std::fs::read(path.with_extension("index")).unwrap();
     log.active_segment_mut().fail_next_write_after = Some(17);
-    let err = log.append(&simple(4, 9), 0, 0).unwrap_err();
+    let err = log.append(&simple(4, now + 9), 0, 0).unwrap_err();
     assert!(matches!(err, Error::Storage { .. }), "{err:?}");
     assert_eq!(err.kafka_code(), codes::KAFKA_STORAGE_ERROR);
     assert_eq!(std::fs::read(&path).unwrap(), before);
@@ -451,7 +453,7 @@ fn failed_write_is_rolled_back_and_log_stays_usable() {
         idx_before
     );
     assert_eq!(log.log_end_offset(), 6);
-    let info = log.append(&simple(1, 10), 0, 0).unwrap();
+    let info = log.append(&simple(1, now + 10), 0, 0).unwrap();
     assert_eq!(info.base_offset, 6);
     assert_eq!(headers(&read_all(&log, 0)).len(), 4);
     // The idempotent state was not updated by the failed append: a retry is not a duplicate.
