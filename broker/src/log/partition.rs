@@ -503,7 +503,7 @@ impl PartitionLog {
         }
         let interval = self.config.index_interval_bytes;
         let tp = self.tp.clone();
-        if let Err((e, rolled_back)) = self.active_mut().append(&data, &placed, interval) {
+        if let Err((e, rolled_back)) = self.active_mut().append(&data, &placed, interval, now_ms) {
             if !rolled_back {
                 tracing::error!(%tp, error = %e, "rollback of failed append failed; log offline");
                 self.state = State::Offline(e.to_string());
@@ -781,7 +781,13 @@ impl PartitionLog {
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.ensure_open()?;
         let seg = self.active();
-        if seg.size() > 0 && seg.time_waited_for_roll(now_ms, now_ms) > self.config.segment_ms {
+        // Record-time age (Kafka's rule) and wall-clock age must both exceed segment.ms: a
+        // producer writing old timestamps must not cause a roll at every retention tick.
+        let segment_ms = self.config.segment_ms;
+        if seg.size() > 0
+            && seg.time_waited_for_roll(now_ms, now_ms) > segment_ms
+            && seg.wall_clock_age(now_ms) > segment_ms
+        {
             self.roll(now_ms)?;
         }
         let expired = self.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);

@@ -113,6 +113,7 @@ pub(crate) struct Segment {
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     stats: Stats,
+    /// Wall-clock time of the first append (or of creation/load while empty/unknown).
     created_ms: i64,
     /// Test seam: the next log write stores only this many bytes, then fails with ENOSPC.
     #[cfg(test)]
@@ -242,6 +243,12 @@ impl Segment {
             Some(t) if t >= 0 => message_timestamp - t,
             _ => now_ms - self.created_ms,
         }
+    }
+
+    /// Wall-clock age of the segment's data: since its first append in this process, or
+    /// since it was loaded.
+    pub(crate) fn wall_clock_age(&self, now_ms: i64) -> i64 {
+        now_ms - self.created_ms
     }
 
     /// Whether either index reached `segment.index.bytes`.
@@ -436,6 +443,7 @@ impl Segment {
         data: &[u8],
         batches: &[(usize, BatchHeader)],
         index_interval_bytes: u64,
+        now_ms: i64,
     ) -> std::result::Result<(), (Error, bool)> {
         let start = self.size;
         let saved = self.stats;
@@ -451,6 +459,11 @@ impl Segment {
         };
         match result {
             Ok(()) => {
+                if start == 0 {
+                    // Age for wall-clock rolling counts from the first batch, not from
+                    // when the (empty) segment happened to be created.
+                    self.created_ms = now_ms;
+                }
                 self.size = start + data.len() as u64;
                 Ok(())
             }

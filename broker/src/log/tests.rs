@@ -912,3 +912,19 @@ fn empty_records_and_unknown_offsets() {
         codes::INVALID_RECORD
     );
 }
+
+#[test]
+fn old_record_timestamps_do_not_roll_at_every_retention_tick() {
+    let root = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 1_000,
+        ..LogConfig::default()
+    };
+    let mut log = open(root.path(), config);
+    // A replay of historical data: record time far behind the broker clock.
+    log.append(&simple(1, 5), 0, 100_000).unwrap();
+    log.apply_retention(100_500).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.apply_retention(101_001).unwrap();
+    assert_eq!(log.segment_count(), 2);
+}
