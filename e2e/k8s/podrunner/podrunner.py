@@ -575,7 +575,7 @@ class PodWorker(threading.Thread):
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod["spec"].get("hostname") or self.name,
                "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.r.api_port),
                "KUBERNETES_SERVICE_PORT_HTTPS": str(self.r.api_port),
-               "KUBERNETES_PORT": f"tcp://127.0.0.1:{self.r.api_port}", MARKER_ENV: self.r.state,
+               "KUBERNETES_PORT": f"tcp://127.0.0.1:{self.r.api_port}", MARKER_ENV: os.environ.get(MARKER_ENV, self.r.state),
                "HOME": "/root"}
         for ef in c.get("envFrom") or []:
             pre = ef.get("prefix", "")
