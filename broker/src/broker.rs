@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::api::ApiError;
 use crate::config::{self, BrokerConfig};
+use crate::group::{GroupCoordinator, GroupLimits};
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
 use crate::metadata::{
     self, topic_name, LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore,
@@ -56,6 +57,7 @@ pub struct Broker {
     producer_ids: Mutex<(i64, i64)>,
     /// The static config with dynamic broker configs applied; rebuilt when those change.
     effective: std::sync::RwLock<Arc<BrokerConfig>>,
+    groups: GroupCoordinator,
     /// Serialises topic-level administration so two CreateTopics for one name cannot race.
     admin: tokio::sync::Mutex<()>,
 }
@@ -108,7 +110,14 @@ impl Broker {
                 warn!(error = %e, "ignoring invalid dynamic broker configs");
                 config.clone()
             });
+        let limits = GroupLimits {
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            max_size: usize::MAX,
+        };
         let broker = Broker {
+            groups: GroupCoordinator::new(limits),
             effective: std::sync::RwLock::new(Arc::new(effective)),
             producer_ids: Mutex::new((image.next_producer_id, image.next_producer_id)),
             config,
@@ -122,6 +131,7 @@ impl Broker {
                 .ensure_logs(topic)
                 .with_context(|| format!("cannot open the logs of topic {}", topic.name))?;
         }
+        broker.groups.load(&broker);
         info!(
             node_id = broker.config.node_id,
             cluster_id = %image.cluster_id,
@@ -145,6 +155,11 @@ impl Broker {
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
+    }
+
+    /// The group coordinator.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
     }
 
     /// The log manager.

@@ -4,6 +4,7 @@
 //! - [`config`]: `server.properties` parsing, Kafka's defaults, topic configs and how
 //!   DescribeConfigs reports them.
 //! - [`log`]: durable segmented partition logs (segments, indexes, recovery, retention).
+//! - [`group`]: the group coordinator (membership, rebalances, committed offsets).
 //! - [`metadata`]: cluster metadata (topics, partitions, configs) behind one interface.
 //! - [`server`]: listener, connections, framing and routing of requests.
 //! - [`api`]: one handler per Kafka API.
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod server;

@@ -85,6 +85,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listeners = server::bind(&broker).await?;
     let (stop, stopped) = watch::channel(false);
     let background = tokio::spawn(broker.clone().run_background(stopped.clone()));
+    let coordinator = {
+        let broker = broker.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move { broker.groups().run(&broker, stopped).await })
+    };
     let serving = tokio::spawn(server::serve(broker.clone(), listeners, stopped));
 
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
@@ -96,6 +101,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = serving.await;
     let _ = background.await;
+    let _ = coordinator.await;
     let broker: Arc<Broker> = broker;
     tokio::task::spawn_blocking(move || broker.shutdown())
         .await

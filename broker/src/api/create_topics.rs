@@ -25,7 +25,12 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> Creat
             .with_name(topic.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
-        let outcome = if seen.get(&name).copied().unwrap_or(0) > 1 {
+        let outcome = if crate::metadata::topic_name::is_internal(&name) {
+            Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Creation of internal topic {name} is prohibited."),
+            ))
+        } else if seen.get(&name).copied().unwrap_or(0) > 1 {
             Err(ApiError::new(
                 ResponseError::InvalidRequest,
                 format!("Duplicate topic name: {name}"),

@@ -8,18 +8,29 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod describe_log_dirs;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -49,6 +60,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) broker: &'a Broker,
     pub(crate) header: &'a RequestHeader,
     pub(crate) version: i16,
+    /// The client's address (group membership reports it as the member's host).
+    pub(crate) peer: SocketAddr,
     /// 0 = respond, [`NO_RESPONSE`] or [`CLOSE`]; set by handlers (atomic so `Ctx` is `Sync`).
     outcome: AtomicU8,
 }
@@ -110,6 +123,17 @@ apis! {
     CreatePartitions => CreatePartitionsRequest, create_partitions, 0..=3;
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest, incremental_alter_configs, 0..=1;
     DescribeCluster => DescribeClusterRequest, describe_cluster, 0..=1;
+    FindCoordinator => FindCoordinatorRequest, find_coordinator, 0..=4;
+    JoinGroup => JoinGroupRequest, join_group, 0..=9;
+    SyncGroup => SyncGroupRequest, sync_group, 0..=5;
+    Heartbeat => HeartbeatRequest, heartbeat, 0..=4;
+    LeaveGroup => LeaveGroupRequest, leave_group, 0..=5;
+    OffsetCommit => OffsetCommitRequest, offset_commit, 2..=9;
+    OffsetFetch => OffsetFetchRequest, offset_fetch, 1..=9;
+    ListGroups => ListGroupsRequest, list_groups, 0..=5;
+    DescribeGroups => DescribeGroupsRequest, describe_groups, 0..=5;
+    DeleteGroups => DeleteGroupsRequest, delete_groups, 0..=2;
+    OffsetDelete => OffsetDeleteRequest, offset_delete, 0..=0;
 }
 
 /// The served version range of `key`, if it is served at all.
@@ -166,6 +190,7 @@ pub async fn handle_request(
         broker,
         header: &header,
         version,
+        peer,
         outcome: AtomicU8::new(0),
     };
     let body = dispatch(&ctx, key, &mut frame).await?;

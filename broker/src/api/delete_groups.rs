@@ -1,0 +1,28 @@
+//! DeleteGroups (key 42): delete groups without active members, with their offsets.
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use kafka_protocol::ResponseError;
+
+use super::Ctx;
+
+pub(crate) async fn handle(ctx: &Ctx<'_>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let results = request
+        .groups_names
+        .into_iter()
+        .map(|id| {
+            let code = if id.0.is_empty() {
+                ResponseError::InvalidGroupId.code()
+            } else {
+                match ctx.broker.groups().delete_group(ctx.broker, id.0.as_str()) {
+                    Ok(()) => 0,
+                    Err(e) => e.code(),
+                }
+            };
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(code)
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}

@@ -1,0 +1,56 @@
+//! DescribeGroups (key 15): state, protocol and members of groups. As in Kafka, member
+//! metadata and assignments are only reported for a Stable group, and an unknown group is
+//! reported as "Dead" without an error.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, Ctx};
+use crate::group::GroupState;
+
+pub(crate) async fn handle(
+    ctx: &Ctx<'_>,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|id| {
+            let described = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(i32::MIN);
+            if id.0.is_empty() {
+                return described.with_error_code(ResponseError::InvalidGroupId.code());
+            }
+            let Some(g) = ctx.broker.groups().describe(id.0.as_str()) else {
+                return described.with_group_state(str_bytes(GroupState::Dead.name()));
+            };
+            let stable = g.state() == GroupState::Stable;
+            let protocol = g.protocol_name.clone().unwrap_or_default();
+            let members = g
+                .members()
+                .map(|m| {
+                    let mut d = DescribedGroupMember::default()
+                        .with_member_id(str_bytes(m.member_id.clone()))
+                        .with_client_id(str_bytes(m.client_id.clone()))
+                        .with_client_host(str_bytes(m.client_host.clone()));
+                    if ctx.version >= 4 {
+                        d.group_instance_id = m.group_instance_id.clone().map(str_bytes);
+                    }
+                    if stable {
+                        d.member_metadata = m.metadata(&protocol);
+                        d.member_assignment = m.assignment.clone();
+                    }
+                    d
+                })
+                .collect();
+            described
+                .with_group_state(str_bytes(g.state().name()))
+                .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()))
+                .with_protocol_data(str_bytes(if stable { protocol } else { String::new() }))
+                .with_members(members)
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

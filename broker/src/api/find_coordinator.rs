@@ -1,0 +1,75 @@
+//! FindCoordinator (key 10): the broker that coordinates a group — the leader of the group's
+//! `__consumer_offsets` partition (created on first use). Transaction coordinators are not
+//! served yet: those keys get COORDINATOR_NOT_AVAILABLE.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, ApiError, Ctx};
+use crate::group::OFFSETS_TOPIC;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub(crate) async fn handle(
+    ctx: &Ctx<'_>,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    if ctx.version >= 4 {
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            let c = Coordinator::default().with_key(key.clone());
+            coordinators.push(match find(ctx, request.key_type, key.as_str()).await {
+                Ok((node, host, port)) => c
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(host))
+                    .with_port(port),
+                Err(e) => c
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(e.code)
+                    .with_error_message(e.message_str()),
+            });
+        }
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let response = FindCoordinatorResponse::default();
+    match find(ctx, request.key_type, request.key.as_str()).await {
+        Ok((node, host, port)) => response
+            .with_node_id(BrokerId(node))
+            .with_host(str_bytes(host))
+            .with_port(port),
+        Err(e) => response
+            .with_node_id(BrokerId(-1))
+            .with_host(StrBytes::default())
+            .with_port(-1)
+            .with_error_code(e.code)
+            .with_error_message(if ctx.version >= 1 {
+                e.message_str()
+            } else {
+                None
+            }),
+    }
+}
+
+async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i32), ApiError> {
+    if key_type != KEY_TYPE_GROUP {
+        return Err(ApiError::new(
+            ResponseError::CoordinatorNotAvailable,
+            "Only consumer group coordinators are served; transactions are not supported yet.",
+        ));
+    }
+    let broker = ctx.broker;
+    let partition = broker.groups().partition_for(broker, key).await?;
+    let leader = broker
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(partition as usize).map(|p| p.leader))
+        .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable))?;
+    if leader != broker.node_id() {
+        return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
+    }
+    let (host, port) = broker.advertised_endpoint();
+    Ok((leader, host, port))
+}

@@ -1,0 +1,131 @@
+//! OffsetFetch (key 9): committed offsets of a group (one group before v8, many after).
+//! Partitions without a commit report offset -1, as Kafka does.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, Ctx};
+use crate::group::CommittedOffset;
+
+type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
+
+fn fetch(ctx: &Ctx<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Fetched, i16> {
+    if group.is_empty() {
+        return Err(ResponseError::InvalidGroupId.code());
+    }
+    Ok(ctx.broker.groups().fetch_offsets(group, wanted))
+}
+
+/// Groups `rows` by topic, preserving first-seen order.
+fn by_topic(rows: Fetched) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+    let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+    for (topic, partition, committed) in rows {
+        match out.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, ps)) => ps.push((partition, committed)),
+            None => out.push((topic, vec![(partition, committed)])),
+        }
+    }
+    out
+}
+
+pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let v = ctx.version;
+    if v >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .flat_map(|t| {
+                            let name = t.name.0.as_str().to_string();
+                            t.partition_indexes
+                                .into_iter()
+                                .map(move |p| (name.clone(), p))
+                        })
+                        .collect()
+                });
+                match fetch(ctx, g.group_id.0.as_str(), wanted) {
+                    Err(code) => OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code),
+                    Ok(rows) => OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_topics(
+                            by_topic(rows)
+                                .into_iter()
+                                .map(|(topic, ps)| {
+                                    OffsetFetchResponseTopics::default()
+                                        .with_name(TopicName(str_bytes(topic)))
+                                        .with_partitions(
+                                            ps.into_iter()
+                                                .map(|(p, c)| {
+                                                    let (offset, epoch, meta) = parts(c);
+                                                    OffsetFetchResponsePartitions::default()
+                                                        .with_partition_index(p)
+                                                        .with_committed_offset(offset)
+                                                        .with_committed_leader_epoch(epoch)
+                                                        .with_metadata(Some(str_bytes(meta)))
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        ),
+                }
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|ts| {
+        ts.into_iter()
+            .flat_map(|t| {
+                let name = t.name.0.as_str().to_string();
+                t.partition_indexes
+                    .into_iter()
+                    .map(move |p| (name.clone(), p))
+            })
+            .collect()
+    });
+    let group: GroupId = request.group_id;
+    match fetch(ctx, group.0.as_str(), wanted) {
+        Err(code) if v >= 2 => OffsetFetchResponse::default().with_error_code(code),
+        Err(_) => OffsetFetchResponse::default(),
+        Ok(rows) => OffsetFetchResponse::default().with_topics(
+            by_topic(rows)
+                .into_iter()
+                .map(|(topic, ps)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(str_bytes(topic)))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(p, c)| {
+                                    let (offset, epoch, meta) = parts(c);
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(if v >= 5 {
+                                            epoch
+                                        } else {
+                                            -1
+                                        })
+                                        .with_metadata(Some(str_bytes(meta)))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn parts(c: Option<CommittedOffset>) -> (i64, i32, String) {
+    match c {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
