@@ -572,6 +572,9 @@ class PodWorker(threading.Thread):
         return b, None
 
     def env_for(self, c, pod):
+        # A watch event may carry a version of the pod older than our status patch: the pod IP
+        # (and hence status.podIP for the downward API) is ours, whatever the object says.
+        pod = {**pod, "status": {**(pod.get("status") or {}), "podIP": self.ip}}
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod["spec"].get("hostname") or self.name,
                "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.r.api_port),
                "KUBERNETES_SERVICE_PORT_HTTPS": str(self.r.api_port),
