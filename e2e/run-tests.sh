@@ -60,10 +60,10 @@ BUILD_OK=$?
 
 # 3. Tests: unit + integration of all crates, then the end-to-end suite.
 if [[ $BUILD_OK == 0 ]]; then
-  phase "cargo test (unit + integration)" cargo test --workspace --exclude oxbow-e2e
+  phase "cargo test (unit + integration)" cargo test --workspace --exclude oxbow-e2e --no-fail-fast
   if [[ $TOOLS_OK == 0 || $CI_MODE == 0 ]]; then
     phase "cargo test -p oxbow-e2e (real tools vs ${OXBOW_E2E_TARGET:-oxbow})" \
-      cargo test -p oxbow-e2e -- --test-threads="$E2E_THREADS"
+      cargo test -p oxbow-e2e --no-fail-fast -- --test-threads="$E2E_THREADS"
   else
     skip "cargo test -p oxbow-e2e" "install-tools failed"
   fi

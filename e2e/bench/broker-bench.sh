@@ -197,8 +197,8 @@ consumer_run() { # broker bootstrap topic
     say "$b consumer perf failed; output tail:"
     tail -5 "$out" >&2
   else
-    R[$b.c.mbs]=$(awk -F', *' '{print $4}' <<<"$line")
-    R[$b.c.rps]=$(awk -F', *' '{print $6}' <<<"$line")
+    R[$b.c.mbs]=$(awk -F', *' '{printf "%.2f", $4}' <<<"$line")
+    R[$b.c.rps]=$(awk -F', *' '{printf "%.1f", $6}' <<<"$line")
     say "$b consume: $line"
   fi
 

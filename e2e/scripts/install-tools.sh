@@ -137,7 +137,7 @@ install_kafka() {
 </project>
 EOF
   log "downloading Apache Kafka $KAFKA_VERSION jars from Maven Central (mvn dependency:copy-dependencies)"
-  local mvn_flags=(-B -q)
+  local mvn_flags=(-B -q -Dstyle.color=never)
   [[ ${CI:-} == true ]] && mvn_flags+=(-ntp)
   (cd "$build" && mvn "${mvn_flags[@]}" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME.tmp/libs") >&2
