@@ -111,7 +111,7 @@ log.dirs=$dir/data
 num.partitions=$PARTITIONS
 auto.create.topics.enable=true
 EOF
-      RUST_LOG="${RUST_LOG:-warn}" "$OXBOW_BIN" "$dir/server.properties" \
+      NO_COLOR=1 RUST_LOG="${RUST_LOG:-warn}" "$OXBOW_BIN" "$dir/server.properties" \
         --override "listeners=PLAINTEXT://127.0.0.1:$port" \
         --override "advertised.listeners=PLAINTEXT://127.0.0.1:$port" >"$dir/broker.log" 2>&1 &
       BROKER_PID=$!

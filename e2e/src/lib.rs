@@ -664,8 +664,12 @@ impl Broker {
             }
         };
         cmd.arg(self.config_path()).args(self.listener_overrides());
-        if self.flavor == Flavor::Oxbow && std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
+        if self.flavor == Flavor::Oxbow {
+            if std::env::var_os("RUST_LOG").is_none() {
+                cmd.env("RUST_LOG", "info");
+            }
+            // The log goes to a file that is printed on failure: no colour codes.
+            cmd.env("NO_COLOR", "1");
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
