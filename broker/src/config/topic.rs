@@ -273,6 +273,14 @@ pub(crate) fn build_log_config(
         cleanup_delete,
         cleanup_compact,
         file_delete_delay_ms: long("file.delete.delay.ms", d.file_delete_delay_ms),
+        delete_retention_ms: long("delete.retention.ms", d.delete_retention_ms),
+        min_compaction_lag_ms: long("min.compaction.lag.ms", d.min_compaction_lag_ms),
+        max_compaction_lag_ms: long("max.compaction.lag.ms", d.max_compaction_lag_ms),
+        min_cleanable_dirty_ratio: match topic_value("min.cleanable.dirty.ratio", overrides, broker)
+        {
+            Value::Double(r) => r,
+            _ => d.min_cleanable_dirty_ratio,
+        },
     }
 }
 

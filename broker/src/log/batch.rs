@@ -27,9 +27,12 @@ const PRODUCER_EPOCH_POS: usize = 51;
 const BASE_SEQUENCE_POS: usize = 53;
 const RECORDS_COUNT_POS: usize = 57;
 
-const COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
+const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
+/// Attribute bit 6 (KIP-534): the base timestamp holds the batch's delete horizon.
+pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// Highest compression codec id Kafka defines (zstd).
 const MAX_COMPRESSION_ID: i16 = 4;
@@ -117,6 +120,22 @@ impl BatchHeader {
         self.attributes & CONTROL_BIT != 0
     }
 
+    /// Whether the batch belongs to a transaction (attribute bit 4).
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    /// Compression codec id (attribute bits 0-2).
+    pub(crate) fn compression(&self) -> i16 {
+        self.attributes & COMPRESSION_MASK
+    }
+
+    /// The delete horizon set by the log cleaner (KIP-534): stored in the base timestamp
+    /// when attribute bit 6 is set; tombstones in the batch may go once it has passed.
+    pub(crate) fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
+
     /// Sequence number of the last record (sequence numbers wrap at `i32::MAX`).
     pub(crate) fn last_sequence(&self) -> i32 {
         if self.base_sequence < 0 {
@@ -134,6 +153,32 @@ impl BatchHeader {
     pub(crate) fn has_producer_id(&self) -> bool {
         self.producer_id >= 0
     }
+}
+
+/// Serialises a v2 batch from `h` (batch length, magic and CRC are computed; the other
+/// fields are written as given) followed by `payload` (the records, compressed as
+/// `h.attributes` says).
+pub(crate) fn encode_batch(h: &BatchHeader, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_SIZE + payload.len());
+    b.extend_from_slice(&h.base_offset.to_be_bytes());
+    let length = (HEADER_SIZE - LOG_OVERHEAD + payload.len()) as i32;
+    b.extend_from_slice(&length.to_be_bytes());
+    b.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
+    b.push(2u8);
+    b.extend_from_slice(&[0u8; 4]);
+    b.extend_from_slice(&h.attributes.to_be_bytes());
+    b.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    b.extend_from_slice(&h.base_timestamp.to_be_bytes());
+    b.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    b.extend_from_slice(&h.producer_id.to_be_bytes());
+    b.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    b.extend_from_slice(&h.base_sequence.to_be_bytes());
+    b.extend_from_slice(&h.records_count.to_be_bytes());
+    debug_assert_eq!(b.len(), HEADER_SIZE);
+    b.extend_from_slice(payload);
+    let crc = compute_crc(&b);
+    b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    b
 }
 
 /// CRC-32C of a whole batch as Kafka defines it: from the attributes field to the end.

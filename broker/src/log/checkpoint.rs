@@ -24,6 +24,9 @@ pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
 /// Name of the per-dir high watermark checkpoint.
 pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+/// Name of the per-dir log cleaner checkpoint: per compacted partition, the offset up to
+/// which the log has been compacted (everything from there on is "dirty").
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
 /// Replaces `path` with `contents` so that a crash leaves either the old or the new file,
 /// never a mix: write a sibling `.tmp`, fsync it, rename over, fsync the directory.
@@ -149,10 +152,25 @@ pub(crate) fn write_epochs(path: &Path, entries: &[(i32, i64)]) -> Result<()> {
 /// The log dir's persisted log start offsets, shared by the dir's partitions so that a
 /// DeleteRecords is durable the moment it returns (Kafka checkpoints it periodically; we
 /// write at once, since the file is tiny and DeleteRecords is rare).
+///
+/// Also holds the dir's `cleaner-offset-checkpoint` (rewritten after every compaction pass,
+/// like Kafka's cleaner does).
 #[derive(Debug)]
 pub(crate) struct DirCheckpoints {
     dir: PathBuf,
     log_starts: Mutex<BTreeMap<TopicPartition, i64>>,
+    cleaner_offsets: Mutex<BTreeMap<TopicPartition, i64>>,
+}
+
+fn load_cleaner_offsets(dir: &Path) -> BTreeMap<TopicPartition, i64> {
+    match read_offsets(&dir.join(CLEANER_OFFSET_CHECKPOINT)) {
+        Ok(m) => m,
+        Err(e) => {
+            // Losing it only means the next pass treats the whole log as dirty.
+            tracing::warn!(error = %e, "ignoring unreadable cleaner offset checkpoint");
+            BTreeMap::new()
+        }
+    }
 }
 
 impl DirCheckpoints {
@@ -162,6 +180,7 @@ impl DirCheckpoints {
         Ok(DirCheckpoints {
             dir: dir.to_path_buf(),
             log_starts: Mutex::new(log_starts),
+            cleaner_offsets: Mutex::new(load_cleaner_offsets(dir)),
         })
     }
 
@@ -170,6 +189,7 @@ impl DirCheckpoints {
         DirCheckpoints {
             dir: dir.to_path_buf(),
             log_starts: Mutex::new(BTreeMap::new()),
+            cleaner_offsets: Mutex::new(load_cleaner_offsets(dir)),
         }
     }
 
@@ -187,6 +207,29 @@ impl DirCheckpoints {
         };
         if changed {
             write_offsets(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), &map)?;
+        }
+        Ok(())
+    }
+
+    /// Checkpointed cleaner offset (end of the last compaction pass) of a partition.
+    pub(crate) fn cleaner_offset(&self, tp: &TopicPartition) -> Option<i64> {
+        lock(&self.cleaner_offsets).get(tp).copied()
+    }
+
+    /// Records (`Some`) or forgets (`None`) a partition's cleaner offset and rewrites
+    /// `cleaner-offset-checkpoint` if it changed.
+    pub(crate) fn set_cleaner_offset(
+        &self,
+        tp: &TopicPartition,
+        offset: Option<i64>,
+    ) -> Result<()> {
+        let mut map = lock(&self.cleaner_offsets);
+        let changed = match offset {
+            Some(o) => map.insert(tp.clone(), o) != Some(o),
+            None => map.remove(tp).is_some(),
+        };
+        if changed {
+            write_offsets(&self.dir.join(CLEANER_OFFSET_CHECKPOINT), &map)?;
         }
         Ok(())
     }

@@ -35,6 +35,29 @@ pub struct LogConfig {
     pub cleanup_compact: bool,
     /// `file.delete.delay.ms`: how long deleted segments linger before removal.
     pub file_delete_delay_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone survives after the cleaner first
+    /// rewrote its batch (Kafka's delete horizon) on compacted topics.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: segments holding records younger than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this forces compaction regardless
+    /// of the dirty ratio (and bounds how long the active segment stays open).
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compact once dirty bytes / cleanable bytes reach it.
+    pub min_cleanable_dirty_ratio: f64,
+}
+
+impl LogConfig {
+    /// Age (in record time) after which the active segment rolls: `segment.ms`, lowered to
+    /// `max.compaction.lag.ms` on compacted topics so no record stays uncleanable for longer
+    /// (Kafka's `LogConfig.maxSegmentMs`).
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.cleanup_compact && self.max_compaction_lag_ms > 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -52,6 +75,10 @@ impl Default for LogConfig {
             cleanup_delete: true,
             cleanup_compact: false,
             file_delete_delay_ms: 60_000,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }

@@ -80,6 +80,9 @@ pub enum Error {
     /// A batch is well-formed but violates Kafka's rules for client batches.
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// A record without a key was produced to a compacted topic (Kafka's exact message).
+    #[error("Compacted topic cannot accept message without key in topic partition {0}.")]
+    MissingKeyOnCompactedTopic(TopicPartition),
     /// A fetch/list/delete offset outside `[log start offset, log end offset]`.
     #[error("offset {offset} is out of range for {tp} (log start {log_start_offset}, end {log_end_offset})")]
     OffsetOutOfRange {
@@ -167,7 +170,7 @@ impl Error {
             Error::CorruptMessage(_) => CORRUPT_MESSAGE,
             Error::MessageTooLarge { .. } => MESSAGE_TOO_LARGE,
             Error::UnsupportedMessageFormat(_) => UNSUPPORTED_FOR_MESSAGE_FORMAT,
-            Error::InvalidRecord(_) => INVALID_RECORD,
+            Error::InvalidRecord(_) | Error::MissingKeyOnCompactedTopic(_) => INVALID_RECORD,
             Error::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
             Error::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
             Error::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,

@@ -164,6 +164,13 @@ impl OffsetIndex {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Renames the file (the open handle stays valid).
+    pub(crate) fn rename_to(&mut self, new_path: &Path) -> Result<()> {
+        std::fs::rename(&self.path, new_path).ctx("renaming", &self.path)?;
+        self.path = new_path.to_path_buf();
+        Ok(())
+    }
 }
 
 /// Maps timestamps to offsets: each entry says "up to this offset, the largest timestamp
@@ -296,6 +303,13 @@ impl TimeIndex {
     /// File path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Renames the file (the open handle stays valid).
+    pub(crate) fn rename_to(&mut self, new_path: &Path) -> Result<()> {
+        std::fs::rename(&self.path, new_path).ctx("renaming", &self.path)?;
+        self.path = new_path.to_path_buf();
+        Ok(())
     }
 }
 

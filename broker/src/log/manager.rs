@@ -329,6 +329,7 @@ impl LogManager {
         let d = &self.dirs[entry.dir];
         checkpoint::sync_dir(&d.path)?;
         d.checkpoints.set_log_start(tp, None)?;
+        d.checkpoints.set_cleaner_offset(tp, None)?;
         tracing::info!(%tp, renamed_to = %new.display(), "partition deleted");
         self.spawn_removal(vec![new]);
         Ok(())
@@ -373,6 +374,31 @@ impl LogManager {
         }
         let pending = std::mem::take(&mut *lock(&self.pending_deletes));
         remove_dirs(pending, &self.pending_deletes);
+    }
+
+    /// Runs one log cleaner pass ([`PartitionLog::compact`]) on every partition whose
+    /// `cleanup.policy` contains `compact`. Errors (and panics) are logged per partition, never
+    /// returned, so one bad partition doesn't stop the others. Returns the number of
+    /// partitions that were actually compacted. Each partition's lock is held during its pass.
+    pub fn run_compaction(&self, now_ms: i64) -> usize {
+        let mut cleaned = 0;
+        for (tp, e) in self.entries() {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut log = lock(&e.log);
+                if !log.config().cleanup_compact {
+                    return Ok(None);
+                }
+                log.compact(now_ms).map(Some)
+            }));
+            match outcome {
+                Ok(Ok(Some(stats))) if stats.cleaned => cleaned += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err(Error::Deleted(_) | Error::Closed(_))) => {}
+                Ok(Err(err)) => tracing::error!(%tp, error = %err, "log compaction failed"),
+                Err(_) => tracing::error!(%tp, "log compaction panicked"),
+            }
+        }
+        cleaned
     }
 
     /// Writes the root checkpoints of every dir: recovery points, log start offsets and

@@ -11,12 +11,16 @@
 //! - sparse `.index` (offset -> position) and `.timeindex` (timestamp -> offset) files,
 //! - `leader-epoch-checkpoint` and `partition.metadata` (topic id).
 //!
+//! Compacted topics (`cleanup.policy=compact`) are cleaned by [`PartitionLog::compact`]
+//! (see the `cleaner` module); its position is kept in the root `cleaner-offset-checkpoint`.
+//!
 //! [`LogManager`] owns the dirs and the set of partitions; [`PartitionLog`] is one partition
 //! (append, read, ListOffsets lookups, retention, DeleteRecords, truncation, recovery after
 //! a crash). Every error maps to a Kafka error code through [`Error::kafka_code`].
 
 mod batch;
 mod checkpoint;
+mod cleaner;
 pub mod config;
 mod error;
 mod index;
@@ -28,13 +32,17 @@ mod producer_state;
 mod segment;
 
 #[cfg(test)]
+mod compaction_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 
 pub use checkpoint::{
-    LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+    CLEANER_OFFSET_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
 };
+pub use cleaner::{CompactionStats, MAX_OFFSET_MAP_BYTES};
 pub use config::{LogConfig, TimestampType};
 pub use error::{codes, Error, Result};
 pub use leader_epoch::{LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};

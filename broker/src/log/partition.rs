@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::batch::{self, BatchHeader};
 use super::checkpoint::{self, DirCheckpoints, RECOVERY_POINT_CHECKPOINT};
+use super::cleaner;
 use super::config::{LogConfig, TimestampType};
 use super::error::{Error, IoContext, Result};
 use super::leader_epoch::LeaderEpochCache;
@@ -42,7 +43,7 @@ pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Lifecycle of a log handle (a handle may outlive the log's presence in the manager).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     Open,
     /// A rollback after a failed write failed; appends refused until reopen.
     Offline(String),
@@ -53,23 +54,27 @@ enum State {
 /// One partition's durable log. Not internally synchronised: callers wrap it in a `Mutex`.
 #[derive(Debug)]
 pub struct PartitionLog {
-    dir: PathBuf,
-    tp: TopicPartition,
-    config: LogConfig,
+    pub(super) dir: PathBuf,
+    pub(super) tp: TopicPartition,
+    pub(super) config: LogConfig,
     /// Segments by base offset; never empty (the last one is the active segment).
-    segments: BTreeMap<i64, Segment>,
-    log_start_offset: i64,
-    high_watermark: i64,
+    pub(super) segments: BTreeMap<i64, Segment>,
+    pub(super) log_start_offset: i64,
+    pub(super) high_watermark: i64,
     recovery_point: i64,
     epochs: LeaderEpochCache,
-    producers: ProducerStateManager,
+    pub(super) producers: ProducerStateManager,
     topic_id: Option<Uuid>,
-    checkpoints: Option<Arc<DirCheckpoints>>,
-    state: State,
+    pub(super) checkpoints: Option<Arc<DirCheckpoints>>,
+    pub(super) state: State,
+    /// Log cleaner position (`cleaner-offset-checkpoint`): compacted up to here.
+    pub(super) cleaner_offset: Option<i64>,
+    /// Earliest delete horizon of a tombstone left by the last compaction (in memory only).
+    pub(super) pending_delete_horizon: Option<i64>,
 }
 
 /// Parses `<20 digits>.<suffix>` into a base offset.
-fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
+pub(super) fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
     let (stem, suffix) = name.split_once('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -111,6 +116,8 @@ impl PartitionLog {
         options: LoadOptions,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).ctx("creating partition directory", dir)?;
+        // Finish (or roll back) an interrupted compaction before looking at segments.
+        let swapped = cleaner::recover_swaps(dir)?;
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
         for entry in std::fs::read_dir(dir).ctx("listing", dir)? {
@@ -168,7 +175,8 @@ impl PartitionLog {
                 epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
             };
             let mut stop = ScanStop::Eof;
-            let mut needs_recovery = base >= recover_from || !indexes_ok;
+            let mut needs_recovery =
+                base >= recover_from || !indexes_ok || swapped.binary_search(&base).is_ok();
             if !needs_recovery {
                 stop = seg.scan(
                     ScanMode {
@@ -224,6 +232,10 @@ impl PartitionLog {
             }
         }
 
+        let cleaner_offset = options
+            .checkpoints
+            .as_ref()
+            .and_then(|c| c.cleaner_offset(&tp));
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             tp,
@@ -237,15 +249,19 @@ impl PartitionLog {
             topic_id: meta::read_partition_metadata(dir)?,
             checkpoints: options.checkpoints,
             state: State::Open,
+            cleaner_offset,
+            pending_delete_horizon: None,
         };
-        // Drop empty segments that are not the last: they carry no data and would break
-        // the invariant that segment ranges are ordered and disjoint.
+        // Drop empty segments that are neither the first nor the last: they carry no data.
+        // An empty first segment is kept: the log cleaner leaves one when everything in it
+        // was superseded, and it holds the log start offset in place.
+        let first_base = log.segments.keys().next().copied();
         let empties: Vec<i64> = log
             .segments
             .iter()
             .rev()
             .skip(1)
-            .filter(|(_, s)| s.size() == 0)
+            .filter(|(&b, s)| s.size() == 0 && Some(b) != first_base)
             .map(|(&b, _)| b)
             .collect();
         for b in empties {
@@ -287,7 +303,7 @@ impl PartitionLog {
         Ok(log)
     }
 
-    fn first_segment(&self) -> &Segment {
+    pub(super) fn first_segment(&self) -> &Segment {
         // Invariant: never empty (open and every deletion keep one segment).
         match self.segments.values().next() {
             Some(s) => s,
@@ -295,7 +311,7 @@ impl PartitionLog {
         }
     }
 
-    fn active(&self) -> &Segment {
+    pub(super) fn active(&self) -> &Segment {
         match self.segments.values().next_back() {
             Some(s) => s,
             None => unreachable!("partition log without segments"),
@@ -397,7 +413,7 @@ impl PartitionLog {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
-    fn ensure_open(&self) -> Result<()> {
+    pub(super) fn ensure_open(&self) -> Result<()> {
         match &self.state {
             State::Open => Ok(()),
             State::Offline(why) => Err(Error::Offline(self.tp.clone(), why.clone())),
@@ -421,6 +437,15 @@ impl PartitionLog {
     pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         self.ensure_open()?;
         let batches = batch::validate_client_records(records, self.config.max_message_bytes)?;
+        if self.config.cleanup_compact {
+            // Kafka's LogValidator: every record of a compacted topic needs a key.
+            for b in &batches {
+                let bytes = &records[b.pos..b.pos + b.header.size()];
+                if cleaner::has_record_without_key(bytes, &b.header)? {
+                    return Err(Error::MissingKeyOnCompactedTopic(self.tp.clone()));
+                }
+            }
+        }
         let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
         if batches.is_empty() {
             return Ok(AppendInfo {
@@ -538,7 +563,7 @@ impl PartitionLog {
         }
         let c = &self.config;
         let should = seg.size() + incoming_bytes as u64 > c.segment_bytes
-            || seg.time_waited_for_roll(now_ms, max_timestamp) > c.segment_ms
+            || seg.time_waited_for_roll(now_ms, max_timestamp) > c.max_segment_ms()
             || seg.indexes_full(c.segment_index_bytes)
             || last_offset - seg.base_offset() > i64::from(i32::MAX);
         if should {
@@ -745,7 +770,7 @@ impl PartitionLog {
         Ok(deleted)
     }
 
-    fn delete_segment(&mut self, base: i64) -> Result<()> {
+    pub(super) fn delete_segment(&mut self, base: i64) -> Result<()> {
         if let Some(seg) = self.segments.remove(&base) {
             tracing::info!(tp = %self.tp, base_offset = base, size = seg.size(), "deleting segment");
             seg.delete_files()?;
@@ -783,7 +808,7 @@ impl PartitionLog {
         let seg = self.active();
         // Record-time age (Kafka's rule) and wall-clock age must both exceed segment.ms: a
         // producer writing old timestamps must not cause a roll at every retention tick.
-        let segment_ms = self.config.segment_ms;
+        let segment_ms = self.config.max_segment_ms();
         if seg.size() > 0
             && seg.time_waited_for_roll(now_ms, now_ms) > segment_ms
             && seg.wall_clock_age(now_ms) > segment_ms
@@ -868,6 +893,9 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         let removed = self.active_mut().truncate_to(offset, interval)?;
         tracing::info!(tp = %self.tp, offset, removed_bytes = removed, leo = self.log_end_offset(), "truncated log");
+        if self.cleaner_offset.is_some_and(|c| c > offset) {
+            self.set_cleaner_offset(Some(offset))?;
+        }
         self.after_truncation()
     }
 
@@ -920,6 +948,7 @@ impl PartitionLog {
         self.producers.clear();
         self.high_watermark = offset;
         self.recovery_point = offset;
+        self.set_cleaner_offset(None)?;
         tracing::info!(tp = %self.tp, offset, "log truncated fully");
         self.persist_log_start()
     }

@@ -79,6 +79,11 @@ fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
 
 impl ProducerStateManager {
     /// Number of producers tracked (for diagnostics).
+    /// Every tracked producer (id, entry).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
+        self.producers.iter()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }

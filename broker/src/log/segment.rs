@@ -73,6 +73,9 @@ impl<'a> BatchReader<'a> {
     }
 }
 
+/// Callback of [`Segment::for_each_batch`]: `(position, header, whole batch bytes)`.
+pub(crate) type BatchVisitor<'a> = dyn FnMut(u64, &BatchHeader, &[u8]) -> Result<()> + 'a;
+
 /// Why a scan stopped before the end of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ScanStop {
@@ -144,15 +147,23 @@ impl Segment {
     /// Creates a new, empty segment (all three files exist afterwards). Stale files with the
     /// same base offset are truncated: a new segment is empty by definition.
     pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
-        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        Self::create_with_suffix(dir, base_offset, now_ms, "")
+    }
+
+    /// [`Self::create`] with `suffix` appended to every file name (`<base>.log.cleaned`, ...);
+    /// used by the log cleaner to build a segment beside the ones it replaces.
+    pub(crate) fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        suffix: &str,
+    ) -> Result<Segment> {
+        let named = |ext: &str| dir.join(format!("{}{suffix}", file_name(base_offset, ext)));
+        let log_path = named(LOG_SUFFIX);
         let log = open_log_file(&log_path, true)?;
-        let (mut offset_index, _) =
-            OffsetIndex::open(&dir.join(file_name(base_offset, INDEX_SUFFIX)), base_offset)?;
+        let (mut offset_index, _) = OffsetIndex::open(&named(INDEX_SUFFIX), base_offset)?;
         offset_index.reset()?;
-        let (mut time_index, _) = TimeIndex::open(
-            &dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
-            base_offset,
-        )?;
+        let (mut time_index, _) = TimeIndex::open(&named(TIME_INDEX_SUFFIX), base_offset)?;
         time_index.reset()?;
         Ok(Segment {
             base_offset,
@@ -170,16 +181,17 @@ impl Segment {
 
     /// Opens an existing segment's files without reading the log. Statistics are unknown
     /// until [`Self::scan`] runs. The flag is false if an index file was invalid (and emptied).
+    /// A missing index file also counts as invalid (Kafka rebuilds it): an empty index
+    /// would otherwise be trusted and every read would scan from the segment start.
     pub(crate) fn open_existing(dir: &Path, base_offset: i64) -> Result<(Segment, bool)> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         let log = open_log_file(&log_path, false)?;
         let size = log.metadata().ctx("reading metadata of", &log_path)?.len();
-        let (offset_index, ok1) =
-            OffsetIndex::open(&dir.join(file_name(base_offset, INDEX_SUFFIX)), base_offset)?;
-        let (time_index, ok2) = TimeIndex::open(
-            &dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
-            base_offset,
-        )?;
+        let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
+        let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
+        let present = size == 0 || (index_path.exists() && time_index_path.exists());
+        let (offset_index, ok1) = OffsetIndex::open(&index_path, base_offset)?;
+        let (time_index, ok2) = TimeIndex::open(&time_index_path, base_offset)?;
         Ok((
             Segment {
                 base_offset,
@@ -193,8 +205,83 @@ impl Segment {
                 #[cfg(test)]
                 fail_next_write_after: None,
             },
-            ok1 && ok2,
+            ok1 && ok2 && present,
         ))
+    }
+
+    /// Renames the segment's three files to `<base>.<ext><new_suffix>` (handles stay
+    /// valid). With `log_first` the `.log` is renamed before the indexes, else after: the
+    /// cleaner renames `.cleaned` -> `.swap` indexes first and `.swap` -> final log first,
+    /// so a `.log.swap` always has its index files beside it (see `PartitionLog::open`).
+    pub(crate) fn rename_files(&mut self, new_suffix: &str, log_first: bool) -> Result<()> {
+        let dir = self
+            .log_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let named =
+            |ext: &str| dir.join(format!("{}{new_suffix}", file_name(self.base_offset, ext)));
+        let (log_to, index_to, time_to) = (
+            named(LOG_SUFFIX),
+            named(INDEX_SUFFIX),
+            named(TIME_INDEX_SUFFIX),
+        );
+        if log_first {
+            std::fs::rename(&self.log_path, &log_to).ctx("renaming", &self.log_path)?;
+            self.log_path = log_to.clone();
+        }
+        self.offset_index.rename_to(&index_to)?;
+        self.time_index.rename_to(&time_to)?;
+        if !log_first {
+            std::fs::rename(&self.log_path, &log_to).ctx("renaming", &self.log_path)?;
+            self.log_path = log_to;
+        }
+        Ok(())
+    }
+
+    /// Calls `f(position, header, whole batch bytes)` for every batch, in order, reading
+    /// through a buffer. Stops at the end or at a batch that does not fit in the file.
+    pub(crate) fn for_each_batch(
+        &self,
+        f: &mut BatchVisitor<'_>,
+    ) -> Result<()> {
+        let mut reader = BatchReader::new(&self.log, &self.log_path, self.size);
+        let mut pos = 0u64;
+        while pos + HEADER_SIZE as u64 <= self.size {
+            let Some(h) = BatchHeader::parse(reader.bytes(pos, HEADER_SIZE)?) else {
+                break;
+            };
+            if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32
+                || pos + h.size() as u64 > self.size
+            {
+                return Err(Error::CorruptMessage(format!(
+                    "{} has an invalid batch at position {pos}",
+                    self.log_path.display()
+                )));
+            }
+            f(pos, &h, reader.bytes(pos, h.size())?)?;
+            pos += h.size() as u64;
+        }
+        Ok(())
+    }
+
+    /// Modification time of the `.log` file.
+    pub(crate) fn last_modified(&self) -> Option<SystemTime> {
+        self.log.metadata().and_then(|m| m.modified()).ok()
+    }
+
+    /// Sets the `.log` file's modification time (the cleaner carries the originals' mtime
+    /// over, as Kafka does, so time retention of record-less segments is unchanged).
+    pub(crate) fn set_last_modified(&self, t: SystemTime) -> Result<()> {
+        self.log
+            .set_modified(t)
+            .ctx("setting mtime of", &self.log_path)
+    }
+
+    /// Max timestamp of the first batch (-1/None if unknown or empty): the log cleaner's
+    /// "earliest dirty record" time for `max.compaction.lag.ms`.
+    pub(crate) fn first_batch_timestamp(&self) -> Option<i64> {
+        self.stats.rolling_base_timestamp.filter(|&t| t >= 0)
     }
 
     /// First offset this segment may hold.
