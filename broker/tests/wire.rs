@@ -147,7 +147,8 @@ fn batch(values: &[&str]) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder splits batches where `offset - sequence` changes.
+            sequence: i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(v.to_string())),
@@ -165,6 +166,10 @@ fn batch(values: &[&str]) -> Bytes {
         },
     )
     .unwrap();
+    // A producer without idempotence sends base sequence -1; fix the header and its CRC.
+    buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = crc32c::crc32c(&buf[21..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
     buf.freeze()
 }
 
@@ -344,7 +349,11 @@ async fn corrupt_batch_is_refused_and_nothing_is_written() {
             &produce_request("crc", good.clone(), -1),
         )
         .await;
-    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 0,
+        "{:?}",
+        r.responses[0].partition_responses[0].error_message
+    );
     assert_eq!(
         r.responses[0].partition_responses[0].base_offset, 0,
         "the corrupt batch took no offsets"

@@ -575,7 +575,9 @@ impl GroupCoordinator {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                // kafka-protocol's encoder starts a new batch wherever `offset - sequence`
+                // changes; number the records and reset the base sequence below.
+                sequence: i as i32,
                 timestamp: now,
                 key: Some(k.clone()),
                 value: v.clone(),
@@ -593,6 +595,7 @@ impl GroupCoordinator {
             },
         )
         .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        mark_non_idempotent(&mut buf);
         let (log, state) = broker.leader_log(OFFSETS_TOPIC, partition)?;
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
         log.append(&buf, state.leader_epoch, now)?;
@@ -667,6 +670,18 @@ impl GroupCoordinator {
                 inner.groups.remove(&id);
             }
         }
+    }
+}
+
+/// Sets a single v2 batch's base sequence to -1 (no producer) and recomputes its CRC.
+fn mark_non_idempotent(batch: &mut BytesMut) {
+    const CRC: usize = 17;
+    const ATTRIBUTES: usize = 21;
+    const BASE_SEQUENCE: usize = 53;
+    if batch.len() > BASE_SEQUENCE + 4 {
+        batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+        batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     }
 }
 
