@@ -598,6 +598,9 @@ impl Broker {
             Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
         let mut retention = tokio::time::interval(retention_every);
         let mut checkpoint = tokio::time::interval(Duration::from_secs(60));
+        // Kafka's log.cleaner.backoff.ms: how often compacted logs are checked.
+        let mut compaction = tokio::time::interval(Duration::from_millis(15_000));
+        compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Kafka leaves flushing to the OS unless log.flush.interval.ms is set; a process
         // crash loses nothing either way because written data is in the page cache.
         let flush_every = self
@@ -622,6 +625,10 @@ impl Broker {
                             warn!(error = %e, "flushing logs failed");
                         }
                     }).await;
+                }
+                _ = compaction.tick() => {
+                    let broker = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || broker.logs.run_compaction(now_ms())).await;
                 }
                 _ = checkpoint.tick() => {
                     let broker = self.clone();
