@@ -5,6 +5,10 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use super::Ctx;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: HeartbeatRequest) -> HeartbeatResponse {
+    if request.group_id.0.is_empty() {
+        return HeartbeatResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::InvalidGroupId.code());
+    }
     let code = ctx.broker.groups().heartbeat(
         request.group_id.0.as_str(),
         request.member_id.as_str(),

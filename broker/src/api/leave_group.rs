@@ -8,6 +8,10 @@ use super::Ctx;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: LeaveGroupRequest) -> LeaveGroupResponse {
     let group_id = request.group_id.0.as_str();
+    if group_id.is_empty() {
+        return LeaveGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::InvalidGroupId.code());
+    }
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         request
             .members

@@ -7,6 +7,10 @@ use crate::group::SyncRequest;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: SyncGroupRequest) -> SyncGroupResponse {
     let group_id = request.group_id.0.as_str().to_string();
+    if group_id.is_empty() {
+        return SyncGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::InvalidGroupId.code());
+    }
     let sync = SyncRequest {
         member_id: request.member_id.as_str().to_string(),
         group_instance_id: request
