@@ -436,3 +436,160 @@ async fn unknown_topic_and_offset_out_of_range_are_error_codes() {
         .await;
     assert_eq!(f.responses[0].partitions[0].error_code, 1);
 }
+
+fn commit_request(
+    group: &str,
+    member: &str,
+    generation: i32,
+    topic: &str,
+    metadata: &str,
+) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_member_id(StrBytes::from_string(member.into()))
+        .with_generation_id_or_member_epoch(generation)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)
+                        .with_committed_metadata(Some(StrBytes::from_string(metadata.into()))),
+                ]),
+        ])
+}
+
+#[tokio::test]
+async fn bad_group_requests_get_kafka_errors_and_the_group_stays_healthy() {
+    let b = start(&[("group.initial.rebalance.delay.ms", "0")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "g-topic").await;
+    let code = |r: &OffsetCommitResponse| r.topics[0].partitions[0].error_code;
+
+    // A simple (generation -1) commit to an empty group works; unknown topics and oversized
+    // metadata are refused per partition.
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("g", "", -1, "g-topic", ""),
+        )
+        .await;
+    assert_eq!(code(&r), 0);
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("g", "", -1, "missing", ""),
+        )
+        .await;
+    assert_eq!(code(&r), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("g", "", -1, "g-topic", &"m".repeat(5000)),
+        )
+        .await;
+    assert_eq!(code(&r), 12, "OFFSET_METADATA_TOO_LARGE");
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("", "", -1, "g-topic", ""),
+        )
+        .await;
+    assert_eq!(code(&r), 24, "INVALID_GROUP_ID");
+
+    // Join: first MEMBER_ID_REQUIRED, then generation 1.
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))])
+    };
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join("")).await;
+    assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = r.member_id.as_str().to_string();
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join(&member)).await;
+    assert_eq!((r.error_code, r.generation_id), (0, 1));
+    let r: SyncGroupResponse = c
+        .call(
+            ApiKey::SyncGroup,
+            5,
+            &SyncGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id(1)
+                .with_member_id(StrBytes::from_string(member.clone()))
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(StrBytes::from_string(member.clone()))
+                        .with_assignment(Bytes::from_static(b"assignment")),
+                ]),
+        )
+        .await;
+    assert_eq!(
+        (r.error_code, r.assignment.as_ref()),
+        (0, &b"assignment"[..])
+    );
+
+    // Commits from an old generation or an unknown member are refused.
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("g", &member, 0, "g-topic", ""),
+        )
+        .await;
+    assert_eq!(code(&r), 22, "ILLEGAL_GENERATION");
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("g", "ghost", 1, "g-topic", ""),
+        )
+        .await;
+    assert_eq!(code(&r), 25, "UNKNOWN_MEMBER_ID");
+
+    // The group is still healthy: the member heartbeats and commits.
+    let hb: HeartbeatResponse = c
+        .call(
+            ApiKey::Heartbeat,
+            4,
+            &HeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id(1)
+                .with_member_id(StrBytes::from_string(member.clone())),
+        )
+        .await;
+    assert_eq!(hb.error_code, 0);
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("g", &member, 1, "g-topic", "meta"),
+        )
+        .await;
+    assert_eq!(code(&r), 0);
+    let f: OffsetFetchResponse = c
+        .call(
+            ApiKey::OffsetFetch,
+            7,
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(None),
+        )
+        .await;
+    let p = &f.topics[0].partitions[0];
+    assert_eq!(
+        (p.committed_offset, p.metadata.as_ref().map(|m| m.as_str())),
+        (1, Some("meta"))
+    );
+}
