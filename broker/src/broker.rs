@@ -711,6 +711,11 @@ fn place_replicas(
         .collect())
 }
 
+/// Resolves once the shutdown flag is set (without holding the watch's guard across awaits).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,9 +737,4 @@ mod tests {
         assert_eq!(leaders, vec![0, 1, 2, 0]);
         assert_eq!(parts[2].replicas, vec![2, 0]);
     }
-}
-
-/// Resolves once the shutdown flag is set (without holding the watch's guard across awaits).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

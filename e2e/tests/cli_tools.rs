@@ -5,12 +5,8 @@
 //! Kafka 4.1 with `OXBOW_E2E_TARGET=kafka` (which proves the assertions describe
 //! Kafka's real behaviour).
 //!
-//! Not here yet (they need consumer groups, a later issue):
-//! * kafka-consumer-groups.sh --list / --describe / --reset-offsets / --delete
-//! * kafka-verifiable-consumer.sh (group subscribe, commits, rebalances)
-//! * kafka-console-consumer.sh --from-beginning / --group (ignored test below)
-//! * kafka-consumer-perf-test.sh as a test (it subscribes with a group)
-//! * kcat -G (balanced consumer), confluent-kafka / kafka-python subscribe()
+//! Consumer groups (kafka-consumer-groups.sh, the verifiable consumer, several members
+//! in one group) are exercised in `groups.rs`.
 
 use oxbow_e2e::{tools_or_skip, Broker, ToolOutput, Tools};
 use std::fs;
@@ -555,7 +551,6 @@ fn console_producer_headers_and_null_values() {
 }
 
 #[test]
-#[ignore = "needs consumer groups (issue 3): --from-beginning without --partition subscribes with a generated group"]
 fn console_consumer_from_beginning_with_group() {
     let t = tools_or_skip!();
     let b = start();

@@ -12,6 +12,7 @@ use super::{str_bytes, Ctx};
 use crate::group::CommittedOffset;
 
 type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
+type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
 fn fetch(ctx: &Ctx<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Fetched, i16> {
     if group.is_empty() {
@@ -21,8 +22,8 @@ fn fetch(ctx: &Ctx<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Resu
 }
 
 /// Groups `rows` by topic, preserving first-seen order.
-fn by_topic(rows: Fetched) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
-    let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+fn by_topic(rows: Fetched) -> ByTopic {
+    let mut out: ByTopic = Vec::new();
     for (topic, partition, committed) in rows {
         match out.iter_mut().find(|(t, _)| *t == topic) {
             Some((_, ps)) => ps.push((partition, committed)),

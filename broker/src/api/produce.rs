@@ -31,7 +31,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
-            let result = if !matches!(acks, -1 | 0 | 1) {
+            let result = if !(-1..=1).contains(&acks) {
                 Err(ApiError::code(ResponseError::InvalidRequiredAcks))
             } else {
                 append(ctx, &name, data.index, data.records.as_deref(), acks)

@@ -491,16 +491,14 @@ impl Group {
             {
                 // A repeated join with unchanged metadata (e.g. a lost response): answer with
                 // the current generation instead of rebalancing everyone.
-                let m = self.members.get_mut(&member_id).map(|m| {
+                if let Some(m) = self.members.get_mut(&member_id) {
                     m.last_heartbeat_ms = now_ms;
-                    m.clone()
-                });
+                }
                 let members = if is_leader {
                     self.joined_members(&protocol)
                 } else {
                     vec![]
                 };
-                let _ = m;
                 vec![Reply::Join(token, self.join_response(&member_id, members))]
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
@@ -1132,7 +1130,7 @@ pub fn subscribed_topics(group: &Group) -> HashSet<String> {
             continue;
         }
         let version = i16::from_be_bytes([metadata[0], metadata[1]]);
-        let _ = bytes::Buf::advance(&mut metadata, 2);
+        bytes::Buf::advance(&mut metadata, 2);
         if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut metadata, version.clamp(0, 3)) {
             topics.extend(sub.topics.into_iter().map(|t| t.as_str().to_string()));
         }

@@ -241,10 +241,7 @@ impl Segment {
 
     /// Calls `f(position, header, whole batch bytes)` for every batch, in order, reading
     /// through a buffer. Stops at the end or at a batch that does not fit in the file.
-    pub(crate) fn for_each_batch(
-        &self,
-        f: &mut BatchVisitor<'_>,
-    ) -> Result<()> {
+    pub(crate) fn for_each_batch(&self, f: &mut BatchVisitor<'_>) -> Result<()> {
         let mut reader = BatchReader::new(&self.log, &self.log_path, self.size);
         let mut pos = 0u64;
         while pos + HEADER_SIZE as u64 <= self.size {

@@ -12,16 +12,16 @@ pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_stat
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidTopicName {
     /// The name is the empty string.
-    #[error("Topic name is illegal, it can't be empty")]
+    #[error("Topic name is invalid: the empty string is not allowed")]
     Empty,
     /// `.` or `..` would collide with directory navigation.
-    #[error("Topic name cannot be \".\" or \"..\"")]
-    Dots,
+    #[error("Topic name is invalid: '{0}' is not allowed")]
+    Dots(String),
     /// Longer than [`MAX_NAME_LENGTH`].
-    #[error("Topic name is illegal, it can't be longer than {MAX_NAME_LENGTH} characters, topic name: {0}")]
+    #[error("Topic name is invalid: the length of '{0}' is longer than the max allowed length {MAX_NAME_LENGTH}")]
     TooLong(String),
     /// Contains a character outside `[a-zA-Z0-9._-]`.
-    #[error("Topic name \"{0}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'")]
+    #[error("Topic name is invalid: '{0}' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'")]
     IllegalCharacter(String),
 }
 
@@ -32,7 +32,7 @@ pub fn validate(name: &str) -> Result<(), InvalidTopicName> {
         return Err(InvalidTopicName::Empty);
     }
     if name == "." || name == ".." {
-        return Err(InvalidTopicName::Dots);
+        return Err(InvalidTopicName::Dots(name.to_string()));
     }
     if name.len() > MAX_NAME_LENGTH {
         return Err(InvalidTopicName::TooLong(name.to_string()));
@@ -76,15 +76,22 @@ mod tests {
     #[test]
     fn refuses_illegal_names_with_kafka_messages() {
         assert_eq!(validate(""), Err(InvalidTopicName::Empty));
-        assert_eq!(validate("."), Err(InvalidTopicName::Dots));
-        assert_eq!(validate(".."), Err(InvalidTopicName::Dots));
+        assert_eq!(
+            validate(".").unwrap_err().to_string(),
+            "Topic name is invalid: '.' is not allowed"
+        );
+        assert!(matches!(validate(".."), Err(InvalidTopicName::Dots(_))));
         assert!(matches!(
             validate(&"x".repeat(250)),
             Err(InvalidTopicName::TooLong(_))
         ));
         for bad in ["bad/name", "with space", "ünï", "a:b", "a*"] {
             let err = validate(bad).unwrap_err();
-            assert!(err.to_string().contains("illegal"), "{bad}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("contains one or more characters other than ASCII alphanumerics"),
+                "{bad}: {err}"
+            );
         }
     }
 
