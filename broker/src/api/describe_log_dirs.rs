@@ -26,6 +26,7 @@ pub(crate) async fn handle(
         .log_dirs_description()
         .into_iter()
         .map(|dir| {
+            let (total_bytes, usable_bytes) = disk_space(&dir.path);
             let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
             for p in &dir.partitions {
                 let (tp, size) = (&p.tp, p.size_bytes);
@@ -47,16 +48,8 @@ pub(crate) async fn handle(
             }
             DescribeLogDirsResult::default()
                 .with_log_dir(str_bytes(dir.path.display().to_string()))
-                .with_total_bytes(if ctx.version >= 4 {
-                    dir.total_bytes
-                } else {
-                    -1
-                })
-                .with_usable_bytes(if ctx.version >= 4 {
-                    dir.usable_bytes
-                } else {
-                    -1
-                })
+                .with_total_bytes(if ctx.version >= 4 { total_bytes } else { -1 })
+                .with_usable_bytes(if ctx.version >= 4 { usable_bytes } else { -1 })
                 .with_topics(
                     topics
                         .into_iter()
@@ -70,4 +63,15 @@ pub(crate) async fn handle(
         })
         .collect();
     DescribeLogDirsResponse::default().with_results(results)
+}
+
+/// Size and free space of the file system holding `path` (-1, -1 if it cannot be read).
+fn disk_space(path: &std::path::Path) -> (i64, i64) {
+    match nix::sys::statvfs::statvfs(path) {
+        Ok(s) => {
+            let unit = s.fragment_size() as i64;
+            (s.blocks() as i64 * unit, s.blocks_available() as i64 * unit)
+        }
+        Err(_) => (-1, -1),
+    }
 }
