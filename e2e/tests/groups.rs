@@ -1,0 +1,1645 @@
+//! Consumer groups (classic protocol) end to end, with real clients: Apache
+//! Kafka's own tools (kafka-console-consumer.sh, kafka-consumer-groups.sh,
+//! kafka-verifiable-consumer.sh — the Java KafkaConsumer), librdkafka
+//! (confluent-kafka in Python, kcat) and kafka-python.
+//!
+//! Each test starts its own broker: oxbow-broker by default, or a real Apache
+//! Kafka 4.1 with `OXBOW_E2E_TARGET=kafka` (which proves the assertions describe
+//! Kafka's real behaviour). Waits poll with deadlines.
+//!
+//! Group members run as background processes ([`Bg`]) printing one JSON event
+//! per line: kafka-verifiable-consumer.sh for Java, `py/groups_member.py` (same
+//! event shapes) for librdkafka. [`Member`] reads those events: which partitions
+//! the member owns now (assigned minus revoked) and which records it got.
+
+use oxbow_e2e::{tools_or_skip, Broker, ToolOutput, Tools};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A broker for group tests: no initial rebalance delay (test speed).
+fn start() -> Broker {
+    Broker::start_target(&[("group.initial.rebalance.delay.ms", "0")])
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `check` every 200 ms until it returns `Ok`, or panics after `timeout`
+/// with the last `Err` (which describes what was seen).
+#[track_caller]
+fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) => {
+                if Instant::now() >= deadline {
+                    panic!("timed out after {timeout:?} waiting for {what}; last seen:\n{last}");
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------
+
+fn topics(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
+    let bs = b.bootstrap();
+    let mut all = vec!["--bootstrap-server", bs.as_str()];
+    all.extend_from_slice(args);
+    t.run("kafka-topics.sh", &all)
+}
+
+fn create_topic(t: &Tools, b: &Broker, topic: &str, partitions: u32) {
+    let p = partitions.to_string();
+    topics(t, b, &["--create", "--topic", topic, "--partitions", &p])
+        .ok()
+        .expect_contains(&format!("Created topic {topic}."));
+}
+
+/// `kafka-consumer-groups.sh --bootstrap-server <b> <args>` (exit status not checked).
+fn groups(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
+    let bs = b.bootstrap();
+    let mut all = vec!["--bootstrap-server", bs.as_str()];
+    all.extend_from_slice(args);
+    t.run("kafka-consumer-groups.sh", &all)
+}
+
+/// Console producer, one record per line.
+fn produce_lines(t: &Tools, b: &Broker, topic: &str, lines: &str, extra: &[&str]) {
+    let bs = b.bootstrap();
+    let mut args = vec!["--bootstrap-server", bs.as_str(), "--topic", topic];
+    args.extend_from_slice(extra);
+    t.run_stdin("kafka-console-producer.sh", &args, lines).ok();
+}
+
+/// `count` records `k<i>:<prefix>-<i>` via kcat (keys spread them over partitions).
+/// Returns the values.
+fn produce_keyed(t: &Tools, b: &Broker, topic: &str, prefix: &str, count: usize) -> Vec<String> {
+    let values: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    let input: String = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("k{prefix}{i}:{v}\n"))
+        .collect();
+    let bs = b.bootstrap();
+    t.run_stdin(
+        "kcat",
+        &[
+            "-b",
+            &bs,
+            "-P",
+            "-t",
+            topic,
+            "-K:",
+            "-X",
+            "topic.request.required.acks=-1",
+        ],
+        &input,
+    )
+    .ok();
+    values
+}
+
+/// `kafka-get-offsets.sh --time -1`: log end offset per partition.
+fn end_offsets(t: &Tools, b: &Broker, topic: &str) -> BTreeMap<i32, i64> {
+    let bs = b.bootstrap();
+    let out = t
+        .run(
+            "kafka-get-offsets.sh",
+            &["--bootstrap-server", &bs, "--topic", topic, "--time", "-1"],
+        )
+        .ok();
+    out.lines()
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.rsplitn(3, ':').collect();
+            (
+                f[1].parse().expect("partition"),
+                f[0].parse().expect("offset"),
+            )
+        })
+        .collect()
+}
+
+/// Rows of a table printed by kafka-consumer-groups.sh: the header is the
+/// first line whose first word is `first_col`; rows are the following lines
+/// with as many words as the header (cells never contain spaces; the
+/// `COORDINATOR (ID)` column is two words in both header and rows).
+fn table(out: &ToolOutput, first_col: &str) -> Vec<BTreeMap<String, String>> {
+    let mut lines = out.stdout.lines();
+    let header: Vec<&str> = loop {
+        match lines.next() {
+            Some(l) if l.split_whitespace().next() == Some(first_col) => {
+                break l.split_whitespace().collect()
+            }
+            Some(_) => continue,
+            None => return Vec::new(),
+        }
+    };
+    lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == header.len() && w[0] != first_col)
+        .map(|w| {
+            header
+                .iter()
+                .zip(w)
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The `--describe` row of `topic`/`partition`.
+#[track_caller]
+fn describe_row(out: &ToolOutput, topic: &str, partition: i32) -> BTreeMap<String, String> {
+    table(out, "GROUP")
+        .into_iter()
+        .find(|r| r["TOPIC"] == topic && r["PARTITION"] == partition.to_string())
+        .unwrap_or_else(|| panic!("no describe row for {topic}-{partition}:\n{out}"))
+}
+
+/// The single row of `--describe --state`.
+#[track_caller]
+fn state_row(t: &Tools, b: &Broker, group: &str) -> (BTreeMap<String, String>, ToolOutput) {
+    let out = groups(t, b, &["--group", group, "--describe", "--state"]).ok();
+    let rows = table(&out, "GROUP");
+    assert_eq!(rows.len(), 1, "one --state row:\n{out}");
+    (rows[0].clone(), out)
+}
+
+/// Console consumer in a group: `--max-messages n`, values printed as
+/// `key-value`. Returns the printed lines.
+fn consume_group(
+    t: &Tools,
+    b: &Broker,
+    topic: &str,
+    group: &str,
+    n: usize,
+    extra: &[&str],
+) -> ToolOutput {
+    let bs = b.bootstrap();
+    let n = n.to_string();
+    let mut args = vec![
+        "--bootstrap-server",
+        bs.as_str(),
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--max-messages",
+        &n,
+        "--timeout-ms",
+        "30000",
+    ];
+    args.extend_from_slice(extra);
+    t.run("kafka-console-consumer.sh", &args).ok()
+}
+
+fn script(name: &str) -> String {
+    format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------
+// Background processes and group members
+// ---------------------------------------------------------------------------
+
+/// A tool running in the background; stdout and stderr are collected as they come.
+struct Bg {
+    name: String,
+    child: Option<Child>,
+    status: Option<ExitStatus>,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Bg {
+    fn spawn(program: PathBuf, name: &str, args: &[&str]) -> Bg {
+        let mut cmd = Command::new(&program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().expect("stdout"), out.clone());
+        collect(child.stderr.take().expect("stderr"), err.clone());
+        Bg {
+            name: format!("{name} {}", args.join(" ")),
+            child: Some(child),
+            status: None,
+            out,
+            err,
+        }
+    }
+
+    /// A Kafka tool or `python` (see [`Tools::path`]).
+    fn tool(t: &Tools, tool: &str, args: &[&str]) -> Bg {
+        Bg::spawn(t.path(tool), tool, args)
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().expect("lock").clone()
+    }
+
+    /// Sends `sig` and waits (up to 60 s) for the process to exit.
+    fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within 60 s of SIG{sig}:\n{self}",
+                    self.name
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        self.status = Some(status);
+        status
+    }
+
+    /// SIGTERM (clean shutdown: Java shutdown hooks, Python `close()`).
+    fn term(&mut self) -> ExitStatus {
+        self.signal_and_wait("TERM")
+    }
+
+    /// SIGKILL: no goodbye to the broker.
+    fn kill9(&mut self) {
+        self.signal_and_wait("KILL");
+    }
+}
+
+fn collect<R: Read + Send + 'static>(r: R, into: Arc<Mutex<String>>) {
+    thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut line = String::new();
+        while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+            into.lock().expect("lock").push_str(&line);
+            line.clear();
+        }
+    });
+}
+
+impl fmt::Display for Bg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tail = |s: String| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(80)..].join("\n")
+        };
+        writeln!(f, "$ {} ({:?})", self.name, self.status)?;
+        writeln!(f, "--- stdout (tail) ---\n{}", tail(self.stdout()))?;
+        write!(
+            f,
+            "--- stderr (tail) ---\n{}",
+            tail(self.err.lock().expect("lock").clone())
+        )
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if thread::panicking() {
+                eprintln!("{self}");
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A group member printing kafka-verifiable-consumer.sh events.
+struct Member {
+    label: &'static str,
+    bg: Bg,
+}
+
+impl Member {
+    /// Java: kafka-verifiable-consumer.sh --verbose (commits synchronously after each batch).
+    fn java(
+        t: &Tools,
+        b: &Broker,
+        label: &'static str,
+        topic: &str,
+        group: &str,
+        extra: &[&str],
+    ) -> Member {
+        let bs = b.bootstrap();
+        let mut args = vec![
+            "--bootstrap-server",
+            bs.as_str(),
+            "--topic",
+            topic,
+            "--group-id",
+            group,
+            "--verbose",
+        ];
+        args.extend_from_slice(extra);
+        Member {
+            label,
+            bg: Bg::tool(t, "kafka-verifiable-consumer.sh", &args),
+        }
+    }
+
+    /// librdkafka: py/groups_member.py (confluent-kafka), `conf` as key=value.
+    fn rdkafka(
+        t: &Tools,
+        b: &Broker,
+        label: &'static str,
+        topic: &str,
+        group: &str,
+        conf: &[&str],
+    ) -> Member {
+        let bs = b.bootstrap();
+        let s = script("groups_member.py");
+        let mut args = vec!["-u", s.as_str(), bs.as_str(), topic, group];
+        args.extend_from_slice(conf);
+        Member {
+            label,
+            bg: Bg::tool(t, "python", &args),
+        }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.bg
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    /// Partitions owned now: assigned minus revoked, in event order
+    /// (works for eager and cooperative listeners).
+    fn owned(&self) -> BTreeSet<i64> {
+        owned_after(&self.events(), usize::MAX)
+    }
+
+    /// Values of the records it consumed (with repeats).
+    fn values(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["name"] == "record_data")
+            .map(|e| e["value"].as_str().unwrap_or("<null>").to_string())
+            .collect()
+    }
+
+    /// Count of events named `name`.
+    fn count(&self, name: &str) -> usize {
+        self.events().iter().filter(|e| e["name"] == name).count()
+    }
+
+    /// True when every consumed record has been followed by a successful commit.
+    fn all_committed(&self) -> bool {
+        let ev = self.events();
+        let last_record = ev.iter().rposition(|e| e["name"] == "record_data");
+        let last_commit = ev
+            .iter()
+            .rposition(|e| e["name"] == "offsets_committed" && e["success"] == true);
+        match (last_record, last_commit) {
+            (None, _) => true,
+            (Some(r), Some(c)) => c > r,
+            (Some(_), None) => false,
+        }
+    }
+
+    fn failed_commits(&self) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["name"] == "offsets_committed" && e["success"] != true)
+            .collect()
+    }
+}
+
+fn owned_after(events: &[Value], upto: usize) -> BTreeSet<i64> {
+    let mut owned = BTreeSet::new();
+    for e in events.iter().take(upto) {
+        let ps = || {
+            e["partitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p["partition"].as_i64().expect("partition"))
+        };
+        if e["name"] == "partitions_assigned" {
+            owned.extend(ps());
+        } else if e["name"] == "partitions_revoked" {
+            for p in ps() {
+                owned.remove(&p);
+            }
+        }
+    }
+    owned
+}
+
+fn describe_members(members: &[&Member]) -> String {
+    members
+        .iter()
+        .map(|m| {
+            format!(
+                "== {} owns {:?}, {} records, {} failed commits\n{}",
+                m.label,
+                m.owned(),
+                m.values().len(),
+                m.failed_commits().len(),
+                m.bg
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits until the members own disjoint partition sets covering `0..partitions`,
+/// with the given number of partitions each (`None`: any non-empty share).
+/// Returns the time it took.
+#[track_caller]
+fn wait_assignment(
+    members: &[&Member],
+    partitions: i64,
+    each: Option<&[usize]>,
+    timeout: Duration,
+) -> Duration {
+    let started = Instant::now();
+    wait_until("a complete, disjoint assignment", timeout, || {
+        let owned: Vec<BTreeSet<i64>> = members.iter().map(|m| m.owned()).collect();
+        let total: usize = owned.iter().map(BTreeSet::len).sum();
+        let union: BTreeSet<i64> = owned.iter().flatten().copied().collect();
+        let sizes: Vec<usize> = owned.iter().map(BTreeSet::len).collect();
+        let sizes_ok = match each {
+            Some(want) => sizes == want,
+            None => sizes.iter().all(|&s| s > 0),
+        };
+        if total == partitions as usize && union == (0..partitions).collect() && sizes_ok {
+            Ok(())
+        } else {
+            Err(describe_members(members))
+        }
+    });
+    started.elapsed()
+}
+
+/// Waits until the members together have consumed every value in `want`, and
+/// committed it; then asserts each was consumed exactly once in total.
+#[track_caller]
+fn wait_delivered_once(members: &[&Member], want: &[String]) {
+    wait_until("every record consumed and committed", WAIT, || {
+        let got: BTreeSet<String> = members.iter().flat_map(|m| m.values()).collect();
+        let missing = want.iter().filter(|v| !got.contains(*v)).count();
+        if missing == 0 && members.iter().all(|m| m.all_committed()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{missing} of {} missing\n{}",
+                want.len(),
+                describe_members(members)
+            ))
+        }
+    });
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for m in members {
+        for v in m.values() {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    let dups: Vec<(&String, &usize)> = counts.iter().filter(|(_, &c)| c > 1).collect();
+    assert!(
+        dups.is_empty(),
+        "records delivered more than once: {:?}\n{}",
+        &dups[..dups.len().min(20)],
+        describe_members(members)
+    );
+    for m in members {
+        assert!(
+            m.failed_commits().is_empty(),
+            "failed commits:\n{}",
+            describe_members(members)
+        );
+    }
+}
+
+/// Which members got records of this batch (by value prefix).
+fn got_some(m: &Member, prefix: &str) -> bool {
+    m.values().iter().any(|v| v.starts_with(prefix))
+}
+
+// ---------------------------------------------------------------------------
+// 1. kafka-console-consumer.sh with and without --group
+// ---------------------------------------------------------------------------
+
+#[test]
+fn console_consumer_group_from_beginning() {
+    let t = tools_or_skip!();
+    // Kafka's default initial rebalance delay (3 s), as users run it.
+    let b = Broker::start_target(&[("group.initial.rebalance.delay.ms", "3000")]);
+    create_topic(&t, &b, "hello.kafka", 1);
+    produce_lines(&t, &b, "hello.kafka", "hello\n", &[]);
+    produce_lines(
+        &t,
+        &b,
+        "hello.kafka",
+        "key1:no1\n",
+        &[
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=:",
+        ],
+    );
+    let props = [
+        "--from-beginning",
+        "--property",
+        "print.key=true",
+        "--property",
+        "key.separator=-",
+    ];
+
+    let out = consume_group(&t, &b, "hello.kafka", "hello-group", 2, &props);
+    assert_eq!(out.lines(), vec!["null-hello", "key1-no1"], "{out}");
+    out.expect_contains("Processed a total of 2 messages");
+
+    // The group committed its position: --from-beginning only applies to a
+    // group without offsets, so the same group gets only what is new.
+    produce_lines(&t, &b, "hello.kafka", "world\n", &[]);
+    let out = consume_group(&t, &b, "hello.kafka", "hello-group", 1, &props);
+    assert_eq!(out.lines(), vec!["null-world"], "{out}");
+
+    // Without --group: a generated group id, reading from the beginning.
+    let bs = b.bootstrap();
+    let out = t
+        .run(
+            "kafka-console-consumer.sh",
+            &[
+                "--bootstrap-server",
+                &bs,
+                "--topic",
+                "hello.kafka",
+                "--from-beginning",
+                "--property",
+                "print.key=true",
+                "--property",
+                "key.separator=-",
+                "--max-messages",
+                "3",
+                "--timeout-ms",
+                "30000",
+            ],
+        )
+        .ok();
+    assert_eq!(
+        out.lines(),
+        vec!["null-hello", "key1-no1", "null-world"],
+        "{out}"
+    );
+
+    let list = groups(&t, &b, &["--list"]).ok();
+    assert!(list.lines().contains(&"hello-group"), "{list}");
+    assert!(
+        list.lines()
+            .iter()
+            .any(|g| g.starts_with("console-consumer-")),
+        "the generated group is listed too:\n{list}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. kafka-consumer-groups.sh --list / --describe / --members / --state
+// ---------------------------------------------------------------------------
+
+#[test]
+fn consumer_groups_list_describe_members_state() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "hello.kafka", 2);
+    produce_lines(
+        &t,
+        &b,
+        "hello.kafka",
+        "a\nb\nc\n",
+        &[
+            "--property",
+            "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner",
+        ],
+    );
+    let ends = end_offsets(&t, &b, "hello.kafka");
+    assert_eq!(ends.values().sum::<i64>(), 3, "{ends:?}");
+
+    let bs = b.bootstrap();
+    let mut cc = Bg::tool(
+        &t,
+        "kafka-console-consumer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            "hello.kafka",
+            "--group",
+            "hello-group",
+            "--from-beginning",
+            "--consumer-property",
+            "auto.commit.interval.ms=500",
+        ],
+    );
+    wait_until("the console consumer prints 3 records", WAIT, || {
+        let n = cc.stdout().lines().count();
+        if n == 3 {
+            Ok(())
+        } else {
+            Err(cc.to_string())
+        }
+    });
+
+    let list = groups(&t, &b, &["--list"]).ok();
+    assert_eq!(list.lines(), vec!["hello-group"], "{list}");
+
+    // CURRENT-OFFSET appears with the first auto-commit.
+    let d = wait_until("committed offsets in --describe", WAIT, || {
+        let d = groups(&t, &b, &["--group", "hello-group", "--describe"]);
+        let rows = table(&d, "GROUP");
+        let done = rows.len() == 2
+            && rows
+                .iter()
+                .all(|r| r["CURRENT-OFFSET"] == r["LOG-END-OFFSET"]);
+        if done {
+            Ok(d)
+        } else {
+            Err(d.to_string())
+        }
+    });
+    for p in 0..2 {
+        let r = describe_row(&d, "hello.kafka", p);
+        assert_eq!(r["GROUP"], "hello-group", "{d}");
+        assert_eq!(r["CURRENT-OFFSET"], ends[&p].to_string(), "{d}");
+        assert_eq!(r["LOG-END-OFFSET"], ends[&p].to_string(), "{d}");
+        assert_eq!(r["LAG"], "0", "{d}");
+        assert!(r["CONSUMER-ID"].starts_with("console-consumer-"), "{d}");
+        assert_eq!(r["HOST"], "/127.0.0.1", "{d}");
+        assert_eq!(r["CLIENT-ID"], "console-consumer", "{d}");
+    }
+    assert!(!d.combined().contains("has no active members"), "{d}");
+
+    // Lag shows records not yet consumed... they are consumed at once here,
+    // so produce and check that LOG-END-OFFSET moves and LAG returns to 0.
+    produce_lines(
+        &t,
+        &b,
+        "hello.kafka",
+        "d\n",
+        &[
+            "--property",
+            "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner",
+        ],
+    );
+    wait_until("the 4th record consumed and committed", WAIT, || {
+        let d = groups(&t, &b, &["--group", "hello-group", "--describe"]);
+        let rows = table(&d, "GROUP");
+        let total: i64 = rows
+            .iter()
+            .filter_map(|r| r["CURRENT-OFFSET"].parse::<i64>().ok())
+            .sum();
+        let lag: i64 = rows
+            .iter()
+            .filter_map(|r| r["LAG"].parse::<i64>().ok())
+            .sum();
+        if rows.len() == 2 && total == 4 && lag == 0 {
+            Ok(())
+        } else {
+            Err(d.to_string())
+        }
+    });
+
+    let m = groups(
+        &t,
+        &b,
+        &["--group", "hello-group", "--describe", "--members"],
+    )
+    .ok();
+    let rows = table(&m, "GROUP");
+    assert_eq!(rows.len(), 1, "{m}");
+    assert!(
+        rows[0]["CONSUMER-ID"].starts_with("console-consumer-"),
+        "{m}"
+    );
+    assert_eq!(rows[0]["HOST"], "/127.0.0.1", "{m}");
+    assert_eq!(rows[0]["CLIENT-ID"], "console-consumer", "{m}");
+    assert_eq!(rows[0]["#PARTITIONS"], "2", "{m}");
+
+    let mv = groups(
+        &t,
+        &b,
+        &[
+            "--group",
+            "hello-group",
+            "--describe",
+            "--members",
+            "--verbose",
+        ],
+    )
+    .ok();
+    let rows = table(&mv, "GROUP");
+    assert_eq!(rows.len(), 1, "{mv}");
+    assert_eq!(rows[0]["CURRENT-ASSIGNMENT"], "hello.kafka:0,1", "{mv}");
+
+    let (s, so) = state_row(&t, &b, "hello-group");
+    assert_eq!(s["STATE"], "Stable", "{so}");
+    assert_eq!(s["ASSIGNMENT-STRATEGY"], "range", "{so}");
+    assert_eq!(s["#MEMBERS"], "1", "{so}");
+    assert_eq!(s["COORDINATOR"], bs, "{so}");
+    assert_eq!(s["(ID)"], "(0)", "{so}");
+
+    // Idle: the consumer leaves; offsets stay.
+    cc.term();
+    let d = groups(&t, &b, &["--group", "hello-group", "--describe"]).ok();
+    d.expect_contains("Consumer group 'hello-group' has no active members.");
+    for p in 0..2 {
+        let r = describe_row(&d, "hello.kafka", p);
+        assert_eq!(r["CONSUMER-ID"], "-", "{d}");
+        assert_eq!(r["HOST"], "-", "{d}");
+        assert_eq!(r["CLIENT-ID"], "-", "{d}");
+        assert_eq!(r["LAG"], "0", "{d}");
+    }
+    let (s, so) = state_row(&t, &b, "hello-group");
+    assert_eq!(s["STATE"], "Empty", "{so}");
+    assert_eq!(s["#MEMBERS"], "0", "{so}");
+    let m = groups(
+        &t,
+        &b,
+        &["--group", "hello-group", "--describe", "--members"],
+    )
+    .ok();
+    m.expect_contains("Consumer group 'hello-group' has no active members.");
+
+    let nope = groups(&t, &b, &["--group", "nope", "--describe"]);
+    nope.expect_contains("Group nope not found.");
+}
+
+// ---------------------------------------------------------------------------
+// 3. --reset-offsets, --delete-offsets, --delete
+// ---------------------------------------------------------------------------
+
+/// `YYYY-MM-DDTHH:MM:SS.sssZ` for milliseconds since the epoch.
+fn iso_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, sod) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+#[test]
+fn iso_utc_formats() {
+    assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso_utc(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+}
+
+#[test]
+fn consumer_groups_reset_offsets_and_delete() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "reset", 1);
+    // Two producer runs, so m3 is later than m2 (for --to-datetime).
+    produce_lines(&t, &b, "reset", "m0\nm1\nm2\n", &[]);
+    produce_lines(&t, &b, "reset", "m3\nm4\n", &[]);
+    let bs = b.bootstrap();
+    let ts = t
+        .run(
+            "kafka-console-consumer.sh",
+            &[
+                "--bootstrap-server",
+                &bs,
+                "--topic",
+                "reset",
+                "--partition",
+                "0",
+                "--offset",
+                "earliest",
+                "--property",
+                "print.timestamp=true",
+                "--max-messages",
+                "5",
+            ],
+        )
+        .ok();
+    let stamps: Vec<i64> = ts
+        .lines()
+        .iter()
+        .map(|l| {
+            l.split('\t')
+                .next()
+                .and_then(|s| s.strip_prefix("CreateTime:"))
+                .expect("CreateTime")
+                .parse()
+                .expect("ms")
+        })
+        .collect();
+    assert_eq!(stamps.len(), 5, "{ts}");
+    assert!(stamps[3] > stamps[2], "m3 is produced after m2: {ts}");
+
+    let one = ["--consumer-property", "max.poll.records=1"];
+    let out = consume_group(&t, &b, "reset", "G", 5, &["--from-beginning"]);
+    assert_eq!(out.lines(), vec!["m0", "m1", "m2", "m3", "m4"], "{out}");
+
+    let reset = |how: &[&str]| -> ToolOutput {
+        let mut args = vec!["--group", "G", "--reset-offsets", "--topic", "reset"];
+        args.extend_from_slice(how);
+        args.push("--execute");
+        let out = groups(&t, &b, &args).ok();
+        let rows = table(&out, "GROUP");
+        assert_eq!(rows.len(), 1, "{out}");
+        assert_eq!(rows[0]["TOPIC"], "reset", "{out}");
+        assert_eq!(rows[0]["PARTITION"], "0", "{out}");
+        out
+    };
+    let new_offset = |out: &ToolOutput| table(out, "GROUP")[0]["NEW-OFFSET"].clone();
+    let current = || {
+        let d = groups(&t, &b, &["--group", "G", "--describe"]).ok();
+        let r = describe_row(&d, "reset", 0);
+        (r["CURRENT-OFFSET"].clone(), r["LAG"].clone())
+    };
+
+    let r = reset(&["--to-earliest"]);
+    assert_eq!(new_offset(&r), "0", "{r}");
+    assert_eq!(current(), ("0".to_string(), "5".to_string()));
+    let out = consume_group(&t, &b, "reset", "G", 1, &one);
+    assert_eq!(out.lines(), vec!["m0"], "{out}");
+
+    let r = reset(&["--to-latest"]);
+    assert_eq!(new_offset(&r), "5", "{r}");
+    assert_eq!(current(), ("5".to_string(), "0".to_string()));
+
+    let r = reset(&["--to-offset", "2"]);
+    assert_eq!(new_offset(&r), "2", "{r}");
+    let r = reset(&["--shift-by", "-1"]);
+    assert_eq!(new_offset(&r), "1", "{r}");
+    let out = consume_group(&t, &b, "reset", "G", 1, &one);
+    assert_eq!(out.lines(), vec!["m1"], "{out}");
+
+    let when = iso_utc(stamps[3]);
+    let r = reset(&["--to-datetime", &when]);
+    assert_eq!(new_offset(&r), "3", "{when}: {r}");
+    let out = consume_group(&t, &b, "reset", "G", 2, &one);
+    assert_eq!(out.lines(), vec!["m3", "m4"], "{out}");
+
+    // --dry-run shows without changing.
+    let dry = groups(
+        &t,
+        &b,
+        &[
+            "--group",
+            "G",
+            "--reset-offsets",
+            "--topic",
+            "reset",
+            "--to-earliest",
+            "--dry-run",
+        ],
+    )
+    .ok();
+    assert_eq!(table(&dry, "GROUP")[0]["NEW-OFFSET"], "0", "{dry}");
+    assert_eq!(current().0, "5");
+
+    // While a member is active: no reset, no delete.
+    let mut cc = Bg::tool(
+        &t,
+        "kafka-console-consumer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            "reset",
+            "--group",
+            "G",
+        ],
+    );
+    wait_until("the console consumer joins", WAIT, || {
+        let (s, so) = state_row(&t, &b, "G");
+        if s["STATE"] == "Stable" && s["#MEMBERS"] == "1" {
+            Ok(())
+        } else {
+            Err(so.to_string())
+        }
+    });
+    let refused = groups(
+        &t,
+        &b,
+        &[
+            "--group",
+            "G",
+            "--reset-offsets",
+            "--topic",
+            "reset",
+            "--to-earliest",
+            "--execute",
+        ],
+    );
+    refused.expect_contains("Assignments can only be reset if the group 'G' is inactive, but the current state is Stable.");
+    let refused = groups(&t, &b, &["--group", "G", "--delete"]);
+    refused.expect_contains("Group 'G' could not be deleted due to: org.apache.kafka.common.errors.GroupNotEmptyException: The group is not empty.");
+    assert_eq!(current().0, "5", "nothing changed");
+    cc.term();
+
+    // --delete-offsets: the group forgets the partition; --from-beginning applies again.
+    let del = groups(
+        &t,
+        &b,
+        &["--group", "G", "--delete-offsets", "--topic", "reset"],
+    )
+    .ok();
+    del.expect_contains("Request succeeded for deleting offsets from group G.");
+    let rows = table(&del, "TOPIC");
+    assert_eq!(rows.len(), 1, "{del}");
+    assert_eq!(rows[0]["PARTITION"], "0", "{del}");
+    assert_eq!(rows[0]["STATUS"], "Successful", "{del}");
+    let out = consume_group(
+        &t,
+        &b,
+        "reset",
+        "G",
+        1,
+        &[
+            "--from-beginning",
+            "--consumer-property",
+            "max.poll.records=1",
+        ],
+    );
+    assert_eq!(out.lines(), vec!["m0"], "{out}");
+
+    let del = groups(&t, &b, &["--group", "G", "--delete"]).ok();
+    del.expect_contains("Deletion of requested consumer groups ('G') was successful.");
+    let list = groups(&t, &b, &["--list"]).ok();
+    assert!(!list.lines().contains(&"G"), "{list}");
+    groups(&t, &b, &["--group", "G", "--describe"]).expect_contains("Group G not found.");
+}
+
+// ---------------------------------------------------------------------------
+// 4. kafka-verifiable-consumer.sh
+// ---------------------------------------------------------------------------
+
+#[test]
+fn verifiable_consumer_consumes_and_commits() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "verify-test", 1);
+    let bs = b.bootstrap();
+    t.run(
+        "kafka-verifiable-producer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            "verify-test",
+            "--max-messages",
+            "10",
+        ],
+    )
+    .ok()
+    .expect_contains("\"acked\":10");
+    let out = t
+        .run(
+            "kafka-verifiable-consumer.sh",
+            &[
+                "--topic",
+                "verify-test",
+                "--group-id",
+                "test-group",
+                "--bootstrap-server",
+                &bs,
+                "--max-messages",
+                "10",
+            ],
+        )
+        .ok();
+    let events: Vec<Value> = out
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{out}")))
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names.first(), Some(&"startup_complete"), "{out}");
+    assert_eq!(names.last(), Some(&"shutdown_complete"), "{out}");
+    let assigned = events
+        .iter()
+        .find(|e| e["name"] == "partitions_assigned")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        assigned["partitions"],
+        serde_json::json!([{"topic": "verify-test", "partition": 0}]),
+        "{out}"
+    );
+    let consumed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["name"] == "records_consumed")
+        .collect();
+    assert_eq!(
+        consumed
+            .iter()
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        10,
+        "{out}"
+    );
+    let min = consumed
+        .iter()
+        .map(|e| e["partitions"][0]["minOffset"].as_i64().unwrap())
+        .min();
+    let max = consumed
+        .iter()
+        .map(|e| e["partitions"][0]["maxOffset"].as_i64().unwrap())
+        .max();
+    assert_eq!((min, max), (Some(0), Some(9)), "{out}");
+    let commits: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["name"] == "offsets_committed")
+        .collect();
+    assert!(!commits.is_empty(), "{out}");
+    assert!(commits.iter().all(|e| e["success"] == true), "{out}");
+    let last = commits.last().unwrap();
+    assert_eq!(
+        last["offsets"],
+        serde_json::json!([{"topic": "verify-test", "partition": 0, "offset": 10}]),
+        "{out}"
+    );
+
+    let d = groups(&t, &b, &["--group", "test-group", "--describe"]).ok();
+    let r = describe_row(&d, "verify-test", 0);
+    assert_eq!(
+        (r["CURRENT-OFFSET"].as_str(), r["LAG"].as_str()),
+        ("10", "0"),
+        "{d}"
+    );
+    // Run again: nothing new to read, it starts at the committed offset.
+    t.run(
+        "kafka-verifiable-producer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            "verify-test",
+            "--max-messages",
+            "3",
+        ],
+    )
+    .ok();
+    let out = t
+        .run(
+            "kafka-verifiable-consumer.sh",
+            &[
+                "--topic",
+                "verify-test",
+                "--group-id",
+                "test-group",
+                "--bootstrap-server",
+                &bs,
+                "--max-messages",
+                "3",
+            ],
+        )
+        .ok();
+    let consumed: Vec<Value> = out
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["name"] == "records_consumed")
+        .collect();
+    assert_eq!(
+        consumed
+            .iter()
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        3,
+        "{out}"
+    );
+    assert_eq!(consumed[0]["partitions"][0]["minOffset"], 10, "{out}");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Several members: Java and librdkafka in one group
+// ---------------------------------------------------------------------------
+
+#[test]
+fn group_members_share_partitions_and_take_over() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "six", 6);
+    let (topic, group) = ("six", "mixed-group");
+
+    // Java members (range is the first assignor both clients know).
+    let a = Member::java(&t, &b, "java-A", topic, group, &[]);
+    let mut bm = Member::java(
+        &t,
+        &b,
+        "java-B",
+        topic,
+        group,
+        &["--session-timeout", "6000"],
+    );
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "one", 300);
+    wait_delivered_once(&[&a, &bm], &all);
+    assert!(
+        got_some(&a, "one-") && got_some(&bm, "one-"),
+        "{}",
+        describe_members(&[&a, &bm])
+    );
+
+    // A librdkafka member joins: 2 partitions each.
+    let mut c = Member::rdkafka(
+        &t,
+        &b,
+        "rdkafka-C",
+        topic,
+        group,
+        &["session.timeout.ms=45000"],
+    );
+    wait_assignment(&[&a, &bm, &c], 6, Some(&[2, 2, 2]), WAIT);
+    let (s, so) = state_row(&t, &b, group);
+    assert_eq!(
+        (
+            s["STATE"].as_str(),
+            s["#MEMBERS"].as_str(),
+            s["ASSIGNMENT-STRATEGY"].as_str()
+        ),
+        ("Stable", "3", "range"),
+        "{so}"
+    );
+    all.extend(produce_keyed(&t, &b, topic, "two", 300));
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    for m in [&a, &bm, &c] {
+        assert!(
+            got_some(m, "two-"),
+            "{} got records:\n{}",
+            m.label,
+            describe_members(&[&a, &bm, &c])
+        );
+    }
+
+    // C closes: it leaves at once, A and B take over long before C's 45 s session timeout.
+    let left = Instant::now();
+    assert!(c.bg.term().success(), "{}", c.bg);
+    assert!(c.bg.stdout().contains("shutdown_complete"), "{}", c.bg);
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    let took = left.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "takeover after a clean leave took {took:?}"
+    );
+    all.extend(produce_keyed(&t, &b, topic, "three", 300));
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    assert!(!got_some(&c, "three-"));
+
+    // B is killed (no LeaveGroup): removed once its 6 s session times out.
+    let killed = Instant::now();
+    let b_owned = bm.owned();
+    bm.bg.kill9();
+    let took = wait_assignment(&[&a], 6, Some(&[6]), WAIT);
+    let took_from_kill = killed.elapsed();
+    eprintln!("takeover after SIGKILL of a member with session.timeout.ms=6000: {took_from_kill:?} (wait {took:?})");
+    assert!(
+        took_from_kill >= Duration::from_secs(2),
+        "a killed member is only removed by its session timeout (6 s, heartbeats every 3 s), not at once: {took_from_kill:?}"
+    );
+    assert!(
+        took_from_kill < Duration::from_secs(30),
+        "{took_from_kill:?}"
+    );
+    assert!(!b_owned.is_empty());
+    all.extend(produce_keyed(&t, &b, topic, "four", 300));
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    let (s, so) = state_row(&t, &b, group);
+    assert_eq!(
+        (s["STATE"].as_str(), s["#MEMBERS"].as_str()),
+        ("Stable", "1"),
+        "{so}"
+    );
+}
+
+#[test]
+fn group_of_three_librdkafka_members_and_kcat() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "six", 6);
+    let (topic, group) = ("six", "rdk-group");
+    let x = Member::rdkafka(&t, &b, "rdk-X", topic, group, &[]);
+    let y = Member::rdkafka(&t, &b, "rdk-Y", topic, group, &[]);
+    let mut z = Member::rdkafka(
+        &t,
+        &b,
+        "rdk-Z",
+        topic,
+        group,
+        &["partition.assignment.strategy=range"],
+    );
+    wait_assignment(&[&x, &y, &z], 6, Some(&[2, 2, 2]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "one", 600);
+    wait_delivered_once(&[&x, &y, &z], &all);
+    for m in [&x, &y, &z] {
+        assert!(got_some(m, "one-"), "{}", describe_members(&[&x, &y, &z]));
+    }
+    z.bg.term();
+    wait_assignment(&[&x, &y], 6, Some(&[3, 3]), Duration::from_secs(15));
+    all.extend(produce_keyed(&t, &b, topic, "two", 300));
+    wait_delivered_once(&[&x, &y, &z], &all);
+
+    // kcat -G (balanced consumer) in its own group reads everything.
+    let bs = b.bootstrap();
+    let mut k = Bg::tool(
+        &t,
+        "kcat",
+        &[
+            "-b",
+            &bs,
+            "-G",
+            "kcat-group",
+            "-o",
+            "beginning",
+            "-f",
+            "%s\n",
+            "-X",
+            "auto.offset.reset=earliest",
+            topic,
+        ],
+    );
+    wait_until("kcat -G consumes all records", WAIT, || {
+        let got: BTreeSet<String> = k.stdout().lines().map(str::to_string).collect();
+        if all.iter().all(|v| got.contains(v)) {
+            Ok(())
+        } else {
+            Err(format!("{} of {}\n{}", got.len(), all.len(), k))
+        }
+    });
+    let d = wait_until("kcat-group in --describe with a member", WAIT, || {
+        let d = groups(&t, &b, &["--group", "kcat-group", "--describe"]);
+        if table(&d, "GROUP").len() == 6
+            && table(&d, "GROUP")
+                .iter()
+                .all(|r| r["CLIENT-ID"] == "rdkafka")
+        {
+            Ok(d)
+        } else {
+            Err(d.to_string())
+        }
+    });
+    assert!(d.combined().contains("/127.0.0.1"), "{d}");
+    k.term();
+}
+
+#[test]
+fn group_resumes_at_committed_offsets_after_broker_restart() {
+    let t = tools_or_skip!();
+    let mut b = start();
+    create_topic(&t, &b, "durable", 3);
+    let (topic, group) = ("durable", "durable-group");
+    let mut first = Member::java(&t, &b, "java-1", topic, group, &[]);
+    // A librdkafka member of another group stays up while the broker restarts.
+    let live = Member::rdkafka(&t, &b, "rdk-live", topic, "live-group", &[]);
+    wait_assignment(&[&first], 3, Some(&[3]), WAIT);
+    wait_assignment(&[&live], 3, Some(&[3]), WAIT);
+    let before = produce_keyed(&t, &b, topic, "before", 90);
+    wait_delivered_once(&[&first], &before);
+    wait_delivered_once(&[&live], &before);
+    first.bg.term();
+    let ends = end_offsets(&t, &b, topic);
+    let committed = |b: &Broker| -> BTreeMap<i32, String> {
+        let d = groups(&t, b, &["--group", group, "--describe"]).ok();
+        table(&d, "GROUP")
+            .iter()
+            .map(|r| (r["PARTITION"].parse().unwrap(), r["CURRENT-OFFSET"].clone()))
+            .collect()
+    };
+    let want: BTreeMap<i32, String> = ends.iter().map(|(p, o)| (*p, o.to_string())).collect();
+    assert_eq!(committed(&b), want);
+
+    b.restart();
+    assert_eq!(
+        committed(&b),
+        want,
+        "committed offsets survive a broker restart"
+    );
+    let after = produce_keyed(&t, &b, topic, "after", 90);
+    let second = Member::java(&t, &b, "java-2", topic, group, &[]);
+    wait_delivered_once(&[&second], &after);
+    let stray: Vec<String> = second
+        .values()
+        .into_iter()
+        .filter(|v| v.starts_with("before-"))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "records committed before the restart were delivered again: {stray:?}\n{}",
+        second.bg
+    );
+
+    // The member that stayed up rejoins by itself and continues where it was.
+    let mut everything = before.clone();
+    everything.extend(after.iter().cloned());
+    wait_delivered_once(&[&live], &everything);
+}
+
+// ---------------------------------------------------------------------------
+// 6. Assignors
+// ---------------------------------------------------------------------------
+
+fn assignor_case(class: &str, protocol: &str, cooperative: bool) {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "six", 6);
+    let (topic, group) = ("six", "assignor-group");
+    let strat = format!("org.apache.kafka.clients.consumer.{class}");
+    let a = Member::java(
+        &t,
+        &b,
+        "java-A",
+        topic,
+        group,
+        &["--assignment-strategy", &strat],
+    );
+    wait_assignment(&[&a], 6, Some(&[6]), WAIT);
+    let a_events_before = a.events().len();
+    let mut bm = Member::java(
+        &t,
+        &b,
+        "java-B",
+        topic,
+        group,
+        &["--assignment-strategy", &strat],
+    );
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    let (s, so) = state_row(&t, &b, group);
+    assert_eq!(
+        (
+            s["STATE"].as_str(),
+            s["ASSIGNMENT-STRATEGY"].as_str(),
+            s["#MEMBERS"].as_str()
+        ),
+        ("Stable", protocol, "2"),
+        "{so}"
+    );
+
+    // What A gave up when B joined.
+    let a_events = a.events();
+    let revoked: Vec<BTreeSet<i64>> = a_events[a_events_before..]
+        .iter()
+        .filter(|e| e["name"] == "partitions_revoked")
+        .map(|e| {
+            e["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["partition"].as_i64().unwrap())
+                .collect()
+        })
+        .collect();
+    let revoked_all: BTreeSet<i64> = revoked.iter().flatten().copied().collect();
+    if cooperative {
+        // Incremental: A only gives up the partitions B gets, and keeps the rest throughout.
+        assert_eq!(
+            revoked_all,
+            bm.owned(),
+            "cooperative: A revokes exactly what moves to B\n{}",
+            describe_members(&[&a, &bm])
+        );
+        assert!(revoked_all.is_disjoint(&a.owned()));
+    } else {
+        assert_eq!(
+            revoked_all,
+            (0..6).collect(),
+            "eager: A revokes everything\n{}",
+            describe_members(&[&a, &bm])
+        );
+    }
+
+    let mut all = produce_keyed(&t, &b, topic, "one", 300);
+    wait_delivered_once(&[&a, &bm], &all);
+    assert!(got_some(&a, "one-") && got_some(&bm, "one-"));
+
+    let a_kept = a.owned();
+    bm.bg.term();
+    wait_assignment(&[&a], 6, Some(&[6]), Duration::from_secs(20));
+    if cooperative || class == "StickyAssignor" {
+        assert!(a_kept.is_subset(&a.owned()));
+    }
+    all.extend(produce_keyed(&t, &b, topic, "two", 120));
+    wait_delivered_once(&[&a, &bm], &all);
+}
+
+#[test]
+fn assignor_round_robin() {
+    assignor_case("RoundRobinAssignor", "roundrobin", false);
+}
+
+#[test]
+fn assignor_sticky() {
+    assignor_case("StickyAssignor", "sticky", false);
+}
+
+#[test]
+fn assignor_cooperative_sticky() {
+    assignor_case("CooperativeStickyAssignor", "cooperative-sticky", true);
+}
+
+// ---------------------------------------------------------------------------
+// 7. Static membership
+// ---------------------------------------------------------------------------
+
+#[test]
+fn static_member_restart_causes_no_rebalance() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "six", 6);
+    let (topic, group) = ("six", "static-group");
+    let static_args = ["--group-instance-id", "i1", "--session-timeout", "30000"];
+    let mut s1 = Member::java(&t, &b, "static-i1", topic, group, &static_args);
+    let other = Member::java(
+        &t,
+        &b,
+        "dynamic-other",
+        topic,
+        group,
+        &["--session-timeout", "30000"],
+    );
+    wait_assignment(&[&s1, &other], 6, Some(&[3, 3]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "one", 120);
+    wait_delivered_once(&[&s1, &other], &all);
+    let s1_owned = s1.owned();
+    let other_rebalances = (
+        other.count("partitions_assigned"),
+        other.count("partitions_revoked"),
+    );
+    let members_before = {
+        let d = groups(&t, &b, &["--group", group, "--describe", "--members"]).ok();
+        table(&d, "GROUP")
+            .iter()
+            .map(|r| r["CONSUMER-ID"].clone())
+            .collect::<BTreeSet<_>>()
+    };
+
+    // Stop the static member: it does not leave the group.
+    let stopped = Instant::now();
+    s1.bg.term();
+    let (s, so) = state_row(&t, &b, group);
+    assert_eq!(
+        (s["STATE"].as_str(), s["#MEMBERS"].as_str()),
+        ("Stable", "2"),
+        "the static member stays a member:\n{so}"
+    );
+
+    // Back within the session timeout, with the same group.instance.id.
+    let s1b = Member::java(&t, &b, "static-i1-again", topic, group, &static_args);
+    wait_until(
+        "the restarted static member gets its partitions back",
+        WAIT,
+        || {
+            if s1b.owned() == s1_owned {
+                Ok(())
+            } else {
+                Err(describe_members(&[&s1b, &other]))
+            }
+        },
+    );
+    all.extend(produce_keyed(&t, &b, topic, "two", 120));
+    wait_delivered_once(&[&s1, &s1b, &other], &all);
+    assert!(got_some(&s1b, "two-"));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(30),
+        "the test must stay within the session timeout"
+    );
+    assert_eq!(
+        (
+            other.count("partitions_assigned"),
+            other.count("partitions_revoked")
+        ),
+        other_rebalances,
+        "no rebalance: the other member was never revoked or reassigned\n{}",
+        describe_members(&[&s1b, &other])
+    );
+    assert_eq!(other.owned().len(), 3);
+    let d = groups(&t, &b, &["--group", group, "--describe", "--members"]).ok();
+    let rows = table(&d, "GROUP");
+    assert_eq!(rows.len(), 2, "{d}");
+    let members_after: BTreeSet<String> = rows.iter().map(|r| r["CONSUMER-ID"].clone()).collect();
+    assert_eq!(
+        members_before.intersection(&members_after).count(),
+        1,
+        "the static member has a new member id, the other the same:\n{d}"
+    );
+    assert!(rows.iter().all(|r| r["#PARTITIONS"] == "3"), "{d}");
+}
+
+// ---------------------------------------------------------------------------
+// 8. Bad commits
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bad_offset_commits_get_kafka_errors() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "bad", 2);
+    let bs = b.bootstrap();
+    t.run_stdin(
+        "kcat",
+        &["-b", &bs, "-P", "-t", "bad", "-p", "0"],
+        "a\nb\nc\n",
+    )
+    .ok();
+    let out = t
+        .run(
+            "python",
+            &[&script("groups_bad_commits.py"), &bs, "bad", "g8"],
+        )
+        .ok();
+    let r: Value = serde_json::from_str(out.lines().last().expect("summary"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(r["assignment"], serde_json::json!([0, 1]), "{out}");
+    assert_eq!(
+        r["unknown_topic"]["error"], "UnknownTopicOrPartitionError",
+        "{out}"
+    );
+    assert_eq!(r["unknown_topic"]["code"], 3, "{out}");
+    assert_eq!(r["unknown_partition"]["code"], 3, "{out}");
+    assert_eq!(
+        r["stale_generation"]["error"], "IllegalGenerationError",
+        "{out}"
+    );
+    assert_eq!(r["stale_generation"]["code"], 22, "{out}");
+    assert_eq!(
+        r["unknown_member"]["error"], "UnknownMemberIdError",
+        "{out}"
+    );
+    assert_eq!(r["good"]["code"], 0, "{out}");
+    assert_eq!(r["rdkafka_unknown_topic"], "UNKNOWN_TOPIC_OR_PART", "{out}");
+    let after: Vec<String> = (0..10).map(|i| format!("after-{i}")).collect();
+    assert_eq!(r["after_values"], serde_json::json!(after), "{out}");
+    assert_eq!(
+        r["generation_after"], r["generation"],
+        "no rebalance from bad commits: {out}"
+    );
+    assert_eq!(r["committed_p0"], 13, "{out}");
+
+    // The group is healthy: committed offsets show, and a new member resumes there.
+    let d = groups(&t, &b, &["--group", "g8", "--describe"]).ok();
+    assert_eq!(describe_row(&d, "bad", 0)["CURRENT-OFFSET"], "13", "{d}");
+    assert!(!d.stdout.contains("no-such-topic"), "{d}");
+    t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "bad", "-p", "1"], "x\ny\n")
+        .ok();
+    let v = t
+        .run(
+            "kafka-verifiable-consumer.sh",
+            &[
+                "--topic",
+                "bad",
+                "--group-id",
+                "g8",
+                "--bootstrap-server",
+                &bs,
+                "--max-messages",
+                "2",
+                "--verbose",
+            ],
+        )
+        .ok();
+    let values: Vec<String> = v
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["name"] == "record_data")
+        .map(|e| e["value"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(values, vec!["x", "y"], "{v}");
+}
