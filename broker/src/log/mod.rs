@@ -32,8 +32,6 @@ mod producer_state;
 mod segment;
 
 #[cfg(test)]
-mod compaction_tests;
-#[cfg(test)]
 mod tests;
 
 use std::fmt;

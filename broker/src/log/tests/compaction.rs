@@ -9,9 +9,9 @@ use kafka_protocol::records::{
     TimestampType as KTimestampType,
 };
 
-use super::batch::{compute_crc, crc_matches, BatchHeader};
-use super::cleaner::set_crash_point;
-use super::*;
+use crate::log::batch::{compute_crc, crc_matches, BatchHeader};
+use crate::log::cleaner::set_crash_point;
+use crate::log::*;
 
 const NOW: i64 = 1_700_000_000_000;
 const HOUR: i64 = 3_600_000;
@@ -632,7 +632,7 @@ fn idempotent_producer_state_survives_compaction() {
     let root = tempfile::tempdir().unwrap();
     let mut log = open(root.path(), compact_config());
     // Real time: producer state older than producer.id.expiration.ms is dropped on open.
-    let now = super::segment::wall_clock_ms();
+    let now = crate::log::segment::wall_clock_ms();
     let pid = 42;
     let p0 = kv_batch_with(
         &[(Some("a"), Some("p0")), (Some("b"), Some("p0"))],
@@ -733,7 +733,7 @@ fn compaction_lags_and_dirty_ratio() {
 #[test]
 fn compact_and_delete_apply_both() {
     let root = tempfile::tempdir().unwrap();
-    let now = super::segment::wall_clock_ms();
+    let now = crate::log::segment::wall_clock_ms();
     let mut log = open(
         root.path(),
         LogConfig {

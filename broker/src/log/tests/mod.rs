@@ -1,6 +1,8 @@
 //! Behavioural tests of the partition log and the log manager: what a user of the broker
 //! would notice (data read back intact, offsets, files on disk, recovery, retention).
 
+mod compaction;
+
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
