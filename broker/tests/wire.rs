@@ -593,3 +593,35 @@ async fn bad_group_requests_get_kafka_errors_and_the_group_stays_healthy() {
         (1, Some("meta"))
     );
 }
+
+#[tokio::test]
+async fn records_over_the_size_limit_are_refused_and_nothing_is_written() {
+    let b = start(&[("message.max.bytes", "2000")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "big").await;
+    let big = "x".repeat(5000);
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("big", batch(&[&big]), -1),
+        )
+        .await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 10,
+        "MESSAGE_TOO_LARGE"
+    );
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("big", batch(&["small"]), -1),
+        )
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(
+        (p.error_code, p.base_offset),
+        (0, 0),
+        "the refused batch took no offset"
+    );
+}
