@@ -1108,3 +1108,48 @@ fn auto_create_disabled_refuses_unknown_topics() {
     let d = topics(&t, &b, &["--describe", "--topic", "nope"]).failed();
     d.expect_contains("Topic 'nope' does not exist as expected");
 }
+
+/// Time retention deletes whole segments on the retention check interval: the topic's
+/// records disappear and consumers start at the new log start offset.
+#[test]
+fn time_retention_deletes_expired_segments() {
+    let t = tools_or_skip!();
+    let b = Broker::start_target(&[("log.retention.check.interval.ms", "500")]);
+    topics(
+        &t,
+        &b,
+        &[
+            "--create",
+            "--topic",
+            "short-lived",
+            "--partitions",
+            "1",
+            "--config",
+            "retention.ms=2000",
+            "--config",
+            "segment.ms=1000",
+        ],
+    )
+    .ok();
+    produce_lines(&t, &b, "short-lived", "r0\nr1\nr2\n", &[]);
+    assert_eq!(
+        offsets(&t, &b, "short-lived", "-1"),
+        vec!["short-lived:0:3"]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let earliest = offsets(&t, &b, "short-lived", "-2");
+        if earliest == vec!["short-lived:0:3"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never removed the expired records: earliest is {earliest:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // New records continue at the next offset.
+    produce_lines(&t, &b, "short-lived", "r3\n", &[]);
+    let c = consume(&t, &b, "short-lived", 0, "earliest", 1);
+    assert_eq!(c.lines(), vec!["Offset:3-null-r3"], "{c}");
+}
