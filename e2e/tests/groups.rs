@@ -132,28 +132,46 @@ fn end_offsets(t: &Tools, b: &Broker, topic: &str) -> BTreeMap<i32, i64> {
 }
 
 /// Rows of a table printed by kafka-consumer-groups.sh: the header is the
-/// first line whose first word is `first_col`; rows are the following lines
-/// with as many words as the header (cells never contain spaces; the
-/// `COORDINATOR (ID)` column is two words in both header and rows).
+/// first stdout line whose first word is `first_col`; each following non-empty
+/// line is a row, cut at the columns where the header's words start (cells may
+/// be empty, e.g. GROUP-INSTANCE-ID of a dynamic member). `COORDINATOR (ID)` is
+/// one column; whitespace inside a cell is collapsed to one space.
 fn table(out: &ToolOutput, first_col: &str) -> Vec<BTreeMap<String, String>> {
     let mut lines = out.stdout.lines();
-    let header: Vec<&str> = loop {
+    let header = loop {
         match lines.next() {
-            Some(l) if l.split_whitespace().next() == Some(first_col) => {
-                break l.split_whitespace().collect()
-            }
+            Some(l) if l.split_whitespace().next() == Some(first_col) => break l,
             Some(_) => continue,
             None => return Vec::new(),
         }
     };
+    // (name, start column)
+    let mut cols: Vec<(String, usize)> = Vec::new();
+    let mut prev_space = true;
+    for (i, c) in header.char_indices() {
+        if !c.is_whitespace() && prev_space {
+            if header[i..].starts_with("(ID)") && !cols.is_empty() {
+                cols.last_mut().expect("column").0.push_str(" (ID)");
+            } else {
+                let word = header[i..].split_whitespace().next().expect("word");
+                cols.push((word.to_string(), i));
+            }
+        }
+        prev_space = c.is_whitespace();
+    }
     lines
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.len() == header.len() && w[0] != first_col)
-        .map(|w| {
-            header
-                .iter()
-                .zip(w)
-                .map(|(h, v)| (h.to_string(), v.to_string()))
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            cols.iter()
+                .enumerate()
+                .map(|(i, (name, start))| {
+                    let end = cols.get(i + 1).map_or(l.len(), |c| c.1.min(l.len()));
+                    let cell = l.get((*start).min(l.len())..end).unwrap_or("");
+                    (
+                        name.clone(),
+                        cell.split_whitespace().collect::<Vec<_>>().join(" "),
+                    )
+                })
                 .collect()
         })
         .collect()
@@ -764,8 +782,7 @@ fn consumer_groups_list_describe_members_state() {
     assert_eq!(s["STATE"], "Stable", "{so}");
     assert_eq!(s["ASSIGNMENT-STRATEGY"], "range", "{so}");
     assert_eq!(s["#MEMBERS"], "1", "{so}");
-    assert_eq!(s["COORDINATOR"], bs, "{so}");
-    assert_eq!(s["(ID)"], "(0)", "{so}");
+    assert_eq!(s["COORDINATOR (ID)"], format!("{bs} (0)"), "{so}");
 
     // Idle: the consumer leaves; offsets stay.
     cc.term();
@@ -1285,10 +1302,9 @@ fn group_of_three_librdkafka_members_and_kcat() {
         &[
             "-b",
             &bs,
+            "-u",
             "-G",
             "kcat-group",
-            "-o",
-            "beginning",
             "-f",
             "%s\n",
             "-X",
@@ -1560,6 +1576,13 @@ fn static_member_restart_causes_no_rebalance() {
         "the static member has a new member id, the other the same:\n{d}"
     );
     assert!(rows.iter().all(|r| r["#PARTITIONS"] == "3"), "{d}");
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["GROUP-INSTANCE-ID"] == "i1")
+            .count(),
+        1,
+        "{d}"
+    );
 }
 
 // ---------------------------------------------------------------------------
