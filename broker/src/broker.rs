@@ -157,6 +157,14 @@ impl Broker {
         self.metadata.image()
     }
 
+    /// Commits metadata records; a store failure is reported to the client as
+    /// UNKNOWN_SERVER_ERROR with the store's message (the request had been valid).
+    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, ApiError> {
+        self.metadata
+            .apply(records)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
+    }
+
     /// The group coordinator.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
@@ -288,9 +296,7 @@ impl Broker {
         if validate_only {
             return Ok(topic);
         }
-        self.metadata
-            .apply(vec![MetadataRecord::Topic(topic.clone())])
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        self.commit(vec![MetadataRecord::Topic(topic.clone())])?;
         self.ensure_logs(&topic).map_err(ApiError::from)?;
         info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
         Ok(topic)
@@ -402,11 +408,9 @@ impl Broker {
         if !self.config.delete_topic_enable {
             return Err(ApiError::code(ResponseError::TopicDeletionDisabled));
         }
-        self.metadata
-            .apply(vec![MetadataRecord::RemoveTopic {
-                name: name.to_string(),
-            }])
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        self.commit(vec![MetadataRecord::RemoveTopic {
+            name: name.to_string(),
+        }])?;
         for index in 0..topic.partitions.len() {
             let tp = TopicPartition {
                 topic: name.to_string(),
@@ -493,13 +497,10 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let next = self
-            .metadata
-            .apply(vec![MetadataRecord::AddPartitions {
-                topic: name.to_string(),
-                partitions: new_partitions,
-            }])
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        let next = self.commit(vec![MetadataRecord::AddPartitions {
+            topic: name.to_string(),
+            partitions: new_partitions,
+        }])?;
         if let Some(topic) = next.topic(name) {
             self.ensure_logs(topic).map_err(ApiError::from)?;
         }
@@ -530,12 +531,10 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.metadata
-            .apply(vec![MetadataRecord::TopicConfigs {
-                topic: name.to_string(),
-                configs: configs.clone(),
-            }])
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        self.commit(vec![MetadataRecord::TopicConfigs {
+            topic: name.to_string(),
+            configs: configs.clone(),
+        }])?;
         self.logs
             .update_topic_config(name, self.log_config(&configs));
         Ok(())
@@ -558,12 +557,10 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.metadata
-            .apply(vec![MetadataRecord::BrokerConfigs {
-                entity: entity.to_string(),
-                configs,
-            }])
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        self.commit(vec![MetadataRecord::BrokerConfigs {
+            entity: entity.to_string(),
+            configs,
+        }])?;
         // Topic defaults may have changed (log.retention.ms, log.segment.bytes, ...).
         self.refresh_effective_config();
         let image = self.image();
@@ -579,11 +576,9 @@ impl Broker {
         let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
         if ids.0 >= ids.1 {
             let end = ids.0 + PRODUCER_ID_BLOCK;
-            self.metadata
-                .apply(vec![MetadataRecord::ProducerIds {
-                    next_producer_id: end,
-                }])
-                .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+            self.commit(vec![MetadataRecord::ProducerIds {
+                next_producer_id: end,
+            }])?;
             ids.1 = end;
         }
         let id = ids.0;

@@ -223,7 +223,10 @@ impl GroupCoordinator {
     ) -> JoinResponse {
         let member_id = request.member_id.clone();
         if let Err(e) = self.partition_for(broker, group_id).await {
-            return error_join(e.code, &member_id);
+            return JoinResponse {
+                error_code: e.code,
+                ..JoinResponse::error(ResponseError::CoordinatorNotAvailable, &member_id)
+            };
         }
         let token = self.token();
         let (tx, rx) = oneshot::channel();
@@ -245,7 +248,7 @@ impl GroupCoordinator {
             inner.waiters.insert(token, Waiter::Join(tx));
         }
         rx.await
-            .unwrap_or_else(|_| error_join(ResponseError::UnknownServerError.code(), &member_id))
+            .unwrap_or_else(|_| JoinResponse::error(ResponseError::UnknownServerError, &member_id))
     }
 
     /// SyncGroup: followers wait for the leader's assignment.
@@ -261,7 +264,7 @@ impl GroupCoordinator {
             let mut inner = self.lock();
             let now = now_ms();
             let Some(group) = inner.groups.get_mut(group_id) else {
-                return error_sync(ResponseError::UnknownMemberId);
+                return SyncResponse::error(ResponseError::UnknownMemberId);
             };
             let replies = group.sync(token, request, now, &self.limits);
             if let Some(value) = group.take_dirty().then(|| group.to_value()) {
@@ -273,7 +276,7 @@ impl GroupCoordinator {
             inner.waiters.insert(token, Waiter::Sync(tx));
         }
         rx.await
-            .unwrap_or_else(|_| error_sync(ResponseError::UnknownServerError))
+            .unwrap_or_else(|_| SyncResponse::error(ResponseError::UnknownServerError))
     }
 
     /// Heartbeat: returns the error code.
@@ -458,28 +461,7 @@ impl GroupCoordinator {
         if group.state() != GroupState::Empty {
             return Err(ResponseError::NonEmptyGroup);
         }
-        let mut tombstones: Vec<(Bytes, Option<Bytes>)> = group
-            .offsets
-            .keys()
-            .map(|(t, p)| {
-                (
-                    RecordKey::Offset {
-                        group: group_id.to_string(),
-                        topic: t.clone(),
-                        partition: *p,
-                    }
-                    .encode(),
-                    None,
-                )
-            })
-            .collect();
-        tombstones.push((
-            RecordKey::Group {
-                group: group_id.to_string(),
-            }
-            .encode(),
-            None,
-        ));
+        let tombstones = group_tombstones(group);
         self.append(broker, group_id, &tombstones).map_err(|e| {
             ResponseError::try_from_code(e.code).unwrap_or(ResponseError::UnknownServerError)
         })?;
@@ -649,28 +631,35 @@ impl GroupCoordinator {
             let Some(group) = inner.groups.get(&id) else {
                 continue;
             };
-            let mut tombstones: Vec<(Bytes, Option<Bytes>)> = group
-                .offsets
-                .keys()
-                .map(|(t, p)| {
-                    (
-                        RecordKey::Offset {
-                            group: id.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        }
-                        .encode(),
-                        None,
-                    )
-                })
-                .collect();
-            tombstones.push((RecordKey::Group { group: id.clone() }.encode(), None));
+            let tombstones = group_tombstones(group);
             if self.append(broker, &id, &tombstones).is_ok() {
                 info!(group = %id, "expired offsets of empty group");
                 inner.groups.remove(&id);
             }
         }
     }
+}
+
+/// Tombstones deleting every committed offset of `group` and its metadata.
+fn group_tombstones(group: &Group) -> Vec<(Bytes, Option<Bytes>)> {
+    let offset_key = |(topic, partition): &(String, i32)| RecordKey::Offset {
+        group: group.group_id.clone(),
+        topic: topic.clone(),
+        partition: *partition,
+    };
+    let mut tombstones: Vec<(Bytes, Option<Bytes>)> = group
+        .offsets
+        .keys()
+        .map(|k| (offset_key(k).encode(), None))
+        .collect();
+    tombstones.push((
+        RecordKey::Group {
+            group: group.group_id.clone(),
+        }
+        .encode(),
+        None,
+    ));
+    tombstones
 }
 
 /// Sets a single v2 batch's base sequence to -1 (no producer) and recomputes its CRC.
@@ -682,27 +671,6 @@ fn mark_non_idempotent(batch: &mut BytesMut) {
         batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
         let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
         batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    }
-}
-
-fn error_join(code: i16, member_id: &str) -> JoinResponse {
-    JoinResponse {
-        error_code: code,
-        generation_id: -1,
-        protocol_type: None,
-        protocol_name: None,
-        leader: String::new(),
-        member_id: member_id.to_string(),
-        members: vec![],
-    }
-}
-
-fn error_sync(error: ResponseError) -> SyncResponse {
-    SyncResponse {
-        error_code: error.code(),
-        protocol_type: None,
-        protocol_name: None,
-        assignment: Bytes::new(),
     }
 }
 

@@ -113,7 +113,8 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    fn error(error: ResponseError, member_id: &str) -> JoinResponse {
+    /// A response carrying only an error code.
+    pub(crate) fn error(error: ResponseError, member_id: &str) -> JoinResponse {
         JoinResponse {
             error_code: error.code(),
             generation_id: -1,
@@ -157,7 +158,8 @@ pub struct SyncResponse {
 }
 
 impl SyncResponse {
-    fn error(error: ResponseError) -> SyncResponse {
+    /// A response carrying only an error code.
+    pub(crate) fn error(error: ResponseError) -> SyncResponse {
         SyncResponse {
             error_code: error.code(),
             protocol_type: None,
@@ -572,11 +574,7 @@ impl Group {
             }
             _ => {
                 replies.extend(self.park_join(token, &new_id, req, now_ms));
-                if self.state == GroupState::PreparingRebalance {
-                    replies.extend(self.try_complete_join(now_ms));
-                } else {
-                    replies.extend(self.prepare_rebalance(now_ms, limits));
-                }
+                replies.extend(self.rebalance_for_join(now_ms, limits));
             }
         }
         replies
@@ -622,13 +620,17 @@ impl Group {
         if let Some((_, joined)) = self.initial_delay.as_mut() {
             *joined = true;
         }
-        let mut replies = Vec::new();
+        self.rebalance_for_join(now_ms, limits)
+    }
+
+    /// After a member (re)joined: complete the join if this was the last one awaited, or
+    /// start a rebalance if none is under way.
+    fn rebalance_for_join(&mut self, now_ms: i64, limits: &GroupLimits) -> Vec<Reply> {
         if self.state == GroupState::PreparingRebalance {
-            replies.extend(self.try_complete_join(now_ms));
+            self.try_complete_join(now_ms)
         } else {
-            replies.extend(self.prepare_rebalance(now_ms, limits));
+            self.prepare_rebalance(now_ms, limits)
         }
-        replies
     }
 
     fn park_join(
@@ -774,15 +776,12 @@ impl Group {
         }
         self.pending_members.clear();
         self.initial_delay = None;
-        self.generation_id += 1;
-        self.dirty = true;
         if self.members.is_empty() {
-            self.protocol_name = None;
-            self.protocol_type = None;
-            self.leader = None;
-            self.transition(GroupState::Empty, now_ms);
+            self.become_empty(now_ms);
             return replies;
         }
+        self.generation_id += 1;
+        self.dirty = true;
         self.protocol_name = self.select_protocol();
         if !self
             .leader
@@ -815,6 +814,16 @@ impl Group {
             }
         }
         replies
+    }
+
+    /// The last member left: a new (empty) generation with no protocol or leader.
+    fn become_empty(&mut self, now_ms: i64) {
+        self.generation_id += 1;
+        self.protocol_name = None;
+        self.protocol_type = None;
+        self.leader = None;
+        self.dirty = true;
+        self.transition(GroupState::Empty, now_ms);
     }
 
     fn remove_member(&mut self, member_id: &str, replies: &mut Vec<Reply>) {
@@ -1017,12 +1026,7 @@ impl Group {
         match self.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 if self.members.is_empty() {
-                    self.generation_id += 1;
-                    self.protocol_name = None;
-                    self.protocol_type = None;
-                    self.leader = None;
-                    self.dirty = true;
-                    self.transition(GroupState::Empty, now_ms);
+                    self.become_empty(now_ms);
                     Vec::new()
                 } else {
                     self.prepare_rebalance(now_ms, limits)
