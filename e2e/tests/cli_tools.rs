@@ -1153,3 +1153,73 @@ fn time_retention_deletes_expired_segments() {
     let c = consume(&t, &b, "short-lived", 0, "earliest", 1);
     assert_eq!(c.lines(), vec!["Offset:3-null-r3"], "{c}");
 }
+
+/// `message.timestamp.type=LogAppendTime` makes consumers see the broker's append time;
+/// the default keeps the producer's CreateTime.
+#[test]
+fn timestamp_types_follow_the_topic_config() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "create-time", 1);
+    topics(
+        &t,
+        &b,
+        &[
+            "--create",
+            "--topic",
+            "append-time",
+            "--partitions",
+            "1",
+            "--config",
+            "message.timestamp.type=LogAppendTime",
+        ],
+    )
+    .ok();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for topic in ["create-time", "append-time"] {
+        produce_lines(&t, &b, topic, "v\n", &[]);
+    }
+    let bs = b.bootstrap();
+    let read = |topic: &str| {
+        t.run(
+            "kafka-console-consumer.sh",
+            &[
+                "--bootstrap-server",
+                &bs,
+                "--topic",
+                topic,
+                "--partition",
+                "0",
+                "--offset",
+                "earliest",
+                "--max-messages",
+                "1",
+                "--property",
+                "print.timestamp=true",
+            ],
+        )
+        .ok()
+    };
+    let line_of = |out: &ToolOutput| {
+        out.lines()
+            .first()
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+    };
+    let created = read("create-time");
+    assert!(line_of(&created).starts_with("CreateTime:"), "{created}");
+    let appended = read("append-time");
+    let line = line_of(&appended);
+    let ts: i64 = line
+        .strip_prefix("LogAppendTime:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("expected LogAppendTime:<ms>, got {line:?}"));
+    assert!(
+        ts >= before - 1000,
+        "append time {ts} is before the produce started ({before})"
+    );
+}
