@@ -1249,7 +1249,7 @@ fn group_members_share_partitions_and_take_over() {
     let took_from_kill = killed.elapsed();
     eprintln!("takeover after SIGKILL of a member with session.timeout.ms=6000: {took_from_kill:?} (wait {took:?})");
     assert!(
-        took_from_kill >= Duration::from_secs(2),
+        took_from_kill >= Duration::from_secs(3),
         "a killed member is only removed by its session timeout (6 s, heartbeats every 3 s), not at once: {took_from_kill:?}"
     );
     assert!(
