@@ -1501,7 +1501,11 @@ fn static_member_restart_causes_no_rebalance() {
     create_topic(&t, &b, "six", 6);
     let (topic, group) = ("six", "static-group");
     let static_args = ["--group-instance-id", "i1", "--session-timeout", "30000"];
+    // The static member joins first and owns everything; when the other member
+    // joins, it rejoins owning partitions (its subscription metadata then lists
+    // them), so its restart comes back with different metadata, as in real life.
     let mut s1 = Member::java(&t, &b, "static-i1", topic, group, &static_args);
+    wait_assignment(&[&s1], 6, Some(&[6]), WAIT);
     let other = Member::java(
         &t,
         &b,
