@@ -65,6 +65,9 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: JoinGroupRequest) -> JoinGrou
                 })
                 .collect(),
         );
+    if ctx.version >= 9 {
+        response.skip_assignment = r.skip_assignment;
+    }
     if ctx.version >= 7 {
         response.protocol_type = r.protocol_type.map(str_bytes);
     }

@@ -110,6 +110,8 @@ pub struct JoinResponse {
     pub member_id: String,
     /// All members with metadata — only for the leader.
     pub members: Vec<JoinedMember>,
+    /// The leader must not compute a new assignment (a static leader's restart).
+    pub skip_assignment: bool,
 }
 
 impl JoinResponse {
@@ -123,6 +125,7 @@ impl JoinResponse {
             leader: String::new(),
             member_id: member_id.to_string(),
             members: vec![],
+            skip_assignment: false,
         }
     }
 }
@@ -559,9 +562,30 @@ impl Group {
         }
         self.dirty = true;
         match self.state {
-            GroupState::Stable if same_metadata => {
-                // A static member restarted within its session: same assignment, no rebalance.
-                replies.push(Reply::Join(token, self.join_response(&new_id, vec![])));
+            GroupState::Stable => {
+                // As Kafka does: a static member that restarts within its session keeps its
+                // assignment without a rebalance, unless its new metadata would change the
+                // group's protocol. Changed subscription metadata alone (sticky assignors put
+                // owned partitions there) is stored, not acted upon.
+                if let Some(m) = self.members.get_mut(&new_id) {
+                    m.protocols = req.protocols.clone();
+                }
+                if self.select_protocol() == self.protocol_name {
+                    let is_leader = self.leader.as_deref() == Some(new_id.as_str());
+                    let protocol = self.protocol_name.clone().unwrap_or_default();
+                    let members = if is_leader {
+                        self.joined_members(&protocol)
+                    } else {
+                        vec![]
+                    };
+                    let mut response = self.join_response(&new_id, members);
+                    // A restarted leader learns the members but must not reassign (KIP-814).
+                    response.skip_assignment = is_leader;
+                    replies.push(Reply::Join(token, response));
+                } else {
+                    replies.extend(self.park_join(token, &new_id, req, now_ms));
+                    replies.extend(self.prepare_rebalance(now_ms, limits));
+                }
             }
             GroupState::CompletingRebalance if same_metadata => {
                 let protocol = self.protocol_name.clone().unwrap_or_default();
@@ -725,6 +749,7 @@ impl Group {
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
             members,
+            skip_assignment: false,
         }
     }
 
@@ -1512,6 +1537,46 @@ mod tests {
             g.heartbeat(&first.member_id, Some("i-1"), 1, 5000),
             ResponseError::FencedInstanceId.code()
         );
+    }
+
+    #[test]
+    fn static_member_restart_with_new_metadata_keeps_the_generation() {
+        let mut g = Group::new("g", 0);
+        let mut req = join("", &["cooperative-sticky"]);
+        req.group_instance_id = Some("i-1".into());
+        let first = join_reply(&g.join(1, req.clone(), 0, &LIMITS), 1);
+        g.sync(
+            2,
+            SyncRequest {
+                member_id: first.member_id.clone(),
+                group_instance_id: Some("i-1".into()),
+                generation_id: 1,
+                protocol_type: None,
+                protocol_name: None,
+                assignments: vec![(first.member_id.clone(), Bytes::from_static(b"mine"))],
+            },
+            0,
+            &LIMITS,
+        );
+        // The sticky assignor's metadata changes across restarts (owned partitions).
+        req.protocols = vec![(
+            "cooperative-sticky".into(),
+            Bytes::from_static(b"owned: p0"),
+        )];
+        let again = join_reply(&g.join(3, req.clone(), 1000, &LIMITS), 3);
+        assert_eq!((again.error_code, again.generation_id), (0, 1));
+        assert!(
+            again.skip_assignment,
+            "the restarted leader must not reassign"
+        );
+        assert_eq!(g.state(), GroupState::Stable);
+        // New metadata that changes the group's protocol does force a rebalance.
+        req.protocols = vec![
+            ("range".into(), Bytes::new()),
+            ("cooperative-sticky".into(), Bytes::new()),
+        ];
+        let r = g.join(4, req, 2000, &LIMITS);
+        assert_eq!(join_reply(&r, 4).generation_id, 2);
     }
 
     #[test]
