@@ -288,7 +288,9 @@ table() {
   for b in $BROKERS; do
     [[ -n ${R[$b.start]:-} ]] && echo && echo "_${b}: ${R[$b.start]}_"
   done
+  return 0
 }
 
 echo
 table | tee ${BENCH_OUT:+"$BENCH_OUT"}
+exit 0

@@ -1,6 +1,6 @@
 //! DescribeGroups (key 15): state, protocol and members of groups. As in Kafka, member
 //! metadata and assignments are only reported for a Stable group, and an unknown group is
-//! reported as "Dead" without an error.
+//! GROUP_ID_NOT_FOUND from v6 (as "Dead" without an error before).
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -24,6 +24,16 @@ pub(crate) async fn handle(
                 return described.with_error_code(ResponseError::InvalidGroupId.code());
             }
             let Some(g) = ctx.broker.groups().describe(id.0.as_str()) else {
+                // Kafka 4.x answers v6+ with GROUP_ID_NOT_FOUND; older versions get "Dead".
+                if ctx.version >= 6 {
+                    return described
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(str_bytes(format!(
+                            "Group {} not found.",
+                            id.0.as_str()
+                        ))))
+                        .with_group_state(str_bytes(GroupState::Dead.name()));
+                }
                 return described.with_group_state(str_bytes(GroupState::Dead.name()));
             };
             let stable = g.state() == GroupState::Stable;

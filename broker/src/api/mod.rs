@@ -131,7 +131,7 @@ apis! {
     OffsetCommit => OffsetCommitRequest, offset_commit, 2..=9;
     OffsetFetch => OffsetFetchRequest, offset_fetch, 1..=9;
     ListGroups => ListGroupsRequest, list_groups, 0..=5;
-    DescribeGroups => DescribeGroupsRequest, describe_groups, 0..=5;
+    DescribeGroups => DescribeGroupsRequest, describe_groups, 0..=6;
     DeleteGroups => DeleteGroupsRequest, delete_groups, 0..=2;
     OffsetDelete => OffsetDeleteRequest, offset_delete, 0..=0;
 }

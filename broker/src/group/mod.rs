@@ -520,6 +520,15 @@ impl GroupCoordinator {
     }
 
     fn persist_group(&self, broker: &Broker, group_id: &str, value: Option<GroupValue>) {
+        if let Some(v) = &value {
+            info!(
+                group = %group_id,
+                generation = v.generation,
+                protocol = v.protocol.as_deref().unwrap_or(""),
+                members = v.members.len(),
+                "group membership changed"
+            );
+        }
         let record = (
             RecordKey::Group {
                 group: group_id.to_string(),
