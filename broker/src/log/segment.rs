@@ -641,10 +641,15 @@ impl Segment {
         if window < first.size() {
             return Ok(false);
         }
-        let mut buf = vec![0u8; window];
-        self.log
-            .read_exact_at(&mut buf, pos)
-            .ctx("reading", &self.log_path)?;
+        // Read straight into the response buffer (one copy from the page cache), then
+        // trim whatever partial batch lies beyond the last whole one.
+        let start = out.len();
+        out.resize(start + window, 0);
+        if let Err(e) = self.log.read_exact_at(&mut out[start..], pos) {
+            out.truncate(start);
+            return Err(e).ctx("reading", &self.log_path);
+        }
+        let buf = &out[start..];
         let mut end = 0usize;
         let mut hit_limit = false;
         while end < buf.len() {
@@ -665,7 +670,7 @@ impl Segment {
             }
             end += h.size();
         }
-        out.extend_from_slice(&buf[..end]);
+        out.truncate(start + end);
         Ok(!hit_limit && window == available)
     }
 
