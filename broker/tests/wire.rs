@@ -625,3 +625,52 @@ async fn records_over_the_size_limit_are_refused_and_nothing_is_written() {
         "the refused batch took no offset"
     );
 }
+
+#[tokio::test]
+async fn huge_declared_array_lengths_do_not_take_the_broker_down() {
+    let b = start(&[]).await;
+    // CreateTopics v4 (not flexible): header, then `topics` declared with i32::MAX entries
+    // but no data behind the count. A decoder that reserves capacity for the declared count
+    // would try to allocate hundreds of GiB and abort the process.
+    for (key, version) in [
+        (ApiKey::CreateTopics, 4i16),
+        (ApiKey::Metadata, 4),
+        (ApiKey::Produce, 7),
+    ] {
+        let mut c = Client::connect(b.addr).await;
+        let mut body = BytesMut::new();
+        body.put_i16(key as i16);
+        body.put_i16(version);
+        body.put_i32(1);
+        body.put_i16(-1); // null client id
+        if key == ApiKey::Produce {
+            body.put_i16(-1); // transactional id
+            body.put_i16(1); // acks
+            body.put_i32(1000); // timeout
+        }
+        body.put_i32(i32::MAX);
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        c.stream.write_all(&frame).await.unwrap();
+        assert!(
+            c.is_closed().await,
+            "{key:?}: malformed request must close the connection"
+        );
+    }
+    // Flexible versions encode lengths as varints: CreateTopics v5 with a huge compact array.
+    let mut c = Client::connect(b.addr).await;
+    let mut body = BytesMut::new();
+    body.put_i16(ApiKey::CreateTopics as i16);
+    body.put_i16(5);
+    body.put_i32(2);
+    body.put_i16(-1);
+    body.put_u8(0); // header tagged fields
+    body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]); // varint 2^31-1
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    c.stream.write_all(&frame).await.unwrap();
+    assert!(c.is_closed().await);
+    api_versions_ok(b.addr).await;
+}
