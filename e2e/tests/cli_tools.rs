@@ -1148,7 +1148,22 @@ fn time_retention_deletes_expired_segments() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    // New records continue at the next offset.
+    // Stop expiring (a dynamic config change reaches the log at once), then new records
+    // continue at the next offset and stay readable.
+    configs(
+        &t,
+        &b,
+        &[
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "short-lived",
+            "--alter",
+            "--add-config",
+            "retention.ms=86400000",
+        ],
+    )
+    .ok();
     produce_lines(&t, &b, "short-lived", "r3\n", &[]);
     let c = consume(&t, &b, "short-lived", 0, "earliest", 1);
     assert_eq!(c.lines(), vec!["Offset:3-null-r3"], "{c}");
