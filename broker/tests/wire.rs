@@ -766,3 +766,94 @@ async fn random_bodies_for_every_api_never_take_the_broker_down() {
     }
     api_versions_ok(b.addr).await;
 }
+
+/// A full disk: the producer gets KAFKA_STORAGE_ERROR, the broker keeps serving, and every
+/// acknowledged batch stays readable. Needs root to mount a small tmpfs; outside CI a
+/// non-root run skips with a message.
+#[tokio::test]
+async fn full_disk_refuses_writes_and_loses_nothing_acknowledged() {
+    let mount_point = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(mount_point.path())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must be able to mount a tmpfs for the full-disk test"
+        );
+        eprintln!("SKIPPED full_disk test: cannot mount a tmpfs (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mount_point.path().to_path_buf());
+    let dir = mount_point.path().join("data").display().to_string();
+    let b = start(&[("log.dirs", dir.as_str())]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "full").await;
+
+    let value = "v".repeat(100_000);
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..100 {
+        let record = format!("{i:03}{value}");
+        let r: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request("full", batch(&[&record]), -1),
+            )
+            .await;
+        let p = &r.responses[0].partition_responses[0];
+        if p.error_code == 0 {
+            acknowledged.push((p.base_offset, record));
+        } else {
+            refused = Some(p.error_code);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(56),
+        "a full disk must be KAFKA_STORAGE_ERROR to the producer"
+    );
+    assert!(
+        acknowledged.len() >= 10,
+        "only {} batches fit",
+        acknowledged.len()
+    );
+    api_versions_ok(b.addr).await;
+
+    // Everything acknowledged is readable, in order, with contiguous offsets.
+    let mut offset = 0;
+    let mut read = Vec::new();
+    while offset < acknowledged.len() as i64 {
+        let f: FetchResponse = c
+            .call(ApiKey::Fetch, 12, &fetch_request("full", offset, 0))
+            .await;
+        let p = &f.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        let values = values_of(p.records.as_ref().unwrap());
+        assert!(!values.is_empty(), "no data at offset {offset}");
+        offset += values.len() as i64;
+        read.extend(values);
+    }
+    let expected: Vec<String> = acknowledged.iter().map(|(_, r)| r.clone()).collect();
+    assert_eq!(read.len(), expected.len());
+    assert!(
+        read == expected,
+        "acknowledged records differ after the disk filled up"
+    );
+    let offsets: Vec<i64> = acknowledged.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..acknowledged.len() as i64).collect::<Vec<_>>());
+}
