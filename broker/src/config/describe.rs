@@ -360,29 +360,51 @@ pub fn describe_broker_configs(
                 &broker.explicit,
                 sensitive,
             );
-            let source = synonyms
-                .first()
-                .map_or(ConfigSource::DefaultConfig, |s| s.source);
-            DescribedConfig {
-                name: name.to_string(),
+            broker_entry(
+                name,
                 value,
-                read_only: def.is_none_or(|d| d.update_mode == UpdateMode::ReadOnly),
-                source,
+                def,
                 sensitive,
-                synonyms: if include_synonyms {
-                    synonyms
-                } else {
-                    Vec::new()
-                },
-                config_type: def.map_or(CONFIG_TYPE_UNKNOWN, |d| d.config_type.code()),
-                documentation: if include_docs {
-                    def.map(|d| d.documentation.to_string())
-                } else {
-                    None
-                },
-            }
+                synonyms,
+                include_synonyms,
+                include_docs,
+            )
         })
         .collect()
+}
+
+/// One broker config as DescribeConfigs reports it: the source is that of the first synonym
+/// (the one in effect), or DEFAULT_CONFIG.
+fn broker_entry(
+    name: &str,
+    value: Option<String>,
+    def: Option<&super::broker::BrokerConfigKey>,
+    sensitive: bool,
+    synonyms: Vec<ConfigSynonym>,
+    include_synonyms: bool,
+    include_docs: bool,
+) -> DescribedConfig {
+    let source = synonyms
+        .first()
+        .map_or(ConfigSource::DefaultConfig, |s| s.source);
+    DescribedConfig {
+        name: name.to_string(),
+        value,
+        read_only: def.is_none_or(|d| d.update_mode == UpdateMode::ReadOnly),
+        source,
+        sensitive,
+        synonyms: if include_synonyms {
+            synonyms
+        } else {
+            Vec::new()
+        },
+        config_type: def.map_or(CONFIG_TYPE_UNKNOWN, |d| d.config_type.code()),
+        documentation: if include_docs {
+            def.map(|d| d.documentation.to_string())
+        } else {
+            None
+        },
+    }
 }
 
 /// DescribeConfigs for the cluster-wide broker default (resource name ""): as Kafka, only
@@ -406,27 +428,16 @@ pub fn describe_cluster_default_broker_configs(
                     .into_iter()
                     .filter(|s| s.source == ConfigSource::DynamicDefaultBrokerConfig)
                     .collect();
-            let source = synonyms
-                .first()
-                .map_or(ConfigSource::DefaultConfig, |s| s.source);
-            DescribedConfig {
-                name: name.clone(),
-                value: if sensitive { None } else { Some(raw.clone()) },
-                read_only: def.is_none_or(|d| d.update_mode == UpdateMode::ReadOnly),
-                source,
+            let value = if sensitive { None } else { Some(raw.clone()) };
+            broker_entry(
+                name,
+                value,
+                def,
                 sensitive,
-                synonyms: if include_synonyms {
-                    synonyms
-                } else {
-                    Vec::new()
-                },
-                config_type: def.map_or(CONFIG_TYPE_UNKNOWN, |d| d.config_type.code()),
-                documentation: if include_docs {
-                    def.map(|d| d.documentation.to_string())
-                } else {
-                    None
-                },
-            }
+                synonyms,
+                include_synonyms,
+                include_docs,
+            )
         })
         .collect()
 }
