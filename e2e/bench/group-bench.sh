@@ -79,78 +79,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port pid seconds [logfile pattern]
-  local port=$1 pid=$2 secs=$3 log=${4:-} pat=${5:-}
-  local deadline=$((SECONDS + secs))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      if [[ -z $pat ]] || grep -q "$pat" "$log" 2>/dev/null; then
-        return 0
-      fi
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-start_broker() { # name dir port -> sets BROKER_PID
-  local name=$1 dir=$2 port=$3
-  mkdir -p "$dir/data"
-  case $name in
-    oxbow)
-      cat >"$dir/server.properties" <<EOF
-node.id=0
-log.dirs=$dir/data
-group.initial.rebalance.delay.ms=0
-EOF
-      NO_COLOR=1 RUST_LOG="${RUST_LOG:-warn}" "$OXBOW_BIN" "$dir/server.properties" \
-        --override "listeners=PLAINTEXT://127.0.0.1:$port" \
-        --override "advertised.listeners=PLAINTEXT://127.0.0.1:$port" >"$dir/broker.log" 2>&1 &
-      BROKER_PID=$!
-      wait_port "$port" "$BROKER_PID" 60
-      ;;
-    kafka)
-      local cport
-      cport=$(free_port)
-      cat >"$dir/server.properties" <<EOF
-process.roles=broker,controller
-node.id=0
-controller.quorum.voters=0@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$dir/data
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-EOF
-      "$KAFKA_BIN/kafka-storage.sh" format -t b3hib3ctYmVuY2gtY2x1c3Q -c "$dir/server.properties" >"$dir/format.log" 2>&1 || return 1
-      KAFKA_HEAP_OPTS="$KAFKA_HEAP" LOG_DIR="$dir" "$KAFKA_BIN/kafka-server-start.sh" "$dir/server.properties" >"$dir/broker.log" 2>&1 &
-      BROKER_PID=$!
-      wait_port "$port" "$BROKER_PID" 180 "$dir/broker.log" "Kafka Server started"
-      ;;
-  esac
-}
-
-stop_broker() {
-  if [[ -n $BROKER_PID ]]; then
-    kill -TERM "$BROKER_PID" 2>/dev/null
-    for _ in $(seq 1 600); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$BROKER_PID" 2>/dev/null
-    wait "$BROKER_PID" 2>/dev/null
-  fi
-  BROKER_PID=""
-}
+source "$ROOT/e2e/bench/lib.sh"
 
 # The rebalance driver: runs two kafka-verifiable-consumer.sh members and
 # times join and leave from their JSON events. Prints one JSON line.
@@ -318,14 +247,6 @@ for b in $BROKERS; do
   stop_broker
 done
 
-num() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-ratio() { # oxbow kafka
-  if num "${1:-}" && num "${2:-}" && awk -v b="$2" 'BEGIN {exit !(b > 0)}'; then
-    awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a/b}'
-  else
-    echo "–"
-  fi
-}
 cell() { echo "${R[$1]:-–}"; }
 row() { # label key
   printf '| %s | %s | %s | %s |\n' "$1" "$(cell "oxbow.$2")" "$(cell "kafka.$2")" \
