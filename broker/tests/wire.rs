@@ -857,3 +857,84 @@ async fn full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     let offsets: Vec<i64> = acknowledged.iter().map(|(o, _)| *o).collect();
     assert_eq!(offsets, (0..acknowledged.len() as i64).collect::<Vec<_>>());
 }
+
+/// Only the group coordinator writes `__consumer_offsets`: a client's Produce gets
+/// INVALID_TOPIC_EXCEPTION for the partition (acks=0: the connection is closed, as for any
+/// failed acks=0 produce), DeleteRecords too, and the partition's log end offset is unchanged.
+#[tokio::test]
+async fn clients_cannot_produce_to_or_delete_records_of_internal_topics() {
+    let b = start(&[("offsets.topic.num.partitions", "1")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "g-topic").await;
+    // A commit creates __consumer_offsets and writes one record there.
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request("g", "", -1, "g-topic", ""),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let before = offsets_end_offset(&mut c).await;
+    assert!(before >= 1);
+
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("__consumer_offsets", batch(&["forged"]), -1),
+        )
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(p.base_offset, -1);
+
+    let r: DeleteRecordsResponse = c
+        .call(
+            ApiKey::DeleteRecords,
+            2,
+            &DeleteRecordsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(-1),
+                    ])]),
+        )
+        .await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(p.low_watermark, -1);
+
+    let mut zero = Client::connect(b.addr).await;
+    let (_, frame) = zero.frame(
+        ApiKey::Produce,
+        9,
+        &produce_request("__consumer_offsets", batch(&["forged"]), 0),
+    );
+    zero.stream.write_all(&frame).await.unwrap();
+    assert!(
+        zero.is_closed().await,
+        "a refused acks=0 produce closes the connection"
+    );
+
+    let after = offsets_end_offset(&mut c).await;
+    assert_eq!(after, before, "nothing was appended to __consumer_offsets");
+}
+
+/// The log end offset of `__consumer_offsets`-0.
+async fn offsets_end_offset(c: &mut Client) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1),
+            ])]);
+    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &request).await;
+    r.topics[0].partitions[0].offset
+}

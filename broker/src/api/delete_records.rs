@@ -1,12 +1,18 @@
 //! DeleteRecords (key 21): move a partition's log start offset forward (`-1` means the high
 //! watermark), deleting whole segments below it.
+//!
+//! Internal topics refuse it per partition with INVALID_TOPIC_EXCEPTION, as Kafka's
+//! `ReplicaManager.deleteRecordsOnLocalLog` does: their records are the coordinators' state.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use kafka_protocol::ResponseError;
+
 use super::{ApiError, Ctx};
+use crate::metadata::topic_name;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let topics = request
@@ -37,6 +43,9 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: DeleteRecordsRequest) -> Dele
 
 fn delete(ctx: &Ctx<'_>, topic: &str, partition: i32, offset: i64) -> Result<i64, ApiError> {
     let (log, _) = ctx.broker.leader_log(topic, partition)?;
+    if topic_name::is_internal(topic) {
+        return Err(ApiError::code(ResponseError::InvalidTopicException));
+    }
     let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
     let target = if offset == -1 {
         log.high_watermark()

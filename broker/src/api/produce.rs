@@ -5,6 +5,14 @@
 //! anything failed, as Kafka does); acks=1 and acks=all are answered once appended — with a
 //! single replica the ISR is this broker, so both are satisfied by the local append, but
 //! acks=all still enforces `min.insync.replicas`.
+//!
+//! Internal topics (`__consumer_offsets`, `__transaction_state`, `__share_group_state`) are
+//! written only by the broker's coordinators: a client's batch for one of them gets
+//! INVALID_TOPIC_EXCEPTION for that partition (Kafka's `ReplicaManager.appendToLocalLog`,
+//! without a message, as Kafka sends none). Otherwise any client could forge committed
+//! offsets or group metadata, which the coordinator replays on restart. Kafka lets a client
+//! whose `client.id` is `__admin_client` through; oxbow does not, because that is the same
+//! forgery with one more setting.
 
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
@@ -15,6 +23,7 @@ use kafka_protocol::ResponseError;
 use super::{ApiError, Ctx};
 use crate::broker::now_ms;
 use crate::config;
+use crate::metadata::topic_name;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
     let broker = ctx.broker;
@@ -97,6 +106,9 @@ fn append(
             ))
         }
     };
+    if topic_name::is_internal(topic) {
+        return Err(ApiError::code(ResponseError::InvalidTopicException));
+    }
     if acks == -1 {
         let image = broker.image();
         let overrides = image

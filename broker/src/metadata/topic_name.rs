@@ -4,8 +4,13 @@
 /// name (`<topic>-<partition>` plus a deletion suffix) stays under 255 bytes.
 pub const MAX_NAME_LENGTH: usize = 249;
 
-/// Internal topics users may not create or delete through the admin API.
-pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+/// Kafka 4.1's internal topics (`Topic.isInternal`): users may not create, delete, produce
+/// to or delete records from them; only the broker's own coordinators append there.
+pub const INTERNAL_TOPICS: &[&str] = &[
+    "__consumer_offsets",
+    "__transaction_state",
+    "__share_group_state",
+];
 
 /// Why a topic name is refused. The message is sent verbatim to clients (INVALID_TOPIC_EXCEPTION)
 /// and mirrors the wording of Apache Kafka.
@@ -46,7 +51,7 @@ pub fn validate(name: &str) -> Result<(), InvalidTopicName> {
     Ok(())
 }
 
-/// True for Kafka's internal topics (`__consumer_offsets`, `__transaction_state`).
+/// True for Kafka's internal topics ([`INTERNAL_TOPICS`]).
 pub fn is_internal(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
