@@ -44,25 +44,32 @@
 //! files and orphan index swaps are deleted. A kill -9 at any point therefore leaves either
 //! the originals or the complete cleaned segment.
 //!
-//! The partition's lock is held for the whole pass (the log is `&mut`). Closed segments are
-//! immutable, so the map building and rewrite could run unlocked with a short locked swap at
-//! the end; that is a later optimisation.
+//! **Locking.** Closed segments are immutable, so the broker holds the partition's lock only
+//! to plan a pass and to swap each cleaned segment in (`compact_shared`); reading, building
+//! the map, rewriting and fsyncing run without it, and appends and fetches go on meanwhile.
+//! The swap first checks that the segments it replaces are still exactly those that were
+//! read (retention, DeleteRecords or a truncation may have removed or changed them); if not,
+//! the pass ends there and the next one starts afresh.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 
 use super::batch::{self, BatchHeader, COMPRESSION_MASK, DELETE_HORIZON_BIT, HEADER_SIZE};
-use super::checkpoint;
+use super::checkpoint::{self, lock};
 use super::error::{Error, IoContext, Result};
 use super::partition::{parse_segment_name, PartitionLog, State};
 use super::segment::{
-    file_name, wall_clock_ms, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    file_name, for_each_batch_in, wall_clock_ms, BatchVisitor, Segment, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
+use super::TopicPartition;
 
 /// Suffix of a segment being written by the cleaner.
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
@@ -289,7 +296,7 @@ impl OffsetMap {
 }
 
 /// Adds a segment's records to the map.
-fn index_segment(seg: &Segment, map: &mut OffsetMap) -> Result<()> {
+fn index_segment(seg: &SourceSegment, map: &mut OffsetMap) -> Result<()> {
     seg.for_each_batch(&mut |_, h, bytes| {
         if h.is_control() || h.is_transactional() || h.records_count <= 0 {
             return Ok(());
@@ -518,24 +525,282 @@ pub(crate) fn recover_swaps(dir: &Path) -> Result<Vec<i64>> {
 
 // ---------------------------------------------------------------------------------------
 // The pass.
+//
+// A pass has three phases so that the partition lock is held only briefly:
+// [`PartitionLog::plan_cleaning`] (locked) picks the segments and takes read handles on
+// them; [`CleanPlan::execute`] (unlocked) builds the offset map and writes the cleaned
+// segments, fsync included; [`PartitionLog::install_cleaned`] (locked) checks that the
+// segments are still the ones that were read and swaps the cleaned ones in. Appends only
+// touch the active segment, which is never cleaned; retention, DeleteRecords and
+// truncation can remove or change closed segments meanwhile, and the install notices.
+
+/// A closed segment as the cleaner reads it, without the partition lock.
+struct SourceSegment {
+    base: i64,
+    next_offset: i64,
+    size: u64,
+    /// Duplicated descriptor of the `.log` file (readable even if the file goes away).
+    file: File,
+    path: PathBuf,
+    last_modified: Option<SystemTime>,
+}
+
+impl SourceSegment {
+    fn for_each_batch(&self, f: &mut BatchVisitor<'_>) -> Result<()> {
+        for_each_batch_in(&self.file, &self.path, self.size, f)
+    }
+}
+
+/// What a pass will clean, decided under the partition lock by
+/// [`PartitionLog::plan_cleaning`]; run it with [`CleanPlan::execute`] without the lock.
+pub(crate) struct CleanPlan {
+    tp: TopicPartition,
+    dir: PathBuf,
+    now_ms: i64,
+    segment_bytes: u64,
+    index_interval_bytes: u64,
+    delete_retention_ms: i64,
+    /// The cleanable closed segments from the log start, oldest first.
+    segments: Vec<SourceSegment>,
+    first_dirty: i64,
+    producer_last: HashMap<i64, i64>,
+    stats: CompactionStats,
+}
+
+/// One group of original segments and what replaces it.
+struct CleanedGroup {
+    /// `(base, size, next offset)` of each original, to recognise them at install time.
+    originals: Vec<(i64, u64, i64)>,
+    /// The rewritten segment (`.cleaned` files); `None` when nothing changed.
+    cleaned: Option<Segment>,
+}
+
+/// The output of [`CleanPlan::execute`], to be installed with
+/// [`PartitionLog::install_cleaned`].
+pub(crate) struct CleanedSegments {
+    groups: Vec<CleanedGroup>,
+    end: i64,
+    stats: CompactionStats,
+}
+
+impl CleanedSegments {
+    /// Deletes the `.cleaned` files of groups that will not be installed.
+    fn discard(groups: impl IntoIterator<Item = CleanedGroup>, tp: &TopicPartition) {
+        for g in groups {
+            if let Some(seg) = g.cleaned {
+                if let Err(e) = seg.delete_files() {
+                    tracing::warn!(%tp, error = %e, "cannot delete a cleaned segment that was not installed; it is removed at next open");
+                }
+            }
+        }
+    }
+}
+
+impl CleanPlan {
+    /// `(base, size, next offset)` of every segment the plan reads.
+    pub(crate) fn originals(&self) -> Vec<(i64, u64, i64)> {
+        self.segments
+            .iter()
+            .map(|s| (s.base, s.size, s.next_offset))
+            .collect()
+    }
+
+    /// Builds the offset map over the dirty segments and writes every group of cleanable
+    /// segments up to the end of the map as one `.cleaned` segment (fsynced). Runs without
+    /// the partition lock; touches no file of the live log.
+    pub(crate) fn execute(self) -> Result<CleanedSegments> {
+        let mut stats = self.stats.clone();
+        let mut map = OffsetMap::default();
+        let mut end = self.first_dirty;
+        for seg in self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > self.first_dirty)
+        {
+            if map.bytes >= MAX_OFFSET_MAP_BYTES && end > self.first_dirty {
+                break;
+            }
+            index_segment(seg, &mut map)?;
+            end = seg.next_offset;
+        }
+        let to_clean: Vec<&SourceSegment> = self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset <= end)
+            .collect();
+        stats.segments_before = to_clean.len();
+        stats.bytes_before = to_clean.iter().map(|s| s.size).sum();
+        let ctx = FilterCtx {
+            map: &map,
+            now_ms: self.now_ms,
+            delete_retention_ms: self.delete_retention_ms,
+            producer_last: &self.producer_last,
+        };
+        let mut groups = Vec::new();
+        for group in group_by_size(&to_clean, self.segment_bytes) {
+            match self.clean_group(&group, &ctx, &mut stats) {
+                Ok(g) => groups.push(g),
+                Err(e) => {
+                    CleanedSegments::discard(groups, &self.tp);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(CleanedSegments { groups, end, stats })
+    }
+
+    /// Rewrites one group of segments into one `.cleaned` segment.
+    fn clean_group(
+        &self,
+        group: &[&SourceSegment],
+        ctx: &FilterCtx<'_>,
+        stats: &mut CompactionStats,
+    ) -> Result<CleanedGroup> {
+        let originals = group
+            .iter()
+            .map(|s| (s.base, s.size, s.next_offset))
+            .collect();
+        let Some(first) = group.first() else {
+            return Ok(CleanedGroup {
+                originals,
+                cleaned: None,
+            });
+        };
+        let interval = self.index_interval_bytes;
+        let mut cleaned =
+            Segment::create_with_suffix(&self.dir, first.base, wall_clock_ms(), CLEANED_SUFFIX)?;
+        let mut changed = group.len() > 1;
+        let written = (|| -> Result<()> {
+            for seg in group {
+                seg.for_each_batch(&mut |_, h, bytes| {
+                    let (data, header) = match filter_batch(bytes, h, ctx, stats)? {
+                        Outcome::Keep => (bytes.to_vec(), *h),
+                        Outcome::Drop => {
+                            changed = true;
+                            return Ok(());
+                        }
+                        Outcome::Rewrite(v, nh) => {
+                            changed = true;
+                            (v, nh)
+                        }
+                    };
+                    cleaned
+                        .append(&data, &[(0, header)], interval, ctx.now_ms)
+                        .map_err(|(e, _)| e)
+                })?;
+            }
+            cleaned.on_become_inactive()?;
+            cleaned.flush()?;
+            match group.last().and_then(|s| s.last_modified) {
+                Some(t) => cleaned.set_last_modified(t),
+                None => Ok(()),
+            }
+        })();
+        if let Err(e) = written {
+            if let Err(e2) = cleaned.delete_files() {
+                tracing::warn!(tp = %self.tp, error = %e2, "cannot delete partial cleaned segment; it is removed at next open");
+            }
+            return Err(e);
+        }
+        if !changed {
+            cleaned.delete_files()?;
+            return Ok(CleanedGroup {
+                originals,
+                cleaned: None,
+            });
+        }
+        Ok(CleanedGroup {
+            originals,
+            cleaned: Some(cleaned),
+        })
+    }
+}
+
+/// Consecutive segments merged while their total size fits `segment.bytes` and relative
+/// offsets fit the index (Kafka's `groupSegmentsBySize`).
+fn group_by_size<'a>(segments: &[&'a SourceSegment], max: u64) -> Vec<Vec<&'a SourceSegment>> {
+    let mut groups = Vec::new();
+    let mut cur: Vec<&SourceSegment> = Vec::new();
+    let mut size = 0u64;
+    for &s in segments {
+        if let Some(first) = cur.first() {
+            if size + s.size > max || s.next_offset - first.base > i64::from(i32::MAX) {
+                groups.push(std::mem::take(&mut cur));
+                size = 0;
+            }
+        }
+        cur.push(s);
+        size += s.size;
+    }
+    if !cur.is_empty() {
+        groups.push(cur);
+    }
+    groups
+}
+
+/// Runs one cleaning pass on a shared log, holding its lock only to plan and to swap the
+/// cleaned segments in (see [`PartitionLog::compact`] for the rules and the result).
+/// Reading, filtering, writing and fsyncing the cleaned segments happen without the lock,
+/// so appends and reads of the partition go on meanwhile.
+pub(crate) fn compact_shared(log: &Mutex<PartitionLog>, now_ms: i64) -> Result<CompactionStats> {
+    let plan = match lock(log).plan_cleaning(now_ms)? {
+        Ok(plan) => plan,
+        Err(stats) => return Ok(stats),
+    };
+    let tp = plan.tp.clone();
+    let originals = plan.originals();
+    match plan.execute() {
+        Ok(cleaned) => lock(log).install_cleaned(cleaned),
+        Err(e) => {
+            let log = lock(log);
+            // A topic deleted meanwhile makes writing the cleaned files fail, and a truncated
+            // segment makes reading it fail: those are not faults of the log.
+            log.ensure_open()?;
+            if !log.still_holds(&originals) {
+                tracing::info!(%tp, error = %e, "log changed during the cleaning pass; it is abandoned");
+                return Ok(CompactionStats {
+                    cleaned_up_to: -1,
+                    ..CompactionStats::default()
+                });
+            }
+            Err(e)
+        }
+    }
+}
 
 impl PartitionLog {
     /// Runs one compaction pass if `cleanup.policy` contains `compact` and the log is dirty
     /// enough (see the [module docs](self) for the rules). Returns what was done; a log that
     /// is not compacted, has nothing dirty or is below `min.cleanable.dirty.ratio` gives
-    /// `cleaned: false`. Holds `&mut self` (the partition lock) for the whole pass.
+    /// `cleaned: false`. This holds `&mut self` throughout; a shared log is cleaned with the
+    /// lock held only briefly by the log manager (`compact_shared`).
     ///
     /// Errors while writing the cleaned segment leave the log untouched (the partial files
     /// are deleted); an error after the swap has started takes the log offline, and the
     /// next open completes the swap from the `.swap` files.
     pub fn compact(&mut self, now_ms: i64) -> Result<CompactionStats> {
+        match self.plan_cleaning(now_ms)? {
+            Ok(plan) => {
+                let cleaned = plan.execute()?;
+                self.install_cleaned(cleaned)
+            }
+            Err(stats) => Ok(stats),
+        }
+    }
+
+    /// Decides whether a pass runs and on which segments: `Ok(Err(stats))` when it does not
+    /// (stats say why), else the plan with read handles on the cleanable segments.
+    pub(crate) fn plan_cleaning(
+        &self,
+        now_ms: i64,
+    ) -> Result<std::result::Result<CleanPlan, CompactionStats>> {
         self.ensure_open()?;
         let mut stats = CompactionStats {
             cleaned_up_to: -1,
             ..CompactionStats::default()
         };
         if !self.config.cleanup_compact || self.segments.len() < 2 {
-            return Ok(stats);
+            return Ok(Err(stats));
         }
         let active_base = self.active().base_offset();
         let mut bound = active_base.min(self.high_watermark);
@@ -548,11 +813,10 @@ impl PartitionLog {
                 bound = bound.min(s.base_offset());
             }
         }
-        let cleanable: Vec<i64> = self
+        let cleanable: Vec<&Segment> = self
             .segments
             .values()
             .take_while(|s| s.base_offset() < active_base && s.next_offset() <= bound)
-            .map(Segment::base_offset)
             .collect();
         let leo = self.log_end_offset();
         let first_dirty = match self.cleaner_offset {
@@ -560,69 +824,99 @@ impl PartitionLog {
             _ => self.log_start_offset,
         };
         let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
-        let mut dirty = Vec::new();
-        for b in &cleanable {
-            let s = &self.segments[b];
+        let mut oldest_dirty: Option<i64> = None;
+        for s in &cleanable {
             if s.next_offset() <= first_dirty {
                 clean_bytes += s.size();
             } else {
                 dirty_bytes += s.size();
-                dirty.push(*b);
+                if let Some(t) = s.first_batch_timestamp() {
+                    oldest_dirty = Some(oldest_dirty.map_or(t, |m| m.min(t)));
+                }
             }
         }
         let horizon_due = self.pending_delete_horizon.is_some_and(|t| now_ms >= t);
         if dirty_bytes == 0 && !horizon_due {
-            return Ok(stats);
+            return Ok(Err(stats));
         }
         if dirty_bytes > 0 {
             stats.dirty_ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes) as f64;
         }
         let max_lag = self.config.max_compaction_lag_ms;
-        let oldest_dirty = dirty
-            .iter()
-            .filter_map(|b| self.segments[b].first_batch_timestamp())
-            .min();
         stats.forced_by_max_lag =
             max_lag >= 0 && oldest_dirty.is_some_and(|t| t < now_ms.saturating_sub(max_lag));
         if stats.dirty_ratio < self.config.min_cleanable_dirty_ratio
             && !stats.forced_by_max_lag
             && !horizon_due
         {
-            return Ok(stats);
+            return Ok(Err(stats));
         }
-
-        let mut map = OffsetMap::default();
-        let mut end = first_dirty;
-        for b in &dirty {
-            if map.bytes >= MAX_OFFSET_MAP_BYTES && end > first_dirty {
-                break;
-            }
-            let seg = &self.segments[b];
-            index_segment(seg, &mut map)?;
-            end = seg.next_offset();
+        let mut segments = Vec::with_capacity(cleanable.len());
+        for s in cleanable {
+            segments.push(SourceSegment {
+                base: s.base_offset(),
+                next_offset: s.next_offset(),
+                size: s.size(),
+                file: s.read_handle()?,
+                path: s.log_path().to_path_buf(),
+                last_modified: s.last_modified(),
+            });
         }
-
-        let to_clean: Vec<i64> = cleanable
-            .iter()
-            .copied()
-            .filter(|b| self.segments[b].next_offset() <= end)
-            .collect();
-        stats.segments_before = to_clean.len();
-        stats.bytes_before = to_clean.iter().map(|b| self.segments[b].size()).sum();
-        let producer_last: HashMap<i64, i64> = self
+        let producer_last = self
             .producers
             .iter()
             .filter_map(|(&pid, e)| e.batches.back().map(|b| (pid, b.last_offset)))
             .collect();
-        let ctx = FilterCtx {
-            map: &map,
+        Ok(Ok(CleanPlan {
+            tp: self.tp.clone(),
+            dir: self.dir.clone(),
             now_ms,
+            segment_bytes: self.config.segment_bytes,
+            index_interval_bytes: self.config.index_interval_bytes,
             delete_retention_ms: self.config.delete_retention_ms,
-            producer_last: &producer_last,
-        };
-        for group in self.group_by_size(&to_clean) {
-            self.clean_group(&group, &ctx, &mut stats)?;
+            segments,
+            first_dirty,
+            producer_last,
+            stats,
+        }))
+    }
+
+    /// Swaps the cleaned segments in, group by group, with Kafka's crash-safe protocol.
+    /// A group whose originals are no longer exactly the segments that were read (deleted by
+    /// retention or DeleteRecords, changed by truncation, become active) is not installed,
+    /// nor is any later group: the pass ends there without moving the cleaner checkpoint, and
+    /// the next pass starts again from the log as it is.
+    pub(crate) fn install_cleaned(&mut self, cleaned: CleanedSegments) -> Result<CompactionStats> {
+        let CleanedSegments {
+            groups,
+            end,
+            mut stats,
+        } = cleaned;
+        if let Err(e) = self.ensure_open() {
+            CleanedSegments::discard(groups, &self.tp);
+            return Err(e);
         }
+        let mut groups = groups.into_iter();
+        while let Some(group) = groups.next() {
+            if !self.still_holds(&group.originals) {
+                tracing::info!(
+                    tp = %self.tp,
+                    base = group.originals.first().map_or(-1, |o| o.0),
+                    "log changed during the cleaning pass (retention, DeleteRecords or truncation); the pass ends here"
+                );
+                CleanedSegments::discard(std::iter::once(group).chain(groups), &self.tp);
+                stats.cleaned = false;
+                stats.cleaned_up_to = -1;
+                return Ok(stats);
+            }
+            let Some(seg) = group.cleaned else { continue };
+            let bases: Vec<i64> = group.originals.iter().map(|o| o.0).collect();
+            if let Err(e) = self.swap_in(seg, &bases) {
+                CleanedSegments::discard(groups, &self.tp);
+                return Err(e);
+            }
+        }
+        let active_base = self.active().base_offset();
         let after: Vec<&Segment> = self
             .segments
             .range(..end)
@@ -645,87 +939,30 @@ impl PartitionLog {
         Ok(stats)
     }
 
-    /// Consecutive segments merged while their total size fits `segment.bytes` and relative
-    /// offsets fit the index (Kafka's `groupSegmentsBySize`).
-    fn group_by_size(&self, bases: &[i64]) -> Vec<Vec<i64>> {
-        let max = self.config.segment_bytes;
-        let mut groups = Vec::new();
-        let mut cur: Vec<i64> = Vec::new();
-        let mut size = 0u64;
-        for &b in bases {
-            let s = &self.segments[&b];
-            if let Some(&first) = cur.first() {
-                if size + s.size() > max || s.next_offset() - first > i64::from(i32::MAX) {
-                    groups.push(std::mem::take(&mut cur));
-                    size = 0;
-                }
-            }
-            cur.push(b);
-            size += s.size();
-        }
-        if !cur.is_empty() {
-            groups.push(cur);
-        }
-        groups
+    /// Whether every `(base, size, next offset)` is still a closed segment of this log.
+    pub(crate) fn still_holds(&self, originals: &[(i64, u64, i64)]) -> bool {
+        let active_base = self.active().base_offset();
+        originals.iter().all(|&(base, size, next)| {
+            base < active_base
+                && self
+                    .segments
+                    .get(&base)
+                    .is_some_and(|s| s.size() == size && s.next_offset() == next)
+        })
     }
 
-    /// Rewrites one group of segments into one and swaps it in.
-    fn clean_group(
-        &mut self,
-        group: &[i64],
-        ctx: &FilterCtx<'_>,
-        stats: &mut CompactionStats,
-    ) -> Result<()> {
-        let Some(&base) = group.first() else {
-            return Ok(());
+    /// Replaces the segments at `bases` by `cleaned` (Kafka's swap protocol; see the module
+    /// docs for crash safety).
+    fn swap_in(&mut self, mut cleaned: Segment, bases: &[i64]) -> Result<()> {
+        let Some(&base) = bases.first() else {
+            return cleaned.delete_files();
         };
         let is_first = base == self.first_segment().base_offset();
-        let interval = self.config.index_interval_bytes;
-        let mut cleaned =
-            Segment::create_with_suffix(&self.dir, base, wall_clock_ms(), CLEANED_SUFFIX)?;
-        let mut changed = group.len() > 1;
-        let written = (|| -> Result<()> {
-            for b in group {
-                let seg = &self.segments[b];
-                seg.for_each_batch(&mut |_, h, bytes| {
-                    let (data, header) = match filter_batch(bytes, h, ctx, stats)? {
-                        Outcome::Keep => (bytes.to_vec(), *h),
-                        Outcome::Drop => {
-                            changed = true;
-                            return Ok(());
-                        }
-                        Outcome::Rewrite(v, nh) => {
-                            changed = true;
-                            (v, nh)
-                        }
-                    };
-                    cleaned
-                        .append(&data, &[(0, header)], interval, ctx.now_ms)
-                        .map_err(|(e, _)| e)
-                })?;
-            }
-            cleaned.on_become_inactive()?;
-            cleaned.flush()?;
-            let last = group.last().and_then(|b| self.segments[b].last_modified());
-            match last {
-                Some(t) => cleaned.set_last_modified(t),
-                None => Ok(()),
-            }
-        })();
-        if let Err(e) = written {
-            if let Err(e2) = cleaned.delete_files() {
-                tracing::warn!(tp = %self.tp, error = %e2, "cannot delete partial cleaned segment; it is removed at next open");
-            }
-            return Err(e);
-        }
-        if !changed {
-            return cleaned.delete_files();
-        }
         if cleaned.size() == 0 && !is_first {
             // Nothing survives: the originals simply go (a crash half-way leaves some of
             // them, which only holds superseded records).
             cleaned.delete_files()?;
-            for b in group {
+            for b in bases {
                 self.delete_segment(*b)?;
             }
             return checkpoint::sync_dir(&self.dir);
@@ -742,7 +979,7 @@ impl PartitionLog {
             return Err(Error::InvalidArgument("simulated crash after swap".into()));
         }
         let swapped = (|| -> Result<()> {
-            for b in group {
+            for b in bases {
                 if let Some(seg) = self.segments.remove(b) {
                     seg.delete_files()?;
                 }

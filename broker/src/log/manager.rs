@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::checkpoint::{
     self, lock, DirCheckpoints, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
 };
+use super::cleaner;
 use super::config::LogConfig;
 use super::error::{Error, IoContext, Result};
 use super::meta;
@@ -379,16 +380,16 @@ impl LogManager {
     /// Runs one log cleaner pass ([`PartitionLog::compact`]) on every partition whose
     /// `cleanup.policy` contains `compact`. Errors (and panics) are logged per partition, never
     /// returned, so one bad partition doesn't stop the others. Returns the number of
-    /// partitions that were actually compacted. Each partition's lock is held during its pass.
+    /// partitions that were actually compacted. Each partition's lock is held only to plan
+    /// its pass and to swap cleaned segments in, so appends and fetches go on meanwhile.
     pub fn run_compaction(&self, now_ms: i64) -> usize {
         let mut cleaned = 0;
         for (tp, e) in self.entries() {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut log = lock(&e.log);
-                if !log.config().cleanup_compact {
+                if !lock(&e.log).config().cleanup_compact {
                     return Ok(None);
                 }
-                log.compact(now_ms).map(Some)
+                cleaner::compact_shared(&e.log, now_ms).map(Some)
             }));
             match outcome {
                 Ok(Ok(Some(stats))) if stats.cleaned => cleaned += 1,

@@ -133,6 +133,33 @@ fn open_log_file(path: &Path, truncate: bool) -> Result<File> {
         .ctx("opening segment", path)
 }
 
+/// Calls `f(position, header, whole batch bytes)` for every batch in the first `size` bytes
+/// of a `.log` file (see [`Segment::read_handle`]), in order, reading through a buffer.
+/// Stops at the end or at a batch that does not fit; `path` only names the file in errors.
+pub(crate) fn for_each_batch_in(
+    file: &File,
+    path: &Path,
+    size: u64,
+    f: &mut BatchVisitor<'_>,
+) -> Result<()> {
+    let mut reader = BatchReader::new(file, path, size);
+    let mut pos = 0u64;
+    while pos + HEADER_SIZE as u64 <= size {
+        let Some(h) = BatchHeader::parse(reader.bytes(pos, HEADER_SIZE)?) else {
+            break;
+        };
+        if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 || pos + h.size() as u64 > size {
+            return Err(Error::CorruptMessage(format!(
+                "{} has an invalid batch at position {pos}",
+                path.display()
+            )));
+        }
+        f(pos, &h, reader.bytes(pos, h.size())?)?;
+        pos += h.size() as u64;
+    }
+    Ok(())
+}
+
 impl Segment {
     fn empty_stats(base_offset: i64) -> Stats {
         Stats {
@@ -239,27 +266,14 @@ impl Segment {
         Ok(())
     }
 
-    /// Calls `f(position, header, whole batch bytes)` for every batch, in order, reading
-    /// through a buffer. Stops at the end or at a batch that does not fit in the file.
-    pub(crate) fn for_each_batch(&self, f: &mut BatchVisitor<'_>) -> Result<()> {
-        let mut reader = BatchReader::new(&self.log, &self.log_path, self.size);
-        let mut pos = 0u64;
-        while pos + HEADER_SIZE as u64 <= self.size {
-            let Some(h) = BatchHeader::parse(reader.bytes(pos, HEADER_SIZE)?) else {
-                break;
-            };
-            if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32
-                || pos + h.size() as u64 > self.size
-            {
-                return Err(Error::CorruptMessage(format!(
-                    "{} has an invalid batch at position {pos}",
-                    self.log_path.display()
-                )));
-            }
-            f(pos, &h, reader.bytes(pos, h.size())?)?;
-            pos += h.size() as u64;
-        }
-        Ok(())
+    /// A second handle on the `.log` file (a duplicated descriptor), for reading the first
+    /// `size` bytes of a closed segment without its partition's lock: the log cleaner reads
+    /// through it while appends go on. It stays readable if the file is renamed or deleted
+    /// meanwhile.
+    pub(crate) fn read_handle(&self) -> Result<File> {
+        self.log
+            .try_clone()
+            .ctx("duplicating handle of", &self.log_path)
     }
 
     /// Modification time of the `.log` file.

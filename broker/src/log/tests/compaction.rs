@@ -791,3 +791,88 @@ fn manager_runs_compaction_on_compacted_partitions_only() {
     assert_eq!(text, "0\n0\n");
     mgr.shutdown().unwrap();
 }
+
+/// The broker cleans without holding the partition lock: appends that land while a pass
+/// reads and rewrites are kept, and the pass still swaps its segments in.
+#[test]
+fn appends_during_an_unlocked_pass_are_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut log, _, mut all) = dirty_log(root.path());
+    let plan = log.plan_cleaning(NOW).unwrap().expect("a pass is due");
+    // While the cleaner works without the lock: appends (and a roll) on the live log.
+    let during = write_rounds(&mut log, 3, 40, NOW);
+    all.extend(during);
+    let leo = log.log_end_offset();
+    let cleaned = plan.execute().unwrap();
+    let stats = log.install_cleaned(cleaned).unwrap();
+    assert!(stats.cleaned, "{stats:?}");
+    let after = read_all(&log);
+    assert_eq!(latest_by_key(&after), latest_by_key(&all));
+    assert_eq!(log.log_end_offset(), leo);
+    // Every record appended during the pass is still there, at its offset.
+    let tail: Vec<&Seen> = all
+        .iter()
+        .filter(|s| s.offset >= stats.cleaned_up_to)
+        .collect();
+    let after_tail: Vec<&Seen> = after
+        .iter()
+        .filter(|s| s.offset >= stats.cleaned_up_to)
+        .collect();
+    assert_eq!(after_tail, tail);
+    assert!(files_with_suffix(&part_dir(root.path()), ".cleaned").is_empty());
+    drop(log);
+    let log = open(root.path(), compact_config());
+    assert_eq!(read_all(&log), after, "the result survives a reopen");
+}
+
+/// DeleteRecords (and retention) that remove the segments a pass has read make that pass
+/// stop before its swap: nothing below the new log start comes back, and no `.cleaned`
+/// file is left behind.
+#[test]
+fn segments_deleted_during_an_unlocked_pass_are_not_resurrected() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut log, _, all) = dirty_log(root.path());
+    let plan = log.plan_cleaning(NOW).unwrap().expect("a pass is due");
+    let bases = log.segment_base_offsets();
+    let start = bases[2];
+    assert_eq!(log.delete_records_before(start).unwrap(), start);
+    let cleaned = plan.execute().unwrap();
+    let stats = log.install_cleaned(cleaned).unwrap();
+    assert!(!stats.cleaned, "{stats:?}");
+    assert_eq!(log.cleaner_offset(), None, "the checkpoint does not move");
+    let after = read_all(&log);
+    let expected: Vec<Seen> = all.iter().filter(|s| s.offset >= start).cloned().collect();
+    assert_eq!(after, expected);
+    assert!(files_with_suffix(&part_dir(root.path()), ".cleaned").is_empty());
+    // The next pass cleans what is left.
+    assert!(log.compact(NOW).unwrap().cleaned);
+    assert_eq!(latest_by_key(&read_all(&log)), latest_by_key(&expected));
+}
+
+/// A truncation below the cleaned range during a pass (a follower catching up with a new
+/// leader) makes the pass stop: truncated records never come back.
+#[test]
+fn truncation_during_an_unlocked_pass_wins() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut log, _, all) = dirty_log(root.path());
+    let plan = log.plan_cleaning(NOW).unwrap().expect("a pass is due");
+    let bases = log.segment_base_offsets();
+    let cut = bases[1] + 1;
+    log.truncate_to(cut).unwrap();
+    let originals = plan.originals();
+    // Reading the truncated segment fails; the broker then sees the log changed.
+    assert!(plan.execute().is_err());
+    assert!(!log.still_holds(&originals));
+    assert_eq!(log.cleaner_offset(), None, "the checkpoint does not move");
+    // The batch holding the cut goes whole: the log ends at the segment's base.
+    assert_eq!(log.log_end_offset(), bases[1]);
+    let after = read_all(&log);
+    assert!(after.iter().all(|s| s.offset < bases[1]), "{after:?}");
+    let expected: Vec<Seen> = all
+        .iter()
+        .filter(|s| s.offset < bases[1])
+        .cloned()
+        .collect();
+    assert_eq!(after, expected);
+    assert!(files_with_suffix(&part_dir(root.path()), ".cleaned").is_empty());
+}
