@@ -594,7 +594,9 @@ impl Broker {
         let mut retention = tokio::time::interval(retention_every);
         let mut checkpoint = tokio::time::interval(Duration::from_secs(60));
         // Kafka's log.cleaner.backoff.ms: how often compacted logs are checked.
-        let mut compaction = tokio::time::interval(Duration::from_millis(15_000));
+        let mut compaction = tokio::time::interval(Duration::from_millis(
+            self.config.log_cleaner_backoff_ms.max(1) as u64,
+        ));
         compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Kafka leaves flushing to the OS unless log.flush.interval.ms is set; a process
         // crash loses nothing either way because written data is in the page cache.

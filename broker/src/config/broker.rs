@@ -388,6 +388,11 @@ pub struct BrokerConfig {
     pub log_flush_interval_messages: i64,
     /// `offsets.topic.num.partitions` (50).
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes` (104857600): `segment.bytes` of `__consumer_offsets`
+    /// when the coordinator creates it.
+    pub offsets_topic_segment_bytes: i32,
+    /// `log.cleaner.backoff.ms` (15000): how often the log cleaner looks for dirty logs.
+    pub log_cleaner_backoff_ms: i64,
     /// `offsets.topic.replication.factor` (Kafka's 3). Kafka refuses to create
     /// `__consumer_offsets` with fewer live brokers; Oxbow's creator should use
     /// [`BrokerConfig::offsets_topic_replication_factor_for`] (min with live brokers).
@@ -814,6 +819,8 @@ impl BrokerConfig {
             log_flush_interval_ms: long("log.flush.interval.ms")?,
             log_flush_interval_messages: long_nn("log.flush.interval.messages")?,
             offsets_topic_num_partitions: int("offsets.topic.num.partitions")?,
+            offsets_topic_segment_bytes: int("offsets.topic.segment.bytes")?,
+            log_cleaner_backoff_ms: long_nn("log.cleaner.backoff.ms")?,
             offsets_topic_replication_factor: short("offsets.topic.replication.factor")?,
             offsets_retention_minutes: int("offsets.retention.minutes")?,
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms")?,
@@ -1017,6 +1024,8 @@ mod tests {
         assert_eq!(c.log_flush_interval_ms, None);
         assert_eq!(c.log_flush_interval_messages, i64::MAX);
         assert_eq!(c.offsets_topic_num_partitions, 50);
+        assert_eq!(c.offsets_topic_segment_bytes, 104_857_600);
+        assert_eq!(c.log_cleaner_backoff_ms, 15_000);
         assert_eq!(c.offsets_topic_replication_factor, 3);
         assert_eq!(c.offsets_topic_replication_factor_for(1), 1);
         assert_eq!(c.offsets_retention_minutes, 10080);

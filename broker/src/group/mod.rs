@@ -166,7 +166,10 @@ impl GroupCoordinator {
                     configs: BTreeMap::from([
                         ("cleanup.policy".to_string(), "compact".to_string()),
                         ("compression.type".to_string(), "producer".to_string()),
-                        ("segment.bytes".to_string(), "104857600".to_string()),
+                        (
+                            "segment.bytes".to_string(),
+                            config.offsets_topic_segment_bytes.to_string(),
+                        ),
                     ]),
                 };
                 match broker.create_topic(new, false).await {
