@@ -25,6 +25,10 @@ use crate::metadata::{
 /// uses for its metadata log, so operators recognise it.
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 
+/// Kafka's `log.initial.task.delay.ms` default: the log flusher's first run comes this long
+/// after start-up.
+const LOG_INITIAL_TASK_DELAY_MS: u64 = 30_000;
+
 /// Producer ids are reserved from the metadata store in blocks, so a restart never hands
 /// out an id twice without writing the store on every InitProducerId.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -587,7 +591,9 @@ impl Broker {
     }
 
     /// Periodic work: retention every `log.retention.check.interval.ms`, offset checkpoints
-    /// every minute (Kafka's `log.flush.offset.checkpoint.interval.ms`). Runs until `shutdown`.
+    /// every minute (Kafka's `log.flush.offset.checkpoint.interval.ms`), compaction, and the
+    /// log flusher (`flush.ms`, see [`LogManager::flush_dirty_logs`]); disk work runs on the
+    /// blocking pool. Runs until `shutdown`.
     pub async fn run_background(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let retention_every =
             Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
@@ -598,15 +604,15 @@ impl Broker {
             self.config.log_cleaner_backoff_ms.max(1) as u64,
         ));
         compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Kafka leaves flushing to the OS unless log.flush.interval.ms is set; a process
-        // crash loses nothing either way because written data is in the page cache.
-        let flush_every = self
-            .config
-            .log_flush_interval_ms
-            .filter(|ms| *ms > 0)
-            .map(|ms| Duration::from_millis(ms as u64));
-        let mut flush = tokio::time::interval(flush_every.unwrap_or(Duration::from_secs(3600)));
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Kafka's log flusher: first run after log.initial.task.delay.ms (30 s), then every
+        // log.flush.scheduler.interval.ms; it flushes the logs whose flush.ms has passed.
+        // With the default interval (Long.MAX_VALUE) it runs once, as Kafka's does.
+        let flush_interval = match self.config.log_flush_scheduler_interval_ms {
+            i64::MAX => None,
+            ms => Some(Duration::from_millis(ms.max(1) as u64)),
+        };
+        let mut next_flush_check =
+            Some(tokio::time::Instant::now() + Duration::from_millis(LOG_INITIAL_TASK_DELAY_MS));
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -615,13 +621,10 @@ impl Broker {
                     let broker = self.clone();
                     let _ = tokio::task::spawn_blocking(move || broker.logs.run_retention(now_ms())).await;
                 }
-                _ = flush.tick(), if flush_every.is_some() => {
+                _ = sleep_until_some(next_flush_check) => {
                     let broker = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        if let Err(e) = broker.logs.flush_all() {
-                            warn!(error = %e, "flushing logs failed");
-                        }
-                    }).await;
+                    let _ = tokio::task::spawn_blocking(move || broker.logs.flush_dirty_logs(now_ms())).await;
+                    next_flush_check = flush_interval.and_then(|i| tokio::time::Instant::now().checked_add(i));
                 }
                 _ = compaction.tick() => {
                     let broker = self.clone();
@@ -706,6 +709,14 @@ fn place_replicas(
             }
         })
         .collect())
+}
+
+/// Sleeps until `deadline`, or forever if there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once the shutdown flag is set (without holding the watch's guard across awaits).

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 struct TestBroker {
     addr: SocketAddr,
+    broker: Arc<Broker>,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -50,6 +51,7 @@ async fn start(extra: &[(&str, &str)]) -> TestBroker {
     tokio::spawn(server::serve(Arc::clone(&broker), listeners, stopped));
     TestBroker {
         addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        broker,
         _stop: stop,
         _dir: dir,
     }
@@ -937,4 +939,83 @@ async fn offsets_end_offset(c: &mut Client) -> i64 {
             ])]);
     let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &request).await;
     r.topics[0].partitions[0].offset
+}
+
+/// The recovery point (offset up to which the log is fsynced) of `topic`-0.
+fn recovery_point(b: &TestBroker, topic: &str) -> i64 {
+    let log = b
+        .broker
+        .logs()
+        .get(&oxbow_broker::log::TopicPartition::new(topic, 0))
+        .unwrap();
+    let rp = log.lock().unwrap().recovery_point();
+    rp
+}
+
+/// `log.flush.interval.messages` and the topic's `flush.messages` are enforced as in Kafka:
+/// a produce that brings a partition's unflushed messages to the limit is acknowledged only
+/// after the log is fsynced (the recovery point reaches the log end); without them the
+/// broker leaves flushing to the OS.
+#[tokio::test]
+async fn flush_messages_fsyncs_before_the_produce_is_acknowledged() {
+    let b = start(&[("log.flush.interval.messages", "1")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "every").await;
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("every", batch(&["a", "b"]), 1),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(recovery_point(&b, "every"), 2, "flushed before the ack");
+
+    // A topic override of 3 beats the broker's 1.
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("third")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+                    .with_configs(vec![
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_static_str("flush.messages"))
+                            .with_value(Some(StrBytes::from_static_str("3"))),
+                    ])]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0);
+    for (i, expected) in [(0, 0), (1, 0), (2, 3)] {
+        let r: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request("third", batch(&[&format!("v{i}")]), 1),
+            )
+            .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        assert_eq!(recovery_point(&b, "third"), expected, "after produce {i}");
+    }
+
+    let d = start(&[]).await;
+    let mut c = Client::connect(d.addr).await;
+    create_topic(&mut c, "lazy").await;
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("lazy", batch(&["a"]), 1),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        recovery_point(&d, "lazy"),
+        0,
+        "the default leaves flushing to the OS"
+    );
 }

@@ -20,9 +20,12 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
+use std::sync::{Arc, Mutex};
+
 use super::{ApiError, Ctx};
 use crate::broker::now_ms;
 use crate::config;
+use crate::log::PartitionLog;
 use crate::metadata::topic_name;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
@@ -31,6 +34,8 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
     let mut any_error = false;
     let mut appended = false;
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    // (topic index, partition index, log) of logs that reached `flush.messages`.
+    let mut to_flush = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.as_str().to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -46,7 +51,10 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                 append(ctx, &name, data.index, data.records.as_deref(), acks)
             };
             match result {
-                Ok(info) => {
+                Ok((info, log)) => {
+                    if let Some(log) = log {
+                        to_flush.push((responses.len(), partitions.len(), log));
+                    }
                     appended |= !info.duplicate;
                     response.base_offset = info.base_offset;
                     response.log_append_time_ms = info.log_append_time;
@@ -75,6 +83,41 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                 .with_partition_responses(partitions),
         );
     }
+    if !to_flush.is_empty() {
+        // Kafka flushes a log that reached flush.messages before acknowledging the append.
+        // fsync can take long: it runs on the blocking pool, never on an async worker.
+        let logs: Vec<_> = to_flush.iter().map(|(_, _, log)| log.clone()).collect();
+        let results = tokio::task::spawn_blocking(move || {
+            logs.iter()
+                .map(|log| {
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.flush().map_err(ApiError::from)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        for (i, (t, p, _)) in to_flush.iter().enumerate() {
+            let failure = match &results {
+                Ok(results) => match &results[i] {
+                    Ok(()) => None,
+                    Err(e) => Some(e.clone()),
+                },
+                Err(_) => Some(ApiError::new(
+                    ResponseError::KafkaStorageError,
+                    "flushing the log failed",
+                )),
+            };
+            if let Some(e) = failure {
+                any_error = true;
+                let response = &mut responses[*t].partition_responses[*p];
+                response.error_code = e.code;
+                response.base_offset = -1;
+                if ctx.version >= 8 {
+                    response.error_message = e.message_str();
+                }
+            }
+        }
+    }
     if appended {
         broker.notify_append();
     }
@@ -94,7 +137,7 @@ fn append(
     partition: i32,
     records: Option<&[u8]>,
     acks: i16,
-) -> Result<crate::log::AppendInfo, ApiError> {
+) -> Result<(crate::log::AppendInfo, Option<Arc<Mutex<PartitionLog>>>), ApiError> {
     let broker = ctx.broker;
     let (log, state) = broker.leader_log(topic, partition)?;
     let records = match records {
@@ -126,6 +169,9 @@ fn append(
             ));
         }
     }
-    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(log.append(records, state.leader_epoch, now_ms())?)
+    let mut guard = log.lock().unwrap_or_else(|p| p.into_inner());
+    let info = guard.append(records, state.leader_epoch, now_ms())?;
+    let flush = guard.flush_due_by_messages();
+    drop(guard);
+    Ok((info, flush.then_some(log)))
 }

@@ -386,6 +386,9 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: Option<i64>,
     /// `log.flush.interval.messages` (Long.MAX_VALUE).
     pub log_flush_interval_messages: i64,
+    /// `log.flush.scheduler.interval.ms` (Long.MAX_VALUE): how often the log flusher looks
+    /// for logs whose `flush.ms` has passed.
+    pub log_flush_scheduler_interval_ms: i64,
     /// `offsets.topic.num.partitions` (50).
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.segment.bytes` (104857600): `segment.bytes` of `__consumer_offsets`
@@ -818,6 +821,7 @@ impl BrokerConfig {
             log_retention_check_interval_ms: long_nn("log.retention.check.interval.ms")?,
             log_flush_interval_ms: long("log.flush.interval.ms")?,
             log_flush_interval_messages: long_nn("log.flush.interval.messages")?,
+            log_flush_scheduler_interval_ms: long_nn("log.flush.scheduler.interval.ms")?,
             offsets_topic_num_partitions: int("offsets.topic.num.partitions")?,
             offsets_topic_segment_bytes: int("offsets.topic.segment.bytes")?,
             log_cleaner_backoff_ms: long_nn("log.cleaner.backoff.ms")?,

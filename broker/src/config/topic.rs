@@ -281,6 +281,8 @@ pub(crate) fn build_log_config(
             Value::Double(r) => r,
             _ => d.min_cleanable_dirty_ratio,
         },
+        flush_messages: long("flush.messages", d.flush_messages),
+        flush_ms: long("flush.ms", d.flush_ms),
     }
 }
 

@@ -591,8 +591,12 @@ impl GroupCoordinator {
         .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
         mark_non_idempotent(&mut buf);
         let (log, state) = broker.leader_log(OFFSETS_TOPIC, partition)?;
-        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        log.append(&buf, state.leader_epoch, now)?;
+        let mut guard = log.lock().unwrap_or_else(|p| p.into_inner());
+        guard.append(&buf, state.leader_epoch, now)?;
+        if guard.flush_due_by_messages() {
+            drop(guard);
+            flush_in_background(log);
+        }
         Ok(())
     }
 
@@ -739,5 +743,24 @@ fn replay(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option
                 }
             }
         },
+    }
+}
+
+/// Flushes an `__consumer_offsets` log that reached `flush.messages`. The coordinator appends
+/// under its group lock on an async worker, so the fsync goes to the blocking pool instead of
+/// holding every group's requests behind it; unlike Kafka, the write is acknowledged before
+/// that fsync completes. Outside a runtime (tests) it flushes in place.
+fn flush_in_background(log: std::sync::Arc<std::sync::Mutex<crate::log::PartitionLog>>) {
+    let flush = move || {
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = log.flush() {
+            warn!(partition = %log.topic_partition(), error = %e, "flushing __consumer_offsets failed");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(flush);
+        }
+        Err(_) => flush(),
     }
 }

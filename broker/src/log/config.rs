@@ -45,6 +45,12 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`: compact once dirty bytes / cleanable bytes reach it.
     pub min_cleanable_dirty_ratio: f64,
+    /// `flush.messages`: fsync the log once this many messages (offsets) are unflushed;
+    /// `i64::MAX` (Kafka's default) leaves flushing to the OS.
+    pub flush_messages: i64,
+    /// `flush.ms`: the log flusher fsyncs a log whose last flush is at least this old
+    /// (checked every `log.flush.scheduler.interval.ms`); `i64::MAX` = never.
+    pub flush_ms: i64,
 }
 
 impl LogConfig {
@@ -79,6 +85,8 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
         }
     }
 }

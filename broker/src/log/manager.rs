@@ -444,6 +444,27 @@ impl LogManager {
         result
     }
 
+    /// Kafka's `flushDirtyLogs`, run by the log flusher every
+    /// `log.flush.scheduler.interval.ms`: fsyncs each log that has unflushed messages and
+    /// whose last flush is at least its `flush.ms` old at `now_ms`. Blocks on disk: call it
+    /// off the async workers. Errors are logged per partition, so one bad disk does not stop
+    /// the others; returns the number of logs flushed.
+    pub fn flush_dirty_logs(&self, now_ms: i64) -> usize {
+        let mut flushed = 0;
+        for (tp, e) in self.entries() {
+            let mut log = lock(&e.log);
+            if !log.flush_due_by_time(now_ms) {
+                continue;
+            }
+            match log.flush() {
+                Ok(()) => flushed += 1,
+                Err(Error::Deleted(_) | Error::Closed(_)) => {}
+                Err(err) => tracing::error!(%tp, error = %err, "scheduled flush failed"),
+            }
+        }
+        flushed
+    }
+
     /// fsyncs every partition log (advancing recovery points).
     pub fn flush_all(&self) -> Result<()> {
         let mut result = Ok(());

@@ -62,6 +62,9 @@ pub struct PartitionLog {
     pub(super) log_start_offset: i64,
     pub(super) high_watermark: i64,
     recovery_point: i64,
+    /// Wall-clock time of the last flush that advanced the recovery point (or of opening),
+    /// Kafka's `lastFlushTime`: `flush.ms` is measured from it.
+    last_flush_ms: i64,
     epochs: LeaderEpochCache,
     pub(super) producers: ProducerStateManager,
     topic_id: Option<Uuid>,
@@ -244,6 +247,7 @@ impl PartitionLog {
             log_start_offset: 0,
             high_watermark: 0,
             recovery_point: 0,
+            last_flush_ms: segment::wall_clock_ms(),
             epochs,
             producers,
             topic_id: meta::read_partition_metadata(dir)?,
@@ -974,12 +978,38 @@ impl PartitionLog {
         checkpoint::sync_dir(&self.dir)
     }
 
+    /// Messages appended since the last flush: log end offset minus recovery point
+    /// (Kafka's `unflushedMessages`, which counts offsets).
+    pub fn unflushed_messages(&self) -> i64 {
+        (self.log_end_offset() - self.recovery_point).max(0)
+    }
+
+    /// True once `flush.messages` messages are unflushed: Kafka flushes such a log before
+    /// the append that reached the count is acknowledged. The caller flushes (off the async
+    /// workers: an fsync can take long).
+    pub fn flush_due_by_messages(&self) -> bool {
+        self.unflushed_messages() >= self.config.flush_messages
+    }
+
+    /// True if the log flusher must flush this log at `now_ms`: something is unflushed
+    /// and the last flush is at least `flush.ms` old (Kafka's `LogManager.flushDirtyLogs`).
+    pub fn flush_due_by_time(&self, now_ms: i64) -> bool {
+        self.unflushed_messages() > 0
+            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+    }
+
+    /// Wall-clock time of the last flush that advanced the recovery point (or of opening).
+    pub fn last_flush_ms(&self) -> i64 {
+        self.last_flush_ms
+    }
+
     /// fsyncs every segment that may hold unflushed data and advances the recovery point
     /// to the log end offset.
     pub fn flush(&mut self) -> Result<()> {
         if matches!(self.state, State::Deleted) {
             return Ok(());
         }
+        let advances = self.recovery_point < self.log_end_offset();
         let rp = self.recovery_point;
         let from = self
             .segments
@@ -991,6 +1021,9 @@ impl PartitionLog {
         }
         checkpoint::sync_dir(&self.dir)?;
         self.recovery_point = self.log_end_offset();
+        if advances {
+            self.last_flush_ms = segment::wall_clock_ms();
+        }
         Ok(())
     }
 

@@ -930,3 +930,69 @@ fn old_record_timestamps_do_not_roll_at_every_retention_tick() {
     log.apply_retention(101_001).unwrap();
     assert_eq!(log.segment_count(), 2);
 }
+
+/// `flush.messages`: the log says a flush is due once that many messages are unflushed, and
+/// a flush moves the recovery point (what survives a crash without recovery) to the end.
+#[test]
+fn flush_messages_counts_unflushed_messages() {
+    let root = tempfile::tempdir().unwrap();
+    let mut log = open(
+        root.path(),
+        LogConfig {
+            flush_messages: 3,
+            ..small_config()
+        },
+    );
+    log.append(&simple(2, 0), 0, 0).unwrap();
+    assert_eq!(log.unflushed_messages(), 2);
+    assert!(!log.flush_due_by_messages());
+    log.append(&simple(1, 0), 0, 0).unwrap();
+    assert!(log.flush_due_by_messages());
+    log.flush().unwrap();
+    assert_eq!(log.recovery_point(), 3);
+    assert_eq!(log.unflushed_messages(), 0);
+    assert!(!log.flush_due_by_messages());
+}
+
+/// The log flusher (`flush.ms`, Kafka's `flushDirtyLogs`) flushes only the logs with
+/// unflushed messages whose last flush is at least `flush.ms` old; the default leaves
+/// flushing to the OS.
+#[test]
+fn log_flusher_flushes_logs_whose_flush_ms_passed() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = vec![root.path().join("d1")];
+    let cfg = |_: &str| Some(small_config());
+    let m = LogManager::open(&dirs, 1, "c1", &cfg).unwrap();
+    let timed = m
+        .create(
+            &TopicPartition::new("timed", 0),
+            LogConfig {
+                flush_ms: 1000,
+                ..small_config()
+            },
+            None,
+        )
+        .unwrap();
+    let default = m
+        .create(&TopicPartition::new("default", 0), small_config(), None)
+        .unwrap();
+    timed.lock().unwrap().append(&simple(2, 0), 0, 0).unwrap();
+    default.lock().unwrap().append(&simple(2, 0), 0, 0).unwrap();
+    let opened = timed.lock().unwrap().last_flush_ms();
+
+    assert_eq!(
+        m.flush_dirty_logs(opened + 999),
+        0,
+        "flush.ms has not passed"
+    );
+    assert_eq!(timed.lock().unwrap().recovery_point(), 0);
+    assert_eq!(m.flush_dirty_logs(opened + 1000), 1);
+    assert_eq!(timed.lock().unwrap().recovery_point(), 2);
+    assert_eq!(
+        default.lock().unwrap().recovery_point(),
+        0,
+        "flush.ms defaults to never"
+    );
+    // Nothing new: nothing to flush, however late it is.
+    assert_eq!(m.flush_dirty_logs(i64::MAX), 0);
+}
