@@ -28,6 +28,9 @@ use crate::config;
 use crate::log::PartitionLog;
 use crate::metadata::topic_name;
 
+/// A partition log as the log manager shares it.
+type SharedLog = Arc<Mutex<PartitionLog>>;
+
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
     let broker = ctx.broker;
     let acks = request.acks;
@@ -131,13 +134,15 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
     ProduceResponse::default().with_responses(responses)
 }
 
+/// Appends what the client sent; also returns the log if it reached `flush.messages` and
+/// must be flushed before the append is acknowledged.
 fn append(
     ctx: &Ctx<'_>,
     topic: &str,
     partition: i32,
     records: Option<&[u8]>,
     acks: i16,
-) -> Result<(crate::log::AppendInfo, Option<Arc<Mutex<PartitionLog>>>), ApiError> {
+) -> Result<(crate::log::AppendInfo, Option<SharedLog>), ApiError> {
     let broker = ctx.broker;
     let (log, state) = broker.leader_log(topic, partition)?;
     let records = match records {
