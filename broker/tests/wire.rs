@@ -1019,3 +1019,228 @@ async fn flush_messages_fsyncs_before_the_produce_is_acknowledged() {
         "the default leaves flushing to the OS"
     );
 }
+
+/// Issue 15's 128-byte Produce: a batch with a valid CRC declaring `recordsCount = 2^31-1`
+/// (`lastOffsetDelta = 2^31-2`) and no records behind its header.
+fn batch_declaring_records_it_does_not_have() -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i64(0); // baseOffset
+    b.put_i32(49); // batchLength: the v2 header alone
+    b.put_i32(0); // partitionLeaderEpoch
+    b.put_i8(2); // magic
+    b.put_u32(0); // crc, computed below
+    b.put_i16(0); // attributes
+    b.put_i32(i32::MAX - 1); // lastOffsetDelta
+    b.put_i64(0); // baseTimestamp
+    b.put_i64(0); // maxTimestamp
+    b.put_i64(-1); // producerId
+    b.put_i16(-1); // producerEpoch
+    b.put_i32(-1); // baseSequence
+    b.put_i32(i32::MAX); // recordsCount
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+#[tokio::test]
+async fn declared_record_counts_never_size_an_allocation() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("compacted")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+                    .with_configs(vec![
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_static_str("cleanup.policy"))
+                            .with_value(Some(StrBytes::from_static_str("compact"))),
+                    ])]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    create_topic(&mut c, "plain").await;
+    for topic in ["compacted", "plain"] {
+        let r: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request(topic, batch_declaring_records_it_does_not_have(), -1),
+            )
+            .await;
+        let p = &r.responses[0].partition_responses[0];
+        // Kafka's record iterator: "Incorrect declared batch size, premature EOF reached".
+        assert_eq!(
+            p.error_code, 87,
+            "INVALID_RECORD on {topic}: {:?}",
+            p.error_message
+        );
+        let r: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request(topic, batch(&["a"]), -1),
+            )
+            .await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, 0),
+            "{topic}: the bad batch took no offsets"
+        );
+    }
+    api_versions_ok(b.addr).await;
+}
+
+/// A gzip batch of one record whose value is `value_bytes` zero bytes: the compressed batch
+/// is about 1/1000 of that, and is built as a stream so the test itself never holds it.
+fn gzip_bomb_batch(value_bytes: usize, timestamp: i64) -> Bytes {
+    use std::io::Write;
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    let mut fields = vec![0u8]; // attributes
+    varint(&mut fields, 0); // timestamp delta
+    varint(&mut fields, 0); // offset delta
+    varint(&mut fields, 1); // key length
+    fields.push(b'k');
+    varint(&mut fields, value_bytes as i64);
+    let mut record = Vec::new();
+    varint(&mut record, (fields.len() + value_bytes + 1) as i64);
+    record.extend_from_slice(&fields);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&record).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = value_bytes;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        gz.write_all(&zeros[..n]).unwrap();
+        left -= n;
+    }
+    gz.write_all(&[0]).unwrap(); // no headers
+    let payload = gz.finish().unwrap();
+    let mut b = BytesMut::new();
+    b.put_i64(0);
+    b.put_i32((49 + payload.len()) as i32);
+    b.put_i32(0);
+    b.put_i8(2);
+    b.put_u32(0);
+    b.put_i16(1); // gzip
+    b.put_i32(0); // lastOffsetDelta
+    b.put_i64(timestamp);
+    b.put_i64(timestamp);
+    b.put_i64(-1);
+    b.put_i16(-1);
+    b.put_i32(-1);
+    b.put_i32(1);
+    b.extend_from_slice(&payload);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+/// Peak resident memory of this process (the broker runs in it) since the last reset.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Resets the peak so the next reading covers only what follows (Linux `clear_refs` 5).
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+#[tokio::test]
+async fn a_small_compressed_batch_costs_no_more_memory_than_its_records_need() {
+    // OXBOW_BOMB_MIB=1024 reproduces issue 15's figure (a 1 MiB batch inflating to 1 GiB).
+    let inflated: usize = std::env::var("OXBOW_BOMB_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128usize)
+        << 20;
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("bomb-compacted")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+                    .with_configs(vec![
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_static_str("cleanup.policy"))
+                            .with_value(Some(StrBytes::from_static_str("compact"))),
+                    ])]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    create_topic(&mut c, "bomb-plain").await;
+    let ts = 1_700_000_000_000;
+    let bomb = gzip_bomb_batch(inflated, ts);
+    assert!(bomb.len() < 1 << 20, "within the default max.message.bytes");
+    for topic in ["bomb-compacted", "bomb-plain"] {
+        reset_peak_rss();
+        let before = peak_rss_bytes();
+        let r: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request(topic, bomb.clone(), -1),
+            )
+            .await;
+        let p = &r.responses[0].partition_responses[0];
+        // Kafka 4.1 accepts it: the batch is valid, only very compressible.
+        assert_eq!(p.error_code, 0, "{topic}: {:?}", p.error_message);
+        let produce_peak = peak_rss_bytes().saturating_sub(before);
+        reset_peak_rss();
+        let before = peak_rss_bytes();
+        let r: ListOffsetsResponse = c
+            .call(
+                ApiKey::ListOffsets,
+                7,
+                &ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.into())))
+                        .with_partitions(vec![
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(ts),
+                        ])]),
+            )
+            .await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.offset, p.timestamp), (0, 0, ts), "{topic}");
+        let lookup_peak = peak_rss_bytes().saturating_sub(before);
+        eprintln!(
+            "{topic}: {} MiB inflated; peak RSS growth: produce {} MiB, ListOffsets {} MiB",
+            inflated >> 20,
+            produce_peak >> 20,
+            lookup_peak >> 20
+        );
+        for (what, peak) in [("produce", produce_peak), ("ListOffsets", lookup_peak)] {
+            assert!(
+                peak < 64 << 20,
+                "{topic}: {what} grew the peak RSS by {} MiB for a {} KiB batch",
+                peak >> 20,
+                bomb.len() >> 10
+            );
+        }
+    }
+}

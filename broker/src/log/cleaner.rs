@@ -58,13 +58,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
 use super::batch::{self, BatchHeader, COMPRESSION_MASK, DELETE_HORIZON_BIT, HEADER_SIZE};
 use super::checkpoint::{self, lock};
 use super::error::{Error, IoContext, Result};
 use super::partition::{parse_segment_name, PartitionLog, State};
+use super::records::{Detail, RecordStream, RecordView};
 use super::segment::{
     file_name, for_each_batch_in, wall_clock_ms, BatchVisitor, Segment, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
@@ -115,14 +116,8 @@ pub struct CompactionStats {
 // ---------------------------------------------------------------------------------------
 // Record codec (v2 records inside a batch).
 
-fn corrupt(h: &BatchHeader, what: &str) -> Error {
-    Error::CorruptMessage(format!(
-        "batch at offset {} has a malformed record ({what})",
-        h.base_offset
-    ))
-}
-
-/// Reads a zigzag varint/varlong.
+/// Reads a zigzag varint/varlong (tests check [`write_varint`] against it).
+#[cfg(test)]
 fn read_varint(b: &[u8], pos: &mut usize) -> Option<i64> {
     let mut v: u64 = 0;
     let mut shift = 0u32;
@@ -151,95 +146,15 @@ fn write_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-/// One record of a batch, borrowing the decompressed records buffer.
-#[derive(Debug, Clone, Copy)]
-struct Rec<'a> {
-    attributes: u8,
-    offset: i64,
-    timestamp: i64,
-    key: Option<&'a [u8]>,
-    has_value: bool,
-    /// Encoded bytes from the offset delta to the end (offset delta, key, value, headers):
-    /// copied verbatim when the record is re-encoded (the base offset never changes).
-    tail: &'a [u8],
-}
-
-fn parse_records<'a>(body: &'a [u8], h: &BatchHeader) -> Result<Vec<Rec<'a>>> {
-    let mut out = Vec::with_capacity(h.records_count.max(0) as usize);
-    let mut pos = 0usize;
-    for _ in 0..h.records_count.max(0) {
-        let len = read_varint(body, &mut pos).ok_or_else(|| corrupt(h, "length"))?;
-        let len = usize::try_from(len).map_err(|_| corrupt(h, "negative length"))?;
-        let rec = body
-            .get(pos..pos + len)
-            .ok_or_else(|| corrupt(h, "truncated"))?;
-        pos += len;
-        let attributes = *rec.first().ok_or_else(|| corrupt(h, "empty"))?;
-        let mut p = 1;
-        let ts_delta = read_varint(rec, &mut p).ok_or_else(|| corrupt(h, "timestamp"))?;
-        let tail_start = p;
-        let off_delta = read_varint(rec, &mut p).ok_or_else(|| corrupt(h, "offset"))?;
-        let key_len = read_varint(rec, &mut p).ok_or_else(|| corrupt(h, "key length"))?;
-        let key = if key_len < 0 {
-            None
-        } else {
-            let k = rec
-                .get(p..p + key_len as usize)
-                .ok_or_else(|| corrupt(h, "key"))?;
-            p += key_len as usize;
-            Some(k)
-        };
-        let value_len = read_varint(rec, &mut p).ok_or_else(|| corrupt(h, "value length"))?;
-        if value_len >= 0 && p + value_len as usize > rec.len() {
-            return Err(corrupt(h, "value"));
-        }
-        out.push(Rec {
-            attributes,
-            offset: h.base_offset + off_delta,
-            timestamp: h.base_timestamp.wrapping_add(ts_delta),
-            key,
-            has_value: value_len >= 0,
-            tail: &rec[tail_start..],
-        });
-    }
-    if pos != body.len() {
-        return Err(corrupt(h, "trailing bytes after the last record"));
-    }
-    Ok(out)
-}
-
-fn encode_record(out: &mut Vec<u8>, r: &Rec<'_>, base_timestamp: i64) {
-    let mut body = Vec::with_capacity(r.tail.len() + 11);
-    body.push(r.attributes);
-    write_varint(&mut body, r.timestamp.wrapping_sub(base_timestamp));
-    body.extend_from_slice(r.tail);
-    write_varint(out, body.len() as i64);
-    out.extend_from_slice(&body);
-}
-
-/// The batch's records section, decompressed.
-fn records_body(batch: &[u8], h: &BatchHeader) -> Result<Vec<u8>> {
-    fn dec<D: Decompressor<Bytes>>(payload: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let mut b = Bytes::copy_from_slice(payload);
-        D::decompress(&mut b, |out| {
-            Ok(out.copy_to_bytes(out.remaining()).to_vec())
-        })
-    }
-    let payload = batch.get(HEADER_SIZE..).unwrap_or_default();
-    let r = match h.compression() {
-        0 => return Ok(payload.to_vec()),
-        1 => dec::<Gzip>(payload),
-        2 => dec::<Snappy>(payload),
-        3 => dec::<Lz4>(payload),
-        4 => dec::<Zstd>(payload),
-        c => Err(anyhow::anyhow!("unknown compression codec {c}")),
-    };
-    r.map_err(|e| {
-        Error::CorruptMessage(format!(
-            "cannot decompress batch at offset {}: {e}",
-            h.base_offset
-        ))
-    })
+/// Re-encodes a record read with [`Detail::Full`] against a (possibly new) base timestamp;
+/// everything from the offset delta on is copied verbatim.
+fn encode_record(out: &mut Vec<u8>, r: &RecordView<'_>, base_timestamp: i64) {
+    let mut head = Vec::with_capacity(11);
+    head.push(r.attributes);
+    write_varint(&mut head, r.timestamp.wrapping_sub(base_timestamp));
+    write_varint(out, (head.len() + r.tail.len()) as i64);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(r.tail);
 }
 
 fn compress(codec: i16, raw: &[u8]) -> Result<Vec<u8>> {
@@ -260,13 +175,6 @@ fn compress(codec: i16, raw: &[u8]) -> Result<Vec<u8>> {
         c => Err(anyhow::anyhow!("unknown compression codec {c}")),
     };
     r.map_err(|e| Error::CorruptMessage(format!("cannot compress cleaned batch: {e}")))
-}
-
-/// Whether a (validated) client batch holds a record without a key: such records are
-/// refused on compacted topics.
-pub(crate) fn has_record_without_key(batch: &[u8], h: &BatchHeader) -> Result<bool> {
-    let body = records_body(batch, h)?;
-    Ok(parse_records(&body, h)?.iter().any(|r| r.key.is_none()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -301,8 +209,9 @@ fn index_segment(seg: &SourceSegment, map: &mut OffsetMap) -> Result<()> {
         if h.is_control() || h.is_transactional() || h.records_count <= 0 {
             return Ok(());
         }
-        let body = records_body(bytes, h)?;
-        for r in parse_records(&body, h)? {
+        // One record's key at a time: the batch is never inflated whole.
+        let mut records = RecordStream::new(bytes, h)?;
+        while let Some(r) = records.next_record(Detail::Key)? {
             if let Some(k) = r.key {
                 map.put(k, r.offset);
             }
@@ -329,6 +238,24 @@ struct FilterCtx<'a> {
     producer_last: &'a HashMap<i64, i64>,
 }
 
+/// Whether a record survives cleaning, and whether it is an expired tombstone that goes.
+fn survives(r: &RecordView<'_>, ctx: &FilterCtx<'_>, tombstones_expired: bool) -> (bool, bool) {
+    match r.key {
+        None => (false, false),
+        Some(k) => {
+            let latest = ctx.map.get(k).is_none_or(|o| r.offset >= o);
+            if latest && !r.has_value && tombstones_expired {
+                (false, true)
+            } else {
+                (latest, false)
+            }
+        }
+    }
+}
+
+/// Decides a batch's fate in two streaming passes over its records (the first keeps one key
+/// at a time, the second, run only for a rewrite, one record at a time), so a batch that
+/// inflates to gigabytes never sits in memory whole.
 fn filter_batch(
     bytes: &[u8],
     h: &BatchHeader,
@@ -338,36 +265,34 @@ fn filter_batch(
     if h.is_control() || h.is_transactional() {
         return Ok(Outcome::Keep);
     }
-    let body = records_body(bytes, h)?;
-    let records = parse_records(&body, h)?;
     let horizon = h.delete_horizon();
     let tombstones_expired = horizon.is_some_and(|t| ctx.now_ms >= t);
-    let mut retained = Vec::with_capacity(records.len());
-    for r in &records {
-        let keep = match r.key {
-            None => false,
-            Some(k) => {
-                let latest = ctx.map.get(k).is_none_or(|o| r.offset >= o);
-                if latest && !r.has_value && tombstones_expired {
-                    stats.tombstones_removed += 1;
-                    false
-                } else {
-                    latest
-                }
-            }
-        };
+    let (mut total, mut retained) = (0usize, 0usize);
+    let mut first_retained_ts = None;
+    let mut max_retained_ts = -1i64;
+    let mut has_tombstone = false;
+    let mut records = RecordStream::new(bytes, h)?;
+    while let Some(r) = records.next_record(Detail::Key)? {
+        total += 1;
+        let (keep, expired_tombstone) = survives(&r, ctx, tombstones_expired);
+        if expired_tombstone {
+            stats.tombstones_removed += 1;
+        }
         if keep {
-            retained.push(*r);
+            retained += 1;
+            first_retained_ts.get_or_insert(r.timestamp);
+            max_retained_ts = max_retained_ts.max(r.timestamp);
+            has_tombstone |= !r.has_value;
         }
     }
-    stats.records_removed += (records.len() - retained.len()) as u64;
+    stats.records_removed += (total - retained) as u64;
     let producer_last =
         h.has_producer_id() && ctx.producer_last.get(&h.producer_id) == Some(&h.last_offset());
-    if retained.is_empty() {
+    let Some(first_retained_ts) = first_retained_ts else {
         if !producer_last {
             return Ok(Outcome::Drop);
         }
-        if records.is_empty() {
+        if total == 0 {
             return Ok(Outcome::Keep);
         }
         // Kafka's RETAIN_EMPTY: header only, same offsets/producer fields, no compression.
@@ -380,14 +305,13 @@ fn filter_batch(
         let out = batch::encode_batch(&eh, &[]);
         let eh = BatchHeader::parse(&out).unwrap_or(eh);
         return Ok(Outcome::Rewrite(out, eh));
-    }
-    let has_tombstone = retained.iter().any(|r| !r.has_value);
+    };
     let needs_horizon = has_tombstone && horizon.is_none();
     if has_tombstone {
         let t = horizon.unwrap_or(ctx.now_ms.saturating_add(ctx.delete_retention_ms));
         stats.next_delete_horizon = Some(stats.next_delete_horizon.map_or(t, |m| m.min(t)));
     }
-    if retained.len() == records.len() && !needs_horizon {
+    if retained == total && !needs_horizon {
         return Ok(Outcome::Keep);
     }
     let new_horizon = match horizon {
@@ -395,15 +319,18 @@ fn filter_batch(
         None if has_tombstone => Some(ctx.now_ms.saturating_add(ctx.delete_retention_ms)),
         None => None,
     };
-    let base_timestamp = new_horizon.unwrap_or(retained[0].timestamp);
+    let base_timestamp = new_horizon.unwrap_or(first_retained_ts);
     let max_timestamp = if h.is_log_append_time() {
         h.max_timestamp
     } else {
-        retained.iter().map(|r| r.timestamp).max().unwrap_or(-1)
+        max_retained_ts
     };
-    let mut raw = Vec::with_capacity(body.len());
-    for r in &retained {
-        encode_record(&mut raw, r, base_timestamp);
+    let mut raw = Vec::new();
+    let mut records = RecordStream::new(bytes, h)?;
+    while let Some(r) = records.next_record(Detail::Full)? {
+        if survives(&r, ctx, tombstones_expired).0 {
+            encode_record(&mut raw, &r, base_timestamp);
+        }
     }
     let payload = compress(h.compression(), &raw)?;
     let mut attributes = h.attributes & !DELETE_HORIZON_BIT;
@@ -414,7 +341,7 @@ fn filter_batch(
         attributes,
         base_timestamp,
         max_timestamp,
-        records_count: retained.len() as i32,
+        records_count: retained as i32,
         ..*h
     };
     let out = batch::encode_batch(&nh, &payload);

@@ -29,6 +29,7 @@ mod manager;
 mod meta;
 mod partition;
 mod producer_state;
+mod records;
 mod segment;
 
 #[cfg(test)]

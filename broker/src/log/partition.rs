@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use uuid::Uuid;
 
 use super::batch::{self, BatchHeader};
@@ -17,6 +16,7 @@ use super::error::{Error, IoContext, Result};
 use super::leader_epoch::LeaderEpochCache;
 use super::meta;
 use super::producer_state::{PendingUpdates, ProducerStateManager, SeqCheck};
+use super::records::{self, Detail, RecordStream};
 use super::segment::{
     self, ScanMode, ScanStop, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -441,13 +441,13 @@ impl PartitionLog {
     pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         self.ensure_open()?;
         let batches = batch::validate_client_records(records, self.config.max_message_bytes)?;
-        if self.config.cleanup_compact {
-            // Kafka's LogValidator: every record of a compacted topic needs a key.
-            for b in &batches {
-                let bytes = &records[b.pos..b.pos + b.header.size()];
-                if cleaner::has_record_without_key(bytes, &b.header)? {
-                    return Err(Error::MissingKeyOnCompactedTopic(self.tp.clone()));
-                }
+        // Kafka's LogValidator reads every record of every batch; a compacted topic also
+        // needs a key on each. Streaming: never more than one record's framing in memory.
+        for b in &batches {
+            let bytes = &records[b.pos..b.pos + b.header.size()];
+            let missing_key = records::validate_client_batch(bytes, &b.header)?;
+            if missing_key && self.config.cleanup_compact {
+                return Err(Error::MissingKeyOnCompactedTopic(self.tp.clone()));
             }
         }
         let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
@@ -647,36 +647,46 @@ impl PartitionLog {
         })
     }
 
-    /// Decodes one stored batch and returns `(timestamp, offset)` of its first record
-    /// satisfying `pred(timestamp, offset)`. For LogAppendTime batches every record carries
-    /// the batch's max timestamp, as Kafka's record iterator reports.
+    /// Returns `(timestamp, offset)` of the stored batch's first record satisfying
+    /// `pred(timestamp, offset)`. For LogAppendTime batches every record carries the batch's
+    /// max timestamp, as Kafka's record iterator reports, so when the batch's first offset
+    /// already qualifies the header answers alone; otherwise the records are streamed
+    /// (offsets and timestamps only, stopping at the first match), never inflated whole.
     fn find_record(
         seg: &Segment,
         position: u64,
         h: &BatchHeader,
         pred: impl Fn(i64, i64) -> bool,
     ) -> Result<Option<(i64, i64)>> {
+        if h.is_log_append_time() && h.records_count > 0 && pred(h.max_timestamp, h.base_offset) {
+            return Ok(Some((h.max_timestamp, h.base_offset)));
+        }
         let bytes = seg.read_batch(position, h)?;
-        let mut buf = Bytes::from(bytes);
-        let set = match RecordBatchDecoder::decode(&mut buf) {
-            Ok(s) => s,
-            Err(e) => {
-                // Fall back to the batch granularity rather than failing ListOffsets.
-                tracing::warn!(segment = %seg.log_path().display(), position, error = %e, "cannot decode batch; answering with its base offset");
-                return Ok(Some((h.max_timestamp, h.base_offset)));
-            }
+        let fallback = |e: Error| {
+            // Fall back to the batch granularity rather than failing ListOffsets.
+            tracing::warn!(segment = %seg.log_path().display(), position, error = %e, "cannot decode batch; answering with its base offset");
+            Some((h.max_timestamp, h.base_offset))
         };
-        for r in &set.records {
-            let ts = if h.is_log_append_time() {
-                h.max_timestamp
-            } else {
-                r.timestamp
-            };
-            if pred(ts, r.offset) {
-                return Ok(Some((ts, r.offset)));
+        let mut stream = match RecordStream::new(&bytes, h) {
+            Ok(s) => s,
+            Err(e) => return Ok(fallback(e)),
+        };
+        loop {
+            match stream.next_record(Detail::Skip) {
+                Ok(Some(r)) => {
+                    let ts = if h.is_log_append_time() {
+                        h.max_timestamp
+                    } else {
+                        r.timestamp
+                    };
+                    if pred(ts, r.offset) {
+                        return Ok(Some((ts, r.offset)));
+                    }
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => return Ok(fallback(e)),
             }
         }
-        Ok(None)
     }
 
     /// ListOffsets by timestamp: the first record at or after the log start offset whose
