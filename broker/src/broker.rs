@@ -21,9 +21,8 @@ use crate::metadata::{
     PartitionState, TopicImage,
 };
 
-/// Where the metadata store lives, inside the first log dir — the directory name KRaft
-/// uses for its metadata log, so operators recognise it.
-pub const METADATA_DIR: &str = "__cluster_metadata-0";
+/// Where the metadata store lives, inside the first log dir (see [`crate::log::METADATA_DIR`]).
+pub use crate::log::METADATA_DIR;
 
 /// Kafka's `log.initial.task.delay.ms` default: the log flusher's first run comes this long
 /// after start-up.

@@ -2,6 +2,7 @@
 //! `kafka-server-start.sh`. With no file it runs a single-node broker on 127.0.0.1:9092 with
 //! its data in `./oxbow-data`.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: logs piped to a file, journald or
+        // `kubectl logs` stay plain text. NO_COLOR (no-color.org) turns them off everywhere.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let args = Args::parse();
     let loaded = match &args.config {

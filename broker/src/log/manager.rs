@@ -159,6 +159,9 @@ impl LogManager {
                     to_remove.push(entry.path());
                     continue;
                 }
+                if name == super::METADATA_DIR {
+                    continue;
+                }
                 let Some(tp) = TopicPartition::from_dir_name(name) else {
                     continue;
                 };

@@ -52,6 +52,11 @@ pub use meta::{
 };
 pub use partition::{LoadOptions, PartitionLog, PRODUCER_ID_EXPIRATION_MS};
 
+/// The directory of the cluster metadata log inside the first log dir: the name KRaft uses,
+/// so operators recognise it. It looks like a partition directory but belongs to the metadata
+/// store, not to a topic, so the log manager leaves it alone.
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+
 /// Marker file written by a clean shutdown; its presence lets the next start skip recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 
