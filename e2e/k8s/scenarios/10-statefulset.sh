@@ -12,9 +12,7 @@ for i in 0 1 2; do
   brokers=$(json "$out" "d['brokers']")
   json "$out" "any(b[0] == $i and b[1].startswith('oxbow-$i.oxbow.') for b in d['brokers'])" | grep -qx True ||
     fail "oxbow-$i does not advertise itself as node $i at its pod DNS name: $brokers"
-  n=$(json "$out" "len(d['brokers'])")
-  if [[ $n == 3 ]]; then say "oxbow-$i sees all 3 brokers: replicated cluster formed"
-  elif [[ ${OXBOW_E2E_EXPECT_CLUSTER:-0} == 1 ]]; then fail "oxbow-$i sees $n brokers, expected 3"
-  else say "oxbow-$i sees $n broker(s) (set OXBOW_E2E_EXPECT_CLUSTER=1 once replication exists)"; fi
 done
+# Whether the three form one cluster is 70-cluster-formed.sh (an expected failure until
+# replication exists): this scenario checks only what the StatefulSet itself promises.
 say "PASS"
