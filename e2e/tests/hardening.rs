@@ -6,8 +6,14 @@
 //! with `OXBOW_E2E_TARGET=kafka` where the behaviour is Kafka's (which proves the
 //! assertions describe Kafka). Waits poll with deadlines.
 
-use oxbow_e2e::{tools_or_skip, Broker, ToolOutput, Tools};
+use oxbow_e2e::{
+    free_port, oxbow_broker_bin, run_command, tools_or_skip, Broker, ToolOutput, Tools,
+};
 use serde_json::Value;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 fn script(name: &str) -> String {
     format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -105,5 +111,128 @@ fn clients_cannot_write_or_truncate_consumer_offsets() {
         committed_offset(&t, &b, "victim", "owned"),
         "3",
         "the committed offset survives a restart unchanged"
+    );
+}
+
+/// Runs `oxbow-broker` on a `server.properties` with `props` until it exits (it must, within
+/// 30 s) and returns what it printed.
+fn oxbow_until_exit(dir: &std::path::Path, name: &str, props: &str) -> ToolOutput {
+    let path = dir.join(format!("{name}.properties"));
+    std::fs::write(&path, props).expect("write server.properties");
+    let bin = oxbow_broker_bin();
+    let mut cmd = Command::new(&bin);
+    cmd.arg(&path).env("NO_COLOR", "1");
+    let arg = path.display().to_string();
+    run_command(cmd, "oxbow-broker", &[&arg], None, Duration::from_secs(30))
+}
+
+/// Three nodes configured as one KRaft cluster (a three-voter quorum) each refuse to start
+/// with an error naming `controller.quorum.voters`, instead of quietly becoming three
+/// one-node clusters; so do a broker whose controller runs elsewhere and a dedicated
+/// controller. Oxbow-only: Apache Kafka would form the cluster.
+#[test]
+fn cluster_settings_a_single_node_cannot_honour_fail_start_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let voters = controller_ports
+        .iter()
+        .enumerate()
+        .map(|(id, p)| format!("{id}@127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (id, cport) in controller_ports.iter().enumerate() {
+        let props = format!(
+            "node.id={id}\nprocess.roles=broker,controller\n\
+             listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{cport}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             controller.quorum.voters={voters}\n\
+             log.dirs={}\n",
+            free_port(),
+            dir.path().join(format!("data-{id}")).display()
+        );
+        let out = oxbow_until_exit(dir.path(), &format!("node-{id}"), &props);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "exit status 2 (invalid configuration): {out}"
+        );
+        assert!(
+            out.stderr.contains("controller.quorum.voters=")
+                && out.stderr.contains("names 3 voters"),
+            "the error names the key: {out}"
+        );
+        assert!(
+            !dir.path().join(format!("data-{id}")).exists(),
+            "nothing is written before the refusal: {out}"
+        );
+    }
+
+    let broker_only = format!(
+        "node.id=1\nprocess.roles=broker\nlisteners=PLAINTEXT://127.0.0.1:{}\n\
+         controller.listener.names=CONTROLLER\n\
+         controller.quorum.bootstrap.servers=127.0.0.1:{}\nlog.dirs={}\n",
+        free_port(),
+        controller_ports[0],
+        dir.path().join("data-b").display()
+    );
+    let out = oxbow_until_exit(dir.path(), "broker-only", &broker_only);
+    assert_eq!(out.status.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("process.roles=broker:"), "{out}");
+}
+
+/// Kafka's combined single-node layout (`process.roles=broker,controller`, the quorum being
+/// this node's own controller listener) describes exactly what Oxbow serves: it starts and
+/// clients are served on its PLAINTEXT listener.
+#[test]
+fn a_combined_single_node_quorum_config_is_accepted() {
+    let t = tools_or_skip!();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (port, cport) = (free_port(), free_port());
+    let path = dir.path().join("server.properties");
+    std::fs::write(
+        &path,
+        format!(
+            "node.id=0\nprocess.roles=broker,controller\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             controller.quorum.voters=0@127.0.0.1:{cport}\n\
+             log.dirs={}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write server.properties");
+    let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
+    let mut child = Command::new(oxbow_broker_bin())
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .spawn()
+        .expect("start oxbow-broker");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        let exited = child.try_wait().expect("try_wait");
+        let log = std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default();
+        assert!(exited.is_none(), "oxbow-broker exited: {exited:?}\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "not listening within 30 s:\n{log}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let bs = format!("127.0.0.1:{port}");
+    let out = t.run("kcat", &["-b", &bs, "-L", "-m", "10"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = out.ok();
+    assert!(
+        out.stdout
+            .contains(&format!("broker 0 at 127.0.0.1:{port}")),
+        "{out}"
     );
 }

@@ -361,7 +361,8 @@ pub struct BrokerConfig {
     pub inter_broker_listener_name: Option<String>,
     /// `controller.listener.names`, split on commas (upper-cased).
     pub controller_listener_names: Vec<String>,
-    /// `process.roles`, as given (accepted and recorded).
+    /// `process.roles`, as given: empty or `broker,controller` (anything else fails start-up,
+    /// see `config/quorum.rs`).
     pub process_roles: Vec<String>,
     /// `log.dirs` (comma separated), else `log.dir` (Kafka default `/tmp/kafka-logs`);
     /// [`BrokerConfig::default_single_node`] uses `./oxbow-data` (relative to the cwd).
@@ -764,6 +765,19 @@ impl BrokerConfig {
             )));
         }
 
+        // Cluster settings a single node cannot honour yet fail start-up (see quorum.rs).
+        let process_roles = list("process.roles")?;
+        super::quorum::check_single_node(
+            node_id,
+            &process_roles,
+            layers.get("controller.quorum.voters").unwrap_or(""),
+            layers
+                .get("controller.quorum.bootstrap.servers")
+                .unwrap_or(""),
+            &listeners,
+            &controller_listener_names,
+        )?;
+
         // Log directories.
         let dirs_raw = match string("log.dirs")? {
             Some(d) => d,
@@ -809,7 +823,7 @@ impl BrokerConfig {
             listener_security_protocol_map: protocol_map_raw,
             inter_broker_listener_name,
             controller_listener_names,
-            process_roles: list("process.roles")?,
+            process_roles,
             log_dirs,
             num_partitions: int("num.partitions")?,
             default_replication_factor,

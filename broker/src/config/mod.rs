@@ -13,12 +13,14 @@
 //!
 //! Deliberate deviations from Kafka are documented where they occur (default advertised
 //! host `127.0.0.1`, default node id 1, only PLAINTEXT listeners, `./oxbow-data` when no
-//! file is given, internal-topic replication factor capped by live brokers).
+//! file is given, internal-topic replication factor capped by live brokers, KRaft cluster
+//! settings that describe more than this one node refused at start-up: `quorum.rs`).
 
 mod broker;
 mod describe;
 mod error;
 mod properties;
+mod quorum;
 mod topic;
 mod types;
 
