@@ -92,6 +92,27 @@ impl Broker {
             LocalMetadataStore::open(&first_dir.join(METADATA_DIR), config.cluster_id.as_deref())
                 .context("cannot open the cluster metadata store")?;
         let image = store.image();
+        let soft_limit = crate::fd_budget::raise_nofile_limit();
+        let (mut dirs, mut segments) = (0, 0);
+        for dir in &config.log_dirs {
+            let (p, s) = crate::fd_budget::count_segments(dir);
+            dirs += p;
+            segments += s;
+        }
+        let hosted = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.replicas.contains(&config.node_id))
+            .count() as u64;
+        crate::fd_budget::check_startup(
+            dirs,
+            segments,
+            hosted.saturating_sub(dirs),
+            soft_limit,
+            crate::fd_budget::open_fds(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let config_for = |topic: &str| {
             image
                 .topic(topic)
@@ -286,6 +307,25 @@ impl Broker {
         Ok(())
     }
 
+    /// Refuses `adding` new partitions that would exceed `oxbow.max.partitions` or the
+    /// descriptors left under the open files limit (see [`crate::fd_budget`]), with
+    /// POLICY_VIOLATION and a message saying which and why: a broker that runs out of
+    /// descriptors half-way through creating logs cannot serve, nor start again.
+    fn check_partition_budget(&self, adding: usize) -> Result<(), ApiError> {
+        let (soft, _) = crate::fd_budget::nofile_limits();
+        let refusal = crate::fd_budget::refuse_new_partitions(
+            adding as u64,
+            self.logs.partitions().len() as u64,
+            self.config.max_partitions,
+            soft,
+            crate::fd_budget::open_fds(),
+        );
+        match refusal {
+            Some(why) => Err(ApiError::new(ResponseError::PolicyViolation, why)),
+            None => Ok(()),
+        }
+    }
+
     /// Creates a topic after checking it as Apache Kafka's controller does. With
     /// `validate_only` nothing changes. Errors carry Kafka's code and message.
     pub(crate) async fn create_topic(
@@ -387,6 +427,7 @@ impl Broker {
             }
             place_replicas(0, count, rf, &live)?
         };
+        self.check_partition_budget(partitions.len())?;
         Ok(TopicImage {
             name: new.name,
             id: metadata::new_topic_id(),
@@ -497,6 +538,7 @@ impl Broker {
                 place_replicas(current, count - current, rf, &live)?
             }
         };
+        self.check_partition_budget(new_partitions.len())?;
         if validate_only {
             return Ok(());
         }

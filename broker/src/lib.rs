@@ -12,6 +12,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod fd_budget;
 pub mod group;
 pub mod log;
 pub mod metadata;

@@ -1244,3 +1244,88 @@ async fn a_small_compressed_batch_costs_no_more_memory_than_its_records_need() {
         }
     }
 }
+
+fn create_topics_request(name: &str, partitions: i32) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+}
+
+/// Issue 15: one CreatePartitions to 15,619 partitions exhausted the open files limit and
+/// left a broker that could not start. Partition-creating requests (CreateTopics,
+/// CreatePartitions, auto-creation) are refused beyond `oxbow.max.partitions` or the
+/// descriptors left under `ulimit -n`, with POLICY_VIOLATION and a message saying why, and
+/// a refused request changes nothing.
+#[tokio::test]
+async fn partition_counts_beyond_the_broker_budget_are_refused_and_change_nothing() {
+    let b = start(&[("oxbow.max.partitions", "5"), ("num.partitions", "3")]).await;
+    let mut c = Client::connect(b.addr).await;
+    let r: CreateTopicsResponse = c
+        .call(ApiKey::CreateTopics, 7, &create_topics_request("big", 6))
+        .await;
+    let t = &r.topics[0];
+    assert_eq!(t.error_code, 44, "POLICY_VIOLATION: {:?}", t.error_message);
+    let msg = t
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("oxbow.max.partitions=5"), "{msg}");
+
+    let r: CreateTopicsResponse = c
+        .call(ApiKey::CreateTopics, 7, &create_topics_request("small", 3))
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let r: CreatePartitionsResponse = c
+        .call(
+            ApiKey::CreatePartitions,
+            3,
+            &CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("small")))
+                        .with_count(6)
+                        .with_assignments(None),
+                ]),
+        )
+        .await;
+    let p = &r.results[0];
+    assert_eq!(p.error_code, 44, "POLICY_VIOLATION: {:?}", p.error_message);
+
+    // Auto-creation (num.partitions=3 more) is refused the same way.
+    let r: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(true)
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(TopicName(StrBytes::from_static_str("auto"))))])),
+        )
+        .await;
+    assert_eq!(
+        r.topics[0].error_code, 44,
+        "POLICY_VIOLATION for auto-creation"
+    );
+
+    // Nothing changed: "small" still has 3 partitions, "big" and "auto" do not exist.
+    let r: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await;
+    let mut seen: Vec<(String, usize)> = r
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().unwrap().to_string(), t.partitions.len()))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![("small".to_string(), 3)]);
+}

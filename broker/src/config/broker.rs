@@ -278,7 +278,15 @@ pub(crate) const LISTENER_ONLY_DYNAMIC: &[&str] = &[
 ];
 
 /// Keys Oxbow accepts without a warning although Kafka does not define them.
-pub const OXBOW_EXTRA_KEYS: &[&str] = &["cluster.id"];
+pub const OXBOW_EXTRA_KEYS: &[&str] = &["cluster.id", MAX_PARTITIONS_KEY];
+
+/// Oxbow extra key: the most partitions this broker hosts (all topics, internal ones
+/// included); partition-creating requests beyond it get POLICY_VIOLATION. Requests are also
+/// checked against the open files limit (`crate::fd_budget`), whichever is lower.
+pub const MAX_PARTITIONS_KEY: &str = "oxbow.max.partitions";
+
+/// Default of [`MAX_PARTITIONS_KEY`].
+pub const DEFAULT_MAX_PARTITIONS: u64 = 20_000;
 
 /// Every known broker key, sorted by name.
 pub fn broker_config_keys() -> &'static [BrokerConfigKey] {
@@ -419,6 +427,8 @@ pub struct BrokerConfig {
     pub num_network_threads: i32,
     /// `num.io.threads` (8), accepted and recorded.
     pub num_io_threads: i32,
+    /// `oxbow.max.partitions` (an Oxbow extra key, [`DEFAULT_MAX_PARTITIONS`]).
+    pub max_partitions: u64,
     /// `cluster.id` (an Oxbow extra key, not a Kafka `server.properties` key).
     pub cluster_id: Option<String>,
     /// Log defaults for topics without overrides (from `log.segment.bytes`, `log.roll.*`,
@@ -797,6 +807,18 @@ impl BrokerConfig {
             ));
         }
 
+        let max_partitions = match layers.get(MAX_PARTITIONS_KEY) {
+            None => DEFAULT_MAX_PARTITIONS,
+            Some(raw) => raw
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    ConfigError::invalid_value(MAX_PARTITIONS_KEY, raw, "Value must be at least 1")
+                })?,
+        };
+
         let drf_raw = int("default.replication.factor")?;
         let default_replication_factor = i16::try_from(drf_raw)
             .ok()
@@ -851,6 +873,7 @@ impl BrokerConfig {
             transaction_max_timeout_ms: int("transaction.max.timeout.ms")?,
             num_network_threads: int("num.network.threads")?,
             num_io_threads: int("num.io.threads")?,
+            max_partitions,
             cluster_id,
             log_defaults,
             explicit,
