@@ -13,8 +13,16 @@ kc get clusterrole/"$rel" clusterrolebinding/"$rel" >/dev/null
 [[ $(kc auth can-i create statefulsets --as "system:serviceaccount:$ns:$rel" -n "$NS") == yes ]] ||
   fail "operator service account cannot create statefulsets"
 # The operator reconciles KafkaCluster/KafkaTopic in API group oxbow.dev (the CRDs' group).
-[[ $(kc auth can-i patch kafkaclusters.oxbow.dev --as "system:serviceaccount:$ns:$rel" -n "$NS") == yes ]] ||
-  fail "operator service account cannot patch kafkaclusters.oxbow.dev"
+# A SubjectAccessReview, because `kubectl auth can-i` answers "no" for a resource whose CRD is
+# not installed yet.
+sar=$(kc create -o json -f - <<EOF
+{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+ "spec": {"user": "system:serviceaccount:$ns:$rel",
+          "resourceAttributes": {"group": "oxbow.dev", "resource": "kafkaclusters", "verb": "patch", "namespace": "$NS"}}}
+EOF
+)
+[[ $(json "$sar" "d['status'].get('allowed', False)") == True ]] ||
+  fail "operator service account cannot patch kafkaclusters.oxbow.dev: $sar"
 pod_seen() { [[ -n $(kc -n "$ns" get pods -l app.kubernetes.io/instance=$rel -o name) ]]; }
 wait_until 60 "operator pod created" pod_seen
 kc -n "$ns" get pods -l app.kubernetes.io/instance=$rel >&2

@@ -8,5 +8,5 @@ trap cleanup EXIT
 helm upgrade --install "$rel" "$REPO/charts/oxbow-operator" --namespace "$ns" --create-namespace \
   --set image.repository="${OXBOW_OPERATOR_IMAGE%:*}" --set image.tag="${OXBOW_OPERATOR_IMAGE##*:}" \
   >/dev/null
-kc -n "$ns" rollout status deploy/"$rel" --timeout=60s >&2 || fail "operator did not become available"
+kc -n "$ns" rollout status deploy/"$rel" --timeout=30s >&2 || fail "operator did not become available"
 say "PASS"
