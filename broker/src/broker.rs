@@ -199,12 +199,18 @@ impl Broker {
         &self.logs
     }
 
-    /// Host and port clients should use for this broker (first advertised listener).
-    pub fn advertised_endpoint(&self) -> (String, i32) {
+    /// Host and port clients of `listener` should use for this broker: the advertised
+    /// address of that listener, as Kafka answers Metadata, FindCoordinator and
+    /// DescribeCluster on the listener the request came in on. A listener that is not
+    /// advertised (`advertised.listeners` may list a subset) gets the first advertised one;
+    /// Kafka would leave this broker out (LISTENER_NOT_FOUND).
+    pub fn advertised_endpoint(&self, listener: &str) -> (String, i32) {
         let l = self
             .config
             .advertised_listeners
-            .first()
+            .iter()
+            .find(|l| l.name == listener)
+            .or(self.config.advertised_listeners.first())
             .or(self.config.listeners.first());
         match l {
             Some(l) => {

@@ -403,6 +403,8 @@ impl Broker {
     }
 
     /// oxbow-broker; `overrides` (Kafka property names) go into its server.properties.
+    /// In values, `{port}` stands for the client port the harness waits on and
+    /// `{controller_port}` for Kafka's controller port (so a test can spell out `listeners`).
     pub fn start_with(overrides: &[(&str, &str)]) -> Broker {
         Broker::launch(Flavor::Oxbow, overrides, &[])
     }
@@ -597,6 +599,9 @@ impl Broker {
             put("group.initial.rebalance.delay.ms", "0");
         }
         for (k, v) in &self.overrides {
+            let v = v
+                .replace("{port}", &self.port.to_string())
+                .replace("{controller_port}", &self.controller_port.to_string());
             props.push_str(&format!("{k}={v}\n"));
         }
         fs::write(self.config_path(), props).expect("write server.properties");

@@ -236,3 +236,111 @@ fn a_combined_single_node_quorum_config_is_accepted() {
         "{out}"
     );
 }
+
+/// Host:port of every broker as `confluent_kafka.AdminClient.describe_cluster()` (the
+/// DescribeCluster API) reports them via `bootstrap`.
+fn described_cluster_nodes(t: &Tools, bootstrap: &str) -> String {
+    let code = "import sys\n\
+from confluent_kafka.admin import AdminClient\n\
+a = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+d = a.describe_cluster(request_timeout=30).result()\n\
+print(','.join(f'{n.host}:{n.port}' for n in d.nodes))\n";
+    let out = t.run("python", &["-c", code, bootstrap]).ok();
+    out.stdout.trim().to_string()
+}
+
+/// Two listeners (INTERNAL on 127.0.0.1, EXTERNAL on 127.0.0.2): Metadata, FindCoordinator
+/// and DescribeCluster answer each client with the advertised address of the listener its
+/// request came in on, as Kafka does — the setup Kubernetes needs for in-cluster and outside
+/// clients.
+#[test]
+fn each_listener_is_answered_with_its_own_advertised_address() {
+    let t = tools_or_skip!();
+    let external = free_port();
+    let kafka = oxbow_e2e::Flavor::from_env() == oxbow_e2e::Flavor::Kafka;
+    let controller = if kafka {
+        ",CONTROLLER://127.0.0.1:{controller_port}"
+    } else {
+        ""
+    };
+    let listeners =
+        format!("INTERNAL://127.0.0.1:{{port}},EXTERNAL://127.0.0.2:{external}{controller}");
+    let advertised = format!("INTERNAL://127.0.0.1:{{port}},EXTERNAL://127.0.0.2:{external}");
+    let b = Broker::start_target(&[
+        ("listeners", &listeners),
+        ("advertised.listeners", &advertised),
+        (
+            "listener.security.protocol.map",
+            "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ),
+        ("inter.broker.listener.name", "INTERNAL"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ]);
+    let internal = b.bootstrap();
+    let external = format!("127.0.0.2:{external}");
+
+    for bs in [&internal, &external] {
+        let out = t.run("kcat", &["-b", bs, "-L", "-m", "30"]).ok();
+        assert!(
+            out.stdout.contains(&format!("broker 0 at {bs}")),
+            "Metadata via {bs} advertises {bs}: {out}"
+        );
+        assert_eq!(
+            described_cluster_nodes(&t, bs),
+            *bs,
+            "DescribeCluster via {bs}"
+        );
+    }
+
+    t.run(
+        "kafka-topics.sh",
+        &[
+            "--bootstrap-server",
+            &external,
+            "--create",
+            "--topic",
+            "two-doors",
+            "--partitions",
+            "1",
+        ],
+    )
+    .ok();
+    t.run(
+        "kafka-consumer-groups.sh",
+        &[
+            "--bootstrap-server",
+            &external,
+            "--group",
+            "door-group",
+            "--topic",
+            "two-doors",
+            "--reset-offsets",
+            "--to-earliest",
+            "--execute",
+        ],
+    )
+    .ok();
+    for bs in [&internal, &external] {
+        let out = t
+            .run(
+                "kafka-consumer-groups.sh",
+                &[
+                    "--bootstrap-server",
+                    bs,
+                    "--group",
+                    "door-group",
+                    "--describe",
+                    "--state",
+                ],
+            )
+            .ok();
+        let coordinator = out
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.first() == Some(&"door-group"))
+            .and_then(|w| w.get(1).map(|s| s.to_string()))
+            .unwrap_or_else(|| panic!("no --state row: {out}"));
+        assert_eq!(coordinator, *bs, "FindCoordinator via {bs}: {out}");
+    }
+}

@@ -10,7 +10,7 @@ pub(crate) async fn handle(
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let broker = ctx.broker;
-    let (host, port) = broker.advertised_endpoint();
+    let (host, port) = broker.advertised_endpoint(&ctx.listener.name);
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.image().cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id()))

@@ -70,6 +70,6 @@ async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i3
     if leader != broker.node_id() {
         return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
     }
-    let (host, port) = broker.advertised_endpoint();
+    let (host, port) = broker.advertised_endpoint(&ctx.listener.name);
     Ok((leader, host, port))
 }

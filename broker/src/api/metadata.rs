@@ -100,7 +100,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
         }
     }
 
-    let (host, port) = broker.advertised_endpoint();
+    let (host, port) = broker.advertised_endpoint(&ctx.listener.name);
     let image = broker.image();
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()

@@ -42,6 +42,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message};
 use tracing::{debug, warn};
 
 use crate::broker::Broker;
+use crate::server::ListenerContext;
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -62,6 +63,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) version: i16,
     /// The client's address (group membership reports it as the member's host).
     pub(crate) peer: SocketAddr,
+    /// The listener the connection arrived on (answers carry its advertised address).
+    pub(crate) listener: &'a ListenerContext,
     /// 0 = respond, [`NO_RESPONSE`] or [`CLOSE`]; set by handlers (atomic so `Ctx` is `Sync`).
     outcome: AtomicU8,
 }
@@ -144,13 +147,15 @@ pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         .map(|(_, min, max)| (*min, *max))
 }
 
-/// Decodes one request frame, runs its handler and encodes the response.
+/// Decodes one request frame that arrived on `listener`, runs its handler and encodes the
+/// response.
 ///
 /// `Err` means the frame is not a request this broker can parse (unknown API key, version
 /// out of range, malformed body); the caller closes the connection, as Kafka does.
 pub async fn handle_request(
     broker: &Broker,
     peer: SocketAddr,
+    listener: &ListenerContext,
     mut frame: Bytes,
 ) -> anyhow::Result<Outcome> {
     if frame.len() < 8 {
@@ -191,6 +196,7 @@ pub async fn handle_request(
         header: &header,
         version,
         peer,
+        listener,
         outcome: AtomicU8::new(0),
     };
     let body = dispatch(&ctx, key, &mut frame).await?;

@@ -573,6 +573,15 @@ impl BrokerConfig {
         self.offsets_topic_replication_factor.min(live).max(1)
     }
 
+    /// The security protocol of listener `name` (`listener.security.protocol.map`, where
+    /// start-up validated every listener); `PLAINTEXT` if the map does not name it.
+    pub fn security_protocol_of(&self, name: &str) -> String {
+        parse_protocol_map(&self.listener_security_protocol_map)
+            .ok()
+            .and_then(|m| m.get(&name.to_ascii_uppercase()).cloned())
+            .unwrap_or_else(|| "PLAINTEXT".to_string())
+    }
+
     /// The listeners clients connect to: `listeners` minus `controller.listener.names`.
     pub fn client_listeners(&self) -> Vec<&Listener> {
         self.listeners

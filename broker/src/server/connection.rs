@@ -17,13 +17,15 @@ use tracing::{debug, warn};
 
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
+use crate::server::ListenerContext;
 
-/// Serves `stream` until the client closes it, sends something unintelligible, or the
+/// Serves `stream`, accepted on `listener`, until the client closes it, sends something unintelligible, or the
 /// broker shuts down (checked between requests).
 pub async fn serve_connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<ListenerContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -60,7 +62,7 @@ pub async fn serve_connection(
                 }
             }
         };
-        match api::handle_request(&broker, peer, frame).await {
+        match api::handle_request(&broker, peer, &listener, frame).await {
             Ok(Outcome::Respond(response)) => {
                 // Large responses bypass BufWriter's buffer, so fetched batches are not
                 // copied once more here.

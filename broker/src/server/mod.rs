@@ -14,9 +14,30 @@ use crate::broker::Broker;
 
 pub use connection::serve_connection;
 
-/// Binds every listener of `broker`'s config. Fails if any address cannot be bound, so a
-/// port conflict is reported at start-up rather than later.
-pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
+/// The listener a connection arrived on, as Kafka's `RequestContext` carries it: Metadata,
+/// FindCoordinator and DescribeCluster answer with this listener's advertised address, so
+/// internal and external clients each get an address they can reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerContext {
+    /// Listener name, upper-cased (`PLAINTEXT`, `INTERNAL`, ...).
+    pub name: String,
+    /// Its security protocol from `listener.security.protocol.map` (always `PLAINTEXT` today).
+    pub security_protocol: String,
+}
+
+/// A bound socket and the listener it serves.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// Which configured listener this is.
+    pub context: Arc<ListenerContext>,
+    /// The bound socket.
+    pub socket: TcpListener,
+}
+
+/// Binds every client listener of `broker`'s config (`listeners` minus
+/// `controller.listener.names`). Fails if any address cannot be bound, so a port conflict is
+/// reported at start-up rather than later.
+pub async fn bind(broker: &Broker) -> std::io::Result<Vec<BoundListener>> {
     let mut listeners = Vec::new();
     for l in broker.config().client_listeners() {
         let host = if l.host.is_empty() {
@@ -31,7 +52,13 @@ pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
             )
         })?;
         info!(listener = %l.name, address = %listener.local_addr()?, "listening");
-        listeners.push(listener);
+        listeners.push(BoundListener {
+            context: Arc::new(ListenerContext {
+                name: l.name.clone(),
+                security_protocol: broker.config().security_protocol_of(&l.name),
+            }),
+            socket: listener,
+        });
     }
     Ok(listeners)
 }
@@ -40,23 +67,24 @@ pub async fn bind(broker: &Broker) -> std::io::Result<Vec<TcpListener>> {
 /// waits (briefly) for open connections to finish their current request.
 pub async fn serve(
     broker: Arc<Broker>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<BoundListener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut accept_tasks = JoinSet::new();
-    for listener in listeners {
+    for BoundListener { context, socket } in listeners {
         let broker = broker.clone();
         let mut shutdown = shutdown.clone();
         accept_tasks.spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 tokio::select! {
-                    accepted = listener.accept() => match accepted {
+                    accepted = socket.accept() => match accepted {
                         Ok((stream, peer)) => {
                             let broker = broker.clone();
                             let shutdown = shutdown.clone();
+                            let context = context.clone();
                             connections.spawn(async move {
-                                serve_connection(broker, stream, peer, shutdown).await;
+                                serve_connection(broker, stream, peer, context, shutdown).await;
                             });
                         }
                         // Out of file descriptors and similar: keep serving the others.
