@@ -26,7 +26,12 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: LeaveGroupRequest) -> LeaveGr
     } else {
         vec![(request.member_id.as_str().to_string(), None)]
     };
-    match ctx.broker.groups().leave(ctx.broker, group_id, &members) {
+    match ctx
+        .broker
+        .groups()
+        .leave(ctx.broker, group_id, &members)
+        .await
+    {
         Err(code) => LeaveGroupResponse::default().with_error_code(code),
         Ok(codes) if ctx.version >= 3 => LeaveGroupResponse::default().with_members(
             request

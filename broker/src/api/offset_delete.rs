@@ -22,6 +22,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetDeleteRequest) -> Offse
         .broker
         .groups()
         .delete_offsets(ctx.broker, request.group_id.0.as_str(), &partitions)
+        .await
     {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(codes) => {

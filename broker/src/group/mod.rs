@@ -6,13 +6,23 @@
 //! group metadata to the group's `__consumer_offsets` partition (chosen like Kafka, by the
 //! group id's Java hash), replays that topic on start-up, and drives time (session expiry,
 //! rebalance deadlines, offset expiry).
+//!
+//! **Nothing waits for the disk under the coordinator's lock.** State changes happen under
+//! one short lock; the records they produce go into a write queue in the same order, and
+//! whoever changed state then drains the queue ([`GroupCoordinator::flush_writes`]): the
+//! appends run on a blocking thread (a roll may fsync), one drain at a time so the log
+//! order is the queue order. Effects that must follow the write (committed offsets become
+//! visible, deleted ones disappear) are applied by the drain, in that same order, and only
+//! then is the request answered. So heartbeats never wait for an append, a roll or the
+//! log cleaner. Time is driven by a deadline queue (member sessions, pending member ids,
+//! rebalance deadlines): a tick only visits the groups whose deadline has passed.
 
 pub mod records;
 pub mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -25,6 +35,7 @@ use tracing::{info, warn};
 
 use crate::api::ApiError;
 use crate::broker::{now_ms, Broker, NewTopic};
+use crate::log::PartitionLog;
 use records::{GroupValue, OffsetValue, RecordKey};
 pub use state::{
     CommittedOffset, Group, GroupLimits, GroupState, JoinRequest, JoinResponse, Reply, SyncRequest,
@@ -59,6 +70,35 @@ pub struct OffsetCommit {
 struct Inner {
     groups: HashMap<String, Group>,
     waiters: HashMap<Token, Waiter>,
+    /// When each group next needs a tick, `(deadline ms, group id)`. Entries may be early
+    /// (a heartbeat moved the deadline later): a tick then does nothing and reschedules.
+    deadlines: BTreeSet<(i64, String)>,
+    /// The entry each group has in `deadlines`.
+    scheduled: HashMap<String, i64>,
+    /// Records to append, in the order the state changed.
+    writes: VecDeque<Write>,
+}
+
+/// Records for a group's `__consumer_offsets` partition, what to do once they are written,
+/// and who waits for the outcome.
+struct Write {
+    group_id: String,
+    records: Vec<(Bytes, Option<Bytes>)>,
+    effect: Effect,
+    done: Option<oneshot::Sender<Result<(), ApiError>>>,
+}
+
+/// In-memory changes that become true only once their records are in the log.
+enum Effect {
+    None,
+    /// Committed offsets become visible to OffsetFetch.
+    Commit(Vec<((String, i32), CommittedOffset)>),
+    /// Offsets are gone (OffsetDelete, DeleteGroups, offset expiry); with `remove_group`
+    /// the group goes too if nothing is left of it.
+    Delete {
+        keys: Vec<(String, i32)>,
+        remove_group: bool,
+    },
 }
 
 enum Waiter {
@@ -71,6 +111,8 @@ pub struct GroupCoordinator {
     inner: Mutex<Inner>,
     next_token: AtomicU64,
     limits: GroupLimits,
+    /// Held by the one task draining the write queue.
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl GroupCoordinator {
@@ -80,9 +122,13 @@ impl GroupCoordinator {
             inner: Mutex::new(Inner {
                 groups: HashMap::new(),
                 waiters: HashMap::new(),
+                deadlines: BTreeSet::new(),
+                scheduled: HashMap::new(),
+                writes: VecDeque::new(),
             }),
             next_token: AtomicU64::new(1),
             limits,
+            writer: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -138,6 +184,10 @@ impl GroupCoordinator {
         }
         // A group whose only remaining state was tombstoned is gone.
         inner.groups.retain(|_, g| g.state() != GroupState::Dead);
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        for id in ids {
+            Self::schedule(&mut inner, &id);
+        }
         if records > 0 {
             info!(
                 groups = inner.groups.len(),
@@ -233,7 +283,7 @@ impl GroupCoordinator {
         }
         let token = self.token();
         let (tx, rx) = oneshot::channel();
-        {
+        let immediate = {
             let mut inner = self.lock();
             let now = now_ms();
             let group = inner
@@ -243,15 +293,24 @@ impl GroupCoordinator {
             let replies = group.join(token, request, now, &self.limits);
             let dirty = group.take_dirty().then(|| group.to_value());
             if let Some(value) = dirty {
-                self.persist_group(broker, group_id, Some(value));
+                Self::enqueue_group(&mut inner, group_id, Some(value));
             }
-            if let Some(Reply::Join(_, r)) = Self::deliver(&mut inner, replies, token) {
-                return r;
+            Self::schedule(&mut inner, group_id);
+            match Self::deliver(&mut inner, replies, token) {
+                Some(Reply::Join(_, r)) => Some(r),
+                _ => {
+                    inner.waiters.insert(token, Waiter::Join(tx));
+                    None
+                }
             }
-            inner.waiters.insert(token, Waiter::Join(tx));
+        };
+        self.flush_writes(broker).await;
+        match immediate {
+            Some(r) => r,
+            None => rx.await.unwrap_or_else(|_| {
+                JoinResponse::error(ResponseError::UnknownServerError, &member_id)
+            }),
         }
-        rx.await
-            .unwrap_or_else(|_| JoinResponse::error(ResponseError::UnknownServerError, &member_id))
     }
 
     /// SyncGroup: followers wait for the leader's assignment.
@@ -263,7 +322,7 @@ impl GroupCoordinator {
     ) -> SyncResponse {
         let token = self.token();
         let (tx, rx) = oneshot::channel();
-        {
+        let immediate = {
             let mut inner = self.lock();
             let now = now_ms();
             let Some(group) = inner.groups.get_mut(group_id) else {
@@ -271,18 +330,29 @@ impl GroupCoordinator {
             };
             let replies = group.sync(token, request, now, &self.limits);
             if let Some(value) = group.take_dirty().then(|| group.to_value()) {
-                self.persist_group(broker, group_id, Some(value));
+                Self::enqueue_group(&mut inner, group_id, Some(value));
             }
-            if let Some(Reply::Sync(_, r)) = Self::deliver(&mut inner, replies, token) {
-                return r;
+            Self::schedule(&mut inner, group_id);
+            match Self::deliver(&mut inner, replies, token) {
+                Some(Reply::Sync(_, r)) => Some(r),
+                _ => {
+                    inner.waiters.insert(token, Waiter::Sync(tx));
+                    None
+                }
             }
-            inner.waiters.insert(token, Waiter::Sync(tx));
+        };
+        self.flush_writes(broker).await;
+        match immediate {
+            Some(r) => r,
+            None => rx
+                .await
+                .unwrap_or_else(|_| SyncResponse::error(ResponseError::UnknownServerError)),
         }
-        rx.await
-            .unwrap_or_else(|_| SyncResponse::error(ResponseError::UnknownServerError))
     }
 
-    /// Heartbeat: returns the error code.
+    /// Heartbeat: returns the error code. Never waits for the disk: a heartbeat only moves
+    /// the member's session deadline later, so the deadline queue needs no update (the
+    /// earlier entry fires, finds nothing due and reschedules).
     pub fn heartbeat(
         &self,
         group_id: &str,
@@ -298,26 +368,32 @@ impl GroupCoordinator {
     }
 
     /// LeaveGroup: one error code per member, or the group-level error.
-    pub fn leave(
+    pub async fn leave(
         &self,
         broker: &Broker,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
-        let mut inner = self.lock();
-        let Some(group) = inner.groups.get_mut(group_id) else {
-            return Err(ResponseError::UnknownMemberId.code());
+        let codes = {
+            let mut inner = self.lock();
+            let Some(group) = inner.groups.get_mut(group_id) else {
+                return Err(ResponseError::UnknownMemberId.code());
+            };
+            let (codes, replies) = group.leave(members, now_ms(), &self.limits);
+            if let Some(value) = group.take_dirty().then(|| group.to_value()) {
+                Self::enqueue_group(&mut inner, group_id, Some(value));
+            }
+            Self::schedule(&mut inner, group_id);
+            Self::deliver(&mut inner, replies, 0);
+            codes
         };
-        let (codes, replies) = group.leave(members, now_ms(), &self.limits);
-        if let Some(value) = group.take_dirty().then(|| group.to_value()) {
-            self.persist_group(broker, group_id, Some(value));
-        }
-        Self::deliver(&mut inner, replies, 0);
+        self.flush_writes(broker).await;
         Ok(codes)
     }
 
     /// OffsetCommit: one error code per partition (group-level failures repeat per partition).
-    pub fn commit(
+    /// Answers once the offsets are in the log (they become visible to OffsetFetch then).
+    pub async fn commit(
         &self,
         broker: &Broker,
         group_id: &str,
@@ -326,6 +402,49 @@ impl GroupCoordinator {
         generation_id: i32,
         commits: Vec<OffsetCommit>,
     ) -> Vec<i16> {
+        let (codes, written) = self.stage_commit(
+            broker,
+            group_id,
+            member_id,
+            instance,
+            generation_id,
+            commits,
+        );
+        let Some(written) = written else {
+            return codes;
+        };
+        self.flush_writes(broker).await;
+        let result = written
+            .await
+            .unwrap_or_else(|_| Err(ApiError::code(ResponseError::CoordinatorNotAvailable)));
+        match result {
+            Ok(()) => codes,
+            Err(e) => {
+                // Nothing is acknowledged that was not written.
+                let code = if e.code == ResponseError::UnknownTopicOrPartition.code() {
+                    ResponseError::CoordinatorNotAvailable.code()
+                } else {
+                    e.code
+                };
+                codes
+                    .into_iter()
+                    .map(|c| if c == 0 { code } else { c })
+                    .collect()
+            }
+        }
+    }
+
+    /// The locked part of [`Self::commit`]: validation and the queued write.
+    #[allow(clippy::type_complexity)]
+    fn stage_commit(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> (Vec<i16>, Option<oneshot::Receiver<Result<(), ApiError>>>) {
         let mut inner = self.lock();
         let now = now_ms();
         let group = inner
@@ -340,7 +459,7 @@ impl GroupCoordinator {
             {
                 inner.groups.remove(group_id);
             }
-            return vec![code; commits.len()];
+            return (vec![code; commits.len()], None);
         }
         let image = broker.image();
         let mut codes = Vec::with_capacity(commits.len());
@@ -363,7 +482,7 @@ impl GroupCoordinator {
             }
         }
         if accepted.is_empty() {
-            return codes;
+            return (codes, None);
         }
         let records: Vec<(Bytes, Option<Bytes>)> = accepted
             .iter()
@@ -382,34 +501,22 @@ impl GroupCoordinator {
                 (key.encode(), Some(value.encode()))
             })
             .collect();
-        if let Err(e) = self.append(broker, group_id, &records) {
-            // Nothing is acknowledged that was not written.
-            let code = if e.code == ResponseError::UnknownTopicOrPartition.code() {
-                ResponseError::CoordinatorNotAvailable.code()
-            } else {
-                e.code
-            };
-            return codes
-                .into_iter()
-                .map(|c| if c == 0 { code } else { c })
-                .collect();
-        }
-        let group = inner
-            .groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now));
-        for c in accepted {
-            group.offsets.insert(
-                (c.topic, c.partition),
-                CommittedOffset {
-                    offset: c.offset,
-                    leader_epoch: c.leader_epoch,
-                    metadata: c.metadata.unwrap_or_default(),
-                    commit_timestamp: now,
-                },
-            );
-        }
-        codes
+        let offsets = accepted
+            .into_iter()
+            .map(|c| {
+                (
+                    (c.topic, c.partition),
+                    CommittedOffset {
+                        offset: c.offset,
+                        leader_epoch: c.leader_epoch,
+                        metadata: c.metadata.unwrap_or_default(),
+                        commit_timestamp: now,
+                    },
+                )
+            })
+            .collect();
+        let written = Self::enqueue(&mut inner, group_id, records, Effect::Commit(offsets));
+        (codes, Some(written))
     }
 
     /// Committed offsets of a group: all of them, or those of `partitions` (missing ones
@@ -456,30 +563,65 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: only groups without members; writes tombstones for offsets and metadata.
-    pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
-        let mut inner = self.lock();
-        let Some(group) = inner.groups.get(group_id) else {
-            return Err(ResponseError::GroupIdNotFound);
+    pub async fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+        let written = {
+            let mut inner = self.lock();
+            let Some(group) = inner.groups.get(group_id) else {
+                return Err(ResponseError::GroupIdNotFound);
+            };
+            if group.state() != GroupState::Empty {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            let tombstones = group_tombstones(group);
+            let keys = group.offsets.keys().cloned().collect();
+            let effect = Effect::Delete {
+                keys,
+                remove_group: true,
+            };
+            Self::enqueue(&mut inner, group_id, tombstones, effect)
         };
-        if group.state() != GroupState::Empty {
-            return Err(ResponseError::NonEmptyGroup);
-        }
-        let tombstones = group_tombstones(group);
-        self.append(broker, group_id, &tombstones).map_err(|e| {
-            ResponseError::try_from_code(e.code).unwrap_or(ResponseError::UnknownServerError)
-        })?;
-        inner.groups.remove(group_id);
+        self.flush_writes(broker).await;
+        Self::written(written).await?;
         info!(group = %group_id, "deleted consumer group");
         Ok(())
     }
 
+    /// The outcome of a queued write as a Kafka error.
+    async fn written(
+        written: oneshot::Receiver<Result<(), ApiError>>,
+    ) -> Result<(), ResponseError> {
+        match written.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                Err(ResponseError::try_from_code(e.code)
+                    .unwrap_or(ResponseError::UnknownServerError))
+            }
+            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
     /// OffsetDelete: removes committed offsets of partitions the group does not subscribe to.
-    pub fn delete_offsets(
+    pub async fn delete_offsets(
         &self,
         broker: &Broker,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<i16>, ResponseError> {
+        let (codes, written) = self.stage_delete_offsets(group_id, partitions)?;
+        if let Some(written) = written {
+            self.flush_writes(broker).await;
+            Self::written(written).await?;
+        }
+        Ok(codes)
+    }
+
+    /// The locked part of [`Self::delete_offsets`].
+    #[allow(clippy::type_complexity)]
+    fn stage_delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(Vec<i16>, Option<oneshot::Receiver<Result<(), ApiError>>>), ResponseError> {
         let mut inner = self.lock();
         let Some(group) = inner.groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
@@ -509,20 +651,26 @@ impl GroupCoordinator {
                 }
             }
         }
-        if !tombstones.is_empty() {
-            self.append(broker, group_id, &tombstones).map_err(|e| {
-                ResponseError::try_from_code(e.code).unwrap_or(ResponseError::UnknownServerError)
-            })?;
-            for ((t, p), code) in partitions.iter().zip(&codes) {
-                if *code == 0 {
-                    group.offsets.remove(&(t.clone(), *p));
-                }
-            }
+        if tombstones.is_empty() {
+            return Ok((codes, None));
         }
-        Ok(codes)
+        let keys = partitions
+            .iter()
+            .zip(&codes)
+            .filter(|(_, code)| **code == 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let effect = Effect::Delete {
+            keys,
+            remove_group: false,
+        };
+        let written = Self::enqueue(&mut inner, group_id, tombstones, effect);
+        Ok((codes, Some(written)))
     }
 
-    fn persist_group(&self, broker: &Broker, group_id: &str, value: Option<GroupValue>) {
+    /// Queues the group's metadata record (membership is soft state: a failed write is
+    /// logged, members rejoin if it is lost).
+    fn enqueue_group(inner: &mut Inner, group_id: &str, value: Option<GroupValue>) {
         if let Some(v) = &value {
             info!(
                 group = %group_id,
@@ -539,18 +687,161 @@ impl GroupCoordinator {
             .encode(),
             value.map(|v| v.encode()),
         );
-        if let Err(e) = self.append(broker, group_id, &[record]) {
-            // Membership is soft state: members rejoin if it is lost. Offsets are not written here.
-            warn!(group = %group_id, error = ?e.message, "could not persist group metadata");
+        inner.writes.push_back(Write {
+            group_id: group_id.to_string(),
+            records: vec![record],
+            effect: Effect::None,
+            done: None,
+        });
+    }
+
+    /// Queues records whose outcome someone waits for.
+    fn enqueue(
+        inner: &mut Inner,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        effect: Effect,
+    ) -> oneshot::Receiver<Result<(), ApiError>> {
+        let (tx, rx) = oneshot::channel();
+        inner.writes.push_back(Write {
+            group_id: group_id.to_string(),
+            records,
+            effect,
+            done: Some(tx),
+        });
+        rx
+    }
+
+    /// (Re)schedules `group_id` in the deadline queue if its next deadline is earlier than
+    /// the entry it has (a later deadline keeps the early entry, which reschedules lazily).
+    fn schedule(inner: &mut Inner, group_id: &str) {
+        let Some(next) = inner.groups.get(group_id).and_then(Group::next_deadline) else {
+            return;
+        };
+        if inner.scheduled.get(group_id).is_some_and(|&at| at <= next) {
+            return;
+        }
+        if let Some(old) = inner.scheduled.insert(group_id.to_string(), next) {
+            inner.deadlines.remove(&(old, group_id.to_string()));
+        }
+        inner.deadlines.insert((next, group_id.to_string()));
+    }
+
+    /// Removes and returns the groups whose deadline is at or before `now`.
+    fn take_due(inner: &mut Inner, now: i64) -> Vec<String> {
+        let mut due = Vec::new();
+        while let Some((at, _)) = inner.deadlines.first() {
+            if *at > now {
+                break;
+            }
+            if let Some((at, id)) = inner.deadlines.pop_first() {
+                if inner.scheduled.get(&id) == Some(&at) {
+                    inner.scheduled.remove(&id);
+                }
+                due.push(id);
+            }
+        }
+        due
+    }
+
+    /// Appends everything queued, in queue order, on a blocking thread; then applies each
+    /// write's effect (under the lock, in the same order) and tells its waiter. Returns once
+    /// the queue was empty at some point after the call began, so a caller's own write is
+    /// done when this returns.
+    pub(crate) async fn flush_writes(&self, broker: &Broker) {
+        let _writer = self.writer.lock().await;
+        loop {
+            let batch: Vec<Write> = self.lock().writes.drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            let prepared: Vec<Result<PreparedWrite, ApiError>> = batch
+                .iter()
+                .map(|w| prepare_write(broker, &w.group_id, &w.records))
+                .collect();
+            let count = prepared.len();
+            let results = tokio::task::spawn_blocking(move || {
+                prepared
+                    .into_iter()
+                    .map(|p| {
+                        let p = p?;
+                        let mut log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+                        log.append(&p.batch, p.leader_epoch, p.now)?;
+                        // flush.messages: Kafka fsyncs before acknowledging the write.
+                        if log.flush_due_by_messages() {
+                            log.flush()?;
+                        }
+                        Ok(())
+                    })
+                    .collect::<Vec<Result<(), ApiError>>>()
+            })
+            .await
+            .unwrap_or_else(|_| {
+                vec![Err(ApiError::code(ResponseError::UnknownServerError)); count]
+            });
+            let mut inner = self.lock();
+            for (w, result) in batch.into_iter().zip(results) {
+                match &result {
+                    Ok(()) => Self::apply(&mut inner, &w.group_id, w.effect),
+                    Err(e) if w.done.is_none() => {
+                        // Membership is soft state (members rejoin if it is lost); expired
+                        // offsets are expired again at the next check.
+                        warn!(group = %w.group_id, error = ?e.message, "could not write to __consumer_offsets");
+                    }
+                    Err(_) => {}
+                }
+                if let Some(done) = w.done {
+                    let _ = done.send(result);
+                }
+            }
         }
     }
 
-    fn append(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        records: &[(Bytes, Option<Bytes>)],
-    ) -> Result<(), ApiError> {
+    fn apply(inner: &mut Inner, group_id: &str, effect: Effect) {
+        match effect {
+            Effect::None => {}
+            Effect::Commit(offsets) => {
+                let now = now_ms();
+                let group = inner
+                    .groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Group::new(group_id, now));
+                group.offsets.extend(offsets);
+            }
+            Effect::Delete { keys, remove_group } => {
+                let Some(group) = inner.groups.get_mut(group_id) else {
+                    return;
+                };
+                for k in &keys {
+                    group.offsets.remove(k);
+                }
+                let gone = remove_group
+                    && group.state() == GroupState::Empty
+                    && group.members().next().is_none()
+                    && group.offsets.is_empty();
+                if gone {
+                    inner.groups.remove(group_id);
+                }
+            }
+        }
+    }
+}
+
+/// A write ready for the blocking thread: the encoded batch and the log it goes to.
+struct PreparedWrite {
+    log: Arc<Mutex<PartitionLog>>,
+    leader_epoch: i32,
+    batch: BytesMut,
+    now: i64,
+}
+
+/// Encodes `records` as one batch for the group's `__consumer_offsets` partition.
+fn prepare_write(
+    broker: &Broker,
+    group_id: &str,
+    records: &[(Bytes, Option<Bytes>)],
+) -> Result<PreparedWrite, ApiError> {
+    {
         let count = broker
             .image()
             .topic(OFFSETS_TOPIC)
@@ -591,15 +882,16 @@ impl GroupCoordinator {
         .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
         mark_non_idempotent(&mut buf);
         let (log, state) = broker.leader_log(OFFSETS_TOPIC, partition)?;
-        let mut guard = log.lock().unwrap_or_else(|p| p.into_inner());
-        guard.append(&buf, state.leader_epoch, now)?;
-        if guard.flush_due_by_messages() {
-            drop(guard);
-            flush_in_background(log);
-        }
-        Ok(())
+        Ok(PreparedWrite {
+            log,
+            leader_epoch: state.leader_epoch,
+            batch: buf,
+            now,
+        })
     }
+}
 
+impl GroupCoordinator {
     /// Drives time until shutdown: session expiry, rebalance deadlines, offset expiry.
     pub async fn run(&self, broker: &Broker, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
@@ -612,29 +904,32 @@ impl GroupCoordinator {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
-            let mut inner = self.lock();
-            let ids: Vec<String> = inner.groups.keys().cloned().collect();
-            for id in ids {
-                let Some(group) = inner.groups.get_mut(&id) else {
-                    continue;
-                };
-                let replies = group.tick(now, &self.limits);
-                if let Some(value) = group.take_dirty().then(|| group.to_value()) {
-                    self.persist_group(broker, &id, Some(value));
+            {
+                let mut inner = self.lock();
+                for id in Self::take_due(&mut inner, now) {
+                    let Some(group) = inner.groups.get_mut(&id) else {
+                        continue;
+                    };
+                    let replies = group.tick(now, &self.limits);
+                    if let Some(value) = group.take_dirty().then(|| group.to_value()) {
+                        Self::enqueue_group(&mut inner, &id, Some(value));
+                    }
+                    Self::deliver(&mut inner, replies, 0);
+                    Self::schedule(&mut inner, &id);
                 }
-                Self::deliver(&mut inner, replies, 0);
+                // Kafka's offsets.retention.check.interval.ms default: every 10 minutes.
+                if now - last_expiry >= 600_000 {
+                    last_expiry = now;
+                    Self::expire_offsets(&mut inner, now, retention_ms);
+                }
             }
-            // Kafka's offsets.retention.check.interval.ms default: every 10 minutes.
-            if now - last_expiry >= 600_000 {
-                last_expiry = now;
-                self.expire_offsets(broker, &mut inner, now, retention_ms);
-            }
+            self.flush_writes(broker).await;
         }
     }
 
     /// Offsets of empty groups expire `offsets.retention.minutes` after the group emptied
     /// (Kafka 2.1+); a group left with nothing is removed.
-    fn expire_offsets(&self, broker: &Broker, inner: &mut Inner, now: i64, retention_ms: i64) {
+    fn expire_offsets(inner: &mut Inner, now: i64, retention_ms: i64) {
         let expired: Vec<String> = inner
             .groups
             .values()
@@ -648,10 +943,17 @@ impl GroupCoordinator {
                 continue;
             };
             let tombstones = group_tombstones(group);
-            if self.append(broker, &id, &tombstones).is_ok() {
-                info!(group = %id, "expired offsets of empty group");
-                inner.groups.remove(&id);
-            }
+            let keys = group.offsets.keys().cloned().collect();
+            info!(group = %id, "expiring offsets of empty group");
+            inner.writes.push_back(Write {
+                group_id: id,
+                records: tombstones,
+                effect: Effect::Delete {
+                    keys,
+                    remove_group: true,
+                },
+                done: None,
+            });
         }
     }
 }
@@ -746,21 +1048,56 @@ fn replay(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option
     }
 }
 
-/// Flushes an `__consumer_offsets` log that reached `flush.messages`. The coordinator appends
-/// under its group lock on an async worker, so the fsync goes to the blocking pool instead of
-/// holding every group's requests behind it; unlike Kafka, the write is acknowledged before
-/// that fsync completes. Outside a runtime (tests) it flushes in place.
-fn flush_in_background(log: std::sync::Arc<std::sync::Mutex<crate::log::PartitionLog>>) {
-    let flush = move || {
-        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = log.flush() {
-            warn!(partition = %log.topic_partition(), error = %e, "flushing __consumer_offsets failed");
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: GroupLimits = GroupLimits {
+        min_session_timeout_ms: 6000,
+        max_session_timeout_ms: 1_800_000,
+        initial_rebalance_delay_ms: 0,
+        max_size: 100,
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn_blocking(flush);
+
+    /// A group with one member (joined without MEMBER_ID_REQUIRED) whose session is 10 s.
+    fn group_with_member(id: &str, now: i64) -> Group {
+        let mut g = Group::new(id, now);
+        let request = JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: false,
+        };
+        g.join(1, request, now, &LIMITS);
+        g
+    }
+
+    /// The periodic tick visits only groups whose deadline has passed, not every group.
+    #[test]
+    fn only_groups_with_a_passed_deadline_are_due() {
+        let c = GroupCoordinator::new(LIMITS);
+        let mut inner = c.lock();
+        for i in 0..1000i64 {
+            let id = format!("g{i}");
+            inner
+                .groups
+                .insert(id.clone(), group_with_member(&id, i * 100));
+            GroupCoordinator::schedule(&mut inner, &id);
         }
-        Err(_) => flush(),
+        assert_eq!(inner.deadlines.len(), 1000);
+        // Sessions end at 10 s + i * 100 ms: at 10.25 s, g0..g2 are due.
+        let due = GroupCoordinator::take_due(&mut inner, 10_250);
+        assert_eq!(due, vec!["g0", "g1", "g2"]);
+        assert_eq!(inner.deadlines.len(), 997);
+        assert!(GroupCoordinator::take_due(&mut inner, 10_250).is_empty());
+        // A later deadline (a heartbeat) keeps the early entry; an earlier one replaces it.
+        GroupCoordinator::schedule(&mut inner, "g10");
+        assert_eq!(inner.scheduled["g10"], 11_000);
+        assert_eq!(inner.deadlines.len(), 997);
     }
 }

@@ -1068,6 +1068,24 @@ impl Group {
         }
     }
 
+    /// The earliest time at which [`Group::tick`] has something to do: a member's session
+    /// expiry (members parked in JoinGroup do not expire), a pending member id's expiry, or
+    /// the rebalance deadline while a rebalance is in progress. `None`: nothing is due.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none())
+            .map(|m| m.last_heartbeat_ms + i64::from(m.session_timeout_ms));
+        let pending = self.pending_members.values().copied();
+        let rebalance = matches!(
+            self.state,
+            GroupState::PreparingRebalance | GroupState::CompletingRebalance
+        )
+        .then_some(self.rebalance_deadline_ms);
+        sessions.chain(pending).chain(rebalance).min()
+    }
+
     /// Advances time: expires sessions and pending member ids, ends the initial delay, and
     /// completes joins and syncs whose deadlines passed.
     pub fn tick(&mut self, now_ms: i64, limits: &GroupLimits) -> Vec<Reply> {
@@ -1387,12 +1405,20 @@ mod tests {
             0,
             &LIMITS,
         );
+        assert_eq!(g.next_deadline(), Some(10_000), "both sessions end at 10 s");
         // A keeps heartbeating, B goes silent (kill -9).
         for t in (1000..=9000).step_by(1000) {
             g.heartbeat(&a, None, 2, t);
             assert!(g.tick(t, &LIMITS).is_empty());
         }
+        assert_eq!(
+            g.next_deadline(),
+            Some(10_000),
+            "B's session is the next deadline"
+        );
         g.tick(10_000, &LIMITS);
+        // Rebalancing: A's session (heartbeat at 9 s) ends before the 30 s rebalance deadline.
+        assert_eq!(g.next_deadline(), Some(19_000));
         assert_eq!(g.state(), GroupState::PreparingRebalance);
         assert!(g.members().all(|m| m.member_id != b));
         let replies = g.join(30, join(&a, &["range"]), 10_100, &LIMITS);
