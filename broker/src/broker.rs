@@ -55,9 +55,10 @@ pub struct NewTopic {
 pub struct Broker {
     config: BrokerConfig,
     metadata: Arc<dyn MetadataStore>,
-    logs: LogManager,
+    logs: Arc<LogManager>,
     appends: watch::Sender<u64>,
-    producer_ids: Mutex<(i64, i64)>,
+    /// (next id, end of the reserved block); async because reserving a block writes the store.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The static config with dynamic broker configs applied; rebuilt when those change.
     effective: std::sync::RwLock<Arc<BrokerConfig>>,
     groups: GroupCoordinator,
@@ -143,16 +144,16 @@ impl Broker {
         let broker = Broker {
             groups: GroupCoordinator::new(limits),
             effective: std::sync::RwLock::new(Arc::new(effective)),
-            producer_ids: Mutex::new((image.next_producer_id, image.next_producer_id)),
+            producer_ids: tokio::sync::Mutex::new((image.next_producer_id, image.next_producer_id)),
             config,
             metadata: Arc::new(store),
-            logs,
+            logs: Arc::new(logs),
             appends: watch::channel(0).0,
             admin: tokio::sync::Mutex::new(()),
         };
         for topic in image.topics.values() {
-            broker
-                .ensure_logs(topic)
+            let config = broker.log_config(&topic.configs);
+            create_logs(&broker.logs, broker.node_id(), topic, config)
                 .with_context(|| format!("cannot open the logs of topic {}", topic.name))?;
         }
         broker.groups.load(&broker);
@@ -181,11 +182,14 @@ impl Broker {
         self.metadata.image()
     }
 
-    /// Commits metadata records; a store failure is reported to the client as
-    /// UNKNOWN_SERVER_ERROR with the store's message (the request had been valid).
-    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, ApiError> {
-        self.metadata
-            .apply(records)
+    /// Commits metadata records on a blocking thread (the store fsyncs); a store failure is
+    /// reported to the client as UNKNOWN_SERVER_ERROR with the store's message (the request
+    /// had been valid).
+    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, ApiError> {
+        let store = self.metadata.clone();
+        tokio::task::spawn_blocking(move || store.apply(records))
+            .await
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
@@ -296,21 +300,18 @@ impl Broker {
         Ok((log, state))
     }
 
-    fn ensure_logs(&self, topic: &TopicImage) -> Result<(), crate::log::Error> {
-        let log_config = self.log_config(&topic.configs);
-        for (index, p) in topic.partitions.iter().enumerate() {
-            if !p.replicas.contains(&self.node_id()) {
-                continue;
-            }
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition: index as i32,
-            };
-            if self.logs.get(&tp).is_none() {
-                self.logs.create(&tp, log_config.clone(), Some(topic.id))?;
-            }
-        }
-        Ok(())
+    /// Creates the logs this broker hosts for `topic` on a blocking thread: thousands of
+    /// partitions mean thousands of directories, files and fsyncs, which must not occupy an
+    /// async worker (heartbeats and fetches are served meanwhile).
+    async fn ensure_logs(&self, topic: &TopicImage) -> Result<(), ApiError> {
+        let config = self.log_config(&topic.configs);
+        let logs = self.logs.clone();
+        let node_id = self.node_id();
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || create_logs(&logs, node_id, &topic, config))
+            .await
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
+            .map_err(ApiError::from)
     }
 
     /// Refuses `adding` new partitions that would exceed `oxbow.max.partitions` or the
@@ -345,8 +346,9 @@ impl Broker {
         if validate_only {
             return Ok(topic);
         }
-        self.commit(vec![MetadataRecord::Topic(topic.clone())])?;
-        self.ensure_logs(&topic).map_err(ApiError::from)?;
+        self.commit(vec![MetadataRecord::Topic(topic.clone())])
+            .await?;
+        self.ensure_logs(&topic).await?;
         info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
         Ok(topic)
     }
@@ -460,15 +462,25 @@ impl Broker {
         }
         self.commit(vec![MetadataRecord::RemoveTopic {
             name: name.to_string(),
-        }])?;
-        for index in 0..topic.partitions.len() {
-            let tp = TopicPartition {
-                topic: name.to_string(),
-                partition: index as i32,
-            };
-            if let Err(e) = self.logs.delete(&tp) {
-                warn!(partition = %tp, error = %e, "could not delete partition log");
+        }])
+        .await?;
+        // Renames and fsyncs per partition: on a blocking thread.
+        let logs = self.logs.clone();
+        let (topic_name, count) = (name.to_string(), topic.partitions.len());
+        let deleted = tokio::task::spawn_blocking(move || {
+            for index in 0..count {
+                let tp = TopicPartition {
+                    topic: topic_name.clone(),
+                    partition: index as i32,
+                };
+                if let Err(e) = logs.delete(&tp) {
+                    warn!(partition = %tp, error = %e, "could not delete partition log");
+                }
             }
+        })
+        .await;
+        if let Err(e) = deleted {
+            warn!(topic = %name, error = %e, "deleting partition logs failed");
         }
         info!(topic = %name, "deleted topic");
         Ok(topic.id)
@@ -548,12 +560,14 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let next = self.commit(vec![MetadataRecord::AddPartitions {
-            topic: name.to_string(),
-            partitions: new_partitions,
-        }])?;
+        let next = self
+            .commit(vec![MetadataRecord::AddPartitions {
+                topic: name.to_string(),
+                partitions: new_partitions,
+            }])
+            .await?;
         if let Some(topic) = next.topic(name) {
-            self.ensure_logs(topic).map_err(ApiError::from)?;
+            self.ensure_logs(topic).await?;
         }
         info!(topic = %name, from = current, to = count, "increased partitions");
         Ok(())
@@ -585,7 +599,8 @@ impl Broker {
         self.commit(vec![MetadataRecord::TopicConfigs {
             topic: name.to_string(),
             configs: configs.clone(),
-        }])?;
+        }])
+        .await?;
         self.logs
             .update_topic_config(name, self.log_config(&configs));
         Ok(())
@@ -611,7 +626,8 @@ impl Broker {
         self.commit(vec![MetadataRecord::BrokerConfigs {
             entity: entity.to_string(),
             configs,
-        }])?;
+        }])
+        .await?;
         // Topic defaults may have changed (log.retention.ms, log.segment.bytes, ...).
         self.refresh_effective_config();
         let image = self.image();
@@ -623,13 +639,14 @@ impl Broker {
     }
 
     /// A fresh producer id, never handed out before by this cluster.
-    pub(crate) fn allocate_producer_id(&self) -> Result<i64, ApiError> {
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
             let end = ids.0 + PRODUCER_ID_BLOCK;
             self.commit(vec![MetadataRecord::ProducerIds {
                 next_producer_id: end,
-            }])?;
+            }])
+            .await?;
             ids.1 = end;
         }
         let id = ids.0;
@@ -698,6 +715,28 @@ impl Broker {
         info!("broker stopped cleanly");
         Ok(())
     }
+}
+
+/// Creates (or loads) the logs of `topic`'s partitions that `node_id` hosts, with one fsync
+/// of each log dir at the end rather than one per partition. Blocking.
+fn create_logs(
+    logs: &LogManager,
+    node_id: i32,
+    topic: &TopicImage,
+    config: LogConfig,
+) -> Result<(), crate::log::Error> {
+    let missing: Vec<TopicPartition> = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.replicas.contains(&node_id))
+        .map(|(index, _)| TopicPartition {
+            topic: topic.name.clone(),
+            partition: index as i32,
+        })
+        .filter(|tp| logs.get(tp).is_none())
+        .collect();
+    logs.create_many(&missing, &config, Some(topic.id))
 }
 
 fn validate_replicas(replicas: &[i32], live: &[i32]) -> Result<(), ApiError> {

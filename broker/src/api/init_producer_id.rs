@@ -19,7 +19,7 @@ pub(crate) async fn handle(
     }
     // An idempotent producer re-initialising with its old id (KIP-360) simply gets a new
     // id: sequence numbers restart at zero either way.
-    match ctx.broker.allocate_producer_id() {
+    match ctx.broker.allocate_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -79,6 +79,9 @@ pub struct LogManager {
     partitions: RwLock<HashMap<TopicPartition, Entry>>,
     /// Renamed `-delete` dirs whose removal failed or has not been attempted yet.
     pending_deletes: Arc<Mutex<Vec<PathBuf>>>,
+    /// Serialises partition creation (never held by lookups): two creators of one
+    /// partition must not open its files twice.
+    creating: Mutex<()>,
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -213,6 +216,7 @@ impl LogManager {
             dirs: log_dirs,
             partitions: RwLock::new(partitions),
             pending_deletes: Arc::new(Mutex::new(Vec::new())),
+            creating: Mutex::new(()),
         };
         manager.spawn_removal(to_remove);
         tracing::info!(
@@ -262,14 +266,61 @@ impl LogManager {
         config: LogConfig,
         topic_id: Option<Uuid>,
     ) -> Result<Arc<Mutex<PartitionLog>>> {
-        let mut map = self.write_map();
-        if let Some(e) = map.get(tp) {
-            let log = e.log.clone();
-            drop(map);
+        let _creating = lock(&self.creating);
+        let (log, dir) = self.create_one(tp, config, topic_id)?;
+        if let Some(dir) = dir {
+            checkpoint::sync_dir(&self.dirs[dir].path)?;
+        }
+        Ok(log)
+    }
+
+    /// [`Self::create`] for many partitions, fsyncing each touched log dir once at the end
+    /// (creating a topic with thousands of partitions would otherwise fsync the log dir
+    /// thousands of times). Stops at the first failure; partitions created before it stay.
+    pub fn create_many(
+        &self,
+        tps: &[TopicPartition],
+        config: &LogConfig,
+        topic_id: Option<Uuid>,
+    ) -> Result<()> {
+        let _creating = lock(&self.creating);
+        let mut touched = vec![false; self.dirs.len()];
+        let mut result = Ok(());
+        for tp in tps {
+            match self.create_one(tp, config.clone(), topic_id) {
+                Ok((_, Some(dir))) => touched[dir] = true,
+                Ok((_, None)) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        for (dir, _) in touched.iter().enumerate().filter(|(_, t)| **t) {
+            checkpoint::sync_dir(&self.dirs[dir].path)?;
+        }
+        if !tps.is_empty() {
+            tracing::info!(partitions = tps.len(), topic = %tps[0].topic, "created partition logs");
+        }
+        result
+    }
+
+    /// Creates or loads one partition log without fsyncing its log dir; returns the log and
+    /// the index of the dir it was created in (`None` if it existed already). The partition
+    /// map is locked only to look up and to insert, so lookups of other partitions (every
+    /// produce, fetch and commit) never wait for the files being created. Callers hold
+    /// `self.creating`.
+    fn create_one(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        topic_id: Option<Uuid>,
+    ) -> Result<(Arc<Mutex<PartitionLog>>, Option<usize>)> {
+        if let Some(log) = self.get(tp) {
             if let Some(id) = topic_id {
                 lock(&log).set_topic_id(id)?;
             }
-            return Ok(log);
+            return Ok((log, None));
         }
         let name = tp.to_string();
         let existing = self.dirs.iter().position(|d| d.path.join(&name).is_dir());
@@ -277,7 +328,7 @@ impl LogManager {
             Some(i) => i,
             None => {
                 let mut counts = vec![0usize; self.dirs.len()];
-                for e in map.values() {
+                for e in self.read_map().values() {
                     counts[e.dir] += 1;
                 }
                 (0..self.dirs.len())
@@ -297,17 +348,16 @@ impl LogManager {
         if let Some(id) = topic_id {
             log.set_topic_id(id)?;
         }
-        checkpoint::sync_dir(&d.path)?;
-        tracing::info!(%tp, dir = %d.path.display(), "created partition log");
+        tracing::debug!(%tp, dir = %d.path.display(), "created partition log");
         let log = Arc::new(Mutex::new(log));
-        map.insert(
+        self.write_map().insert(
             tp.clone(),
             Entry {
                 dir: dir_index,
                 log: log.clone(),
             },
         );
-        Ok(log)
+        Ok((log, Some(dir_index)))
     }
 
     /// Deletes a partition: its dir is renamed to `<topic>-<partition>.<uuid hex>-delete` at
