@@ -1670,3 +1670,174 @@ fn bad_offset_commits_get_kafka_errors() {
         .collect();
     assert_eq!(values, vec!["x", "y"], "{v}");
 }
+
+// ---------------------------------------------------------------------------
+// The request path never stalls: compaction and topic creation vs heartbeats
+// ---------------------------------------------------------------------------
+
+/// Bytes of the `.log` files in a partition directory (0 if it is missing).
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Issue 7: while a large `__consumer_offsets` partition is compacted and a
+/// topic with 2,000 partitions is created, a group of real consumers with a
+/// 6 s session timeout keeps every member: no rebalance (no partition is
+/// revoked or newly assigned, which any generation change causes with the eager
+/// protocol), and every member is still in the group.
+///
+/// `__consumer_offsets` has one partition with 1 MiB segments and the cleaner
+/// looks every second, so the offsets committed by a filler (librdkafka, 200 MB
+/// of mostly superseded commits) are cleaned while the group commits too.
+#[test]
+fn group_keeps_members_while_offsets_compact_and_topic_created() {
+    let t = tools_or_skip!();
+    let b = Broker::start_target(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("offsets.topic.num.partitions", "1"),
+        ("offsets.topic.segment.bytes", "1048576"),
+        ("log.cleaner.backoff.ms", "1000"),
+    ]);
+    let (topic, group) = ("work", "steady-group");
+    create_topic(&t, &b, topic, 6);
+    create_topic(&t, &b, "filler", 100);
+    let session = ["session.timeout.ms=6000"];
+    let a = Member::java(
+        &t,
+        &b,
+        "java-A",
+        topic,
+        group,
+        &["--session-timeout", "6000"],
+    );
+    let m_b = Member::rdkafka(&t, &b, "rdkafka-B", topic, group, &session);
+    let m_c = Member::rdkafka(&t, &b, "rdkafka-C", topic, group, &session);
+    let members = [&a, &m_b, &m_c];
+    wait_assignment(&members, 6, Some(&[2, 2, 2]), WAIT);
+    // Records keep flowing, so the members commit throughout (to the partition being cleaned).
+    let bs = b.bootstrap();
+    let _producer = Bg::tool(
+        &t,
+        "kafka-verifiable-producer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            topic,
+            "--throughput",
+            "50",
+            "--max-messages",
+            "-1",
+        ],
+    );
+    wait_until("members consuming", WAIT, || {
+        if members.iter().all(|m| m.count("offsets_committed") > 0) {
+            Ok(())
+        } else {
+            Err(describe_members(&members))
+        }
+    });
+    let before: Vec<(BTreeSet<i64>, usize, usize)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.owned(),
+                m.count("partitions_assigned"),
+                m.count("partitions_revoked"),
+            )
+        })
+        .collect();
+
+    let started = Instant::now();
+    let filler_script = script("offsets_filler.py");
+    let mut filler = Bg::tool(
+        &t,
+        "python",
+        &[
+            "-u",
+            &filler_script,
+            &bs,
+            "filler",
+            "100",
+            "10",
+            "100",
+            "2000",
+        ],
+    );
+    // The wide topic is created while the filler commits and the cleaner works.
+    thread::sleep(Duration::from_secs(3));
+    let created = Instant::now();
+    create_topic(&t, &b, "wide", 2000);
+    let create_took = created.elapsed();
+    wait_until(
+        "the filler to finish",
+        Duration::from_secs(180),
+        || match filler.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(status))) => {
+                assert!(status.success(), "filler failed:\n{filler}");
+                Ok(())
+            }
+            _ => Err(filler.to_string()),
+        },
+    );
+    assert!(filler.stdout().contains("\"filled\""), "{filler}");
+    // The cleaner has really worked: much of the 200 MB of superseded commits is gone.
+    let offsets_dir = b.data_dir().join("__consumer_offsets-0");
+    wait_until(
+        "__consumer_offsets-0 compacted",
+        Duration::from_secs(120),
+        || {
+            let bytes = log_bytes(&offsets_dir);
+            if bytes < 120_000_000 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{bytes} bytes of segments in {}",
+                    offsets_dir.display()
+                ))
+            }
+        },
+    );
+    // Longer than a session: a member whose heartbeats were stalled would be gone by now.
+    let settle = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < settle {
+        thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "filler + compaction + topic creation took {:?}; creating 2000 partitions took {create_took:?}; __consumer_offsets-0 now {} bytes",
+        started.elapsed(),
+        log_bytes(&offsets_dir)
+    );
+    let after: Vec<(BTreeSet<i64>, usize, usize)> = members
+        .iter()
+        .map(|m| {
+            (
+                m.owned(),
+                m.count("partitions_assigned"),
+                m.count("partitions_revoked"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        before,
+        after,
+        "a member lost its partitions or the group rebalanced while the offsets were compacted:\n{}\n--- broker log (tail) ---\n{}",
+        describe_members(&members),
+        b.log().lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    let (s, so) = state_row(&t, &b, group);
+    assert_eq!(
+        (s["STATE"].as_str(), s["#MEMBERS"].as_str()),
+        ("Stable", "3"),
+        "{so}"
+    );
+}
