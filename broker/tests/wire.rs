@@ -1329,3 +1329,114 @@ async fn partition_counts_beyond_the_broker_budget_are_refused_and_change_nothin
     seen.sort();
     assert_eq!(seen, vec![("small".to_string(), 3)]);
 }
+
+/// A connection from `local` (a loopback address) to the broker.
+async fn connect_from(local: &str, addr: SocketAddr) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    Client {
+        stream: socket.connect(addr).await.unwrap(),
+        next_correlation: 1,
+    }
+}
+
+/// True if ApiVersions is answered on `c` within `wait`.
+async fn answers_within(c: &mut Client, wait: Duration) -> bool {
+    let (_, frame) = c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    if c.stream.write_all(&frame).await.is_err() {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(wait, c.read_response()).await,
+        Ok(Some(_))
+    )
+}
+
+/// `max.connections.per.ip` and its overrides as Kafka applies them: the connection over
+/// an address's limit is closed at once, other addresses are unaffected, and a freed slot
+/// can be used again.
+#[tokio::test]
+async fn connections_over_the_per_ip_limit_are_closed() {
+    let b = start(&[
+        ("max.connections.per.ip", "2"),
+        ("max.connections.per.ip.overrides", "127.0.0.2:1"),
+    ])
+    .await;
+    let mut first = connect_from("127.0.0.1", b.addr).await;
+    let mut second = connect_from("127.0.0.1", b.addr).await;
+    assert!(answers_within(&mut first, Duration::from_secs(10)).await);
+    assert!(answers_within(&mut second, Duration::from_secs(10)).await);
+    let mut third = connect_from("127.0.0.1", b.addr).await;
+    assert!(
+        third.is_closed().await,
+        "the third from 127.0.0.1 is closed"
+    );
+
+    let mut other = connect_from("127.0.0.2", b.addr).await;
+    assert!(answers_within(&mut other, Duration::from_secs(10)).await);
+    let mut other_again = connect_from("127.0.0.2", b.addr).await;
+    assert!(
+        other_again.is_closed().await,
+        "override: one from 127.0.0.2"
+    );
+
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = connect_from("127.0.0.1", b.addr).await;
+        if answers_within(&mut again, Duration::from_secs(2)).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a freed slot is not reused");
+    }
+}
+
+/// `max.connections`: once it is reached, the next client is not refused but waits until a
+/// connection closes, then is served (Kafka's acceptor blocks the same way).
+#[tokio::test]
+async fn max_connections_makes_the_next_client_wait_for_a_slot() {
+    let b = start(&[("max.connections", "2")]).await;
+    let mut first = Client::connect(b.addr).await;
+    let mut second = Client::connect(b.addr).await;
+    assert!(answers_within(&mut first, Duration::from_secs(10)).await);
+    assert!(answers_within(&mut second, Duration::from_secs(10)).await);
+    let mut third = Client::connect(b.addr).await;
+    assert!(
+        !answers_within(&mut third, Duration::from_millis(700)).await,
+        "the third is not served while two are open"
+    );
+    drop(first);
+    let response = tokio::time::timeout(Duration::from_secs(10), third.read_response())
+        .await
+        .expect("served once a slot is free");
+    assert!(response.is_some());
+}
+
+/// `connections.max.idle.ms`: a connection with nothing arriving (idle, or stalled in the
+/// middle of a frame) is closed; one that keeps sending requests is not.
+#[tokio::test]
+async fn idle_and_stalled_connections_are_closed_after_connections_max_idle_ms() {
+    let b = start(&[("connections.max.idle.ms", "500")]).await;
+    let started = Instant::now();
+    let mut idle = Client::connect(b.addr).await;
+    let mut stalled = Client::connect(b.addr).await;
+    // Declares a 1 MB request, sends 10 bytes of it and stops.
+    stalled
+        .stream
+        .write_all(&1_000_000i32.to_be_bytes())
+        .await
+        .unwrap();
+    stalled.stream.write_all(&[0u8; 10]).await.unwrap();
+    let mut busy = Client::connect(b.addr).await;
+    for _ in 0..6 {
+        assert!(answers_within(&mut busy, Duration::from_secs(5)).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(idle.is_closed().await, "idle connection closed");
+    assert!(stalled.is_closed().await, "stalled connection closed");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(
+        answers_within(&mut busy, Duration::from_secs(5)).await,
+        "a connection in use stays open"
+    );
+}

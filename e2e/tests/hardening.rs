@@ -344,3 +344,47 @@ fn each_listener_is_answered_with_its_own_advertised_address() {
         assert_eq!(coordinator, *bs, "FindCoordinator via {bs}: {out}");
     }
 }
+
+/// 1,700 connections — 1,500 idle, 200 stalled after declaring 100 MB requests — keep
+/// oxbow-broker under 100 MiB resident while a normal producer and consumer are served.
+/// Oxbow-only: Apache Kafka 4.1 with a 512 MiB heap runs out of memory here.
+#[test]
+fn idle_and_stalled_connections_cost_little_memory() {
+    let t = tools_or_skip!();
+    let b = Broker::start_with(&[("group.initial.rebalance.delay.ms", "0")]);
+    let pid = b.pid().expect("running").to_string();
+    // The client holds 1,700 sockets: raise its open files limit (soft up to hard).
+    let cmd = format!(
+        "ulimit -n 4096 && exec {} {} {} {pid} 1500 200",
+        t.path("python").display(),
+        script("connection_flood.py"),
+        b.bootstrap()
+    );
+    let out = run_command(
+        {
+            let mut c = Command::new("bash");
+            c.args(["-c", &cmd]);
+            c
+        },
+        "bash",
+        &["-c", &cmd],
+        None,
+        Duration::from_secs(300),
+    )
+    .ok();
+    let r: Value = serde_json::from_str(out.lines().last().expect("summary"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(r["opened"], 1700, "{out}");
+    assert_eq!(r["closed_by_broker"], 0, "{out}");
+    assert_eq!(r["undelivered"], 0, "{out}");
+    assert_eq!(r["consumed"], true, "{out}");
+    let rss_kib = r["rss_kib"]["VmRSS"].as_u64().expect("VmRSS");
+    eprintln!(
+        "broker memory with 1,700 connections open: {}",
+        r["rss_kib"]
+    );
+    assert!(
+        rss_kib < 100 * 1024,
+        "broker RSS {rss_kib} KiB with 1,700 connections must stay under 100 MiB: {out}"
+    );
+}

@@ -784,6 +784,23 @@ impl BrokerConfig {
             )));
         }
 
+        // Connection limits (applied by server/quotas.rs), checked as Kafka's KafkaConfig does.
+        let per_ip_overrides = string("max.connections.per.ip.overrides")?.unwrap_or_default();
+        if let Err(reason) = crate::server::parse_overrides(&per_ip_overrides) {
+            return Err(ConfigError::invalid_value(
+                "max.connections.per.ip.overrides",
+                &per_ip_overrides,
+                reason,
+            ));
+        }
+        if int("max.connections.per.ip")? == 0 && per_ip_overrides.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "max.connections.per.ip can be set to zero only if \
+                 max.connections.per.ip.overrides property is set."
+                    .to_string(),
+            ));
+        }
+
         // Cluster settings a single node cannot honour yet fail start-up (see quorum.rs).
         let process_roles = list("process.roles")?;
         super::quorum::check_single_node(

@@ -33,6 +33,15 @@ pub async fn serve_connection(
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     let max_request = broker.config().socket_request_max_bytes.max(0) as usize;
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    // A negative connections.max.idle.ms disables idle expiry, as in Kafka's Selector.
+    let max_idle = broker
+        .config()
+        .value("connections.max.idle.ms")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(600_000);
+    let max_idle = u64::try_from(max_idle)
+        .ok()
+        .map(std::time::Duration::from_millis);
     loop {
         // Read the next complete frame; "incomplete" means read more.
         let frame = loop {
@@ -52,6 +61,12 @@ pub async fn serve_connection(
             let read = tokio::select! {
                 r = reader.read_buf(&mut buf) => r,
                 _ = shutdown.wait_for(|stop| *stop) => return,
+                // connections.max.idle.ms: nothing arrived for that long (an idle client or
+                // one stalled mid-frame); Kafka's selector closes such connections.
+                _ = idle_for(max_idle) => {
+                    debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+                    return;
+                }
             };
             match read {
                 Ok(0) => return,
@@ -93,6 +108,14 @@ pub async fn serve_connection(
                 return;
             }
         }
+    }
+}
+
+/// Resolves after `max_idle`, never if there is no limit.
+async fn idle_for(max_idle: Option<std::time::Duration>) {
+    match max_idle {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 
