@@ -388,3 +388,30 @@ fn idle_and_stalled_connections_cost_little_memory() {
         "broker RSS {rss_kib} KiB with 1,700 connections must stay under 100 MiB: {out}"
     );
 }
+
+/// `max.connections.per.ip.overrides` and `connections.max.idle.ms` as Kafka applies them:
+/// the connection over an address's limit is closed right after it is accepted while other
+/// addresses are served, and a connection on which nothing arrives is closed once the idle
+/// time has passed (not before).
+#[test]
+fn per_address_limits_and_idle_expiry_behave_as_in_kafka() {
+    let t = tools_or_skip!();
+    let b = Broker::start_target(&[
+        ("max.connections.per.ip.overrides", "127.0.0.2:2"),
+        ("connections.max.idle.ms", "3000"),
+    ]);
+    let out = t
+        .run(
+            "python",
+            &[&script("connection_limits.py"), &b.bootstrap(), "3000"],
+        )
+        .ok();
+    let r: Value = serde_json::from_str(out.lines().last().expect("summary"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(r["first_two_served"], true, "{out}");
+    assert_eq!(r["third_closed"], true, "{out}");
+    assert_eq!(r["other_address_served"], true, "{out}");
+    assert_eq!(r["idle_closed"], true, "{out}");
+    let after = r["idle_closed_after_ms"].as_u64().expect("ms");
+    assert!(after >= 2900, "closed only once idle for 3 s: {out}");
+}
