@@ -674,13 +674,27 @@ impl BrokerConfig {
 
         // Listeners.
         let protocol_map_raw = string("listener.security.protocol.map")?.unwrap_or_default();
-        let protocol_map = parse_protocol_map(&protocol_map_raw)?;
+        let mut protocol_map = parse_protocol_map(&protocol_map_raw)?;
         let controller_listener_names: Vec<String> = string("controller.listener.names")?
             .unwrap_or_default()
             .split(',')
             .map(|s| s.trim().to_ascii_uppercase())
             .filter(|s| !s.is_empty())
             .collect();
+        // Kafka's effectiveListenerSecurityProtocolMap: without an explicit map, controller
+        // listeners default to PLAINTEXT (so `CONTROLLER://:9093` needs no map entry).
+        if layers.get("listener.security.protocol.map").is_none() {
+            for name in &controller_listener_names {
+                protocol_map
+                    .entry(name.clone())
+                    .or_insert_with(|| "PLAINTEXT".to_string());
+            }
+        }
+        let protocol_map_raw = protocol_map
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let listeners_raw = string("listeners")?.unwrap_or_default();
         let listeners = parse_listeners("listeners", &listeners_raw, &protocol_map)?;
         if listeners.is_empty() {
@@ -1237,6 +1251,27 @@ log.retention.check.interval.ms=300000
         assert_eq!(
             c.process_roles,
             vec!["broker".to_string(), "controller".to_string()]
+        );
+    }
+
+    /// Kafka maps controller listeners to PLAINTEXT when `listener.security.protocol.map` is
+    /// not set, so the combined layout needs no map; with an explicit map it must name them.
+    #[test]
+    fn controller_listener_defaults_to_plaintext_without_an_explicit_map() {
+        let text = "node.id=1\nprocess.roles=broker,controller\n\
+                    listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+                    controller.listener.names=CONTROLLER\n\
+                    controller.quorum.voters=1@localhost:9093\n";
+        let (c, _) = parse(text).unwrap();
+        assert_eq!(c.security_protocol_of("CONTROLLER"), "PLAINTEXT");
+        let err = parse(&format!(
+            "{text}listener.security.protocol.map=PLAINTEXT:PLAINTEXT\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("No security protocol defined for listener CONTROLLER"),
+            "{err}"
         );
     }
 
