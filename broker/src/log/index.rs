@@ -132,6 +132,15 @@ impl OffsetIndex {
         }
     }
 
+    /// Greatest indexed batch position <= `position` (a batch boundary), if any. Entries
+    /// are sorted by position too, so this is a binary search.
+    pub(crate) fn floor_position(&self, position: u64) -> Option<u64> {
+        let n = self
+            .entries
+            .partition_point(|&(_, p)| u64::from(p) <= position);
+        (n > 0).then(|| u64::from(self.entries[n - 1].1))
+    }
+
     /// Drops entries pointing at or beyond `position` (the log was truncated there).
     pub(crate) fn truncate_to_position(&mut self, position: u64) -> Result<()> {
         let keep = self

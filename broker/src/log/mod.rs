@@ -113,6 +113,51 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
+/// A byte range of a segment file holding whole record batches, to be sent as is (with
+/// `sendfile`, or read with [`FileRegion::read_to`]). The handle keeps the file readable
+/// even if retention or compaction removes the segment meanwhile.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    /// The segment's `.log` file.
+    pub file: std::sync::Arc<std::fs::File>,
+    /// Byte position of the first batch.
+    pub position: u64,
+    /// Length in bytes (whole batches).
+    pub len: usize,
+}
+
+impl FileRegion {
+    /// Appends the region's bytes to `out`. Fails (with `UnexpectedEof`) if the file was
+    /// truncated below the region meanwhile (replication truncating a divergent tail).
+    pub fn read_to(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let start = out.len();
+        out.resize(start + self.len, 0);
+        let result = self.file.read_exact_at(&mut out[start..], self.position);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+}
+
+/// Result of [`PartitionLog::read_regions`]: where the batches of a fetch are, plus what a
+/// FetchResponse partition needs besides them.
+#[derive(Debug, Clone)]
+pub struct LogSlice {
+    /// File regions of whole batches, in offset order (more than one when the read crosses
+    /// a segment boundary).
+    pub regions: Vec<FileRegion>,
+    /// Total bytes of `regions`.
+    pub size: usize,
+    /// High watermark at the time of the read.
+    pub high_watermark: i64,
+    /// Log start offset at the time of the read.
+    pub log_start_offset: i64,
+    /// Last stable offset (equals the high watermark: transactions are not tracked yet).
+    pub last_stable_offset: i64,
+}
+
 /// Result of [`PartitionLog::read`], carrying what a FetchResponse partition needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchData {

@@ -20,7 +20,7 @@ use super::records::{self, Detail, RecordStream};
 use super::segment::{
     self, ScanMode, ScanStop, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
-use super::{AppendInfo, FetchData, TopicPartition, CLEAN_SHUTDOWN_FILE};
+use super::{AppendInfo, FetchData, LogSlice, TopicPartition, CLEAN_SHUTDOWN_FILE};
 
 /// What the caller knows about a partition before opening it: gathered from the log dir's
 /// root files by [`super::LogManager`] (or by [`PartitionLog::open`] for a single log).
@@ -599,7 +599,8 @@ impl PartitionLog {
     /// including a batch that reaches `max_offset` (exclusive; normally the high watermark),
     /// up to `max_bytes` — but if `min_one_batch` the first batch is returned whole even if
     /// larger. `offset == log end offset` gives no records; `offset < log start offset` or
-    /// `> log end offset` is [`Error::OffsetOutOfRange`].
+    /// `> log end offset` is [`Error::OffsetOutOfRange`]. Reads what
+    /// [`Self::read_regions`] locates.
     pub fn read(
         &self,
         offset: i64,
@@ -607,6 +608,29 @@ impl PartitionLog {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<FetchData> {
+        let slice = self.read_regions(offset, max_bytes, max_offset, min_one_batch)?;
+        let mut out = Vec::with_capacity(slice.size);
+        for r in &slice.regions {
+            r.read_to(&mut out).ctx("reading", &self.dir)?;
+        }
+        Ok(FetchData {
+            records: Bytes::from(out),
+            high_watermark: slice.high_watermark,
+            log_start_offset: slice.log_start_offset,
+            last_stable_offset: slice.last_stable_offset,
+        })
+    }
+
+    /// Where the batches [`Self::read`] would return are, without reading them: cost is
+    /// index binary searches and a few header reads per segment touched, independent of
+    /// the log's length and of `max_bytes`.
+    pub fn read_regions(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<LogSlice> {
         self.ensure_readable()?;
         let leo = self.log_end_offset();
         if offset < self.log_start_offset || offset > leo {
@@ -617,7 +641,8 @@ impl PartitionLog {
                 log_end_offset: leo,
             });
         }
-        let mut out = Vec::new();
+        let mut regions = Vec::new();
+        let mut size = 0usize;
         if offset < leo && offset < max_offset {
             let start_base = self
                 .segments
@@ -626,21 +651,26 @@ impl PartitionLog {
                 .map_or(i64::MIN, |(&b, _)| b);
             let mut cursor = offset;
             for seg in self.segments.range(start_base..).map(|(_, s)| s) {
-                let budget = max_bytes.saturating_sub(out.len());
-                let first = out.is_empty();
+                let budget = max_bytes.saturating_sub(size);
+                let first = size == 0;
                 if budget == 0 && !(first && min_one_batch) {
                     break;
                 }
-                let cont =
-                    seg.read_into(&mut out, cursor, budget, max_offset, first && min_one_batch)?;
+                let (region, cont) =
+                    seg.slice(cursor, budget, max_offset, first && min_one_batch)?;
+                if let Some(region) = region {
+                    size += region.len;
+                    regions.push(region);
+                }
                 if !cont {
                     break;
                 }
                 cursor = cursor.max(seg.next_offset());
             }
         }
-        Ok(FetchData {
-            records: Bytes::from(out),
+        Ok(LogSlice {
+            regions,
+            size,
             high_watermark: self.high_watermark,
             log_start_offset: self.log_start_offset,
             last_stable_offset: self.last_stable_offset(),

@@ -6,11 +6,13 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::batch::{crc_matches, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use super::error::{Error, IoContext, Result};
 use super::index::{OffsetIndex, TimeIndex};
+use super::FileRegion;
 
 /// Extension of segment data files.
 pub(crate) const LOG_SUFFIX: &str = "log";
@@ -21,6 +23,10 @@ pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 
 /// How much to read at once when walking batch headers (one syscall covers many small batches).
 const SCAN_CHUNK: usize = 64 * 1024;
+
+/// Read-ahead when a fetch walks a few headers from an index entry: entries are at most
+/// `index.interval.bytes` (4 KiB by default) apart, so this usually takes one small read.
+const LOOKUP_CHUNK: usize = 8 * 1024;
 
 /// Kafka's file name for a segment file: base offset zero-padded to 20 digits.
 pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
@@ -42,26 +48,32 @@ struct BatchReader<'a> {
     file_size: u64,
     buf: Vec<u8>,
     buf_start: u64,
+    chunk: usize,
 }
 
 impl<'a> BatchReader<'a> {
     fn new(file: &'a File, path: &'a Path, file_size: u64) -> Self {
+        Self::with_chunk(file, path, file_size, SCAN_CHUNK)
+    }
+
+    fn with_chunk(file: &'a File, path: &'a Path, file_size: u64, chunk: usize) -> Self {
         BatchReader {
             file,
             path,
             file_size,
             buf: Vec::new(),
             buf_start: 0,
+            chunk,
         }
     }
 
-    /// Returns bytes `[pos, pos+len)`, reading ahead by [`SCAN_CHUNK`]; caller ensures
-    /// `pos + len <= file_size`.
+    /// Returns bytes `[pos, pos+len)`, reading ahead by the reader's chunk size; caller
+    /// ensures `pos + len <= file_size`.
     fn bytes(&mut self, pos: u64, len: usize) -> Result<&[u8]> {
         let have =
             pos >= self.buf_start && pos + len as u64 <= self.buf_start + self.buf.len() as u64;
         if !have {
-            let want = (len.max(SCAN_CHUNK) as u64).min(self.file_size - pos) as usize;
+            let want = (len.max(self.chunk) as u64).min(self.file_size - pos) as usize;
             self.buf.resize(want, 0);
             self.file
                 .read_exact_at(&mut self.buf, pos)
@@ -111,7 +123,9 @@ struct Stats {
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    log: File,
+    /// Shared with in-flight fetch responses, which send from it after the log lock is
+    /// released (an unlinked file stays readable through the handle).
+    log: Arc<File>,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -187,7 +201,7 @@ impl Segment {
     ) -> Result<Segment> {
         let named = |ext: &str| dir.join(format!("{}{suffix}", file_name(base_offset, ext)));
         let log_path = named(LOG_SUFFIX);
-        let log = open_log_file(&log_path, true)?;
+        let log = Arc::new(open_log_file(&log_path, true)?);
         let (mut offset_index, _) = OffsetIndex::open(&named(INDEX_SUFFIX), base_offset)?;
         offset_index.reset()?;
         let (mut time_index, _) = TimeIndex::open(&named(TIME_INDEX_SUFFIX), base_offset)?;
@@ -212,7 +226,7 @@ impl Segment {
     /// would otherwise be trusted and every read would scan from the segment start.
     pub(crate) fn open_existing(dir: &Path, base_offset: i64) -> Result<(Segment, bool)> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let log = open_log_file(&log_path, false)?;
+        let log = Arc::new(open_log_file(&log_path, false)?);
         let size = log.metadata().ctx("reading metadata of", &log_path)?.len();
         let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
         let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
@@ -589,16 +603,26 @@ impl Segment {
             return Ok(None);
         }
         let (_, start) = self.offset_index.lookup(offset);
-        self.find_from(start, |h| h.last_offset() >= offset)
+        self.find_from_with(start, LOOKUP_CHUNK, |h| h.last_offset() >= offset)
     }
 
     /// First batch at or after byte `start` satisfying `pred`.
     pub(crate) fn find_from(
         &self,
         start: u64,
+        pred: impl FnMut(&BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        self.find_from_with(start, SCAN_CHUNK, pred)
+    }
+
+    /// [`Self::find_from`] reading ahead `chunk` bytes at a time.
+    fn find_from_with(
+        &self,
+        start: u64,
+        chunk: usize,
         mut pred: impl FnMut(&BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>> {
-        let mut reader = BatchReader::new(&self.log, &self.log_path, self.size);
+        let mut reader = BatchReader::with_chunk(&self.log, &self.log_path, self.size, chunk);
         let mut pos = start;
         while pos + HEADER_SIZE as u64 <= self.size {
             let Some(h) = BatchHeader::parse(reader.bytes(pos, HEADER_SIZE)?) else {
@@ -627,65 +651,78 @@ impl Segment {
         Ok(buf)
     }
 
-    /// Appends to `out` whole batches starting with the one containing `offset`, stopping
-    /// before any batch reaching `max_offset` or not fitting in `budget` bytes (the first
-    /// batch is taken whole regardless when `min_one_batch`). Returns true if reading
-    /// should continue with the next segment (this segment's tail was consumed).
-    pub(crate) fn read_into(
+    /// The file region of whole batches starting with the one containing `offset`,
+    /// stopping before any batch reaching `max_offset` or not fitting in `budget` bytes (the
+    /// first batch is taken whole regardless when `min_one_batch`), without reading the
+    /// batches: the ends are found with the offset index and a few header reads. Returns
+    /// the region (`None` if nothing fits) and whether reading should continue with the next
+    /// segment (this segment's tail was taken).
+    pub(crate) fn slice(
         &self,
-        out: &mut Vec<u8>,
         offset: i64,
         budget: usize,
         max_offset: i64,
         min_one_batch: bool,
-    ) -> Result<bool> {
+    ) -> Result<(Option<FileRegion>, bool)> {
         let Some((pos, first)) = self.find_batch(offset)? else {
-            return Ok(true);
+            return Ok((None, true));
         };
         if first.last_offset() >= max_offset {
-            return Ok(false);
+            return Ok((None, false));
         }
-        let available = (self.size - pos) as usize;
+        // Batches reaching `max_offset` (the high watermark) are not visible yet.
+        let visible_end = if max_offset < self.stats.next_offset {
+            let (_, from) = self.offset_index.lookup(max_offset);
+            match self.find_from_with(from.max(pos), LOOKUP_CHUNK, |h| {
+                h.last_offset() >= max_offset
+            })? {
+                Some((p, _)) => p,
+                None => self.size,
+            }
+        } else {
+            self.size
+        };
         let window = if min_one_batch {
             budget.max(first.size())
         } else {
             budget
-        }
-        .min(available);
-        if window < first.size() {
-            return Ok(false);
-        }
-        // Read straight into the response buffer (one copy from the page cache), then
-        // trim whatever partial batch lies beyond the last whole one.
-        let start = out.len();
-        out.resize(start + window, 0);
-        if let Err(e) = self.log.read_exact_at(&mut out[start..], pos) {
-            out.truncate(start);
-            return Err(e).ctx("reading", &self.log_path);
-        }
-        let buf = &out[start..];
-        let mut end = 0usize;
-        let mut hit_limit = false;
-        while end < buf.len() {
-            let Some(h) = BatchHeader::parse(&buf[end..]) else {
-                hit_limit = true;
-                break;
-            };
-            if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
-                return Err(Error::CorruptMessage(format!(
-                    "{} has an invalid batch length at position {}",
-                    self.log_path.display(),
-                    pos + end as u64
-                )));
+        } as u64;
+        let limit = pos.saturating_add(window);
+        let end = if limit >= visible_end {
+            visible_end
+        } else {
+            // Cut at the last batch boundary within the limit: start from the nearest index
+            // entry below it and walk the few headers after it.
+            let mut cur = self
+                .offset_index
+                .floor_position(limit)
+                .filter(|&p| p >= pos)
+                .unwrap_or(pos);
+            let mut reader =
+                BatchReader::with_chunk(&self.log, &self.log_path, self.size, LOOKUP_CHUNK);
+            while cur + HEADER_SIZE as u64 <= limit {
+                let Some(h) = BatchHeader::parse(reader.bytes(cur, HEADER_SIZE)?) else {
+                    break;
+                };
+                if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+                    return Err(Error::CorruptMessage(format!(
+                        "{} has an invalid batch length at position {cur}",
+                        self.log_path.display()
+                    )));
+                }
+                if cur + h.size() as u64 > limit {
+                    break;
+                }
+                cur += h.size() as u64;
             }
-            if end + h.size() > buf.len() || h.last_offset() >= max_offset {
-                hit_limit = true;
-                break;
-            }
-            end += h.size();
-        }
-        out.truncate(start + end);
-        Ok(!hit_limit && window == available)
+            cur
+        };
+        let region = (end > pos).then(|| FileRegion {
+            file: self.log.clone(),
+            position: pos,
+            len: (end - pos) as usize,
+        });
+        Ok((region, end == self.size))
     }
 
     /// Called when the segment stops being the active one (and on clean close): records the
