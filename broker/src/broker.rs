@@ -20,6 +20,8 @@ use crate::metadata::{
     self, topic_name, LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore,
     PartitionState, TopicImage,
 };
+use crate::replica::fetch_session::FetchSessionCache;
+use crate::replica::{Partition, ReplicaManager};
 
 /// Where the metadata store lives, inside the first log dir (see [`crate::log::METADATA_DIR`]).
 pub use crate::log::METADATA_DIR;
@@ -56,7 +58,10 @@ pub struct Broker {
     config: BrokerConfig,
     metadata: Arc<dyn MetadataStore>,
     logs: Arc<LogManager>,
-    appends: watch::Sender<u64>,
+    /// Hosted partitions with their waiting fetches.
+    replicas: ReplicaManager,
+    /// Incremental fetch sessions (KIP-227).
+    fetch_sessions: Mutex<FetchSessionCache>,
     /// (next id, end of the reserved block); async because reserving a block writes the store.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The static config with dynamic broker configs applied; rebuilt when those change.
@@ -145,11 +150,14 @@ impl Broker {
             groups: GroupCoordinator::new(limits),
             effective: std::sync::RwLock::new(Arc::new(effective)),
             producer_ids: tokio::sync::Mutex::new((image.next_producer_id, image.next_producer_id)),
-            config,
             metadata: Arc::new(store),
             logs: Arc::new(logs),
-            appends: watch::channel(0).0,
+            replicas: ReplicaManager::default(),
+            fetch_sessions: Mutex::new(FetchSessionCache::new(
+                config.max_incremental_fetch_session_cache_slots.max(0) as usize,
+            )),
             admin: tokio::sync::Mutex::new(()),
+            config,
         };
         for topic in image.topics.values() {
             let config = broker.log_config(&topic.configs);
@@ -259,14 +267,12 @@ impl Broker {
         }
     }
 
-    /// Wakes long-polling fetches after an append.
-    pub fn notify_append(&self) {
-        self.appends.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// A receiver that changes whenever any partition is appended to.
-    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
-        self.appends.subscribe()
+    /// Runs `f` on the fetch session cache (held only for the call: never across a read).
+    pub(crate) fn fetch_sessions<T>(&self, f: impl FnOnce(&mut FetchSessionCache) -> T) -> T {
+        f(&mut self
+            .fetch_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The log of `topic`/`partition` if this broker leads it; UNKNOWN_TOPIC_OR_PARTITION if
@@ -276,6 +282,17 @@ impl Broker {
         topic: &str,
         partition: i32,
     ) -> Result<(Arc<Mutex<PartitionLog>>, PartitionState), ApiError> {
+        let (p, state) = self.leader_partition(topic, partition)?;
+        Ok((p.log().clone(), state))
+    }
+
+    /// The partition `topic`/`partition` (its log and waiting fetches) if this broker leads
+    /// it; errors as [`Self::leader_log`].
+    pub(crate) fn leader_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<Partition>, PartitionState), ApiError> {
         let image = self.image();
         let state = image
             .topic(topic)
@@ -293,11 +310,11 @@ impl Broker {
             topic: topic.to_string(),
             partition,
         };
-        let log = self
-            .logs
-            .get(&tp)
+        let partition = self
+            .replicas
+            .get_or_create(&tp, || self.logs.get(&tp))
             .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
-        Ok((log, state))
+        Ok((partition, state))
     }
 
     /// Creates the logs this broker hosts for `topic` on a blocking thread: thousands of
@@ -481,6 +498,10 @@ impl Broker {
         .await;
         if let Err(e) = deleted {
             warn!(topic = %name, error = %e, "deleting partition logs failed");
+        }
+        for index in 0..topic.partitions.len() {
+            self.replicas
+                .remove(&TopicPartition::new(name, index as i32));
         }
         info!(topic = %name, "deleted topic");
         Ok(topic.id)

@@ -1440,3 +1440,152 @@ async fn idle_and_stalled_connections_are_closed_after_connections_max_idle_ms()
         "a connection in use stays open"
     );
 }
+
+/// A Fetch v12 of `topic` partition 0 in session `session_id` at `epoch`, listing the
+/// partition at `offset` unless `None`, forgetting it if `forget`.
+fn session_fetch(
+    topic: &str,
+    session_id: i32,
+    epoch: i32,
+    offset: Option<i64>,
+    forget: bool,
+) -> FetchRequest {
+    let name = TopicName(StrBytes::from_string(topic.into()));
+    let mut r = fetch_request(topic, offset.unwrap_or(0), 200)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch);
+    if offset.is_none() {
+        r.topics.clear();
+    }
+    if forget {
+        r.forgotten_topics_data = vec![fetch_request::ForgottenTopic::default()
+            .with_topic(name)
+            .with_partitions(vec![0])];
+    }
+    r
+}
+
+#[tokio::test]
+async fn fetch_sessions_follow_kip_227() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "sess").await;
+    let _: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("sess", batch(&["a", "b"]), 1),
+        )
+        .await;
+
+    // A full fetch (epoch 0) creates a session and answers every partition.
+    let full: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("sess", 0, 0, Some(0), false),
+        )
+        .await;
+    assert_eq!(full.error_code, 0);
+    let id = full.session_id;
+    assert!(id > 0, "no session created: {full:?}");
+    let p = &full.responses[0].partitions[0];
+    assert_eq!(values_of(p.records.as_ref().unwrap()), vec!["a", "b"]);
+    assert_eq!(p.high_watermark, 2);
+
+    // Epoch 1 moves the fetch offset to 2: nothing new, same high watermark, so the
+    // incremental response leaves the partition out.
+    let inc: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("sess", id, 1, Some(2), false),
+        )
+        .await;
+    assert_eq!((inc.error_code, inc.session_id), (0, id));
+    assert!(
+        inc.responses.is_empty(),
+        "unchanged partition sent: {inc:?}"
+    );
+
+    // New data: epoch 2 names no partition, the session remembers offset 2.
+    let _: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("sess", batch(&["c"]), 1),
+        )
+        .await;
+    let inc: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("sess", id, 2, None, false),
+        )
+        .await;
+    assert_eq!(inc.session_id, id);
+    let p = &inc.responses[0].partitions[0];
+    assert_eq!(values_of(p.records.as_ref().unwrap()), vec!["c"]);
+    assert_eq!(p.high_watermark, 3);
+
+    // A repeated epoch and an unknown session fail as a whole with Kafka's codes.
+    let stale: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("sess", id, 2, None, false),
+        )
+        .await;
+    assert_eq!(stale.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    assert_eq!(stale.session_id, 0);
+    assert!(stale.responses.is_empty());
+    let unknown: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("sess", id ^ 0x5a5a, 1, None, false),
+        )
+        .await;
+    assert_eq!(unknown.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+
+    // Forgetting the last partition closes the session (sessionless answer, id 0).
+    let closed: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &session_fetch("sess", id, 3, None, true))
+        .await;
+    assert_eq!((closed.error_code, closed.session_id), (0, 0));
+    let gone: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("sess", id, 4, None, false),
+        )
+        .await;
+    assert_eq!(gone.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+
+    // Epoch -1 (FINAL) never creates a session.
+    let sessionless: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("sess", 0, -1, Some(0), false),
+        )
+        .await;
+    assert_eq!(sessionless.session_id, 0);
+    assert_eq!(sessionless.responses[0].partitions[0].high_watermark, 3);
+}
+
+#[tokio::test]
+async fn zero_session_cache_slots_mean_full_fetches_only() {
+    let b = start(&[("max.incremental.fetch.session.cache.slots", "0")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "nosess").await;
+    let full: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("nosess", 0, 0, Some(0), false),
+        )
+        .await;
+    assert_eq!((full.error_code, full.session_id), (0, 0));
+    assert_eq!(full.responses[0].partitions[0].error_code, 0);
+}

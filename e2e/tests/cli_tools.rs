@@ -740,6 +740,86 @@ fn verifiable_producer() {
     assert_eq!(c.lines()[9], "Offset:9-null-9", "{c}");
 }
 
+/// The Java consumer over many partitions uses incremental fetch sessions (KIP-227) by
+/// default: it gets a session from its first full fetch, then sends only changed partitions,
+/// and still reads every record. Its FetchSessionHandler logs each step at DEBUG.
+#[test]
+fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions() {
+    let t = tools_or_skip!();
+    let b = start();
+    create_topic(&t, &b, "sessions", 40);
+    let bs = b.bootstrap();
+    let records = 4000;
+    let n = records.to_string();
+    t.run(
+        "kafka-producer-perf-test.sh",
+        &[
+            "--topic",
+            "sessions",
+            "--num-records",
+            &n,
+            "--record-size",
+            "100",
+            "--throughput",
+            "-1",
+            // Small batches spread the records over every partition.
+            "--producer-props",
+            &format!("bootstrap.servers={bs}"),
+            "linger.ms=0",
+            "batch.size=1000",
+        ],
+    )
+    .ok();
+    let log4j = b.scratch().join("fetch-session-log4j2.yaml");
+    fs::write(
+        &log4j,
+        "Configuration:\n  Appenders:\n    Console:\n      name: STDERR\n      target: SYSTEM_ERR\n      PatternLayout:\n        pattern: \"%p %m%n\"\n  Loggers:\n    Logger:\n      - name: org.apache.kafka.clients.FetchSessionHandler\n        level: DEBUG\n    Root:\n      level: WARN\n      AppenderRef:\n        - ref: STDERR\n",
+    )
+    .expect("write log4j config");
+    let args = [
+        "--bootstrap-server",
+        bs.as_str(),
+        "--topic",
+        "sessions",
+        "--from-beginning",
+        "--max-messages",
+        n.as_str(),
+        "--timeout-ms",
+        "60000",
+        // Small fetches: the records take many fetches, so most are incremental.
+        "--consumer-property",
+        "max.partition.fetch.bytes=2048",
+    ];
+    let mut cmd = std::process::Command::new(t.path("kafka-console-consumer.sh"));
+    cmd.args(args).env(
+        "KAFKA_LOG4J_OPTS",
+        format!("-Dlog4j2.configurationFile={}", log4j.display()),
+    );
+    let out = oxbow_e2e::run_command(
+        cmd,
+        "kafka-console-consumer.sh",
+        &args,
+        None,
+        std::time::Duration::from_secs(180),
+    )
+    .ok();
+    assert_eq!(out.stdout.lines().count(), records, "{out}");
+    assert!(
+        out.stderr
+            .contains("full fetch response that created a new incremental fetch session"),
+        "no session was created: {out}"
+    );
+    assert!(
+        out.stderr.contains("sent an incremental fetch response"),
+        "no incremental fetch was answered: {out}"
+    );
+    assert!(
+        !out.stderr
+            .contains("was unable to process the fetch request"),
+        "a session error: {out}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // kcat
 // ---------------------------------------------------------------------------

@@ -44,11 +44,77 @@ use tracing::{debug, warn};
 use crate::broker::Broker;
 use crate::server::ListenerContext;
 
+/// One piece of an encoded response: bytes, or a region of a segment file that the
+/// connection sends straight from the file (zero-copy).
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// Encoded protocol bytes.
+    Bytes(Bytes),
+    /// Record batches stored in a segment file.
+    File(crate::log::FileRegion),
+}
+
+impl Part {
+    /// Length in bytes on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Bytes(b) => b.len(),
+            Part::File(r) => r.len,
+        }
+    }
+
+    /// Whether the part is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An encoded response (header + body, without the size prefix) as the parts to send in
+/// order.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// The parts, in wire order.
+    pub parts: Vec<Part>,
+}
+
+impl Reply {
+    /// Total length on the wire (what the size prefix says).
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Part::len).sum()
+    }
+
+    /// Whether the reply is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole reply as bytes, reading file regions (tests and diagnostics; the
+    /// connection sends file regions without reading them).
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len());
+        for part in &self.parts {
+            match part {
+                Part::Bytes(b) => out.extend_from_slice(b),
+                Part::File(r) => r.read_to(&mut out)?,
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl From<Bytes> for Reply {
+    fn from(b: Bytes) -> Self {
+        Reply {
+            parts: vec![Part::Bytes(b)],
+        }
+    }
+}
+
 /// What the connection does after a request.
 #[derive(Debug)]
 pub enum Outcome {
     /// Send this encoded response (header + body, without the size prefix).
-    Respond(Bytes),
+    Respond(Reply),
     /// Send nothing (produce with acks=0).
     NoResponse,
     /// Close the connection without responding (acks=0 produce that failed, as Kafka does,
@@ -85,19 +151,32 @@ impl Ctx<'_> {
 }
 
 macro_rules! apis {
-    ($( $key:ident => $request:ident, $module:ident, $min:literal ..= $max:literal; )*) => {
+    (
+        parts { $( $pkey:ident => $prequest:ident, $pmodule:ident, $pmin:literal ..= $pmax:literal; )* }
+        whole { $( $key:ident => $request:ident, $module:ident, $min:literal ..= $max:literal; )* }
+    ) => {
         /// Every API this broker serves, with the version range it serves. ApiVersions
         /// advertises exactly this table.
-        pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[ $( (ApiKey::$key, $min, $max), )* ];
+        pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+            $( (ApiKey::$pkey, $pmin, $pmax), )*
+            $( (ApiKey::$key, $min, $max), )*
+        ];
 
-        async fn dispatch(ctx: &Ctx<'_>, key: ApiKey, body: &mut Bytes) -> anyhow::Result<BytesMut> {
+        async fn dispatch(ctx: &Ctx<'_>, key: ApiKey, body: &mut Bytes) -> anyhow::Result<Reply> {
             match key {
+                $(
+                    ApiKey::$pkey => {
+                        let request = $prequest::decode(body, ctx.version)
+                            .with_context(|| format!("cannot decode {:?} v{}", key, ctx.version))?;
+                        $pmodule::handle(ctx, request).await
+                    }
+                )*
                 $(
                     ApiKey::$key => {
                         let request = $request::decode(body, ctx.version)
                             .with_context(|| format!("cannot decode {:?} v{}", key, ctx.version))?;
                         let response = $module::handle(ctx, request).await;
-                        encode_response(ctx, key, &response)
+                        Ok(Reply::from(encode_response(ctx, key, &response)?.freeze()))
                     }
                 )*
                 other => Err(anyhow!("API {other:?} is not supported")),
@@ -109,9 +188,14 @@ macro_rules! apis {
 // Version ranges: what the handlers implement, within what kafka-protocol can decode.
 // Produce is advertised from v0 like Apache Kafka 4.x does, because librdkafka disables
 // compression when Produce v0 is missing; v0-2 requests themselves are refused.
+// `parts` handlers encode their own response as parts (Fetch sends record batches straight
+// from segment files); `whole` handlers return a response that is encoded here.
 apis! {
+    parts {
+        Fetch => FetchRequest, fetch, 4..=12;
+    }
+    whole {
     Produce => ProduceRequest, produce, 0..=11;
-    Fetch => FetchRequest, fetch, 4..=12;
     ListOffsets => ListOffsetsRequest, list_offsets, 1..=8;
     Metadata => MetadataRequest, metadata, 0..=12;
     ApiVersions => ApiVersionsRequest, api_versions, 0..=4;
@@ -137,6 +221,7 @@ apis! {
     DescribeGroups => DescribeGroupsRequest, describe_groups, 0..=6;
     DeleteGroups => DeleteGroupsRequest, delete_groups, 0..=2;
     OffsetDelete => OffsetDeleteRequest, offset_delete, 0..=0;
+    }
 }
 
 /// The served version range of `key`, if it is served at all.
@@ -175,9 +260,9 @@ pub async fn handle_request(
         if key == ApiKey::ApiVersions {
             // KIP-511: answer an unknown ApiVersions version with a v0 response carrying
             // UNSUPPORTED_VERSION and our ranges, so the client can retry with one we serve.
-            return Ok(Outcome::Respond(
+            return Ok(Outcome::Respond(Reply::from(
                 api_versions::unsupported_version_response(correlation_id)?,
-            ));
+            )));
         }
         warn!(%peer, api = ?key, version, "closing connection: unsupported API version");
         return Err(anyhow!("{key:?} v{version} is not supported"));
@@ -203,7 +288,7 @@ pub async fn handle_request(
     Ok(match ctx.outcome.load(Ordering::Relaxed) {
         NO_RESPONSE => Outcome::NoResponse,
         CLOSE => Outcome::Close,
-        _ => Outcome::Respond(body.freeze()),
+        _ => Outcome::Respond(body),
     })
 }
 

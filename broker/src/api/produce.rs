@@ -32,10 +32,8 @@ use crate::metadata::topic_name;
 type SharedLog = Arc<Mutex<PartitionLog>>;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
-    let broker = ctx.broker;
     let acks = request.acks;
     let mut any_error = false;
-    let mut appended = false;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // (topic index, partition index, log) of logs that reached `flush.messages`.
     let mut to_flush = Vec::new();
@@ -58,7 +56,6 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                     if let Some(log) = log {
                         to_flush.push((responses.len(), partitions.len(), log));
                     }
-                    appended |= !info.duplicate;
                     response.base_offset = info.base_offset;
                     response.log_append_time_ms = info.log_append_time;
                     if ctx.version >= 5 {
@@ -121,9 +118,6 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
             }
         }
     }
-    if appended {
-        broker.notify_append();
-    }
     if acks == 0 {
         if any_error {
             ctx.close_connection();
@@ -144,7 +138,7 @@ fn append(
     acks: i16,
 ) -> Result<(crate::log::AppendInfo, Option<SharedLog>), ApiError> {
     let broker = ctx.broker;
-    let (log, state) = broker.leader_log(topic, partition)?;
+    let (partition_handle, state) = broker.leader_partition(topic, partition)?;
     let records = match records {
         Some(r) if !r.is_empty() => r,
         _ => {
@@ -174,9 +168,18 @@ fn append(
             ));
         }
     }
-    let mut guard = log.lock().unwrap_or_else(|p| p.into_inner());
-    let info = guard.append(records, state.leader_epoch, now_ms())?;
-    let flush = guard.flush_due_by_messages();
-    drop(guard);
-    Ok((info, flush.then_some(log)))
+    let (info, flush) = {
+        let mut log = partition_handle
+            .log()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let info = log.append(records, state.leader_epoch, now_ms())?;
+        (info, log.flush_due_by_messages())
+    };
+    if !info.duplicate {
+        // With one replica the high watermark moved with the append: wake the fetches
+        // waiting on this partition (and only those).
+        partition_handle.wake_fetches();
+    }
+    Ok((info, flush.then(|| partition_handle.log().clone())))
 }

@@ -389,6 +389,8 @@ pub struct BrokerConfig {
     pub message_max_bytes: i32,
     /// `socket.request.max.bytes` (104857600).
     pub socket_request_max_bytes: i32,
+    /// `max.incremental.fetch.session.cache.slots` (1000).
+    pub max_incremental_fetch_session_cache_slots: i32,
     /// `log.retention.check.interval.ms` (300000).
     pub log_retention_check_interval_ms: i64,
     /// `log.flush.interval.ms` (null: governed by `log.flush.scheduler.interval.ms`).
@@ -894,6 +896,9 @@ impl BrokerConfig {
             min_insync_replicas: int("min.insync.replicas")?,
             message_max_bytes: int("message.max.bytes")?,
             socket_request_max_bytes: int("socket.request.max.bytes")?,
+            max_incremental_fetch_session_cache_slots: int(
+                "max.incremental.fetch.session.cache.slots",
+            )?,
             log_retention_check_interval_ms: long_nn("log.retention.check.interval.ms")?,
             log_flush_interval_ms: long("log.flush.interval.ms")?,
             log_flush_interval_messages: long_nn("log.flush.interval.messages")?,

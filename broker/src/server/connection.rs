@@ -1,22 +1,30 @@
 //! One client connection: read size-prefixed frames, route each to its API handler and write
 //! the responses in request order.
 //!
+//! Fetch responses carry record batches as file regions: the encoded bytes before them go
+//! through the write buffer, the batches go from the segment file into the socket with
+//! `sendfile` (no copy through user space), so serving a fetch costs a few syscalls however
+//! large it is.
+//!
 //! Requests on a connection are handled one at a time, as Apache Kafka does (it mutes a
 //! channel while a request is in flight), so pipelined requests are answered in the order
 //! they were sent. A Rust `Err` from routing means the frame cannot be understood; the
 //! connection is closed and nothing else is affected.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::api::{self, Outcome};
+use crate::api::{self, Outcome, Part, Reply};
 use crate::broker::Broker;
+use crate::log::FileRegion;
 use crate::server::ListenerContext;
 
 /// Serves `stream`, accepted on `listener`, until the client closes it, sends something unintelligible, or the
@@ -79,12 +87,8 @@ pub async fn serve_connection(
         };
         match api::handle_request(&broker, peer, &listener, frame).await {
             Ok(Outcome::Respond(response)) => {
-                // Large responses bypass BufWriter's buffer, so fetched batches are not
-                // copied once more here.
-                let size = (response.len() as u32).to_be_bytes();
-                if writer.write_all(&size).await.is_err()
-                    || writer.write_all(&response).await.is_err()
-                {
+                if let Err(e) = write_reply(&mut writer, response).await {
+                    debug!(%peer, error = %e, "connection write failed");
                     return;
                 }
                 // Flush only when no further request is already buffered: pipelined requests
@@ -117,6 +121,54 @@ async fn idle_for(max_idle: Option<std::time::Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Writes the size prefix and the parts of `reply` in order: bytes through the buffer, file
+/// regions with `sendfile` after flushing what precedes them.
+async fn write_reply(writer: &mut BufWriter<OwnedWriteHalf>, reply: Reply) -> io::Result<()> {
+    let size = u32::try_from(reply.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "response over 4 GiB"))?;
+    writer.write_all(&size.to_be_bytes()).await?;
+    for part in reply.parts {
+        match part {
+            // Large parts bypass BufWriter's buffer, so they are not copied once more.
+            Part::Bytes(b) => writer.write_all(&b).await?,
+            Part::File(region) => {
+                writer.flush().await?;
+                send_file(writer.get_ref().as_ref(), &region).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `region` from its file into the socket with `sendfile`, waiting for the socket to
+/// become writable whenever the send buffer is full. The frame's size was already promised,
+/// so a file that shrank under the region (a truncated log) is an error that closes the
+/// connection, as in Kafka.
+async fn send_file(stream: &TcpStream, region: &FileRegion) -> io::Result<()> {
+    let mut offset = i64::try_from(region.position)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file position out of range"))?;
+    let mut remaining = region.len;
+    while remaining > 0 {
+        stream.writable().await?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            nix::sys::sendfile::sendfile(stream, &*region.file, Some(&mut offset), remaining)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment file ended before the fetched region",
+                ))
+            }
+            Ok(n) => remaining -= n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// True if `buf` already holds a whole size-prefixed frame (so the response may wait in the
