@@ -700,6 +700,10 @@ impl Broker {
             Some(tokio::time::Instant::now() + Duration::from_millis(LOG_INITIAL_TASK_DELAY_MS));
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Rolled segments are fsynced here shortly after the roll, not by the append that
+        // rolled them (Kafka schedules that flush at once on its scheduler).
+        let mut rolled = tokio::time::interval(Duration::from_millis(100));
+        rolled.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = retention.tick() => {
@@ -710,6 +714,12 @@ impl Broker {
                     let broker = self.clone();
                     let _ = tokio::task::spawn_blocking(move || broker.logs.flush_dirty_logs(now_ms())).await;
                     next_flush_check = flush_interval.and_then(|i| tokio::time::Instant::now().checked_add(i));
+                }
+                _ = rolled.tick() => {
+                    if self.logs.has_rolled_segments() {
+                        let broker = self.clone();
+                        let _ = tokio::task::spawn_blocking(move || broker.logs.flush_rolled_segments()).await;
+                    }
                 }
                 _ = compaction.tick() => {
                     let broker = self.clone();

@@ -169,6 +169,13 @@ impl OffsetIndex {
         self.file.sync_data().ctx("syncing", &self.path)
     }
 
+    /// A duplicated handle on the file, to fsync it without the owner's lock.
+    pub(crate) fn sync_handle(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .ctx("duplicating handle of", &self.path)
+    }
+
     /// File path (for renames on deletion).
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -307,6 +314,13 @@ impl TimeIndex {
     /// fsyncs the file.
     pub(crate) fn flush(&self) -> Result<()> {
         self.file.sync_data().ctx("syncing", &self.path)
+    }
+
+    /// A duplicated handle on the file, to fsync it without the owner's lock.
+    pub(crate) fn sync_handle(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .ctx("duplicating handle of", &self.path)
     }
 
     /// File path.

@@ -14,7 +14,7 @@ use super::cleaner;
 use super::config::LogConfig;
 use super::error::{Error, IoContext, Result};
 use super::meta;
-use super::partition::{LoadOptions, PartitionLog};
+use super::partition::{LoadOptions, PartitionLog, RolledLogs};
 use super::{TopicPartition, CLEAN_SHUTDOWN_FILE};
 
 /// Name of the lock file in each log dir.
@@ -82,6 +82,8 @@ pub struct LogManager {
     /// Serialises partition creation (never held by lookups): two creators of one
     /// partition must not open its files twice.
     creating: Mutex<()>,
+    /// Partitions whose rolled segments await their fsync ([`Self::flush_rolled_segments`]).
+    rolled: Arc<RolledLogs>,
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -131,6 +133,7 @@ impl LogManager {
         let mut log_dirs = Vec::new();
         let mut partitions: HashMap<TopicPartition, Entry> = HashMap::new();
         let mut to_remove = Vec::new();
+        let rolled = Arc::new(RolledLogs::default());
         for (i, path) in dirs.iter().enumerate() {
             std::fs::create_dir_all(path).ctx("creating log directory", path)?;
             let lock_file = lock_dir(path)?;
@@ -184,6 +187,7 @@ impl LogManager {
                     recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
                     log_start_offset: checkpoints.log_start(&tp),
                     checkpoints: Some(checkpoints.clone()),
+                    rolled: Some(rolled.clone()),
                 };
                 let log = PartitionLog::open_with(&entry.path(), tp.clone(), config, options)?;
                 partitions.insert(
@@ -217,6 +221,7 @@ impl LogManager {
             partitions: RwLock::new(partitions),
             pending_deletes: Arc::new(Mutex::new(Vec::new())),
             creating: Mutex::new(()),
+            rolled,
         };
         manager.spawn_removal(to_remove);
         tracing::info!(
@@ -343,6 +348,7 @@ impl LogManager {
             recovery_point: d.recovery_points_at_startup.get(tp).copied().unwrap_or(0),
             log_start_offset: d.checkpoints.log_start(tp),
             checkpoints: Some(d.checkpoints.clone()),
+            rolled: Some(self.rolled.clone()),
         };
         let mut log = PartitionLog::open_with(&path, tp.clone(), config, options)?;
         if let Some(id) = topic_id {
@@ -513,6 +519,42 @@ impl LogManager {
                 Ok(()) => flushed += 1,
                 Err(Error::Deleted(_) | Error::Closed(_)) => {}
                 Err(err) => tracing::error!(%tp, error = %err, "scheduled flush failed"),
+            }
+        }
+        flushed
+    }
+
+    /// Whether some partition rolled since the last [`Self::flush_rolled_segments`].
+    pub fn has_rolled_segments(&self) -> bool {
+        !lock(&self.rolled.0).is_empty()
+    }
+
+    /// fsyncs the segments rolled since the last call and advances those partitions'
+    /// recovery points (Kafka flushes a rolled segment right after the roll, on its
+    /// scheduler). Each partition's lock is held only to take duplicated handles and to
+    /// record the result, never during the fsync, so appends go on. Blocking: call it off
+    /// the async workers. Errors are logged per partition; returns the number flushed.
+    pub fn flush_rolled_segments(&self) -> usize {
+        let mut tps = std::mem::take(&mut *lock(&self.rolled.0));
+        tps.sort();
+        tps.dedup();
+        let mut flushed = 0;
+        for tp in tps {
+            let Some(log) = self.get(&tp) else { continue };
+            let flush = match lock(&log).begin_roll_flush() {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::error!(%tp, error = %err, "cannot flush rolled segments");
+                    continue;
+                }
+            };
+            match flush.sync() {
+                Ok(()) => {
+                    lock(&log).finish_roll_flush(&flush);
+                    flushed += 1;
+                }
+                Err(err) => tracing::error!(%tp, error = %err, "flushing rolled segments failed"),
             }
         }
         flushed

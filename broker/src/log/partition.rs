@@ -2,14 +2,15 @@
 //! idempotent producer state.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use uuid::Uuid;
 
 use super::batch::{self, BatchHeader};
-use super::checkpoint::{self, DirCheckpoints, RECOVERY_POINT_CHECKPOINT};
+use super::checkpoint::{self, lock, DirCheckpoints, RECOVERY_POINT_CHECKPOINT};
 use super::cleaner;
 use super::config::{LogConfig, TimestampType};
 use super::error::{Error, IoContext, Result};
@@ -35,6 +36,36 @@ pub struct LoadOptions {
     pub log_start_offset: Option<i64>,
     /// Where to persist log start offset changes (shared by the dir's partitions).
     pub(crate) checkpoints: Option<Arc<DirCheckpoints>>,
+    /// Where a roll leaves its fsync for the log manager (see [`PartitionLog::roll`]);
+    /// without it a roll fsyncs at once.
+    pub(crate) rolled: Option<Arc<RolledLogs>>,
+}
+
+/// Partitions whose rolled segments await their fsync: filled by [`PartitionLog::roll`],
+/// drained by the log manager's flusher (Kafka flushes a rolled segment asynchronously,
+/// `flushUptoOffsetExclusive` on its scheduler, so the append that rolls never waits).
+#[derive(Debug, Default)]
+pub(crate) struct RolledLogs(pub(crate) Mutex<Vec<TopicPartition>>);
+
+/// A flush of rolled segments taken from a log under its lock and run without it
+/// ([`PartitionLog::begin_roll_flush`], [`RollFlush::sync`], [`PartitionLog::finish_roll_flush`]).
+pub(crate) struct RollFlush {
+    /// The recovery point once done: the base of the segment created by the last roll.
+    target: i64,
+    files: Vec<(File, PathBuf)>,
+    dir: PathBuf,
+    truncations: u64,
+}
+
+impl RollFlush {
+    /// fsyncs the rolled segments' files and the partition directory. Needs no lock: closed
+    /// segments do not change, and the handles stay valid if retention deletes a file.
+    pub(crate) fn sync(&self) -> Result<()> {
+        for (file, path) in &self.files {
+            file.sync_data().ctx("syncing", path)?;
+        }
+        checkpoint::sync_dir(&self.dir)
+    }
 }
 
 /// Kafka's default `producer.id.expiration.ms` (1 day): producer state idle for longer is
@@ -69,6 +100,12 @@ pub struct PartitionLog {
     pub(super) producers: ProducerStateManager,
     topic_id: Option<Uuid>,
     pub(super) checkpoints: Option<Arc<DirCheckpoints>>,
+    rolled: Option<Arc<RolledLogs>>,
+    /// Recovery point to reach once the rolled segments are fsynced.
+    roll_flush_target: Option<i64>,
+    /// Bumped by every truncation, so a roll flush taken before one does not advance the
+    /// recovery point over rewritten offsets.
+    truncations: u64,
     pub(super) state: State,
     /// Log cleaner position (`cleaner-offset-checkpoint`): compacted up to here.
     pub(super) cleaner_offset: Option<i64>,
@@ -107,6 +144,7 @@ impl PartitionLog {
             recovery_point,
             log_start_offset: checkpoints.log_start(&tp),
             checkpoints: Some(Arc::new(checkpoints)),
+            rolled: None,
         };
         Self::open_with(dir, tp, config, options)
     }
@@ -252,6 +290,9 @@ impl PartitionLog {
             producers,
             topic_id: meta::read_partition_metadata(dir)?,
             checkpoints: options.checkpoints,
+            rolled: options.rolled,
+            roll_flush_target: None,
+            truncations: 0,
             state: State::Open,
             cleaner_offset,
             pending_delete_horizon: None,
@@ -577,22 +618,74 @@ impl PartitionLog {
     }
 
     /// Closes the active segment and starts a new one at the log end offset. The old
-    /// segment is fsynced now, which lets the recovery point advance to the new base.
+    /// segment's fsync (which lets the recovery point advance to the new base) is left to
+    /// the log manager's flusher when the log has one, as Kafka does on its scheduler: the
+    /// append that rolls, often on an async worker, does not wait for the disk. A log
+    /// opened on its own fsyncs at once.
     pub fn roll(&mut self, now_ms: i64) -> Result<()> {
         self.ensure_open()?;
         let leo = self.log_end_offset();
         if self.active().size() == 0 {
             return Ok(());
         }
+        let deferred = self.rolled.is_some();
         let old = self.active_mut();
         old.on_become_inactive()?;
-        old.flush()?;
+        if !deferred {
+            old.flush()?;
+        }
         let seg = Segment::create(&self.dir, leo, now_ms)?;
         self.segments.insert(leo, seg);
-        checkpoint::sync_dir(&self.dir)?;
-        self.recovery_point = self.recovery_point.max(leo);
+        match &self.rolled {
+            Some(rolled) => {
+                self.roll_flush_target = Some(self.roll_flush_target.map_or(leo, |t| t.max(leo)));
+                lock(&rolled.0).push(self.tp.clone());
+            }
+            None => {
+                checkpoint::sync_dir(&self.dir)?;
+                self.recovery_point = self.recovery_point.max(leo);
+            }
+        }
         tracing::debug!(tp = %self.tp, base_offset = leo, "rolled new segment");
         Ok(())
+    }
+
+    /// Takes the pending fsync of rolled segments (`None` if there is none any more, e.g.
+    /// a flush or close did it): duplicated handles on the segments from the recovery point
+    /// up to the last roll. Run it with [`RollFlush::sync`] without the lock, then
+    /// [`Self::finish_roll_flush`].
+    pub(crate) fn begin_roll_flush(&mut self) -> Result<Option<RollFlush>> {
+        let Some(target) = self.roll_flush_target.take() else {
+            return Ok(None);
+        };
+        if self.state != State::Open || target <= self.recovery_point {
+            return Ok(None);
+        }
+        let from = self
+            .segments
+            .range(..=self.recovery_point)
+            .next_back()
+            .map_or(i64::MIN, |(&b, _)| b);
+        let mut files = Vec::new();
+        for seg in self.segments.range(from..target).map(|(_, s)| s) {
+            files.extend(seg.sync_handles()?);
+        }
+        Ok(Some(RollFlush {
+            target,
+            files,
+            dir: self.dir.clone(),
+            truncations: self.truncations,
+        }))
+    }
+
+    /// Advances the recovery point after a successful [`RollFlush::sync`], unless the log
+    /// was truncated meanwhile.
+    pub(crate) fn finish_roll_flush(&mut self, flush: &RollFlush) {
+        if flush.truncations != self.truncations || flush.target <= self.recovery_point {
+            return;
+        }
+        self.recovery_point = flush.target.min(self.log_end_offset());
+        self.last_flush_ms = segment::wall_clock_ms();
     }
 
     /// Bytes of whole batches starting with the batch that contains `offset`, never
@@ -944,6 +1037,7 @@ impl PartitionLog {
     }
 
     fn after_truncation(&mut self) -> Result<()> {
+        self.truncations += 1;
         let leo = self.log_end_offset();
         if self.epochs.truncate_from_end(leo) {
             self.epochs.flush()?;
@@ -993,6 +1087,7 @@ impl PartitionLog {
         self.high_watermark = offset;
         self.recovery_point = offset;
         self.set_cleaner_offset(None)?;
+        self.truncations += 1;
         tracing::info!(tp = %self.tp, offset, "log truncated fully");
         self.persist_log_start()
     }
@@ -1061,6 +1156,7 @@ impl PartitionLog {
         }
         checkpoint::sync_dir(&self.dir)?;
         self.recovery_point = self.log_end_offset();
+        self.roll_flush_target = self.roll_flush_target.filter(|&t| t > self.recovery_point);
         if advances {
             self.last_flush_ms = segment::wall_clock_ms();
         }

@@ -290,6 +290,22 @@ impl Segment {
             .ctx("duplicating handle of", &self.log_path)
     }
 
+    /// Duplicated handles on the segment's three files with their paths: a closed segment is
+    /// fsynced through them without its partition's lock (see `PartitionLog::roll`).
+    pub(crate) fn sync_handles(&self) -> Result<Vec<(File, PathBuf)>> {
+        Ok(vec![
+            (self.read_handle()?, self.log_path.clone()),
+            (
+                self.offset_index.sync_handle()?,
+                self.offset_index.path().to_path_buf(),
+            ),
+            (
+                self.time_index.sync_handle()?,
+                self.time_index.path().to_path_buf(),
+            ),
+        ])
+    }
+
     /// Modification time of the `.log` file.
     pub(crate) fn last_modified(&self) -> Option<SystemTime> {
         self.log.metadata().and_then(|m| m.modified()).ok()

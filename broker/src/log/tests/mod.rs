@@ -996,3 +996,42 @@ fn log_flusher_flushes_logs_whose_flush_ms_passed() {
     // Nothing new: nothing to flush, however late it is.
     assert_eq!(m.flush_dirty_logs(i64::MAX), 0);
 }
+
+/// A roll does not fsync in the append that causes it (Kafka flushes the rolled segment on
+/// its scheduler): the recovery point stays until the log manager's flusher has fsynced
+/// the rolled segments, which it does without holding the partition lock during the fsync.
+#[test]
+fn rolled_segments_are_fsynced_by_the_flusher_not_by_the_append() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = vec![root.path().join("d1")];
+    let cfg = |_: &str| Some(small_config());
+    let m = LogManager::open(&dirs, 1, "c1", &cfg).unwrap();
+    let log = m
+        .create(&TopicPartition::new("rolling", 0), small_config(), None)
+        .unwrap();
+    assert!(!m.has_rolled_segments());
+    {
+        let mut l = log.lock().unwrap();
+        while l.segment_count() < 3 {
+            l.append(&simple(5, 0), 0, 0).unwrap();
+        }
+        assert_eq!(
+            l.recovery_point(),
+            0,
+            "the appends that rolled did not fsync"
+        );
+    }
+    assert!(m.has_rolled_segments());
+    assert_eq!(m.flush_rolled_segments(), 1);
+    let l = log.lock().unwrap();
+    let bases = l.segment_base_offsets();
+    assert_eq!(
+        l.recovery_point(),
+        bases[2],
+        "recovery point at the last roll"
+    );
+    drop(l);
+    assert!(!m.has_rolled_segments());
+    assert_eq!(m.flush_rolled_segments(), 0);
+    m.shutdown().unwrap();
+}
