@@ -213,28 +213,22 @@ impl Broker {
 
     /// Host and port clients of `listener` should use for this broker: the advertised
     /// address of that listener, as Kafka answers Metadata, FindCoordinator and
-    /// DescribeCluster on the listener the request came in on. A listener that is not
-    /// advertised (`advertised.listeners` may list a subset) gets the first advertised one;
-    /// Kafka would leave this broker out (LISTENER_NOT_FOUND).
-    pub fn advertised_endpoint(&self, listener: &str) -> (String, i32) {
-        let l = self
-            .config
+    /// DescribeCluster on the listener the request came in on. `None` if `listener` is not
+    /// in `advertised.listeners` (which may list a subset of `listeners`): Kafka then leaves
+    /// this broker out of its answers on that listener.
+    pub fn advertised_endpoint(&self, listener: &str) -> Option<(String, i32)> {
+        self.config
             .advertised_listeners
             .iter()
             .find(|l| l.name == listener)
-            .or(self.config.advertised_listeners.first())
-            .or(self.config.listeners.first());
-        match l {
-            Some(l) => {
+            .map(|l| {
                 let host = if l.host.is_empty() || l.host == "0.0.0.0" {
                     "127.0.0.1".to_string()
                 } else {
                     l.host.clone()
                 };
                 (host, i32::from(l.port))
-            }
-            None => ("127.0.0.1".to_string(), 9092),
-        }
+            })
     }
 
     /// Ids of live brokers (just this one until the cluster layer exists).

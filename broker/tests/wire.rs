@@ -1589,3 +1589,86 @@ async fn zero_session_cache_slots_mean_full_fetches_only() {
     assert_eq!((full.error_code, full.session_id), (0, 0));
     assert_eq!(full.responses[0].partitions[0].error_code, 0);
 }
+
+/// A listener left out of `advertised.listeners` is served, but, as in Kafka, this broker
+/// is not an address for its clients: Metadata lists no broker and its partitions are
+/// LISTENER_NOT_FOUND without a leader, FindCoordinator is COORDINATOR_NOT_AVAILABLE and
+/// DescribeCluster lists no broker. The advertised listener gets its own address.
+#[tokio::test]
+async fn an_unadvertised_listener_gets_no_broker_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides: Vec<(String, String)> = [
+        ("listeners", "SHOWN://127.0.0.1:0,HIDDEN://127.0.0.1:0"),
+        ("advertised.listeners", "SHOWN://shown.example:19092"),
+        (
+            "listener.security.protocol.map",
+            "SHOWN:PLAINTEXT,HIDDEN:PLAINTEXT",
+        ),
+        ("inter.broker.listener.name", "SHOWN"),
+        ("offsets.topic.num.partitions", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([(
+        "log.dirs".to_string(),
+        dir.path().join("data").display().to_string(),
+    )])
+    .collect();
+    let (config, _) = BrokerConfig::default_single_node(&overrides).unwrap();
+    let broker = Broker::open(config).unwrap();
+    let listeners = server::bind(&broker).await.unwrap();
+    let addr_of = |name: &str| {
+        listeners
+            .iter()
+            .find(|l| l.context.name == name)
+            .unwrap()
+            .socket
+            .local_addr()
+            .unwrap()
+    };
+    let (shown, hidden) = (addr_of("SHOWN"), addr_of("HIDDEN"));
+    let (_stop, stopped) = watch::channel(false);
+    tokio::spawn(server::serve(Arc::clone(&broker), listeners, stopped));
+
+    let mut s = Client::connect(shown).await;
+    create_topic(&mut s, "seen").await;
+    let mut h = Client::connect(hidden).await;
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(StrBytes::from_static_str("seen"))))]));
+
+    let r: MetadataResponse = s.call(ApiKey::Metadata, 12, &request).await;
+    assert_eq!(r.brokers.len(), 1);
+    assert_eq!(r.brokers[0].host.as_str(), "shown.example");
+    assert_eq!(r.brokers[0].port, 19092);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+    let r: MetadataResponse = h.call(ApiKey::Metadata, 12, &request).await;
+    assert!(r.brokers.is_empty(), "{:?}", r.brokers);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 72, "LISTENER_NOT_FOUND");
+    assert_eq!(p.leader_id, BrokerId(-1));
+    assert_eq!(p.offline_replicas, vec![BrokerId(0)]);
+
+    let find = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
+    let r: FindCoordinatorResponse = s.call(ApiKey::FindCoordinator, 4, &find).await;
+    assert_eq!(r.coordinators[0].error_code, 0);
+    assert_eq!(r.coordinators[0].host.as_str(), "shown.example");
+    let r: FindCoordinatorResponse = h.call(ApiKey::FindCoordinator, 4, &find).await;
+    assert_eq!(
+        r.coordinators[0].error_code, 15,
+        "COORDINATOR_NOT_AVAILABLE"
+    );
+
+    let r: DescribeClusterResponse = h
+        .call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default(),
+        )
+        .await;
+    assert!(r.brokers.is_empty());
+}

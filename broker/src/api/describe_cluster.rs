@@ -10,15 +10,22 @@ pub(crate) async fn handle(
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let broker = ctx.broker;
-    let (host, port) = broker.advertised_endpoint(&ctx.listener.name);
+    // A listener this broker does not advertise lists no brokers, as in Kafka.
+    let brokers = broker
+        .advertised_endpoint(&ctx.listener.name)
+        .map(|(host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(broker.node_id()))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(None)
+                .with_is_fenced(false)
+        })
+        .into_iter()
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.image().cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id()))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id()))
-            .with_host(str_bytes(host))
-            .with_port(port)
-            .with_rack(None)
-            .with_is_fenced(false)])
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -70,6 +70,10 @@ async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i3
     if leader != broker.node_id() {
         return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
     }
-    let (host, port) = broker.advertised_endpoint(&ctx.listener.name);
+    // Kafka answers COORDINATOR_NOT_AVAILABLE when the coordinator has no endpoint on the
+    // listener the request came in on.
+    let (host, port) = broker
+        .advertised_endpoint(&ctx.listener.name)
+        .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable))?;
     Ok((leader, host, port))
 }

@@ -100,14 +100,20 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
         }
     }
 
-    let (host, port) = broker.advertised_endpoint(&ctx.listener.name);
     let image = broker.image();
+    let brokers = broker
+        .advertised_endpoint(&ctx.listener.name)
+        .map(|(host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.node_id()))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(None)
+        })
+        .into_iter()
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id()))
-            .with_host(str_bytes(host))
-            .with_port(port)
-            .with_rack(None)])
+        .with_brokers(brokers)
         .with_cluster_id((ctx.version >= 2).then(|| str_bytes(image.cluster_id.clone())))
         .with_controller_id(BrokerId(if ctx.version >= 1 {
             broker.node_id()
@@ -119,18 +125,45 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
 }
 
 fn topic_response(ctx: &Ctx<'_>, topic: &TopicImage) -> MetadataResponseTopic {
+    let node_id = ctx.broker.node_id();
+    let reachable = ctx.broker.advertised_endpoint(&ctx.listener.name).is_some();
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            MetadataResponsePartition::default()
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(if ctx.version >= 7 { p.leader_epoch } else { -1 })
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
-                .with_offline_replicas(vec![])
+                .with_offline_replicas(vec![]);
+            if reachable || p.leader != node_id {
+                return partition;
+            }
+            // Kafka's KRaftMetadataCache: a leader without an endpoint on this listener is
+            // LISTENER_NOT_FOUND (v6+; LEADER_NOT_AVAILABLE before) with no leader, and a
+            // replica without one is offline.
+            let code = if ctx.version >= 6 {
+                ResponseError::ListenerNotFound
+            } else {
+                ResponseError::LeaderNotAvailable
+            };
+            let offline = if ctx.version >= 5 {
+                p.replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| *r == node_id)
+                    .map(BrokerId)
+                    .collect()
+            } else {
+                vec![]
+            };
+            partition
+                .with_error_code(code.code())
+                .with_leader_id(BrokerId(-1))
+                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()
