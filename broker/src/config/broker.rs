@@ -537,6 +537,19 @@ impl BrokerConfig {
                 ));
             }
         }
+        for key in explicit.keys() {
+            if key == "max.connection.creation.rate"
+                || (key.starts_with("listener.name.")
+                    && (key.ends_with(".max.connections")
+                        || key.ends_with(".max.connection.creation.rate")))
+            {
+                warnings.push(format!(
+                    "The configuration '{key}' is accepted but not applied: Oxbow enforces \
+                     max.connections, max.connections.per.ip(.overrides) and \
+                     connections.max.idle.ms only."
+                ));
+            }
+        }
         let config = Self::build(explicit, BTreeMap::new())?;
         Ok((config, warnings))
     }
@@ -1213,6 +1226,20 @@ mod tests {
         assert!(err.contains("listeners") && err.contains("99999"), "{err}");
         let err = parse("listeners=garbage").unwrap_err().to_string();
         assert!(err.contains("Unable to parse garbage"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_that_are_not_applied_warn() {
+        let (_, w) = parse(
+            "node.id=1\nmax.connection.creation.rate=10\n\
+             listener.name.plaintext.max.connections=5\nmax.connections=100",
+        )
+        .unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("'listener.name.plaintext.max.connections' is accepted but not applied")
+        );
+        assert!(w[1].contains("'max.connection.creation.rate' is accepted but not applied"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! Limits are read from the effective config at every accept, so `kafka-configs.sh
 //! --entity-type brokers --alter` of these (cluster-wide dynamic) keys applies to new
 //! connections at once. The per-listener `listener.name.<l>.max.connections` and
-//! `max.connection.creation.rate` are not applied.
+//! `max.connection.creation.rate` are not applied (the config warns when they are set).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
