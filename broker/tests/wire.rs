@@ -1672,3 +1672,105 @@ async fn an_unadvertised_listener_gets_no_broker_address() {
         .await;
     assert!(r.brokers.is_empty());
 }
+
+/// Issue 7: the group coordinator never waits for the disk under the lock heartbeats need.
+/// While an offset commit waits for the `__consumer_offsets` partition (held here for 3 s,
+/// as a slow disk, a segment roll or the log cleaner could hold it), heartbeats of the
+/// group are still answered at once, and the commit completes once the partition is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_answered_while_a_commit_waits_for_the_offsets_partition() {
+    let b = start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("offsets.topic.num.partitions", "1"),
+    ])
+    .await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "hb-topic").await;
+    let group = || GroupId(StrBytes::from_static_str("hb"));
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))])
+    };
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join("")).await;
+    let member = r.member_id.as_str().to_string();
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join(&member)).await;
+    assert_eq!((r.error_code, r.generation_id), (0, 1));
+    let r: SyncGroupResponse = c
+        .call(
+            ApiKey::SyncGroup,
+            5,
+            &SyncGroupRequest::default()
+                .with_group_id(group())
+                .with_generation_id(1)
+                .with_member_id(StrBytes::from_string(member.clone()))
+                .with_assignments(vec![]),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+
+    let log = b
+        .broker
+        .logs()
+        .get(&oxbow_broker::log::TopicPartition::new(
+            "__consumer_offsets",
+            0,
+        ))
+        .expect("offsets partition");
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let _held = log.lock().unwrap();
+        held_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    held_rx.recv().unwrap();
+    let held_since = Instant::now();
+    let mut committer = Client::connect(b.addr).await;
+    let commit_member = member.clone();
+    let commit = tokio::spawn(async move {
+        let r: OffsetCommitResponse = committer
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit_request("hb", &commit_member, 1, "hb-topic", "while held"),
+            )
+            .await;
+        (r.topics[0].partitions[0].error_code, Instant::now())
+    });
+    // Heartbeats every 100 ms while the partition is held: each is answered promptly.
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    let mut slowest = Duration::ZERO;
+    let mut beats = 0;
+    while held_since.elapsed() < Duration::from_millis(2500) {
+        pace.tick().await;
+        let sent = Instant::now();
+        let hb: HeartbeatResponse = c
+            .call(
+                ApiKey::Heartbeat,
+                4,
+                &HeartbeatRequest::default()
+                    .with_group_id(group())
+                    .with_generation_id(1)
+                    .with_member_id(StrBytes::from_string(member.clone())),
+            )
+            .await;
+        assert_eq!(hb.error_code, 0);
+        slowest = slowest.max(sent.elapsed());
+        beats += 1;
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a heartbeat waited {slowest:?} for a commit stuck on the offsets partition ({beats} heartbeats)"
+    );
+    holder.join().unwrap();
+    let (code, answered) = commit.await.unwrap();
+    assert_eq!(code, 0, "the commit succeeds once the partition is free");
+    assert!(answered.duration_since(held_since) >= Duration::from_millis(2900));
+}
