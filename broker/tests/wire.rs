@@ -1774,3 +1774,69 @@ async fn heartbeats_are_answered_while_a_commit_waits_for_the_offsets_partition(
     assert_eq!(code, 0, "the commit succeeds once the partition is free");
     assert!(answered.duration_since(held_since) >= Duration::from_millis(2900));
 }
+
+/// Fetch v13+ names topics by id (Kafka 4.1 serves Fetch up to v17): records come back
+/// under the topic id, an unknown id is UNKNOWN_TOPIC_ID, sessions are keyed by id, and a
+/// session created with ids refuses a request by name (FETCH_SESSION_TOPIC_ID_ERROR).
+#[tokio::test]
+async fn fetch_v13_and_later_use_topic_ids() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "ids").await;
+    let _: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("ids", batch(&["x"]), 1),
+        )
+        .await;
+    let m: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(TopicName(StrBytes::from_static_str("ids"))))])),
+        )
+        .await;
+    let id = m.topics[0].topic_id;
+    let by_id = |topic_id: uuid::Uuid, session_id: i32, epoch: i32| {
+        let mut r = fetch_request("", 0, 0)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch);
+        r.topics[0].topic = TopicName(StrBytes::from_static_str(""));
+        r.topics[0].topic_id = topic_id;
+        r
+    };
+    for version in [13i16, 15, 16, 17] {
+        let f: FetchResponse = c.call(ApiKey::Fetch, version, &by_id(id, 0, -1)).await;
+        assert_eq!(f.responses[0].topic_id, id, "v{version}");
+        let p = &f.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "v{version}");
+        assert_eq!(
+            values_of(p.records.as_ref().unwrap()),
+            vec!["x"],
+            "v{version}"
+        );
+    }
+    let unknown = uuid::Uuid::from_u128(0x1234);
+    let f: FetchResponse = c.call(ApiKey::Fetch, 13, &by_id(unknown, 0, -1)).await;
+    assert_eq!(f.responses[0].topic_id, unknown);
+    assert_eq!(
+        f.responses[0].partitions[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+
+    let full: FetchResponse = c.call(ApiKey::Fetch, 17, &by_id(id, 0, 0)).await;
+    let session = full.session_id;
+    assert!(session > 0, "{full:?}");
+    let by_name: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &session_fetch("ids", session, 1, None, false),
+        )
+        .await;
+    assert_eq!(by_name.error_code, 106, "FETCH_SESSION_TOPIC_ID_ERROR");
+}

@@ -192,7 +192,7 @@ macro_rules! apis {
 // from segment files); `whole` handlers return a response that is encoded here.
 apis! {
     parts {
-        Fetch => FetchRequest, fetch, 4..=12;
+        Fetch => FetchRequest, fetch, 4..=17;
     }
     whole {
     Produce => ProduceRequest, produce, 0..=11;
