@@ -71,6 +71,14 @@ else
   skip "cargo test" "build failed"
 fi
 
+# 3b. Fuzzing smoke run: each cargo-fuzz target of broker/fuzz for 25 s from the seed corpus
+#     of real client requests; any crash fails the phase (e2e/scripts/fuzz.sh, longer runs).
+if [[ $BUILD_OK == 0 ]]; then
+  phase "fuzz smoke (cargo-fuzz, 25 s per target)" bash e2e/scripts/fuzz.sh 25
+else
+  skip "fuzz smoke" "build failed"
+fi
+
 # 4. Kubernetes: a real kube-apiserver, etcd and kube-controller-manager on loopback (built
 #    from the Go module proxy, cached), kubectl and helm, broker pods run by the pod runner.
 #    Needs root (it maps pod DNS names in /etc/hosts) and target/debug/oxbow-broker.

@@ -224,6 +224,12 @@ apis! {
     }
 }
 
+/// Every served API with its version range `(key, min, max)`, as ApiVersions advertises them
+/// (the fuzz targets in `broker/fuzz` pick requests from it).
+pub fn served_apis() -> &'static [(ApiKey, i16, i16)] {
+    SUPPORTED_APIS
+}
+
 /// The served version range of `key`, if it is served at all.
 pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS
