@@ -49,8 +49,8 @@ for target in "${TARGETS[@]}"; do
     -artifact_prefix="$artifacts" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
-  stats="$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1)"
-  execs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')"
+  stats="$(grep -E 'DONE +cov:' "$log" | tail -1 || true)"
+  execs="$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)"
   if [[ $rc != 0 ]]; then
     failed=1
     tail -n 60 "$log"
