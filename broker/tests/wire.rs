@@ -1840,3 +1840,87 @@ async fn fetch_v13_and_later_use_topic_ids() {
         .await;
     assert_eq!(by_name.error_code, 106, "FETCH_SESSION_TOPIC_ID_ERROR");
 }
+
+/// A group's coordinator is found only once its `__consumer_offsets` partition is loaded:
+/// the topic enters the metadata image before its logs exist (they are created on the
+/// blocking pool), and a FindCoordinator answered in between let a group commit offsets
+/// that could not be written (its records were lost; a restart then replayed a group
+/// without them). While the logs are being created the answer is COORDINATOR_NOT_AVAILABLE,
+/// which clients retry; once it is 0, the group's commits are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_is_found_only_once_its_offsets_partition_exists() {
+    const PARTITIONS: i32 = 1000;
+    let b = start(&[
+        ("offsets.topic.num.partitions", "1000"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ])
+    .await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "g-topic").await;
+    // A group whose partition is among the last to be created.
+    let group = (0..)
+        .map(|i| format!("late-{i}"))
+        .find(|g| oxbow_broker::group::records::partition_for(g, PARTITIONS) >= PARTITIONS - 10)
+        .unwrap();
+    let partition = oxbow_broker::group::records::partition_for(&group, PARTITIONS);
+    let data = b._dir.path().join("data");
+    let find = |key: &str| {
+        FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(key.to_string())])
+    };
+    // Another group's FindCoordinator creates `__consumer_offsets`.
+    let mut creator = Client::connect(b.addr).await;
+    let first = tokio::spawn(async move {
+        let r: FindCoordinatorResponse = creator
+            .call(ApiKey::FindCoordinator, 4, &find("first"))
+            .await;
+        r.coordinators[0].error_code
+    });
+    // Wait until the creation is under way: the first partition's directory exists.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.join("__consumer_offsets-0").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "__consumer_offsets-0 never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut saw_not_available = false;
+    loop {
+        let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 4, &find(&group)).await;
+        let code = r.coordinators[0].error_code;
+        if code == 0 {
+            assert!(
+                data.join(format!("__consumer_offsets-{partition}"))
+                    .exists(),
+                "coordinator found before its partition's log exists"
+            );
+            break;
+        }
+        assert_eq!(code, 15, "COORDINATOR_NOT_AVAILABLE while loading");
+        saw_not_available = true;
+        assert!(
+            Instant::now() < deadline,
+            "coordinator never became available"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &commit_request(&group, "", -1, "g-topic", ""),
+        )
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 0,
+        "the commit is written"
+    );
+    assert_eq!(first.await.unwrap(), 0);
+    // Creating 1,000 partitions takes long enough to be observed; if a fast disk ever
+    // finishes first, the test still checked that a found coordinator has its log.
+    if !saw_not_available {
+        eprintln!("note: __consumer_offsets was created before the first lookup");
+    }
+}

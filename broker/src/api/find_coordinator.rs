@@ -70,6 +70,13 @@ async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i3
     if leader != broker.node_id() {
         return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
     }
+    // The topic is in the metadata image before its logs exist (they are created on the
+    // blocking pool after the commit). Until the group's partition is loaded here, Kafka
+    // answers COORDINATOR_NOT_AVAILABLE and the client retries; answering earlier let a
+    // group join whose records could not be written to `__consumer_offsets`.
+    if broker.leader_partition(OFFSETS_TOPIC, partition).is_err() {
+        return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
+    }
     // Kafka answers COORDINATOR_NOT_AVAILABLE when the coordinator has no endpoint on the
     // listener the request came in on.
     let (host, port) = broker

@@ -786,7 +786,7 @@ impl GroupCoordinator {
                     Err(e) if w.done.is_none() => {
                         // Membership is soft state (members rejoin if it is lost); expired
                         // offsets are expired again at the next check.
-                        warn!(group = %w.group_id, error = ?e.message, "could not write to __consumer_offsets");
+                        warn!(group = %w.group_id, code = e.code, error = ?e.message, "could not write to __consumer_offsets");
                     }
                     Err(_) => {}
                 }
