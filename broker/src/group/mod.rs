@@ -291,11 +291,7 @@ impl GroupCoordinator {
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now));
             let replies = group.join(token, request, now, &self.limits);
-            let dirty = group.take_dirty().then(|| group.to_value());
-            if let Some(value) = dirty {
-                Self::enqueue_group(&mut inner, group_id, Some(value));
-            }
-            Self::schedule(&mut inner, group_id);
+            Self::after_change(&mut inner, group_id);
             match Self::deliver(&mut inner, replies, token) {
                 Some(Reply::Join(_, r)) => Some(r),
                 _ => {
@@ -329,10 +325,7 @@ impl GroupCoordinator {
                 return SyncResponse::error(ResponseError::UnknownMemberId);
             };
             let replies = group.sync(token, request, now, &self.limits);
-            if let Some(value) = group.take_dirty().then(|| group.to_value()) {
-                Self::enqueue_group(&mut inner, group_id, Some(value));
-            }
-            Self::schedule(&mut inner, group_id);
+            Self::after_change(&mut inner, group_id);
             match Self::deliver(&mut inner, replies, token) {
                 Some(Reply::Sync(_, r)) => Some(r),
                 _ => {
@@ -380,10 +373,7 @@ impl GroupCoordinator {
                 return Err(ResponseError::UnknownMemberId.code());
             };
             let (codes, replies) = group.leave(members, now_ms(), &self.limits);
-            if let Some(value) = group.take_dirty().then(|| group.to_value()) {
-                Self::enqueue_group(&mut inner, group_id, Some(value));
-            }
-            Self::schedule(&mut inner, group_id);
+            Self::after_change(&mut inner, group_id);
             Self::deliver(&mut inner, replies, 0);
             codes
         };
@@ -668,6 +658,19 @@ impl GroupCoordinator {
         Ok((codes, Some(written)))
     }
 
+    /// What follows every change of a group's state: its metadata record is queued if its
+    /// membership changed, and its next deadline is rescheduled.
+    fn after_change(inner: &mut Inner, group_id: &str) {
+        let changed = inner
+            .groups
+            .get_mut(group_id)
+            .and_then(|g| g.take_dirty().then(|| g.to_value()));
+        if let Some(value) = changed {
+            Self::enqueue_group(inner, group_id, Some(value));
+        }
+        Self::schedule(inner, group_id);
+    }
+
     /// Queues the group's metadata record (membership is soft state: a failed write is
     /// logged, members rejoin if it is lost).
     fn enqueue_group(inner: &mut Inner, group_id: &str, value: Option<GroupValue>) {
@@ -911,11 +914,8 @@ impl GroupCoordinator {
                         continue;
                     };
                     let replies = group.tick(now, &self.limits);
-                    if let Some(value) = group.take_dirty().then(|| group.to_value()) {
-                        Self::enqueue_group(&mut inner, &id, Some(value));
-                    }
+                    Self::after_change(&mut inner, &id);
                     Self::deliver(&mut inner, replies, 0);
-                    Self::schedule(&mut inner, &id);
                 }
                 // Kafka's offsets.retention.check.interval.ms default: every 10 minutes.
                 if now - last_expiry >= 600_000 {
