@@ -31,6 +31,7 @@ TOOL_HEAP="${BENCH_TOOL_HEAP:--Xmx1G}"
 TIMEOUT="${BENCH_TIMEOUT:-900}"
 
 say() { echo "bench: $*" >&2; }
+source "$ROOT/e2e/bench/lib.sh"
 
 # The perf tools get the full JIT (the wrappers default to a quick-start C1 setup).
 export KAFKA_JVM_PERFORMANCE_OPTS="${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true}"
@@ -41,16 +42,7 @@ KAFKA_BIN="$("$ROOT/e2e/scripts/install-tools.sh" --print-bin)" || {
 }
 
 if [[ " $BROKERS " == *" oxbow "* ]]; then
-  if [[ -n ${OXBOW_BROKER_BIN:-} ]]; then
-    OXBOW_BIN="$OXBOW_BROKER_BIN"
-  else
-    say "building oxbow-broker (release)"
-    (cd "$ROOT" && cargo build --release -q -p oxbow-broker) || {
-      say "cargo build --release -p oxbow-broker failed"
-      exit 1
-    }
-    OXBOW_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/oxbow-broker"
-  fi
+  oxbow_release_bin || exit 1
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/oxbow-bench.XXXXXX")"
@@ -67,7 +59,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source "$ROOT/e2e/bench/lib.sh"
 BROKER_EXTRA_PROPS="num.partitions=$PARTITIONS"
 
 # Peak RSS sampler: polls VmRSS (and VmHWM) of the broker into a file.

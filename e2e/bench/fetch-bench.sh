@@ -52,6 +52,7 @@ RECORDS=$((MB * 1024))
 MANY_RECORDS=$((MANY_MB * 1024))
 
 say() { echo "bench: $*" >&2; }
+source "$ROOT/e2e/bench/lib.sh"
 
 export KAFKA_JVM_PERFORMANCE_OPTS="${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true}"
 
@@ -59,16 +60,7 @@ KAFKA_BIN="$("$ROOT/e2e/scripts/install-tools.sh" --print-bin)" || {
   say "installing tools failed"
   exit 1
 }
-if [[ -n ${OXBOW_BROKER_BIN:-} ]]; then
-  OXBOW_BIN="$OXBOW_BROKER_BIN"
-else
-  say "building oxbow-broker (release)"
-  (cd "$ROOT" && cargo build --release -q -p oxbow-broker) || {
-    say "cargo build --release -p oxbow-broker failed"
-    exit 1
-  }
-  OXBOW_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/oxbow-broker"
-fi
+oxbow_release_bin || exit 1
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/oxbow-fetch-bench.XXXXXX")"
 declare -A PID PORT
@@ -84,7 +76,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source "$ROOT/e2e/bench/lib.sh"
 
 # Results: V[<broker>.<metric>.<round>]
 declare -A V

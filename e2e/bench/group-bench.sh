@@ -48,6 +48,7 @@ TOOL_HEAP="${BENCH_TOOL_HEAP:--Xmx1G}"
 TIMEOUT="${BENCH_TIMEOUT:-900}"
 
 say() { echo "group-bench: $*" >&2; }
+source "$ROOT/e2e/bench/lib.sh"
 
 KAFKA_BIN="$("$ROOT/e2e/scripts/install-tools.sh" --print-bin)" || {
   say "installing tools failed"
@@ -55,16 +56,7 @@ KAFKA_BIN="$("$ROOT/e2e/scripts/install-tools.sh" --print-bin)" || {
 }
 
 if [[ " $BROKERS " == *" oxbow "* ]]; then
-  if [[ -n ${OXBOW_BROKER_BIN:-} ]]; then
-    OXBOW_BIN="$OXBOW_BROKER_BIN"
-  else
-    say "building oxbow-broker (release)"
-    (cd "$ROOT" && cargo build --release -q -p oxbow-broker) || {
-      say "cargo build --release -p oxbow-broker failed"
-      exit 1
-    }
-    OXBOW_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/oxbow-broker"
-  fi
+  oxbow_release_bin || exit 1
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/oxbow-group-bench.XXXXXX")"
@@ -79,7 +71,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source "$ROOT/e2e/bench/lib.sh"
 
 # The rebalance driver: runs two kafka-verifiable-consumer.sh members and
 # times join and leave from their JSON events. Prints one JSON line.

@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # Shared by the benchmark scripts (sourced, not run): free ports, starting and stopping an
 # oxbow-broker or a single-node Apache Kafka (KRaft) on loopback, and ratio arithmetic.
-# Callers set OXBOW_BIN, KAFKA_BIN, KAFKA_HEAP, define say(), and may set BROKER_EXTRA_PROPS
+# Callers set ROOT, OXBOW_BIN (or call oxbow_release_bin), KAFKA_BIN, KAFKA_HEAP, define say(), and may set BROKER_EXTRA_PROPS
 # (lines appended to both brokers' server.properties).
+
+# Sets OXBOW_BIN: $OXBOW_BROKER_BIN if given, else a fresh release build of oxbow-broker.
+oxbow_release_bin() {
+  if [[ -n ${OXBOW_BROKER_BIN:-} ]]; then
+    OXBOW_BIN="$OXBOW_BROKER_BIN"
+    return
+  fi
+  say "building oxbow-broker (release)"
+  (cd "$ROOT" && cargo build --release -q -p oxbow-broker) || {
+    say "cargo build --release -p oxbow-broker failed"
+    return 1
+  }
+  OXBOW_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/oxbow-broker"
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
