@@ -26,6 +26,9 @@ use oxbow_broker::broker::Broker;
 use oxbow_broker::config::BrokerConfig;
 use oxbow_broker::server::ListenerContext;
 
+mod common;
+use common::fix_crcs;
+
 /// The listener every fuzzed request arrives on (the broker's only one).
 fn listener() -> ListenerContext {
     ListenerContext {
@@ -117,25 +120,6 @@ fn choose_api(frame: &mut [u8]) -> (ApiKey, i16) {
     frame[0..2].copy_from_slice(&(api as i16).to_be_bytes());
     frame[2..4].copy_from_slice(&version.to_be_bytes());
     (api, version)
-}
-
-fn fix_crcs(records: &mut [u8]) {
-    let mut pos = 0usize;
-    while pos + 61 <= records.len() {
-        let len = i32::from_be_bytes([
-            records[pos + 8],
-            records[pos + 9],
-            records[pos + 10],
-            records[pos + 11],
-        ]);
-        if len < 49 {
-            return;
-        }
-        let end = (pos + 12 + len as usize).min(records.len());
-        let crc = crc32c::crc32c(&records[pos + 21..end]);
-        records[pos + 17..pos + 21].copy_from_slice(&crc.to_be_bytes());
-        pos = end;
-    }
 }
 
 /// Decodes the request, lets `edit` change it and re-encodes it; the frame unchanged if it
