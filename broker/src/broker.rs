@@ -18,7 +18,7 @@ use crate::group::{GroupCoordinator, GroupLimits};
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
 use crate::metadata::{
     self, topic_name, LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore,
-    PartitionState, TopicImage,
+    PartitionState, ProposeError, TopicImage,
 };
 use crate::replica::fetch_session::FetchSessionCache;
 use crate::replica::{Partition, ReplicaManager};
@@ -94,9 +94,12 @@ impl Broker {
                 first_dir.display()
             )
         })?;
-        let store =
-            LocalMetadataStore::open(&first_dir.join(METADATA_DIR), config.cluster_id.as_deref())
-                .context("cannot open the cluster metadata store")?;
+        let store = LocalMetadataStore::open(
+            &first_dir.join(METADATA_DIR),
+            config.node_id,
+            config.cluster_id.as_deref(),
+        )
+        .context("cannot open the cluster metadata store")?;
         let image = store.image();
         let soft_limit = crate::fd_budget::raise_nofile_limit();
         let (mut dirs, mut segments) = (0, 0);
@@ -190,15 +193,20 @@ impl Broker {
         self.metadata.image()
     }
 
-    /// Commits metadata records on a blocking thread (the store fsyncs); a store failure is
-    /// reported to the client as UNKNOWN_SERVER_ERROR with the store's message (the request
-    /// had been valid).
+    /// Commits metadata records and answers the image that includes them. NOT_CONTROLLER
+    /// when this node is not the active controller; a store failure is reported to the
+    /// client as UNKNOWN_SERVER_ERROR with the store's message (the request had been valid).
     async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, ApiError> {
-        let store = self.metadata.clone();
-        tokio::task::spawn_blocking(move || store.apply(records))
-            .await
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
+        match self.metadata.propose(records).await {
+            Ok(_offset) => Ok(self.metadata.image()),
+            Err(e @ ProposeError::NotController { .. }) => {
+                Err(ApiError::new(ResponseError::NotController, e.to_string()))
+            }
+            Err(ProposeError::Store(e)) => Err(ApiError::new(
+                ResponseError::UnknownServerError,
+                e.to_string(),
+            )),
+        }
     }
 
     /// The group coordinator.
@@ -411,7 +419,7 @@ impl Broker {
                     replicas: replicas.clone(),
                     isr: replicas.clone(),
                     leader: replicas[0],
-                    leader_epoch: 0,
+                    ..PartitionState::default()
                 });
             }
             out
@@ -557,7 +565,7 @@ impl Broker {
                         leader: replicas[0],
                         isr: replicas.clone(),
                         replicas,
-                        leader_epoch: 0,
+                        ..PartitionState::default()
                     });
                 }
                 out
@@ -816,7 +824,7 @@ fn place_replicas(
                 leader: replicas[0],
                 isr: replicas.clone(),
                 replicas,
-                leader_epoch: 0,
+                ..PartitionState::default()
             }
         })
         .collect())

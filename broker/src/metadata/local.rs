@@ -2,14 +2,20 @@
 //! atomically (write a temporary file, fsync, rename, fsync the directory) on every change.
 //!
 //! Metadata changes are rare (topic and config administration), so rewriting the whole
-//! image is simpler than a log with snapshots and still O(topics) per change.
+//! image is simpler than a log with snapshots and still O(topics) per change. This node is
+//! always the active controller of its one-node cluster: every proposal is accepted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use super::{Error, MetadataImage, MetadataRecord, MetadataStore, Result};
+use tokio::sync::watch;
+
+use super::{
+    BoxFuture, Error, MetadataImage, MetadataRecord, MetadataStore, ProposeError, QuorumInfo,
+    QuorumReplica, Result,
+};
 
 /// File name of the image inside the metadata directory.
 pub const IMAGE_FILE: &str = "metadata-image.json";
@@ -17,8 +23,17 @@ pub const IMAGE_FILE: &str = "metadata-image.json";
 /// [`MetadataStore`] kept in one file on local disk.
 #[derive(Debug)]
 pub struct LocalMetadataStore {
+    /// This node's id: the one voter and active controller.
+    node_id: i32,
+    /// Shared with the blocking threads that write the file.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
-    image: RwLock<Arc<MetadataImage>>,
+    /// The latest image, published to subscribers.
+    image: watch::Sender<Arc<MetadataImage>>,
     /// Serialises writers so two changes never interleave their file writes.
     write_lock: Mutex<()>,
 }
@@ -27,7 +42,7 @@ impl LocalMetadataStore {
     /// Opens the store in `dir` (created if missing). A new store gets a fresh cluster id, or
     /// `cluster_id` if given. An existing store keeps its id; a different `cluster_id` is an
     /// error, because it means the directory belongs to another cluster.
-    pub fn open(dir: &Path, cluster_id: Option<&str>) -> Result<Self> {
+    pub fn open(dir: &Path, node_id: i32, cluster_id: Option<&str>) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
@@ -51,52 +66,96 @@ impl LocalMetadataStore {
                         });
                     }
                 }
-                image.reindex();
+                image.rebuild_indexes();
                 image
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let image = MetadataImage {
-                    cluster_id: cluster_id
+                // Producer id 0 is valid in Kafka; the image starts there.
+                let image = MetadataImage::new(
+                    cluster_id
                         .map(str::to_string)
                         .unwrap_or_else(super::new_cluster_id),
-                    // Producer id 0 is valid in Kafka; start there.
-                    next_producer_id: 0,
-                    ..MetadataImage::default()
-                };
+                );
                 write_atomically(&path, &image)?;
                 image
             }
             Err(source) => return Err(Error::Io { path, source }),
         };
         Ok(LocalMetadataStore {
-            path,
-            image: RwLock::new(Arc::new(image)),
-            write_lock: Mutex::new(()),
+            node_id,
+            inner: Arc::new(Inner {
+                path,
+                image: watch::Sender::new(Arc::new(image)),
+                write_lock: Mutex::new(()),
+            }),
         })
+    }
+
+    /// See [`Inner::commit`].
+    #[cfg(test)]
+    fn commit(&self, records: &[MetadataRecord]) -> Result<i64> {
+        self.inner.commit(records)
+    }
+}
+
+impl Inner {
+    /// Makes `records` durable as one change and publishes the resulting image (blocking:
+    /// it fsyncs). On error the published image is unchanged.
+    fn commit(&self, records: &[MetadataRecord]) -> Result<i64> {
+        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**self.image.borrow()).clone();
+        let offset = next.offset + 1;
+        next.replay_batch(records, offset);
+        write_atomically(&self.path, &next)?;
+        self.image.send_replace(Arc::new(next));
+        Ok(offset)
     }
 }
 
 impl MetadataStore for LocalMetadataStore {
     fn image(&self) -> Arc<MetadataImage> {
-        match self.image.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.inner.image.borrow().clone()
     }
 
-    fn apply(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>> {
-        let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = (*self.image()).clone();
-        for record in &records {
-            next = next.replay(record)?;
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.inner.image.subscribe()
+    }
+
+    fn propose(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<i64, ProposeError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // The file write fsyncs: keep it off the async workers.
+            let offset = tokio::task::spawn_blocking(move || inner.commit(&records))
+                .await
+                .map_err(|e| {
+                    ProposeError::Store(Error::Io {
+                        path: PathBuf::new(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })??;
+            Ok(offset)
+        })
+    }
+
+    fn active_controller(&self) -> Option<i32> {
+        Some(self.node_id)
+    }
+
+    fn quorum_info(&self) -> QuorumInfo {
+        let offset = self.image().offset;
+        let me = QuorumReplica {
+            id: self.node_id,
+            log_end_offset: offset + 1,
+            last_fetch_ms: -1,
+            last_caught_up_ms: -1,
+        };
+        QuorumInfo {
+            leader_id: self.node_id,
+            leader_epoch: 0,
+            high_watermark: offset + 1,
+            voters: vec![me],
+            observers: vec![],
         }
-        write_atomically(&self.path, &next)?;
-        let next = Arc::new(next);
-        match self.image.write() {
-            Ok(mut guard) => *guard = next.clone(),
-            Err(poisoned) => *poisoned.into_inner() = next.clone(),
-        }
-        Ok(next)
     }
 }
 
@@ -136,47 +195,69 @@ mod tests {
     #[test]
     fn survives_reopen_and_keeps_cluster_id() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalMetadataStore::open(dir.path(), None).unwrap();
+        let store = LocalMetadataStore::open(dir.path(), 0, None).unwrap();
         let cluster_id = store.image().cluster_id.clone();
         let id = new_topic_id();
         store
-            .apply(vec![MetadataRecord::Topic(TopicImage {
+            .commit(&[MetadataRecord::Topic(TopicImage {
                 name: "t".into(),
                 id,
                 partitions: vec![PartitionState {
                     replicas: vec![0],
                     isr: vec![0],
                     leader: 0,
-                    leader_epoch: 0,
+                    ..PartitionState::default()
                 }],
                 configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
             })])
             .unwrap();
         drop(store);
-        let store = LocalMetadataStore::open(dir.path(), None).unwrap();
+        let store = LocalMetadataStore::open(dir.path(), 0, None).unwrap();
         let image = store.image();
         assert_eq!(image.cluster_id, cluster_id);
         assert_eq!(
             image.topic_by_id(&id).unwrap().configs["retention.ms"],
             "1000"
         );
-        assert!(LocalMetadataStore::open(dir.path(), Some("other")).is_err());
+        assert!(LocalMetadataStore::open(dir.path(), 0, Some("other")).is_err());
     }
 
     #[test]
-    fn failed_batch_changes_nothing() {
+    fn failed_write_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalMetadataStore::open(dir.path(), None).unwrap();
+        let store = LocalMetadataStore::open(dir.path(), 0, None).unwrap();
         let before = store.image();
-        let err = store.apply(vec![
-            MetadataRecord::ProducerIds {
-                next_producer_id: 1000,
-            },
-            MetadataRecord::RemoveTopic {
-                name: "missing".into(),
-            },
-        ]);
+        // A directory where the temporary file must go makes the write fail.
+        std::fs::create_dir(dir.path().join("metadata-image.json.tmp")).unwrap();
+        let err = store.commit(&[MetadataRecord::ProducerIds {
+            next_producer_id: 1000,
+        }]);
         assert!(err.is_err());
         assert_eq!(*store.image(), *before);
+    }
+
+    #[tokio::test]
+    async fn proposals_commit_in_order_and_reach_subscribers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalMetadataStore::open(dir.path(), 3, None).unwrap();
+        let mut updates = store.subscribe();
+        let first = store
+            .propose(vec![MetadataRecord::ProducerIds {
+                next_producer_id: 1000,
+            }])
+            .await
+            .unwrap();
+        let second = store
+            .propose(vec![MetadataRecord::ProducerIds {
+                next_producer_id: 2000,
+            }])
+            .await
+            .unwrap();
+        assert_eq!((first, second), (0, 1));
+        assert!(updates.has_changed().unwrap());
+        let seen = updates.borrow_and_update().clone();
+        assert_eq!((seen.offset, seen.next_producer_id), (1, 2000));
+        assert_eq!(store.active_controller(), Some(3));
+        assert_eq!(store.quorum_info().high_watermark, 2);
     }
 }
