@@ -5,16 +5,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::ApiError;
 use crate::config::{self, BrokerConfig};
-use crate::group::{GroupCoordinator, GroupLimits};
+use crate::error::ApiError;
+use crate::group::{self, CoordinatorHost, GroupCoordinator, GroupLimits, OFFSETS_TOPIC};
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
 use crate::metadata::{
     self, topic_name, LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore,
@@ -22,6 +22,7 @@ use crate::metadata::{
 };
 use crate::replica::fetch_session::FetchSessionCache;
 use crate::replica::{Partition, ReplicaManager};
+use crate::time::now_ms;
 
 /// Where the metadata store lives, inside the first log dir (see [`crate::log::METADATA_DIR`]).
 pub use crate::log::METADATA_DIR;
@@ -69,14 +70,6 @@ pub struct Broker {
     groups: GroupCoordinator,
     /// Serialises topic-level administration so two CreateTopics for one name cannot race.
     admin: tokio::sync::Mutex<()>,
-}
-
-/// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Broker {
@@ -747,6 +740,47 @@ impl Broker {
             .context("clean shutdown of the logs failed")?;
         info!("broker stopped cleanly");
         Ok(())
+    }
+}
+
+/// The group coordinator reaches the broker only through this: topic sizes from the
+/// current image, `__consumer_offsets` created through the same path as CreateTopics, and
+/// the logs this broker leads.
+impl CoordinatorHost for Broker {
+    fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.image().topic(topic).map(|t| t.partitions.len() as i32)
+    }
+
+    async fn ensure_offsets_topic(&self) -> Result<i32, ApiError> {
+        if let Some(count) = self.partition_count(OFFSETS_TOPIC) {
+            return Ok(count);
+        }
+        let config = self.config();
+        let new = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: config.offsets_topic_num_partitions,
+            replication_factor: config
+                .offsets_topic_replication_factor_for(self.live_brokers().len()),
+            assignments: BTreeMap::new(),
+            configs: group::offsets_topic_configs(config.offsets_topic_segment_bytes),
+        };
+        match self.create_topic(new, false).await {
+            Ok(t) => Ok(t.partitions.len() as i32),
+            // Another group's first request created it meanwhile.
+            Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => {
+                Ok(self.partition_count(OFFSETS_TOPIC).unwrap_or(1))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn offsets_log(&self, partition: i32) -> Result<(Arc<Mutex<PartitionLog>>, i32), ApiError> {
+        let (log, state) = self.leader_log(OFFSETS_TOPIC, partition)?;
+        Ok((log, state.leader_epoch))
+    }
+
+    fn offsets_retention_ms(&self) -> i64 {
+        i64::from(self.config.offsets_retention_minutes) * 60_000
     }
 }
 

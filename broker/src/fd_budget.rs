@@ -86,7 +86,7 @@ pub fn count_segments(log_dir: &Path) -> (u64, u64) {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         // The metadata store's directory is named like a partition but is not one.
-        if name == crate::broker::METADATA_DIR
+        if name == crate::log::METADATA_DIR
             || crate::log::TopicPartition::from_dir_name(name).is_none()
         {
             continue;
@@ -172,7 +172,7 @@ mod tests {
         ] {
             std::fs::write(p.join(f), b"").unwrap();
         }
-        std::fs::create_dir(dir.path().join(crate::broker::METADATA_DIR)).unwrap();
+        std::fs::create_dir(dir.path().join(crate::log::METADATA_DIR)).unwrap();
         assert_eq!(count_segments(dir.path()), (1, 2));
     }
 }

@@ -9,13 +9,17 @@
 //! - [`replica`]: hosted partitions, the fetches waiting on them, fetch sessions.
 //! - [`server`]: listener, connections, framing and routing of requests.
 //! - [`api`]: one handler per Kafka API.
+//! - [`error`], [`time`]: what several layers share (Kafka-level errors, the clock), kept
+//!   below them so that imports only point down.
 
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod error;
 pub mod fd_budget;
 pub mod group;
 pub mod log;
 pub mod metadata;
 pub mod replica;
 pub mod server;
+pub mod time;

@@ -92,7 +92,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let coordinator = {
         let broker = broker.clone();
         let stopped = stopped.clone();
-        tokio::spawn(async move { broker.groups().run(&broker, stopped).await })
+        tokio::spawn(async move { broker.groups().run(broker.as_ref(), stopped).await })
     };
     let serving = tokio::spawn(server::serve(broker.clone(), listeners, stopped));
 

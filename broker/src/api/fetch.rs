@@ -22,7 +22,6 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 
 use super::{str_bytes, ApiError, Ctx, Part, Reply};
-use crate::broker::now_ms;
 use crate::log::{FileRegion, LogSlice};
 use crate::metadata::PartitionState;
 use crate::replica::fetch_session::{
@@ -30,6 +29,7 @@ use crate::replica::fetch_session::{
     INVALID_SESSION_ID,
 };
 use crate::replica::{FetchWatch, Partition};
+use crate::time::now_ms;
 
 /// Kafka's isolation level READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;

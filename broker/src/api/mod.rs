@@ -42,6 +42,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message};
 use tracing::{debug, warn};
 
 use crate::broker::Broker;
+pub(crate) use crate::error::ApiError;
 use crate::server::ListenerContext;
 
 /// One piece of an encoded response: bytes, or a region of a segment file that the
@@ -312,44 +313,6 @@ fn encode_response<R: Encodable + HeaderVersion + Message>(
         .encode(&mut out, ctx.version)
         .with_context(|| format!("cannot encode {key:?} v{} response", ctx.version))?;
     Ok(out)
-}
-
-/// A Kafka-level failure: an error code and an optional message for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ApiError {
-    pub(crate) code: i16,
-    pub(crate) message: Option<String>,
-}
-
-impl ApiError {
-    pub(crate) fn new(error: kafka_protocol::ResponseError, message: impl Into<String>) -> Self {
-        ApiError {
-            code: error.code(),
-            message: Some(message.into()),
-        }
-    }
-
-    pub(crate) fn code(error: kafka_protocol::ResponseError) -> Self {
-        ApiError {
-            code: error.code(),
-            message: None,
-        }
-    }
-
-    pub(crate) fn message_str(&self) -> Option<kafka_protocol::protocol::StrBytes> {
-        self.message
-            .clone()
-            .map(kafka_protocol::protocol::StrBytes::from_string)
-    }
-}
-
-impl From<crate::log::Error> for ApiError {
-    fn from(e: crate::log::Error) -> Self {
-        ApiError {
-            code: e.kafka_code(),
-            message: Some(e.to_string()),
-        }
-    }
 }
 
 /// Shorthand for building protocol strings.

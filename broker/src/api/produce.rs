@@ -23,10 +23,10 @@ use kafka_protocol::ResponseError;
 use std::sync::{Arc, Mutex};
 
 use super::{ApiError, Ctx};
-use crate::broker::now_ms;
 use crate::config;
 use crate::log::PartitionLog;
 use crate::metadata::topic_name;
+use crate::time::now_ms;
 
 /// A partition log as the log manager shares it.
 type SharedLog = Arc<Mutex<PartitionLog>>;

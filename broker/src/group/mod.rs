@@ -5,7 +5,9 @@
 //! parks JoinGroup/SyncGroup requests until the state machine replies, writes offsets and
 //! group metadata to the group's `__consumer_offsets` partition (chosen like Kafka, by the
 //! group id's Java hash), replays that topic on start-up, and drives time (session expiry,
-//! rebalance deadlines, offset expiry).
+//! rebalance deadlines, offset expiry). It sees the rest of the broker only through
+//! [`CoordinatorHost`] (topic sizes, its partitions' logs, creating `__consumer_offsets`),
+//! never the broker itself, so it can be tested alone and nothing below imports upward.
 //!
 //! **Nothing waits for the disk under the coordinator's lock.** State changes happen under
 //! one short lock; the records they produce go into a write queue in the same order, and
@@ -21,6 +23,7 @@ pub mod records;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,9 +36,9 @@ use kafka_protocol::ResponseError;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
-use crate::api::ApiError;
-use crate::broker::{now_ms, Broker, NewTopic};
+use crate::error::ApiError;
 use crate::log::PartitionLog;
+use crate::time::now_ms;
 use records::{GroupValue, OffsetValue, RecordKey};
 pub use state::{
     CommittedOffset, Group, GroupLimits, GroupState, JoinRequest, JoinResponse, Reply, SyncRequest,
@@ -51,6 +54,42 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// How often sessions and deadlines are checked. Kafka's timers are exact; 100 ms of slack on
 /// multi-second timeouts is invisible to clients.
 const TICK: Duration = Duration::from_millis(100);
+
+/// What the group coordinator needs from the broker it runs in, and nothing more: the
+/// partitions it may commit offsets for, its `__consumer_offsets` partitions (created on
+/// first use) and their logs, and its one config value. The broker implements it; tests
+/// implement it over logs in a temporary directory. Implementations answer from memory and
+/// never block on the disk, except [`CoordinatorHost::ensure_offsets_topic`], which is async.
+pub trait CoordinatorHost: Send + Sync {
+    /// The number of partitions of `topic`, `None` if the topic does not exist.
+    fn partition_count(&self, topic: &str) -> Option<i32>;
+
+    /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`,
+    /// `offsets.topic.replication.factor`, see [`offsets_topic_configs`]) if it does not
+    /// exist yet, as Kafka does when a group first needs it, and returns its partition
+    /// count; `Err` with Kafka's code if it can neither be created nor found.
+    fn ensure_offsets_topic(&self) -> impl Future<Output = Result<i32, ApiError>> + Send;
+
+    /// The log of `__consumer_offsets` partition `partition` and its leader epoch, if this
+    /// broker leads it: UNKNOWN_TOPIC_OR_PARTITION if there is no such partition,
+    /// NOT_LEADER_OR_FOLLOWER if another broker leads it. Appending to the log is the
+    /// caller's business (on a blocking thread: an append may roll and fsync).
+    fn offsets_log(&self, partition: i32) -> Result<(Arc<Mutex<PartitionLog>>, i32), ApiError>;
+
+    /// `offsets.retention.minutes` in milliseconds: how long the offsets of an empty group
+    /// are kept.
+    fn offsets_retention_ms(&self) -> i64;
+}
+
+/// The topic configs `__consumer_offsets` is created with, as Kafka's group coordinator
+/// sets them: compacted, the producer's compression, `offsets.topic.segment.bytes`.
+pub fn offsets_topic_configs(segment_bytes: i32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("compression.type".to_string(), "producer".to_string()),
+        ("segment.bytes".to_string(), segment_bytes.to_string()),
+    ])
+}
 
 /// One partition's commit request.
 #[derive(Debug, Clone)]
@@ -138,16 +177,15 @@ impl GroupCoordinator {
 
     /// Replays `__consumer_offsets` (if it exists) into memory: committed offsets and group
     /// metadata, later records winning and tombstones deleting.
-    pub fn load(&self, broker: &Broker) {
-        let image = broker.image();
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+    pub fn load(&self, host: &impl CoordinatorHost) {
+        let Some(count) = host.partition_count(OFFSETS_TOPIC) else {
             return;
         };
         let now = now_ms();
         let mut inner = self.lock();
         let mut records = 0usize;
-        for partition in 0..topic.partitions.len() as i32 {
-            let Ok((log, _)) = broker.leader_log(OFFSETS_TOPIC, partition) else {
+        for partition in 0..count {
+            let Ok((log, _)) = host.offsets_log(partition) else {
                 continue;
             };
             let log = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -200,41 +238,15 @@ impl GroupCoordinator {
     /// first use as Kafka does (COORDINATOR_NOT_AVAILABLE if that fails).
     pub(crate) async fn partition_for(
         &self,
-        broker: &Broker,
+        host: &impl CoordinatorHost,
         group: &str,
     ) -> Result<i32, ApiError> {
-        let count = match broker.image().topic(OFFSETS_TOPIC) {
-            Some(t) => t.partitions.len() as i32,
-            None => {
-                let config = broker.config();
-                let rf = config.offsets_topic_replication_factor_for(broker.live_brokers().len());
-                let new = NewTopic {
-                    name: OFFSETS_TOPIC.to_string(),
-                    num_partitions: config.offsets_topic_num_partitions,
-                    replication_factor: rf,
-                    assignments: BTreeMap::new(),
-                    configs: BTreeMap::from([
-                        ("cleanup.policy".to_string(), "compact".to_string()),
-                        ("compression.type".to_string(), "producer".to_string()),
-                        (
-                            "segment.bytes".to_string(),
-                            config.offsets_topic_segment_bytes.to_string(),
-                        ),
-                    ]),
-                };
-                match broker.create_topic(new, false).await {
-                    Ok(t) => t.partitions.len() as i32,
-                    Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => broker
-                        .image()
-                        .topic(OFFSETS_TOPIC)
-                        .map(|t| t.partitions.len() as i32)
-                        .unwrap_or(1),
-                    Err(e) => {
-                        warn!(error = ?e.message, "cannot create __consumer_offsets");
-                        return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
-                    }
-                }
-            }
+        let count = match host.partition_count(OFFSETS_TOPIC) {
+            Some(count) => count,
+            None => host.ensure_offsets_topic().await.map_err(|e| {
+                warn!(error = ?e.message, "cannot create __consumer_offsets");
+                ApiError::code(ResponseError::CoordinatorNotAvailable)
+            })?,
         };
         Ok(records::partition_for(group, count))
     }
@@ -270,12 +282,12 @@ impl GroupCoordinator {
     /// JoinGroup: may wait until the rebalance completes.
     pub async fn join(
         &self,
-        broker: &Broker,
+        host: &impl CoordinatorHost,
         group_id: &str,
         request: JoinRequest,
     ) -> JoinResponse {
         let member_id = request.member_id.clone();
-        if let Err(e) = self.partition_for(broker, group_id).await {
+        if let Err(e) = self.partition_for(host, group_id).await {
             return JoinResponse {
                 error_code: e.code,
                 ..JoinResponse::error(ResponseError::CoordinatorNotAvailable, &member_id)
@@ -300,7 +312,7 @@ impl GroupCoordinator {
                 }
             }
         };
-        self.flush_writes(broker).await;
+        self.flush_writes(host).await;
         match immediate {
             Some(r) => r,
             None => rx.await.unwrap_or_else(|_| {
@@ -312,7 +324,7 @@ impl GroupCoordinator {
     /// SyncGroup: followers wait for the leader's assignment.
     pub async fn sync(
         &self,
-        broker: &Broker,
+        host: &impl CoordinatorHost,
         group_id: &str,
         request: SyncRequest,
     ) -> SyncResponse {
@@ -334,7 +346,7 @@ impl GroupCoordinator {
                 }
             }
         };
-        self.flush_writes(broker).await;
+        self.flush_writes(host).await;
         match immediate {
             Some(r) => r,
             None => rx
@@ -363,7 +375,7 @@ impl GroupCoordinator {
     /// LeaveGroup: one error code per member, or the group-level error.
     pub async fn leave(
         &self,
-        broker: &Broker,
+        host: &impl CoordinatorHost,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
@@ -377,7 +389,7 @@ impl GroupCoordinator {
             Self::deliver(&mut inner, replies, 0);
             codes
         };
-        self.flush_writes(broker).await;
+        self.flush_writes(host).await;
         Ok(codes)
     }
 
@@ -385,25 +397,19 @@ impl GroupCoordinator {
     /// Answers once the offsets are in the log (they become visible to OffsetFetch then).
     pub async fn commit(
         &self,
-        broker: &Broker,
+        host: &impl CoordinatorHost,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
         generation_id: i32,
         commits: Vec<OffsetCommit>,
     ) -> Vec<i16> {
-        let (codes, written) = self.stage_commit(
-            broker,
-            group_id,
-            member_id,
-            instance,
-            generation_id,
-            commits,
-        );
+        let (codes, written) =
+            self.stage_commit(host, group_id, member_id, instance, generation_id, commits);
         let Some(written) = written else {
             return codes;
         };
-        self.flush_writes(broker).await;
+        self.flush_writes(host).await;
         let result = written
             .await
             .unwrap_or_else(|_| Err(ApiError::code(ResponseError::CoordinatorNotAvailable)));
@@ -428,7 +434,7 @@ impl GroupCoordinator {
     #[allow(clippy::type_complexity)]
     fn stage_commit(
         &self,
-        broker: &Broker,
+        host: &impl CoordinatorHost,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
@@ -451,13 +457,12 @@ impl GroupCoordinator {
             }
             return (vec![code; commits.len()], None);
         }
-        let image = broker.image();
         let mut codes = Vec::with_capacity(commits.len());
         let mut accepted = Vec::new();
         for c in commits {
-            let known = image
-                .topic(&c.topic)
-                .is_some_and(|t| c.partition >= 0 && (c.partition as usize) < t.partitions.len());
+            let known = host
+                .partition_count(&c.topic)
+                .is_some_and(|count| c.partition >= 0 && c.partition < count);
             if !known {
                 codes.push(ResponseError::UnknownTopicOrPartition.code());
             } else if c
@@ -553,7 +558,11 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: only groups without members; writes tombstones for offsets and metadata.
-    pub async fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+    pub async fn delete_group(
+        &self,
+        host: &impl CoordinatorHost,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
         let written = {
             let mut inner = self.lock();
             let Some(group) = inner.groups.get(group_id) else {
@@ -570,7 +579,7 @@ impl GroupCoordinator {
             };
             Self::enqueue(&mut inner, group_id, tombstones, effect)
         };
-        self.flush_writes(broker).await;
+        self.flush_writes(host).await;
         Self::written(written).await?;
         info!(group = %group_id, "deleted consumer group");
         Ok(())
@@ -593,13 +602,13 @@ impl GroupCoordinator {
     /// OffsetDelete: removes committed offsets of partitions the group does not subscribe to.
     pub async fn delete_offsets(
         &self,
-        broker: &Broker,
+        host: &impl CoordinatorHost,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<i16>, ResponseError> {
         let (codes, written) = self.stage_delete_offsets(group_id, partitions)?;
         if let Some(written) = written {
-            self.flush_writes(broker).await;
+            self.flush_writes(host).await;
             Self::written(written).await?;
         }
         Ok(codes)
@@ -751,7 +760,7 @@ impl GroupCoordinator {
     /// write's effect (under the lock, in the same order) and tells its waiter. Returns once
     /// the queue was empty at some point after the call began, so a caller's own write is
     /// done when this returns.
-    pub(crate) async fn flush_writes(&self, broker: &Broker) {
+    pub(crate) async fn flush_writes(&self, host: &impl CoordinatorHost) {
         let _writer = self.writer.lock().await;
         loop {
             let batch: Vec<Write> = self.lock().writes.drain(..).collect();
@@ -760,7 +769,7 @@ impl GroupCoordinator {
             }
             let prepared: Vec<Result<PreparedWrite, ApiError>> = batch
                 .iter()
-                .map(|w| prepare_write(broker, &w.group_id, &w.records))
+                .map(|w| prepare_write(host, &w.group_id, &w.records))
                 .collect();
             let count = prepared.len();
             let results = tokio::task::spawn_blocking(move || {
@@ -840,15 +849,13 @@ struct PreparedWrite {
 
 /// Encodes `records` as one batch for the group's `__consumer_offsets` partition.
 fn prepare_write(
-    broker: &Broker,
+    host: &impl CoordinatorHost,
     group_id: &str,
     records: &[(Bytes, Option<Bytes>)],
 ) -> Result<PreparedWrite, ApiError> {
     {
-        let count = broker
-            .image()
-            .topic(OFFSETS_TOPIC)
-            .map(|t| t.partitions.len() as i32)
+        let count = host
+            .partition_count(OFFSETS_TOPIC)
             .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable))?;
         let partition = records::partition_for(group_id, count);
         let now = now_ms();
@@ -884,10 +891,10 @@ fn prepare_write(
         )
         .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
         mark_non_idempotent(&mut buf);
-        let (log, state) = broker.leader_log(OFFSETS_TOPIC, partition)?;
+        let (log, leader_epoch) = host.offsets_log(partition)?;
         Ok(PreparedWrite {
             log,
-            leader_epoch: state.leader_epoch,
+            leader_epoch,
             batch: buf,
             now,
         })
@@ -896,10 +903,10 @@ fn prepare_write(
 
 impl GroupCoordinator {
     /// Drives time until shutdown: session expiry, rebalance deadlines, offset expiry.
-    pub async fn run(&self, broker: &Broker, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(&self, host: &impl CoordinatorHost, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let retention_ms = i64::from(broker.config().offsets_retention_minutes) * 60_000;
+        let retention_ms = host.offsets_retention_ms();
         let mut last_expiry = now_ms();
         loop {
             tokio::select! {
@@ -923,7 +930,7 @@ impl GroupCoordinator {
                     Self::expire_offsets(&mut inner, now, retention_ms);
                 }
             }
-            self.flush_writes(broker).await;
+            self.flush_writes(host).await;
         }
     }
 
@@ -1075,6 +1082,112 @@ mod tests {
         };
         g.join(1, request, now, &LIMITS);
         g
+    }
+
+    /// A broker reduced to what the coordinator may use: one data topic and
+    /// `__consumer_offsets` (created on first use) with real logs in a temporary directory.
+    struct TestHost {
+        dir: tempfile::TempDir,
+        offsets: Mutex<Vec<Arc<Mutex<PartitionLog>>>>,
+        creations: AtomicU64,
+    }
+
+    impl TestHost {
+        const OFFSETS_PARTITIONS: i32 = 3;
+
+        fn new() -> TestHost {
+            TestHost {
+                dir: tempfile::tempdir().unwrap(),
+                offsets: Mutex::new(Vec::new()),
+                creations: AtomicU64::new(0),
+            }
+        }
+    }
+
+    impl CoordinatorHost for TestHost {
+        fn partition_count(&self, topic: &str) -> Option<i32> {
+            match topic {
+                "orders" => Some(2),
+                OFFSETS_TOPIC => {
+                    let created = !self.offsets.lock().unwrap().is_empty();
+                    created.then_some(Self::OFFSETS_PARTITIONS)
+                }
+                _ => None,
+            }
+        }
+
+        async fn ensure_offsets_topic(&self) -> Result<i32, ApiError> {
+            let mut offsets = self.offsets.lock().unwrap();
+            if offsets.is_empty() {
+                self.creations.fetch_add(1, Ordering::Relaxed);
+                for p in 0..Self::OFFSETS_PARTITIONS {
+                    let tp = crate::log::TopicPartition::new(OFFSETS_TOPIC, p);
+                    let dir = self.dir.path().join(format!("{OFFSETS_TOPIC}-{p}"));
+                    let log = PartitionLog::open(&dir, tp, Default::default()).unwrap();
+                    offsets.push(Arc::new(Mutex::new(log)));
+                }
+            }
+            Ok(Self::OFFSETS_PARTITIONS)
+        }
+
+        fn offsets_log(&self, partition: i32) -> Result<(Arc<Mutex<PartitionLog>>, i32), ApiError> {
+            let offsets = self.offsets.lock().unwrap();
+            let log = usize::try_from(partition)
+                .ok()
+                .and_then(|p| offsets.get(p))
+                .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
+            Ok((log.clone(), 0))
+        }
+
+        fn offsets_retention_ms(&self) -> i64 {
+            7 * 24 * 3_600_000
+        }
+    }
+
+    fn commit_of(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    /// Through the narrow host interface alone: the first group creates `__consumer_offsets`
+    /// once, a commit lands in the group's partition log, and a coordinator started later
+    /// over the same logs (a restart) serves the committed offset again.
+    #[tokio::test]
+    async fn committed_offsets_survive_a_coordinator_restart() {
+        let host = TestHost::new();
+        let first = GroupCoordinator::new(LIMITS);
+        let partition = first.partition_for(&host, "payments").await.unwrap();
+        assert_eq!(partition, records::partition_for("payments", 3));
+        first.partition_for(&host, "payments").await.unwrap();
+        assert_eq!(host.creations.load(Ordering::Relaxed), 1);
+
+        let codes = first
+            .commit(
+                &host,
+                "payments",
+                "",
+                None,
+                -1,
+                vec![commit_of("orders", 1, 42), commit_of("missing", 0, 7)],
+            )
+            .await;
+        assert_eq!(
+            codes,
+            vec![0, ResponseError::UnknownTopicOrPartition.code()]
+        );
+        let (log, _) = host.offsets_log(partition).unwrap();
+        assert_eq!(log.lock().unwrap().log_end_offset(), 1);
+
+        let restarted = GroupCoordinator::new(LIMITS);
+        restarted.load(&host);
+        let fetched = restarted.fetch_offsets("payments", Some(vec![("orders".into(), 1)]));
+        assert_eq!(fetched.len(), 1);
+        assert_eq!(fetched[0].2.as_ref().map(|o| o.offset), Some(42));
     }
 
     /// The periodic tick visits only groups whose deadline has passed, not every group.
