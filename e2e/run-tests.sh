@@ -62,8 +62,18 @@ BUILD_OK=$?
 if [[ $BUILD_OK == 0 ]]; then
   phase "cargo test (unit + integration)" cargo test --workspace --exclude oxbow-e2e --no-fail-fast
   if [[ $TOOLS_OK == 0 || $CI_MODE == 0 ]]; then
+    XFAIL_LOG="$ROOT/target/e2e-expected-failures.log"
+    rm -f "$XFAIL_LOG"
     phase "cargo test -p oxbow-e2e (real tools vs ${OXBOW_E2E_TARGET:-oxbow})" \
       cargo test -p oxbow-e2e --no-fail-fast -- --test-threads="$E2E_THREADS"
+    # Tests marked expected_failure_on_oxbow (e2e/src/lib.rs) failed as expected; cargo
+    # lists them as ok, so name them here and in the summary (an XPASS fails its test).
+    if [[ -s $XFAIL_LOG ]]; then
+      echo "e2e expected failures (XFAIL, not passes):"
+      cat "$XFAIL_LOG"
+      PHASES+=("e2e expected failures (XFAIL)")
+      RESULTS+=("$(wc -l <"$XFAIL_LOG") test(s), listed above")
+    fi
   else
     skip "cargo test -p oxbow-e2e" "install-tools failed"
   fi

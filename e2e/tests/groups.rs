@@ -12,14 +12,9 @@
 //! event shapes) for librdkafka. [`Member`] reads those events: which partitions
 //! the member owns now (assigned minus revoked) and which records it got.
 
-use oxbow_e2e::{tools_or_skip, Broker, ToolOutput, Tools};
+use oxbow_e2e::{tools_or_skip, Background as Bg, Broker, ToolOutput, Tools};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -230,122 +225,6 @@ fn script(name: &str) -> String {
 // ---------------------------------------------------------------------------
 // Background processes and group members
 // ---------------------------------------------------------------------------
-
-/// A tool running in the background; stdout and stderr are collected as they come.
-struct Bg {
-    name: String,
-    child: Option<Child>,
-    status: Option<ExitStatus>,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-}
-
-impl Bg {
-    fn spawn(program: PathBuf, name: &str, args: &[&str]) -> Bg {
-        let mut cmd = Command::new(&program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let out = Arc::new(Mutex::new(String::new()));
-        let err = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().expect("stdout"), out.clone());
-        collect(child.stderr.take().expect("stderr"), err.clone());
-        Bg {
-            name: format!("{name} {}", args.join(" ")),
-            child: Some(child),
-            status: None,
-            out,
-            err,
-        }
-    }
-
-    /// A Kafka tool or `python` (see [`Tools::path`]).
-    fn tool(t: &Tools, tool: &str, args: &[&str]) -> Bg {
-        Bg::spawn(t.path(tool), tool, args)
-    }
-
-    fn stdout(&self) -> String {
-        self.out.lock().expect("lock").clone()
-    }
-
-    /// Sends `sig` and waits (up to 60 s) for the process to exit.
-    fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
-        let mut child = self.child.take().expect("still running");
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{} did not exit within 60 s of SIG{sig}:\n{self}",
-                    self.name
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        self.status = Some(status);
-        status
-    }
-
-    /// SIGTERM (clean shutdown: Java shutdown hooks, Python `close()`).
-    fn term(&mut self) -> ExitStatus {
-        self.signal_and_wait("TERM")
-    }
-
-    /// SIGKILL: no goodbye to the broker.
-    fn kill9(&mut self) {
-        self.signal_and_wait("KILL");
-    }
-}
-
-fn collect<R: Read + Send + 'static>(r: R, into: Arc<Mutex<String>>) {
-    thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut line = String::new();
-        while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
-            into.lock().expect("lock").push_str(&line);
-            line.clear();
-        }
-    });
-}
-
-impl fmt::Display for Bg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tail = |s: String| {
-            let lines: Vec<&str> = s.lines().collect();
-            lines[lines.len().saturating_sub(80)..].join("\n")
-        };
-        writeln!(f, "$ {} ({:?})", self.name, self.status)?;
-        writeln!(f, "--- stdout (tail) ---\n{}", tail(self.stdout()))?;
-        write!(
-            f,
-            "--- stderr (tail) ---\n{}",
-            tail(self.err.lock().expect("lock").clone())
-        )
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if thread::panicking() {
-                eprintln!("{self}");
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A group member printing kafka-verifiable-consumer.sh events.
 struct Member {
@@ -1781,8 +1660,8 @@ fn group_keeps_members_while_offsets_compact_and_topic_created() {
     wait_until(
         "the filler to finish",
         Duration::from_secs(180),
-        || match filler.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(Some(status))) => {
+        || match filler.try_status() {
+            Some(status) => {
                 assert!(status.success(), "filler failed:\n{filler}");
                 Ok(())
             }
