@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -70,50 +70,38 @@ impl Client {
         }
     }
 
-    fn frame<R: Encodable + HeaderVersion>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &R,
-    ) -> (i32, BytesMut) {
+    /// `request` as one frame at `version`, with the next correlation id (framing and
+    /// header versions are oxbow-client's, so the tests and the client agree on them).
+    fn frame<R: Request>(&mut self, version: i16, request: &R) -> (i32, BytesMut) {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, R::header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        (correlation_id, frame)
+        let frame = oxbow_client::frame::encode_request(
+            request,
+            version,
+            correlation_id,
+            Some("wire-test"),
+        )
+        .unwrap();
+        (correlation_id, BytesMut::from(&frame[..]))
     }
 
+    /// The next response frame (without the size prefix); `None` once the broker closed
+    /// the connection.
     async fn read_response(&mut self) -> Option<Bytes> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).await.ok()?;
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body).await.ok()?;
-        Some(Bytes::from(body))
+        oxbow_client::frame::read_frame(&mut self.stream, i32::MAX as usize)
+            .await
+            .ok()
+            .flatten()
     }
 
-    async fn call<R: Encodable + HeaderVersion, S: Decodable + HeaderVersion>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &R,
-    ) -> S {
-        let (correlation_id, frame) = self.frame(key, version, request);
+    async fn call<R: Request>(&mut self, version: i16, request: &R) -> R::Response {
+        let (correlation_id, frame) = self.frame(version, request);
         self.stream.write_all(&frame).await.unwrap();
-        let mut body = self.read_response().await.expect("connection closed");
-        let header = ResponseHeader::decode(&mut body, S::header_version(version)).unwrap();
+        let body = self.read_response().await.expect("connection closed");
+        let (header, response) =
+            oxbow_client::frame::decode_response::<R::Response>(body, version).unwrap();
         assert_eq!(header.correlation_id, correlation_id);
-        S::decode(&mut body, version).unwrap()
+        response
     }
 
     async fn is_closed(&mut self) -> bool {
@@ -127,9 +115,7 @@ impl Client {
 
 async fn api_versions_ok(addr: SocketAddr) {
     let mut c = Client::connect(addr).await;
-    let r: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    let r: ApiVersionsResponse = c.call(3, &ApiVersionsRequest::default()).await;
     assert_eq!(r.error_code, 0);
     assert!(r
         .api_keys
@@ -205,7 +191,6 @@ fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
 async fn create_topic(c: &mut Client, name: &str) {
     let r: CreateTopicsResponse = c
         .call(
-            ApiKey::CreateTopics,
             7,
             &CreateTopicsRequest::default()
                 .with_timeout_ms(5000)
@@ -280,8 +265,7 @@ async fn oversized_and_negative_frames_close_the_connection() {
 async fn unsupported_api_versions_version_gets_v0_error_with_ranges() {
     let b = start(&[]).await;
     let mut c = Client::connect(b.addr).await;
-    let (correlation_id, mut frame) =
-        c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let (correlation_id, mut frame) = c.frame(3, &ApiVersionsRequest::default());
     frame[6..8].copy_from_slice(&99i16.to_be_bytes()); // request_api_version
     c.stream.write_all(&frame).await.unwrap();
     let mut body = c.read_response().await.unwrap();
@@ -300,13 +284,9 @@ async fn pipelined_requests_are_answered_in_order() {
     let mut ids = Vec::new();
     for i in 0..20 {
         let (id, frame) = if i % 2 == 0 {
-            c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            c.frame(3, &ApiVersionsRequest::default())
         } else {
-            c.frame(
-                ApiKey::Metadata,
-                12,
-                &MetadataRequest::default().with_topics(None),
-            )
+            c.frame(12, &MetadataRequest::default().with_topics(None))
         };
         ids.push(id);
         all.extend_from_slice(&frame);
@@ -333,24 +313,12 @@ async fn corrupt_batch_is_refused_and_nothing_is_written() {
     let mut bad = BytesMut::from(&good[..]);
     let last = bad.len() - 1;
     bad[last] ^= 0xff; // flip a bit inside the CRC-covered region
-    let r: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("crc", bad.freeze(), -1),
-        )
-        .await;
+    let r: ProduceResponse = c.call(9, &produce_request("crc", bad.freeze(), -1)).await;
     assert_eq!(
         r.responses[0].partition_responses[0].error_code, 2,
         "CORRUPT_MESSAGE"
     );
-    let r: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("crc", good.clone(), -1),
-        )
-        .await;
+    let r: ProduceResponse = c.call(9, &produce_request("crc", good.clone(), -1)).await;
     assert_eq!(
         r.responses[0].partition_responses[0].error_code, 0,
         "{:?}",
@@ -360,7 +328,7 @@ async fn corrupt_batch_is_refused_and_nothing_is_written() {
         r.responses[0].partition_responses[0].base_offset, 0,
         "the corrupt batch took no offsets"
     );
-    let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("crc", 0, 0)).await;
+    let f: FetchResponse = c.call(12, &fetch_request("crc", 0, 0)).await;
     let p = &f.responses[0].partitions[0];
     assert_eq!(p.high_watermark, 2);
     assert_eq!(values_of(p.records.as_ref().unwrap()), vec!["a", "b"]);
@@ -371,16 +339,10 @@ async fn acks_zero_gets_no_response_but_is_written() {
     let b = start(&[]).await;
     let mut c = Client::connect(b.addr).await;
     create_topic(&mut c, "fire").await;
-    let (_, frame) = c.frame(
-        ApiKey::Produce,
-        9,
-        &produce_request("fire", batch(&["x"]), 0),
-    );
+    let (_, frame) = c.frame(9, &produce_request("fire", batch(&["x"]), 0));
     c.stream.write_all(&frame).await.unwrap();
     // The next response on the connection must be the fetch's, not a produce response.
-    let f: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_request("fire", 0, 2000))
-        .await;
+    let f: FetchResponse = c.call(12, &fetch_request("fire", 0, 2000)).await;
     assert_eq!(
         values_of(f.responses[0].partitions[0].records.as_ref().unwrap()),
         vec!["x"]
@@ -397,17 +359,11 @@ async fn fetch_long_polls_until_data_arrives() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut p = Client::connect(addr).await;
         let _: ProduceResponse = p
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_request("wait", batch(&["late"]), 1),
-            )
+            .call(9, &produce_request("wait", batch(&["late"]), 1))
             .await;
     });
     let started = Instant::now();
-    let f: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_request("wait", 0, 10_000))
-        .await;
+    let f: FetchResponse = c.call(12, &fetch_request("wait", 0, 10_000)).await;
     let waited = started.elapsed();
     producer.await.unwrap();
     assert_eq!(
@@ -428,14 +384,10 @@ async fn fetch_long_polls_until_data_arrives() {
 async fn unknown_topic_and_offset_out_of_range_are_error_codes() {
     let b = start(&[]).await;
     let mut c = Client::connect(b.addr).await;
-    let f: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_request("nope", 0, 0))
-        .await;
+    let f: FetchResponse = c.call(12, &fetch_request("nope", 0, 0)).await;
     assert_eq!(f.responses[0].partitions[0].error_code, 3);
     create_topic(&mut c, "range").await;
-    let f: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_request("range", 5, 0))
-        .await;
+    let f: FetchResponse = c.call(12, &fetch_request("range", 5, 0)).await;
     assert_eq!(f.responses[0].partitions[0].error_code, 1);
 }
 
@@ -471,37 +423,18 @@ async fn bad_group_requests_get_kafka_errors_and_the_group_stays_healthy() {
 
     // A simple (generation -1) commit to an empty group works; unknown topics and oversized
     // metadata are refused per partition.
-    let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("g", "", -1, "g-topic", ""),
-        )
-        .await;
+    let r: OffsetCommitResponse = c.call(8, &commit_request("g", "", -1, "g-topic", "")).await;
     assert_eq!(code(&r), 0);
-    let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("g", "", -1, "missing", ""),
-        )
-        .await;
+    let r: OffsetCommitResponse = c.call(8, &commit_request("g", "", -1, "missing", "")).await;
     assert_eq!(code(&r), 3, "UNKNOWN_TOPIC_OR_PARTITION");
     let r: OffsetCommitResponse = c
         .call(
-            ApiKey::OffsetCommit,
             8,
             &commit_request("g", "", -1, "g-topic", &"m".repeat(5000)),
         )
         .await;
     assert_eq!(code(&r), 12, "OFFSET_METADATA_TOO_LARGE");
-    let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("", "", -1, "g-topic", ""),
-        )
-        .await;
+    let r: OffsetCommitResponse = c.call(8, &commit_request("", "", -1, "g-topic", "")).await;
     assert_eq!(code(&r), 24, "INVALID_GROUP_ID");
 
     // Join: first MEMBER_ID_REQUIRED, then generation 1.
@@ -517,14 +450,13 @@ async fn bad_group_requests_get_kafka_errors_and_the_group_stays_healthy() {
             .with_name(StrBytes::from_static_str("range"))
             .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))])
     };
-    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join("")).await;
+    let r: JoinGroupResponse = c.call(7, &join("")).await;
     assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
     let member = r.member_id.as_str().to_string();
-    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join(&member)).await;
+    let r: JoinGroupResponse = c.call(7, &join(&member)).await;
     assert_eq!((r.error_code, r.generation_id), (0, 1));
     let r: SyncGroupResponse = c
         .call(
-            ApiKey::SyncGroup,
             5,
             &SyncGroupRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str("g")))
@@ -544,26 +476,17 @@ async fn bad_group_requests_get_kafka_errors_and_the_group_stays_healthy() {
 
     // Commits from an old generation or an unknown member are refused.
     let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("g", &member, 0, "g-topic", ""),
-        )
+        .call(8, &commit_request("g", &member, 0, "g-topic", ""))
         .await;
     assert_eq!(code(&r), 22, "ILLEGAL_GENERATION");
     let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("g", "ghost", 1, "g-topic", ""),
-        )
+        .call(8, &commit_request("g", "ghost", 1, "g-topic", ""))
         .await;
     assert_eq!(code(&r), 25, "UNKNOWN_MEMBER_ID");
 
     // The group is still healthy: the member heartbeats and commits.
     let hb: HeartbeatResponse = c
         .call(
-            ApiKey::Heartbeat,
             4,
             &HeartbeatRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str("g")))
@@ -573,16 +496,11 @@ async fn bad_group_requests_get_kafka_errors_and_the_group_stays_healthy() {
         .await;
     assert_eq!(hb.error_code, 0);
     let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("g", &member, 1, "g-topic", "meta"),
-        )
+        .call(8, &commit_request("g", &member, 1, "g-topic", "meta"))
         .await;
     assert_eq!(code(&r), 0);
     let f: OffsetFetchResponse = c
         .call(
-            ApiKey::OffsetFetch,
             7,
             &OffsetFetchRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str("g")))
@@ -602,23 +520,13 @@ async fn records_over_the_size_limit_are_refused_and_nothing_is_written() {
     let mut c = Client::connect(b.addr).await;
     create_topic(&mut c, "big").await;
     let big = "x".repeat(5000);
-    let r: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("big", batch(&[&big]), -1),
-        )
-        .await;
+    let r: ProduceResponse = c.call(9, &produce_request("big", batch(&[&big]), -1)).await;
     assert_eq!(
         r.responses[0].partition_responses[0].error_code, 10,
         "MESSAGE_TOO_LARGE"
     );
     let r: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("big", batch(&["small"]), -1),
-        )
+        .call(9, &produce_request("big", batch(&["small"]), -1))
         .await;
     let p = &r.responses[0].partition_responses[0];
     assert_eq!(
@@ -683,9 +591,7 @@ async fn huge_declared_array_lengths_do_not_take_the_broker_down() {
 async fn random_bodies_for_every_api_never_take_the_broker_down() {
     let b = start(&[]).await;
     let mut c = Client::connect(b.addr).await;
-    let versions: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+    let versions: ApiVersionsResponse = c.call(3, &ApiVersionsRequest::default()).await;
     // More rounds with OXBOW_FUZZ_ROUNDS=N; xorshift keeps every run reproducible.
     let iterations: usize = std::env::var("OXBOW_FUZZ_ROUNDS")
         .ok()
@@ -725,25 +631,11 @@ async fn random_bodies_for_every_api_never_take_the_broker_down() {
     // counts forced to i32::MAX, truncation.
     create_topic(&mut c, "fuzz").await;
     let samples = vec![
-        c.frame(
-            ApiKey::Produce,
-            9,
-            &produce_request("fuzz", batch(&["a", "b"]), 1),
-        )
-        .1,
-        c.frame(ApiKey::Fetch, 12, &fetch_request("fuzz", 0, 0)).1,
-        c.frame(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .1,
-        c.frame(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("g", "", -1, "fuzz", "m"),
-        )
-        .1,
+        c.frame(9, &produce_request("fuzz", batch(&["a", "b"]), 1))
+            .1,
+        c.frame(12, &fetch_request("fuzz", 0, 0)).1,
+        c.frame(12, &MetadataRequest::default().with_topics(None)).1,
+        c.frame(8, &commit_request("g", "", -1, "fuzz", "m")).1,
     ];
     for sample in &samples {
         for _ in 0..iterations * 4 {
@@ -810,11 +702,7 @@ async fn full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     for i in 0..100 {
         let record = format!("{i:03}{value}");
         let r: ProduceResponse = c
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_request("full", batch(&[&record]), -1),
-            )
+            .call(9, &produce_request("full", batch(&[&record]), -1))
             .await;
         let p = &r.responses[0].partition_responses[0];
         if p.error_code == 0 {
@@ -840,9 +728,7 @@ async fn full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     let mut offset = 0;
     let mut read = Vec::new();
     while offset < acknowledged.len() as i64 {
-        let f: FetchResponse = c
-            .call(ApiKey::Fetch, 12, &fetch_request("full", offset, 0))
-            .await;
+        let f: FetchResponse = c.call(12, &fetch_request("full", offset, 0)).await;
         let p = &f.responses[0].partitions[0];
         assert_eq!(p.error_code, 0);
         let values = values_of(p.records.as_ref().unwrap());
@@ -869,20 +755,13 @@ async fn clients_cannot_produce_to_or_delete_records_of_internal_topics() {
     let mut c = Client::connect(b.addr).await;
     create_topic(&mut c, "g-topic").await;
     // A commit creates __consumer_offsets and writes one record there.
-    let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request("g", "", -1, "g-topic", ""),
-        )
-        .await;
+    let r: OffsetCommitResponse = c.call(8, &commit_request("g", "", -1, "g-topic", "")).await;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     let before = offsets_end_offset(&mut c).await;
     assert!(before >= 1);
 
     let r: ProduceResponse = c
         .call(
-            ApiKey::Produce,
             9,
             &produce_request("__consumer_offsets", batch(&["forged"]), -1),
         )
@@ -893,7 +772,6 @@ async fn clients_cannot_produce_to_or_delete_records_of_internal_topics() {
 
     let r: DeleteRecordsResponse = c
         .call(
-            ApiKey::DeleteRecords,
             2,
             &DeleteRecordsRequest::default()
                 .with_timeout_ms(5000)
@@ -912,7 +790,6 @@ async fn clients_cannot_produce_to_or_delete_records_of_internal_topics() {
 
     let mut zero = Client::connect(b.addr).await;
     let (_, frame) = zero.frame(
-        ApiKey::Produce,
         9,
         &produce_request("__consumer_offsets", batch(&["forged"]), 0),
     );
@@ -937,7 +814,7 @@ async fn offsets_end_offset(c: &mut Client) -> i64 {
                     .with_partition_index(0)
                     .with_timestamp(-1),
             ])]);
-    let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &request).await;
+    let r: ListOffsetsResponse = c.call(7, &request).await;
     r.topics[0].partitions[0].offset
 }
 
@@ -962,11 +839,7 @@ async fn flush_messages_fsyncs_before_the_produce_is_acknowledged() {
     let mut c = Client::connect(b.addr).await;
     create_topic(&mut c, "every").await;
     let r: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("every", batch(&["a", "b"]), 1),
-        )
+        .call(9, &produce_request("every", batch(&["a", "b"]), 1))
         .await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     assert_eq!(recovery_point(&b, "every"), 2, "flushed before the ack");
@@ -974,7 +847,6 @@ async fn flush_messages_fsyncs_before_the_produce_is_acknowledged() {
     // A topic override of 3 beats the broker's 1.
     let r: CreateTopicsResponse = c
         .call(
-            ApiKey::CreateTopics,
             7,
             &CreateTopicsRequest::default()
                 .with_timeout_ms(5000)
@@ -992,11 +864,7 @@ async fn flush_messages_fsyncs_before_the_produce_is_acknowledged() {
     assert_eq!(r.topics[0].error_code, 0);
     for (i, expected) in [(0, 0), (1, 0), (2, 3)] {
         let r: ProduceResponse = c
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_request("third", batch(&[&format!("v{i}")]), 1),
-            )
+            .call(9, &produce_request("third", batch(&[&format!("v{i}")]), 1))
             .await;
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
         assert_eq!(recovery_point(&b, "third"), expected, "after produce {i}");
@@ -1005,13 +873,7 @@ async fn flush_messages_fsyncs_before_the_produce_is_acknowledged() {
     let d = start(&[]).await;
     let mut c = Client::connect(d.addr).await;
     create_topic(&mut c, "lazy").await;
-    let r: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("lazy", batch(&["a"]), 1),
-        )
-        .await;
+    let r: ProduceResponse = c.call(9, &produce_request("lazy", batch(&["a"]), 1)).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     assert_eq!(
         recovery_point(&d, "lazy"),
@@ -1048,7 +910,6 @@ async fn declared_record_counts_never_size_an_allocation() {
     let mut c = Client::connect(b.addr).await;
     let r: CreateTopicsResponse = c
         .call(
-            ApiKey::CreateTopics,
             7,
             &CreateTopicsRequest::default()
                 .with_timeout_ms(5000)
@@ -1068,7 +929,6 @@ async fn declared_record_counts_never_size_an_allocation() {
     for topic in ["compacted", "plain"] {
         let r: ProduceResponse = c
             .call(
-                ApiKey::Produce,
                 9,
                 &produce_request(topic, batch_declaring_records_it_does_not_have(), -1),
             )
@@ -1080,13 +940,7 @@ async fn declared_record_counts_never_size_an_allocation() {
             "INVALID_RECORD on {topic}: {:?}",
             p.error_message
         );
-        let r: ProduceResponse = c
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_request(topic, batch(&["a"]), -1),
-            )
-            .await;
+        let r: ProduceResponse = c.call(9, &produce_request(topic, batch(&["a"]), -1)).await;
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(
             (p.error_code, p.base_offset),
@@ -1174,7 +1028,6 @@ async fn a_small_compressed_batch_costs_no_more_memory_than_its_records_need() {
     let mut c = Client::connect(b.addr).await;
     let r: CreateTopicsResponse = c
         .call(
-            ApiKey::CreateTopics,
             7,
             &CreateTopicsRequest::default()
                 .with_timeout_ms(5000)
@@ -1197,13 +1050,7 @@ async fn a_small_compressed_batch_costs_no_more_memory_than_its_records_need() {
     for topic in ["bomb-compacted", "bomb-plain"] {
         reset_peak_rss();
         let before = peak_rss_bytes();
-        let r: ProduceResponse = c
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_request(topic, bomb.clone(), -1),
-            )
-            .await;
+        let r: ProduceResponse = c.call(9, &produce_request(topic, bomb.clone(), -1)).await;
         let p = &r.responses[0].partition_responses[0];
         // Kafka 4.1 accepts it: the batch is valid, only very compressible.
         assert_eq!(p.error_code, 0, "{topic}: {:?}", p.error_message);
@@ -1212,7 +1059,6 @@ async fn a_small_compressed_batch_costs_no_more_memory_than_its_records_need() {
         let before = peak_rss_bytes();
         let r: ListOffsetsResponse = c
             .call(
-                ApiKey::ListOffsets,
                 7,
                 &ListOffsetsRequest::default()
                     .with_replica_id(BrokerId(-1))
@@ -1263,9 +1109,7 @@ fn create_topics_request(name: &str, partitions: i32) -> CreateTopicsRequest {
 async fn partition_counts_beyond_the_broker_budget_are_refused_and_change_nothing() {
     let b = start(&[("oxbow.max.partitions", "5"), ("num.partitions", "3")]).await;
     let mut c = Client::connect(b.addr).await;
-    let r: CreateTopicsResponse = c
-        .call(ApiKey::CreateTopics, 7, &create_topics_request("big", 6))
-        .await;
+    let r: CreateTopicsResponse = c.call(7, &create_topics_request("big", 6)).await;
     let t = &r.topics[0];
     assert_eq!(t.error_code, 44, "POLICY_VIOLATION: {:?}", t.error_message);
     let msg = t
@@ -1275,13 +1119,10 @@ async fn partition_counts_beyond_the_broker_budget_are_refused_and_change_nothin
         .unwrap_or_default();
     assert!(msg.contains("oxbow.max.partitions=5"), "{msg}");
 
-    let r: CreateTopicsResponse = c
-        .call(ApiKey::CreateTopics, 7, &create_topics_request("small", 3))
-        .await;
+    let r: CreateTopicsResponse = c.call(7, &create_topics_request("small", 3)).await;
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
     let r: CreatePartitionsResponse = c
         .call(
-            ApiKey::CreatePartitions,
             3,
             &CreatePartitionsRequest::default()
                 .with_timeout_ms(5000)
@@ -1299,7 +1140,6 @@ async fn partition_counts_beyond_the_broker_budget_are_refused_and_change_nothin
     // Auto-creation (num.partitions=3 more) is refused the same way.
     let r: MetadataResponse = c
         .call(
-            ApiKey::Metadata,
             12,
             &MetadataRequest::default()
                 .with_allow_auto_topic_creation(true)
@@ -1315,11 +1155,7 @@ async fn partition_counts_beyond_the_broker_budget_are_refused_and_change_nothin
 
     // Nothing changed: "small" still has 3 partitions, "big" and "auto" do not exist.
     let r: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
+        .call(12, &MetadataRequest::default().with_topics(None))
         .await;
     let mut seen: Vec<(String, usize)> = r
         .topics
@@ -1342,7 +1178,7 @@ async fn connect_from(local: &str, addr: SocketAddr) -> Client {
 
 /// True if ApiVersions is answered on `c` within `wait`.
 async fn answers_within(c: &mut Client, wait: Duration) -> bool {
-    let (_, frame) = c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let (_, frame) = c.frame(3, &ApiVersionsRequest::default());
     if c.stream.write_all(&frame).await.is_err() {
         return false;
     }
@@ -1471,20 +1307,12 @@ async fn fetch_sessions_follow_kip_227() {
     let mut c = Client::connect(b.addr).await;
     create_topic(&mut c, "sess").await;
     let _: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("sess", batch(&["a", "b"]), 1),
-        )
+        .call(9, &produce_request("sess", batch(&["a", "b"]), 1))
         .await;
 
     // A full fetch (epoch 0) creates a session and answers every partition.
     let full: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("sess", 0, 0, Some(0), false),
-        )
+        .call(12, &session_fetch("sess", 0, 0, Some(0), false))
         .await;
     assert_eq!(full.error_code, 0);
     let id = full.session_id;
@@ -1496,11 +1324,7 @@ async fn fetch_sessions_follow_kip_227() {
     // Epoch 1 moves the fetch offset to 2: nothing new, same high watermark, so the
     // incremental response leaves the partition out.
     let inc: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("sess", id, 1, Some(2), false),
-        )
+        .call(12, &session_fetch("sess", id, 1, Some(2), false))
         .await;
     assert_eq!((inc.error_code, inc.session_id), (0, id));
     assert!(
@@ -1509,66 +1333,32 @@ async fn fetch_sessions_follow_kip_227() {
     );
 
     // New data: epoch 2 names no partition, the session remembers offset 2.
-    let _: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("sess", batch(&["c"]), 1),
-        )
-        .await;
-    let inc: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("sess", id, 2, None, false),
-        )
-        .await;
+    let _: ProduceResponse = c.call(9, &produce_request("sess", batch(&["c"]), 1)).await;
+    let inc: FetchResponse = c.call(12, &session_fetch("sess", id, 2, None, false)).await;
     assert_eq!(inc.session_id, id);
     let p = &inc.responses[0].partitions[0];
     assert_eq!(values_of(p.records.as_ref().unwrap()), vec!["c"]);
     assert_eq!(p.high_watermark, 3);
 
     // A repeated epoch and an unknown session fail as a whole with Kafka's codes.
-    let stale: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("sess", id, 2, None, false),
-        )
-        .await;
+    let stale: FetchResponse = c.call(12, &session_fetch("sess", id, 2, None, false)).await;
     assert_eq!(stale.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
     assert_eq!(stale.session_id, 0);
     assert!(stale.responses.is_empty());
     let unknown: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("sess", id ^ 0x5a5a, 1, None, false),
-        )
+        .call(12, &session_fetch("sess", id ^ 0x5a5a, 1, None, false))
         .await;
     assert_eq!(unknown.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
 
     // Forgetting the last partition closes the session (sessionless answer, id 0).
-    let closed: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &session_fetch("sess", id, 3, None, true))
-        .await;
+    let closed: FetchResponse = c.call(12, &session_fetch("sess", id, 3, None, true)).await;
     assert_eq!((closed.error_code, closed.session_id), (0, 0));
-    let gone: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("sess", id, 4, None, false),
-        )
-        .await;
+    let gone: FetchResponse = c.call(12, &session_fetch("sess", id, 4, None, false)).await;
     assert_eq!(gone.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
 
     // Epoch -1 (FINAL) never creates a session.
     let sessionless: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("sess", 0, -1, Some(0), false),
-        )
+        .call(12, &session_fetch("sess", 0, -1, Some(0), false))
         .await;
     assert_eq!(sessionless.session_id, 0);
     assert_eq!(sessionless.responses[0].partitions[0].high_watermark, 3);
@@ -1580,11 +1370,7 @@ async fn zero_session_cache_slots_mean_full_fetches_only() {
     let mut c = Client::connect(b.addr).await;
     create_topic(&mut c, "nosess").await;
     let full: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("nosess", 0, 0, Some(0), false),
-        )
+        .call(12, &session_fetch("nosess", 0, 0, Some(0), false))
         .await;
     assert_eq!((full.error_code, full.session_id), (0, 0));
     assert_eq!(full.responses[0].partitions[0].error_code, 0);
@@ -1638,13 +1424,13 @@ async fn an_unadvertised_listener_gets_no_broker_address() {
         )
         .with_name(Some(TopicName(StrBytes::from_static_str("seen"))))]));
 
-    let r: MetadataResponse = s.call(ApiKey::Metadata, 12, &request).await;
+    let r: MetadataResponse = s.call(12, &request).await;
     assert_eq!(r.brokers.len(), 1);
     assert_eq!(r.brokers[0].host.as_str(), "shown.example");
     assert_eq!(r.brokers[0].port, 19092);
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
 
-    let r: MetadataResponse = h.call(ApiKey::Metadata, 12, &request).await;
+    let r: MetadataResponse = h.call(12, &request).await;
     assert!(r.brokers.is_empty(), "{:?}", r.brokers);
     let p = &r.topics[0].partitions[0];
     assert_eq!(p.error_code, 72, "LISTENER_NOT_FOUND");
@@ -1654,22 +1440,16 @@ async fn an_unadvertised_listener_gets_no_broker_address() {
     let find = FindCoordinatorRequest::default()
         .with_key_type(0)
         .with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
-    let r: FindCoordinatorResponse = s.call(ApiKey::FindCoordinator, 4, &find).await;
+    let r: FindCoordinatorResponse = s.call(4, &find).await;
     assert_eq!(r.coordinators[0].error_code, 0);
     assert_eq!(r.coordinators[0].host.as_str(), "shown.example");
-    let r: FindCoordinatorResponse = h.call(ApiKey::FindCoordinator, 4, &find).await;
+    let r: FindCoordinatorResponse = h.call(4, &find).await;
     assert_eq!(
         r.coordinators[0].error_code, 15,
         "COORDINATOR_NOT_AVAILABLE"
     );
 
-    let r: DescribeClusterResponse = h
-        .call(
-            ApiKey::DescribeCluster,
-            1,
-            &DescribeClusterRequest::default(),
-        )
-        .await;
+    let r: DescribeClusterResponse = h.call(1, &DescribeClusterRequest::default()).await;
     assert!(r.brokers.is_empty());
 }
 
@@ -1699,13 +1479,12 @@ async fn heartbeats_are_answered_while_a_commit_waits_for_the_offsets_partition(
             .with_name(StrBytes::from_static_str("range"))
             .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0"))])
     };
-    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join("")).await;
+    let r: JoinGroupResponse = c.call(7, &join("")).await;
     let member = r.member_id.as_str().to_string();
-    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 7, &join(&member)).await;
+    let r: JoinGroupResponse = c.call(7, &join(&member)).await;
     assert_eq!((r.error_code, r.generation_id), (0, 1));
     let r: SyncGroupResponse = c
         .call(
-            ApiKey::SyncGroup,
             5,
             &SyncGroupRequest::default()
                 .with_group_id(group())
@@ -1737,7 +1516,6 @@ async fn heartbeats_are_answered_while_a_commit_waits_for_the_offsets_partition(
     let commit = tokio::spawn(async move {
         let r: OffsetCommitResponse = committer
             .call(
-                ApiKey::OffsetCommit,
                 8,
                 &commit_request("hb", &commit_member, 1, "hb-topic", "while held"),
             )
@@ -1753,7 +1531,6 @@ async fn heartbeats_are_answered_while_a_commit_waits_for_the_offsets_partition(
         let sent = Instant::now();
         let hb: HeartbeatResponse = c
             .call(
-                ApiKey::Heartbeat,
                 4,
                 &HeartbeatRequest::default()
                     .with_group_id(group())
@@ -1783,16 +1560,9 @@ async fn fetch_v13_and_later_use_topic_ids() {
     let b = start(&[]).await;
     let mut c = Client::connect(b.addr).await;
     create_topic(&mut c, "ids").await;
-    let _: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_request("ids", batch(&["x"]), 1),
-        )
-        .await;
+    let _: ProduceResponse = c.call(9, &produce_request("ids", batch(&["x"]), 1)).await;
     let m: MetadataResponse = c
         .call(
-            ApiKey::Metadata,
             12,
             &MetadataRequest::default()
                 .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
@@ -1810,7 +1580,7 @@ async fn fetch_v13_and_later_use_topic_ids() {
         r
     };
     for version in [13i16, 15, 16, 17] {
-        let f: FetchResponse = c.call(ApiKey::Fetch, version, &by_id(id, 0, -1)).await;
+        let f: FetchResponse = c.call(version, &by_id(id, 0, -1)).await;
         assert_eq!(f.responses[0].topic_id, id, "v{version}");
         let p = &f.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "v{version}");
@@ -1821,22 +1591,18 @@ async fn fetch_v13_and_later_use_topic_ids() {
         );
     }
     let unknown = uuid::Uuid::from_u128(0x1234);
-    let f: FetchResponse = c.call(ApiKey::Fetch, 13, &by_id(unknown, 0, -1)).await;
+    let f: FetchResponse = c.call(13, &by_id(unknown, 0, -1)).await;
     assert_eq!(f.responses[0].topic_id, unknown);
     assert_eq!(
         f.responses[0].partitions[0].error_code, 100,
         "UNKNOWN_TOPIC_ID"
     );
 
-    let full: FetchResponse = c.call(ApiKey::Fetch, 17, &by_id(id, 0, 0)).await;
+    let full: FetchResponse = c.call(17, &by_id(id, 0, 0)).await;
     let session = full.session_id;
     assert!(session > 0, "{full:?}");
     let by_name: FetchResponse = c
-        .call(
-            ApiKey::Fetch,
-            12,
-            &session_fetch("ids", session, 1, None, false),
-        )
+        .call(12, &session_fetch("ids", session, 1, None, false))
         .await;
     assert_eq!(by_name.error_code, 106, "FETCH_SESSION_TOPIC_ID_ERROR");
 }
@@ -1872,9 +1638,7 @@ async fn coordinator_is_found_only_once_its_offsets_partition_exists() {
     // Another group's FindCoordinator creates `__consumer_offsets`.
     let mut creator = Client::connect(b.addr).await;
     let first = tokio::spawn(async move {
-        let r: FindCoordinatorResponse = creator
-            .call(ApiKey::FindCoordinator, 4, &find("first"))
-            .await;
+        let r: FindCoordinatorResponse = creator.call(4, &find("first")).await;
         r.coordinators[0].error_code
     });
     // Wait until the creation is under way: the first partition's directory exists.
@@ -1888,7 +1652,7 @@ async fn coordinator_is_found_only_once_its_offsets_partition_exists() {
     }
     let mut saw_not_available = false;
     loop {
-        let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 4, &find(&group)).await;
+        let r: FindCoordinatorResponse = c.call(4, &find(&group)).await;
         let code = r.coordinators[0].error_code;
         if code == 0 {
             assert!(
@@ -1907,11 +1671,7 @@ async fn coordinator_is_found_only_once_its_offsets_partition_exists() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let r: OffsetCommitResponse = c
-        .call(
-            ApiKey::OffsetCommit,
-            8,
-            &commit_request(&group, "", -1, "g-topic", ""),
-        )
+        .call(8, &commit_request(&group, "", -1, "g-topic", ""))
         .await;
     assert_eq!(
         r.topics[0].partitions[0].error_code, 0,
