@@ -202,6 +202,11 @@ impl Broker {
         }
     }
 
+    /// The metadata quorum's state as this node sees it (DescribeQuorum).
+    pub fn quorum_info(&self) -> crate::metadata::QuorumInfo {
+        self.metadata.quorum_info()
+    }
+
     /// The group coordinator.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups

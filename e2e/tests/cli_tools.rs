@@ -1377,3 +1377,62 @@ fn compressed_batches_from_real_clients_are_accepted() {
         assert_eq!(out.lines().len(), 8 * 200, "{topic}: {out}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// kafka-metadata-quorum.sh
+// ---------------------------------------------------------------------------
+
+/// A single node is the one voter and the leader of its metadata quorum; the tool's
+/// `--status` and `--replication` views say so.
+#[test]
+fn metadata_quorum_describes_the_single_voter() {
+    let t = tools_or_skip!();
+    let b = start();
+    let bs = b.bootstrap();
+    let status = t
+        .run(
+            "kafka-metadata-quorum.sh",
+            &["--bootstrap-server", &bs, "describe", "--status"],
+        )
+        .ok();
+    assert_eq!(
+        status
+            .line_starting_with("LeaderId:")
+            .split_whitespace()
+            .nth(1),
+        Some("0"),
+        "{status}"
+    );
+    assert!(
+        status
+            .line_starting_with("CurrentVoters:")
+            .contains("{\"id\": 0"),
+        "{status}"
+    );
+    status.expect_line("CurrentObservers:       []");
+    let hw: i64 = status
+        .line_starting_with("HighWatermark:")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    assert!(hw >= 0, "{status}");
+    let replication = t
+        .run(
+            "kafka-metadata-quorum.sh",
+            &["--bootstrap-server", &bs, "describe", "--replication"],
+        )
+        .ok();
+    let leader_row = replication.line_starting_with("0 ");
+    let cols: Vec<&str> = leader_row.split_whitespace().collect();
+    assert_eq!(cols.last(), Some(&"Leader"), "{replication}");
+    // The leader's lag is 0 and it was caught up just now (a timestamp, not -1).
+    assert_eq!(cols.get(3), Some(&"0"), "{replication}");
+    assert!(
+        cols.get(5)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-1)
+            > 0,
+        "{replication}"
+    );
+}

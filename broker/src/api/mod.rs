@@ -15,6 +15,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -211,6 +212,7 @@ apis! {
     CreatePartitions => CreatePartitionsRequest, create_partitions, 0..=3;
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest, incremental_alter_configs, 0..=1;
     DescribeCluster => DescribeClusterRequest, describe_cluster, 0..=1;
+    DescribeQuorum => DescribeQuorumRequest, describe_quorum, 0..=2;
     FindCoordinator => FindCoordinatorRequest, find_coordinator, 0..=4;
     JoinGroup => JoinGroupRequest, join_group, 0..=9;
     SyncGroup => SyncGroupRequest, sync_group, 0..=5;

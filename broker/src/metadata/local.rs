@@ -143,11 +143,14 @@ impl MetadataStore for LocalMetadataStore {
 
     fn quorum_info(&self) -> QuorumInfo {
         let offset = self.image().offset;
+        // The one voter is the leader and always caught up with itself.
+        let now = crate::time::now_ms();
         let me = QuorumReplica {
             id: self.node_id,
             log_end_offset: offset + 1,
-            last_fetch_ms: -1,
-            last_caught_up_ms: -1,
+            last_fetch_ms: now,
+            last_caught_up_ms: now,
+            listeners: vec![],
         };
         QuorumInfo {
             leader_id: self.node_id,

@@ -392,6 +392,8 @@ pub struct QuorumReplica {
     pub last_fetch_ms: i64,
     /// When it was last caught up with the leader, ms since the epoch (-1 unknown).
     pub last_caught_up_ms: i64,
+    /// Its controller listeners (for voters; DescribeQuorum v2 lists them as nodes).
+    pub listeners: Vec<BrokerEndpoint>,
 }
 
 /// The state of the metadata quorum as this node sees it (DescribeQuorum,
