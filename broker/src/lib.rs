@@ -6,6 +6,7 @@
 //! - [`log`]: durable segmented partition logs (segments, indexes, recovery, retention).
 //! - [`group`]: the group coordinator (membership, rebalances, committed offsets).
 //! - [`metadata`]: cluster metadata (topics, partitions, configs) behind one interface.
+//! - [`reaction`]: how this node reacts to committed metadata (pure diff of two images).
 //! - [`replica`]: hosted partitions, the fetches waiting on them, fetch sessions.
 //! - [`server`]: listener, connections, framing and routing of requests.
 //! - [`api`]: one handler per Kafka API.
@@ -20,6 +21,7 @@ pub mod fd_budget;
 pub mod group;
 pub mod log;
 pub mod metadata;
+pub mod reaction;
 pub mod replica;
 pub mod server;
 pub mod time;
