@@ -385,6 +385,34 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// `min.insync.replicas` (1).
     pub min_insync_replicas: i32,
+    /// `broker.rack` (null): the rack rack-aware placement spreads replicas over.
+    pub broker_rack: Option<String>,
+    /// `replica.lag.time.max.ms` (30000): a follower that has not caught up with the
+    /// leader's log end for this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `replica.fetch.max.bytes` (1048576): bytes a follower fetches per partition.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms` (500): how long a follower fetch waits for data.
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.min.bytes` (1): bytes a follower fetch waits for.
+    pub replica_fetch_min_bytes: i32,
+    /// `unclean.leader.election.enable` (false): whether an out-of-sync replica may become
+    /// leader rather than leave a partition offline (topics may override it).
+    pub unclean_leader_election_enable: bool,
+    /// `broker.session.timeout.ms` (9000): a broker silent for longer is fenced.
+    pub broker_session_timeout_ms: i32,
+    /// `broker.heartbeat.interval.ms` (2000): how often a broker heartbeats.
+    pub broker_heartbeat_interval_ms: i32,
+    /// `controlled.shutdown.enable` (true): SIGTERM moves leaderships away before exiting.
+    pub controlled_shutdown_enable: bool,
+    /// `auto.leader.rebalance.enable` (true): leadership moves back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds` (300): how often that is checked.
+    pub leader_imbalance_check_interval_seconds: i64,
+    /// `leader.imbalance.per.broker.percentage` (10): accepted and reported; like Kafka
+    /// 4.1's KRaft controller, the rebalance does not use it (every partition whose leader
+    /// is not its preferred replica is rebalanced).
+    pub leader_imbalance_per_broker_percentage: i32,
     /// `message.max.bytes` (1048588).
     pub message_max_bytes: i32,
     /// `socket.request.max.bytes` (104857600).
@@ -907,6 +935,20 @@ impl BrokerConfig {
             auto_create_topics_enable: boolean("auto.create.topics.enable")?,
             delete_topic_enable: boolean("delete.topic.enable")?,
             min_insync_replicas: int("min.insync.replicas")?,
+            broker_rack: string("broker.rack")?,
+            replica_lag_time_max_ms: long_nn("replica.lag.time.max.ms")?,
+            replica_fetch_max_bytes: int("replica.fetch.max.bytes")?,
+            replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms")?,
+            replica_fetch_min_bytes: int("replica.fetch.min.bytes")?,
+            unclean_leader_election_enable: boolean("unclean.leader.election.enable")?,
+            broker_session_timeout_ms: int("broker.session.timeout.ms")?,
+            broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms")?,
+            controlled_shutdown_enable: boolean("controlled.shutdown.enable")?,
+            auto_leader_rebalance_enable: boolean("auto.leader.rebalance.enable")?,
+            leader_imbalance_check_interval_seconds: long_nn(
+                "leader.imbalance.check.interval.seconds",
+            )?,
+            leader_imbalance_per_broker_percentage: int("leader.imbalance.per.broker.percentage")?,
             message_max_bytes: int("message.max.bytes")?,
             socket_request_max_bytes: int("socket.request.max.bytes")?,
             max_incremental_fetch_session_cache_slots: int(
@@ -1086,6 +1128,41 @@ mod tests {
 
     fn parse(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
         BrokerConfig::from_properties(text, &[])
+    }
+
+    #[test]
+    fn cluster_keys_have_kafkas_defaults_and_parse() {
+        let (c, _) = parse("").unwrap();
+        assert_eq!(c.broker_rack, None);
+        assert_eq!(c.replica_lag_time_max_ms, 30000);
+        assert_eq!(c.replica_fetch_max_bytes, 1048576);
+        assert_eq!(c.replica_fetch_wait_max_ms, 500);
+        assert_eq!(c.replica_fetch_min_bytes, 1);
+        assert!(!c.unclean_leader_election_enable);
+        assert_eq!(c.broker_session_timeout_ms, 9000);
+        assert_eq!(c.broker_heartbeat_interval_ms, 2000);
+        assert!(c.controlled_shutdown_enable);
+        assert!(c.auto_leader_rebalance_enable);
+        assert_eq!(c.leader_imbalance_check_interval_seconds, 300);
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 10);
+        let (c, _) = parse(
+            "broker.rack=rack-a\nunclean.leader.election.enable=true\nbroker.session.timeout.ms=4500\nreplica.lag.time.max.ms=10000\ncontrolled.shutdown.enable=false",
+        )
+        .unwrap();
+        assert_eq!(c.broker_rack.as_deref(), Some("rack-a"));
+        assert!(c.unclean_leader_election_enable);
+        assert_eq!(c.broker_session_timeout_ms, 4500);
+        assert_eq!(c.replica_lag_time_max_ms, 10000);
+        assert!(!c.controlled_shutdown_enable);
+        let err = parse("leader.imbalance.check.interval.seconds=0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("leader.imbalance.check.interval.seconds"),
+            "{err}"
+        );
+        let err = parse("replica.fetch.max.bytes=-1").unwrap_err().to_string();
+        assert!(err.contains("replica.fetch.max.bytes"), "{err}");
     }
 
     #[test]
