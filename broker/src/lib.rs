@@ -5,6 +5,8 @@
 //!   DescribeConfigs reports them.
 //! - [`log`]: durable segmented partition logs (segments, indexes, recovery, retention).
 //! - [`group`]: the group coordinator (membership, rebalances, committed offsets).
+//! - [`controller`]: the controller's decisions (placement, elections, fencing, ISR changes,
+//!   reassignment) as pure functions, and the active-controller service.
 //! - [`metadata`]: cluster metadata (topics, partitions, configs) behind one interface.
 //! - [`reaction`]: how this node reacts to committed metadata (pure diff of two images).
 //! - [`replica`]: hosted partitions, the fetches waiting on them, fetch sessions.
@@ -16,6 +18,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod fd_budget;
 pub mod group;

@@ -1,0 +1,381 @@
+//! The active-controller service: decides one request at a time on the latest committed
+//! image, proposes the records, and answers once they are committed. It also runs the
+//! controller's timers: fencing brokers whose session expired, unclean elections where
+//! enabled, and the automatic preferred-leader rebalance.
+//!
+//! One decision at a time (a mutex held from decide to commit) means every decision sees
+//! the effects of the previous one, as Kafka's single-threaded controller event queue does.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::partitions::MAX_ELECTIONS_PER_IMBALANCE;
+use super::{
+    brokers, decide, partitions, ControllerConfig, ControllerError, ControllerReply,
+    ControllerRequest, ControllerState, Result,
+};
+use crate::metadata::{MetadataRecord, MetadataStore, ProposeError};
+
+/// Milliseconds since the Unix epoch: the controller's clock for heartbeats and sessions.
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How often the controller's timers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerTimers {
+    /// How often expired broker sessions are looked for (and unclean elections tried).
+    /// Kafka checks continuously; a fraction of `broker.session.timeout.ms` keeps the
+    /// detection delay small, e.g. `broker.heartbeat.interval.ms` / 4.
+    pub fence_check_every: Duration,
+    /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`, else
+    /// `None`.
+    pub rebalance_every: Option<Duration>,
+}
+
+impl ControllerTimers {
+    /// The timers a broker's configuration asks for.
+    pub fn from_broker(config: &crate::config::BrokerConfig) -> Self {
+        ControllerTimers {
+            fence_check_every: Duration::from_millis(
+                (config.broker_heartbeat_interval_ms / 4).max(50) as u64,
+            ),
+            rebalance_every: config.auto_leader_rebalance_enable.then(|| {
+                Duration::from_secs(config.leader_imbalance_check_interval_seconds.max(1) as u64)
+            }),
+        }
+    }
+}
+
+struct Inner {
+    state: ControllerState,
+    /// Whether this node was the active controller at the last decision: when it becomes
+    /// active again its soft state is stale and is rebuilt (every broker gets a full
+    /// session), as a newly elected Kafka controller does.
+    was_active: bool,
+}
+
+/// The controller service of one node. Cheap to share (`Arc`); every method may be called
+/// from any task.
+pub struct Controller {
+    node_id: i32,
+    store: Arc<dyn MetadataStore>,
+    inner: tokio::sync::Mutex<Inner>,
+}
+
+impl Controller {
+    /// The controller of node `node_id`, deciding with `config` and committing to `store`.
+    pub fn new(node_id: i32, store: Arc<dyn MetadataStore>, config: ControllerConfig) -> Self {
+        Controller {
+            node_id,
+            store,
+            inner: tokio::sync::Mutex::new(Inner {
+                state: ControllerState::new(config),
+                was_active: false,
+            }),
+        }
+    }
+
+    /// Decides `request` on the latest image with the wall clock and commits the records:
+    /// see [`Controller::handle_at`].
+    pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerReply> {
+        self.handle_at(request, wall_clock_ms()).await
+    }
+
+    /// Decides `request` at time `now_ms` and answers once its records are committed (and
+    /// in this node's image). NOT_CONTROLLER (with the active controller's id, when known)
+    /// if this node is not the active controller or loses that role before the records
+    /// commit; UNKNOWN_SERVER_ERROR with the store's message if the store fails; otherwise
+    /// the decision's own refusal or reply.
+    pub async fn handle_at(
+        &self,
+        request: ControllerRequest,
+        now_ms: i64,
+    ) -> Result<ControllerReply> {
+        let mut inner = self.inner.lock().await;
+        self.check_active(&mut inner)?;
+        let image = self.store.image();
+        let (records, reply) = decide(&mut inner.state, &image, &request, now_ms)?;
+        if records.is_empty() {
+            return Ok(reply);
+        }
+        let offset = self.propose(&mut inner, records).await?;
+        inner.state.committed(&request, &reply, offset);
+        Ok(reply)
+    }
+
+    /// Fences brokers whose session expired by `now_ms` and elects unclean leaders for
+    /// leaderless partitions where that is enabled. Answers how many records were
+    /// committed; NOT_CONTROLLER on a node that is not the active controller.
+    pub async fn check_sessions(&self, now_ms: i64) -> Result<usize> {
+        let mut inner = self.inner.lock().await;
+        self.check_active(&mut inner)?;
+        let image = self.store.image();
+        let config = inner.state.config.clone();
+        let mut records =
+            brokers::fence_expired(&mut inner.state.heartbeats, &config, &image, now_ms);
+        for record in &records {
+            if let MetadataRecord::BrokerChange {
+                id,
+                fenced: Some(true),
+                ..
+            } = record
+            {
+                info!(broker = id, "fencing broker: its session timed out");
+            }
+        }
+        if records.is_empty() {
+            records =
+                partitions::elect_unclean_leaders(&config, &image, MAX_ELECTIONS_PER_IMBALANCE);
+        }
+        let count = records.len();
+        if count > 0 {
+            self.propose(&mut inner, records).await?;
+        }
+        Ok(count)
+    }
+
+    /// Moves leadership back to preferred replicas where they are in sync and live (the
+    /// automatic leader rebalance). Answers how many partitions changed.
+    pub async fn rebalance_leaders(&self) -> Result<usize> {
+        let mut inner = self.inner.lock().await;
+        self.check_active(&mut inner)?;
+        let image = self.store.image();
+        let records = partitions::rebalance_leaders(&image, MAX_ELECTIONS_PER_IMBALANCE);
+        let count = records.len();
+        if count > 0 {
+            info!(partitions = count, "electing preferred leaders");
+            self.propose(&mut inner, records).await?;
+        }
+        Ok(count)
+    }
+
+    /// Runs the timers until `shutdown` is set. On a node that is not the active controller
+    /// the timers do nothing (and the soft state is dropped, to be rebuilt on activation).
+    pub async fn run(
+        self: Arc<Self>,
+        timers: ControllerTimers,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut fence = tokio::time::interval(timers.fence_check_every);
+        fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let rebalance_every = timers.rebalance_every.unwrap_or(Duration::MAX);
+        let mut next_rebalance = tokio::time::Instant::now().checked_add(rebalance_every);
+        loop {
+            tokio::select! {
+                _ = fence.tick() => {
+                    match self.check_sessions(wall_clock_ms()).await {
+                        Ok(_) => {}
+                        Err(e) if e.is(ResponseError::NotController) => {}
+                        Err(e) => warn!(error = %e, "checking broker sessions failed"),
+                    }
+                }
+                _ = sleep_until_some(next_rebalance) => {
+                    match self.rebalance_leaders().await {
+                        Ok(_) => {}
+                        Err(e) if e.is(ResponseError::NotController) => {}
+                        Err(e) => warn!(error = %e, "leader rebalance failed"),
+                    }
+                    next_rebalance = tokio::time::Instant::now().checked_add(rebalance_every);
+                }
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+
+    fn check_active(&self, inner: &mut Inner) -> Result<()> {
+        let active = self.store.active_controller();
+        if active == Some(self.node_id) {
+            if !inner.was_active {
+                inner.state.heartbeats = Default::default();
+                inner.was_active = true;
+            }
+            Ok(())
+        } else {
+            inner.was_active = false;
+            Err(ControllerError::not_controller(active))
+        }
+    }
+
+    async fn propose(&self, inner: &mut Inner, records: Vec<MetadataRecord>) -> Result<i64> {
+        match self.store.propose(records).await {
+            Ok(offset) => Ok(offset),
+            Err(ProposeError::NotController { leader }) => {
+                inner.was_active = false;
+                Err(ControllerError::not_controller(leader))
+            }
+            Err(ProposeError::Store(e)) => Err(ControllerError::new(
+                ResponseError::UnknownServerError,
+                e.to_string(),
+            )),
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever if there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::{BrokerHeartbeat, NewTopic};
+    use crate::metadata::{BoxFuture, LocalMetadataStore, MetadataImage, QuorumInfo};
+    use uuid::Uuid;
+
+    fn local(dir: &std::path::Path) -> Arc<dyn MetadataStore> {
+        Arc::new(LocalMetadataStore::open(dir, 0, Some("c1")).unwrap())
+    }
+
+    fn register(id: i32) -> ControllerRequest {
+        ControllerRequest::RegisterBroker {
+            id,
+            cluster_id: "c1".into(),
+            incarnation_id: Uuid::from_u128(id as u128 + 1),
+            rack: None,
+            endpoints: vec![],
+        }
+    }
+
+    async fn join(
+        controller: &Controller,
+        store: &Arc<dyn MetadataStore>,
+        id: i32,
+        now: i64,
+    ) -> i64 {
+        let epoch = match controller.handle_at(register(id), now).await.unwrap() {
+            ControllerReply::Registered { broker_epoch } => broker_epoch,
+            other => panic!("{other:?}"),
+        };
+        let reply = controller
+            .handle_at(
+                ControllerRequest::BrokerHeartbeat(BrokerHeartbeat {
+                    id,
+                    epoch,
+                    current_metadata_offset: store.image().offset,
+                    want_fence: false,
+                    want_shut_down: false,
+                }),
+                now,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(reply, ControllerReply::Heartbeat(h) if !h.is_fenced));
+        epoch
+    }
+
+    #[tokio::test]
+    async fn brokers_join_topics_are_placed_and_a_silent_broker_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let controller = Controller::new(0, store.clone(), ControllerConfig::default());
+        for id in [0, 1, 2] {
+            join(&controller, &store, id, 0).await;
+        }
+        assert!(store.image().brokers.values().all(|b| !b.fenced));
+        let reply = controller
+            .handle_at(
+                ControllerRequest::CreateTopic {
+                    topic: NewTopic {
+                        name: "t".into(),
+                        num_partitions: 3,
+                        replication_factor: 3,
+                        ..NewTopic::default()
+                    },
+                    validate_only: false,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(reply, ControllerReply::TopicCreated(_)));
+        let image = store.image();
+        let leaders: Vec<i32> = image
+            .topic("t")
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .collect();
+        let mut sorted = leaders.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![0, 1, 2]);
+        // Nobody heartbeats; broker sessions (9 s) expire together at 9001 ms.
+        assert_eq!(controller.check_sessions(5000).await.unwrap(), 0);
+        assert!(controller.check_sessions(9001).await.unwrap() > 0);
+        let image = store.image();
+        assert!(image.brokers.values().all(|b| b.fenced));
+        // The last ISR member of each partition stays in its ISR, without a leader.
+        for p in &image.topic("t").unwrap().partitions {
+            assert_eq!((p.leader, p.isr.len()), (-1, 1));
+        }
+    }
+
+    #[tokio::test]
+    async fn validate_only_and_refusals_commit_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let controller = Controller::new(0, store.clone(), ControllerConfig::default());
+        join(&controller, &store, 0, 0).await;
+        let before = store.image().offset;
+        let create = |rf, validate_only| ControllerRequest::CreateTopic {
+            topic: NewTopic {
+                name: "t".into(),
+                num_partitions: 1,
+                replication_factor: rf,
+                ..NewTopic::default()
+            },
+            validate_only,
+        };
+        controller.handle_at(create(1, true), 1).await.unwrap();
+        let err = controller.handle_at(create(3, false), 1).await.unwrap_err();
+        assert!(err.is(ResponseError::InvalidReplicationFactor));
+        assert_eq!(store.image().offset, before);
+        assert!(store.image().topic("t").is_none());
+    }
+
+    /// A store that lost leadership to node 2: what a follower voter answers.
+    struct Follower(watch::Sender<Arc<MetadataImage>>);
+
+    impl MetadataStore for Follower {
+        fn image(&self) -> Arc<MetadataImage> {
+            self.0.borrow().clone()
+        }
+        fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+            self.0.subscribe()
+        }
+        fn propose(&self, _: Vec<MetadataRecord>) -> BoxFuture<'_, Result<i64, ProposeError>> {
+            Box::pin(async { Err(ProposeError::NotController { leader: Some(2) }) })
+        }
+        fn active_controller(&self) -> Option<i32> {
+            Some(2)
+        }
+        fn quorum_info(&self) -> QuorumInfo {
+            QuorumInfo::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn not_controller_names_the_active_controller() {
+        let (tx, _) = watch::channel(Arc::new(MetadataImage::new("c1".into())));
+        let controller = Controller::new(0, Arc::new(Follower(tx)), ControllerConfig::default());
+        let err = controller.handle_at(register(0), 0).await.unwrap_err();
+        assert!(err.is(ResponseError::NotController));
+        assert_eq!(err.active_controller, Some(2));
+        // Round trip through the control channel's JSON.
+        let json = serde_json::to_value(&err).unwrap();
+        let back: ControllerError = serde_json::from_value(json).unwrap();
+        assert_eq!(back, err);
+    }
+}
