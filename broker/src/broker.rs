@@ -13,12 +13,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{self, BrokerConfig};
+use crate::controller::placement::PlacementBroker;
+use crate::controller::{topics, ControllerConfig};
 use crate::error::ApiError;
 use crate::group::{self, CoordinatorHost, GroupCoordinator, GroupLimits, OFFSETS_TOPIC};
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
 use crate::metadata::{
-    self, topic_name, LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore,
-    PartitionState, ProposeError, TopicImage,
+    LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore, PartitionState, ProposeError,
+    TopicImage,
 };
 use crate::replica::fetch_session::FetchSessionCache;
 use crate::replica::{Partition, ReplicaManager};
@@ -35,24 +37,8 @@ const LOG_INITIAL_TASK_DELAY_MS: u64 = 30_000;
 /// out an id twice without writing the store on every InitProducerId.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
-/// Kafka's limit on partitions created by one request is the controller's mutation quota;
-/// we refuse absurd counts outright so a typo cannot create a million directories.
-const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
-
-/// A topic to create, as CreateTopics or auto-creation ask for it.
-#[derive(Debug, Clone, Default)]
-pub struct NewTopic {
-    /// Topic name.
-    pub name: String,
-    /// -1 for `num.partitions`.
-    pub num_partitions: i32,
-    /// -1 for `default.replication.factor`.
-    pub replication_factor: i16,
-    /// Manual assignment: replica broker ids per partition index (empty = let the broker place).
-    pub assignments: BTreeMap<i32, Vec<i32>>,
-    /// Topic config overrides.
-    pub configs: BTreeMap<String, String>,
-}
+/// A topic to create (CreateTopics, auto-creation); the controller decides it.
+pub use crate::controller::NewTopic;
 
 /// One running broker.
 pub struct Broker {
@@ -242,6 +228,34 @@ impl Broker {
         vec![self.config.node_id]
     }
 
+    /// The brokers the controller places replicas on: the registered brokers of `image`,
+    /// or this broker alone while none is registered (a single node, which is its own
+    /// controller and registers nothing).
+    fn placement_brokers(&self, image: &MetadataImage) -> Vec<PlacementBroker> {
+        let registered = crate::controller::placement::placement_brokers(image);
+        if !registered.is_empty() {
+            return registered;
+        }
+        vec![PlacementBroker {
+            id: self.config.node_id,
+            rack: self.config.broker_rack.clone(),
+            usable: true,
+        }]
+    }
+
+    /// The settings controller decisions take from this broker's configuration.
+    fn controller_config(&self) -> ControllerConfig {
+        ControllerConfig::from_broker(&self.config)
+    }
+
+    /// How many of `partitions` this broker hosts (the logs a decision would create here).
+    fn hosted(&self, partitions: &[PartitionState]) -> usize {
+        partitions
+            .iter()
+            .filter(|p| p.replicas.contains(&self.config.node_id))
+            .count()
+    }
+
     /// The effective log settings for a topic's overrides.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         config::effective_log_config(&self.effective_config(), overrides)
@@ -359,7 +373,9 @@ impl Broker {
     ) -> Result<TopicImage, ApiError> {
         let _admin = self.admin.lock().await;
         let image = self.image();
-        let topic = self.plan_topic(&image, new)?;
+        let brokers = self.placement_brokers(&image);
+        let topic = topics::plan_topic(&image, &brokers, &self.controller_config(), new)?;
+        self.check_partition_budget(self.hosted(&topic.partitions))?;
         if validate_only {
             return Ok(topic);
         }
@@ -370,120 +386,16 @@ impl Broker {
         Ok(topic)
     }
 
-    fn plan_topic(&self, image: &MetadataImage, new: NewTopic) -> Result<TopicImage, ApiError> {
-        let invalid_topic = |m: String| ApiError::new(ResponseError::InvalidTopicException, m);
-        topic_name::validate(&new.name).map_err(|e| invalid_topic(e.to_string()))?;
-        if image.topic(&new.name).is_some() {
-            return Err(ApiError::new(
-                ResponseError::TopicAlreadyExists,
-                format!("Topic '{}' already exists.", new.name),
-            ));
-        }
-        let unified = topic_name::unify_collision_chars(&new.name);
-        if let Some(other) = image
-            .topics
-            .keys()
-            .find(|t| topic_name::unify_collision_chars(t) == unified)
-        {
-            return Err(invalid_topic(format!(
-                "Topic '{}' collides with existing topic: {other}",
-                new.name
-            )));
-        }
-        for (key, value) in &new.configs {
-            config::validate_topic_config(key, value).map_err(|e| ApiError {
-                code: e.kafka_code(),
-                message: Some(e.to_string()),
-            })?;
-        }
-        let live = self.live_brokers();
-        let partitions: Vec<PartitionState> = if !new.assignments.is_empty() {
-            if new.num_partitions != -1 || new.replication_factor != -1 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
-                ));
-            }
-            let mut out = Vec::new();
-            for (expected, (index, replicas)) in new.assignments.iter().enumerate() {
-                if *index != expected as i32 {
-                    return Err(ApiError::new(
-                        ResponseError::InvalidReplicaAssignment,
-                        "Partitions should be a consecutive 0-based integer sequence",
-                    ));
-                }
-                validate_replicas(replicas, &live)?;
-                out.push(PartitionState {
-                    replicas: replicas.clone(),
-                    isr: replicas.clone(),
-                    leader: replicas[0],
-                    ..PartitionState::default()
-                });
-            }
-            out
-        } else {
-            let count = if new.num_partitions == -1 {
-                self.config.num_partitions
-            } else {
-                new.num_partitions
-            };
-            if count <= 0 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidPartitions,
-                    "Number of partitions was set to an invalid non-positive value.",
-                ));
-            }
-            if count > MAX_PARTITIONS_PER_TOPIC {
-                return Err(ApiError::new(
-                    ResponseError::InvalidPartitions,
-                    format!("Number of partitions {count} exceeds the limit of {MAX_PARTITIONS_PER_TOPIC} per topic."),
-                ));
-            }
-            let rf = if new.replication_factor == -1 {
-                self.config.default_replication_factor
-            } else {
-                new.replication_factor
-            };
-            if rf <= 0 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    "Replication factor must be larger than 0, or -1 to use the default value.",
-                ));
-            }
-            place_replicas(0, count, rf, &live)?
-        };
-        self.check_partition_budget(partitions.len())?;
-        Ok(TopicImage {
-            name: new.name,
-            id: metadata::new_topic_id(),
-            partitions,
-            configs: new.configs,
-        })
-    }
-
     /// Deletes a topic and its logs.
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, ApiError> {
         let _admin = self.admin.lock().await;
         let image = self.image();
-        let topic = image
-            .topic(name)
-            .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
-        if topic_name::is_internal(name) {
-            return Err(ApiError::new(
-                ResponseError::InvalidRequest,
-                format!("Topic {name} is an internal topic and cannot be deleted."),
-            ));
-        }
-        if !self.config.delete_topic_enable {
-            return Err(ApiError::code(ResponseError::TopicDeletionDisabled));
-        }
-        self.commit(vec![MetadataRecord::RemoveTopic {
-            name: name.to_string(),
-        }])
-        .await?;
+        let (record, id) = topics::plan_delete_topic(&image, &self.controller_config(), name)?;
+        let partition_count = image.topic(name).map_or(0, |t| t.partitions.len());
+        self.commit(vec![record]).await?;
         // Renames and fsyncs per partition: on a blocking thread.
         let logs = self.logs.clone();
-        let (topic_name, count) = (name.to_string(), topic.partitions.len());
+        let (topic_name, count) = (name.to_string(), partition_count);
         let deleted = tokio::task::spawn_blocking(move || {
             for index in 0..count {
                 let tp = TopicPartition {
@@ -499,12 +411,12 @@ impl Broker {
         if let Err(e) = deleted {
             warn!(topic = %name, error = %e, "deleting partition logs failed");
         }
-        for index in 0..topic.partitions.len() {
+        for index in 0..partition_count {
             self.replicas
                 .remove(&TopicPartition::new(name, index as i32));
         }
         info!(topic = %name, "deleted topic");
-        Ok(topic.id)
+        Ok(id)
     }
 
     /// Raises a topic's partition count to `count` (CreatePartitions). Decreases are refused
@@ -518,66 +430,11 @@ impl Broker {
     ) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
         let image = self.image();
-        let topic = image.topic(name).ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("The topic '{name}' does not exist."),
-            )
-        })?;
-        let current = topic.partitions.len() as i32;
-        if count < current {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("The topic {name} currently has {current} partition(s); {count} would not be an increase."),
-            ));
-        }
-        if count == current {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("Topic already has {current} partition(s)."),
-            ));
-        }
-        if count > MAX_PARTITIONS_PER_TOPIC {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!("Number of partitions {count} exceeds the limit of {MAX_PARTITIONS_PER_TOPIC} per topic."),
-            ));
-        }
-        let live = self.live_brokers();
-        let new_partitions = match assignments {
-            Some(assignments) => {
-                if assignments.len() as i32 != count - current {
-                    return Err(ApiError::new(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!(
-                            "Attempted to add {} additional partition(s), but only {} assignment(s) were specified.",
-                            count - current,
-                            assignments.len()
-                        ),
-                    ));
-                }
-                let mut out = Vec::new();
-                for replicas in assignments {
-                    validate_replicas(&replicas, &live)?;
-                    out.push(PartitionState {
-                        leader: replicas[0],
-                        isr: replicas.clone(),
-                        replicas,
-                        ..PartitionState::default()
-                    });
-                }
-                out
-            }
-            None => {
-                let rf = topic
-                    .partitions
-                    .first()
-                    .map(|p| p.replicas.len() as i16)
-                    .unwrap_or(1);
-                place_replicas(current, count - current, rf, &live)?
-            }
-        };
-        self.check_partition_budget(new_partitions.len())?;
+        let brokers = self.placement_brokers(&image);
+        let new_partitions =
+            topics::plan_create_partitions(&image, &brokers, name, count, assignments.as_deref())?;
+        let current = image.topic(name).map_or(0, |t| t.partitions.len());
+        self.check_partition_budget(self.hosted(&new_partitions))?;
         if validate_only {
             return Ok(());
         }
@@ -602,26 +459,11 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
-        if self.image().topic(name).is_none() {
-            return Err(ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("The topic '{name}' does not exist."),
-            ));
-        }
-        for (key, value) in &configs {
-            config::validate_topic_config(key, value).map_err(|e| ApiError {
-                code: e.kafka_code(),
-                message: Some(e.to_string()),
-            })?;
-        }
+        let record = topics::plan_topic_configs(&self.image(), name, configs.clone())?;
         if validate_only {
             return Ok(());
         }
-        self.commit(vec![MetadataRecord::TopicConfigs {
-            topic: name.to_string(),
-            configs: configs.clone(),
-        }])
-        .await?;
+        self.commit(vec![record]).await?;
         self.logs
             .update_topic_config(name, self.log_config(&configs));
         Ok(())
@@ -635,20 +477,11 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
-        config::validate_broker_dynamic_configs(&configs, !entity.is_empty()).map_err(|e| {
-            ApiError {
-                code: e.kafka_code(),
-                message: Some(e.to_string()),
-            }
-        })?;
+        let record = topics::plan_broker_configs(entity, configs)?;
         if validate_only {
             return Ok(());
         }
-        self.commit(vec![MetadataRecord::BrokerConfigs {
-            entity: entity.to_string(),
-            configs,
-        }])
-        .await?;
+        self.commit(vec![record]).await?;
         // Topic defaults may have changed (log.retention.ms, log.segment.bytes, ...).
         self.refresh_effective_config();
         let image = self.image();
@@ -811,64 +644,6 @@ fn create_logs(
     logs.create_many(&missing, &config, Some(topic.id))
 }
 
-fn validate_replicas(replicas: &[i32], live: &[i32]) -> Result<(), ApiError> {
-    if replicas.is_empty() {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicaAssignment,
-            "The manual partition assignment includes an empty replica list.",
-        ));
-    }
-    let mut seen = replicas.to_vec();
-    seen.sort_unstable();
-    seen.dedup();
-    if seen.len() != replicas.len() {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicaAssignment,
-            format!("The manual partition assignment includes duplicate replicas: {replicas:?}"),
-        ));
-    }
-    if let Some(missing) = replicas.iter().find(|r| !live.contains(r)) {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicaAssignment,
-            format!("The manual partition assignment includes broker {missing}, but no such broker is registered."),
-        ));
-    }
-    Ok(())
-}
-
-/// Round-robin placement of `count` partitions starting at index `first`, with the leader of
-/// partition i on broker i mod n, as Kafka's striped placement does without racks.
-fn place_replicas(
-    first: i32,
-    count: i32,
-    rf: i16,
-    live: &[i32],
-) -> Result<Vec<PartitionState>, ApiError> {
-    let rf = rf as usize;
-    if rf > live.len() {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!(
-                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
-                live.len()
-            ),
-        ));
-    }
-    Ok((first..first + count)
-        .map(|p| {
-            let replicas: Vec<i32> = (0..rf)
-                .map(|r| live[(p as usize + r) % live.len()])
-                .collect();
-            PartitionState {
-                leader: replicas[0],
-                isr: replicas.clone(),
-                replicas,
-                ..PartitionState::default()
-            }
-        })
-        .collect())
-}
-
 /// Sleeps until `deadline`, or forever if there is none.
 async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -880,27 +655,4 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
 /// Resolves once the shutdown flag is set (without holding the watch's guard across awaits).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placement_refuses_more_replicas_than_brokers() {
-        let err = place_replicas(0, 3, 3, &[0]).unwrap_err();
-        assert_eq!(err.code, ResponseError::InvalidReplicationFactor.code());
-        assert!(err
-            .message
-            .unwrap()
-            .contains("only 1 broker(s) are registered"));
-    }
-
-    #[test]
-    fn placement_stripes_leaders() {
-        let parts = place_replicas(0, 4, 2, &[0, 1, 2]).unwrap();
-        let leaders: Vec<i32> = parts.iter().map(|p| p.leader).collect();
-        assert_eq!(leaders, vec![0, 1, 2, 0]);
-        assert_eq!(parts[2].replicas, vec![2, 0]);
-    }
 }

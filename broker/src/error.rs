@@ -46,3 +46,12 @@ impl From<crate::log::Error> for ApiError {
         }
     }
 }
+
+impl From<crate::controller::ControllerError> for ApiError {
+    fn from(e: crate::controller::ControllerError) -> Self {
+        ApiError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}

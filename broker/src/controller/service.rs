@@ -7,7 +7,7 @@
 //! the effects of the previous one, as Kafka's single-threaded controller event queue does.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
@@ -19,14 +19,7 @@ use super::{
     ControllerRequest, ControllerState, Result,
 };
 use crate::metadata::{MetadataRecord, MetadataStore, ProposeError};
-
-/// Milliseconds since the Unix epoch: the controller's clock for heartbeats and sessions.
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::time::now_ms as wall_clock_ms;
 
 /// How often the controller's timers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
