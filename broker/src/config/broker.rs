@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
 use super::properties::parse_properties;
+use super::quorum::QuorumConfig;
 use super::topic::build_log_config;
 use super::types::{parse_value, ConfigType, Layers, Validator, Value};
 use crate::log::LogConfig;
@@ -369,9 +370,11 @@ pub struct BrokerConfig {
     pub inter_broker_listener_name: Option<String>,
     /// `controller.listener.names`, split on commas (upper-cased).
     pub controller_listener_names: Vec<String>,
-    /// `process.roles`, as given: empty or `broker,controller` (anything else fails start-up,
-    /// see `config/quorum.rs`).
+    /// `process.roles`, as given (checked in `config/quorum.rs`).
     pub process_roles: Vec<String>,
+    /// The metadata quorum this node belongs to: roles, voters, bootstrap servers and quorum
+    /// timeouts (`controller.quorum.*`).
+    pub quorum: QuorumConfig,
     /// `log.dirs` (comma separated), else `log.dir` (Kafka default `/tmp/kafka-logs`);
     /// [`BrokerConfig::default_single_node`] uses `./oxbow-data` (relative to the cwd).
     pub log_dirs: Vec<PathBuf>,
@@ -633,6 +636,15 @@ impl BrokerConfig {
             .collect()
     }
 
+    /// The listeners named in `controller.listener.names`: where this node, as a voter,
+    /// serves the metadata quorum's control channel.
+    pub fn controller_listeners(&self) -> Vec<&Listener> {
+        self.listeners
+            .iter()
+            .filter(|l| self.controller_listener_names.contains(&l.name))
+            .collect()
+    }
+
     pub(crate) fn layers<'a>(&'a self, empty: &'a BTreeMap<String, String>) -> Layers<'a> {
         Layers {
             maps: [&self.dynamic, &self.explicit, empty],
@@ -858,9 +870,9 @@ impl BrokerConfig {
             ));
         }
 
-        // Cluster settings a single node cannot honour yet fail start-up (see quorum.rs).
+        // The KRaft keys: which quorum this node belongs to (see quorum.rs).
         let process_roles = list("process.roles")?;
-        super::quorum::check_single_node(
+        let quorum = super::quorum::parse_quorum(
             node_id,
             &process_roles,
             layers.get("controller.quorum.voters").unwrap_or(""),
@@ -869,6 +881,16 @@ impl BrokerConfig {
                 .unwrap_or(""),
             &listeners,
             &controller_listener_names,
+            super::quorum::QuorumTimeouts {
+                election_timeout_ms: int("controller.quorum.election.timeout.ms")?,
+                fetch_timeout_ms: int("controller.quorum.fetch.timeout.ms")?,
+                request_timeout_ms: int("controller.quorum.request.timeout.ms")?,
+                retry_backoff_ms: int("controller.quorum.retry.backoff.ms")?,
+            },
+        )?;
+        super::quorum::refuse_replicated_until_wired(
+            &quorum,
+            layers.get("controller.quorum.voters").unwrap_or(""),
         )?;
 
         // Log directories.
@@ -929,6 +951,7 @@ impl BrokerConfig {
             inter_broker_listener_name,
             controller_listener_names,
             process_roles,
+            quorum,
             log_dirs,
             num_partitions: int("num.partitions")?,
             default_replication_factor,

@@ -13,8 +13,9 @@
 //!
 //! Deliberate deviations from Kafka are documented where they occur (default advertised
 //! host `127.0.0.1`, default node id 1, only PLAINTEXT listeners, `./oxbow-data` when no
-//! file is given, internal-topic replication factor capped by live brokers, KRaft cluster
-//! settings that describe more than this one node refused at start-up: `quorum.rs`).
+//! file is given, internal-topic replication factor capped by live brokers, a static
+//! controller quorum only (no KIP-853 dynamic membership) and no broker-only nodes yet:
+//! `quorum.rs`).
 
 mod broker;
 mod describe;
@@ -36,6 +37,7 @@ pub use describe::{
 };
 pub use error::{ConfigError, INVALID_CONFIG, INVALID_REQUEST};
 pub use properties::parse_properties;
+pub use quorum::{QuorumConfig, QuorumVoter};
 pub use topic::{
     effective_log_config, effective_min_insync_replicas, effective_topic_config_value,
     topic_config_key, topic_config_keys, validate_topic_config, validate_topic_configs,

@@ -1,17 +1,23 @@
-//! Which KRaft cluster settings a single Oxbow node can honour today.
+//! The KRaft cluster settings: `process.roles`, `controller.quorum.voters`,
+//! `controller.quorum.bootstrap.servers`, `controller.listener.names` and the quorum timeouts,
+//! checked the way Kafka's `KafkaConfig` checks them, into a [`QuorumConfig`].
 //!
-//! Until the replicated metadata quorum exists, every Oxbow broker is a one-node cluster
-//! that is its own controller. Settings that describe anything else — a broker whose
-//! controllers run elsewhere, a dedicated controller, a quorum of several voters — would
-//! otherwise be accepted and ignored, so three nodes configured as one cluster would
-//! quietly become three one-node clusters. They are a start-up error naming the key.
+//! What runs:
+//! - no quorum settings, or settings that name only this node (Kafka's quick-start
+//!   `server.properties` with `controller.quorum.bootstrap.servers=localhost:9093`): a single
+//!   node that is its own controller, exactly as before (`LocalMetadataStore`);
+//! - `controller.quorum.voters` naming several nodes: the replicated quorum
+//!   (`metadata::quorum`), this node one of its voters when `process.roles` has `controller`.
+//!   Until `Broker::open` starts it, such a config is refused ([`refuse_replicated_until_wired`]).
 //!
-//! Accepted (they describe exactly this node, so honouring them changes nothing):
-//! - `process.roles` unset (Oxbow's own single node) or `broker,controller` in any order;
-//! - `controller.quorum.voters` unset/empty, or one voter whose id is this `node.id` and
-//!   whose endpoint is one of this node's controller listeners;
-//! - `controller.quorum.bootstrap.servers` unset/empty, or one endpoint that is one of this
-//!   node's controller listeners (Kafka's quick-start `server.properties`).
+//! Refused at start-up with a message naming the key:
+//! - a voter list without this node while `process.roles` has `controller` (and one with it
+//!   while it is `broker` only), as Kafka refuses them;
+//! - `controller.quorum.bootstrap.servers` naming other nodes without `controller.quorum.voters`:
+//!   that is KIP-853's dynamic quorum, where voters join by `kafka-metadata-quorum.sh
+//!   add-controller`; Oxbow's quorum membership is static (the voter list);
+//! - `process.roles=broker` alone: such a node would be a quorum observer that only replays
+//!   the log, which is not served yet.
 //!
 //! A controller listener is a `listeners` entry named in `controller.listener.names`. An
 //! endpoint matches it on the port, and on the host unless the listener binds every
@@ -21,28 +27,160 @@
 use super::broker::Listener;
 use super::error::ConfigError;
 
-/// Why the configuration describes more than a single combined node, as a message naming
-/// the key; `Ok` if it describes this node only (see the module docs for the rules).
-pub(crate) fn check_single_node(
+/// One `controller.quorum.voters` entry: `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// The voter's `node.id`.
+    pub id: i32,
+    /// Host its controller listener is reached at.
+    pub host: String,
+    /// Port of its controller listener.
+    pub port: u16,
+}
+
+impl QuorumVoter {
+    /// `host:port`, with IPv6 hosts in brackets, fit for `TcpStream::connect`.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The metadata quorum this node belongs to, from the KRaft keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumConfig {
+    /// `process.roles` has `broker` (or is unset: Oxbow's combined single node).
+    pub broker: bool,
+    /// `process.roles` has `controller` (or is unset).
+    pub controller: bool,
+    /// `controller.quorum.voters`, in the order given.
+    pub voters: Vec<QuorumVoter>,
+    /// `controller.quorum.bootstrap.servers` as (host, port).
+    pub bootstrap_servers: Vec<(String, u16)>,
+    /// `controller.quorum.election.timeout.ms` (1000): a candidate that has not won waits a
+    /// random time up to this long before the next election.
+    pub election_timeout_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms` (2000): a voter that has not heard from the leader
+    /// this long becomes a candidate.
+    pub fetch_timeout_ms: u64,
+    /// `controller.quorum.request.timeout.ms` (2000): one request between voters.
+    pub request_timeout_ms: u64,
+    /// `controller.quorum.retry.backoff.ms` (20): wait before retrying a failed connection.
+    pub retry_backoff_ms: u64,
+}
+
+impl QuorumConfig {
+    /// The configuration of a single node that is its own controller, with Kafka's
+    /// default timeouts.
+    pub fn single_node() -> Self {
+        QuorumConfig {
+            broker: true,
+            controller: true,
+            voters: Vec::new(),
+            bootstrap_servers: Vec::new(),
+            election_timeout_ms: 1000,
+            fetch_timeout_ms: 2000,
+            request_timeout_ms: 2000,
+            retry_backoff_ms: 20,
+        }
+    }
+
+    /// True when this node is part of a replicated quorum (a voter list naming more than one
+    /// node), so the broker must run the quorum store rather than `LocalMetadataStore`.
+    pub fn is_replicated(&self) -> bool {
+        self.voters.len() > 1
+    }
+}
+
+/// Timeouts as read from the config keys (validated non-negative by the caller).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QuorumTimeouts {
+    pub(crate) election_timeout_ms: i32,
+    pub(crate) fetch_timeout_ms: i32,
+    pub(crate) request_timeout_ms: i32,
+    pub(crate) retry_backoff_ms: i32,
+}
+
+/// Checks the KRaft keys against each other and against this node's listeners (see the
+/// module docs for the rules) and returns the quorum this node belongs to. Errors name the
+/// key and its value.
+pub(crate) fn parse_quorum(
     node_id: i32,
     process_roles: &[String],
     voters_raw: &str,
     bootstrap_raw: &str,
     listeners: &[Listener],
     controller_listener_names: &[String],
-) -> Result<(), ConfigError> {
-    const WHY: &str = "Oxbow serves a single node that is its own controller until \
-                       replication is implemented";
-    let has = |role: &str| process_roles.iter().any(|r| r == role);
-    let combined_or_unset = process_roles.is_empty() || (has("broker") && has("controller"));
-    if !combined_or_unset {
-        return Err(ConfigError::Invalid(format!(
-            "process.roles={}: this node would need a controller quorum running elsewhere \
-             (or serve only as a controller); {WHY}. Use process.roles=broker,controller or \
-             leave it unset",
-            process_roles.join(",")
-        )));
+    timeouts: QuorumTimeouts,
+) -> Result<QuorumConfig, ConfigError> {
+    let mut broker = process_roles.is_empty();
+    let mut controller = process_roles.is_empty();
+    for role in process_roles {
+        let seen = match role.as_str() {
+            "broker" => std::mem::replace(&mut broker, true),
+            "controller" => std::mem::replace(&mut controller, true),
+            other => {
+                return Err(ConfigError::invalid_value(
+                    "process.roles",
+                    &process_roles.join(","),
+                    format!("Unknown process role '{other}' (must be 'broker' or 'controller')"),
+                ))
+            }
+        };
+        if seen {
+            return Err(ConfigError::invalid_value(
+                "process.roles",
+                &process_roles.join(","),
+                "Duplicate role names found",
+            ));
+        }
     }
+    let roles_raw = process_roles.join(",");
+    let timeout = |key: &str, v: i32, min: i32| -> Result<u64, ConfigError> {
+        u64::try_from(v)
+            .ok()
+            .filter(|v| *v >= min as u64)
+            .ok_or_else(|| {
+                ConfigError::invalid_value(
+                    key,
+                    &v.to_string(),
+                    format!("Value must be at least {min}"),
+                )
+            })
+    };
+    let config = QuorumConfig {
+        broker,
+        controller,
+        voters: parse_voters(voters_raw)?,
+        bootstrap_servers: entries(bootstrap_raw)
+            .into_iter()
+            .map(|s| parse_endpoint("controller.quorum.bootstrap.servers", bootstrap_raw, s))
+            .collect::<Result<_, _>>()?,
+        election_timeout_ms: timeout(
+            "controller.quorum.election.timeout.ms",
+            timeouts.election_timeout_ms,
+            1,
+        )?,
+        fetch_timeout_ms: timeout(
+            "controller.quorum.fetch.timeout.ms",
+            timeouts.fetch_timeout_ms,
+            1,
+        )?,
+        request_timeout_ms: timeout(
+            "controller.quorum.request.timeout.ms",
+            timeouts.request_timeout_ms,
+            1,
+        )?,
+        retry_backoff_ms: timeout(
+            "controller.quorum.retry.backoff.ms",
+            timeouts.retry_backoff_ms,
+            0,
+        )?,
+    };
+
     let controllers: Vec<&Listener> = listeners
         .iter()
         .filter(|l| controller_listener_names.contains(&l.name))
@@ -69,64 +207,111 @@ pub(crate) fn check_single_node(
         }
     };
 
-    let voters = entries(voters_raw);
-    if voters.len() > 1 {
-        return Err(ConfigError::Invalid(format!(
-            "controller.quorum.voters={voters_raw} names {} voters: a multi-node controller \
-             quorum is not served yet; {WHY}",
-            voters.len()
-        )));
+    if !broker {
+        // Kafka requires the controller listener names on every KRaft node; a
+        // controller-only node is served by the quorum store as a voter.
+        if controller_listener_names.is_empty() {
+            return Err(ConfigError::Invalid(
+                "controller.listener.names must contain at least one value when running KRaft \
+                 with process.roles=controller"
+                    .to_string(),
+            ));
+        }
     }
-    if let Some(voter) = voters.first() {
-        let (id, endpoint) = voter.split_once('@').ok_or_else(|| {
-            ConfigError::invalid_value(
-                "controller.quorum.voters",
-                voters_raw,
-                "Expected entries of the form {id}@{host}:{port}",
-            )
-        })?;
-        let id: i32 = id.trim().parse().map_err(|_| {
-            ConfigError::invalid_value(
-                "controller.quorum.voters",
-                voters_raw,
-                "Expected entries of the form {id}@{host}:{port}",
-            )
-        })?;
-        let (host, port) = parse_endpoint("controller.quorum.voters", voters_raw, endpoint)?;
-        if id != node_id {
-            return Err(ConfigError::Invalid(format!(
-                "controller.quorum.voters={voters_raw} names voter {id}, but this node is \
-                 node.id={node_id}: its controller would run elsewhere; {WHY}"
-            )));
-        }
-        if !is_self(&host, port) {
-            return Err(ConfigError::Invalid(format!(
-                "controller.quorum.voters={voters_raw}: {endpoint} is not this node ({}); {WHY}",
-                own()
-            )));
-        }
+    if !controller {
+        return Err(ConfigError::Invalid(format!(
+            "process.roles={roles_raw}: a broker-only node would replay the metadata log as a \
+             quorum observer, which Oxbow does not serve yet; use \
+             process.roles=broker,controller and list this node in controller.quorum.voters"
+        )));
     }
 
-    let servers = entries(bootstrap_raw);
-    if servers.len() > 1 {
+    if !config.voters.is_empty() {
+        let Some(me) = config.voters.iter().find(|v| v.id == node_id) else {
+            return Err(ConfigError::Invalid(format!(
+                "If process.roles contains the 'controller' role, the node id {node_id} must be \
+                 included in the set of voters controller.quorum.voters={voters_raw}"
+            )));
+        };
+        if !is_self(&me.host, me.port) {
+            return Err(ConfigError::Invalid(format!(
+                "controller.quorum.voters={voters_raw}: {} (voter {node_id}) is not this node ({})",
+                me.address(),
+                own()
+            )));
+        }
+        return Ok(config);
+    }
+
+    // No voter list: only a bootstrap list that names this node alone describes a quorum
+    // (of one) that Oxbow can serve without KIP-853's dynamic membership.
+    if config.bootstrap_servers.len() > 1 {
         return Err(ConfigError::Invalid(format!(
-            "controller.quorum.bootstrap.servers={bootstrap_raw} names {} controllers: a \
-             multi-node controller quorum is not served yet; {WHY}",
-            servers.len()
+            "controller.quorum.bootstrap.servers={bootstrap_raw} names {} controllers but \
+             controller.quorum.voters is not set: a dynamic quorum (KIP-853) is not served; \
+             list the voters as controller.quorum.voters=id@host:port,...",
+            config.bootstrap_servers.len()
         )));
     }
-    if let Some(server) = servers.first() {
-        let (host, port) =
-            parse_endpoint("controller.quorum.bootstrap.servers", bootstrap_raw, server)?;
-        if !is_self(&host, port) {
+    if let Some((host, port)) = config.bootstrap_servers.first() {
+        if !is_self(host, *port) {
             return Err(ConfigError::Invalid(format!(
-                "controller.quorum.bootstrap.servers={bootstrap_raw}: {server} is not this node \
-                 ({}); {WHY}",
+                "controller.quorum.bootstrap.servers={bootstrap_raw}: {host}:{port} is not this \
+                 node ({}) and controller.quorum.voters is not set: a dynamic quorum (KIP-853) \
+                 is not served; list the voters as controller.quorum.voters=id@host:port,...",
                 own()
             )));
         }
     }
+    Ok(config)
+}
+
+/// Refuses a replicated quorum while `Broker::open` still runs every node as a one-node
+/// cluster (`LocalMetadataStore`): three nodes configured as one cluster must not quietly
+/// become three clusters. The lead removes this call when `Broker::open` starts
+/// `metadata::quorum::QuorumStore` for [`QuorumConfig::is_replicated`] configs.
+pub(crate) fn refuse_replicated_until_wired(
+    quorum: &QuorumConfig,
+    voters_raw: &str,
+) -> Result<(), ConfigError> {
+    if quorum.is_replicated() {
+        return Err(ConfigError::Invalid(format!(
+            "controller.quorum.voters={voters_raw} names {} voters: the broker does not run              the replicated metadata quorum yet, only a single node that is its own controller",
+            quorum.voters.len()
+        )));
+    }
     Ok(())
+}
+
+/// `id@host:port,...`; duplicate ids are an error, as in Kafka.
+fn parse_voters(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let bad = || {
+        ConfigError::invalid_value(
+            "controller.quorum.voters",
+            raw,
+            "Expected entries of the form {id}@{host}:{port}",
+        )
+    };
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in entries(raw) {
+        let (id, endpoint) = entry.split_once('@').ok_or_else(bad)?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(bad)?;
+        let (host, port) = parse_endpoint("controller.quorum.voters", raw, endpoint)?;
+        if voters.iter().any(|v| v.id == id) {
+            return Err(ConfigError::invalid_value(
+                "controller.quorum.voters",
+                raw,
+                format!("Duplicate voter id {id}"),
+            ));
+        }
+        voters.push(QuorumVoter { id, host, port });
+    }
+    Ok(voters)
 }
 
 fn entries(raw: &str) -> Vec<&str> {
@@ -171,9 +356,16 @@ mod tests {
         }
     }
 
-    fn check(roles: &str, voters: &str, bootstrap: &str) -> Result<(), String> {
+    const TIMEOUTS: QuorumTimeouts = QuorumTimeouts {
+        election_timeout_ms: 1000,
+        fetch_timeout_ms: 2000,
+        request_timeout_ms: 2000,
+        retry_backoff_ms: 20,
+    };
+
+    fn check(roles: &str, voters: &str, bootstrap: &str) -> Result<QuorumConfig, String> {
         let roles: Vec<String> = entries(roles).into_iter().map(String::from).collect();
-        check_single_node(
+        parse_quorum(
             1,
             &roles,
             voters,
@@ -183,67 +375,108 @@ mod tests {
                 listener("CONTROLLER", "127.0.0.1", 9093),
             ],
             &["CONTROLLER".to_string()],
+            TIMEOUTS,
         )
         .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn settings_that_describe_this_node_only_are_accepted() {
-        check("", "", "").unwrap();
-        check("broker,controller", "", "").unwrap();
-        check("controller,broker", "1@127.0.0.1:9093", "").unwrap();
-        check("broker,controller", "1@localhost:9093", "").unwrap();
-        check("broker,controller", "", "localhost:9093").unwrap();
+    fn settings_that_describe_this_node_only_stay_a_single_node() {
+        for (roles, voters, bootstrap) in [
+            ("", "", ""),
+            ("broker,controller", "", ""),
+            ("controller,broker", "1@127.0.0.1:9093", ""),
+            ("broker,controller", "1@localhost:9093", ""),
+            ("broker,controller", "", "localhost:9093"),
+        ] {
+            let q = check(roles, voters, bootstrap).unwrap();
+            assert!(!q.is_replicated(), "{roles} {voters} {bootstrap}");
+            assert!(q.broker && q.controller);
+        }
     }
 
     #[test]
-    fn a_cluster_or_a_separate_controller_is_refused_naming_the_key() {
-        let e = check("broker", "", "").unwrap_err();
-        assert!(e.starts_with("process.roles=broker:"), "{e}");
-        let e = check("controller", "", "").unwrap_err();
-        assert!(e.starts_with("process.roles=controller:"), "{e}");
-        let e = check(
+    fn a_voter_list_of_three_is_a_replicated_quorum() {
+        let q = check(
             "broker,controller",
-            "1@127.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093",
+            "0@10.0.0.1:9093, 1@127.0.0.1:9093,2@[::1]:9093",
             "",
         )
-        .unwrap_err();
+        .unwrap();
+        assert!(q.is_replicated());
+        assert_eq!(q.voters.len(), 3);
+        let e = refuse_replicated_until_wired(&q, "0@...")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names 3 voters"), "{e}");
+        assert_eq!(q.voters[2].address(), "[::1]:9093");
+        assert_eq!((q.fetch_timeout_ms, q.election_timeout_ms), (2000, 1000));
+    }
+
+    #[test]
+    fn inconsistent_quorum_settings_are_refused_naming_the_key() {
+        let e = check("broker,controller", "0@h:9093,2@h:9093", "").unwrap_err();
         assert!(
-            e.contains("controller.quorum.voters=") && e.contains("names 3 voters"),
+            e.contains("node id 1 must be included") && e.contains("controller.quorum.voters="),
             "{e}"
         );
-        let e = check("broker,controller", "2@127.0.0.1:9093", "").unwrap_err();
+        let e = check("broker,controller", "1@10.0.0.9:9093,2@h:1", "").unwrap_err();
         assert!(
-            e.contains("names voter 2") && e.contains("node.id=1"),
+            e.contains("10.0.0.9:9093 (voter 1) is not this node"),
             "{e}"
         );
-        let e = check("broker,controller", "1@10.0.0.9:9093", "").unwrap_err();
-        assert!(e.contains("10.0.0.9:9093 is not this node"), "{e}");
         let e = check("broker,controller", "1@127.0.0.1:9999", "").unwrap_err();
         assert!(e.contains("controller listeners are 127.0.0.1:9093"), "{e}");
+        let e = check("broker,controller", "1@h:1,1@h:2", "").unwrap_err();
+        assert!(e.contains("Duplicate voter id 1"), "{e}");
+        let e = check("", "one", "").unwrap_err();
+        assert!(e.contains("controller.quorum.voters"), "{e}");
         let e = check("", "", "a:9093,b:9093").unwrap_err();
         assert!(
-            e.starts_with("controller.quorum.bootstrap.servers=a:9093,b:9093 names 2"),
+            e.starts_with("controller.quorum.bootstrap.servers=a:9093,b:9093 names 2")
+                && e.contains("KIP-853"),
             "{e}"
         );
         let e = check("", "", "other:9093").unwrap_err();
         assert!(e.contains("other:9093 is not this node"), "{e}");
-        let e = check("", "one", "").unwrap_err();
-        assert!(e.contains("controller.quorum.voters"), "{e}");
+        let e = check("broker", "0@h:9093", "").unwrap_err();
+        assert!(e.starts_with("process.roles=broker:"), "{e}");
+        let e = check("broker,broker,controller", "", "").unwrap_err();
+        assert!(e.contains("Duplicate role names"), "{e}");
     }
 
     #[test]
     fn a_voter_without_a_controller_listener_is_refused() {
-        let e = check_single_node(
+        let e = parse_quorum(
             1,
             &[],
-            "1@localhost:9093",
+            "1@localhost:9093,2@localhost:9094",
             "",
             &[listener("PLAINTEXT", "127.0.0.1", 9092)],
             &[],
+            TIMEOUTS,
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("has no controller listener"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_must_be_positive() {
+        let e = parse_quorum(
+            1,
+            &[],
+            "",
+            "",
+            &[listener("PLAINTEXT", "127.0.0.1", 9092)],
+            &[],
+            QuorumTimeouts {
+                fetch_timeout_ms: 0,
+                ..TIMEOUTS
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("controller.quorum.fetch.timeout.ms"), "{e}");
     }
 }
