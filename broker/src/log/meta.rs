@@ -79,6 +79,25 @@ fn parse_properties(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The `node.id` and `cluster.id` that `dir/meta.properties` pins, if the file exists (either
+/// may be absent from an old file). Read-only: the metadata quorum checks them before it
+/// opens its log, because a voter started on another node's data must not vote with it.
+pub fn stored_meta_ids(dir: &Path) -> Result<Option<(Option<String>, Option<String>)>> {
+    let path = dir.join(META_PROPERTIES);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let props = parse_properties(&text);
+            let node = props
+                .get("node.id")
+                .or_else(|| props.get("broker.id"))
+                .cloned();
+            Ok(Some((node, props.get("cluster.id").cloned())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading", &path, e)),
+    }
+}
+
 /// Ensures `dir/meta.properties` exists and agrees with this broker. Creates it (with a new
 /// `directory.id`) when missing; fails naming the file when `node.id` or `cluster.id` differ,
 /// because that means the directory belongs to another broker or cluster. Returns the

@@ -47,8 +47,8 @@ pub use error::{codes, Error, Result};
 pub use leader_epoch::{LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use manager::{LogDirInfo, LogManager, PartitionDirInfo, LOCK_FILE};
 pub use meta::{
-    random_kafka_uuid, uuid_from_kafka_string, uuid_to_kafka_string, META_PROPERTIES,
-    PARTITION_METADATA,
+    random_kafka_uuid, stored_meta_ids, uuid_from_kafka_string, uuid_to_kafka_string,
+    META_PROPERTIES, PARTITION_METADATA,
 };
 pub use partition::{LoadOptions, PartitionLog, PRODUCER_ID_EXPIRATION_MS};
 

@@ -19,6 +19,7 @@
 //! - committed batches carry a version ([`MetadataBatch`]).
 
 pub mod local;
+pub mod quorum;
 pub mod topic_name;
 
 use std::collections::{BTreeMap, HashMap};
@@ -224,6 +225,11 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { name } => {
                 self.topics.remove(name);
             }
+            MetadataRecord::ClusterId { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id.clone();
+                }
+            }
             MetadataRecord::AddPartitions { topic, partitions } => {
                 if let Some(t) = self.topics.get_mut(topic) {
                     t.partitions.extend(partitions.iter().cloned());
@@ -317,6 +323,13 @@ pub struct MetadataBatch {
 pub enum MetadataRecord {
     /// A new topic with its partitions and config overrides.
     Topic(TopicImage),
+    /// The cluster's id, written once by the first active controller of a new replicated
+    /// quorum so every node agrees on it. Only the first one in the log counts: a later one
+    /// (a new controller that had not replayed the first yet) changes nothing.
+    ClusterId {
+        /// Kafka's 22-character base64 uuid, or `cluster.id` when configured.
+        cluster_id: String,
+    },
     /// A topic is deleted.
     RemoveTopic {
         /// Topic name.

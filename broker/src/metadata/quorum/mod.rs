@@ -1,0 +1,852 @@
+//! The replicated metadata quorum: [`QuorumStore`] implements [`MetadataStore`] on the
+//! controller voters with `openraft`. The Raft leader is the active controller; every voter
+//! replays the committed metadata log into its [`MetadataImage`].
+//!
+//! Parts (three thin adapters around `MetadataImage::replay`, as openraft's examples have them):
+//! - [`log_store`]: the Raft log and vote on disk in `<first log dir>/__cluster_metadata-0/`;
+//! - [`state_machine`]: the image, its snapshots and their installation;
+//! - [`network`]: the control channel on the CONTROLLER listener (client, server, framing).
+//!
+//! Decisions (written down for the lead and the README):
+//! - **Membership is static**: the voters are `controller.quorum.voters`. A new quorum is
+//!   bootstrapped by the voter with the lowest id once every configured voter answers and
+//!   none has quorum state yet; the others wait to hear from the leader. After that each node
+//!   restarts from its own log (a voter that lost its disk rejoins empty and is caught up by
+//!   the leader, from a snapshot if the log was purged).
+//! - **Cluster id**: `cluster.id` when configured, else a random Kafka uuid. The first active
+//!   controller of a new quorum commits it as a [`MetadataRecord::ClusterId`] record, so
+//!   every node learns the same id from the log. A node whose `cluster.id` or
+//!   `meta.properties` names another cluster than its quorum's log stops with a message
+//!   naming both ids; one whose `meta.properties` names another `node.id` refuses to start.
+//! - **Broker-only nodes** (`process.roles=broker`) are not served yet (refused by the
+//!   config). The plan is openraft learners, which makes them DescribeQuorum's observers.
+//! - **Timeouts**: a voter that hears nothing from the leader for
+//!   `controller.quorum.fetch.timeout.ms` starts an election (openraft's election timeout is
+//!   drawn from `[fetch.timeout, fetch.timeout + election.timeout)`); the leader's heartbeat
+//!   is a tenth of the fetch timeout; one request between voters is bounded by
+//!   `controller.quorum.request.timeout.ms`.
+//! - **Writes without a quorum**: a leader that has not heard from a majority within the
+//!   fetch timeout, or whose proposal is not committed within fetch + election timeout,
+//!   answers [`ProposeError::NotController`] (the proposal may still commit later, which
+//!   the seam allows: the controller decides again on the new image).
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{error, info, warn};
+
+use self::log_store::LogStore;
+use self::network::{
+    serve_control_connection, ControlClient, ControlNetworkFactory, ControlRequest,
+    ControlResponse, ControllerHandler,
+};
+use self::state_machine::StateMachine;
+use super::{
+    BoxFuture, BrokerEndpoint, Error, MetadataBatch, MetadataImage, MetadataRecord, MetadataStore,
+    ProposeError, QuorumInfo, QuorumReplica, METADATA_RECORD_VERSION,
+};
+use crate::config::{BrokerConfig, QuorumVoter};
+
+openraft::declare_raft_types!(
+    /// Openraft's types for the metadata quorum: entries hold one [`MetadataBatch`], node ids
+    /// are Kafka node ids, a node is its control listener's address.
+    pub TypeConfig:
+        D = MetadataBatch,
+        R = (),
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// Why the quorum store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A file or socket could not be used.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The data directory belongs to another node or cluster, or the config is unusable.
+    #[error("{0}")]
+    Refused(String),
+    /// Openraft refused to start.
+    #[error("the metadata quorum could not start: {0}")]
+    Raft(String),
+}
+
+/// Everything [`QuorumStore`] needs, usually from [`QuorumOptions::from_config`].
+#[derive(Debug, Clone)]
+pub struct QuorumOptions {
+    /// This node's `node.id`; must be one of `voters`.
+    pub node_id: i32,
+    /// The first log dir: its `meta.properties` pins node and cluster id.
+    pub log_dir: PathBuf,
+    /// `controller.quorum.voters`.
+    pub voters: Vec<QuorumVoter>,
+    /// The name voters' control listeners go by (the first of `controller.listener.names`),
+    /// as DescribeQuorum v2 lists them.
+    pub controller_listener: String,
+    /// `cluster.id`, if configured.
+    pub cluster_id: Option<String>,
+    /// `controller.quorum.election.timeout.ms`.
+    pub election_timeout: Duration,
+    /// `controller.quorum.fetch.timeout.ms`.
+    pub fetch_timeout: Duration,
+    /// `controller.quorum.request.timeout.ms`.
+    pub request_timeout: Duration,
+    /// `controller.quorum.retry.backoff.ms`: pause between bootstrap probes.
+    pub retry_backoff: Duration,
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Entries kept below the snapshot after a purge (so a briefly lagging voter catches up
+    /// from the log rather than a snapshot).
+    pub entries_kept_after_snapshot: u64,
+}
+
+impl QuorumOptions {
+    /// The options of `config`'s node (Kafka's timeouts from `controller.quorum.*`).
+    pub fn from_config(config: &BrokerConfig) -> Result<Self, StartError> {
+        let log_dir = config
+            .log_dirs
+            .first()
+            .cloned()
+            .ok_or_else(|| StartError::Refused("log.dirs is empty".to_string()))?;
+        let q = &config.quorum;
+        Ok(QuorumOptions {
+            node_id: config.node_id,
+            log_dir,
+            voters: q.voters.clone(),
+            controller_listener: config
+                .controller_listener_names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "CONTROLLER".to_string()),
+            cluster_id: config.cluster_id.clone(),
+            election_timeout: Duration::from_millis(q.election_timeout_ms),
+            fetch_timeout: Duration::from_millis(q.fetch_timeout_ms),
+            request_timeout: Duration::from_millis(q.request_timeout_ms),
+            retry_backoff: Duration::from_millis(q.retry_backoff_ms.max(20)),
+            snapshot_after_entries: 1000,
+            entries_kept_after_snapshot: 100,
+        })
+    }
+
+    /// `<log_dir>/__cluster_metadata-0`.
+    pub fn metadata_dir(&self) -> PathBuf {
+        self.log_dir.join(crate::log::METADATA_DIR)
+    }
+
+    fn raft_config(&self) -> Result<Config, StartError> {
+        let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
+        let fetch = ms(self.fetch_timeout).max(20);
+        let config = Config {
+            cluster_name: "oxbow-metadata".to_string(),
+            election_timeout_min: fetch,
+            election_timeout_max: fetch + ms(self.election_timeout).max(1),
+            heartbeat_interval: (fetch / 10).max(5),
+            install_snapshot_timeout: ms(self.request_timeout).max(fetch),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
+            max_in_snapshot_log_to_keep: self.entries_kept_after_snapshot,
+            ..Config::default()
+        };
+        config
+            .validate()
+            .map_err(|e| StartError::Refused(format!("invalid quorum timeouts: {e}")))
+    }
+}
+
+/// Kafka node ids are non-negative i32; openraft's are u64.
+fn raft_id(node_id: i32) -> u64 {
+    u64::try_from(node_id).unwrap_or(u64::MAX)
+}
+
+fn kafka_id(id: u64) -> i32 {
+    i32::try_from(id).unwrap_or(-1)
+}
+
+/// [`MetadataStore`] replicated over the controller voters with Raft (see the module docs).
+pub struct QuorumStore {
+    node_id: i32,
+    raft: Raft<TypeConfig>,
+    images: watch::Sender<Arc<MetadataImage>>,
+    metadata_dir: PathBuf,
+    local_addr: SocketAddr,
+    /// Installed by the broker once its controller service exists.
+    controller: Arc<RwLock<Option<ControllerHandler>>>,
+    /// Control clients to the other voters, for forwarding controller requests.
+    peers: BTreeMap<i32, Arc<ControlClient>>,
+    fetch_timeout: Duration,
+    propose_timeout: Duration,
+    /// Set when this node found it belongs to another cluster than its quorum's log.
+    refusal: Arc<Mutex<Option<String>>>,
+    /// Voters' control listeners, for DescribeQuorum.
+    listeners: BTreeMap<i32, Vec<BrokerEndpoint>>,
+    /// When the leader last saw each replica's log advance and catch up (ms since the epoch).
+    progress: Arc<Mutex<BTreeMap<u64, ReplicaProgress>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for QuorumStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumStore")
+            .field("node_id", &self.node_id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuorumStore {
+    /// Starts this node's part of the quorum from a broker config: binds its first
+    /// controller listener and calls [`QuorumStore::start_with_listener`].
+    pub async fn start(
+        config: &BrokerConfig,
+        handler: Option<ControllerHandler>,
+    ) -> Result<Arc<QuorumStore>, StartError> {
+        let options = QuorumOptions::from_config(config)?;
+        let listener = config
+            .controller_listeners()
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                StartError::Refused(
+                    "a controller voter needs a listener named in controller.listener.names"
+                        .to_string(),
+                )
+            })?;
+        let host = if listener.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            listener.host.as_str()
+        };
+        let socket = TcpListener::bind((host, listener.port))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot bind listener {listener}: {e}"))
+            })?;
+        Self::start_with_listener(options, socket, handler).await
+    }
+
+    /// Starts this node's part of the quorum, serving the control channel on `listener`.
+    ///
+    /// Refuses to start when `<log_dir>/meta.properties` names another node id, or another
+    /// cluster than `cluster.id`. Opens (recovering) the log and the last snapshot, starts
+    /// Raft, and, for a quorum never initialized, bootstraps it as the module docs say.
+    /// Returns at once: the image fills in as the log commits ([`Self::wait_for_cluster_id`]).
+    pub async fn start_with_listener(
+        options: QuorumOptions,
+        listener: TcpListener,
+        handler: Option<ControllerHandler>,
+    ) -> Result<Arc<QuorumStore>, StartError> {
+        let node_id = options.node_id;
+        if !options.voters.iter().any(|v| v.id == node_id) {
+            return Err(StartError::Refused(format!(
+                "node.id {node_id} is not one of controller.quorum.voters"
+            )));
+        }
+        let expected_cluster = check_meta_properties(&options)?;
+        let dir = options.metadata_dir();
+        let raft_config = Arc::new(options.raft_config()?);
+        let (log, sm) = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, std::io::Error>((LogStore::open(&dir)?, StateMachine::open(&dir)?))
+            })
+            .await
+            .map_err(std::io::Error::other)??
+        };
+        let pristine = log.is_pristine() && sm.images().borrow().offset < 0;
+        let images = sm.images().clone();
+        let network = ControlNetworkFactory {
+            request_timeout: options.request_timeout,
+        };
+        let raft = Raft::new(raft_id(node_id), raft_config, network, log.clone(), sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let local_addr = listener.local_addr()?;
+        info!(node_id, address = %local_addr, pristine, "metadata quorum voter started");
+
+        let peers: BTreeMap<i32, Arc<ControlClient>> = options
+            .voters
+            .iter()
+            .filter(|v| v.id != node_id)
+            .map(|v| {
+                (
+                    v.id,
+                    Arc::new(ControlClient::new(v.address(), options.request_timeout)),
+                )
+            })
+            .collect();
+        let controller = Arc::new(RwLock::new(handler));
+        let store = QuorumStore {
+            node_id,
+            raft: raft.clone(),
+            images,
+            metadata_dir: dir,
+            local_addr,
+            controller: controller.clone(),
+            peers,
+            fetch_timeout: options.fetch_timeout,
+            propose_timeout: options.fetch_timeout + options.election_timeout,
+            refusal: Arc::new(Mutex::new(None)),
+            listeners: options
+                .voters
+                .iter()
+                .map(|v| {
+                    (
+                        v.id,
+                        vec![BrokerEndpoint {
+                            listener: options.controller_listener.clone(),
+                            host: v.host.clone(),
+                            port: v.port,
+                            security_protocol: "PLAINTEXT".to_string(),
+                        }],
+                    )
+                })
+                .collect(),
+            progress: Arc::new(Mutex::new(BTreeMap::new())),
+            tasks: Mutex::new(Vec::new()),
+        };
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            listener,
+            raft.clone(),
+            controller,
+            node_id,
+            log.clone(),
+        ))];
+        if pristine {
+            tasks.push(tokio::spawn(bootstrap(
+                options.clone(),
+                raft.clone(),
+                store.peers.clone(),
+                log,
+            )));
+        }
+        tasks.push(tokio::spawn(track_progress(
+            raft.clone(),
+            store.progress.clone(),
+        )));
+        tasks.push(tokio::spawn(guard_cluster_id(
+            raft.clone(),
+            store.images.subscribe(),
+            expected_cluster,
+            node_id,
+            store.refusal.clone(),
+        )));
+        *store.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        Ok(Arc::new(store))
+    }
+
+    /// Installs the handler that answers controller requests arriving on the control
+    /// channel (the lead wires it to the controller service once the broker exists).
+    pub fn set_controller_handler(&self, handler: ControllerHandler) {
+        *self.controller.write().unwrap_or_else(|p| p.into_inner()) = Some(handler);
+    }
+
+    /// Sends a controller request to voter `node_id` over the control channel and returns its
+    /// handler's answer; `Err` with a message when the voter is unknown, unreachable, times
+    /// out or its handler failed.
+    pub async fn call_controller(
+        &self,
+        node_id: i32,
+        request: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let client = self
+            .peers
+            .get(&node_id)
+            .ok_or_else(|| format!("node {node_id} is not another voter of this quorum"))?;
+        match client
+            .call(&ControlRequest::Controller(request), None)
+            .await
+        {
+            Ok(ControlResponse::Controller(reply)) => reply,
+            Ok(other) => Err(format!("unexpected answer from node {node_id}: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The address the control channel listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits up to `timeout` until the metadata log has told this node its cluster id, and
+    /// returns it. Fails if the id contradicts `cluster.id` or `meta.properties` (naming both),
+    /// or if none arrived in time (no quorum yet).
+    pub async fn wait_for_cluster_id(&self, timeout: Duration) -> Result<String, StartError> {
+        let mut images = self.images.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(reason) = self
+                .refusal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                return Err(StartError::Refused(reason));
+            }
+            let id = images.borrow_and_update().cluster_id.clone();
+            // The guard task checks a new id first; give it the same image.
+            if !id.is_empty() {
+                tokio::task::yield_now().await;
+                if let Some(reason) = self
+                    .refusal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                {
+                    return Err(StartError::Refused(reason));
+                }
+                return Ok(id);
+            }
+            match tokio::time::timeout_at(deadline, images.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    return Err(StartError::Refused(format!(
+                        "no metadata quorum formed within {timeout:?}: this node could not \
+                         learn the cluster id from the active controller"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Openraft's metrics of this node (state, term, leader, log indexes).
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Stops this node's part of the quorum: the control listener and its connections close
+    /// and Raft stops. The files stay, so a new store on the same directory resumes.
+    pub async fn shutdown(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "metadata quorum did not shut down cleanly");
+        }
+    }
+
+    fn store_error(&self, reason: String) -> ProposeError {
+        ProposeError::Store(Error::Io {
+            path: self.metadata_dir.clone(),
+            source: std::io::Error::other(reason),
+        })
+    }
+}
+
+impl Drop for QuorumStore {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Reads `meta.properties` of the first log dir: another node id refuses the start; another
+/// cluster id than `cluster.id` too. Returns the cluster id this node must find in the log.
+fn check_meta_properties(options: &QuorumOptions) -> Result<Option<String>, StartError> {
+    let path = options.log_dir.join(crate::log::META_PROPERTIES);
+    let stored = crate::log::stored_meta_ids(&options.log_dir)
+        .map_err(|e| StartError::Refused(e.to_string()))?;
+    let Some((stored_node, stored_cluster)) = stored else {
+        return Ok(options.cluster_id.clone());
+    };
+    if let Some(stored) = stored_node {
+        if stored.trim().parse::<i32>().ok() != Some(options.node_id) {
+            return Err(StartError::Refused(format!(
+                "{}: stored node.id {stored} doesn't match the configured node.id {}; this \
+                 directory belongs to another node",
+                path.display(),
+                options.node_id
+            )));
+        }
+    }
+    match (stored_cluster, &options.cluster_id) {
+        (Some(stored), Some(configured)) if &stored != configured => {
+            Err(StartError::Refused(format!(
+                "{}: stored cluster.id {stored} doesn't match the configured cluster.id \
+                 {configured}; this directory belongs to another cluster",
+                path.display()
+            )))
+        }
+        (Some(stored), _) => Ok(Some(stored)),
+        (None, configured) => Ok(configured.clone()),
+    }
+}
+
+/// Accepts control connections until aborted; dropping the task closes them all.
+async fn accept_loop(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    controller: Arc<RwLock<Option<ControllerHandler>>>,
+    node_id: i32,
+    log: LogStore,
+) {
+    // The handler is looked up per request, so connections made before the broker installs
+    // it serve controller requests afterwards.
+    let dispatch: ControllerHandler = Arc::new(move |request| {
+        let handler = controller.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Box::pin(async move {
+            match handler {
+                Some(handler) => handler(request).await,
+                None => Err("the controller of this node is not ready yet".to_string()),
+            }
+        }) as BoxFuture<'static, _>
+    });
+    let initialized: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || !log.is_pristine());
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_control_connection(
+                        stream,
+                        raft.clone(),
+                        Some(dispatch.clone()),
+                        node_id,
+                        initialized.clone(),
+                    ));
+                }
+                Err(e) => {
+                    warn!(error = %e, "control listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Bootstraps a never-initialized quorum: the lowest voter id initializes the membership
+/// once every other voter answers and none has quorum state; if one has, this node was
+/// wiped and the leader will catch it up, so it does nothing.
+async fn bootstrap(
+    options: QuorumOptions,
+    raft: Raft<TypeConfig>,
+    peers: BTreeMap<i32, Arc<ControlClient>>,
+    log: LogStore,
+) {
+    let lowest = options.voters.iter().map(|v| v.id).min();
+    if lowest != Some(options.node_id) {
+        return;
+    }
+    let members: BTreeMap<u64, BasicNode> = options
+        .voters
+        .iter()
+        .map(|v| (raft_id(v.id), BasicNode { addr: v.address() }))
+        .collect();
+    loop {
+        if !log.is_pristine() {
+            // A leader reached this node first.
+            return;
+        }
+        let mut all_fresh = true;
+        for (id, client) in &peers {
+            match client.call(&ControlRequest::Hello, None).await {
+                Ok(ControlResponse::Hello {
+                    initialized: false, ..
+                }) => {}
+                Ok(ControlResponse::Hello {
+                    initialized: true, ..
+                }) => {
+                    info!(voter = id, "voter has quorum state: waiting for its leader");
+                    return;
+                }
+                _ => all_fresh = false,
+            }
+        }
+        if all_fresh {
+            match raft.initialize(members).await {
+                Ok(()) => info!("initialized the metadata quorum"),
+                Err(e) => warn!(error = %e, "metadata quorum initialization refused"),
+            }
+            return;
+        }
+        tokio::time::sleep(options.retry_backoff).await;
+    }
+}
+
+/// What the leader last saw of one replica of the metadata log.
+#[derive(Debug, Clone, Copy)]
+struct ReplicaProgress {
+    matched: Option<u64>,
+    /// When its matched index last advanced (openraft 0.9 reports no heartbeat times, so a
+    /// caught-up replica's time is that of the last entry it acknowledged).
+    last_fetch_ms: i64,
+    /// When its matched index last reached the leader's log end.
+    last_caught_up_ms: i64,
+}
+
+/// Records, while this node leads, when each replica's log advanced and caught up, for
+/// DescribeQuorum's LastFetchTimestamp and LastCaughtUpTimestamp.
+async fn track_progress(
+    raft: Raft<TypeConfig>,
+    progress: Arc<Mutex<BTreeMap<u64, ReplicaProgress>>>,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            let mut progress = progress.lock().unwrap_or_else(|p| p.into_inner());
+            match &m.replication {
+                None => progress.clear(),
+                Some(replication) => {
+                    let now = crate::time::now_ms();
+                    for (id, matched) in replication {
+                        let matched = matched.map(|l| l.index);
+                        let entry = progress.entry(*id).or_insert(ReplicaProgress {
+                            matched: None,
+                            last_fetch_ms: -1,
+                            last_caught_up_ms: -1,
+                        });
+                        if entry.matched != matched || entry.last_fetch_ms < 0 {
+                            entry.matched = matched;
+                            entry.last_fetch_ms = now;
+                        }
+                        if matched.is_some() && matched == m.last_log_index {
+                            entry.last_caught_up_ms = now;
+                        }
+                    }
+                }
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Commits the cluster id when this node leads a quorum whose log has none, and stops the
+/// node when the log's id contradicts the one this node's data or config names.
+async fn guard_cluster_id(
+    raft: Raft<TypeConfig>,
+    mut images: watch::Receiver<Arc<MetadataImage>>,
+    expected: Option<String>,
+    node_id: i32,
+    refusal: Arc<Mutex<Option<String>>>,
+) {
+    let mut metrics = raft.metrics();
+    let mut proposed_in_term = None;
+    loop {
+        let image_id = images.borrow_and_update().cluster_id.clone();
+        if !image_id.is_empty() {
+            if let Some(expected) = expected.as_ref().filter(|e| **e != image_id) {
+                let reason = format!(
+                    "this node's data or cluster.id belongs to cluster {expected}, but the \
+                     metadata quorum's log is of cluster {image_id}; refusing to serve it"
+                );
+                error!(node_id, "{reason}");
+                *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                let _ = raft.shutdown().await;
+            }
+            return;
+        }
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state == ServerState::Leader, m.current_term)
+        };
+        if leader && proposed_in_term != Some(term) {
+            proposed_in_term = Some(term);
+            let id = expected.clone().unwrap_or_else(super::new_cluster_id);
+            let batch = MetadataBatch {
+                version: METADATA_RECORD_VERSION,
+                records: vec![MetadataRecord::ClusterId { cluster_id: id }],
+            };
+            let raft = raft.clone();
+            // Not awaited here: if it never commits (leadership lost), the next leader
+            // proposes again.
+            tokio::spawn(async move {
+                if let Err(e) = raft.client_write(batch).await {
+                    warn!(error = %e, "could not commit the cluster id");
+                }
+            });
+        }
+        tokio::select! {
+            r = images.changed() => if r.is_err() { return },
+            r = metrics.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+impl MetadataStore for QuorumStore {
+    fn image(&self) -> Arc<MetadataImage> {
+        self.images.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.images.subscribe()
+    }
+
+    fn propose(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<i64, ProposeError>> {
+        Box::pin(async move {
+            let (leader, quorum_ack) = {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                (m.current_leader, m.millis_since_quorum_ack)
+            };
+            if leader != Some(raft_id(self.node_id)) {
+                return Err(ProposeError::NotController {
+                    leader: leader.map(kafka_id),
+                });
+            }
+            // A leader cut off from the majority cannot commit: say so now rather than
+            // after the timeout.
+            if quorum_ack.is_some_and(|ms| ms > self.fetch_timeout.as_millis() as u64) {
+                return Err(ProposeError::NotController { leader: None });
+            }
+            let batch = MetadataBatch {
+                version: METADATA_RECORD_VERSION,
+                records,
+            };
+            match tokio::time::timeout(self.propose_timeout, self.raft.client_write(batch)).await {
+                Ok(Ok(response)) => Ok(response.log_id.index as i64),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    Err(ProposeError::NotController {
+                        leader: f.leader_id.map(kafka_id),
+                    })
+                }
+                Ok(Err(e)) => Err(self.store_error(e.to_string())),
+                Err(_) => Err(ProposeError::NotController { leader: None }),
+            }
+        })
+    }
+
+    fn active_controller(&self) -> Option<i32> {
+        self.raft.metrics().borrow().current_leader.map(kafka_id)
+    }
+
+    fn quorum_info(&self) -> QuorumInfo {
+        let m = self.raft.metrics().borrow().clone();
+        let own_end = m.last_log_index.map(|i| i as i64 + 1).unwrap_or(0);
+        let end_of = |id: u64| -> i64 {
+            if id == m.id {
+                return own_end;
+            }
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index as i64 + 1)
+                .unwrap_or(-1)
+        };
+        let progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let now = crate::time::now_ms();
+        let replica = |id: u64| {
+            let (last_fetch_ms, last_caught_up_ms) = if id == m.id {
+                // The leader is always caught up with itself; a follower knows nothing.
+                if m.state == ServerState::Leader {
+                    (now, now)
+                } else {
+                    (-1, -1)
+                }
+            } else {
+                progress
+                    .get(&id)
+                    .map(|p| (p.last_fetch_ms, p.last_caught_up_ms))
+                    .unwrap_or((-1, -1))
+            };
+            QuorumReplica {
+                id: kafka_id(id),
+                log_end_offset: end_of(id),
+                last_fetch_ms,
+                last_caught_up_ms,
+                listeners: self
+                    .listeners
+                    .get(&kafka_id(id))
+                    .cloned()
+                    .unwrap_or_default(),
+            }
+        };
+        let membership = m.membership_config.membership();
+        QuorumInfo {
+            leader_id: m.current_leader.map(kafka_id).unwrap_or(-1),
+            leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
+            // Applied entries are committed; a leader applies as soon as it commits.
+            high_watermark: m.last_applied.map(|l| l.index as i64 + 1).unwrap_or(0),
+            voters: membership.voter_ids().map(replica).collect(),
+            observers: membership.learner_ids().map(replica).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn options(dir: &Path, node_id: i32, cluster_id: Option<&str>) -> QuorumOptions {
+        QuorumOptions {
+            node_id,
+            log_dir: dir.to_path_buf(),
+            voters: vec![QuorumVoter {
+                id: node_id,
+                host: "127.0.0.1".into(),
+                port: 1,
+            }],
+            controller_listener: "CONTROLLER".into(),
+            cluster_id: cluster_id.map(str::to_string),
+            election_timeout: Duration::from_millis(100),
+            fetch_timeout: Duration::from_millis(200),
+            request_timeout: Duration::from_millis(200),
+            retry_backoff: Duration::from_millis(20),
+            snapshot_after_entries: 10,
+            entries_kept_after_snapshot: 0,
+        }
+    }
+
+    #[test]
+    fn another_nodes_or_clusters_data_is_refused_naming_both_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(crate::log::META_PROPERTIES),
+            "version=1\nnode.id=2\ncluster.id=AAAAAAAAAAAAAAAAAAAAAQ\n",
+        )
+        .unwrap();
+        let e = check_meta_properties(&options(dir.path(), 1, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stored node.id 2") && e.contains("configured node.id 1"),
+            "{e}"
+        );
+        let e = check_meta_properties(&options(dir.path(), 2, Some("other")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stored cluster.id AAAAAAAAAAAAAAAAAAAAAQ")
+                && e.contains("configured cluster.id other"),
+            "{e}"
+        );
+        assert_eq!(
+            check_meta_properties(&options(dir.path(), 2, None))
+                .unwrap()
+                .as_deref(),
+            Some("AAAAAAAAAAAAAAAAAAAAAQ")
+        );
+    }
+}

@@ -1,0 +1,463 @@
+//! The control channel between voters, on the CONTROLLER listener (cluster.md, "Control
+//! channel"): Oxbow's own protocol, not Kafka's.
+//!
+//! A frame is a 4-byte big-endian length and a JSON body of at most [`MAX_FRAME_BYTES`]
+//! (metadata traffic is small and JSON keeps it readable with a packet capture). A client
+//! sends a [`ControlRequest`] and reads one [`ControlResponse`] before sending the next; a
+//! server answers each request on the connection it came on. A frame that is too large or
+//! not a valid request closes that connection only.
+//!
+//! The client side ([`ControlClient`]) connects lazily, reconnects after any failure and
+//! bounds every request by a timeout. Openraft opens one client per replication stream
+//! ([`ControlNetworkFactory`]), so a slow snapshot transfer to one voter does not hold up
+//! heartbeats to another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use super::TypeConfig;
+use crate::metadata::BoxFuture;
+
+/// Largest frame either side accepts (a snapshot chunk is far smaller).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// A Raft message between voters.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRequest {
+    /// RequestVote.
+    Vote(VoteRequest<u64>),
+    /// AppendEntries (also the leader's heartbeat).
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// One chunk of a snapshot for a voter that is behind the leader's purged log.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// A request on the control channel.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// Raft traffic between voters.
+    Raft(RaftRequest),
+    /// A request for the active controller (broker registration, heartbeats, admin
+    /// mutations); opaque here, answered by the handler the broker installs.
+    Controller(serde_json::Value),
+    /// "Are you there, and has your quorum state been initialized?", asked by the voter that
+    /// bootstraps a new quorum before it writes the first membership.
+    Hello,
+}
+
+/// The answer to a [`ControlRequest`], variant by variant.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ControlResponse {
+    /// Answer to [`RaftRequest::Vote`].
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    /// Answer to [`RaftRequest::AppendEntries`].
+    AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    /// Answer to [`RaftRequest::InstallSnapshot`].
+    InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// Answer to [`ControlRequest::Controller`]: the handler's reply or its error message.
+    Controller(Result<serde_json::Value, String>),
+    /// Answer to [`ControlRequest::Hello`].
+    Hello {
+        /// The answering node's id.
+        node_id: i32,
+        /// Whether it has a vote, a log or a snapshot (it is or was part of a quorum).
+        initialized: bool,
+    },
+}
+
+/// What the broker installs to answer [`ControlRequest::Controller`]: given the request's
+/// JSON, the reply's JSON or an error message for the caller.
+pub type ControllerHandler = Arc<
+    dyn Fn(serde_json::Value) -> BoxFuture<'static, Result<serde_json::Value, String>>
+        + Send
+        + Sync,
+>;
+
+/// Why a control request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No connection could be made (the peer is down or unreachable).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The peer's address.
+        addr: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The connection failed or the peer sent something that is not a response.
+    #[error("control channel to {addr} failed: {source}")]
+    Io {
+        /// The peer's address.
+        addr: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// No answer within the request timeout.
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout {
+        /// The peer's address.
+        addr: String,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream before a frame starts.
+pub async fn read_frame<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut header = [0u8; 4];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("control frame of {len} bytes exceeds the limit of {MAX_FRAME_BYTES}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// Writes `value` as one frame.
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
+    writer: &mut W,
+    value: &T,
+) -> std::io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "control frame of {} bytes exceeds the limit of {MAX_FRAME_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    writer.write_all(&buf).await?;
+    writer.flush().await
+}
+
+/// Serves one accepted control connection until the peer closes it or sends a bad frame:
+/// Raft requests go to `raft`, controller requests to `controller` (answered with an error
+/// when none is installed yet).
+pub async fn serve_control_connection(
+    mut stream: TcpStream,
+    raft: Raft<TypeConfig>,
+    controller: Option<ControllerHandler>,
+    node_id: i32,
+    initialized: Arc<dyn Fn() -> bool + Send + Sync>,
+) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    loop {
+        let body = match read_frame(&mut stream).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(e) => {
+                debug!(?peer, error = %e, "closing control connection");
+                return;
+            }
+        };
+        let request: ControlRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(?peer, error = %e, "closing control connection after a malformed request");
+                return;
+            }
+        };
+        let response = match request {
+            ControlRequest::Raft(RaftRequest::Vote(rpc)) => {
+                ControlResponse::Vote(raft.vote(rpc).await)
+            }
+            ControlRequest::Raft(RaftRequest::AppendEntries(rpc)) => {
+                ControlResponse::AppendEntries(raft.append_entries(rpc).await)
+            }
+            ControlRequest::Raft(RaftRequest::InstallSnapshot(rpc)) => {
+                ControlResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+            ControlRequest::Controller(value) => ControlResponse::Controller(match &controller {
+                Some(handler) => handler(value).await,
+                None => Err("this node serves no controller requests".to_string()),
+            }),
+            ControlRequest::Hello => ControlResponse::Hello {
+                node_id,
+                initialized: initialized(),
+            },
+        };
+        if let Err(e) = write_frame(&mut stream, &response).await {
+            debug!(?peer, error = %e, "closing control connection");
+            return;
+        }
+    }
+}
+
+/// One connection to a peer's control listener, made on first use and remade after a failure.
+#[derive(Debug)]
+pub struct ControlClient {
+    addr: String,
+    timeout: Duration,
+    conn: tokio::sync::Mutex<Option<TcpStream>>,
+}
+
+impl ControlClient {
+    /// A client for the control listener at `addr` (`host:port`) whose requests time out
+    /// after `timeout`. Connects on the first request.
+    pub fn new(addr: String, timeout: Duration) -> Self {
+        ControlClient {
+            addr,
+            timeout,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The peer's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `request` and waits for the answer, at most `timeout` (or the client's timeout
+    /// when `None`). Any failure drops the connection, so the next call reconnects.
+    pub async fn call(
+        &self,
+        request: &ControlRequest,
+        timeout: Option<Duration>,
+    ) -> Result<ControlResponse, CallError> {
+        let timeout = timeout.unwrap_or(self.timeout);
+        let mut conn = self.conn.lock().await;
+        let result = tokio::time::timeout(timeout, async {
+            let stream = match conn.as_mut() {
+                Some(stream) => stream,
+                None => {
+                    let stream = TcpStream::connect(&self.addr).await.map_err(|source| {
+                        CallError::Connect {
+                            addr: self.addr.clone(),
+                            source,
+                        }
+                    })?;
+                    let _ = stream.set_nodelay(true);
+                    conn.insert(stream)
+                }
+            };
+            let io = |source| CallError::Io {
+                addr: self.addr.clone(),
+                source,
+            };
+            write_frame(stream, request).await.map_err(io)?;
+            let body = read_frame(stream)
+                .await
+                .map_err(io)?
+                .ok_or_else(|| io(std::io::ErrorKind::UnexpectedEof.into()))?;
+            serde_json::from_slice(&body).map_err(|e| io(std::io::Error::other(e)))
+        })
+        .await;
+        let result = result.unwrap_or_else(|_| {
+            Err(CallError::Timeout {
+                addr: self.addr.clone(),
+                timeout,
+            })
+        });
+        if result.is_err() {
+            *conn = None;
+        }
+        result
+    }
+}
+
+/// Makes a [`ControlNetwork`] per peer for openraft.
+#[derive(Debug, Clone)]
+pub struct ControlNetworkFactory {
+    /// Upper bound of one request (`controller.quorum.request.timeout.ms`).
+    pub request_timeout: Duration,
+}
+
+impl RaftNetworkFactory<TypeConfig> for ControlNetworkFactory {
+    type Network = ControlNetwork;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> ControlNetwork {
+        ControlNetwork {
+            target,
+            client: Arc::new(ControlClient::new(node.addr.clone(), self.request_timeout)),
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// Openraft's view of one peer: its requests sent over a [`ControlClient`].
+#[derive(Debug)]
+pub struct ControlNetwork {
+    target: u64,
+    client: Arc<ControlClient>,
+    request_timeout: Duration,
+}
+
+impl ControlNetwork {
+    async fn send<E: std::error::Error>(
+        &self,
+        request: RaftRequest,
+        option: &RPCOption,
+    ) -> Result<ControlResponse, RPCError<u64, BasicNode, E>> {
+        // Openraft's hard TTL is derived from its heartbeat; snapshots get their own.
+        let timeout = option.hard_ttl().max(self.request_timeout);
+        match self
+            .client
+            .call(&ControlRequest::Raft(request), Some(timeout))
+            .await
+        {
+            Ok(response) => Ok(response),
+            Err(e @ CallError::Connect { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(
+        &self,
+        response: ControlResponse,
+    ) -> RPCError<u64, BasicNode, E> {
+        let e = std::io::Error::other(format!("unexpected control response {response:?}"));
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for ControlNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.send(RaftRequest::AppendEntries(rpc), &option).await? {
+            ControlResponse::AppendEntries(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self
+            .send(RaftRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
+            ControlResponse::InstallSnapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.send(RaftRequest::Vote(rpc), &option).await? {
+            ControlResponse::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_frames_are_refused() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        write_frame(&mut a, &ControlRequest::Hello).await.unwrap();
+        let body = read_frame(&mut b).await.unwrap().unwrap();
+        assert!(matches!(
+            serde_json::from_slice::<ControlRequest>(&body).unwrap(),
+            ControlRequest::Hello
+        ));
+        a.write_all(&(MAX_FRAME_BYTES as u32 + 1).to_be_bytes())
+            .await
+            .unwrap();
+        let err = read_frame(&mut b).await.unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        drop(a);
+        assert!(read_frame(&mut b).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_reconnects_after_the_server_went_away_and_times_out_on_silence() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = ControlClient::new(addr.to_string(), Duration::from_millis(300));
+        // A server that answers one Hello per connection, then hangs up.
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let _ = read_frame(&mut s).await.unwrap();
+                write_frame(
+                    &mut s,
+                    &ControlResponse::Hello {
+                        node_id: 7,
+                        initialized: false,
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            // A third connection is accepted and never answered.
+            let (s, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(s);
+        });
+        for _ in 0..2 {
+            let mut answered = false;
+            // The first call after the server hung up may fail on the dead connection; the
+            // next one reconnects.
+            for _ in 0..2 {
+                if let Ok(ControlResponse::Hello { node_id: 7, .. }) =
+                    client.call(&ControlRequest::Hello, None).await
+                {
+                    answered = true;
+                    break;
+                }
+            }
+            assert!(answered);
+        }
+        let err = loop {
+            match client.call(&ControlRequest::Hello, None).await {
+                Err(e @ CallError::Timeout { .. }) => break e,
+                Err(_) => continue,
+                Ok(other) => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(err.to_string().contains("no answer from"), "{err}");
+        server.abort();
+    }
+}

@@ -1,0 +1,340 @@
+//! The replicated metadata quorum over real TCP on 127.0.0.1: three in-process voters
+//! (`QuorumStore`) elect a leader, commit, fail over, restart from their directories, catch
+//! up from snapshots, and refuse writes without a majority. Short quorum timeouts keep the
+//! elections fast; every wait polls with a deadline.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxbow_broker::config::QuorumVoter;
+use oxbow_broker::metadata::quorum::{QuorumOptions, QuorumStore};
+use oxbow_broker::metadata::{MetadataRecord, MetadataStore, ProposeError};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Cluster {
+    _dirs: Vec<tempfile::TempDir>,
+    paths: Vec<PathBuf>,
+    voters: Vec<QuorumVoter>,
+    nodes: Vec<Option<Arc<QuorumStore>>>,
+    snapshot_after_entries: u64,
+}
+
+fn options(c: &Cluster, i: usize) -> QuorumOptions {
+    QuorumOptions {
+        node_id: c.voters[i].id,
+        log_dir: c.paths[i].clone(),
+        voters: c.voters.clone(),
+        controller_listener: "CONTROLLER".into(),
+        cluster_id: None,
+        election_timeout: Duration::from_millis(300),
+        fetch_timeout: Duration::from_millis(400),
+        request_timeout: Duration::from_millis(500),
+        retry_backoff: Duration::from_millis(20),
+        snapshot_after_entries: c.snapshot_after_entries,
+        entries_kept_after_snapshot: 0,
+    }
+}
+
+impl Cluster {
+    async fn start(snapshot_after_entries: u64) -> Cluster {
+        let mut listeners = Vec::new();
+        let mut voters = Vec::new();
+        for id in 0..3 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            voters.push(QuorumVoter {
+                id,
+                host: "127.0.0.1".into(),
+                port: l.local_addr().unwrap().port(),
+            });
+            listeners.push(l);
+        }
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut c = Cluster {
+            paths: dirs.iter().map(|d| d.path().to_path_buf()).collect(),
+            _dirs: dirs,
+            voters,
+            nodes: vec![None, None, None],
+            snapshot_after_entries,
+        };
+        for (i, l) in listeners.into_iter().enumerate() {
+            let store = QuorumStore::start_with_listener(options(&c, i), l, None)
+                .await
+                .unwrap();
+            c.nodes[i] = Some(store);
+        }
+        c
+    }
+
+    fn node(&self, i: usize) -> &Arc<QuorumStore> {
+        self.nodes[i].as_ref().unwrap()
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Arc<QuorumStore>)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    async fn stop(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.shutdown().await;
+        }
+    }
+
+    /// Restarts node `i` from its directory on its old port (polling until the port is free).
+    async fn restart(&mut self, i: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.voters[i].port)).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot rebind port {}: {e}", self.voters[i].port),
+            }
+        };
+        let store = QuorumStore::start_with_listener(options(self, i), listener, None)
+            .await
+            .unwrap();
+        self.nodes[i] = Some(store);
+    }
+
+    /// The one leader every live node agrees on.
+    async fn agreed_leader(&self) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let leaders: Vec<Option<i32>> =
+                self.live().map(|(_, n)| n.active_controller()).collect();
+            if let Some(Some(leader)) = leaders.first() {
+                let leader = *leader as usize;
+                if leaders.iter().all(|l| *l == Some(leader as i32))
+                    && self.nodes[leader].is_some()
+                    && self.node(leader).raft_metrics().state == openraft::ServerState::Leader
+                {
+                    return leader;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Proposes on whichever node leads, retrying while leadership moves.
+    async fn propose(&self, next_producer_id: i64) -> i64 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let leader = self.agreed_leader().await;
+            match self
+                .node(leader)
+                .propose(vec![MetadataRecord::ProducerIds { next_producer_id }])
+                .await
+            {
+                Ok(offset) => return offset,
+                Err(e) => assert!(Instant::now() < deadline, "proposal failed: {e}"),
+            }
+        }
+    }
+
+    /// Waits until every live node's image has applied `offset` and they are all equal.
+    async fn converged(&self, offset: i64) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let images: Vec<_> = self.live().map(|(_, n)| n.image()).collect();
+            if images
+                .iter()
+                .all(|i| i.offset >= offset && **i == *images[0])
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "images did not converge at {offset}: {:?}",
+                images
+                    .iter()
+                    .map(|i| (i.offset, i.next_producer_id))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_elect_one_leader_commit_and_converge() {
+    let c = Cluster::start(1000).await;
+    let leader = c.agreed_leader().await;
+    let mut ids = Vec::new();
+    for (_, n) in c.live() {
+        ids.push(n.wait_for_cluster_id(DEADLINE).await.unwrap());
+    }
+    assert_eq!(ids[0].len(), 22, "{ids:?}");
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+
+    let offset = c.propose(1000).await;
+    c.converged(offset).await;
+    for (_, n) in c.live() {
+        assert_eq!(n.image().next_producer_id, 1000);
+        assert_eq!(n.image().offset, offset);
+    }
+
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    match c
+        .node(follower)
+        .propose(vec![MetadataRecord::ProducerIds {
+            next_producer_id: 2000,
+        }])
+        .await
+    {
+        Err(ProposeError::NotController { leader: named }) => {
+            assert_eq!(named, Some(leader as i32))
+        }
+        other => panic!("a follower must refuse with NotController: {other:?}"),
+    }
+
+    let info = c.node(leader).quorum_info();
+    assert_eq!(info.leader_id, leader as i32);
+    assert!(info.leader_epoch >= 1);
+    assert_eq!(info.high_watermark, offset + 1);
+    assert_eq!(info.voters.len(), 3);
+    // The leader knows how far each voter's log reaches.
+    let deadline = Instant::now() + DEADLINE;
+    while !c
+        .node(leader)
+        .quorum_info()
+        .voters
+        .iter()
+        .all(|v| v.log_end_offset == offset + 1 && v.last_caught_up_ms > 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            c.node(leader).quorum_info()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let info = c.node(leader).quorum_info();
+    let port = c.voters[follower].port;
+    let v = info
+        .voters
+        .iter()
+        .find(|v| v.id == follower as i32)
+        .unwrap();
+    assert_eq!(v.listeners[0].port, port);
+    assert!(v.last_fetch_ms > 0 && v.last_caught_up_ms >= v.last_fetch_ms - 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_leader_elects_another_and_the_old_one_catches_up_after_restart() {
+    let mut c = Cluster::start(1000).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+    let old = c.agreed_leader().await;
+    let cluster_id = c.node(old).image().cluster_id.clone();
+
+    let stopped_at = Instant::now();
+    c.stop(old).await;
+    let new = c.agreed_leader().await;
+    let failover = stopped_at.elapsed();
+    assert_ne!(new, old);
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
+    let second = c.propose(200).await;
+    c.converged(second).await;
+
+    c.restart(old).await;
+    c.converged(second).await;
+    let back = c.node(old).image();
+    assert_eq!(back.next_producer_id, 200);
+    assert_eq!(back.cluster_id, cluster_id);
+    // It follows the new leader rather than disturbing it.
+    let deadline = Instant::now() + DEADLINE;
+    while c.node(old).active_controller() != Some(new as i32) {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let third = c.propose(300).await;
+    c.converged(third).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_purge_the_log_and_a_lagging_voter_catches_up_from_one() {
+    let mut c = Cluster::start(5).await;
+    let first = c.propose(1).await;
+    c.converged(first).await;
+    let leader = c.agreed_leader().await;
+    let lagging = (0..3).find(|i| *i != leader).unwrap();
+    c.stop(lagging).await;
+
+    let mut last = first;
+    for n in 2..=30 {
+        last = c.propose(n).await;
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let m = c.node(leader).raft_metrics();
+        if m.snapshot.is_some() && m.purged.is_some_and(|p| p.index > first as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no snapshot + purge: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = c.paths[leader].join("__cluster_metadata-0");
+    assert!(dir.join("quorum-snapshot.json").exists());
+
+    c.restart(lagging).await;
+    c.converged(last).await;
+    assert_eq!(c.node(lagging).image().next_producer_id, 30);
+    // The entries it missed were purged: it can only have caught up from the snapshot.
+    assert!(c.node(lagging).raft_metrics().snapshot.is_some());
+    assert!(c.paths[lagging]
+        .join("__cluster_metadata-0/quorum-snapshot.json")
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_without_a_majority_refuses_writes() {
+    let mut c = Cluster::start(1000).await;
+    let first = c.propose(7).await;
+    c.converged(first).await;
+    let leader = c.agreed_leader().await;
+    // Keep the leader alone: it still thinks it leads until it notices.
+    for i in 0..3 {
+        if i != leader {
+            c.stop(i).await;
+        }
+    }
+    let lone = c.node(leader).clone();
+    let started = Instant::now();
+    let result = lone
+        .propose(vec![MetadataRecord::ProducerIds {
+            next_producer_id: 8,
+        }])
+        .await;
+    assert!(
+        matches!(result, Err(ProposeError::NotController { .. })),
+        "a lone voter must not commit: {result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(lone.image().next_producer_id, 7);
+
+    // Restarted from their directories, the two others form a majority again and writes
+    // commit (the refused one may or may not be in the log, as the seam allows).
+    for i in 0..3 {
+        if i != leader {
+            c.restart(i).await;
+        }
+    }
+    let offset = c.propose(9).await;
+    c.converged(offset).await;
+    for (_, n) in c.live() {
+        assert_eq!(n.image().next_producer_id, 9);
+    }
+}
