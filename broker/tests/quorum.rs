@@ -264,6 +264,40 @@ async fn losing_the_leader_elects_another_and_the_old_one_catches_up_after_resta
     c.converged(third).await;
 }
 
+/// A node restarted alone (no majority, so no leader to learn anything from) replays its
+/// own committed log: its image, cluster id included, is back before the quorum is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_alone_recovers_its_committed_log_from_disk() {
+    let mut c = Cluster::start(1000).await;
+    let cluster_id = c.node(0).wait_for_cluster_id(DEADLINE).await.unwrap();
+    let mut last = 0;
+    for n in 1..=5 {
+        last = c.propose(n * 10).await;
+    }
+    c.converged(last).await;
+    let before = c.node(0).image();
+    for i in 0..3 {
+        c.stop(i).await;
+    }
+    c.restart(0).await;
+    let after = c.node(0).image();
+    assert_eq!(after.offset, last);
+    assert_eq!(after.cluster_id, cluster_id);
+    assert_eq!(*after, *before);
+    // It may believe for a moment that it still leads, but it cannot commit alone.
+    let result = c
+        .node(0)
+        .propose(vec![MetadataRecord::ProducerIds {
+            next_producer_id: 999,
+        }])
+        .await;
+    assert!(
+        matches!(result, Err(ProposeError::NotController { .. })),
+        "{result:?}"
+    );
+    assert_eq!(c.node(0).image().next_producer_id, 50);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_purge_the_log_and_a_lagging_voter_catches_up_from_one() {
     let mut c = Cluster::start(5).await;

@@ -9,6 +9,10 @@
 //!   so the log never grows past the snapshot policy's window.
 //! - `quorum-vote.json`: the vote, replaced atomically and fsynced before it is acknowledged
 //!   (a voter must never vote twice in one term, even across a crash).
+//! - `quorum-committed.json`: the last committed log id, so a restarted node replays its own
+//!   committed entries at once instead of waiting for a leader. Not fsynced: an older value
+//!   after a crash only means replaying less until the leader says more (committed entries
+//!   are durable in `quorum.log` on a majority either way).
 //!
 //! The metadata log is small (topic and broker administration), so every entry is also kept
 //! in memory: reads never touch the disk. Writes run on the blocking pool, one at a time.
@@ -32,6 +36,8 @@ use super::TypeConfig;
 pub const LOG_FILE: &str = "quorum.log";
 /// File name of the persisted vote.
 pub const VOTE_FILE: &str = "quorum-vote.json";
+/// File name of the last committed log id.
+pub const COMMITTED_FILE: &str = "quorum-committed.json";
 
 /// Frames larger than this are corrupt (an entry is one metadata batch).
 const MAX_FRAME: u32 = 64 * 1024 * 1024;
@@ -62,6 +68,7 @@ struct LogInner {
     end: u64,
     last_purged: Option<LogId<u64>>,
     vote: Option<Vote<u64>>,
+    committed: Option<LogId<u64>>,
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> std::io::Error {
@@ -126,6 +133,16 @@ impl LogStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err("cannot read", &vote_path, e)),
         };
+        let committed_path = dir.join(COMMITTED_FILE);
+        let committed = match fs::read(&committed_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                // Written without fsync: a crash may leave it empty. The leader repeats it.
+                warn!(path = %committed_path.display(), error = %e, "ignoring unreadable committed log id");
+                None
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("cannot read", &committed_path, e)),
+        };
         let path = dir.join(LOG_FILE);
         let mut file = OpenOptions::new()
             .create(true)
@@ -182,6 +199,7 @@ impl LogStore {
                 end: valid_end as u64,
                 last_purged,
                 vote,
+                committed,
             })),
         })
     }
@@ -334,6 +352,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
         Ok(self.lock().vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
+        self.blocking(move |inner| {
+            let path = inner.dir.join(COMMITTED_FILE);
+            let tmp = path.with_extension("tmp");
+            let bytes = serde_json::to_vec(&committed).map_err(std::io::Error::other)?;
+            fs::write(&tmp, bytes)
+                .and_then(|()| fs::rename(&tmp, &path))
+                .map_err(|e| io_err("cannot write", &path, e))?;
+            inner.committed = committed;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::from(StorageIOError::write_logs(AnyError::new(&e))))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        Ok(self.lock().committed)
     }
 
     async fn append<I>(
