@@ -402,6 +402,9 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable` (false): whether an out-of-sync replica may become
     /// leader rather than leave a partition offline (topics may override it).
     pub unclean_leader_election_enable: bool,
+    /// `unclean.leader.election.interval.ms` (300000): how often the controller tries
+    /// unclean elections for leaderless partitions of topics that allow them.
+    pub unclean_leader_election_interval_ms: i64,
     /// `broker.session.timeout.ms` (9000): a broker silent for longer is fenced.
     pub broker_session_timeout_ms: i32,
     /// `broker.heartbeat.interval.ms` (2000): how often a broker heartbeats.
@@ -964,6 +967,7 @@ impl BrokerConfig {
             replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms")?,
             replica_fetch_min_bytes: int("replica.fetch.min.bytes")?,
             unclean_leader_election_enable: boolean("unclean.leader.election.enable")?,
+            unclean_leader_election_interval_ms: long_nn("unclean.leader.election.interval.ms")?,
             broker_session_timeout_ms: int("broker.session.timeout.ms")?,
             broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms")?,
             controlled_shutdown_enable: boolean("controlled.shutdown.enable")?,
@@ -1162,6 +1166,7 @@ mod tests {
         assert_eq!(c.replica_fetch_wait_max_ms, 500);
         assert_eq!(c.replica_fetch_min_bytes, 1);
         assert!(!c.unclean_leader_election_enable);
+        assert_eq!(c.unclean_leader_election_interval_ms, 300000);
         assert_eq!(c.broker_session_timeout_ms, 9000);
         assert_eq!(c.broker_heartbeat_interval_ms, 2000);
         assert!(c.controlled_shutdown_enable);

@@ -37,7 +37,7 @@ use crate::metadata::{BrokerEndpoint, MetadataImage, MetadataRecord, PartitionSt
 pub use brokers::{BrokerHeartbeat, BrokerHeartbeats, HeartbeatReply};
 pub use partitions::{ElectionType, IsrMember};
 pub use reassignment::OngoingReassignment;
-pub use service::Controller;
+pub use service::{decode_response, Controller, ControllerTimers};
 pub use topics::NewTopic;
 
 /// A Kafka-level refusal: the error code a client or broker sees, and Kafka's message.
@@ -260,6 +260,10 @@ pub enum ControllerRequest {
     },
     /// A block of producer ids for a broker (Kafka's AllocateProducerIds).
     AllocateProducerIds {
+        /// The broker asking.
+        broker_id: i32,
+        /// Its broker epoch (STALE_BROKER_EPOCH if it is not the registered one).
+        broker_epoch: i64,
         /// How many ids.
         count: i64,
     },
@@ -444,7 +448,12 @@ pub fn decide(
             let records = if *validate_only { vec![] } else { vec![record] };
             Ok((records, ControllerReply::Done))
         }
-        ControllerRequest::AllocateProducerIds { count } => {
+        ControllerRequest::AllocateProducerIds {
+            broker_id,
+            broker_epoch,
+            count,
+        } => {
+            partitions::check_broker_epoch(image, *broker_id, *broker_epoch)?;
             if *count <= 0 {
                 return Err(ControllerError::new(
                     ResponseError::InvalidRequest,
@@ -550,6 +559,93 @@ pub fn decide(
             vec![],
             ControllerReply::Reassignments(reassignment::list(image, partitions.as_deref())),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn producer_id_blocks_follow_each_other_and_need_the_current_broker_epoch() {
+        let mut state = ControllerState::default();
+        let mut image = image_with_brokers(&[1]);
+        let ask = |epoch| ControllerRequest::AllocateProducerIds {
+            broker_id: 1,
+            broker_epoch: epoch,
+            count: 1000,
+        };
+        let epoch = image.brokers[&1].epoch;
+        let (records, reply) = decide(&mut state, &image, &ask(epoch), 0).unwrap();
+        assert_eq!(
+            reply,
+            ControllerReply::ProducerIds {
+                first: 0,
+                count: 1000
+            }
+        );
+        commit(&mut image, &records);
+        let (_, reply) = decide(&mut state, &image, &ask(epoch), 0).unwrap();
+        assert_eq!(
+            reply,
+            ControllerReply::ProducerIds {
+                first: 1000,
+                count: 1000
+            }
+        );
+        let err = decide(&mut state, &image, &ask(epoch - 1), 0).unwrap_err();
+        assert!(err.is(ResponseError::StaleBrokerEpoch));
+    }
+
+    #[test]
+    fn requests_and_replies_survive_the_control_channels_json() {
+        let request = ControllerRequest::AlterPartition {
+            broker_id: 1,
+            broker_epoch: 7,
+            topic_id: Uuid::from_u128(5),
+            partition: 2,
+            leader_epoch: 3,
+            partition_epoch: 4,
+            new_isr: vec![IsrMember {
+                broker_id: 1,
+                broker_epoch: -1,
+            }],
+        };
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            serde_json::from_value::<ControllerRequest>(json).unwrap(),
+            request
+        );
+        let reply = ControllerReply::Heartbeat(HeartbeatReply {
+            is_caught_up: true,
+            is_fenced: false,
+            in_controlled_shutdown: false,
+            should_shut_down: false,
+        });
+        let json = serde_json::to_value(&reply).unwrap();
+        assert_eq!(
+            serde_json::from_value::<ControllerReply>(json).unwrap(),
+            reply
+        );
+    }
+
+    #[test]
+    fn validate_only_creation_answers_the_topic_without_records() {
+        let mut state = ControllerState::default();
+        let image = image_with_brokers(&[1, 2]);
+        let request = ControllerRequest::CreateTopic {
+            topic: NewTopic {
+                name: "t".into(),
+                num_partitions: 2,
+                replication_factor: 2,
+                ..NewTopic::default()
+            },
+            validate_only: true,
+        };
+        let (records, reply) = decide(&mut state, &image, &request, 0).unwrap();
+        assert!(records.is_empty());
+        assert!(matches!(reply, ControllerReply::TopicCreated(t) if t.partitions.len() == 2));
     }
 }
 

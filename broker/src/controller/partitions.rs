@@ -278,8 +278,8 @@ pub fn remove_broker_from_partitions(
     records
 }
 
-/// Records electing leaders for leaderless partitions now that `broker` is unfenced (it
-/// counts as active although the image still shows it fenced): Kafka's
+/// Records electing leaders for every leaderless partition now that `broker` is unfenced
+/// (it counts as active although the image still shows it fenced): Kafka's
 /// `handleBrokerUnfenced`.
 pub fn elect_for_unfenced_broker(
     config: &ControllerConfig,
@@ -295,7 +295,7 @@ pub fn elect_for_unfenced_broker(
             Election::Online
         };
         for (index, p) in topic.partitions.iter().enumerate() {
-            if p.leader != NO_LEADER || !p.replicas.contains(&broker) {
+            if p.leader != NO_LEADER {
                 continue;
             }
             if let Some(state) = PartitionChange::new(p, &acceptable)

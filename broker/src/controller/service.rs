@@ -24,10 +24,12 @@ use crate::time::now_ms as wall_clock_ms;
 /// How often the controller's timers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ControllerTimers {
-    /// How often expired broker sessions are looked for (and unclean elections tried).
-    /// Kafka checks continuously; a fraction of `broker.session.timeout.ms` keeps the
-    /// detection delay small, e.g. `broker.heartbeat.interval.ms` / 4.
+    /// How often expired broker sessions are looked for. Kafka checks continuously; a
+    /// fraction of `broker.heartbeat.interval.ms` keeps the detection delay small.
     pub fence_check_every: Duration,
+    /// `unclean.leader.election.interval.ms`: how often leaderless partitions of topics
+    /// that allow unclean election get one.
+    pub unclean_election_every: Duration,
     /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`, else
     /// `None`.
     pub rebalance_every: Option<Duration>,
@@ -39,6 +41,9 @@ impl ControllerTimers {
         ControllerTimers {
             fence_check_every: Duration::from_millis(
                 (config.broker_heartbeat_interval_ms / 4).max(50) as u64,
+            ),
+            unclean_election_every: Duration::from_millis(
+                config.unclean_leader_election_interval_ms.max(1) as u64,
             ),
             rebalance_every: config.auto_leader_rebalance_enable.then(|| {
                 Duration::from_secs(config.leader_imbalance_check_interval_seconds.max(1) as u64)
@@ -104,16 +109,28 @@ impl Controller {
         Ok(reply)
     }
 
-    /// Fences brokers whose session expired by `now_ms` and elects unclean leaders for
-    /// leaderless partitions where that is enabled. Answers how many records were
+    /// [`Controller::handle`] for the control channel: `request` is a JSON
+    /// [`ControllerRequest`], the answer a JSON `Result<ControllerReply, ControllerError>`
+    /// (decode it with [`decode_response`]). `Err` only when `request` is not a controller
+    /// request at all (the channel reports it to the sender as a protocol error).
+    pub async fn handle_json(
+        &self,
+        request: serde_json::Value,
+    ) -> std::result::Result<serde_json::Value, String> {
+        let request: ControllerRequest = serde_json::from_value(request)
+            .map_err(|e| format!("not a controller request: {e}"))?;
+        let response = self.handle(request).await;
+        serde_json::to_value(&response).map_err(|e| format!("cannot encode the reply: {e}"))
+    }
+
+    /// Fences brokers whose session expired by `now_ms`. Answers how many records were
     /// committed; NOT_CONTROLLER on a node that is not the active controller.
     pub async fn check_sessions(&self, now_ms: i64) -> Result<usize> {
         let mut inner = self.inner.lock().await;
         self.check_active(&mut inner)?;
         let image = self.store.image();
         let config = inner.state.config.clone();
-        let mut records =
-            brokers::fence_expired(&mut inner.state.heartbeats, &config, &image, now_ms);
+        let records = brokers::fence_expired(&mut inner.state.heartbeats, &config, &image, now_ms);
         for record in &records {
             if let MetadataRecord::BrokerChange {
                 id,
@@ -124,12 +141,30 @@ impl Controller {
                 info!(broker = id, "fencing broker: its session timed out");
             }
         }
-        if records.is_empty() {
-            records =
-                partitions::elect_unclean_leaders(&config, &image, MAX_ELECTIONS_PER_IMBALANCE);
-        }
         let count = records.len();
         if count > 0 {
+            self.propose(&mut inner, records).await?;
+        }
+        Ok(count)
+    }
+
+    /// Elects unclean leaders for leaderless partitions of topics where unclean leader
+    /// election is enabled. Answers how many partitions changed.
+    pub async fn elect_unclean_leaders(&self) -> Result<usize> {
+        let mut inner = self.inner.lock().await;
+        self.check_active(&mut inner)?;
+        let image = self.store.image();
+        let records = partitions::elect_unclean_leaders(
+            &inner.state.config,
+            &image,
+            MAX_ELECTIONS_PER_IMBALANCE,
+        );
+        let count = records.len();
+        if count > 0 {
+            warn!(
+                partitions = count,
+                "unclean leader election for offline partitions"
+            );
             self.propose(&mut inner, records).await?;
         }
         Ok(count)
@@ -161,6 +196,8 @@ impl Controller {
         fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let rebalance_every = timers.rebalance_every.unwrap_or(Duration::MAX);
         let mut next_rebalance = tokio::time::Instant::now().checked_add(rebalance_every);
+        let mut unclean = tokio::time::interval(timers.unclean_election_every);
+        unclean.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = fence.tick() => {
@@ -168,6 +205,13 @@ impl Controller {
                         Ok(_) => {}
                         Err(e) if e.is(ResponseError::NotController) => {}
                         Err(e) => warn!(error = %e, "checking broker sessions failed"),
+                    }
+                }
+                _ = unclean.tick() => {
+                    match self.elect_unclean_leaders().await {
+                        Ok(_) => {}
+                        Err(e) if e.is(ResponseError::NotController) => {}
+                        Err(e) => warn!(error = %e, "unclean leader election failed"),
                     }
                 }
                 _ = sleep_until_some(next_rebalance) => {
@@ -178,7 +222,7 @@ impl Controller {
                     }
                     next_rebalance = tokio::time::Instant::now().checked_add(rebalance_every);
                 }
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = stopped(&mut shutdown) => break,
             }
         }
     }
@@ -210,6 +254,24 @@ impl Controller {
             )),
         }
     }
+}
+
+/// Decodes what [`Controller::handle_json`] answered: the reply, or the controller's
+/// refusal (NOT_CONTROLLER carries the active controller's id). A body that is not such an
+/// answer (a peer running other code) is UNKNOWN_SERVER_ERROR.
+pub fn decode_response(response: serde_json::Value) -> Result<ControllerReply> {
+    serde_json::from_value::<Result<ControllerReply>>(response).unwrap_or_else(|e| {
+        Err(ControllerError::new(
+            ResponseError::UnknownServerError,
+            format!("unreadable controller response: {e}"),
+        ))
+    })
+}
+
+/// Resolves once the shutdown flag is set; the watch's guard is dropped before the select
+/// awaits anything else, so the run loop stays `Send`.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
 /// Sleeps until `deadline`, or forever if there is none.
@@ -336,6 +398,91 @@ mod tests {
         assert!(err.is(ResponseError::InvalidReplicationFactor));
         assert_eq!(store.image().offset, before);
         assert!(store.image().topic("t").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_run_loop_fences_a_silent_broker_and_keeps_a_heartbeating_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let config = ControllerConfig {
+            broker_session_timeout_ms: 400,
+            ..ControllerConfig::default()
+        };
+        let controller = Arc::new(Controller::new(0, store.clone(), config));
+        let now = wall_clock_ms();
+        join(&controller, &store, 0, now).await;
+        let epoch1 = join(&controller, &store, 1, now).await;
+        let mut assignments = std::collections::BTreeMap::new();
+        assignments.insert(0, vec![0, 1]);
+        controller
+            .handle(ControllerRequest::CreateTopic {
+                topic: NewTopic {
+                    name: "t".into(),
+                    assignments,
+                    ..NewTopic::default()
+                },
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.image().topic("t").unwrap().partitions[0].leader, 0);
+        let (stop, stopped) = watch::channel(false);
+        let timers = ControllerTimers {
+            fence_check_every: Duration::from_millis(20),
+            unclean_election_every: Duration::from_secs(300),
+            rebalance_every: None,
+        };
+        let runner = tokio::spawn(controller.clone().run(timers, stopped));
+        // Broker 1 heartbeats every 50 ms; broker 0 is silent and must be fenced, its
+        // leadership moving to broker 1, within a few session timeouts.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            controller
+                .handle(ControllerRequest::BrokerHeartbeat(BrokerHeartbeat {
+                    id: 1,
+                    epoch: epoch1,
+                    current_metadata_offset: store.image().offset,
+                    want_fence: false,
+                    want_shut_down: false,
+                }))
+                .await
+                .unwrap();
+            if store.image().brokers[&0].fenced {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "broker 0 was never fenced"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let image = store.image();
+        assert!(!image.brokers[&1].fenced);
+        let p = &image.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+        stop.send_replace(true);
+        runner.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn json_requests_get_json_replies_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let controller = Controller::new(0, store.clone(), ControllerConfig::default());
+        let request = serde_json::to_value(register(0)).unwrap();
+        let reply = decode_response(controller.handle_json(request).await.unwrap());
+        assert!(matches!(reply, Ok(ControllerReply::Registered { .. })));
+        let request = serde_json::to_value(ControllerRequest::DeleteTopic { name: "x".into() });
+        let refusal = decode_response(controller.handle_json(request.unwrap()).await.unwrap());
+        assert!(refusal
+            .unwrap_err()
+            .is(ResponseError::UnknownTopicOrPartition));
+        assert!(controller
+            .handle_json(serde_json::json!({"NoSuchRequest": 1}))
+            .await
+            .is_err());
+        let garbage = decode_response(serde_json::json!([1, 2]));
+        assert!(garbage.unwrap_err().is(ResponseError::UnknownServerError));
     }
 
     /// A store that lost leadership to node 2: what a follower voter answers.

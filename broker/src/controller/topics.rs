@@ -20,8 +20,9 @@ use crate::metadata::{
 /// we refuse absurd counts outright so a typo cannot create a million directories.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
 
-/// A topic to create, as CreateTopics or auto-creation ask for it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A topic to create, as CreateTopics or auto-creation ask for it. The default leaves the
+/// counts to the controller (-1), as a CreateTopics request without them does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTopic {
     /// Topic name.
     pub name: String,
@@ -34,6 +35,18 @@ pub struct NewTopic {
     pub assignments: BTreeMap<i32, Vec<i32>>,
     /// Topic config overrides.
     pub configs: BTreeMap<String, String>,
+}
+
+impl Default for NewTopic {
+    fn default() -> Self {
+        NewTopic {
+            name: String::new(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        }
+    }
 }
 
 fn config_error(e: config::ConfigError) -> ControllerError {
