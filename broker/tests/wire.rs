@@ -1091,6 +1091,65 @@ async fn a_small_compressed_batch_costs_no_more_memory_than_its_records_need() {
     }
 }
 
+/// Manual replica assignments are checked as Kafka 4.1's controller checks them, with its
+/// messages: counts set next to an assignment, and one partition assigned twice (the second
+/// assignment must not silently replace the first). A refused topic is not created.
+#[tokio::test]
+async fn manual_assignments_are_refused_with_kafkas_messages() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let assigned = |name: &str, rf: i16, parts: &[(i32, i32)]| {
+        CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.into())))
+                .with_num_partitions(-1)
+                .with_replication_factor(rf)
+                .with_assignments(
+                    parts
+                        .iter()
+                        .map(|&(partition, broker)| {
+                            create_topics_request::CreatableReplicaAssignment::default()
+                                .with_partition_index(partition)
+                                .with_broker_ids(vec![BrokerId(broker)])
+                        })
+                        .collect(),
+                )])
+    };
+    let refusal = |r: &CreateTopicsResponse| {
+        let t = &r.topics[0];
+        (
+            t.error_code,
+            t.error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        )
+    };
+    let r: CreateTopicsResponse = c.call(7, &assigned("a", 1, &[(0, 0)])).await;
+    assert_eq!(
+        refusal(&r),
+        (
+            42,
+            "A manual partition assignment was specified, but replication factor was not set to -1."
+                .to_string()
+        ),
+        "INVALID_REQUEST"
+    );
+    let r: CreateTopicsResponse = c.call(7, &assigned("a", -1, &[(0, 0), (0, 0)])).await;
+    assert_eq!(
+        refusal(&r),
+        (
+            39,
+            "Found multiple manual partition assignments for partition 0".to_string()
+        ),
+        "INVALID_REPLICA_ASSIGNMENT"
+    );
+    let r: CreateTopicsResponse = c.call(7, &assigned("a", -1, &[(0, 0), (1, 0)])).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    assert_eq!(r.topics[0].num_partitions, 2);
+}
+
 fn create_topics_request(name: &str, partitions: i32) -> CreateTopicsRequest {
     CreateTopicsRequest::default()
         .with_timeout_ms(5000)

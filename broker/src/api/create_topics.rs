@@ -105,10 +105,18 @@ fn new_topic(
     }
     let mut assignments = BTreeMap::new();
     for a in topic.assignments {
-        assignments.insert(
-            a.partition_index,
-            a.broker_ids.into_iter().map(|b| b.0).collect(),
-        );
+        let replicas = a.broker_ids.into_iter().map(|b| b.0).collect();
+        // Kafka's controller refuses a partition assigned twice; the map would keep only
+        // the last assignment.
+        if assignments.insert(a.partition_index, replicas).is_some() {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "Found multiple manual partition assignments for partition {}",
+                    a.partition_index
+                ),
+            ));
+        }
     }
     Ok(NewTopic {
         name: topic.name.0.as_str().to_string(),
