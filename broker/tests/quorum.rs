@@ -354,7 +354,8 @@ async fn a_voter_without_a_majority_refuses_writes() {
         .await;
     assert!(
         matches!(result, Err(ProposeError::NotController { .. })),
-        "a lone voter must not commit: {result:?}"
+        "a lone voter must not commit: {result:?} ({:?})",
+        lone.raft_metrics()
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(lone.image().next_producer_id, 7);

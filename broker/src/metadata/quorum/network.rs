@@ -240,6 +240,10 @@ impl ControlClient {
 
     /// Sends `request` and waits for the answer, at most `timeout` (or the client's timeout
     /// when `None`). Any failure drops the connection, so the next call reconnects.
+    ///
+    /// Cancellation-safe: the connection is taken out for the call and put back only after
+    /// its answer was read, so a call abandoned half-way (openraft drops RPC futures) closes
+    /// the connection instead of leaving its answer to be read as the next call's.
     pub async fn call(
         &self,
         request: &ControlRequest,
@@ -247,8 +251,9 @@ impl ControlClient {
     ) -> Result<ControlResponse, CallError> {
         let timeout = timeout.unwrap_or(self.timeout);
         let mut conn = self.conn.lock().await;
+        let idle = conn.take();
         let result = tokio::time::timeout(timeout, async {
-            let stream = match conn.as_mut() {
+            let mut stream = match idle {
                 Some(stream) => stream,
                 None => {
                     let stream = TcpStream::connect(&self.addr).await.map_err(|source| {
@@ -258,31 +263,34 @@ impl ControlClient {
                         }
                     })?;
                     let _ = stream.set_nodelay(true);
-                    conn.insert(stream)
+                    stream
                 }
             };
             let io = |source| CallError::Io {
                 addr: self.addr.clone(),
                 source,
             };
-            write_frame(stream, request).await.map_err(io)?;
-            let body = read_frame(stream)
+            write_frame(&mut stream, request).await.map_err(io)?;
+            let body = read_frame(&mut stream)
                 .await
                 .map_err(io)?
                 .ok_or_else(|| io(std::io::ErrorKind::UnexpectedEof.into()))?;
-            serde_json::from_slice(&body).map_err(|e| io(std::io::Error::other(e)))
+            let response =
+                serde_json::from_slice(&body).map_err(|e| io(std::io::Error::other(e)))?;
+            Ok((stream, response))
         })
         .await;
-        let result = result.unwrap_or_else(|_| {
-            Err(CallError::Timeout {
+        match result {
+            Ok(Ok((stream, response))) => {
+                *conn = Some(stream);
+                Ok(response)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(CallError::Timeout {
                 addr: self.addr.clone(),
                 timeout,
-            })
-        });
-        if result.is_err() {
-            *conn = None;
+            }),
         }
-        result
     }
 }
 
@@ -409,6 +417,63 @@ mod tests {
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
         drop(a);
         assert!(read_frame(&mut b).await.unwrap().is_none());
+    }
+
+    /// A call abandoned while its answer is on the way must not leave that answer to be
+    /// read as the next call's: a stale "Success" to an earlier AppendEntries would make the
+    /// leader count an acknowledgement the follower never gave.
+    #[tokio::test]
+    async fn an_abandoned_call_does_not_answer_the_next_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let late_answer_sent = Arc::new(tokio::sync::Notify::new());
+        let sent = late_answer_sent.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let served = served.clone();
+                let sent = sent.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(_)) = read_frame(&mut s).await {
+                        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if n == 0 {
+                            // The first answer comes after the caller gave up on it.
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        let answer = ControlResponse::Hello {
+                            node_id: n + 1,
+                            initialized: false,
+                        };
+                        let written = write_frame(&mut s, &answer).await;
+                        if n == 0 {
+                            sent.notify_one();
+                        }
+                        if written.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let client = ControlClient::new(addr.to_string(), Duration::from_secs(5));
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(100),
+            client.call(&ControlRequest::Hello, None),
+        )
+        .await;
+        assert!(abandoned.is_err());
+        // The late answer to the first call is on its way before the second call.
+        tokio::time::timeout(Duration::from_secs(10), late_answer_sent.notified())
+            .await
+            .unwrap();
+        match client.call(&ControlRequest::Hello, None).await {
+            Ok(ControlResponse::Hello { node_id, .. }) => {
+                assert_eq!(node_id, 2, "the second call got the first call's answer")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        server.abort();
     }
 
     #[tokio::test]
