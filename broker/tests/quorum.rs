@@ -373,3 +373,29 @@ async fn a_voter_without_a_majority_refuses_writes() {
         assert_eq!(n.image().next_producer_id, 9);
     }
 }
+
+/// Controller requests travel over the control channel to the voter that serves them: the
+/// broker installs its handler after the store started, and connections made before that
+/// use it from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_requests_reach_another_voters_handler() {
+    let c = Cluster::start(1000).await;
+    let request = serde_json::json!({"BrokerHeartbeat": {"broker_id": 0}});
+    let before = c.node(0).call_controller(1, request.clone()).await;
+    assert!(
+        before.as_ref().is_err_and(|e| e.contains("not ready")),
+        "{before:?}"
+    );
+    c.node(1)
+        .set_controller_handler(Arc::new(|request: serde_json::Value| {
+            Box::pin(async move { Ok(serde_json::json!({ "served_by": 1, "request": request })) })
+                as oxbow_broker::metadata::BoxFuture<'static, _>
+        }));
+    let reply = c.node(0).call_controller(1, request.clone()).await.unwrap();
+    assert_eq!(
+        reply,
+        serde_json::json!({ "served_by": 1, "request": request })
+    );
+    let unknown = c.node(0).call_controller(7, request).await;
+    assert!(unknown.is_err_and(|e| e.contains("not another voter")));
+}
