@@ -546,7 +546,8 @@ fn elect_leader(
 }
 
 /// The automatic leader rebalance (`auto.leader.rebalance.enable`): a preferred election for
-/// each partition whose leader is not its preferred replica, at most `max_elections`. As in
+/// each partition whose leader is not its preferred replica (leaderless ones included), at
+/// most `max_elections`. As in
 /// Kafka's KRaft controller every imbalanced partition is considered: the ZooKeeper-era
 /// `leader.imbalance.per.broker.percentage` threshold is accepted but not used by Kafka 4.1,
 /// so it is not used here either.
@@ -558,7 +559,8 @@ pub fn rebalance_leaders(image: &MetadataImage, max_elections: usize) -> Vec<Met
             if records.len() >= max_elections {
                 return records;
             }
-            if p.leader == NO_LEADER || p.replicas.first() == Some(&p.leader) {
+            // Leaderless partitions count as imbalanced too, as in Kafka.
+            if p.replicas.first() == Some(&p.leader) {
                 continue;
             }
             if let Some(state) = PartitionChange::new(p, &acceptable)
@@ -860,5 +862,16 @@ mod tests {
         let records = rebalance_leaders(&image, MAX_ELECTIONS_PER_IMBALANCE);
         assert_eq!(only_state(&records).leader, 1);
         assert!(rebalance_leaders(&image, 0).is_empty());
+        // A leaderless partition whose in-sync replica is live gets it as leader.
+        add_topic(&mut image, "u", vec![partition(&[3, 2], &[2], -1)]);
+        let records = rebalance_leaders(&image, MAX_ELECTIONS_PER_IMBALANCE);
+        let leaders: Vec<i32> = records
+            .iter()
+            .map(|r| match r {
+                MetadataRecord::PartitionChange { state, .. } => state.leader,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(leaders, vec![1, 2]);
     }
 }
