@@ -118,6 +118,14 @@ impl StateMachine {
         &self.shared.image
     }
 
+    /// The image and the last applied log id a snapshot is made of, read together: apply
+    /// publishes the image and moves `last_applied` under the same lock.
+    fn snapshot_view(&self) -> (Arc<MetadataImage>, Option<LogId<u64>>) {
+        let state = self.lock();
+        let image = self.shared.image.borrow().clone();
+        (image, state.last_applied)
+    }
+
     /// Writes `meta` + the current image as the snapshot file and keeps the bytes.
     async fn persist(
         &self,
@@ -153,11 +161,11 @@ fn check_version_of(version: u16) -> Result<(), String> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let image = self.shared.image.borrow().clone();
+        // Openraft builds snapshots in their own task while entries keep applying.
+        let (image, last) = self.snapshot_view();
         let meta = {
             let mut state = self.lock();
             state.snapshot_count += 1;
-            let last = state.last_applied;
             SnapshotMeta {
                 last_log_id: last,
                 last_membership: state.membership.clone(),
@@ -224,10 +232,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             state.last_applied = Some(entry.log_id);
             replies.push(());
         }
-        drop(state);
         if let Some(image) = image {
             self.shared.image.send_replace(Arc::new(image));
         }
+        drop(state);
         match failure {
             Some(e) => Err(e),
             None => Ok(replies),
@@ -268,13 +276,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     AnyError::new(&e),
                 ))
             })?;
-        {
-            let mut state = self.lock();
-            state.last_applied = meta.last_log_id;
-            state.membership = meta.last_membership.clone();
-            state.snapshot = Some((meta.clone(), bytes));
-        }
+        let mut state = self.lock();
+        state.last_applied = meta.last_log_id;
+        state.membership = meta.last_membership.clone();
+        state.snapshot = Some((meta.clone(), bytes));
         self.shared.image.send_replace(image);
+        drop(state);
         Ok(())
     }
 
@@ -340,6 +347,40 @@ mod tests {
             .unwrap();
         assert_eq!(follower.images().borrow().offset, 3);
         assert!(follower.get_current_snapshot().await.unwrap().is_some());
+    }
+
+    /// Openraft builds snapshots in their own task while entries keep applying: a snapshot's
+    /// image must be exactly the one at its last log id, or a node installing it (or
+    /// restarting from it) would skip the entries in between.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_built_while_entries_apply_matches_its_last_log_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        let mut applier = sm.clone();
+        let apply = tokio::spawn(async move {
+            for i in 1..=20000u64 {
+                applier
+                    .apply(vec![entry(i, batch(1, i as i64))])
+                    .await
+                    .unwrap();
+            }
+        });
+        let builder = sm.clone();
+        let mut checked = 0;
+        while !apply.is_finished() {
+            // What build_snapshot takes, without the file write (too slow to race).
+            let (image, last) = builder.snapshot_view();
+            assert_eq!(
+                last.map(|l| l.index as i64).unwrap_or(-1),
+                image.offset,
+                "snapshot image at {} labelled {last:?}",
+                image.offset
+            );
+            checked += 1;
+            tokio::task::yield_now().await;
+        }
+        apply.await.unwrap();
+        assert!(checked > 0);
     }
 
     #[tokio::test]
