@@ -320,6 +320,10 @@ impl Connection {
     /// error codes are in the response; `Err` means no usable response (see [`Error`]).
     /// Not for Produce with acks=0, which has no response: use
     /// [`Connection::send_without_response`].
+    ///
+    /// The version is the broker's to decide, so fill in what every version in range needs:
+    /// e.g. both topic name and topic id in Produce and Fetch (Kafka 4.1 negotiates Produce
+    /// v13 and Fetch v13+, which carry only the id; older versions only the name).
     pub async fn send<Req: Request>(
         &self,
         request: &Req,
