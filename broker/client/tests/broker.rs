@@ -89,8 +89,9 @@ fn batch(count: usize, size: usize) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            // The encoder splits batches where `offset - sequence` changes.
-            sequence: i as i32,
+            // The encoder derives the base sequence from the first record's (here -1: no
+            // idempotent producer) and keeps one batch while `offset - sequence` is constant.
+            sequence: i as i32 - 1,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(vec![b'a' + (i % 26) as u8; size])),
@@ -108,10 +109,7 @@ fn batch(count: usize, size: usize) -> Bytes {
         },
     )
     .unwrap();
-    // A producer without idempotence sends base sequence -1; fix the header and its CRC.
-    buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    let crc = crc32c::crc32c(&buf[21..]);
-    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(&buf[53..57], &(-1i32).to_be_bytes(), "base sequence");
     buf.freeze()
 }
 
