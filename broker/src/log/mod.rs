@@ -35,6 +35,10 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+/// Builders of real v2 batches, for tests of the layers above the log.
+#[cfg(test)]
+pub(crate) use batch::test_util;
+
 use std::fmt;
 
 pub use checkpoint::{

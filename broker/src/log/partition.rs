@@ -474,12 +474,27 @@ impl PartitionLog {
         }
     }
 
+    /// [`Self::append_as_leader`] for a partition whose only replica is this broker (the
+    /// group coordinator's writes, tests): the high watermark moves to the new log end offset,
+    /// as the ISR is the leader alone.
+    pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let info = self.append_as_leader(records, leader_epoch, now_ms)?;
+        self.high_watermark = self.log_end_offset();
+        Ok(info)
+    }
+
     /// Appends one or more v2 batches exactly as the client sent them. Validates all first;
     /// appends all or nothing. `leader_epoch` is stamped into each batch and tracked in the
     /// leader epoch cache (a new epoch adds `(epoch, base offset)`). `now_ms` is used for
     /// LogAppendTime and time-based rolling. A retried idempotent batch is not written again:
-    /// its original offsets come back with `duplicate: true`.
-    pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+    /// its original offsets come back with `duplicate: true`. The high watermark does not
+    /// move: replication (`crate::replica`) advances it once the ISR has the records.
+    pub fn append_as_leader(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
         self.ensure_open()?;
         let batches = batch::validate_client_records(records, self.config.max_message_bytes)?;
         // Kafka's LogValidator reads every record of every batch; a compacted topic also
@@ -583,7 +598,6 @@ impl PartitionLog {
             return Err(e);
         }
         self.producers.commit(pending);
-        self.high_watermark = self.log_end_offset();
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -591,6 +605,130 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             duplicate: false,
         })
+    }
+
+    /// Appends batches fetched from the partition's leader (Kafka's `appendAsFollower`): they
+    /// keep the leader's offsets, leader epochs and timestamps; nothing is re-stamped. Each
+    /// batch's framing and CRC are checked, and its offsets must continue the log: the first
+    /// batch starts at the log end offset (else [`Error::InvalidArgument`]: the follower
+    /// must truncate or reset first) and each batch starts where the previous one ended.
+    /// A trailing partial batch (a fetch cut inside it) is ignored. The leader epoch cache
+    /// learns each new epoch from the batches, and idempotent producer state is updated
+    /// without sequence checks (the leader made them). The high watermark does not move.
+    /// Returns the offsets appended (`base_offset == -1` when nothing was).
+    pub fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.ensure_open()?;
+        let mut placed: Vec<(usize, BatchHeader)> = Vec::new();
+        let mut pos = 0usize;
+        let mut next = self.log_end_offset();
+        while pos + batch::HEADER_SIZE <= records.len() {
+            let Some(h) = BatchHeader::parse(&records[pos..]) else {
+                break;
+            };
+            if h.magic != 2 {
+                return Err(Error::UnsupportedMessageFormat(h.magic));
+            }
+            let size = h.size();
+            if size < batch::HEADER_SIZE {
+                return Err(Error::CorruptMessage(format!(
+                    "replicated batch at position {pos} declares {size} bytes"
+                )));
+            }
+            if pos + size > records.len() {
+                break;
+            }
+            let bytes = &records[pos..pos + size];
+            if !batch::crc_matches(&h, bytes) {
+                return Err(Error::CorruptMessage(format!(
+                    "replicated batch at offset {} fails its CRC",
+                    h.base_offset
+                )));
+            }
+            if h.base_offset != next || h.last_offset_delta < 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: replicated batch covers offsets {}..={} but the log ends at {next}",
+                    self.tp,
+                    h.base_offset,
+                    h.last_offset()
+                )));
+            }
+            if self.config.max_message_bytes >= 0 && size > self.config.max_message_bytes as usize {
+                // Kafka accepts what the leader accepted; the limit applies to producers.
+                tracing::debug!(tp = %self.tp, size, "replicated batch larger than max.message.bytes");
+            }
+            next = h.next_offset();
+            placed.push((pos, h));
+            pos += size;
+        }
+        let Some(&(_, first)) = placed.first() else {
+            return Ok(AppendInfo {
+                base_offset: -1,
+                last_offset: -1,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset,
+                duplicate: false,
+            });
+        };
+        let data = &records[..pos];
+        let max_ts = placed
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        self.maybe_roll(data.len(), max_ts, next - 1, now_ms)?;
+        // Persist new leader epochs before the data, so the file never lags the log.
+        let mut entries: Option<Vec<(i32, i64)>> = None;
+        for (_, h) in &placed {
+            let current = match &entries {
+                Some(v) => v.last().map(|&(e, _)| e),
+                None => self.epochs.latest_epoch(),
+            };
+            if h.partition_leader_epoch >= 0 && current.is_none_or(|e| h.partition_leader_epoch > e)
+            {
+                let mut v = entries
+                    .take()
+                    .unwrap_or_else(|| self.epochs.entries().to_vec());
+                v.retain(|&(_, o)| o <= h.base_offset);
+                v.push((h.partition_leader_epoch, h.base_offset));
+                entries = Some(v);
+            }
+        }
+        if let Some(v) = entries {
+            self.epochs.commit(v)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let tp = self.tp.clone();
+        if let Err((e, rolled_back)) = self.active_mut().append(data, &placed, interval, now_ms) {
+            if !rolled_back {
+                tracing::error!(%tp, error = %e, "rollback of failed follower append failed; log offline");
+                self.state = State::Offline(e.to_string());
+            } else {
+                tracing::warn!(%tp, error = %e, "follower append failed and was rolled back");
+            }
+            return Err(e);
+        }
+        for (_, h) in &placed {
+            self.producers.replay(h);
+        }
+        Ok(AppendInfo {
+            base_offset: first.base_offset,
+            last_offset: next - 1,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Records that leader epoch `epoch` starts at `start_offset` (the log end offset when
+    /// this broker becomes leader, Kafka's `assignEpochStartOffset`), so OffsetForLeaderEpoch
+    /// answers for the new epoch before anything is appended in it. An epoch not newer than
+    /// the latest known one changes nothing.
+    pub fn assign_epoch_start_offset(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
+        self.ensure_open()?;
+        if let Some(entries) = self.epochs.with_assigned(epoch, start_offset) {
+            self.epochs.commit(entries)?;
+        }
+        Ok(())
     }
 
     /// Kafka's `shouldRoll`: size, age (in record time), full index, or relative offset
