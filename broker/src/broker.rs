@@ -328,7 +328,15 @@ impl Broker {
             .replicas
             .get_or_create(&tp, || self.logs.get(&tp))
             .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
+        // Applies the committed state if the partition has not seen it yet (a no-op
+        // otherwise), so the partition leads in the image's leader epoch with its ISR.
+        partition.become_leader(&state, now_ms())?;
         Ok((partition, state))
+    }
+
+    /// The hosted partitions: their roles, ISR, high watermarks and delayed operations.
+    pub(crate) fn replica_manager(&self) -> &ReplicaManager {
+        &self.replicas
     }
 
     /// Creates the logs this broker hosts for `topic` on a blocking thread: thousands of

@@ -5,7 +5,13 @@
 //! Reading only locates the batches (index lookups and a few header reads under the
 //! partition's own lock); the response is encoded as parts — protocol bytes, then each
 //! partition's file regions — so the connection sends the batches from the page cache with
-//! `sendfile`. A waiting fetch is woken only by appends to partitions it reads.
+//! `sendfile`. A waiting fetch is woken only by its partitions: a consumer's by their high
+//! watermark advances, a follower's by appends.
+//!
+//! A follower's fetch (replica id >= 0, in `replica_state` from v15) is served by the
+//! partition leader as Kafka's: its fetch offset is the follower's log end offset, which
+//! moves the high watermark and may add the follower to the ISR; it reads up to the log end
+//! offset. Consumers (replica id -1) read only below the high watermark.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +34,7 @@ use crate::replica::fetch_session::{
     FetchContext, PartitionOutcome, PartitionRequest, SessionPartitionKey, TopicKey,
     INVALID_SESSION_ID,
 };
-use crate::replica::{FetchWatch, Partition};
+use crate::replica::{FetchWaitKind, FetchWatch, Partition, ReplicaManager};
 use crate::time::now_ms;
 
 /// Kafka's isolation level READ_COMMITTED.
@@ -71,10 +77,17 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
         request.max_bytes as usize
     };
     let read_committed = request.isolation_level == READ_COMMITTED;
+    let reader = Reader::of(ctx.version, &request);
     let waker = Arc::new(Notify::new());
     let mut watches: Vec<FetchWatch> = Vec::new();
     let results = loop {
-        let (results, total, any_error) = read_all(wanted, &resolved, max_bytes);
+        let (results, total, any_error) = read_all(
+            broker.replica_manager(),
+            reader,
+            wanted,
+            &resolved,
+            max_bytes,
+        );
         let timed_out = tokio::time::Instant::now() >= deadline;
         if total >= min_bytes || any_error || timed_out || wanted.is_empty() {
             break results;
@@ -86,7 +99,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
             watches = resolved
                 .iter()
                 .flatten()
-                .map(|(p, _)| p.watch(&waker))
+                .map(|(p, _)| p.watch(reader.wait_kind(), &waker))
                 .collect();
             continue;
         }
@@ -171,7 +184,45 @@ fn resolve(ctx: &Ctx<'_>, w: &PartitionRequest) -> Resolved {
     ctx.broker.leader_partition(topic, w.partition)
 }
 
+/// Who sends the fetch: a consumer, or a follower replica with its broker epoch.
+#[derive(Debug, Clone, Copy)]
+enum Reader {
+    Consumer,
+    Follower { replica_id: i32, broker_epoch: i64 },
+}
+
+impl Reader {
+    /// The request's replica id: `replica_id` up to v14, `replica_state` from v15.
+    fn of(version: i16, request: &FetchRequest) -> Self {
+        let (replica_id, broker_epoch) = if version >= 15 {
+            (
+                request.replica_state.replica_id.0,
+                request.replica_state.replica_epoch,
+            )
+        } else {
+            (request.replica_id.0, -1)
+        };
+        if replica_id >= 0 {
+            Reader::Follower {
+                replica_id,
+                broker_epoch,
+            }
+        } else {
+            Reader::Consumer
+        }
+    }
+
+    fn wait_kind(self) -> FetchWaitKind {
+        match self {
+            Reader::Consumer => FetchWaitKind::Consumer,
+            Reader::Follower { .. } => FetchWaitKind::Follower,
+        }
+    }
+}
+
 fn read_all(
+    replicas: &ReplicaManager,
+    reader: Reader,
     wanted: &[PartitionRequest],
     resolved: &[Resolved],
     max_bytes: usize,
@@ -180,7 +231,14 @@ fn read_all(
     let mut any_error = false;
     let mut results = Vec::with_capacity(wanted.len());
     for (w, r) in wanted.iter().zip(resolved) {
-        let result = read_one(w, r, max_bytes.saturating_sub(total), total == 0);
+        let result = read_one(
+            replicas,
+            reader,
+            w,
+            r,
+            max_bytes.saturating_sub(total),
+            total == 0,
+        );
         match &result {
             Ok(slice) => total += slice.size,
             Err(_) => any_error = true,
@@ -191,12 +249,35 @@ fn read_all(
 }
 
 fn read_one(
+    replicas: &ReplicaManager,
+    reader: Reader,
     w: &PartitionRequest,
     resolved: &Resolved,
     remaining: usize,
     first: bool,
 ) -> PartitionResult {
     let (partition, state) = resolved.as_ref().map_err(Clone::clone)?;
+    let limit = (w.max_bytes.max(0) as usize).min(remaining);
+    if let Reader::Follower {
+        replica_id,
+        broker_epoch,
+    } = reader
+    {
+        let fetched = partition.fetch_for_follower(
+            replica_id,
+            broker_epoch,
+            w.fetch_offset,
+            w.log_start_offset,
+            w.current_leader_epoch,
+            limit,
+            first,
+            now_ms(),
+        )?;
+        if let Some(request) = fetched.alter_partition {
+            replicas.send_alter_partition(partition, request);
+        }
+        return Ok(fetched.slice);
+    }
     if w.current_leader_epoch >= 0 {
         if w.current_leader_epoch > state.leader_epoch {
             return Err(ApiError::code(ResponseError::UnknownLeaderEpoch));
@@ -206,7 +287,6 @@ fn read_one(
         }
     }
     let log = partition.log().lock().unwrap_or_else(|p| p.into_inner());
-    let limit = (w.max_bytes.max(0) as usize).min(remaining);
     // KIP-74: the first partition with data returns at least one whole batch so a batch
     // larger than the limits never blocks a consumer.
     Ok(log.read_regions(w.fetch_offset, limit, log.high_watermark(), first)?)

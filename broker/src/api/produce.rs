@@ -1,10 +1,12 @@
 //! Produce (key 0): append record batches as sent, assign offsets, answer per partition.
 //!
-//! Batches are handed to the log as bytes; the log validates headers and CRCs and patches
-//! offsets without decoding records. acks=0 gets no response (and a closed connection if
-//! anything failed, as Kafka does); acks=1 and acks=all are answered once appended — with a
-//! single replica the ISR is this broker, so both are satisfied by the local append, but
-//! acks=all still enforces `min.insync.replicas`.
+//! Batches are handed to the partition leader as bytes; the log validates headers and CRCs
+//! and patches offsets without decoding records. acks=0 gets no response (and a closed
+//! connection if anything failed, as Kafka does); acks=1 is answered once appended. acks=all
+//! is refused with NOT_ENOUGH_REPLICAS before appending when the ISR is smaller than
+//! `min.insync.replicas`, else waits (Kafka's delayed produce, per partition, up to the
+//! request's `timeout_ms`) until the high watermark covers the appended records: with a
+//! single replica at once, with followers once the whole ISR has fetched them.
 //!
 //! Internal topics (`__consumer_offsets`, `__transaction_state`, `__share_group_state`) are
 //! written only by the broker's coordinators: a client's batch for one of them gets
@@ -21,18 +23,43 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{ApiError, Ctx};
 use crate::config;
 use crate::log::PartitionLog;
 use crate::metadata::topic_name;
+use crate::replica::{Partition, ReplicaError};
 use crate::time::now_ms;
 
 /// A partition log as the log manager shares it.
 type SharedLog = Arc<Mutex<PartitionLog>>;
 
+/// An acks=all append waiting for the ISR: where its response is, and what to wait for.
+struct DelayedProduce {
+    topic: usize,
+    partition: usize,
+    handle: Arc<Partition>,
+    leader_epoch: i32,
+    required_offset: i64,
+    min_insync_replicas: i32,
+}
+
+/// What [`append`] did: the append, the log if it reached `flush.messages`, and the
+/// acks=all wait it leaves.
+struct Appended {
+    info: crate::log::AppendInfo,
+    flush: Option<SharedLog>,
+    handle: Arc<Partition>,
+    leader_epoch: i32,
+    min_insync_replicas: i32,
+}
+
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceResponse {
     let acks = request.acks;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let mut delayed = Vec::new();
     let mut any_error = false;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // (topic index, partition index, log) of logs that reached `flush.messages`.
@@ -52,9 +79,25 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                 append(ctx, &name, data.index, data.records.as_deref(), acks)
             };
             match result {
-                Ok((info, log)) => {
-                    if let Some(log) = log {
+                Ok(Appended {
+                    info,
+                    flush,
+                    handle,
+                    leader_epoch,
+                    min_insync_replicas,
+                }) => {
+                    if let Some(log) = flush {
                         to_flush.push((responses.len(), partitions.len(), log));
+                    }
+                    if acks == -1 {
+                        delayed.push(DelayedProduce {
+                            topic: responses.len(),
+                            partition: partitions.len(),
+                            handle,
+                            leader_epoch,
+                            required_offset: info.last_offset + 1,
+                            min_insync_replicas,
+                        });
                     }
                     response.base_offset = info.base_offset;
                     response.log_append_time_ms = info.log_append_time;
@@ -64,15 +107,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
                 }
                 Err(e) => {
                     any_error = true;
-                    response.error_code = e.code;
-                    if ctx.version >= 8 {
-                        response.error_message = e.message_str();
-                    }
-                    if ctx.version >= 10 && e.code == ResponseError::NotLeaderOrFollower.code() {
-                        response.current_leader = LeaderIdAndEpoch::default()
-                            .with_leader_id(BrokerId(-1))
-                            .with_leader_epoch(-1);
-                    }
+                    fail(ctx.version, &mut response, e);
                 }
             }
             partitions.push(response);
@@ -118,6 +153,24 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
             }
         }
     }
+    for d in delayed {
+        let response = &mut responses[d.topic].partition_responses[d.partition];
+        if response.error_code != 0 {
+            continue;
+        }
+        let outcome = d
+            .handle
+            .wait_for_acks_all(
+                d.leader_epoch,
+                d.required_offset,
+                d.min_insync_replicas,
+                deadline,
+            )
+            .await;
+        if let Err(e) = outcome {
+            fail(ctx.version, response, ApiError::from(e));
+        }
+    }
     if acks == 0 {
         if any_error {
             ctx.close_connection();
@@ -128,17 +181,35 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
     ProduceResponse::default().with_responses(responses)
 }
 
-/// Appends what the client sent; also returns the log if it reached `flush.messages` and
-/// must be flushed before the append is acknowledged.
+/// Puts `e` into a partition's response (Kafka answers no offsets with an error).
+fn fail(version: i16, response: &mut PartitionProduceResponse, e: ApiError) {
+    response.error_code = e.code;
+    response.base_offset = -1;
+    response.log_append_time_ms = -1;
+    if version >= 5 {
+        response.log_start_offset = -1;
+    }
+    if version >= 8 {
+        response.error_message = e.message_str();
+    }
+    if version >= 10 && e.code == ResponseError::NotLeaderOrFollower.code() {
+        response.current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(-1))
+            .with_leader_epoch(-1);
+    }
+}
+
+/// Appends what the client sent as the partition's leader; also returns the log if it
+/// reached `flush.messages` and must be flushed before the append is acknowledged.
 fn append(
     ctx: &Ctx<'_>,
     topic: &str,
     partition: i32,
     records: Option<&[u8]>,
     acks: i16,
-) -> Result<(crate::log::AppendInfo, Option<SharedLog>), ApiError> {
+) -> Result<Appended, ApiError> {
     let broker = ctx.broker;
-    let (partition_handle, state) = broker.leader_partition(topic, partition)?;
+    let (partition_handle, _) = broker.leader_partition(topic, partition)?;
     let records = match records {
         Some(r) if !r.is_empty() => r,
         _ => {
@@ -151,35 +222,35 @@ fn append(
     if topic_name::is_internal(topic) {
         return Err(ApiError::code(ResponseError::InvalidTopicException));
     }
-    if acks == -1 {
+    let min_insync_replicas = if acks == -1 {
         let image = broker.image();
         let overrides = image
             .topic(topic)
             .map(|t| t.configs.clone())
             .unwrap_or_default();
-        let min_isr = config::effective_min_insync_replicas(&broker.effective_config(), &overrides);
-        if (state.isr.len() as i32) < min_isr {
-            return Err(ApiError::new(
-                ResponseError::NotEnoughReplicas,
-                format!(
-                    "The size of the current ISR {} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {topic}-{partition}",
-                    state.isr.len()
-                ),
-            ));
-        }
-    }
-    let (info, flush) = {
-        let mut log = partition_handle
-            .log()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let info = log.append(records, state.leader_epoch, now_ms())?;
-        (info, log.flush_due_by_messages())
+        config::effective_min_insync_replicas(&broker.effective_config(), &overrides)
+    } else {
+        1
     };
-    if !info.duplicate {
-        // With one replica the high watermark moved with the append: wake the fetches
-        // waiting on this partition (and only those).
-        partition_handle.wake_fetches();
-    }
-    Ok((info, flush.then(|| partition_handle.log().clone())))
+    let (info, leader_epoch) = partition_handle
+        .append_records_to_leader(records, acks, min_insync_replicas, now_ms())
+        .map_err(|e| match e {
+            ReplicaError::NotEnoughReplicas { .. } => ApiError::new(
+                ResponseError::NotEnoughReplicas,
+                format!("{e} for partition {topic}-{partition}"),
+            ),
+            e => ApiError::from(e),
+        })?;
+    let flush = partition_handle
+        .log()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .flush_due_by_messages();
+    Ok(Appended {
+        info,
+        flush: flush.then(|| partition_handle.log().clone()),
+        handle: partition_handle,
+        leader_epoch,
+        min_insync_replicas,
+    })
 }
