@@ -70,6 +70,7 @@ use super::segment::{
     file_name, for_each_batch_in, wall_clock_ms, BatchVisitor, Segment, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
 };
+use super::segment_files::LogReader;
 use super::TopicPartition;
 
 /// Suffix of a segment being written by the cleaner.
@@ -466,15 +467,18 @@ struct SourceSegment {
     base: i64,
     next_offset: i64,
     size: u64,
-    /// Duplicated descriptor of the `.log` file (readable even if the file goes away).
-    file: File,
-    path: PathBuf,
+    /// Opens the `.log` file for the time of one pass over it, so a cleaning pass over many
+    /// segments holds one descriptor at a time. A segment deleted meanwhile fails to open,
+    /// and the pass is abandoned (see [`compact_shared`]).
+    reader: LogReader,
     last_modified: Option<SystemTime>,
 }
 
 impl SourceSegment {
     fn for_each_batch(&self, f: &mut BatchVisitor<'_>) -> Result<()> {
-        for_each_batch_in(&self.file, &self.path, self.size, f)
+        let path = self.reader.path();
+        let file = self.reader.open().ctx("opening segment", path)?;
+        for_each_batch_in(&file, path, self.size, f)
     }
 }
 
@@ -784,8 +788,7 @@ impl PartitionLog {
                 base: s.base_offset(),
                 next_offset: s.next_offset(),
                 size: s.size(),
-                file: s.read_handle()?,
-                path: s.log_path().to_path_buf(),
+                reader: s.reader(),
                 last_modified: s.last_modified(),
             });
         }

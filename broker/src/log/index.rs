@@ -5,6 +5,10 @@
 //! (12 bytes). Entries are kept in memory as well (the files are small and this avoids
 //! mmap, which would need `unsafe`); the files are written with positioned writes and are
 //! never preallocated, so their length is always a whole number of entries.
+//!
+//! Lookups never touch the file, so an index holds a descriptor only while it is written:
+//! the file is opened on the first write and [`OffsetIndex::release`] closes it (a rolled
+//! segment's indexes cost no descriptor, see `segment_files`).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -32,12 +36,50 @@ fn read_all(file: &File, path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// An index file opened only while it is written (see the module docs).
+#[derive(Debug)]
+struct LazyFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl LazyFile {
+    /// The open handle, opening (creating if missing) the file if needed.
+    fn get(&mut self) -> Result<&File> {
+        match &mut self.file {
+            Some(f) => Ok(f),
+            slot => Ok(slot.insert(open_rw(&self.path)?)),
+        }
+    }
+
+    /// fsyncs through the open handle, or through one opened for the purpose.
+    fn sync(&self) -> Result<()> {
+        match &self.file {
+            Some(f) => f.sync_data().ctx("syncing", &self.path),
+            None => open_rw(&self.path)?.sync_data().ctx("syncing", &self.path),
+        }
+    }
+
+    /// A handle to fsync without the owner's lock: a duplicate of the open one, or a new one.
+    fn sync_handle(&self) -> Result<File> {
+        match &self.file {
+            Some(f) => f.try_clone().ctx("duplicating handle of", &self.path),
+            None => open_rw(&self.path),
+        }
+    }
+
+    fn rename_to(&mut self, new_path: &Path) -> Result<()> {
+        std::fs::rename(&self.path, new_path).ctx("renaming", &self.path)?;
+        self.path = new_path.to_path_buf();
+        Ok(())
+    }
+}
+
 /// Maps offsets to file positions of the batch holding them (sparse: one entry every
 /// `index.interval.bytes`). Entry offsets are batch *last* offsets, as in Kafka.
 #[derive(Debug)]
 pub(crate) struct OffsetIndex {
-    path: PathBuf,
-    file: File,
+    file: LazyFile,
     base_offset: i64,
     /// (relative offset, position), strictly increasing in both.
     entries: Vec<(u32, u32)>,
@@ -48,11 +90,12 @@ impl OffsetIndex {
     /// `Ok((index, false))` when the file content is not a valid index, with the index emptied,
     /// so the caller rebuilds it from the log.
     pub(crate) fn open(path: &Path, base_offset: i64) -> Result<(Self, bool)> {
-        let file = open_rw(path)?;
-        let bytes = read_all(&file, path)?;
+        let bytes = read_all(&open_rw(path)?, path)?;
         let mut idx = OffsetIndex {
-            path: path.to_path_buf(),
-            file,
+            file: LazyFile {
+                path: path.to_path_buf(),
+                file: None,
+            },
             base_offset,
             entries: Vec::with_capacity(bytes.len() / OFFSET_ENTRY),
         };
@@ -110,8 +153,9 @@ impl OffsetIndex {
         buf[..4].copy_from_slice(&rel.to_be_bytes());
         buf[4..].copy_from_slice(&pos.to_be_bytes());
         self.file
+            .get()?
             .write_all_at(&buf, (self.entries.len() * OFFSET_ENTRY) as u64)
-            .ctx("writing", &self.path)?;
+            .ctx("writing", &self.file.path)?;
         self.entries.push((rel, pos));
         Ok(())
     }
@@ -155,8 +199,9 @@ impl OffsetIndex {
             self.entries.truncate(n);
         }
         self.file
+            .get()?
             .set_len((self.entries.len() * OFFSET_ENTRY) as u64)
-            .ctx("truncating", &self.path)
+            .ctx("truncating", &self.file.path)
     }
 
     /// Removes every entry (before a rebuild).
@@ -166,26 +211,33 @@ impl OffsetIndex {
 
     /// fsyncs the file.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.file.sync_data().ctx("syncing", &self.path)
+        self.file.sync()
     }
 
-    /// A duplicated handle on the file, to fsync it without the owner's lock.
+    /// A handle on the file, to fsync it without the owner's lock.
     pub(crate) fn sync_handle(&self) -> Result<File> {
-        self.file
-            .try_clone()
-            .ctx("duplicating handle of", &self.path)
+        self.file.sync_handle()
+    }
+
+    /// Closes the file until the next write (entries stay in memory).
+    pub(crate) fn release(&mut self) {
+        self.file.file = None;
+    }
+
+    /// Whether the file is open now.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.file.is_some()
     }
 
     /// File path (for renames on deletion).
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        &self.file.path
     }
 
-    /// Renames the file (the open handle stays valid).
+    /// Renames the file (an open handle stays valid).
     pub(crate) fn rename_to(&mut self, new_path: &Path) -> Result<()> {
-        std::fs::rename(&self.path, new_path).ctx("renaming", &self.path)?;
-        self.path = new_path.to_path_buf();
-        Ok(())
+        self.file.rename_to(new_path)
     }
 }
 
@@ -193,8 +245,7 @@ impl OffsetIndex {
 /// seen is this". Timestamps strictly increase between entries.
 #[derive(Debug)]
 pub(crate) struct TimeIndex {
-    path: PathBuf,
-    file: File,
+    file: LazyFile,
     base_offset: i64,
     /// (timestamp, relative offset).
     entries: Vec<(i64, u32)>,
@@ -204,11 +255,12 @@ impl TimeIndex {
     /// Opens (creating if missing) and loads the time index; `false` means the content was
     /// invalid and has been discarded so the caller rebuilds it.
     pub(crate) fn open(path: &Path, base_offset: i64) -> Result<(Self, bool)> {
-        let file = open_rw(path)?;
-        let bytes = read_all(&file, path)?;
+        let bytes = read_all(&open_rw(path)?, path)?;
         let mut idx = TimeIndex {
-            path: path.to_path_buf(),
-            file,
+            file: LazyFile {
+                path: path.to_path_buf(),
+                file: None,
+            },
             base_offset,
             entries: Vec::with_capacity(bytes.len() / TIME_ENTRY),
         };
@@ -263,8 +315,9 @@ impl TimeIndex {
         buf[..8].copy_from_slice(&timestamp.to_be_bytes());
         buf[8..].copy_from_slice(&rel.to_be_bytes());
         self.file
+            .get()?
             .write_all_at(&buf, (self.entries.len() * TIME_ENTRY) as u64)
-            .ctx("writing", &self.path)?;
+            .ctx("writing", &self.file.path)?;
         self.entries.push((timestamp, rel));
         Ok(())
     }
@@ -297,8 +350,9 @@ impl TimeIndex {
             self.entries.truncate(n);
         }
         self.file
+            .get()?
             .set_len((self.entries.len() * TIME_ENTRY) as u64)
-            .ctx("truncating", &self.path)
+            .ctx("truncating", &self.file.path)
     }
 
     /// Number of entries.
@@ -313,26 +367,33 @@ impl TimeIndex {
 
     /// fsyncs the file.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.file.sync_data().ctx("syncing", &self.path)
+        self.file.sync()
     }
 
-    /// A duplicated handle on the file, to fsync it without the owner's lock.
+    /// A handle on the file, to fsync it without the owner's lock.
     pub(crate) fn sync_handle(&self) -> Result<File> {
-        self.file
-            .try_clone()
-            .ctx("duplicating handle of", &self.path)
+        self.file.sync_handle()
+    }
+
+    /// Closes the file until the next write (entries stay in memory).
+    pub(crate) fn release(&mut self) {
+        self.file.file = None;
+    }
+
+    /// Whether the file is open now.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.file.is_some()
     }
 
     /// File path.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        &self.file.path
     }
 
-    /// Renames the file (the open handle stays valid).
+    /// Renames the file (an open handle stays valid).
     pub(crate) fn rename_to(&mut self, new_path: &Path) -> Result<()> {
-        std::fs::rename(&self.path, new_path).ctx("renaming", &self.path)?;
-        self.path = new_path.to_path_buf();
-        Ok(())
+        self.file.rename_to(new_path)
     }
 }
 

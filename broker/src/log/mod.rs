@@ -31,6 +31,7 @@ mod partition;
 mod producer_state;
 mod records;
 mod segment;
+pub mod segment_files;
 
 #[cfg(test)]
 mod tests;
@@ -149,8 +150,8 @@ impl FileRegion {
 /// FetchResponse partition needs besides them.
 #[derive(Debug, Clone)]
 pub struct LogSlice {
-    /// File regions of whole batches, in offset order (more than one when the read crosses
-    /// a segment boundary).
+    /// File regions of whole batches, in offset order (at most one: a fetch reads from one
+    /// segment, as in Kafka).
     pub regions: Vec<FileRegion>,
     /// Total bytes of `regions`.
     pub size: usize,

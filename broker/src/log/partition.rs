@@ -830,8 +830,9 @@ impl PartitionLog {
     /// including a batch that reaches `max_offset` (exclusive; normally the high watermark),
     /// up to `max_bytes` — but if `min_one_batch` the first batch is returned whole even if
     /// larger. `offset == log end offset` gives no records; `offset < log start offset` or
-    /// `> log end offset` is [`Error::OffsetOutOfRange`]. Reads what
-    /// [`Self::read_regions`] locates.
+    /// `> log end offset` is [`Error::OffsetOutOfRange`]. Unlike a fetch, continues across
+    /// segment boundaries: reads what [`Self::read_regions`] locates, one segment at a time
+    /// (holding one segment file open at a time).
     pub fn read(
         &self,
         offset: i64,
@@ -840,21 +841,46 @@ impl PartitionLog {
         min_one_batch: bool,
     ) -> Result<FetchData> {
         let slice = self.read_regions(offset, max_bytes, max_offset, min_one_batch)?;
+        let (high_watermark, log_start_offset, last_stable_offset) = (
+            slice.high_watermark,
+            slice.log_start_offset,
+            slice.last_stable_offset,
+        );
         let mut out = Vec::with_capacity(slice.size);
-        for r in &slice.regions {
-            r.read_to(&mut out).ctx("reading", &self.dir)?;
+        let mut next = slice;
+        loop {
+            let start = out.len();
+            for r in &next.regions {
+                r.read_to(&mut out).ctx("reading", &self.dir)?;
+            }
+            if out.len() == start || out.len() >= max_bytes {
+                break;
+            }
+            // The offset after the last batch just read: batches are whole, and their
+            // lengths were checked when the region was located.
+            let mut pos = start;
+            let mut cursor = None;
+            while let Some(h) = out.get(pos..).and_then(BatchHeader::parse) {
+                cursor = Some(h.next_offset());
+                pos += h.size();
+            }
+            let Some(cursor) = cursor else { break };
+            next = self.read_regions(cursor, max_bytes - out.len(), max_offset, false)?;
         }
         Ok(FetchData {
             records: Bytes::from(out),
-            high_watermark: slice.high_watermark,
-            log_start_offset: slice.log_start_offset,
-            last_stable_offset: slice.last_stable_offset,
+            high_watermark,
+            log_start_offset,
+            last_stable_offset,
         })
     }
 
-    /// Where the batches [`Self::read`] would return are, without reading them: cost is
-    /// index binary searches and a few header reads per segment touched, independent of
-    /// the log's length and of `max_bytes`.
+    /// Where the batches a fetch returns are, without reading them: cost is index binary
+    /// searches and a few header reads per segment touched, independent of the log's length
+    /// and of `max_bytes`. As in Kafka (`LocalLog.read`), the batches come from one segment:
+    /// the first, from the one holding `offset` on, that has any to give. So a fetch holds
+    /// at most one segment file open per partition until it is sent, however small the
+    /// segments; the consumer's next fetch continues in the next segment.
     pub fn read_regions(
         &self,
         offset: i64,
@@ -892,6 +918,7 @@ impl PartitionLog {
                 if let Some(region) = region {
                     size += region.len;
                     regions.push(region);
+                    break;
                 }
                 if !cont {
                     break;

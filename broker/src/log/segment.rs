@@ -2,8 +2,13 @@
 //!
 //! The `.log` file is a plain concatenation of record batches. Writes use positioned IO at
 //! the tracked size, so a failed write can be undone by truncating back to that size.
+//!
+//! Only the active segment keeps its files open. A rolled segment's `.log` is opened on
+//! demand through the broker-wide cache of `segment_files`, and its indexes (kept in memory)
+//! are opened only to be written, so a partition costs three descriptors however many
+//! segments it has.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::batch::{crc_matches, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use super::error::{Error, IoContext, Result};
 use super::index::{OffsetIndex, TimeIndex};
+use super::segment_files::{LogReader, SegmentFiles};
 use super::FileRegion;
 
 /// Extension of segment data files.
@@ -122,10 +128,10 @@ struct Stats {
 #[derive(Debug)]
 pub(crate) struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
-    /// Shared with in-flight fetch responses, which send from it after the log lock is
-    /// released (an unlinked file stays readable through the handle).
-    log: Arc<File>,
+    /// The `.log` file. Its handles are shared with in-flight fetch responses, which send
+    /// from them after the log lock is released (an unlinked or evicted file stays readable
+    /// through the handle).
+    files: SegmentFiles,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -137,18 +143,8 @@ pub(crate) struct Segment {
     pub(crate) fail_next_write_after: Option<usize>,
 }
 
-fn open_log_file(path: &Path, truncate: bool) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .open(path)
-        .ctx("opening segment", path)
-}
-
 /// Calls `f(position, header, whole batch bytes)` for every batch in the first `size` bytes
-/// of a `.log` file (see [`Segment::read_handle`]), in order, reading through a buffer.
+/// of a `.log` file (see [`Segment::reader`]), in order, reading through a buffer.
 /// Stops at the end or at a batch that does not fit; `path` only names the file in errors.
 pub(crate) fn for_each_batch_in(
     file: &File,
@@ -201,15 +197,15 @@ impl Segment {
     ) -> Result<Segment> {
         let named = |ext: &str| dir.join(format!("{}{suffix}", file_name(base_offset, ext)));
         let log_path = named(LOG_SUFFIX);
-        let log = Arc::new(open_log_file(&log_path, true)?);
+        let files =
+            SegmentFiles::create(log_path.clone(), true).ctx("creating segment", &log_path)?;
         let (mut offset_index, _) = OffsetIndex::open(&named(INDEX_SUFFIX), base_offset)?;
         offset_index.reset()?;
         let (mut time_index, _) = TimeIndex::open(&named(TIME_INDEX_SUFFIX), base_offset)?;
         time_index.reset()?;
         Ok(Segment {
             base_offset,
-            log_path,
-            log,
+            files,
             size: 0,
             offset_index,
             time_index,
@@ -220,24 +216,27 @@ impl Segment {
         })
     }
 
-    /// Opens an existing segment's files without reading the log. Statistics are unknown
-    /// until [`Self::scan`] runs. The flag is false if an index file was invalid (and emptied).
-    /// A missing index file also counts as invalid (Kafka rebuilds it): an empty index
-    /// would otherwise be trusted and every read would scan from the segment start.
+    /// Loads an existing segment's indexes without reading the log; the `.log` is opened
+    /// when first used. Statistics are unknown until [`Self::scan`] runs. The flag is false
+    /// if an index file was invalid (and emptied). A missing index file also counts as
+    /// invalid (Kafka rebuilds it): an empty index would otherwise be trusted and every read
+    /// would scan from the segment start.
     pub(crate) fn open_existing(dir: &Path, base_offset: i64) -> Result<(Segment, bool)> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let log = Arc::new(open_log_file(&log_path, false)?);
-        let size = log.metadata().ctx("reading metadata of", &log_path)?.len();
+        let size = std::fs::metadata(&log_path)
+            .ctx("opening segment", &log_path)?
+            .len();
         let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
         let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
         let present = size == 0 || (index_path.exists() && time_index_path.exists());
-        let (offset_index, ok1) = OffsetIndex::open(&index_path, base_offset)?;
-        let (time_index, ok2) = TimeIndex::open(&time_index_path, base_offset)?;
+        let (mut offset_index, ok1) = OffsetIndex::open(&index_path, base_offset)?;
+        let (mut time_index, ok2) = TimeIndex::open(&time_index_path, base_offset)?;
+        offset_index.release();
+        time_index.release();
         Ok((
             Segment {
                 base_offset,
-                log_path,
-                log,
+                files: SegmentFiles::lazy(log_path),
                 size,
                 offset_index,
                 time_index,
@@ -256,7 +255,7 @@ impl Segment {
     /// so a `.log.swap` always has its index files beside it (see `PartitionLog::open`).
     pub(crate) fn rename_files(&mut self, new_suffix: &str, log_first: bool) -> Result<()> {
         let dir = self
-            .log_path
+            .log_path()
             .parent()
             .unwrap_or(Path::new("."))
             .to_path_buf();
@@ -268,33 +267,59 @@ impl Segment {
             named(TIME_INDEX_SUFFIX),
         );
         if log_first {
-            std::fs::rename(&self.log_path, &log_to).ctx("renaming", &self.log_path)?;
-            self.log_path = log_to.clone();
+            self.rename_log(log_to.clone())?;
         }
         self.offset_index.rename_to(&index_to)?;
         self.time_index.rename_to(&time_to)?;
         if !log_first {
-            std::fs::rename(&self.log_path, &log_to).ctx("renaming", &self.log_path)?;
-            self.log_path = log_to;
+            self.rename_log(log_to)?;
         }
         Ok(())
     }
 
-    /// A second handle on the `.log` file (a duplicated descriptor), for reading the first
-    /// `size` bytes of a closed segment without its partition's lock: the log cleaner reads
-    /// through it while appends go on. It stays readable if the file is renamed or deleted
-    /// meanwhile.
-    pub(crate) fn read_handle(&self) -> Result<File> {
-        self.log
-            .try_clone()
-            .ctx("duplicating handle of", &self.log_path)
+    fn rename_log(&mut self, to: PathBuf) -> Result<()> {
+        std::fs::rename(self.log_path(), &to).ctx("renaming", self.log_path())?;
+        self.files.set_path(to);
+        Ok(())
+    }
+
+    /// A handle on the `.log` file (see [`SegmentFiles::log`]).
+    fn log(&self) -> Result<Arc<File>> {
+        self.files.log().ctx("opening segment", self.log_path())
+    }
+
+    /// Closes the index files unless this is the active segment: their entries stay in
+    /// memory, and a rolled segment should cost no descriptor (see `segment_files`).
+    fn release_if_inactive(&mut self) {
+        if !self.files.is_pinned() {
+            self.offset_index.release();
+            self.time_index.release();
+        }
+    }
+
+    /// Whether any of the segment's files is held open by the segment itself (rather than
+    /// by the broker-wide cache): true only for the active segment.
+    #[cfg(test)]
+    pub(crate) fn holds_open_files(&self) -> bool {
+        self.files.is_pinned() || self.offset_index.is_open() || self.time_index.is_open()
+    }
+
+    /// A reader of the `.log` file, for reading the first `size` bytes of a closed segment
+    /// without its partition's lock: the log cleaner reads through it while appends go on.
+    /// It opens the file only while reading (see [`LogReader`]).
+    pub(crate) fn reader(&self) -> LogReader {
+        self.files.reader()
     }
 
     /// Duplicated handles on the segment's three files with their paths: a closed segment is
     /// fsynced through them without its partition's lock (see `PartitionLog::roll`).
     pub(crate) fn sync_handles(&self) -> Result<Vec<(File, PathBuf)>> {
+        let log = self
+            .log()?
+            .try_clone()
+            .ctx("duplicating handle of", self.log_path())?;
         Ok(vec![
-            (self.read_handle()?, self.log_path.clone()),
+            (log, self.log_path().to_path_buf()),
             (
                 self.offset_index.sync_handle()?,
                 self.offset_index.path().to_path_buf(),
@@ -306,17 +331,19 @@ impl Segment {
         ])
     }
 
-    /// Modification time of the `.log` file.
+    /// Modification time of the `.log` file (from its path: no need to open it).
     pub(crate) fn last_modified(&self) -> Option<SystemTime> {
-        self.log.metadata().and_then(|m| m.modified()).ok()
+        std::fs::metadata(self.log_path())
+            .and_then(|m| m.modified())
+            .ok()
     }
 
     /// Sets the `.log` file's modification time (the cleaner carries the originals' mtime
     /// over, as Kafka does, so time retention of record-less segments is unchanged).
     pub(crate) fn set_last_modified(&self, t: SystemTime) -> Result<()> {
-        self.log
+        self.log()?
             .set_modified(t)
-            .ctx("setting mtime of", &self.log_path)
+            .ctx("setting mtime of", self.log_path())
     }
 
     /// Max timestamp of the first batch (-1/None if unknown or empty): the log cleaner's
@@ -356,10 +383,7 @@ impl Segment {
         if self.stats.max_timestamp >= 0 {
             return self.stats.max_timestamp;
         }
-        self.log
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
+        self.last_modified()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(-1, |d| d.as_millis() as i64)
     }
@@ -386,7 +410,7 @@ impl Segment {
 
     /// Path of the `.log` file.
     pub(crate) fn log_path(&self) -> &Path {
-        &self.log_path
+        self.files.path()
     }
 
     fn reset_stats(&mut self) {
@@ -429,17 +453,24 @@ impl Segment {
         mode: ScanMode,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<ScanStop> {
+        let stop = self.scan_files(mode, on_batch);
+        self.release_if_inactive();
+        stop
+    }
+
+    fn scan_files(
+        &mut self,
+        mode: ScanMode,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<ScanStop> {
         self.reset_stats();
         if mode.rebuild_indexes {
             self.offset_index.reset()?;
             self.time_index.reset()?;
         }
         let file_size = self.size;
-        let log = self
-            .log
-            .try_clone()
-            .ctx("duplicating handle of", &self.log_path)?;
-        let path = self.log_path.clone();
+        let log = self.log()?;
+        let path = self.log_path().to_path_buf();
         let mut reader = BatchReader::new(&log, &path, file_size);
         let mut pos = 0u64;
         let stop = loop {
@@ -513,12 +544,17 @@ impl Segment {
     /// Cuts the log file at `position` (torn tail, truncation) and drops index entries
     /// beyond it. Statistics must be recomputed with [`Self::scan`] afterwards.
     pub(crate) fn truncate_file(&mut self, position: u64) -> Result<()> {
-        self.log
+        let result = self.truncate_files(position);
+        self.release_if_inactive();
+        result
+    }
+
+    fn truncate_files(&mut self, position: u64) -> Result<()> {
+        self.log()?
             .set_len(position)
-            .ctx("truncating", &self.log_path)?;
+            .ctx("truncating", self.log_path())?;
         self.size = position;
-        self.offset_index.truncate_to_position(position)?;
-        Ok(())
+        self.offset_index.truncate_to_position(position)
     }
 
     /// Truncates the segment so that it ends before the batch containing `offset`
@@ -530,6 +566,7 @@ impl Segment {
         let removed = self.size - pos;
         self.truncate_file(pos)?;
         self.time_index.truncate_to_offset(offset)?;
+        self.release_if_inactive();
         let stop = self.scan(
             ScanMode {
                 verify_crc: false,
@@ -552,13 +589,16 @@ impl Segment {
     }
 
     fn write_log(&mut self, data: &[u8], position: u64) -> std::io::Result<()> {
+        // The segment appended to is the active one: it keeps its files open.
+        self.files.pin()?;
+        let log = self.files.log()?;
         #[cfg(test)]
         if let Some(n) = self.fail_next_write_after.take() {
             let n = n.min(data.len());
-            self.log.write_all_at(&data[..n], position)?;
+            log.write_all_at(&data[..n], position)?;
             return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
         }
-        self.log.write_all_at(data, position)
+        log.write_all_at(data, position)
     }
 
     /// Appends already-patched batches (`data`, with `(position in data, header)` for each)
@@ -578,7 +618,7 @@ impl Segment {
         let saved_index = (self.offset_index.len(), self.time_index.len());
         let result = match self.write_log(data, start) {
             Err(source) => Err(Error::Storage {
-                path: self.log_path.clone(),
+                path: self.log_path().to_path_buf(),
                 source,
             }),
             Ok(()) => batches.iter().try_for_each(|(p, h)| {
@@ -602,9 +642,8 @@ impl Segment {
                 };
                 self.stats = saved;
                 let rollback = self
-                    .log
-                    .set_len(start)
-                    .ctx("rolling back", &self.log_path)
+                    .log()
+                    .and_then(|log| log.set_len(start).ctx("rolling back", self.log_path()))
                     .and_then(|_| self.offset_index.truncate_entries(saved_index.0))
                     .and_then(|_| self.time_index.truncate_entries(saved_index.1));
                 Err((e, rollback.is_ok()))
@@ -638,7 +677,8 @@ impl Segment {
         chunk: usize,
         mut pred: impl FnMut(&BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>> {
-        let mut reader = BatchReader::with_chunk(&self.log, &self.log_path, self.size, chunk);
+        let log = self.log()?;
+        let mut reader = BatchReader::with_chunk(&log, self.log_path(), self.size, chunk);
         let mut pos = start;
         while pos + HEADER_SIZE as u64 <= self.size {
             let Some(h) = BatchHeader::parse(reader.bytes(pos, HEADER_SIZE)?) else {
@@ -647,7 +687,7 @@ impl Segment {
             if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
                 return Err(Error::CorruptMessage(format!(
                     "{} has an invalid batch length at position {pos}",
-                    self.log_path.display()
+                    self.log_path().display()
                 )));
             }
             if pred(&h) {
@@ -661,9 +701,9 @@ impl Segment {
     /// Reads the bytes of one whole batch.
     pub(crate) fn read_batch(&self, position: u64, h: &BatchHeader) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; h.size()];
-        self.log
+        self.log()?
             .read_exact_at(&mut buf, position)
-            .ctx("reading", &self.log_path)?;
+            .ctx("reading", self.log_path())?;
         Ok(buf)
     }
 
@@ -683,6 +723,7 @@ impl Segment {
         let Some((pos, first)) = self.find_batch(offset)? else {
             return Ok((None, true));
         };
+        let log = self.log()?;
         if first.last_offset() >= max_offset {
             return Ok((None, false));
         }
@@ -715,7 +756,7 @@ impl Segment {
                 .filter(|&p| p >= pos)
                 .unwrap_or(pos);
             let mut reader =
-                BatchReader::with_chunk(&self.log, &self.log_path, self.size, LOOKUP_CHUNK);
+                BatchReader::with_chunk(&log, self.log_path(), self.size, LOOKUP_CHUNK);
             while cur + HEADER_SIZE as u64 <= limit {
                 let Some(h) = BatchHeader::parse(reader.bytes(cur, HEADER_SIZE)?) else {
                     break;
@@ -723,7 +764,7 @@ impl Segment {
                 if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
                     return Err(Error::CorruptMessage(format!(
                         "{} has an invalid batch length at position {cur}",
-                        self.log_path.display()
+                        self.log_path().display()
                     )));
                 }
                 if cur + h.size() as u64 > limit {
@@ -734,7 +775,7 @@ impl Segment {
             cur
         };
         let region = (end > pos).then(|| FileRegion {
-            file: self.log.clone(),
+            file: log,
             position: pos,
             len: (end - pos) as usize,
         });
@@ -742,13 +783,19 @@ impl Segment {
     }
 
     /// Called when the segment stops being the active one (and on clean close): records the
-    /// final max timestamp in the time index, as Kafka does, so it survives reopen.
+    /// final max timestamp in the time index, as Kafka does, so it survives reopen, and hands
+    /// the `.log` handle to the broker-wide cache and closes the indexes (a closed log's
+    /// active segment too: the log takes no more appends). A later append pins it again.
     pub(crate) fn on_become_inactive(&mut self) -> Result<()> {
-        if self.stats.max_timestamp >= 0 {
+        let result = if self.stats.max_timestamp >= 0 {
             self.time_index
-                .maybe_append(self.stats.max_timestamp, self.stats.offset_of_max_timestamp)?;
-        }
-        Ok(())
+                .maybe_append(self.stats.max_timestamp, self.stats.offset_of_max_timestamp)
+        } else {
+            Ok(())
+        };
+        self.files.unpin();
+        self.release_if_inactive();
+        result
     }
 
     /// Start offset for a timestamp search (from the time index).
@@ -764,7 +811,7 @@ impl Segment {
 
     /// fsyncs data and indexes.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.log.sync_data().ctx("syncing", &self.log_path)?;
+        self.log()?.sync_data().ctx("syncing", self.log_path())?;
         self.offset_index.flush()?;
         self.time_index.flush()
     }
@@ -774,7 +821,7 @@ impl Segment {
     /// files, which the next load removes.
     pub(crate) fn delete_files(self) -> Result<()> {
         let paths = [
-            self.log_path.clone(),
+            self.log_path().to_path_buf(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
         ];

@@ -836,9 +836,12 @@ fn segments_deleted_during_an_unlocked_pass_are_not_resurrected() {
     let bases = log.segment_base_offsets();
     let start = bases[2];
     assert_eq!(log.delete_records_before(start).unwrap(), start);
-    let cleaned = plan.execute().unwrap();
-    let stats = log.install_cleaned(cleaned).unwrap();
-    assert!(!stats.cleaned, "{stats:?}");
+    let originals = plan.originals();
+    // Rolled segments are read through handles opened on demand (one at a time), so the
+    // pass cannot read the deleted ones; the broker then sees the log changed and abandons
+    // it (`compact_shared`).
+    assert!(plan.execute().is_err());
+    assert!(!log.still_holds(&originals));
     assert_eq!(log.cleaner_offset(), None, "the checkpoint does not move");
     let after = read_all(&log);
     let expected: Vec<Seen> = all.iter().filter(|s| s.offset >= start).cloned().collect();

@@ -1035,3 +1035,128 @@ fn rolled_segments_are_fsynced_by_the_flusher_not_by_the_append() {
     assert_eq!(m.flush_rolled_segments(), 0);
     m.shutdown().unwrap();
 }
+
+/// Descriptors this process holds on files under `dir` (from `/proc/self/fd`), deleted
+/// files included.
+fn fds_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// Issue 15: a partition with hundreds of rolled segments used to hold three descriptors
+/// per segment. Now only the active segment keeps its files open and rolled segments share
+/// the bounded cache of `segment_files`, before and after a restart, while every record
+/// still reads back byte-identical from every segment, regions handed out stay readable
+/// after their handle was evicted, and retention deletes closed segments without leaving
+/// descriptors on deleted files.
+#[test]
+fn many_rolled_segments_keep_descriptors_bounded_and_read_back_intact() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    let slots = segment_files::segment_file_cache().capacity();
+    // One batch per segment, more segments than the cache has slots.
+    let config = LogConfig {
+        segment_bytes: 1,
+        segment_ms: i64::MAX / 2,
+        retention_ms: -1,
+        ..LogConfig::default()
+    };
+    let segments = slots + 200;
+    let mut log = open(root.path(), config.clone());
+    let mut stored = Vec::new();
+    for i in 0..segments {
+        let b = simple(1 + i % 3, 1_000 + i as i64);
+        let info = log.append(&b, 0, 0).unwrap();
+        let mut s = b.clone();
+        patch_for_append(&mut s, info.base_offset, 0, TimestampType::CreateTime, 0);
+        stored.push((info.base_offset, s));
+    }
+    assert_eq!(log.segment_count(), segments);
+    assert_eq!(log_files(&dir, "log").len(), segments);
+    let bound = slots + 3;
+    let open_now = fds_under(&dir);
+    assert!(
+        open_now <= bound,
+        "{open_now} descriptors open on {segments} segments (at most {bound} expected: the active segment's 3 and the cache's {slots})"
+    );
+    let holding: Vec<i64> = log
+        .segments
+        .values()
+        .filter(|s| s.holds_open_files())
+        .map(|s| s.base_offset())
+        .collect();
+    assert_eq!(holding, vec![log.active().base_offset()]);
+
+    // A region of the first segment handed to a fetch, then every other segment read: the
+    // first segment's handle is evicted from the cache but the region still reads.
+    let first = log.read_regions(0, usize::MAX, 1, true).unwrap();
+    assert_eq!(first.regions.len(), 1);
+    // A fetch reads from one segment, as in Kafka: however large its budget, it holds one
+    // segment file per partition until sent.
+    let whole = log.read_regions(0, usize::MAX, i64::MAX, true).unwrap();
+    assert_eq!(whole.regions.len(), 1);
+    assert_eq!(whole.size, stored[0].1.len());
+    drop(whole);
+    let check_all = |log: &PartitionLog| {
+        for (base, bytes) in stored.iter().rev() {
+            let got = log.read(*base, 1, i64::MAX, true).unwrap().records;
+            assert_eq!(&got[..], &bytes[..], "segment {base}");
+        }
+        let all: Vec<u8> = stored.iter().flat_map(|(_, b)| b.clone()).collect();
+        let mut from = 0;
+        let mut got = Vec::new();
+        while from < log.log_end_offset() {
+            let chunk = log.read(from, 64 * 1024, i64::MAX, true).unwrap().records;
+            let hs = headers(&chunk);
+            from = hs.last().unwrap().next_offset();
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, all);
+    };
+    check_all(&log);
+    let mut out = Vec::new();
+    first.regions[0].read_to(&mut out).unwrap();
+    assert_eq!(out, stored[0].1);
+    drop(first);
+    let open_now = fds_under(&dir);
+    assert!(
+        open_now <= bound,
+        "{open_now} descriptors open after reading every segment"
+    );
+
+    // Restart: loading scans every segment, and keeps no more open than before.
+    log.close().unwrap();
+    drop(log);
+    assert_eq!(fds_under(&dir), 0, "a dropped log keeps no descriptor");
+    let mut log = open(root.path(), config.clone());
+    assert_eq!(log.segment_count(), segments);
+    let open_now = fds_under(&dir);
+    assert!(
+        open_now <= bound,
+        "{open_now} descriptors open after loading {segments} segments"
+    );
+    check_all(&log);
+    let next = log.log_end_offset();
+    log.append(&simple(1, 5), 0, 0).unwrap();
+    assert_eq!(
+        log.read(next, 1, i64::MAX, true).unwrap().records.len(),
+        simple(1, 5).len()
+    );
+
+    // Retention deletes closed segments whatever their handles' state; none stays open.
+    log.set_config(LogConfig {
+        retention_bytes: 0,
+        ..config
+    });
+    assert_eq!(log.apply_retention(0).unwrap(), segments);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log_files(&dir, "log").len(), 1);
+    let open_now = fds_under(&dir);
+    assert!(
+        open_now <= 3,
+        "{open_now} descriptors open on a one-segment log"
+    );
+}
