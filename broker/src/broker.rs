@@ -81,6 +81,9 @@ impl Broker {
         .context("cannot open the cluster metadata store")?;
         let image = store.image();
         let soft_limit = crate::fd_budget::raise_nofile_limit();
+        let cache_slots = config
+            .segment_cache_slots
+            .unwrap_or_else(|| crate::fd_budget::default_segment_cache_slots(soft_limit));
         let (mut dirs, mut segments) = (0, 0);
         for dir in &config.log_dirs {
             let (p, s) = crate::fd_budget::count_segments(dir);
@@ -99,8 +102,16 @@ impl Broker {
             hosted.saturating_sub(dirs),
             soft_limit,
             crate::fd_budget::open_fds(),
+            cache_slots,
         )
         .map_err(anyhow::Error::msg)?;
+        crate::log::segment_files::segment_file_cache()
+            .set_capacity(usize::try_from(cache_slots).unwrap_or(usize::MAX));
+        tracing::info!(
+            open_files_limit = soft_limit,
+            segment_cache_slots = cache_slots,
+            "rolled segments' files are opened on demand and kept in a cache of {cache_slots} slots"
+        );
         let config_for = |topic: &str| {
             image
                 .topic(topic)
@@ -365,6 +376,7 @@ impl Broker {
             self.config.max_partitions,
             soft,
             crate::fd_budget::open_fds(),
+            crate::log::segment_files::segment_file_cache().capacity() as u64,
         );
         match refusal {
             Some(why) => Err(ApiError::new(ResponseError::PolicyViolation, why)),

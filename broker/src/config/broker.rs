@@ -279,7 +279,7 @@ pub(crate) const LISTENER_ONLY_DYNAMIC: &[&str] = &[
 ];
 
 /// Keys Oxbow accepts without a warning although Kafka does not define them.
-pub const OXBOW_EXTRA_KEYS: &[&str] = &["cluster.id", MAX_PARTITIONS_KEY];
+pub const OXBOW_EXTRA_KEYS: &[&str] = &["cluster.id", MAX_PARTITIONS_KEY, SEGMENT_CACHE_SLOTS_KEY];
 
 /// Oxbow extra key: the most partitions this broker hosts (all topics, internal ones
 /// included); partition-creating requests beyond it get POLICY_VIOLATION. Requests are also
@@ -288,6 +288,12 @@ pub const MAX_PARTITIONS_KEY: &str = "oxbow.max.partitions";
 
 /// Default of [`MAX_PARTITIONS_KEY`].
 pub const DEFAULT_MAX_PARTITIONS: u64 = 20_000;
+
+/// Oxbow extra key: how many rolled segments' `.log` files stay open in the broker-wide
+/// cache (`crate::log::segment_files`); the least recently used beyond it are closed and
+/// reopened when read. Named after Kafka's `max.incremental.fetch.session.cache.slots`.
+/// Not set: derived from the open files limit (`crate::fd_budget::default_segment_cache_slots`).
+pub const SEGMENT_CACHE_SLOTS_KEY: &str = "oxbow.max.segment.cache.slots";
 
 /// Every known broker key, sorted by name.
 pub fn broker_config_keys() -> &'static [BrokerConfigKey] {
@@ -465,6 +471,9 @@ pub struct BrokerConfig {
     pub num_io_threads: i32,
     /// `oxbow.max.partitions` (an Oxbow extra key, [`DEFAULT_MAX_PARTITIONS`]).
     pub max_partitions: u64,
+    /// `oxbow.max.segment.cache.slots` (an Oxbow extra key); `None`: derived from the open
+    /// files limit at start-up.
+    pub segment_cache_slots: Option<u64>,
     /// `cluster.id` (an Oxbow extra key, not a Kafka `server.properties` key).
     pub cluster_id: Option<String>,
     /// Log defaults for topics without overrides (from `log.segment.bytes`, `log.roll.*`,
@@ -927,6 +936,23 @@ impl BrokerConfig {
                 })?,
         };
 
+        let segment_cache_slots = match layers.get(SEGMENT_CACHE_SLOTS_KEY) {
+            None => None,
+            Some(raw) => Some(
+                raw.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        ConfigError::invalid_value(
+                            SEGMENT_CACHE_SLOTS_KEY,
+                            raw,
+                            "Value must be at least 1",
+                        )
+                    })?,
+            ),
+        };
+
         let drf_raw = int("default.replication.factor")?;
         let default_replication_factor = i16::try_from(drf_raw)
             .ok()
@@ -1001,6 +1027,7 @@ impl BrokerConfig {
             num_network_threads: int("num.network.threads")?,
             num_io_threads: int("num.io.threads")?,
             max_partitions,
+            segment_cache_slots,
             cluster_id,
             log_defaults,
             explicit,

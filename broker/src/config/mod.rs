@@ -28,7 +28,7 @@ mod types;
 pub use broker::{
     broker_config_key, broker_config_keys, BrokerConfig, BrokerConfigKey, Listener, UpdateMode,
     DEFAULT_LISTENER_SECURITY_PROTOCOL_MAP, DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS_KEY,
-    OXBOW_EXTRA_KEYS,
+    OXBOW_EXTRA_KEYS, SEGMENT_CACHE_SLOTS_KEY,
 };
 pub use describe::{
     describe_broker_configs, describe_cluster_default_broker_configs, describe_topic_configs,
