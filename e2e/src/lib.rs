@@ -380,6 +380,8 @@ pub struct Broker {
     starts: u32,
     /// Extra environment for the process (e.g. KAFKA_HEAP_OPTS).
     env: Vec<(String, String)>,
+    /// `ulimit -n` (soft and hard) for the next starts, if set.
+    open_files_limit: Option<u64>,
 }
 
 /// Starts real Apache Kafka brokers (see [`Broker`]).
@@ -461,6 +463,7 @@ impl Broker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            open_files_limit: None,
             dir,
         };
         broker.write_config();
@@ -567,6 +570,27 @@ impl Broker {
         self.spawn();
     }
 
+    /// Sets the open files limit (`ulimit -n`, soft and hard, so the broker cannot raise
+    /// it) of the starts that follow; `None` inherits the harness's.
+    pub fn set_open_files_limit(&mut self, limit: Option<u64>) {
+        self.open_files_limit = limit;
+    }
+
+    /// Starts the stopped broker expecting it to exit (a refused start-up) within 30 s;
+    /// returns what it printed. Panics if it is still running then.
+    pub fn start_until_exit(&mut self) -> ToolOutput {
+        assert!(self.child.is_none(), "broker is still running");
+        let cmd = self.command();
+        let name = cmd.get_program().to_string_lossy().into_owned();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.note("start expected to exit");
+        run_command(cmd, &name, &args, None, Duration::from_secs(30))
+    }
+
     fn note(&self, what: &str) {
         if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&self.log_path) {
             let _ = writeln!(f, "===== e2e harness: {what} =====");
@@ -666,6 +690,41 @@ impl Broker {
         assert!(out.success(), "formatting Kafka storage failed:\n{out}");
     }
 
+    /// The command that starts the broker, with its environment and open files limit.
+    fn command(&self) -> Command {
+        let program = match self.flavor {
+            Flavor::Oxbow => oxbow_broker_bin(),
+            Flavor::Kafka => Self::kafka_bin().join("kafka-server-start.sh"),
+        };
+        let mut cmd = match self.open_files_limit {
+            None => Command::new(program),
+            Some(limit) => {
+                // `ulimit -n` in the shell that then becomes the broker (same pid).
+                let mut c = Command::new("bash");
+                c.args(["-c", r#"ulimit -n "$1" && shift && exec "$@""#, "bash"])
+                    .arg(limit.to_string())
+                    .arg(program);
+                c
+            }
+        };
+        if self.flavor == Flavor::Kafka {
+            cmd.env("KAFKA_HEAP_OPTS", "-Xmx512m -Xms512m");
+            cmd.env("LOG_DIR", self.dir.path().join("kafka-logs"));
+        }
+        cmd.arg(self.config_path()).args(self.listener_overrides());
+        if self.flavor == Flavor::Oxbow {
+            if std::env::var_os("RUST_LOG").is_none() {
+                cmd.env("RUST_LOG", "info");
+            }
+            // The log goes to a file that is printed on failure: no colour codes.
+            cmd.env("NO_COLOR", "1");
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
     fn spawn(&mut self) {
         let start_offset = self.spawn_process();
         self.wait_ready(start_offset);
@@ -680,26 +739,7 @@ impl Broker {
             .expect("broker log file");
         let start_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         self.starts += 1;
-        let mut cmd = match self.flavor {
-            Flavor::Oxbow => Command::new(oxbow_broker_bin()),
-            Flavor::Kafka => {
-                let mut c = Command::new(Self::kafka_bin().join("kafka-server-start.sh"));
-                c.env("KAFKA_HEAP_OPTS", "-Xmx512m -Xms512m");
-                c.env("LOG_DIR", self.dir.path().join("kafka-logs"));
-                c
-            }
-        };
-        cmd.arg(self.config_path()).args(self.listener_overrides());
-        if self.flavor == Flavor::Oxbow {
-            if std::env::var_os("RUST_LOG").is_none() {
-                cmd.env("RUST_LOG", "info");
-            }
-            // The log goes to a file that is printed on failure: no colour codes.
-            cmd.env("NO_COLOR", "1");
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.command();
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);

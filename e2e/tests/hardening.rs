@@ -415,3 +415,140 @@ fn per_address_limits_and_idle_expiry_behave_as_in_kafka() {
     let after = r["idle_closed_after_ms"].as_u64().expect("ms");
     assert!(after >= 2900, "closed only once idle for 3 s: {out}");
 }
+
+/// Descriptors the process `pid` has open (entries of `/proc/<pid>/fd`).
+fn open_fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Issue 15: a partition with more rolled segments than the broker may open descriptors
+/// (`ulimit -n 1024`, 1,200 segments) used to stop the broker from starting; now only each
+/// partition's active segment keeps its files open and rolled ones go through a bounded
+/// cache, so it starts, serves every record of every segment, and stays within a few
+/// hundred descriptors. When even the active segments do not fit (`ulimit -n 600` with 61
+/// partitions) start-up is refused with a message naming `ulimit -n` and the counts.
+/// Oxbow-only: Apache Kafka keeps every segment's files open (and maps its indexes).
+#[test]
+fn a_low_open_files_limit_still_serves_every_rolled_segment() {
+    let t = tools_or_skip!();
+    let mut b = Broker::start();
+    let bs = b.bootstrap();
+    // segment.index.bytes=4 holds one index entry and index.interval.bytes=0 adds one from
+    // the second batch on: two single-record batches per segment.
+    t.run(
+        "kafka-topics.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--create",
+            "--topic",
+            "segs",
+            "--partitions",
+            "1",
+            "--config",
+            "segment.index.bytes=4",
+            "--config",
+            "index.interval.bytes=0",
+        ],
+    )
+    .ok();
+    t.run(
+        "kafka-topics.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--create",
+            "--topic",
+            "wide",
+            "--partitions",
+            "60",
+        ],
+    )
+    .ok();
+    let records: Vec<String> = (0..2_400).map(|i| format!("record {i} of segs")).collect();
+    let input: String = records.iter().map(|r| format!("{r}\n")).collect();
+    t.run_stdin(
+        "kcat",
+        &[
+            "-b",
+            &bs,
+            "-P",
+            "-t",
+            "segs",
+            "-p",
+            "0",
+            "-X",
+            "batch.num.messages=1",
+        ],
+        &input,
+    )
+    .ok();
+    b.stop();
+    let segments = std::fs::read_dir(b.data_dir().join("segs-0"))
+        .expect("segs-0")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        })
+        .count();
+    let limit = 1024;
+    assert!(
+        segments > limit,
+        "{segments} segments: more than the {limit} descriptors are needed to show anything"
+    );
+
+    // Not even the 61 partitions' active segments fit under 600: refused, clearly.
+    b.set_open_files_limit(Some(600));
+    let refused = b.start_until_exit();
+    assert!(
+        !refused.success(),
+        "start-up under ulimit -n 600 must fail: {refused}"
+    );
+    let said = refused.combined();
+    assert!(
+        said.contains("ulimit -n") && said.contains("61 partitions"),
+        "the refusal names ulimit -n and the partitions: {refused}"
+    );
+
+    b.set_open_files_limit(Some(limit as u64));
+    b.start_again();
+    let pid = b.pid().expect("running");
+    let out = t
+        .run(
+            "kcat",
+            &[
+                "-b",
+                &bs,
+                "-C",
+                "-t",
+                "segs",
+                "-p",
+                "0",
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%o %s\n",
+            ],
+        )
+        .ok();
+    let expected: Vec<String> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{i} {r}"))
+        .collect();
+    assert_eq!(
+        out.lines(),
+        expected,
+        "every record of every segment, in order"
+    );
+    let fds = open_fds_of(pid);
+    eprintln!("{segments} segments in segs-0, 61 partitions: {fds} descriptors open after reading them all");
+    // 3 per partition's active segment, 64 cache slots (derived from ulimit -n 1024),
+    // and the broker's own (listener, connections, metadata store, runtime).
+    assert!(
+        fds <= 3 * 61 + 64 + 100,
+        "{fds} descriptors open with {segments} segments"
+    );
+}
