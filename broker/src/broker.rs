@@ -13,14 +13,15 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{self, BrokerConfig};
-use crate::controller::placement::PlacementBroker;
-use crate::controller::{topics, ControllerConfig};
+use crate::controller::service::ControllerTimers;
+use crate::controller::{Controller, ControllerConfig, ControllerReply, ControllerRequest};
 use crate::error::ApiError;
 use crate::group::{self, CoordinatorHost, GroupCoordinator, GroupLimits, OFFSETS_TOPIC};
+use crate::lifecycle::{BrokerLifecycle, ControllerChannel, ControllerForwarder};
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
 use crate::metadata::{
-    LocalMetadataStore, MetadataImage, MetadataRecord, MetadataStore, PartitionState, ProposeError,
-    TopicImage,
+    BrokerEndpoint, BrokerRegistration, LocalMetadataStore, MetadataImage, MetadataRecord,
+    MetadataStore, PartitionState, TopicImage,
 };
 use crate::replica::fetch_session::FetchSessionCache;
 use crate::replica::{Partition, ReplicaManager};
@@ -56,7 +57,15 @@ pub struct Broker {
     groups: GroupCoordinator,
     /// Serialises topic-level administration so two CreateTopics for one name cannot race.
     admin: tokio::sync::Mutex<()>,
+    /// The route to the active controller (this node's own, or forwarded).
+    channel: Arc<ControllerChannel>,
+    /// This broker's registration and heartbeats.
+    lifecycle: Arc<BrokerLifecycle>,
 }
+
+/// How long an administrative request waits for the controller's answer and for this
+/// node's image to include the change (Kafka's default `request.timeout.ms`).
+const CONTROLLER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Broker {
     /// Opens the metadata store and every partition log (recovering after a crash) and makes
@@ -79,6 +88,20 @@ impl Broker {
             config.cluster_id.as_deref(),
         )
         .context("cannot open the cluster metadata store")?;
+        let store = Arc::new(store);
+        let broker = Broker::open_with_store(config, store.clone(), None)?;
+        broker.register_single_node(&store)?;
+        Ok(broker)
+    }
+
+    /// Opens every partition log over `store` (the single node's local store, or the
+    /// replicated quorum with `forwarder` reaching the other nodes' controllers). Nodes with
+    /// the controller role run a [`Controller`] that decides when this node is active.
+    pub fn open_with_store(
+        config: BrokerConfig,
+        store: Arc<dyn MetadataStore>,
+        forwarder: Option<Arc<dyn ControllerForwarder>>,
+    ) -> anyhow::Result<Arc<Broker>> {
         let image = store.image();
         let soft_limit = crate::fd_budget::raise_nofile_limit();
         let cache_slots = config
@@ -139,11 +162,36 @@ impl Broker {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             max_size: usize::MAX,
         };
+        let is_controller = config.process_roles.is_empty()
+            || config.process_roles.iter().any(|r| r == "controller");
+        let controller = is_controller.then(|| {
+            Arc::new(Controller::new(
+                config.node_id,
+                store.clone(),
+                ControllerConfig::from_broker(&config),
+            ))
+        });
+        let channel = Arc::new(ControllerChannel::new(
+            config.node_id,
+            store.clone(),
+            controller,
+            forwarder,
+            CONTROLLER_REQUEST_TIMEOUT,
+        ));
+        let lifecycle = Arc::new(BrokerLifecycle::new(
+            config.node_id,
+            config.broker_rack.clone(),
+            registration_endpoints(&config),
+            Duration::from_millis(config.broker_heartbeat_interval_ms.max(10) as u64),
+        ));
         let broker = Broker {
             groups: GroupCoordinator::new(limits),
             effective: std::sync::RwLock::new(Arc::new(effective)),
-            producer_ids: tokio::sync::Mutex::new((image.next_producer_id, image.next_producer_id)),
-            metadata: Arc::new(store),
+            // Ids come in blocks from the controller; the first request fetches one.
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            channel,
+            lifecycle,
+            metadata: store,
             logs: Arc::new(logs),
             replicas: ReplicaManager::default(),
             fetch_sessions: Mutex::new(FetchSessionCache::new(
@@ -168,6 +216,28 @@ impl Broker {
         Ok(Arc::new(broker))
     }
 
+    /// A single node is its own controller and trivially caught up with its own metadata:
+    /// it registers, unfenced, before serving (replacing its previous run's registration
+    /// without the fencing a restarted cluster member goes through: there is no other broker
+    /// to move leaderships to), so its image lists it as Kafka's would. The lifecycle's later
+    /// registration through the controller carries the same incarnation and changes nothing.
+    fn register_single_node(&self, store: &LocalMetadataStore) -> anyhow::Result<()> {
+        let image = store.image();
+        let registration = BrokerRegistration {
+            id: self.config.node_id,
+            incarnation_id: self.lifecycle.incarnation_id(),
+            epoch: image.offset + 1,
+            rack: self.config.broker_rack.clone(),
+            endpoints: registration_endpoints(&self.config),
+            fenced: false,
+            in_controlled_shutdown: false,
+        };
+        store
+            .commit_blocking(&[MetadataRecord::RegisterBroker(registration)])
+            .context("cannot record this node's registration")?;
+        Ok(())
+    }
+
     /// The static configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
@@ -181,22 +251,6 @@ impl Broker {
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
-    }
-
-    /// Commits metadata records and answers the image that includes them. NOT_CONTROLLER
-    /// when this node is not the active controller; a store failure is reported to the
-    /// client as UNKNOWN_SERVER_ERROR with the store's message (the request had been valid).
-    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, ApiError> {
-        match self.metadata.propose(records).await {
-            Ok(_offset) => Ok(self.metadata.image()),
-            Err(e @ ProposeError::NotController { .. }) => {
-                Err(ApiError::new(ResponseError::NotController, e.to_string()))
-            }
-            Err(ProposeError::Store(e)) => Err(ApiError::new(
-                ResponseError::UnknownServerError,
-                e.to_string(),
-            )),
-        }
     }
 
     /// The metadata quorum's state as this node sees it (DescribeQuorum).
@@ -237,26 +291,6 @@ impl Broker {
     /// Ids of live brokers (just this one until the cluster layer exists).
     pub fn live_brokers(&self) -> Vec<i32> {
         vec![self.config.node_id]
-    }
-
-    /// The brokers the controller places replicas on: the registered brokers of `image`,
-    /// or this broker alone while none is registered (a single node, which is its own
-    /// controller and registers nothing).
-    fn placement_brokers(&self, image: &MetadataImage) -> Vec<PlacementBroker> {
-        let registered = crate::controller::placement::placement_brokers(image);
-        if !registered.is_empty() {
-            return registered;
-        }
-        vec![PlacementBroker {
-            id: self.config.node_id,
-            rack: self.config.broker_rack.clone(),
-            usable: true,
-        }]
-    }
-
-    /// The settings controller decisions take from this broker's configuration.
-    fn controller_config(&self) -> ControllerConfig {
-        ControllerConfig::from_broker(&self.config)
     }
 
     /// How many of `partitions` this broker hosts (the logs a decision would create here).
@@ -384,6 +418,47 @@ impl Broker {
         }
     }
 
+    /// True for a node that is a cluster of its own (no quorum peers).
+    pub fn is_single_node(&self) -> bool {
+        !self.channel.forwards()
+    }
+
+    /// Has the active controller decide and commit `request` (see [`ControllerChannel`]).
+    pub(crate) async fn submit(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerReply, ApiError> {
+        self.channel.submit(request).await.map_err(ApiError::from)
+    }
+
+    /// Waits until this node's image satisfies `done` (a committed change has reached it),
+    /// answering that image; REQUEST_TIMED_OUT after [`CONTROLLER_REQUEST_TIMEOUT`].
+    async fn await_image(
+        &self,
+        done: impl Fn(&MetadataImage) -> bool,
+    ) -> Result<Arc<MetadataImage>, ApiError> {
+        let mut images = self.metadata.subscribe();
+        let waited = tokio::time::timeout(CONTROLLER_REQUEST_TIMEOUT, async {
+            loop {
+                let image = images.borrow_and_update().clone();
+                if done(&image) {
+                    return Some(image);
+                }
+                if images.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Some(image)) => Ok(image),
+            _ => Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                "the change was committed but has not reached this broker yet",
+            )),
+        }
+    }
+
     /// Creates a topic after checking it as Apache Kafka's controller does. With
     /// `validate_only` nothing changes. Errors carry Kafka's code and message.
     pub(crate) async fn create_topic(
@@ -392,16 +467,39 @@ impl Broker {
         validate_only: bool,
     ) -> Result<TopicImage, ApiError> {
         let _admin = self.admin.lock().await;
-        let image = self.image();
-        let brokers = self.placement_brokers(&image);
-        let topic = topics::plan_topic(&image, &brokers, &self.controller_config(), new)?;
-        self.check_partition_budget(self.hosted(&topic.partitions))?;
+        // The controller plans the topic first, so this broker can refuse what it could not
+        // host (its descriptor budget) before anything is committed.
+        let planned = match self
+            .submit(ControllerRequest::CreateTopic {
+                topic: new.clone(),
+                validate_only: true,
+            })
+            .await?
+        {
+            ControllerReply::TopicCreated(topic) => topic,
+            other => return Err(unexpected(&other)),
+        };
+        self.check_partition_budget(self.hosted(&planned.partitions))?;
         if validate_only {
-            return Ok(topic);
+            return Ok(planned);
         }
-        self.commit(vec![MetadataRecord::Topic(topic.clone())])
+        let topic = match self
+            .submit(ControllerRequest::CreateTopic {
+                topic: new,
+                validate_only: false,
+            })
+            .await?
+        {
+            ControllerReply::TopicCreated(topic) => topic,
+            other => return Err(unexpected(&other)),
+        };
+        let id = topic.id;
+        let image = self
+            .await_image(|i| i.topic(&topic.name).is_some_and(|t| t.id == id))
             .await?;
-        self.ensure_logs(&topic).await?;
+        if let Some(committed) = image.topic(&topic.name) {
+            self.ensure_logs(committed).await?;
+        }
         info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
         Ok(topic)
     }
@@ -409,10 +507,18 @@ impl Broker {
     /// Deletes a topic and its logs.
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, ApiError> {
         let _admin = self.admin.lock().await;
-        let image = self.image();
-        let (record, id) = topics::plan_delete_topic(&image, &self.controller_config(), name)?;
-        let partition_count = image.topic(name).map_or(0, |t| t.partitions.len());
-        self.commit(vec![record]).await?;
+        let partition_count = self.image().topic(name).map_or(0, |t| t.partitions.len());
+        let id = match self
+            .submit(ControllerRequest::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            ControllerReply::TopicDeleted { id } => id,
+            other => return Err(unexpected(&other)),
+        };
+        self.await_image(|i| i.topic(name).is_none_or(|t| t.id != id))
+            .await?;
         // Renames and fsyncs per partition: on a blocking thread.
         let logs = self.logs.clone();
         let (topic_name, count) = (name.to_string(), partition_count);
@@ -450,19 +556,25 @@ impl Broker {
     ) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
         let image = self.image();
-        let brokers = self.placement_brokers(&image);
-        let new_partitions =
-            topics::plan_create_partitions(&image, &brokers, name, count, assignments.as_deref())?;
         let current = image.topic(name).map_or(0, |t| t.partitions.len());
-        self.check_partition_budget(self.hosted(&new_partitions))?;
+        // The placement is the controller's; the budget check counts every new partition as
+        // possibly hosted here (exact on one broker, an upper bound in a cluster).
+        let adding = usize::try_from(count).unwrap_or(0).saturating_sub(current);
+        let request = |validate_only| ControllerRequest::CreatePartitions {
+            topic: name.to_string(),
+            count,
+            assignments: assignments.clone(),
+            validate_only,
+        };
+        self.submit(request(true)).await?;
+        self.check_partition_budget(adding)?;
         if validate_only {
             return Ok(());
         }
+        self.submit(request(false)).await?;
+        let wanted = usize::try_from(count).unwrap_or(usize::MAX);
         let next = self
-            .commit(vec![MetadataRecord::AddPartitions {
-                topic: name.to_string(),
-                partitions: new_partitions,
-            }])
+            .await_image(|i| i.topic(name).is_some_and(|t| t.partitions.len() >= wanted))
             .await?;
         if let Some(topic) = next.topic(name) {
             self.ensure_logs(topic).await?;
@@ -479,11 +591,17 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
-        let record = topics::plan_topic_configs(&self.image(), name, configs.clone())?;
+        self.submit(ControllerRequest::AlterTopicConfigs {
+            topic: name.to_string(),
+            configs: configs.clone(),
+            validate_only,
+        })
+        .await?;
         if validate_only {
             return Ok(());
         }
-        self.commit(vec![record]).await?;
+        self.await_image(|i| i.topic(name).is_none_or(|t| t.configs == configs))
+            .await?;
         self.logs
             .update_topic_config(name, self.log_config(&configs));
         Ok(())
@@ -497,11 +615,17 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
-        let record = topics::plan_broker_configs(entity, configs)?;
+        self.submit(ControllerRequest::AlterBrokerConfigs {
+            entity: entity.to_string(),
+            configs: configs.clone(),
+            validate_only,
+        })
+        .await?;
         if validate_only {
             return Ok(());
         }
-        self.commit(vec![record]).await?;
+        self.await_image(|i| i.broker_config(entity) == configs)
+            .await?;
         // Topic defaults may have changed (log.retention.ms, log.segment.bytes, ...).
         self.refresh_effective_config();
         let image = self.image();
@@ -512,20 +636,100 @@ impl Broker {
         Ok(())
     }
 
-    /// A fresh producer id, never handed out before by this cluster.
+    /// A fresh producer id, never handed out before by this cluster: ids come from the
+    /// controller in blocks, so a restart (or another broker) never repeats one.
     pub(crate) async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
         let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let end = ids.0 + PRODUCER_ID_BLOCK;
-            self.commit(vec![MetadataRecord::ProducerIds {
-                next_producer_id: end,
-            }])
-            .await?;
-            ids.1 = end;
+            match self
+                .submit(ControllerRequest::AllocateProducerIds {
+                    count: PRODUCER_ID_BLOCK,
+                })
+                .await?
+            {
+                ControllerReply::ProducerIds { first, count } => *ids = (first, first + count),
+                other => return Err(unexpected(&other)),
+            }
         }
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+
+    /// Registers this broker with the active controller and heartbeats until it is
+    /// unfenced (or `wait` passes: a broker that cannot reach a quorum still starts, and
+    /// keeps trying in [`Self::run_lifecycle`]).
+    pub async fn register(&self, wait: Duration) {
+        let cluster_id = self.image().cluster_id.clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        let registered = tokio::time::timeout_at(
+            deadline,
+            self.lifecycle.register(&self.channel, &cluster_id),
+        )
+        .await;
+        if registered.is_err() {
+            warn!("not registered with a controller yet; serving and retrying");
+            return;
+        }
+        while tokio::time::Instant::now() < deadline {
+            match self
+                .lifecycle
+                .heartbeat(&self.channel, self.image().offset, false)
+                .await
+            {
+                Ok(reply) if !reply.is_fenced => return,
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "heartbeat failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        warn!("still fenced by the controller; serving and retrying");
+    }
+
+    /// Heartbeats (and the controller's timers on a controller node) until `shutdown`. A
+    /// single node does neither: it is the only broker and its own controller, so there is
+    /// no session to lose (a starved heartbeat task must not fence the whole cluster).
+    pub async fn run_lifecycle(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        if self.is_single_node() {
+            return;
+        }
+        let controller = self.channel.local_controller().cloned().map(|c| {
+            let timers = ControllerTimers::from_broker(&self.config);
+            tokio::spawn(c.run(timers, shutdown.clone()))
+        });
+        self.lifecycle
+            .clone()
+            .run(
+                self.channel.clone(),
+                self.metadata.clone(),
+                self.image().cluster_id.clone(),
+                shutdown,
+            )
+            .await;
+        if let Some(c) = controller {
+            let _ = c.await;
+        }
+    }
+
+    /// Controlled shutdown (SIGTERM, `controlled.shutdown.enable`): leaderships move to other
+    /// in-sync replicas before this broker exits. A single node has nowhere to move them.
+    pub async fn controlled_shutdown(&self) {
+        if !self.config.controlled_shutdown_enable || self.is_single_node() {
+            return;
+        }
+        let done = self
+            .lifecycle
+            .controlled_shutdown(
+                &self.channel,
+                self.metadata.as_ref(),
+                CONTROLLER_REQUEST_TIMEOUT,
+            )
+            .await;
+        if done {
+            info!("controlled shutdown complete: this broker leads no partition");
+        } else {
+            warn!("controlled shutdown did not complete in time; exiting anyway");
+        }
     }
 
     /// Periodic work: retention every `log.retention.check.interval.ms`, offset checkpoints
@@ -662,6 +866,33 @@ fn create_logs(
         .filter(|tp| logs.get(tp).is_none())
         .collect();
     logs.create_many(&missing, &config, Some(topic.id))
+}
+
+/// The endpoints this broker registers: its advertised listeners with their security
+/// protocols (wildcard hosts advertised as loopback, as [`Broker::advertised_endpoint`]).
+fn registration_endpoints(config: &BrokerConfig) -> Vec<BrokerEndpoint> {
+    config
+        .advertised_listeners
+        .iter()
+        .map(|l| BrokerEndpoint {
+            listener: l.name.clone(),
+            host: if l.host.is_empty() || l.host == "0.0.0.0" {
+                "127.0.0.1".to_string()
+            } else {
+                l.host.clone()
+            },
+            port: l.port,
+            security_protocol: config.security_protocol_of(&l.name),
+        })
+        .collect()
+}
+
+/// A controller reply of the wrong kind: a bug between broker and controller versions.
+fn unexpected(reply: &ControllerReply) -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownServerError,
+        format!("unexpected controller reply {reply:?}"),
+    )
 }
 
 /// Sleeps until `deadline`, or forever if there is none.

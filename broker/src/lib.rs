@@ -22,6 +22,7 @@ pub mod controller;
 pub mod error;
 pub mod fd_budget;
 pub mod group;
+pub mod lifecycle;
 pub mod log;
 pub mod metadata;
 pub mod reaction;

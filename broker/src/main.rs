@@ -6,6 +6,7 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -86,8 +87,12 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .context("start-up panicked")??;
+    // Registered and unfenced before clients are served, so Metadata lists this broker
+    // (bounded: a node whose quorum is not up yet starts serving and keeps trying).
+    broker.register(Duration::from_secs(30)).await;
     let listeners = server::bind(&broker).await?;
     let (stop, stopped) = watch::channel(false);
+    let lifecycle = tokio::spawn(broker.clone().run_lifecycle(stopped.clone()));
     let background = tokio::spawn(broker.clone().run_background(stopped.clone()));
     let coordinator = {
         let broker = broker.clone();
@@ -102,8 +107,10 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         _ = term.recv() => info!("SIGTERM received, shutting down"),
         _ = int.recv() => info!("SIGINT received, shutting down"),
     }
+    broker.controlled_shutdown().await;
     let _ = stop.send(true);
     let _ = serving.await;
+    let _ = lifecycle.await;
     let _ = background.await;
     let _ = coordinator.await;
     let broker: Arc<Broker> = broker;

@@ -91,9 +91,10 @@ impl LocalMetadataStore {
         })
     }
 
-    /// See [`Inner::commit`].
-    #[cfg(test)]
-    fn commit(&self, records: &[MetadataRecord]) -> Result<i64> {
+    /// Commits `records` now, blocking on the file write, and answers their offset. For
+    /// start-up, before the async runtime serves anything (a single node registering
+    /// itself); everything else goes through [`MetadataStore::propose`].
+    pub fn commit_blocking(&self, records: &[MetadataRecord]) -> Result<i64> {
         self.inner.commit(records)
     }
 }
@@ -202,7 +203,7 @@ mod tests {
         let cluster_id = store.image().cluster_id.clone();
         let id = new_topic_id();
         store
-            .commit(&[MetadataRecord::Topic(TopicImage {
+            .commit_blocking(&[MetadataRecord::Topic(TopicImage {
                 name: "t".into(),
                 id,
                 partitions: vec![PartitionState {
@@ -232,7 +233,7 @@ mod tests {
         let before = store.image();
         // A directory where the temporary file must go makes the write fail.
         std::fs::create_dir(dir.path().join("metadata-image.json.tmp")).unwrap();
-        let err = store.commit(&[MetadataRecord::ProducerIds {
+        let err = store.commit_blocking(&[MetadataRecord::ProducerIds {
             next_producer_id: 1000,
         }]);
         assert!(err.is_err());
