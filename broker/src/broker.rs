@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::group::{self, CoordinatorHost, GroupCoordinator, GroupLimits, OFFSETS_TOPIC};
 use crate::lifecycle::{BrokerLifecycle, ControllerChannel, ControllerForwarder};
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
+use crate::metadata::quorum::QuorumStore;
 use crate::metadata::{
     BrokerEndpoint, BrokerRegistration, LocalMetadataStore, MetadataImage, MetadataRecord,
     MetadataStore, PartitionState, TopicImage,
@@ -216,6 +217,37 @@ impl Broker {
         Ok(Arc::new(broker))
     }
 
+    /// Starts a node of a replicated cluster (`controller.quorum.voters` names several
+    /// nodes): joins the metadata quorum, waits until the quorum has told it the cluster id,
+    /// opens the logs, and answers controller requests forwarded by other nodes with its own
+    /// controller. Answers the broker and its quorum store (to shut down last).
+    pub async fn start_replicated(
+        config: BrokerConfig,
+    ) -> anyhow::Result<(Arc<Broker>, Arc<QuorumStore>)> {
+        let quorum = QuorumStore::start(&config, None)
+            .await
+            .context("cannot start the metadata quorum")?;
+        let cluster_id = quorum
+            .wait_for_cluster_id(Duration::from_secs(120))
+            .await
+            .context("cannot join the metadata quorum")?;
+        info!(%cluster_id, "joined the metadata quorum");
+        let forwarder: Arc<dyn ControllerForwarder> = Arc::new(QuorumForwarder(quorum.clone()));
+        let store: Arc<dyn MetadataStore> = quorum.clone();
+        let broker = tokio::task::spawn_blocking(move || {
+            Broker::open_with_store(config, store, Some(forwarder))
+        })
+        .await
+        .context("start-up panicked")??;
+        if let Some(controller) = broker.channel.local_controller().cloned() {
+            quorum.set_controller_handler(Arc::new(move |request| {
+                let controller = controller.clone();
+                Box::pin(async move { controller.handle_json(request).await })
+            }));
+        }
+        Ok((broker, quorum))
+    }
+
     /// A single node is its own controller and trivially caught up with its own metadata:
     /// it registers, unfenced, before serving (replacing its previous run's registration
     /// without the fencing a restarted cluster member goes through: there is no other broker
@@ -223,10 +255,11 @@ impl Broker {
     /// registration through the controller carries the same incarnation and changes nothing.
     fn register_single_node(&self, store: &LocalMetadataStore) -> anyhow::Result<()> {
         let image = store.image();
+        let epoch = image.offset + 1;
         let registration = BrokerRegistration {
             id: self.config.node_id,
             incarnation_id: self.lifecycle.incarnation_id(),
-            epoch: image.offset + 1,
+            epoch,
             rack: self.config.broker_rack.clone(),
             endpoints: registration_endpoints(&self.config),
             fenced: false,
@@ -235,6 +268,7 @@ impl Broker {
         store
             .commit_blocking(&[MetadataRecord::RegisterBroker(registration)])
             .context("cannot record this node's registration")?;
+        self.lifecycle.set_registered(epoch);
         Ok(())
     }
 
@@ -288,9 +322,76 @@ impl Broker {
             })
     }
 
-    /// Ids of live brokers (just this one until the cluster layer exists).
+    /// Ids of live brokers: the registered, unfenced ones (this broker alone until it has
+    /// registered).
     pub fn live_brokers(&self) -> Vec<i32> {
-        vec![self.config.node_id]
+        let live: Vec<i32> = self
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect();
+        if live.is_empty() {
+            vec![self.config.node_id]
+        } else {
+            live
+        }
+    }
+
+    /// Host and port of broker `id` on `listener`, as clients of that listener reach it:
+    /// this broker's own advertised address, or another's from its registration. `None` if
+    /// the broker is unknown, fenced, or has no endpoint on that listener.
+    pub fn endpoint_of(
+        &self,
+        image: &MetadataImage,
+        id: i32,
+        listener: &str,
+    ) -> Option<(String, i32)> {
+        if id == self.config.node_id {
+            return self.advertised_endpoint(listener);
+        }
+        let broker = image.brokers.get(&id).filter(|b| !b.fenced)?;
+        broker
+            .endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .map(|e| (e.host.clone(), i32::from(e.port)))
+    }
+
+    /// The live brokers reachable on `listener`: (id, host, port, rack), by id. This broker is
+    /// listed even before its registration reaches the image.
+    pub fn brokers_on(
+        &self,
+        image: &MetadataImage,
+        listener: &str,
+    ) -> Vec<(i32, String, i32, Option<String>)> {
+        let mut ids: Vec<i32> = image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect();
+        if !ids.contains(&self.config.node_id) {
+            ids.push(self.config.node_id);
+            ids.sort_unstable();
+        }
+        ids.into_iter()
+            .filter_map(|id| {
+                let (host, port) = self.endpoint_of(image, id, listener)?;
+                let rack = if id == self.config.node_id {
+                    self.config.broker_rack.clone()
+                } else {
+                    image.brokers.get(&id).and_then(|b| b.rack.clone())
+                };
+                Some((id, host, port, rack))
+            })
+            .collect()
+    }
+
+    /// The active controller's node id, if one is known.
+    pub fn active_controller(&self) -> Option<i32> {
+        self.metadata.active_controller()
     }
 
     /// How many of `partitions` this broker hosts (the logs a decision would create here).
@@ -643,6 +744,8 @@ impl Broker {
         if ids.0 >= ids.1 {
             match self
                 .submit(ControllerRequest::AllocateProducerIds {
+                    broker_id: self.node_id(),
+                    broker_epoch: self.lifecycle.state().broker_epoch,
                     count: PRODUCER_ID_BLOCK,
                 })
                 .await?
@@ -866,6 +969,19 @@ fn create_logs(
         .filter(|tp| logs.get(tp).is_none())
         .collect();
     logs.create_many(&missing, &config, Some(topic.id))
+}
+
+/// Forwards controller requests over the metadata quorum's control channel.
+struct QuorumForwarder(Arc<QuorumStore>);
+
+impl ControllerForwarder for QuorumForwarder {
+    fn forward(
+        &self,
+        leader: i32,
+        request: serde_json::Value,
+    ) -> crate::metadata::BoxFuture<'_, Result<serde_json::Value, String>> {
+        Box::pin(self.0.call_controller(leader, request))
+    }
 }
 
 /// The endpoints this broker registers: its advertised listeners with their security

@@ -122,26 +122,8 @@ impl ControllerChannel {
                 return Err(err);
             }
         };
-        serde_json::from_value::<Result<ControllerReply, ControllerError>>(reply).map_err(|e| {
-            ControllerError::new(
-                ResponseError::UnknownServerError,
-                format!("controller {leader} answered something unreadable: {e}"),
-            )
-        })?
+        crate::controller::service::decode_response(reply)
     }
-}
-
-/// Serves a controller request forwarded by another node: decode, decide on this node's
-/// controller, encode the outcome. A request for a node that is not (or no longer) the
-/// active controller answers NOT_CONTROLLER, which the sender retries elsewhere.
-pub async fn serve_forwarded(
-    controller: &Controller,
-    request: serde_json::Value,
-) -> Result<serde_json::Value, String> {
-    let request: ControllerRequest =
-        serde_json::from_value(request).map_err(|e| format!("bad controller request: {e}"))?;
-    let outcome = controller.handle(request).await;
-    serde_json::to_value(outcome).map_err(|e| format!("cannot encode the reply: {e}"))
 }
 
 /// What this broker knows about its own registration.
@@ -186,6 +168,15 @@ impl BrokerLifecycle {
                 should_shut_down: false,
             }),
         }
+    }
+
+    /// Records a registration made without the controller channel (a single node writing
+    /// its own registration at start-up).
+    pub fn set_registered(&self, broker_epoch: i64) {
+        self.state.send_modify(|s| {
+            s.broker_epoch = broker_epoch;
+            s.fenced = false;
+        });
     }
 
     /// This process's incarnation id.

@@ -84,9 +84,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .context("start-up panicked")??;
+    let (broker, quorum) = if config.quorum.is_replicated() {
+        let (broker, quorum) = Broker::start_replicated(config).await?;
+        (broker, Some(quorum))
+    } else {
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+            .await
+            .context("start-up panicked")??;
+        (broker, None)
+    };
     // Registered and unfenced before clients are served, so Metadata lists this broker
     // (bounded: a node whose quorum is not up yet starts serving and keeps trying).
     broker.register(Duration::from_secs(30)).await;
@@ -114,7 +120,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = background.await;
     let _ = coordinator.await;
     let broker: Arc<Broker> = broker;
-    tokio::task::spawn_blocking(move || broker.shutdown())
+    let closed = tokio::task::spawn_blocking(move || broker.shutdown())
         .await
-        .context("shutdown panicked")?
+        .context("shutdown panicked")?;
+    if let Some(quorum) = quorum {
+        quorum.shutdown().await;
+    }
+    closed
 }

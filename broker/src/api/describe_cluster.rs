@@ -10,22 +10,23 @@ pub(crate) async fn handle(
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let broker = ctx.broker;
+    let image = broker.image();
     // A listener this broker does not advertise lists no brokers, as in Kafka.
     let brokers = broker
-        .advertised_endpoint(&ctx.listener.name)
-        .map(|(host, port)| {
+        .brokers_on(&image, &ctx.listener.name)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
             DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(broker.node_id()))
+                .with_broker_id(BrokerId(id))
                 .with_host(str_bytes(host))
                 .with_port(port)
-                .with_rack(None)
+                .with_rack(rack.map(str_bytes))
                 .with_is_fenced(false)
         })
-        .into_iter()
         .collect();
     DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(broker.image().cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_id(str_bytes(image.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.active_controller().unwrap_or(-1)))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -68,7 +68,11 @@ async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i3
         .and_then(|t| t.partitions.get(partition as usize).map(|p| p.leader))
         .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable))?;
     if leader != broker.node_id() {
-        return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
+        // Another broker leads the group's partition: it is the coordinator.
+        return broker
+            .endpoint_of(&broker.image(), leader, &ctx.listener.name)
+            .map(|(host, port)| (leader, host, port))
+            .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable));
     }
     // The topic is in the metadata image before its logs exist (they are created on the
     // blocking pool after the commit). Until the group's partition is loaded here, Kafka

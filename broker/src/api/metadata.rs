@@ -102,68 +102,70 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
 
     let image = broker.image();
     let brokers = broker
-        .advertised_endpoint(&ctx.listener.name)
-        .map(|(host, port)| {
+        .brokers_on(&image, &ctx.listener.name)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(broker.node_id()))
+                .with_node_id(BrokerId(id))
                 .with_host(str_bytes(host))
                 .with_port(port)
-                .with_rack(None)
+                .with_rack(rack.map(str_bytes))
         })
-        .into_iter()
         .collect();
+    let controller = broker.active_controller().unwrap_or(-1);
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id((ctx.version >= 2).then(|| str_bytes(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(if ctx.version >= 1 {
-            broker.node_id()
-        } else {
-            -1
-        }))
+        .with_controller_id(BrokerId(if ctx.version >= 1 { controller } else { -1 }))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
 fn topic_response(ctx: &Ctx<'_>, topic: &TopicImage) -> MetadataResponseTopic {
-    let node_id = ctx.broker.node_id();
-    let reachable = ctx.broker.advertised_endpoint(&ctx.listener.name).is_some();
+    let image = ctx.broker.image();
+    let listener = ctx.listener.name.as_str();
+    let reachable = |id: i32| ctx.broker.endpoint_of(&image, id, listener).is_some();
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            // Kafka's KRaftMetadataCache: replicas that are fenced, unregistered or have no
+            // endpoint on this listener are offline (v5+).
+            let offline: Vec<BrokerId> = if ctx.version >= 5 {
+                p.replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| !reachable(*r))
+                    .map(BrokerId)
+                    .collect()
+            } else {
+                vec![]
+            };
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(if ctx.version >= 7 { p.leader_epoch } else { -1 })
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
-                .with_offline_replicas(vec![]);
-            if reachable || p.leader != node_id {
+                .with_offline_replicas(offline);
+            if p.leader < 0 {
+                // No leader (every ISR member is fenced): clients wait and retry.
+                return partition.with_error_code(ResponseError::LeaderNotAvailable.code());
+            }
+            if reachable(p.leader) {
                 return partition;
             }
-            // Kafka's KRaftMetadataCache: a leader without an endpoint on this listener is
-            // LISTENER_NOT_FOUND (v6+; LEADER_NOT_AVAILABLE before) with no leader, and a
-            // replica without one is offline.
+            // A leader without an endpoint on this listener is LISTENER_NOT_FOUND (v6+;
+            // LEADER_NOT_AVAILABLE before) with no leader.
             let code = if ctx.version >= 6 {
                 ResponseError::ListenerNotFound
             } else {
                 ResponseError::LeaderNotAvailable
             };
-            let offline = if ctx.version >= 5 {
-                p.replicas
-                    .iter()
-                    .copied()
-                    .filter(|r| *r == node_id)
-                    .map(BrokerId)
-                    .collect()
-            } else {
-                vec![]
-            };
             partition
                 .with_error_code(code.code())
                 .with_leader_id(BrokerId(-1))
-                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()

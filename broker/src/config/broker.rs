@@ -900,10 +900,6 @@ impl BrokerConfig {
                 retry_backoff_ms: int("controller.quorum.retry.backoff.ms")?,
             },
         )?;
-        super::quorum::refuse_replicated_until_wired(
-            &quorum,
-            layers.get("controller.quorum.voters").unwrap_or(""),
-        )?;
 
         // Log directories.
         let dirs_raw = match string("log.dirs")? {

@@ -8,7 +8,6 @@
 //!   node that is its own controller, exactly as before (`LocalMetadataStore`);
 //! - `controller.quorum.voters` naming several nodes: the replicated quorum
 //!   (`metadata::quorum`), this node one of its voters when `process.roles` has `controller`.
-//!   Until `Broker::open` starts it, such a config is refused ([`refuse_replicated_until_wired`]).
 //!
 //! Refused at start-up with a message naming the key:
 //! - a voter list without this node while `process.roles` has `controller` (and one with it
@@ -266,23 +265,6 @@ pub(crate) fn parse_quorum(
     Ok(config)
 }
 
-/// Refuses a replicated quorum while `Broker::open` still runs every node as a one-node
-/// cluster (`LocalMetadataStore`): three nodes configured as one cluster must not quietly
-/// become three clusters. The lead removes this call when `Broker::open` starts
-/// `metadata::quorum::QuorumStore` for [`QuorumConfig::is_replicated`] configs.
-pub(crate) fn refuse_replicated_until_wired(
-    quorum: &QuorumConfig,
-    voters_raw: &str,
-) -> Result<(), ConfigError> {
-    if quorum.is_replicated() {
-        return Err(ConfigError::Invalid(format!(
-            "controller.quorum.voters={voters_raw} names {} voters: the broker does not run              the replicated metadata quorum yet, only a single node that is its own controller",
-            quorum.voters.len()
-        )));
-    }
-    Ok(())
-}
-
 /// `id@host:port,...`; duplicate ids are an error, as in Kafka.
 fn parse_voters(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
     let bad = || {
@@ -405,10 +387,6 @@ mod tests {
         .unwrap();
         assert!(q.is_replicated());
         assert_eq!(q.voters.len(), 3);
-        let e = refuse_replicated_until_wired(&q, "0@...")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("names 3 voters"), "{e}");
         assert_eq!(q.voters[2].address(), "[::1]:9093");
         assert_eq!((q.fetch_timeout_ms, q.election_timeout_ms), (2000, 1000));
     }
