@@ -194,7 +194,7 @@ impl Broker {
             lifecycle,
             metadata: store,
             logs: Arc::new(logs),
-            replicas: ReplicaManager::default(),
+            replicas: ReplicaManager::new(config.replica_lag_time_max_ms),
             fetch_sessions: Mutex::new(FetchSessionCache::new(
                 config.max_incremental_fetch_session_cache_slots.max(0) as usize,
             )),
@@ -849,6 +849,11 @@ impl Broker {
             self.config.log_cleaner_backoff_ms.max(1) as u64,
         ));
         compaction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Kafka's isr-expiration task runs every half replica.lag.time.max.ms.
+        let mut isr_expiration = tokio::time::interval(Duration::from_millis(
+            (self.config.replica_lag_time_max_ms / 2).max(1) as u64,
+        ));
+        isr_expiration.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Kafka's log flusher: first run after log.initial.task.delay.ms (30 s), then every
         // log.flush.scheduler.interval.ms; it flushes the logs whose flush.ms has passed.
         // With the default interval (Long.MAX_VALUE) it runs once, as Kafka's does.
@@ -880,6 +885,9 @@ impl Broker {
                         let broker = self.clone();
                         let _ = tokio::task::spawn_blocking(move || broker.logs.flush_rolled_segments()).await;
                     }
+                }
+                _ = isr_expiration.tick() => {
+                    self.replicas.shrink_isrs(now_ms());
                 }
                 _ = compaction.tick() => {
                     let broker = self.clone();

@@ -1743,3 +1743,36 @@ async fn coordinator_is_found_only_once_its_offsets_partition_exists() {
         eprintln!("note: __consumer_offsets was created before the first lookup");
     }
 }
+
+/// A Fetch with a replica id is a follower's: a broker that holds no replica of that id
+/// refuses it with NOT_LEADER_OR_FOLLOWER, as Kafka's leader does, instead of serving it as a
+/// consumer read (a follower read would also move the high watermark).
+#[tokio::test]
+async fn a_follower_fetch_from_a_broker_that_is_not_a_replica_is_refused() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "follow").await;
+    let p: ProduceResponse = c
+        .call(9, &produce_request("follow", batch(&["a"]), -1))
+        .await;
+    assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+    let consumer: FetchResponse = c.call(12, &fetch_request("follow", 0, 0)).await;
+    assert_eq!(
+        values_of(
+            consumer.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .unwrap()
+        ),
+        vec!["a"]
+    );
+    let follower: FetchResponse = c
+        .call(
+            12,
+            &fetch_request("follow", 0, 0).with_replica_id(BrokerId(5)),
+        )
+        .await;
+    let part = &follower.responses[0].partitions[0];
+    assert_eq!(part.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert!(part.records.as_ref().is_none_or(|r| r.is_empty()));
+}

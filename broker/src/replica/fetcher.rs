@@ -262,6 +262,9 @@ impl ReplicaFetcher {
                 _ = shutdown.notified() => return,
                 r = self.run_once(crate::time::now_ms()) => r,
             };
+            // A leader that answers at once (nothing to wait for) must not starve the
+            // other tasks on this worker.
+            tokio::task::yield_now().await;
             if round.idle {
                 tokio::select! {
                     _ = shutdown.notified() => return,

@@ -12,7 +12,9 @@
 
 pub mod fetch_session;
 pub mod fetcher;
+pub mod fetchers;
 pub mod isr;
+pub mod leader_connection;
 pub mod partition;
 #[cfg(test)]
 mod replication_tests;
@@ -150,6 +152,7 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     replica_lag_time_max_ms: i64,
     alter_partition: RwLock<Option<Arc<dyn AlterPartitionSender>>>,
+    fetchers: RwLock<Option<Arc<fetchers::FetcherManager>>>,
 }
 
 impl Default for ReplicaManager {
@@ -166,7 +169,73 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             replica_lag_time_max_ms,
             alter_partition: RwLock::new(None),
+            fetchers: RwLock::new(None),
         }
+    }
+
+    /// Sets how followed partitions are fetched (one fetcher per leader broker). Until set,
+    /// [`Self::become_follower`] records the role but fetches nothing.
+    pub fn set_fetcher_manager(&self, manager: Arc<fetchers::FetcherManager>) {
+        *self.fetchers.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
+    }
+
+    fn fetcher_manager(&self) -> Option<Arc<fetchers::FetcherManager>> {
+        self.fetchers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes this broker the leader of `tp` in the committed `state` (see
+    /// [`Partition::become_leader`]) and stops fetching it from a former leader. `log` gives
+    /// the partition's log if it is not hosted yet; `None` from it is
+    /// UNKNOWN_TOPIC_OR_PARTITION (as a Kafka error in [`ReplicaError::Log`]).
+    pub fn become_leader(
+        &self,
+        tp: &TopicPartition,
+        state: &PartitionState,
+        log: impl FnOnce() -> Option<Arc<Mutex<PartitionLog>>>,
+        now_ms: i64,
+    ) -> Result<Arc<Partition>, ReplicaError> {
+        let partition = self
+            .get_or_create(tp, log)
+            .ok_or_else(|| ReplicaError::Log(crate::log::Error::Deleted(tp.clone())))?;
+        if let Some(f) = self.fetcher_manager() {
+            f.remove_partition(tp);
+        }
+        partition.become_leader(state, now_ms)?;
+        Ok(partition)
+    }
+
+    /// Makes this broker a follower of `tp` in the committed `state` (see
+    /// [`Partition::become_follower`]): when the leader or its epoch changed, the partition
+    /// is (re)added to the leader's fetcher, which truncates it first; with no leader
+    /// (`state.leader == -1`) it is not fetched. Needs a tokio runtime.
+    pub fn become_follower(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        state: &PartitionState,
+        log: impl FnOnce() -> Option<Arc<Mutex<PartitionLog>>>,
+    ) -> Result<Arc<Partition>, ReplicaError> {
+        let partition = self
+            .get_or_create(tp, log)
+            .ok_or_else(|| ReplicaError::Log(crate::log::Error::Deleted(tp.clone())))?;
+        let changed = partition.become_follower(state);
+        if let Some(f) = self.fetcher_manager() {
+            if state.leader < 0 {
+                f.remove_partition(tp);
+            } else if changed || f.leader_of(tp) != Some(state.leader) {
+                f.add_partition(
+                    tp,
+                    partition.clone(),
+                    topic_id,
+                    state.leader,
+                    state.leader_epoch,
+                );
+            }
+        }
+        Ok(partition)
     }
 
     /// `replica.lag.time.max.ms` as configured.
@@ -216,6 +285,9 @@ impl ReplicaManager {
     /// Forgets `tp` (its log was deleted) and wakes its waiting fetches so they answer now
     /// instead of at their deadline.
     pub fn remove(&self, tp: &TopicPartition) {
+        if let Some(f) = self.fetcher_manager() {
+            f.remove_partition(tp);
+        }
         let removed = self
             .partitions
             .write()

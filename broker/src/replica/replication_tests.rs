@@ -470,3 +470,53 @@ async fn a_fetch_in_an_old_leader_epoch_is_fenced_and_stops_until_new_metadata()
     p.round(12).await;
     assert_eq!(p.follower.log_end_offset(), 1);
 }
+
+#[tokio::test]
+async fn the_replica_manager_fetches_a_followed_partition_from_its_leader_until_it_leads_it() {
+    use super::fetchers::FetcherManager;
+    use super::ReplicaManager;
+
+    let dirs = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let leader = open(dirs.0.path());
+    let s = state(LEADER, 0, 0, &[1, 2]);
+    leader.become_leader(&s, 0).expect("become leader");
+    leader
+        .append_records_to_leader(&simple(4, 1_000), 1, 1, 0)
+        .expect("append");
+    let connection = InProcessLeader::new(&leader);
+    let manager = ReplicaManager::new(LAG);
+    let connect = connection.clone();
+    manager.set_fetcher_manager(Arc::new(FetcherManager::new(
+        FetcherConfig::new(FOLLOWER, 7),
+        Arc::new(move |id| (id == LEADER).then(|| connect.clone() as Arc<dyn LeaderConnection>)),
+    )));
+    let follower_log = PartitionLog::open(&dirs.1.path().join("t-0"), tp(), LogConfig::default())
+        .expect("open log");
+    let follower = manager
+        .become_follower(&tp(), Uuid::nil(), &s, || {
+            Some(Arc::new(Mutex::new(follower_log)))
+        })
+        .expect("become follower");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while leader.high_watermark() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(log_bytes(&follower), log_bytes(&leader));
+
+    // Leadership moves to this broker: it stops fetching and leads in the new epoch.
+    let promoted = manager
+        .become_leader(&tp(), &state(FOLLOWER, 1, 1, &[2]), || None, 10)
+        .expect("become leader");
+    assert!(promoted.is_leader());
+    let (info, epoch) = promoted
+        .append_records_to_leader(&simple(1, 2_000), -1, 1, 11)
+        .expect("append as the new leader");
+    assert_eq!((info.base_offset, epoch), (4, 1));
+}
