@@ -382,6 +382,19 @@ impl QuorumStore {
         self.local_addr
     }
 
+    /// The refusal the cluster-id guard recorded, if any.
+    fn check_refusal(&self) -> Result<(), StartError> {
+        match self
+            .refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Some(reason) => Err(StartError::Refused(reason)),
+            None => Ok(()),
+        }
+    }
+
     /// Waits up to `timeout` until the metadata log has told this node its cluster id, and
     /// returns it. Fails if the id contradicts `cluster.id` or `meta.properties` (naming both),
     /// or if none arrived in time (no quorum yet).
@@ -389,26 +402,12 @@ impl QuorumStore {
         let mut images = self.images.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(reason) = self
-                .refusal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-            {
-                return Err(StartError::Refused(reason));
-            }
+            self.check_refusal()?;
             let id = images.borrow_and_update().cluster_id.clone();
             // The guard task checks a new id first; give it the same image.
             if !id.is_empty() {
                 tokio::task::yield_now().await;
-                if let Some(reason) = self
-                    .refusal
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                {
-                    return Err(StartError::Refused(reason));
-                }
+                self.check_refusal()?;
                 return Ok(id);
             }
             match tokio::time::timeout_at(deadline, images.changed()).await {
