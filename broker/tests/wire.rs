@@ -1776,3 +1776,199 @@ async fn a_follower_fetch_from_a_broker_that_is_not_a_replica_is_refused() {
     assert_eq!(part.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
     assert!(part.records.as_ref().is_none_or(|r| r.is_empty()));
 }
+
+fn tp_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.into()))
+}
+
+/// (error code, message) of each partition result of an ElectLeaders response, by topic.
+fn election_outcomes(r: &ElectLeadersResponse) -> Vec<(String, i32, i16, Option<String>)> {
+    r.replica_election_results
+        .iter()
+        .flat_map(|t| {
+            t.partition_result.iter().map(|p| {
+                (
+                    t.topic.0.to_string(),
+                    p.partition_id,
+                    p.error_code,
+                    p.error_message.as_ref().map(|m| m.to_string()),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn leader_elections_answer_each_partition_as_kafkas_controller_does() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let r: CreateTopicsResponse = c.call(7, &create_topics_request("elect", 2)).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let named = |election_type: i8| {
+        ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_timeout_ms(5000)
+            .with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(tp_name("elect"))
+                    .with_partitions(vec![0, 5]),
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(tp_name("missing"))
+                    .with_partitions(vec![0]),
+            ]))
+    };
+    let not_needed = Some("Leader election not needed for topic partition.".to_string());
+    for version in [0, 1, 2] {
+        let r: ElectLeadersResponse = c.call(version, &named(0)).await;
+        assert_eq!(r.error_code, 0);
+        assert_eq!(
+            election_outcomes(&r),
+            vec![
+                ("elect".into(), 0, 84, not_needed.clone()),
+                (
+                    "elect".into(),
+                    5,
+                    3,
+                    Some("No such partition as elect-5".into())
+                ),
+                (
+                    "missing".into(),
+                    0,
+                    3,
+                    Some("No such topic as missing".into())
+                ),
+            ],
+            "ElectLeaders v{version}: ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION"
+        );
+    }
+    // UNCLEAN: the partition has a leader, so no election is needed either.
+    let r: ElectLeadersResponse = c.call(2, &named(1)).await;
+    assert_eq!(election_outcomes(&r)[0].2, 84);
+    // Every partition (null list): each topic is listed, without the partitions whose
+    // preferred leader already leads.
+    let r: ElectLeadersResponse = c
+        .call(
+            2,
+            &ElectLeadersRequest::default()
+                .with_timeout_ms(5000)
+                .with_topic_partitions(None),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let topics: Vec<(String, usize)> = r
+        .replica_election_results
+        .iter()
+        .map(|t| (t.topic.0.to_string(), t.partition_result.len()))
+        .collect();
+    assert_eq!(topics, vec![("elect".to_string(), 0)]);
+    // An unknown election type fails the whole request, on every partition.
+    let r: ElectLeadersResponse = c.call(2, &named(7)).await;
+    assert_eq!(r.error_code, 42, "INVALID_REQUEST");
+    let outcomes = election_outcomes(&r);
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes
+        .iter()
+        .all(|o| o.2 == 42 && o.3.as_deref() == Some("Unknown election type 7")));
+}
+
+#[tokio::test]
+async fn partition_reassignments_are_refused_and_listed_as_kafkas_controller_does() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let r: CreateTopicsResponse = c.call(7, &create_topics_request("moving", 2)).await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let target = |partition: i32, replicas: Option<&[i32]>| {
+        alter_partition_reassignments_request::ReassignablePartition::default()
+            .with_partition_index(partition)
+            .with_replicas(replicas.map(|r| r.iter().map(|&b| BrokerId(b)).collect()))
+    };
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(tp_name("moving"))
+                .with_partitions(vec![
+                    target(0, Some(&[0, 1])),
+                    target(1, None),
+                    target(1, Some(&[0])),
+                    target(9, Some(&[0])),
+                    target(0, Some(&[])),
+                ]),
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(tp_name("missing"))
+                .with_partitions(vec![target(0, Some(&[0]))]),
+        ]);
+    let r: AlterPartitionReassignmentsResponse = c.call(0, &request).await;
+    assert_eq!(r.error_code, 0);
+    let outcomes: Vec<(String, i32, i16, Option<String>)> = r
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    p.error_code,
+                    p.error_message.as_ref().map(|m| m.to_string()),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
+    // Broker 1 is not registered: INVALID_REPLICA_ASSIGNMENT (39).
+    assert_eq!(outcomes[0].2, 39, "{outcomes:?}");
+    // Nothing to cancel: NO_REASSIGNMENT_IN_PROGRESS (85) without a message, as Kafka
+    // sends an exception whose text is the code's default.
+    assert_eq!(outcomes[1], ("moving".into(), 1, 85, None));
+    // The current assignment: nothing to do, success.
+    assert_eq!(outcomes[2], ("moving".into(), 1, 0, None));
+    assert_eq!(
+        outcomes[3],
+        (
+            "moving".into(),
+            9,
+            3,
+            Some("Unable to find partition moving:9.".into())
+        )
+    );
+    assert_eq!(outcomes[4].2, 39, "an empty replica list: {outcomes:?}");
+    assert_eq!(
+        outcomes[5],
+        (
+            "missing".into(),
+            0,
+            3,
+            Some("Unable to find a topic named missing.".into())
+        )
+    );
+    // No reassignment started: none is listed, for every topic or for named partitions.
+    let r: ListPartitionReassignmentsResponse = c
+        .call(
+            0,
+            &ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(None),
+        )
+        .await;
+    assert_eq!((r.error_code, r.topics.len()), (0, 0));
+    let r: ListPartitionReassignmentsResponse = c
+        .call(
+            0,
+            &ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(Some(vec![
+                    list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                        .with_name(tp_name("moving"))
+                        .with_partition_indexes(vec![0, 1, 7]),
+                ])),
+        )
+        .await;
+    assert_eq!((r.error_code, r.topics.len()), (0, 0));
+    // The refused targets changed nothing.
+    let image = b.broker.image();
+    let topic = image.topic("moving").unwrap();
+    assert!(topic
+        .partitions
+        .iter()
+        .all(|p| p.replicas == vec![0] && p.adding_replicas.is_empty()));
+}

@@ -174,7 +174,7 @@ async fn handshake_remembers_ranges_and_negotiates_the_highest_common_version() 
     );
     // An API the broker does not serve at all.
     let err = c
-        .send(&ElectLeadersRequest::default(), None)
+        .send(&DescribeAclsRequest::default(), None)
         .await
         .unwrap_err();
     assert!(

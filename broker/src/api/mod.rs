@@ -5,6 +5,7 @@
 //! advertises exactly what it routes.
 
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -16,6 +17,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -25,6 +27,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -213,6 +216,9 @@ apis! {
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest, incremental_alter_configs, 0..=1;
     DescribeCluster => DescribeClusterRequest, describe_cluster, 0..=1;
     DescribeQuorum => DescribeQuorumRequest, describe_quorum, 0..=2;
+    ElectLeaders => ElectLeadersRequest, elect_leaders, 0..=2;
+    AlterPartitionReassignments => AlterPartitionReassignmentsRequest, alter_partition_reassignments, 0..=0;
+    ListPartitionReassignments => ListPartitionReassignmentsRequest, list_partition_reassignments, 0..=0;
     FindCoordinator => FindCoordinatorRequest, find_coordinator, 0..=4;
     JoinGroup => JoinGroupRequest, join_group, 0..=9;
     SyncGroup => SyncGroupRequest, sync_group, 0..=5;

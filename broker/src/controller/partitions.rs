@@ -448,11 +448,14 @@ pub fn alter_partition(
     }
 }
 
-/// ElectLeaders for `partitions` (every partition when `None`; then partitions that need no
-/// election are left out of the results, as Kafka does). Per partition:
-/// UNKNOWN_TOPIC_OR_PARTITION; ELECTION_NOT_NEEDED when the preferred replica already leads
-/// (PREFERRED) or the partition has a leader (UNCLEAN); PREFERRED_LEADER_NOT_AVAILABLE /
-/// ELIGIBLE_LEADERS_NOT_AVAILABLE when no election is possible.
+/// ElectLeaders for `partitions` (every partition of every topic, in topic order, when
+/// `None`). Per partition: UNKNOWN_TOPIC_OR_PARTITION; ELECTION_NOT_NEEDED when the
+/// preferred replica already leads (PREFERRED) or the partition has a leader (UNCLEAN);
+/// PREFERRED_LEADER_NOT_AVAILABLE / ELIGIBLE_LEADERS_NOT_AVAILABLE when no election is
+/// possible (these three carry Kafka's default text as their message, as Kafka's
+/// `new ApiError(error)` does). For `None` the ELECTION_NOT_NEEDED results are kept: Kafka
+/// answers an entry for every topic but leaves those partitions out of it, which the API
+/// handler does, so it needs to see every topic the controller saw.
 pub fn elect_leaders(
     image: &MetadataImage,
     election_type: ElectionType,
@@ -477,14 +480,7 @@ pub fn elect_leaders(
         None => {
             for topic in image.topics.values() {
                 for index in 0..topic.partitions.len() {
-                    let result = one(&topic.name, index as i32, &mut records);
-                    let not_needed = result
-                        .error
-                        .as_ref()
-                        .is_some_and(|e| e.is(ResponseError::ElectionNotNeeded));
-                    if !not_needed {
-                        results.push(result);
-                    }
+                    results.push(one(&topic.name, index as i32, &mut records));
                 }
             }
         }
@@ -519,7 +515,7 @@ fn elect_leader(
         ElectionType::Unclean => current.leader != NO_LEADER,
     };
     if not_needed {
-        return Err(ControllerError::code(ResponseError::ElectionNotNeeded));
+        return Err(with_default_message(ResponseError::ElectionNotNeeded));
     }
     let acceptable = |r: i32| is_active(image, r);
     let election = match election_type {
@@ -538,11 +534,25 @@ fn elect_leader(
             });
             Ok(())
         }
-        None => Err(ControllerError::code(match election_type {
+        None => Err(with_default_message(match election_type {
             ElectionType::Preferred => ResponseError::PreferredLeaderNotAvailable,
             ElectionType::Unclean => ResponseError::EligibleLeadersNotAvailable,
         })),
     }
+}
+
+/// `error` with Kafka's default text for it as the message (`new ApiError(error)`, the text
+/// of Kafka's `Errors` enum), which Kafka sends on the wire for the election outcomes.
+fn with_default_message(error: ResponseError) -> ControllerError {
+    let text = match error {
+        ResponseError::ElectionNotNeeded => "Leader election not needed for topic partition.",
+        ResponseError::PreferredLeaderNotAvailable => "The preferred leader was not available.",
+        ResponseError::EligibleLeadersNotAvailable => {
+            "Eligible topic partition leaders are not available."
+        }
+        _ => return ControllerError::code(error),
+    };
+    ControllerError::new(error, text)
 }
 
 /// The automatic leader rebalance (`auto.leader.rebalance.enable`): a preferred election for
@@ -814,11 +824,19 @@ mod tests {
                 ResponseError::UnknownTopicOrPartition.code()
             ]
         );
-        // All partitions: the ones needing no election are left out.
-        let (_, all) = elect_leaders(&image, ElectionType::Preferred, None);
         assert_eq!(
-            all.iter().map(|r| r.partition).collect::<Vec<_>>(),
-            vec![0, 2]
+            results[1].error.as_ref().unwrap().message.as_deref(),
+            Some("Leader election not needed for topic partition.")
+        );
+        // All partitions: every one is answered (the handler leaves out the ones needing no
+        // election), and the election is decided the same way.
+        let (all_records, all) = elect_leaders(&image, ElectionType::Preferred, None);
+        assert_eq!(all_records, records);
+        assert_eq!(
+            all.iter()
+                .map(|r| r.error.as_ref().map_or(0, |e| e.code))
+                .collect::<Vec<_>>(),
+            codes[..3].to_vec()
         );
     }
 

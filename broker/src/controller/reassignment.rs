@@ -145,9 +145,10 @@ fn cancel(
     current: &PartitionState,
 ) -> Result<Option<PartitionState>> {
     if !in_progress(current) {
-        return Err(ControllerError::new(
+        // Kafka throws this with the code's default text, and `ApiError.fromThrowable` sends
+        // no message when the text is the default one: the client prints the default.
+        return Err(ControllerError::code(
             ResponseError::NoReassignmentInProgress,
-            "No partition reassignment is in progress.",
         ));
     }
     // Kafka's PartitionReassignmentRevert: the original replicas, the ISR without the
