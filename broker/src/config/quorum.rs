@@ -21,7 +21,9 @@
 //! A controller listener is a `listeners` entry named in `controller.listener.names`. An
 //! endpoint matches it on the port, and on the host unless the listener binds every
 //! interface (then any host name is taken as this node: a wildcard listener cannot tell).
-//! Loopback names (`localhost`, `127.0.0.1`, `::1`) match each other.
+//! Loopback names (`localhost`, `127.0.0.1`, `::1`) match each other. This node's own
+//! `controller.quorum.voters` entry matches on the port alone when it names a host rather
+//! than an address (a Kubernetes pod's DNS name while the listener binds the pod's IP).
 
 use super::broker::Listener;
 use super::error::ConfigError;
@@ -232,7 +234,14 @@ pub(crate) fn parse_quorum(
                  included in the set of voters controller.quorum.voters={voters_raw}"
             )));
         };
-        if !is_self(&me.host, me.port) {
+        // A host name is taken as this node: Kafka does not compare the voter's address with
+        // the listeners at all, and a name cannot be checked at start-up without DNS, which in
+        // Kubernetes publishes a pod's name only once the pod runs (a StatefulSet's voters are
+        // its pods' names while each binds its own pod IP). Addresses and ports are compared.
+        let named = me.host.parse::<std::net::IpAddr>().is_err()
+            && !me.host.eq_ignore_ascii_case("localhost");
+        let port_is_own = controllers.iter().any(|l| l.port == me.port);
+        if !(is_self(&me.host, me.port) || (named && port_is_own)) {
             return Err(ConfigError::Invalid(format!(
                 "controller.quorum.voters={voters_raw}: {} (voter {node_id}) is not this node ({})",
                 me.address(),
@@ -392,6 +401,23 @@ mod tests {
     }
 
     #[test]
+    fn a_voter_named_by_host_name_is_this_node_on_its_controller_port() {
+        // A StatefulSet's voters are its pods' DNS names while each pod binds its own IP.
+        let q = check(
+            "broker,controller",
+            "0@oxbow-0.oxbow.ns.svc.cluster.local:9093,1@oxbow-1.oxbow.ns.svc.cluster.local:9093,\
+             2@oxbow-2.oxbow.ns.svc.cluster.local:9093",
+            "",
+        )
+        .unwrap();
+        assert!(q.is_replicated());
+        assert_eq!(
+            q.voters[1].address(),
+            "oxbow-1.oxbow.ns.svc.cluster.local:9093"
+        );
+    }
+
+    #[test]
     fn inconsistent_quorum_settings_are_refused_naming_the_key() {
         let e = check("broker,controller", "0@h:9093,2@h:9093", "").unwrap_err();
         assert!(
@@ -404,6 +430,8 @@ mod tests {
             "{e}"
         );
         let e = check("broker,controller", "1@127.0.0.1:9999", "").unwrap_err();
+        assert!(e.contains("controller listeners are 127.0.0.1:9093"), "{e}");
+        let e = check("broker,controller", "0@h:9093,1@oxbow-1.oxbow:9999", "").unwrap_err();
         assert!(e.contains("controller listeners are 127.0.0.1:9093"), "{e}");
         let e = check("broker,controller", "1@h:1,1@h:2", "").unwrap_err();
         assert!(e.contains("Duplicate voter id 1"), "{e}");
