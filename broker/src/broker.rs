@@ -227,10 +227,15 @@ impl Broker {
         let quorum = QuorumStore::start(&config, None)
             .await
             .context("cannot start the metadata quorum")?;
+        // Peers may not be reachable yet, nor even resolvable (a Kubernetes pod's DNS name
+        // appears once the pod runs): keep trying for server.max.startup.time.ms, which is
+        // unlimited by default, as Kafka's broker waits for the metadata log.
+        let max_startup =
+            Duration::from_millis(u64::try_from(config.server_max_startup_time_ms).unwrap_or(0));
         let cluster_id = quorum
-            .wait_for_cluster_id(Duration::from_secs(120))
+            .wait_for_cluster_id(max_startup)
             .await
-            .context("cannot join the metadata quorum")?;
+            .context("cannot join the metadata quorum within server.max.startup.time.ms")?;
         info!(%cluster_id, "joined the metadata quorum");
         let forwarder: Arc<dyn ControllerForwarder> = Arc::new(QuorumForwarder(quorum.clone()));
         let store: Arc<dyn MetadataStore> = quorum.clone();

@@ -401,3 +401,69 @@ async fn controller_requests_reach_another_voters_handler() {
     let unknown = c.node(0).call_controller(7, request).await;
     assert!(unknown.is_err_and(|e| e.contains("not another voter")));
 }
+
+/// A node of a replicated cluster whose peers' names do not resolve (yet: a Kubernetes pod's
+/// DNS name appears only once that pod runs) keeps trying to form its quorum rather than
+/// exit, for `server.max.startup.time.ms` (Kafka's default: no limit), then gives up with a
+/// message naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_peers_do_not_resolve_waits_until_server_max_startup_time_ms() {
+    use oxbow_broker::broker::Broker;
+    use oxbow_broker::config::BrokerConfig;
+
+    async fn config(dir: &std::path::Path, extra: &[(&str, &str)]) -> BrokerConfig {
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ports.push(l.local_addr().unwrap().port());
+        }
+        let (port, controller_port) = (ports[0], ports[1]);
+        let mut props = format!(
+            "node.id=0\nprocess.roles=broker,controller\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             controller.quorum.voters=0@127.0.0.1:{controller_port},\
+             1@oxbow-1.oxbow.unresolvable.invalid:9093,2@oxbow-2.oxbow.unresolvable.invalid:9093\n\
+             log.dirs={}\n",
+            dir.display()
+        );
+        for (k, v) in extra {
+            props.push_str(&format!("{k}={v}\n"));
+        }
+        BrokerConfig::from_properties(&props, &[]).unwrap().0
+    }
+
+    // Kafka's default: still trying (not exited) well past the quorum timeouts.
+    let dir = tempfile::tempdir().unwrap();
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(4),
+        Broker::start_replicated(config(dir.path(), &[]).await),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the node gave up at once: {:?}",
+        waiting.map(|r| r.err().map(|e| format!("{e:#}")))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let limited = tokio::time::timeout(
+        DEADLINE,
+        Broker::start_replicated(
+            config(dir.path(), &[("server.max.startup.time.ms", "1500")]).await,
+        ),
+    )
+    .await
+    .expect("server.max.startup.time.ms=1500 is not applied: still waiting");
+    let message = match limited {
+        Ok(_) => panic!("a quorum formed without its peers"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(message.contains("server.max.startup.time.ms"), "{message}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{message}"
+    );
+}

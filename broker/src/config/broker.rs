@@ -440,6 +440,10 @@ pub struct BrokerConfig {
     /// `log.flush.scheduler.interval.ms` (Long.MAX_VALUE): how often the log flusher looks
     /// for logs whose `flush.ms` has passed.
     pub log_flush_scheduler_interval_ms: i64,
+    /// `server.max.startup.time.ms` (Long.MAX_VALUE: no limit): how long a node of a
+    /// replicated cluster waits at start for its metadata quorum before it gives up and
+    /// exits, as Kafka's broker waits to catch up with the metadata log.
+    pub server_max_startup_time_ms: i64,
     /// `offsets.topic.num.partitions` (50).
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.segment.bytes` (104857600): `segment.bytes` of `__consumer_offsets`
@@ -1007,6 +1011,7 @@ impl BrokerConfig {
             log_flush_interval_ms: long("log.flush.interval.ms")?,
             log_flush_interval_messages: long_nn("log.flush.interval.messages")?,
             log_flush_scheduler_interval_ms: long_nn("log.flush.scheduler.interval.ms")?,
+            server_max_startup_time_ms: long_nn("server.max.startup.time.ms")?,
             offsets_topic_num_partitions: int("offsets.topic.num.partitions")?,
             offsets_topic_segment_bytes: int("offsets.topic.segment.bytes")?,
             log_cleaner_backoff_ms: long_nn("log.cleaner.backoff.ms")?,

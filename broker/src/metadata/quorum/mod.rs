@@ -400,7 +400,8 @@ impl QuorumStore {
     /// or if none arrived in time (no quorum yet).
     pub async fn wait_for_cluster_id(&self, timeout: Duration) -> Result<String, StartError> {
         let mut images = self.images.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Kafka's default (Long.MAX_VALUE ms) is past any clock: then there is no deadline.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             self.check_refusal()?;
             let id = images.borrow_and_update().cluster_id.clone();
@@ -410,7 +411,11 @@ impl QuorumStore {
                 self.check_refusal()?;
                 return Ok(id);
             }
-            match tokio::time::timeout_at(deadline, images.changed()).await {
+            let changed = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, images.changed()).await,
+                None => Ok(images.changed().await),
+            };
+            match changed {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => {
                     return Err(StartError::Refused(format!(
