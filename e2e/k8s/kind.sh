@@ -9,6 +9,8 @@ K8S_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$K8S_DIR/../.." && pwd)
 cluster=${OXBOW_KIND_CLUSTER:-oxbow-e2e}
 pattern=${1:-[0-9]*}
+. "$K8S_DIR/lib/xfail.sh"
+export OXBOW_E2E_EXPECT_CLUSTER=${OXBOW_E2E_EXPECT_CLUSTER:-1}
 for t in docker kind kubectl helm; do command -v "$t" >/dev/null || { echo "[kind] $t not found" >&2; exit 2; }; done
 docker info >/dev/null 2>&1 || { echo "[kind] no Docker engine reachable" >&2; exit 2; }
 
@@ -31,7 +33,7 @@ kind load docker-image --name "$cluster" "${images[@]}"
 passed=0 failed=0
 xfailed=0
 for s in "$K8S_DIR"/scenarios/$pattern.sh; do
-  xfail=$(sed -n 's/^# expected-failure: //p' "$s" | head -n 1) # see test.sh
+  xfail=$(scenario_xfail "$s") # see test.sh
   if bash "$s"; then
     if [[ -n $xfail ]]; then failed=$((failed + 1)); echo "[kind] XPASS $(basename "$s"): remove its expected-failure marker" >&2
     else passed=$((passed + 1)); fi

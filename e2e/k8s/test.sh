@@ -7,6 +7,8 @@
 # Env: OXBOW_BIN_DIR (default target/debug: oxbow-broker / oxbow-operator binaries),
 #      OXBOW_K8S_FAKE_BROKER=1 (test the platform with testdata/fake-bin/oxbow-broker instead of
 #      the real broker), OXBOW_K8S_KEEP=1 (leave the cluster up for debugging),
+#      OXBOW_E2E_EXPECT_CLUSTER (1, or 0 with the fake broker: whether the `# needs-cluster`
+#      scenarios, where the StatefulSet's pods form one cluster, must pass; see lib/xfail.sh)
 #
 # A scenario whose second line is `# expected-failure: <reason>` checks something not built
 # yet: its failure is reported as XFAIL (not a pass, not a failure of the run), and its
@@ -14,14 +16,17 @@
 set -uo pipefail
 K8S_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$K8S_DIR/lib/env.sh"
+. "$K8S_DIR/lib/xfail.sh"
 pattern=${1:-[0-9]*}
 if [[ ${OXBOW_K8S_FAKE_BROKER:-0} == 1 ]]; then
   export OXBOW_BIN_DIR=$K8S_DIR/testdata/fake-bin
   echo "[test] using the FAKE broker ($OXBOW_BIN_DIR): this tests the platform, not oxbow-broker" >&2
+  : "${OXBOW_E2E_EXPECT_CLUSTER:=0}"  # a lone test double: no cluster to form
 elif [[ ! -x $OXBOW_BIN_DIR/oxbow-broker ]]; then
   echo "[test] $OXBOW_BIN_DIR/oxbow-broker missing: cargo build -p oxbow-broker first" >&2; exit 1
 fi
 export OXBOW_BIN_DIR
+export OXBOW_E2E_EXPECT_CLUSTER=${OXBOW_E2E_EXPECT_CLUSTER:-1}
 
 t0=$SECONDS
 "$K8S_DIR/build.sh" >/dev/null || { echo "[test] build failed" >&2; exit 1; }
@@ -54,7 +59,7 @@ kubeconfig=$("$K8S_DIR/up.sh") || { echo "[test] up failed; logs in $RUN/logs" >
 export KUBECONFIG=$kubeconfig OXBOW_K8S_PLATFORM=local
 for s in "$K8S_DIR"/scenarios/$pattern.sh; do
   name=$(basename "$s" .sh) ts=$SECONDS
-  xfail=$(sed -n 's/^# expected-failure: //p' "$s" | head -n 1)
+  xfail=$(scenario_xfail "$s")
   if [[ -n $xfail ]]; then
     if bash "$s"; then
       failed=$((failed + 1)); failures+=("$name(XPASS)")

@@ -6,11 +6,20 @@
         {"addr", "api_keys", "cluster_id", "controller_id", "brokers": [[id, host, port], ...]}.
         Exits non-zero if any address does not answer.
     kafka_probe.py produce HOST:PORT TOPIC BROKER_ID VALUE
-        Creates TOPIC (1 partition, replica on BROKER_ID; "already exists" is fine), then
+        Creates TOPIC (1 partition, replica on BROKER_ID, min.insync.replicas=1; "already exists" is fine), then
         produces VALUE (acks=all) to partition 0 through its leader; prints {"offset": N}.
     kafka_probe.py fetch HOST:PORT TOPIC
-        Fetches partition 0 of TOPIC from offset 0 through its leader; prints {"values": [...]}. Kept dependency-free so that the kind path
-can run it with a stock python image and the local path with the host's python3.
+        Fetches partition 0 of TOPIC from offset 0 through its leader; prints {"values": [...]}.
+    kafka_probe.py create HOST:PORT TOPIC PARTITIONS REPLICATION_FACTOR
+        Creates TOPIC with the broker's placement ("already exists" is fine); prints {"created": TOPIC}.
+    kafka_probe.py send HOST:PORT TOPIC VALUE
+        Produces VALUE (acks=all) to partition 0 of an existing TOPIC through its leader; prints
+        {"offset": N}.
+    kafka_probe.py describe HOST:PORT TOPIC
+        Metadata v2 of TOPIC as HOST:PORT sees it; prints {"brokers": [ids], "controller_id",
+        "partitions": [{"partition", "error", "leader", "replicas", "isr"}, ...]}.
+Kept dependency-free so that the kind path can run it with a stock python image and the local
+path with the host's python3.
 """
 import json
 import socket
@@ -198,18 +207,56 @@ def leader_conn(addr, topic):
             time.sleep(0.5)
 
 
-def produce(addr, topic, broker_id, value):
-    import time
+def create_topics(addr, topic, spec):
+    """CreateTopics v2 of one topic; `spec` is its body after the name. TOPIC_ALREADY_EXISTS (36) is fine."""
     with connect(addr) as s:
-        body = (struct.pack(">i", 1) + kstr(topic) + struct.pack(">ih", -1, -1)
-                + struct.pack(">i", 1) + struct.pack(">ii", 0, 1) + struct.pack(">i", int(broker_id))
-                + struct.pack(">i", 0) + struct.pack(">ib", 30000, 0))
+        body = struct.pack(">i", 1) + kstr(topic) + spec + struct.pack(">ib", 30000, 0)
         r = R(req(s, 19, 2, 5, body))
         r.i32()  # throttle_time_ms
         for _ in range(r.i32()):
             name, err, msg = r.s(), r.i16(), r.s()
             if err not in (0, 36):
                 raise IOError(f"CreateTopics {name}: error {err} {msg}")
+
+
+def create(addr, topic, partitions, replication_factor):
+    # No assignment, no configs: the controller places the replicas.
+    create_topics(addr, topic, struct.pack(">ihii", int(partitions), int(replication_factor), 0, 0))
+    return {"created": topic}
+
+
+def describe(addr, topic):
+    with connect(addr) as s:
+        r = R(req(s, 3, 2, 9, struct.pack(">i", 1) + kstr(topic)))
+        brokers = []
+        for _ in range(r.i32()):
+            nid, _h, _p, _rack = r.i32(), r.s(), r.i32(), r.s()
+            brokers.append(nid)
+        r.s()
+        controller = r.i32()
+        partitions = []
+        for _ in range(r.i32()):
+            terr, _name, _internal = r.i16(), r.s(), r.b[r.o]; r.o += 1
+            if terr:
+                raise IOError(f"metadata for {topic}: error {terr}")
+            for _ in range(r.i32()):
+                perr, part, ldr = r.i16(), r.i32(), r.i32()
+                replicas = [r.i32() for _ in range(r.i32())]
+                isr = [r.i32() for _ in range(r.i32())]
+                partitions.append({"partition": part, "error": perr, "leader": ldr, "replicas": replicas, "isr": isr})
+    return {"brokers": sorted(brokers), "controller_id": controller, "partitions": sorted(partitions, key=lambda p: p["partition"])}
+
+
+def produce(addr, topic, broker_id, value):
+    # One partition, its only replica on BROKER_ID; min.insync.replicas=1 so that acks=all is
+    # served by that one replica whatever the broker's default (the StatefulSet's is 2).
+    create_topics(addr, topic, struct.pack(">ih", -1, -1) + struct.pack(">i", 1) + struct.pack(">ii", 0, 1)
+                  + struct.pack(">i", int(broker_id)) + struct.pack(">i", 1) + kstr("min.insync.replicas") + kstr("1"))
+    return send(addr, topic, value)
+
+
+def send(addr, topic, value):
+    import time
     batch = record_batch(value, int(time.time() * 1000))
     with leader_conn(addr, topic) as s:
         body = (struct.pack(">hhi", -1, -1, 30000) + struct.pack(">i", 1) + kstr(topic) + struct.pack(">i", 1)
@@ -249,9 +296,12 @@ def fetch(addr, topic):
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] in ("produce", "fetch"):
+    commands = {"produce": (produce, 4), "fetch": (fetch, 2), "create": (create, 4), "send": (send, 3),
+                "describe": (describe, 2)}
+    if len(sys.argv) > 1 and sys.argv[1] in commands:
+        command, argc = commands[sys.argv[1]]
         try:
-            out = produce(*sys.argv[2:6]) if sys.argv[1] == "produce" else fetch(*sys.argv[2:4])
+            out = command(*sys.argv[2:2 + argc])
             print(json.dumps(out), flush=True)
         except Exception as e:  # noqa: BLE001
             print(json.dumps({"error": str(e)}), flush=True)

@@ -49,3 +49,27 @@ broker_dns() { echo "oxbow-$1.oxbow.$NS.svc.cluster.local:9092"; }
 pods_ready() { # n
   [[ $(kc -n "$NS" get sts oxbow -o 'jsonpath={.status.readyReplicas}') == "$1" ]]
 }
+
+# cluster_formed N: brokers 0..N-1, each asked at its pod DNS name, list the same N brokers,
+# the same cluster id and the same active controller (ids 0..N-1). Prints what they answered.
+cluster_formed() {
+  local n=$1 addrs=() i out
+  for ((i = 0; i < n; i++)); do addrs+=("$(broker_dns $i)"); done
+  out=$(kafka_probe "${addrs[@]}") || { echo "$out"; return 1; }
+  echo "$out"
+  python3 - "$n" "$out" <<'PY'
+import json, sys
+n, views = int(sys.argv[1]), [json.loads(l) for l in sys.argv[2].splitlines() if l.strip()]
+ids = {tuple(b[0] for b in v["brokers"]) for v in views}
+one = (len(views) == n and ids == {tuple(range(n))} and len({v["cluster_id"] for v in views}) == 1
+       and len({v["controller_id"] for v in views}) == 1 and 0 <= views[0]["controller_id"] < n)
+sys.exit(0 if one else 1)
+PY
+}
+
+# topic_state HOST:PORT TOPIC -> JSON of partition 0 (leader, replicas, isr) as that broker sees it.
+topic_state() {
+  local out
+  out=$(kafka_probe describe "$1" "$2") || return 1
+  json "$out" "__import__('json').dumps(d['partitions'][0])"
+}
