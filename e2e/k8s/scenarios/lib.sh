@@ -16,9 +16,11 @@ fail() { say "FAIL: $*"; exit 1; }
 kc() { kubectl "$@"; }
 
 # Wait until a command succeeds. wait_until SECONDS DESCRIPTION CMD...
+# The deadline is wall-clock time: a slow CMD (a probe on a loaded machine) does not stretch it.
 wait_until() {
-  local secs=$1 what=$2 i; shift 2
-  for ((i = 0; i < secs * 2; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  local secs=$1 what=$2 deadline; shift 2
+  deadline=$((SECONDS + secs))
+  while ((SECONDS < deadline)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
   fail "timed out after ${secs}s waiting for: $what"
 }
 
