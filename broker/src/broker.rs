@@ -28,6 +28,8 @@ use crate::replica::fetch_session::FetchSessionCache;
 use crate::replica::{Partition, ReplicaManager};
 use crate::time::now_ms;
 
+mod react;
+
 /// Where the metadata store lives, inside the first log dir (see [`crate::log::METADATA_DIR`]).
 pub use crate::log::METADATA_DIR;
 
@@ -62,6 +64,8 @@ pub struct Broker {
     channel: Arc<ControllerChannel>,
     /// This broker's registration and heartbeats.
     lifecycle: Arc<BrokerLifecycle>,
+    /// The last metadata image this node acted on (see [`Broker::react`]).
+    applied: tokio::sync::Mutex<Arc<MetadataImage>>,
 }
 
 /// How long an administrative request waits for the controller's answer and for this
@@ -199,6 +203,9 @@ impl Broker {
                 config.max_incremental_fetch_session_cache_slots.max(0) as usize,
             )),
             admin: tokio::sync::Mutex::new(()),
+            // The logs of `image` are opened below; the roles it gives are taken by the
+            // reaction loop's first pass.
+            applied: tokio::sync::Mutex::new(image.clone()),
             config,
         };
         for topic in image.topics.values() {
@@ -421,17 +428,6 @@ impl Broker {
             .clone()
     }
 
-    fn refresh_effective_config(&self) {
-        let image = self.image();
-        match self.config.with_dynamic(
-            &image.broker_config(&self.node_id().to_string()),
-            &image.broker_config(""),
-        ) {
-            Ok(c) => *self.effective.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c),
-            Err(e) => warn!(error = %e, "ignoring invalid dynamic broker configs"),
-        }
-    }
-
     /// Runs `f` on the fetch session cache (held only for the call: never across a read).
     pub(crate) fn fetch_sessions<T>(&self, f: impl FnOnce(&mut FetchSessionCache) -> T) -> T {
         f(&mut self
@@ -488,20 +484,6 @@ impl Broker {
     /// The hosted partitions: their roles, ISR, high watermarks and delayed operations.
     pub(crate) fn replica_manager(&self) -> &ReplicaManager {
         &self.replicas
-    }
-
-    /// Creates the logs this broker hosts for `topic` on a blocking thread: thousands of
-    /// partitions mean thousands of directories, files and fsyncs, which must not occupy an
-    /// async worker (heartbeats and fetches are served meanwhile).
-    async fn ensure_logs(&self, topic: &TopicImage) -> Result<(), ApiError> {
-        let config = self.log_config(&topic.configs);
-        let logs = self.logs.clone();
-        let node_id = self.node_id();
-        let topic = topic.clone();
-        tokio::task::spawn_blocking(move || create_logs(&logs, node_id, &topic, config))
-            .await
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?
-            .map_err(ApiError::from)
     }
 
     /// Refuses `adding` new partitions that would exceed `oxbow.max.partitions` or the
@@ -600,12 +582,13 @@ impl Broker {
             other => return Err(unexpected(&other)),
         };
         let id = topic.id;
+        // Acting on the image creates this broker's logs (on the blocking pool: thousands
+        // of partitions are thousands of directories and fsyncs) before the client hears
+        // back, so it can produce to the topic here at once.
         let image = self
             .await_image(|i| i.topic(&topic.name).is_some_and(|t| t.id == id))
             .await?;
-        if let Some(committed) = image.topic(&topic.name) {
-            self.ensure_logs(committed).await?;
-        }
+        self.react(image).await?;
         info!(topic = %topic.name, partitions = topic.partitions.len(), "created topic");
         Ok(topic)
     }
@@ -613,7 +596,6 @@ impl Broker {
     /// Deletes a topic and its logs.
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, ApiError> {
         let _admin = self.admin.lock().await;
-        let partition_count = self.image().topic(name).map_or(0, |t| t.partitions.len());
         let id = match self
             .submit(ControllerRequest::DeleteTopic {
                 name: name.to_string(),
@@ -623,30 +605,11 @@ impl Broker {
             ControllerReply::TopicDeleted { id } => id,
             other => return Err(unexpected(&other)),
         };
-        self.await_image(|i| i.topic(name).is_none_or(|t| t.id != id))
+        let image = self
+            .await_image(|i| i.topic(name).is_none_or(|t| t.id != id))
             .await?;
-        // Renames and fsyncs per partition: on a blocking thread.
-        let logs = self.logs.clone();
-        let (topic_name, count) = (name.to_string(), partition_count);
-        let deleted = tokio::task::spawn_blocking(move || {
-            for index in 0..count {
-                let tp = TopicPartition {
-                    topic: topic_name.clone(),
-                    partition: index as i32,
-                };
-                if let Err(e) = logs.delete(&tp) {
-                    warn!(partition = %tp, error = %e, "could not delete partition log");
-                }
-            }
-        })
-        .await;
-        if let Err(e) = deleted {
-            warn!(topic = %name, error = %e, "deleting partition logs failed");
-        }
-        for index in 0..partition_count {
-            self.replicas
-                .remove(&TopicPartition::new(name, index as i32));
-        }
+        // Acting on the image stops serving the partitions and deletes their logs.
+        self.react(image).await?;
         info!(topic = %name, "deleted topic");
         Ok(id)
     }
@@ -682,9 +645,7 @@ impl Broker {
         let next = self
             .await_image(|i| i.topic(name).is_some_and(|t| t.partitions.len() >= wanted))
             .await?;
-        if let Some(topic) = next.topic(name) {
-            self.ensure_logs(topic).await?;
-        }
+        self.react(next).await?;
         info!(topic = %name, from = current, to = count, "increased partitions");
         Ok(())
     }
@@ -706,11 +667,10 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.await_image(|i| i.topic(name).is_none_or(|t| t.configs == configs))
+        let image = self
+            .await_image(|i| i.topic(name).is_none_or(|t| t.configs == configs))
             .await?;
-        self.logs
-            .update_topic_config(name, self.log_config(&configs));
-        Ok(())
+        self.react(image).await
     }
 
     /// Replaces the dynamic configs of a broker entity (`""` = cluster default).
@@ -730,16 +690,12 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.await_image(|i| i.broker_config(entity) == configs)
+        let image = self
+            .await_image(|i| i.broker_config(entity) == configs)
             .await?;
-        // Topic defaults may have changed (log.retention.ms, log.segment.bytes, ...).
-        self.refresh_effective_config();
-        let image = self.image();
-        for topic in image.topics.values() {
-            self.logs
-                .update_topic_config(&topic.name, self.log_config(&topic.configs));
-        }
-        Ok(())
+        // Topic defaults may have changed (log.retention.ms, log.segment.bytes, ...):
+        // acting on the image gives every log its new effective settings.
+        self.react(image).await
     }
 
     /// A fresh producer id, never handed out before by this cluster: ids come from the
@@ -970,7 +926,7 @@ fn create_logs(
     topic: &TopicImage,
     config: LogConfig,
 ) -> Result<(), crate::log::Error> {
-    let missing: Vec<TopicPartition> = topic
+    let hosted: Vec<TopicPartition> = topic
         .partitions
         .iter()
         .enumerate()
@@ -979,9 +935,24 @@ fn create_logs(
             topic: topic.name.clone(),
             partition: index as i32,
         })
-        .filter(|tp| logs.get(tp).is_none())
         .collect();
-    logs.create_many(&missing, &config, Some(topic.id))
+    create_logs_of(logs, &hosted, config, topic.id)
+}
+
+/// Creates (or loads) the logs of `tps`, all of topic `topic_id`, that do not exist yet,
+/// with one fsync of each log dir at the end. Blocking.
+fn create_logs_of(
+    logs: &LogManager,
+    tps: &[TopicPartition],
+    config: LogConfig,
+    topic_id: uuid::Uuid,
+) -> Result<(), crate::log::Error> {
+    let missing: Vec<TopicPartition> = tps
+        .iter()
+        .filter(|tp| logs.get(tp).is_none())
+        .cloned()
+        .collect();
+    logs.create_many(&missing, &config, Some(topic_id))
 }
 
 /// Forwards controller requests over the metadata quorum's control channel.

@@ -98,6 +98,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     broker.register(Duration::from_secs(30)).await;
     let listeners = server::bind(&broker).await?;
     let (stop, stopped) = watch::channel(false);
+    let reaction = tokio::spawn(broker.clone().run_reaction(stopped.clone()));
     let lifecycle = tokio::spawn(broker.clone().run_lifecycle(stopped.clone()));
     let background = tokio::spawn(broker.clone().run_background(stopped.clone()));
     let coordinator = {
@@ -117,6 +118,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = serving.await;
     let _ = lifecycle.await;
+    let _ = reaction.await;
     let _ = background.await;
     let _ = coordinator.await;
     let broker: Arc<Broker> = broker;

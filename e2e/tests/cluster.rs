@@ -4,20 +4,13 @@
 //! offset it was acknowledged at after the leader is killed with -9.
 //!
 //! Every test here describes Apache Kafka 4.1 and passes against it
-//! (`OXBOW_E2E_TARGET=kafka`). While oxbow's replication is being built the tests carry
-//! [`expected_failure_on_oxbow`] markers: their failure on oxbow is reported as XFAIL, and a
-//! pass fails the test (XPASS) so the marker goes as soon as the feature works.
+//! (`OXBOW_E2E_TARGET=kafka`) as well as against oxbow.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use oxbow_e2e::{
-    expected_failure_on_oxbow, tools_or_skip, Background, Cluster, Flavor, ToolOutput, Tools,
-};
+use oxbow_e2e::{tools_or_skip, Background, Cluster, Flavor, ToolOutput, Tools};
 use serde_json::Value;
-
-/// Why the oxbow cluster tests are expected to fail today.
-const NOT_YET: &str = "issue 8: partition replication is not wired into the broker yet";
 
 fn topics(t: &Tools, c: &Cluster, args: &[&str]) -> ToolOutput {
     let bs = c.bootstrap();
@@ -213,108 +206,101 @@ fn read_all(c: &Cluster, topic: &str) -> BTreeMap<(i64, i64), String> {
 fn acknowledged_records_survive_kill9_of_the_leader() {
     let t = tools_or_skip!();
     let flavor = Flavor::from_env();
-    expected_failure_on_oxbow(
-        flavor,
-        "acknowledged_records_survive_kill9_of_the_leader",
-        NOT_YET,
-        || {
-            let mut c = Cluster::start(flavor, 3, &[]);
-            create(&t, &c, "durable", 3, 3, &["min.insync.replicas=2"]);
-            wait_for_isr(&t, &c, "durable", 3, 3);
-            let bs = c.bootstrap();
-            let mut producer = Background::tool(
-                &t,
-                "kafka-verifiable-producer.sh",
-                &[
-                    "--bootstrap-server",
-                    &bs,
-                    "--topic",
-                    "durable",
-                    "--max-messages",
-                    "6000",
-                    "--throughput",
-                    "400",
-                    "--acks",
-                    "-1",
-                ],
-            );
-            let acked_before = |p: &Background| acked_records(&p.stdout()).len();
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while acked_before(&producer) < 1500 {
-                assert!(
-                    Instant::now() < deadline,
-                    "producer made no progress:\n{producer}"
-                );
-                assert!(
-                    producer.try_status().is_none(),
-                    "producer exited:\n{producer}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            // The broker leading most partitions goes down hard.
-            let d = describe(&t, &c, "durable");
-            let mut led: BTreeMap<i32, usize> = BTreeMap::new();
-            for (leader, _, _) in d.values() {
-                *led.entry(*leader).or_default() += 1;
-            }
-            let victim = led
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(id, _)| *id)
-                .expect("a leader");
-            c.node_mut(victim as usize).kill9();
-            let at_kill = acked_before(&producer);
-            // Writes resume on the two survivors.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while acked_before(&producer) < at_kill + 500 && producer.try_status().is_none() {
-                assert!(
-                    Instant::now() < deadline,
-                    "writes did not resume after kill -9 of broker {victim}:\n{producer}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            c.node_mut(victim as usize).start_again();
-            let deadline = Instant::now() + Duration::from_secs(180);
-            while producer.try_status().is_none() {
-                assert!(
-                    Instant::now() < deadline,
-                    "producer did not finish:\n{producer}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            // The restarted broker catches up and rejoins every ISR.
-            wait_for_isr(&t, &c, "durable", 3, 3);
-            let acked = acked_records(&producer.stdout());
-            assert!(
-                acked.len() >= 5000,
-                "only {} of 6000 acknowledged:\n{producer}",
-                acked.len()
-            );
-            let stored = read_all(&c, "durable");
-            let mut lost = Vec::new();
-            for a in &acked {
-                match stored.get(&(a.partition, a.offset)) {
-                    Some(v) if *v == a.value => {}
-                    other => lost.push(format!("{a:?} read back as {other:?}")),
-                }
-            }
-            assert!(
-                lost.is_empty(),
-                "{} acknowledged records lost or moved, first: {:?}",
-                lost.len(),
-                &lost[..lost.len().min(5)]
-            );
-            // Offsets stay contiguous per partition: nothing acknowledged sits in a hole.
-            for p in 0..3 {
-                let offsets: Vec<i64> = stored
-                    .keys()
-                    .filter(|(sp, _)| *sp == p)
-                    .map(|(_, o)| *o)
-                    .collect();
-                for w in offsets.windows(2) {
-                    assert_eq!(w[1], w[0] + 1, "partition {p} has a gap at {}", w[0]);
-                }
-            }
-        },
+    let mut c = Cluster::start(flavor, 3, &[]);
+    create(&t, &c, "durable", 3, 3, &["min.insync.replicas=2"]);
+    wait_for_isr(&t, &c, "durable", 3, 3);
+    let bs = c.bootstrap();
+    let mut producer = Background::tool(
+        &t,
+        "kafka-verifiable-producer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            "durable",
+            "--max-messages",
+            "6000",
+            "--throughput",
+            "400",
+            "--acks",
+            "-1",
+        ],
     );
+    let acked_before = |p: &Background| acked_records(&p.stdout()).len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked_before(&producer) < 1500 {
+        assert!(
+            Instant::now() < deadline,
+            "producer made no progress:\n{producer}"
+        );
+        assert!(
+            producer.try_status().is_none(),
+            "producer exited:\n{producer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The broker leading most partitions goes down hard.
+    let d = describe(&t, &c, "durable");
+    let mut led: BTreeMap<i32, usize> = BTreeMap::new();
+    for (leader, _, _) in d.values() {
+        *led.entry(*leader).or_default() += 1;
+    }
+    let victim = led
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(id, _)| *id)
+        .expect("a leader");
+    c.node_mut(victim as usize).kill9();
+    let at_kill = acked_before(&producer);
+    // Writes resume on the two survivors.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked_before(&producer) < at_kill + 500 && producer.try_status().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after kill -9 of broker {victim}:\n{producer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.node_mut(victim as usize).start_again();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while producer.try_status().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "producer did not finish:\n{producer}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The restarted broker catches up and rejoins every ISR.
+    wait_for_isr(&t, &c, "durable", 3, 3);
+    let acked = acked_records(&producer.stdout());
+    assert!(
+        acked.len() >= 5000,
+        "only {} of 6000 acknowledged:\n{producer}",
+        acked.len()
+    );
+    let stored = read_all(&c, "durable");
+    let mut lost = Vec::new();
+    for a in &acked {
+        match stored.get(&(a.partition, a.offset)) {
+            Some(v) if *v == a.value => {}
+            other => lost.push(format!("{a:?} read back as {other:?}")),
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost or moved, first: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // Offsets stay contiguous per partition: nothing acknowledged sits in a hole.
+    for p in 0..3 {
+        let offsets: Vec<i64> = stored
+            .keys()
+            .filter(|(sp, _)| *sp == p)
+            .map(|(_, o)| *o)
+            .collect();
+        for w in offsets.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "partition {p} has a gap at {}", w[0]);
+        }
+    }
 }

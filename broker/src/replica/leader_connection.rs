@@ -93,6 +93,14 @@ impl LeaderConnection for ClientLeaderConnection {
                     self.address
                 )));
             }
+            // The follower's id travels in `replica_id` up to v14 and in `replica_state`
+            // from v15 (KIP-903); each field exists only in its versions.
+            let mut request = request;
+            if version >= 15 {
+                request.replica_id = kafka_protocol::messages::BrokerId(-1);
+            } else {
+                request.replica_state = Default::default();
+            }
             c.send_with_timeout(
                 &request,
                 Some(version),

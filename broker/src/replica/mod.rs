@@ -238,6 +238,28 @@ impl ReplicaManager {
         Ok(partition)
     }
 
+    /// Stops every follower fetcher (broker shutdown).
+    pub fn shutdown_fetchers(&self) {
+        if let Some(f) = self.fetcher_manager() {
+            f.shutdown();
+        }
+    }
+
+    /// Tells every hosted partition which brokers may not join an ISR now (fenced or in
+    /// controlled shutdown); leaders skip them when deciding an ISR expansion.
+    pub fn set_ineligible_replicas(&self, ineligible: &std::collections::BTreeSet<i32>) {
+        let partitions: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for p in partitions {
+            p.set_ineligible_replicas(ineligible.clone());
+        }
+    }
+
     /// `replica.lag.time.max.ms` as configured.
     pub fn replica_lag_time_max_ms(&self) -> i64 {
         self.replica_lag_time_max_ms
