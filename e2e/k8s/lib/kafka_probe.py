@@ -10,8 +10,9 @@
         produces VALUE (acks=all) to partition 0 through its leader; prints {"offset": N}.
     kafka_probe.py fetch HOST:PORT TOPIC
         Fetches partition 0 of TOPIC from offset 0 through its leader; prints {"values": [...]}.
-    kafka_probe.py create HOST:PORT TOPIC PARTITIONS REPLICATION_FACTOR
-        Creates TOPIC with the broker's placement ("already exists" is fine); prints {"created": TOPIC}.
+    kafka_probe.py create HOST:PORT TOPIC PARTITIONS REPLICATION_FACTOR [BROKER,BROKER,...]
+        Creates TOPIC with the controller's placement, or with one partition on the listed brokers
+        (then PARTITIONS and REPLICATION_FACTOR are -1); "already exists" is fine; prints {"created": TOPIC}.
     kafka_probe.py send HOST:PORT TOPIC VALUE
         Produces VALUE (acks=all) to partition 0 of an existing TOPIC through its leader; prints
         {"offset": N}.
@@ -219,9 +220,14 @@ def create_topics(addr, topic, spec):
                 raise IOError(f"CreateTopics {name}: error {err} {msg}")
 
 
-def create(addr, topic, partitions, replication_factor):
-    # No assignment, no configs: the controller places the replicas.
-    create_topics(addr, topic, struct.pack(">ihii", int(partitions), int(replication_factor), 0, 0))
+def create(addr, topic, partitions, replication_factor, replicas=None):
+    if replicas:  # one partition on these brokers, in this order (the first is the preferred leader)
+        ids = [int(b) for b in replicas.split(",")]
+        spec = (struct.pack(">ih", -1, -1) + struct.pack(">i", 1) + struct.pack(">ii", 0, len(ids))
+                + b"".join(struct.pack(">i", b) for b in ids) + struct.pack(">i", 0))
+    else:  # no assignment: the controller places the replicas
+        spec = struct.pack(">ihii", int(partitions), int(replication_factor), 0, 0)
+    create_topics(addr, topic, spec)
     return {"created": topic}
 
 
@@ -296,7 +302,7 @@ def fetch(addr, topic):
 
 
 def main():
-    commands = {"produce": (produce, 4), "fetch": (fetch, 2), "create": (create, 4), "send": (send, 3),
+    commands = {"produce": (produce, 4), "fetch": (fetch, 2), "create": (create, 5), "send": (send, 3),
                 "describe": (describe, 2)}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         command, argc = commands[sys.argv[1]]
