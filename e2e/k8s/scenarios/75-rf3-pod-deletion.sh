@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# expected-failure: brokers do not create follower logs or replicate yet (the reaction executor that drives the replica layer from committed metadata is not on main yet; with it this scenario passed in 63 s); the partition's leader answers UNKNOWN_TOPIC_OR_PARTITION
 # needs-cluster
 # A topic with replication factor 3 (min.insync.replicas=2 from the ConfigMap) survives losing
 # the pod of its partition's leader:
