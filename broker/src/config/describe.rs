@@ -487,6 +487,9 @@ pub fn validate_broker_dynamic_configs(
         )));
     }
     for (name, value) in configs {
+        check_broker_quota(name, value)?;
+    }
+    for (name, value) in configs {
         check_broker_value(&base(name), value).map_err(|e| match e {
             ConfigError::InvalidValue { value, reason, .. } => ConfigError::InvalidValue {
                 name: name.clone(),
@@ -522,9 +525,69 @@ pub fn validate_broker_dynamic_configs(
     Ok(())
 }
 
+/// Kafka's broker quota configs (`QuotaConfig.brokerQuotaConfigs`): the replication
+/// throttles `kafka-reassign-partitions.sh --throttle` sets on every broker of a
+/// reassignment and `--verify` removes. They exist only as dynamic configs (not in
+/// server.properties), LONG, at least 0, default `Long.MAX_VALUE` (no throttle). Oxbow
+/// stores them and answers them in DescribeConfigs but does not throttle replication.
+pub(crate) const BROKER_QUOTA_CONFIGS: [&str; 3] = [
+    "follower.replication.throttled.rate",
+    "leader.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+];
+
+/// Checks a broker quota config's value as Kafka's `DynamicConfig.Broker.validate` does; a
+/// `ConfigException` there reaches the client as INVALID_REQUEST with its message.
+fn check_broker_quota(name: &str, value: &str) -> Result<(), ConfigError> {
+    if !BROKER_QUOTA_CONFIGS.contains(&name) {
+        return Ok(());
+    }
+    let reason = match value.trim().parse::<i64>() {
+        Ok(v) if v >= 0 => return Ok(()),
+        Ok(_) => "Value must be at least 0",
+        Err(_) => "Not a number of type LONG",
+    };
+    Err(ConfigError::InvalidRequest(format!(
+        "Invalid value {value} for configuration {name}: {reason}"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_throttles_are_dynamic_longs_of_at_least_zero() {
+        for name in BROKER_QUOTA_CONFIGS {
+            // Per broker, as kafka-reassign-partitions.sh --throttle sets them, and as
+            // cluster-wide defaults.
+            for per_broker in [true, false] {
+                let ok = BTreeMap::from([(name.to_string(), "50000000".to_string())]);
+                assert_eq!(validate_broker_dynamic_configs(&ok, per_broker), Ok(()));
+            }
+            let refused = |value: &str| {
+                let c = BTreeMap::from([(name.to_string(), value.to_string())]);
+                let e = validate_broker_dynamic_configs(&c, true).unwrap_err();
+                (e.kafka_code(), e.to_string())
+            };
+            assert_eq!(
+                refused("-1"),
+                (
+                    42,
+                    format!("Invalid value -1 for configuration {name}: Value must be at least 0")
+                )
+            );
+            assert_eq!(
+                refused("fast"),
+                (
+                    42,
+                    format!(
+                        "Invalid value fast for configuration {name}: Not a number of type LONG"
+                    )
+                )
+            );
+        }
+    }
 
     fn broker(text: &str) -> BrokerConfig {
         BrokerConfig::from_properties(text, &[]).unwrap().0
