@@ -464,6 +464,96 @@ mod tests {
         runner.await.unwrap();
     }
 
+    #[test]
+    fn the_rebalance_timer_follows_kafkas_settings() {
+        let config = |overrides: &[(&str, &str)]| {
+            let overrides: Vec<(String, String)> = overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            crate::config::BrokerConfig::default_single_node(&overrides)
+                .unwrap()
+                .0
+        };
+        // auto.leader.rebalance.enable=true, leader.imbalance.check.interval.seconds=300.
+        assert_eq!(
+            ControllerTimers::from_broker(&config(&[])).rebalance_every,
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            ControllerTimers::from_broker(&config(&[(
+                "leader.imbalance.check.interval.seconds",
+                "7"
+            )]))
+            .rebalance_every,
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            ControllerTimers::from_broker(&config(&[("auto.leader.rebalance.enable", "false")]))
+                .rebalance_every,
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn the_run_loop_moves_leadership_to_preferred_replicas_on_the_imbalance_timer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let controller = Arc::new(Controller::new(
+            0,
+            store.clone(),
+            ControllerConfig::default(),
+        ));
+        let now = wall_clock_ms();
+        join(&controller, &store, 0, now).await;
+        join(&controller, &store, 1, now).await;
+        let mut assignments = std::collections::BTreeMap::new();
+        assignments.insert(0, vec![0, 1]);
+        controller
+            .handle(ControllerRequest::CreateTopic {
+                topic: NewTopic {
+                    name: "t".into(),
+                    assignments,
+                    ..NewTopic::default()
+                },
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        // Reordering the in-sync replicas completes at once and keeps the leader: broker 1
+        // is now preferred but does not lead.
+        controller
+            .handle(ControllerRequest::AlterPartitionReassignments {
+                targets: vec![crate::controller::ReassignmentTarget {
+                    topic: "t".into(),
+                    partition: 0,
+                    replicas: Some(vec![1, 0]),
+                }],
+            })
+            .await
+            .unwrap();
+        let p = store.image().topic("t").unwrap().partitions[0].clone();
+        assert_eq!((p.replicas, p.leader), (vec![1, 0], 0));
+        let (stop, stopped) = watch::channel(false);
+        let timers = ControllerTimers {
+            // No fencing during the test: nobody heartbeats.
+            fence_check_every: Duration::from_secs(3600),
+            unclean_election_every: Duration::from_secs(3600),
+            rebalance_every: Some(Duration::from_millis(50)),
+        };
+        let runner = tokio::spawn(controller.clone().run(timers, stopped));
+        let mut images = store.subscribe();
+        let moved = tokio::time::timeout(
+            Duration::from_secs(10),
+            images.wait_for(|i| i.topic("t").is_some_and(|t| t.partitions[0].leader == 1)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        assert!(moved, "the rebalance timer never elected broker 1");
+        stop.send_replace(true);
+        runner.await.unwrap();
+    }
+
     #[tokio::test]
     async fn json_requests_get_json_replies_and_refusals() {
         let dir = tempfile::tempdir().unwrap();
