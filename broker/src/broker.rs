@@ -51,8 +51,8 @@ pub struct Broker {
     logs: Arc<LogManager>,
     /// Hosted partitions with their waiting fetches.
     replicas: ReplicaManager,
-    /// Incremental fetch sessions (KIP-227).
-    fetch_sessions: Mutex<FetchSessionCache>,
+    /// Incremental fetch sessions (KIP-227), sharded with a lock per shard.
+    fetch_sessions: FetchSessionCache,
     /// (next id, end of the reserved block); async because reserving a block writes the store.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The static config with dynamic broker configs applied; rebuilt when those change.
@@ -199,9 +199,9 @@ impl Broker {
             metadata: store,
             logs: Arc::new(logs),
             replicas: ReplicaManager::new(config.replica_lag_time_max_ms),
-            fetch_sessions: Mutex::new(FetchSessionCache::new(
+            fetch_sessions: FetchSessionCache::new(
                 config.max_incremental_fetch_session_cache_slots.max(0) as usize,
-            )),
+            ),
             admin: tokio::sync::Mutex::new(()),
             // The logs of `image` are opened below; the roles it gives are taken by the
             // reaction loop's first pass.
@@ -428,12 +428,9 @@ impl Broker {
             .clone()
     }
 
-    /// Runs `f` on the fetch session cache (held only for the call: never across a read).
-    pub(crate) fn fetch_sessions<T>(&self, f: impl FnOnce(&mut FetchSessionCache) -> T) -> T {
-        f(&mut self
-            .fetch_sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()))
+    /// The fetch session cache (each call locks one of its shards, never across a read).
+    pub(crate) fn fetch_sessions(&self) -> &FetchSessionCache {
+        &self.fetch_sessions
     }
 
     /// The log of `topic`/`partition` if this broker leads it; UNKNOWN_TOPIC_OR_PARTITION if

@@ -1435,6 +1435,41 @@ async fn zero_session_cache_slots_mean_full_fetches_only() {
     assert_eq!(full.responses[0].partitions[0].error_code, 0);
 }
 
+/// As in Kafka 4.x, `max.incremental.fetch.session.cache.slots` is split over 8 shards:
+/// 8 slots give one session per shard, so eight consumers get sessions and a ninth (every
+/// shard full of young sessions) does not; 7 slots give no session at all.
+#[tokio::test]
+async fn session_cache_slots_are_split_over_eight_shards() {
+    let b = start(&[("max.incremental.fetch.session.cache.slots", "8")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "shards").await;
+    let mut ids = Vec::new();
+    for _ in 0..9 {
+        let full: FetchResponse = c
+            .call(12, &session_fetch("shards", 0, 0, Some(0), false))
+            .await;
+        assert_eq!(full.error_code, 0);
+        ids.push(full.session_id);
+    }
+    assert!(ids[..8].iter().all(|&id| id > 0), "{ids:?}");
+    assert_eq!(ids[8], 0, "a ninth session found room: {ids:?}");
+    // Every session is served incrementally from its own shard.
+    for &id in &ids[..8] {
+        let inc: FetchResponse = c
+            .call(12, &session_fetch("shards", id, 1, None, false))
+            .await;
+        assert_eq!((inc.error_code, inc.session_id), (0, id));
+    }
+
+    let b = start(&[("max.incremental.fetch.session.cache.slots", "7")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "noshard").await;
+    let full: FetchResponse = c
+        .call(12, &session_fetch("noshard", 0, 0, Some(0), false))
+        .await;
+    assert_eq!((full.error_code, full.session_id), (0, 0));
+}
+
 /// A listener left out of `advertised.listeners` is served, but, as in Kafka, this broker
 /// is not an address for its clients: Metadata lists no broker and its partitions are
 /// LISTENER_NOT_FOUND without a leader, FindCoordinator is COORDINATOR_NOT_AVAILABLE and

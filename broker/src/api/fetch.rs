@@ -46,16 +46,14 @@ type PartitionResult = Result<LogSlice, ApiError>;
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Result<Reply> {
     let broker = ctx.broker;
     let (partitions, forgotten) = requested_partitions(ctx, &request);
-    let context = broker.fetch_sessions(|cache| {
-        cache.new_context(
-            ctx.version,
-            request.session_id,
-            request.session_epoch,
-            partitions,
-            &forgotten,
-            now_ms(),
-        )
-    });
+    let context = broker.fetch_sessions().new_context(
+        ctx.version,
+        request.session_id,
+        request.session_epoch,
+        partitions,
+        &forgotten,
+        now_ms(),
+    );
     let wanted = match &context {
         FetchContext::Error(e) => {
             let response = FetchResponse::default()
@@ -112,14 +110,19 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
         FetchContext::Sessionless(_) | FetchContext::Error(_) => (INVALID_SESSION_ID, None),
         FetchContext::Full(partitions) => {
             let privileged = request.replica_id.0 >= 0 || request.replica_state.replica_id.0 >= 0;
-            let id = broker.fetch_sessions(|cache| {
-                cache.create_session(ctx.version, privileged, partitions, &outcomes, now_ms())
-            });
+            let id = broker.fetch_sessions().create_session(
+                ctx.version,
+                privileged,
+                partitions,
+                &outcomes,
+                now_ms(),
+            );
             (id, None)
         }
         FetchContext::Incremental { session_id, .. } => {
-            let carried =
-                broker.fetch_sessions(|cache| cache.complete_incremental(*session_id, &outcomes));
+            let carried = broker
+                .fetch_sessions()
+                .complete_incremental(*session_id, &outcomes);
             (*session_id, Some(carried))
         }
     };

@@ -13,12 +13,21 @@
 //! [`EVICTION_MS`]; else the smallest evictable session if the new one is at least as
 //! valuable (followers' sessions outrank consumers', then more partitions outrank fewer) —
 //! where sessions younger than [`EVICTION_MS`] are only evictable by a follower's session, and
-//! followers' young sessions not at all. Kafka splits the same slots over 8 shards picked
-//! round-robin; one shard here, so the per-shard limits differ only in how slots are grouped.
+//! followers' young sessions not at all.
 //!
-//! Pure state with explicit time: the fetch handler drives it, the tests use logical time.
+//! As in Kafka 4.x, the slots are split over [`NUM_FETCH_SESSION_CACHE_SHARDS`] shards, each
+//! with its own lock, so fetches of different consumers do not contend on one lock: each
+//! shard holds `slots / 8` sessions (integer division, so fewer than 8 slots mean no
+//! sessions at all, as in Kafka) and owns one eighth of the positive session ids; a new
+//! session goes to the next shard round-robin, a request finds its session's shard from the
+//! id alone. Eviction happens within a shard.
+//!
+//! [`FetchSessionCacheShard`] is pure state with explicit time: the fetch handler drives it
+//! through [`FetchSessionCache`], the tests use logical time.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
@@ -33,6 +42,9 @@ pub const FINAL_EPOCH: i32 = -1;
 /// Kafka's minimum idle time before a session counts as stale (hard-coded there too:
 /// `min.incremental.fetch.session.eviction.ms` is not a broker config).
 pub const EVICTION_MS: i64 = 120_000;
+/// Kafka's `KafkaBroker.NumFetchSessionCacheShards`: how many shards the cache's slots and
+/// session ids are split over.
+pub const NUM_FETCH_SESSION_CACHE_SHARDS: usize = 8;
 
 /// Kafka's `FetchMetadata.nextEpoch`: epochs count up from 1 and wrap to 1.
 pub fn next_epoch(epoch: i32) -> i32 {
@@ -175,11 +187,122 @@ pub enum FetchContext {
     Error(ResponseError),
 }
 
-/// The broker's fetch sessions. Not synchronised: the broker wraps it in a `Mutex` and holds
-/// it only for these short calls, never while reading logs.
+/// The broker's fetch sessions: [`NUM_FETCH_SESSION_CACHE_SHARDS`] shards, each behind its
+/// own lock, held only for these short calls and never while reading logs.
 #[derive(Debug)]
 pub struct FetchSessionCache {
+    shards: Vec<Mutex<FetchSessionCacheShard>>,
+    /// Session ids each shard owns (Kafka's `sessionIdRange`): shard `n` draws its ids from
+    /// `max(1, n * range) .. (n + 1) * range`.
+    session_id_range: i32,
+    /// Round-robin position for new sessions (Kafka's `FetchSessionCache.counter`).
+    next_shard: AtomicUsize,
+}
+
+impl FetchSessionCache {
+    /// A cache of `max.incremental.fetch.session.cache.slots` = `slots` split over
+    /// [`NUM_FETCH_SESSION_CACHE_SHARDS`] shards of `slots / 8` sessions each.
+    pub fn new(slots: usize) -> Self {
+        let shards = NUM_FETCH_SESSION_CACHE_SHARDS;
+        let session_id_range = i32::MAX / shards as i32;
+        FetchSessionCache {
+            shards: (0..shards)
+                .map(|n| {
+                    Mutex::new(FetchSessionCacheShard::new(
+                        slots / shards,
+                        session_id_range,
+                        n as i32,
+                    ))
+                })
+                .collect(),
+            session_id_range,
+            next_shard: AtomicUsize::new(0),
+        }
+    }
+
+    /// Number of sessions cached over all shards.
+    pub fn len(&self) -> usize {
+        (0..self.shards.len()).map(|n| self.lock(n).len()).sum()
+    }
+
+    /// Whether no session is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, FetchSessionCacheShard> {
+        self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The shard owning `session_id` (Kafka's `getCacheShard`), `None` for ids no shard
+    /// owns (negative, or in the few ids above the last shard's range): no session has
+    /// them, so they are not found. (Kafka's lookup fails with an index error there.)
+    fn shard_of(&self, session_id: i32) -> Option<usize> {
+        let n = usize::try_from(session_id / self.session_id_range).ok()?;
+        (n < self.shards.len()).then_some(n)
+    }
+
+    /// Kafka's `FetchManager.newContext`; see [`FetchSessionCacheShard::new_context`]. Locks
+    /// only the shard of `session_id`.
+    pub fn new_context(
+        &self,
+        version: i16,
+        session_id: i32,
+        epoch: i32,
+        partitions: Vec<PartitionRequest>,
+        forgotten: &[SessionPartitionKey],
+        now_ms: i64,
+    ) -> FetchContext {
+        let full = epoch == INITIAL_EPOCH || epoch == FINAL_EPOCH;
+        match self.shard_of(session_id) {
+            Some(n) if session_id != INVALID_SESSION_ID || !full => self
+                .lock(n)
+                .new_context(version, session_id, epoch, partitions, forgotten, now_ms),
+            // A full request without a session (or naming one no shard owns) touches no
+            // shard.
+            _ if full => FetchSessionCacheShard::full_context(epoch, partitions),
+            _ => FetchContext::Error(ResponseError::FetchSessionIdNotFound),
+        }
+    }
+
+    /// Kafka's `FullFetchContext` after the read: creates the session in the next shard
+    /// round-robin; see [`FetchSessionCacheShard::create_session`].
+    pub fn create_session(
+        &self,
+        version: i16,
+        privileged: bool,
+        partitions: &[PartitionRequest],
+        outcomes: &[PartitionOutcome],
+        now_ms: i64,
+    ) -> i32 {
+        let n = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.lock(n)
+            .create_session(version, privileged, partitions, outcomes, now_ms)
+    }
+
+    /// Kafka's `IncrementalFetchContext` after the read; see
+    /// [`FetchSessionCacheShard::complete_incremental`].
+    pub fn complete_incremental(
+        &self,
+        session_id: i32,
+        outcomes: &[PartitionOutcome],
+    ) -> Vec<bool> {
+        match self.shard_of(session_id) {
+            Some(n) => self.lock(n).complete_incremental(session_id, outcomes),
+            None => vec![true; outcomes.len()],
+        }
+    }
+}
+
+/// One shard of the fetch session cache (Kafka's `FetchSessionCacheShard`). Not
+/// synchronised: [`FetchSessionCache`] holds it behind its lock.
+#[derive(Debug)]
+pub struct FetchSessionCacheShard {
     max_entries: usize,
+    /// Ids this shard draws: `max(1, shard_num * session_id_range)` up to (not including)
+    /// `(shard_num + 1) * session_id_range`.
+    session_id_range: i32,
+    shard_num: i32,
     sessions: HashMap<i32, Session>,
     last_used: BTreeSet<(i64, i32)>,
     evictable_by_all: BTreeSet<EvictableKey>,
@@ -188,12 +311,14 @@ pub struct FetchSessionCache {
     rng_state: u64,
 }
 
-impl FetchSessionCache {
-    /// An empty cache of at most `max_entries` sessions
-    /// (`max.incremental.fetch.session.cache.slots`; 0 disables sessions).
-    pub fn new(max_entries: usize) -> Self {
-        FetchSessionCache {
+impl FetchSessionCacheShard {
+    /// An empty shard of at most `max_entries` sessions (0 disables sessions) whose ids lie
+    /// in shard `shard_num`'s part of `session_id_range`-sized ranges.
+    pub fn new(max_entries: usize, session_id_range: i32, shard_num: i32) -> Self {
+        FetchSessionCacheShard {
             max_entries,
+            session_id_range: session_id_range.max(1),
+            shard_num,
             sessions: HashMap::new(),
             last_used: BTreeSet::new(),
             evictable_by_all: BTreeSet::new(),
@@ -228,11 +353,7 @@ impl FetchSessionCache {
             if session_id != INVALID_SESSION_ID {
                 self.remove(session_id);
             }
-            return if epoch == FINAL_EPOCH {
-                FetchContext::Sessionless(partitions)
-            } else {
-                FetchContext::Full(partitions)
-            };
+            return Self::full_context(epoch, partitions);
         }
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return FetchContext::Error(ResponseError::FetchSessionIdNotFound);
@@ -275,6 +396,15 @@ impl FetchSessionCache {
         FetchContext::Incremental {
             session_id,
             partitions,
+        }
+    }
+
+    /// The context of a full request (epoch 0 or FINAL): FINAL never creates a session.
+    fn full_context(epoch: i32, partitions: Vec<PartitionRequest>) -> FetchContext {
+        if epoch == FINAL_EPOCH {
+            FetchContext::Sessionless(partitions)
+        } else {
+            FetchContext::Full(partitions)
         }
     }
 
@@ -407,9 +537,15 @@ impl FetchSessionCache {
         }
     }
 
-    /// A random positive id not in use (Kafka draws them at random too, so a client cannot
-    /// guess another client's session).
+    /// A random id of this shard's range not in use (Kafka draws them at random too, so a
+    /// client cannot guess another client's session).
     fn new_session_id(&mut self) -> i32 {
+        let low = self.shard_num.saturating_mul(self.session_id_range).max(1);
+        let high = self
+            .shard_num
+            .saturating_add(1)
+            .saturating_mul(self.session_id_range);
+        let span = u64::try_from(high.saturating_sub(low)).unwrap_or(0).max(1);
         loop {
             // xorshift64*: enough to make ids unpredictable to a casual client.
             let mut x = self.rng_state;
@@ -417,7 +553,8 @@ impl FetchSessionCache {
             x ^= x << 25;
             x ^= x >> 27;
             self.rng_state = x;
-            let id = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i32;
+            let draw = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32;
+            let id = low.saturating_add((draw % span) as i32);
             if id > 0 && !self.sessions.contains_key(&id) {
                 return id;
             }
@@ -451,7 +588,12 @@ mod tests {
         }
     }
 
-    fn full_session(cache: &mut FetchSessionCache, n: i32, now: i64) -> i32 {
+    /// A shard of `max_entries` owning every positive id, as a one-shard cache would.
+    fn shard(max_entries: usize) -> FetchSessionCacheShard {
+        FetchSessionCacheShard::new(max_entries, i32::MAX, 0)
+    }
+
+    fn full_session(cache: &mut FetchSessionCacheShard, n: i32, now: i64) -> i32 {
         let parts: Vec<_> = (0..n).map(|p| req("t", p, 0)).collect();
         let ctx = cache.new_context(12, 0, INITIAL_EPOCH, parts.clone(), &[], now);
         assert_eq!(ctx, FetchContext::Full(parts.clone()));
@@ -461,7 +603,7 @@ mod tests {
 
     #[test]
     fn incremental_requests_follow_the_epochs_and_leave_out_unchanged_partitions() {
-        let mut cache = FetchSessionCache::new(10);
+        let mut cache = shard(10);
         let id = full_session(&mut cache, 3, 0);
         assert_ne!(id, INVALID_SESSION_ID);
         // Epoch 1 with only partition 1's offset changed: all three are read, in order.
@@ -494,7 +636,7 @@ mod tests {
 
     #[test]
     fn unknown_sessions_topic_id_switches_and_final_epochs() {
-        let mut cache = FetchSessionCache::new(10);
+        let mut cache = shard(10);
         assert_eq!(
             cache.new_context(12, 1234, 1, vec![], &[], 0),
             FetchContext::Error(ResponseError::FetchSessionIdNotFound)
@@ -514,7 +656,7 @@ mod tests {
 
     #[test]
     fn forgetting_every_partition_closes_the_session() {
-        let mut cache = FetchSessionCache::new(10);
+        let mut cache = shard(10);
         let id = full_session(&mut cache, 2, 0);
         let forget = [
             (TopicKey::Name("t".into()), 0),
@@ -529,7 +671,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_evicts_stale_sessions_then_smaller_old_ones() {
-        let mut cache = FetchSessionCache::new(2);
+        let mut cache = shard(2);
         let a = full_session(&mut cache, 5, 0);
         let b = full_session(&mut cache, 1, 1_000);
         // Both recently used and younger than EVICTION_MS: no room for a consumer.
@@ -564,7 +706,66 @@ mod tests {
 
     #[test]
     fn zero_slots_never_create_sessions() {
-        let mut cache = FetchSessionCache::new(0);
+        let mut cache = shard(0);
         assert_eq!(full_session(&mut cache, 1, 0), INVALID_SESSION_ID);
+    }
+
+    /// A full fetch through the sharded cache, as the fetch handler makes it.
+    fn cached_session(cache: &FetchSessionCache, n: i32, now: i64) -> i32 {
+        let parts: Vec<_> = (0..n).map(|p| req("t", p, 0)).collect();
+        let ctx = cache.new_context(12, 0, INITIAL_EPOCH, parts.clone(), &[], now);
+        assert_eq!(ctx, FetchContext::Full(parts.clone()));
+        cache.create_session(12, false, &parts, &vec![out(0, 10); parts.len()], now)
+    }
+
+    #[test]
+    fn slots_are_split_over_eight_shards_picked_round_robin() {
+        let range = i32::MAX / NUM_FETCH_SESSION_CACHE_SHARDS as i32;
+        // 16 slots: two sessions per shard; the 17th young consumer session finds every
+        // shard full.
+        let cache = FetchSessionCache::new(16);
+        let ids: Vec<i32> = (0..17).map(|_| cached_session(&cache, 1, 0)).collect();
+        for (i, &id) in ids[..16].iter().enumerate() {
+            let shard = (i % NUM_FETCH_SESSION_CACHE_SHARDS) as i32;
+            assert!(
+                id >= (shard * range).max(1) && id < (shard + 1) * range,
+                "session {i} ({id}) outside shard {shard}'s ids"
+            );
+        }
+        assert_eq!(ids[16], INVALID_SESSION_ID);
+        assert_eq!(cache.len(), 16);
+        // Each session is found again through its id alone, in its own shard.
+        for &id in &ids[..16] {
+            assert!(
+                matches!(
+                    cache.new_context(12, id, 1, vec![], &[], 1),
+                    FetchContext::Incremental { session_id, .. } if session_id == id
+                ),
+                "session {id} not found"
+            );
+            assert_eq!(cache.complete_incremental(id, &[out(0, 10)]), vec![false]);
+        }
+        // Ids no shard owns are unknown sessions; a full request naming one is served.
+        for id in [-5, i32::MAX] {
+            assert_eq!(
+                cache.new_context(12, id, 1, vec![], &[], 1),
+                FetchContext::Error(ResponseError::FetchSessionIdNotFound)
+            );
+            assert_eq!(
+                cache.new_context(12, id, INITIAL_EPOCH, vec![], &[], 1),
+                FetchContext::Full(vec![])
+            );
+        }
+        // A full request naming a session closes it in its shard.
+        cache.new_context(12, ids[3], INITIAL_EPOCH, vec![], &[], 2);
+        assert_eq!(cache.len(), 15);
+    }
+
+    #[test]
+    fn fewer_slots_than_shards_mean_no_sessions() {
+        // As in Kafka: 7 / 8 = 0 sessions per shard.
+        let cache = FetchSessionCache::new(7);
+        assert_eq!(cached_session(&cache, 1, 0), INVALID_SESSION_ID);
+        assert!(cache.is_empty());
     }
 }
