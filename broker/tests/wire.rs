@@ -1470,6 +1470,51 @@ async fn session_cache_slots_are_split_over_eight_shards() {
     assert_eq!((full.error_code, full.session_id), (0, 0));
 }
 
+/// A batch of one record whose value is `size` bytes of `fill`.
+fn sized_batch(size: usize, fill: char) -> Bytes {
+    batch(&[&fill.to_string().repeat(size)])
+}
+
+/// `fetch.max.bytes` caps a response whatever the request's `max_bytes` says, as in Kafka
+/// (min of the two), yet a first batch larger than the cap is still returned whole; the
+/// request's `min_bytes` is capped the same way, so a fetch asking for more than the cap
+/// answers at once when more than the cap is waiting.
+#[tokio::test]
+async fn fetch_max_bytes_caps_the_response() {
+    let b = start(&[("fetch.max.bytes", "1024")]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "capped").await;
+    for (size, fill) in [(600, 'a'), (600, 'b'), (2000, 'c')] {
+        let r: ProduceResponse = c
+            .call(9, &produce_request("capped", sized_batch(size, fill), 1))
+            .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let values = |r: &FetchResponse| -> Vec<usize> {
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        values_of(p.records.as_ref().expect("records"))
+            .iter()
+            .map(String::len)
+            .collect()
+    };
+    // Asked for 1 MiB and to wait for it: one 600-byte batch fits under the cap, two do not,
+    // and the 3,200 bytes waiting are more than the (capped) minimum, so no wait.
+    let mut first = fetch_request("capped", 0, 10_000).with_min_bytes(1 << 20);
+    first.max_bytes = 1 << 20;
+    let started = Instant::now();
+    let r: FetchResponse = c.call(12, &first).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} for min_bytes above fetch.max.bytes",
+        started.elapsed()
+    );
+    assert_eq!(values(&r), vec![600]);
+    // The 2,000-byte batch alone exceeds the cap and is still returned whole.
+    let r: FetchResponse = c.call(12, &fetch_request("capped", 2, 0)).await;
+    assert_eq!(values(&r), vec![2000]);
+}
+
 /// A listener left out of `advertised.listeners` is served, but, as in Kafka, this broker
 /// is not an address for its clients: Metadata lists no broker and its partitions are
 /// LISTENER_NOT_FOUND without a leader, FindCoordinator is COORDINATOR_NOT_AVAILABLE and

@@ -28,7 +28,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 
 use super::{str_bytes, ApiError, Ctx, Part, Reply};
-use crate::log::{FileRegion, LogSlice};
+use crate::log::{FileRegion, LogSlice, MoreData};
 use crate::metadata::PartitionState;
 use crate::replica::fetch_session::{
     FetchContext, PartitionOutcome, PartitionRequest, SessionPartitionKey, TopicKey,
@@ -68,18 +68,19 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
 
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
-    let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 {
-        i32::MAX as usize
-    } else {
-        request.max_bytes as usize
-    };
+    // Kafka's KafkaApis: the response carries at most min(request max_bytes,
+    // fetch.max.bytes), followers' fetches included, and waits for no more than that.
+    let max_bytes = request
+        .max_bytes
+        .min(broker.config().fetch_max_bytes)
+        .max(0) as usize;
+    let min_bytes = (request.min_bytes.max(0) as usize).min(max_bytes);
     let read_committed = request.isolation_level == READ_COMMITTED;
     let reader = Reader::of(ctx.version, &request);
     let waker = Arc::new(Notify::new());
     let mut watches: Vec<FetchWatch> = Vec::new();
     let results = loop {
-        let (results, total, any_error) = read_all(
+        let (results, available, any_error) = read_all(
             broker.replica_manager(),
             reader,
             wanted,
@@ -87,7 +88,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
             max_bytes,
         );
         let timed_out = tokio::time::Instant::now() >= deadline;
-        if total >= min_bytes || any_error || timed_out || wanted.is_empty() {
+        if available >= min_bytes || any_error || timed_out || wanted.is_empty() {
             break results;
         }
         if watches.is_empty() {
@@ -223,6 +224,11 @@ impl Reader {
     }
 }
 
+/// Reads every partition within `max_bytes` in all (a partition's first batch whole while
+/// nothing was read before it). Returns the results, the bytes available to the fetch as
+/// Kafka's `DelayedFetch` counts them (what was read, but the whole partition limit for a
+/// partition cut short by a limit, everything when a read stopped at a segment older than
+/// its bound's) and whether any partition failed.
 fn read_all(
     replicas: &ReplicaManager,
     reader: Reader,
@@ -231,6 +237,7 @@ fn read_all(
     max_bytes: usize,
 ) -> (Vec<PartitionResult>, usize, bool) {
     let mut total = 0usize;
+    let mut available = 0usize;
     let mut any_error = false;
     let mut results = Vec::with_capacity(wanted.len());
     for (w, r) in wanted.iter().zip(resolved) {
@@ -243,12 +250,19 @@ fn read_all(
             total == 0,
         );
         match &result {
-            Ok(slice) => total += slice.size,
+            Ok(slice) => {
+                total += slice.size;
+                available = available.saturating_add(match slice.more {
+                    MoreData::None => slice.size,
+                    MoreData::InSegment => slice.size.max(w.max_bytes.max(0) as usize),
+                    MoreData::LaterSegment => usize::MAX,
+                });
+            }
             Err(_) => any_error = true,
         }
         results.push(result);
     }
-    (results, total, any_error)
+    (results, available, any_error)
 }
 
 fn read_one(

@@ -431,6 +431,9 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: i32,
     /// `max.incremental.fetch.session.cache.slots` (1000).
     pub max_incremental_fetch_session_cache_slots: i32,
+    /// `fetch.max.bytes` (57671680): the most record bytes one Fetch response carries,
+    /// whatever the request's `max_bytes` asks (the first batch is returned even if larger).
+    pub fetch_max_bytes: i32,
     /// `log.retention.check.interval.ms` (300000).
     pub log_retention_check_interval_ms: i64,
     /// `log.flush.interval.ms` (null: governed by `log.flush.scheduler.interval.ms`).
@@ -1007,6 +1010,7 @@ impl BrokerConfig {
             max_incremental_fetch_session_cache_slots: int(
                 "max.incremental.fetch.session.cache.slots",
             )?,
+            fetch_max_bytes: int("fetch.max.bytes")?,
             log_retention_check_interval_ms: long_nn("log.retention.check.interval.ms")?,
             log_flush_interval_ms: long("log.flush.interval.ms")?,
             log_flush_interval_messages: long_nn("log.flush.interval.messages")?,
@@ -1191,6 +1195,7 @@ mod tests {
         assert_eq!(c.broker_rack, None);
         assert_eq!(c.replica_lag_time_max_ms, 30000);
         assert_eq!(c.replica_fetch_max_bytes, 1048576);
+        assert_eq!(c.fetch_max_bytes, 57671680);
         assert_eq!(c.replica_fetch_wait_max_ms, 500);
         assert_eq!(c.replica_fetch_min_bytes, 1);
         assert!(!c.unclean_leader_election_enable);

@@ -146,6 +146,20 @@ impl FileRegion {
     }
 }
 
+/// What a read left below its bound (the high watermark or log end offset): what a waiting
+/// fetch counts as available, as Kafka's `DelayedFetch` does from offset positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoreData {
+    /// Everything visible from the fetch offset was returned.
+    None,
+    /// The read's byte limit stopped it inside the segment: at least the limit's worth is
+    /// available.
+    InSegment,
+    /// The bound lies in a later segment than the one read; Kafka completes such a fetch
+    /// at once.
+    LaterSegment,
+}
+
 /// Result of [`PartitionLog::read_regions`]: where the batches of a fetch are, plus what a
 /// FetchResponse partition needs besides them.
 #[derive(Debug, Clone)]
@@ -155,6 +169,8 @@ pub struct LogSlice {
     pub regions: Vec<FileRegion>,
     /// Total bytes of `regions`.
     pub size: usize,
+    /// Whether batches below the read's bound were left out, and where.
+    pub more: MoreData,
     /// High watermark at the time of the read.
     pub high_watermark: i64,
     /// Log start offset at the time of the read.

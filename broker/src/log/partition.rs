@@ -21,7 +21,7 @@ use super::records::{self, Detail, RecordStream};
 use super::segment::{
     self, ScanMode, ScanStop, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
-use super::{AppendInfo, FetchData, LogSlice, TopicPartition, CLEAN_SHUTDOWN_FILE};
+use super::{AppendInfo, FetchData, LogSlice, MoreData, TopicPartition, CLEAN_SHUTDOWN_FILE};
 
 /// What the caller knows about a partition before opening it: gathered from the log dir's
 /// root files by [`super::LogManager`] (or by [`PartitionLog::open`] for a single log).
@@ -900,6 +900,7 @@ impl PartitionLog {
         }
         let mut regions = Vec::new();
         let mut size = 0usize;
+        let mut more = MoreData::None;
         if offset < leo && offset < max_offset {
             let start_base = self
                 .segments
@@ -907,14 +908,27 @@ impl PartitionLog {
                 .next_back()
                 .map_or(i64::MIN, |(&b, _)| b);
             let mut cursor = offset;
-            for seg in self.segments.range(start_base..).map(|(_, s)| s) {
+            for (&base, seg) in self.segments.range(start_base..) {
                 let budget = max_bytes.saturating_sub(size);
                 let first = size == 0;
                 if budget == 0 && !(first && min_one_batch) {
                     break;
                 }
-                let (region, cont) =
+                let (region, cont, cut) =
                     seg.slice(cursor, budget, max_offset, first && min_one_batch)?;
+                if region.is_some() || cut {
+                    // Kafka's DelayedFetch: a read from a segment older than the one its
+                    // bound (high watermark or log end) lies in completes a waiting fetch.
+                    let later = self.segments.range(base + 1..).next().is_some()
+                        && max_offset.min(leo) >= seg.next_offset();
+                    more = if later {
+                        MoreData::LaterSegment
+                    } else if cut {
+                        MoreData::InSegment
+                    } else {
+                        MoreData::None
+                    };
+                }
                 if let Some(region) = region {
                     size += region.len;
                     regions.push(region);
@@ -929,6 +943,7 @@ impl PartitionLog {
         Ok(LogSlice {
             regions,
             size,
+            more,
             high_watermark: self.high_watermark,
             log_start_offset: self.log_start_offset,
             last_stable_offset: self.last_stable_offset(),

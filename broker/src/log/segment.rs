@@ -711,21 +711,22 @@ impl Segment {
     /// stopping before any batch reaching `max_offset` or not fitting in `budget` bytes (the
     /// first batch is taken whole regardless when `min_one_batch`), without reading the
     /// batches: the ends are found with the offset index and a few header reads. Returns
-    /// the region (`None` if nothing fits) and whether reading should continue with the next
-    /// segment (this segment's tail was taken).
+    /// the region (`None` if nothing fits), whether reading should continue with the next
+    /// segment (this segment's tail was taken) and whether batches below `max_offset` were
+    /// left in this segment for want of budget.
     pub(crate) fn slice(
         &self,
         offset: i64,
         budget: usize,
         max_offset: i64,
         min_one_batch: bool,
-    ) -> Result<(Option<FileRegion>, bool)> {
+    ) -> Result<(Option<FileRegion>, bool, bool)> {
         let Some((pos, first)) = self.find_batch(offset)? else {
-            return Ok((None, true));
+            return Ok((None, true, false));
         };
         let log = self.log()?;
         if first.last_offset() >= max_offset {
-            return Ok((None, false));
+            return Ok((None, false, false));
         }
         // Batches reaching `max_offset` (the high watermark) are not visible yet.
         let visible_end = if max_offset < self.stats.next_offset {
@@ -779,7 +780,7 @@ impl Segment {
             position: pos,
             len: (end - pos) as usize,
         });
-        Ok((region, end == self.size))
+        Ok((region, end == self.size, end < visible_end))
     }
 
     /// Called when the segment stops being the active one (and on clean close): records the
