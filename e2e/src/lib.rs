@@ -25,6 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod cluster_tools;
+pub mod netns;
+
 /// The Apache Kafka version the tools (and the reference broker) come from.
 pub const KAFKA_VERSION: &str = "4.1.0";
 
@@ -372,16 +375,42 @@ impl Flavor {
 pub struct Broker {
     flavor: Flavor,
     dir: tempfile::TempDir,
+    /// Address the client listener binds and advertises (`127.0.0.1` unless in a namespace).
+    host: String,
+    /// Network namespace the process runs in (see [`netns`]), if any.
+    netns: Option<String>,
     port: u16,
     controller_port: u16,
     overrides: Vec<(String, String)>,
     child: Option<Child>,
+    /// Frozen by [`Broker::pause`] (SIGSTOP) and not resumed yet.
+    paused: bool,
     log_path: PathBuf,
     starts: u32,
     /// Extra environment for the process (e.g. KAFKA_HEAP_OPTS).
     env: Vec<(String, String)>,
     /// `ulimit -n` (soft and hard) for the next starts, if set.
     open_files_limit: Option<u64>,
+}
+
+/// Where a broker listens and runs: its client address, network namespace and ports.
+struct Endpoint {
+    host: String,
+    netns: Option<String>,
+    port: u16,
+    controller_port: u16,
+}
+
+impl Endpoint {
+    /// On loopback in the harness's own network namespace.
+    fn loopback(port: u16, controller_port: u16) -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".to_string(),
+            netns: None,
+            port,
+            controller_port,
+        }
+    }
 }
 
 /// Starts real Apache Kafka brokers (see [`Broker`]).
@@ -425,7 +454,12 @@ impl Broker {
         } else {
             0
         };
-        let mut broker = Broker::prepare(flavor, port, controller_port, overrides, env);
+        let mut broker = Broker::prepare(
+            flavor,
+            Endpoint::loopback(port, controller_port),
+            overrides,
+            env,
+        );
         broker.spawn();
         broker
     }
@@ -435,8 +469,7 @@ impl Broker {
     /// not ready until a quorum of voters runs.
     fn prepare(
         flavor: Flavor,
-        port: u16,
-        controller_port: u16,
+        endpoint: Endpoint,
         overrides: &[(&str, &str)],
         env: &[(&str, &str)],
     ) -> Broker {
@@ -448,8 +481,16 @@ impl Broker {
             .tempdir()
             .expect("temp dir");
         let log_path = dir.path().join("broker.log");
+        let Endpoint {
+            host,
+            netns,
+            port,
+            controller_port,
+        } = endpoint;
         let broker = Broker {
             flavor,
+            host,
+            netns,
             port,
             controller_port,
             overrides: overrides
@@ -457,6 +498,7 @@ impl Broker {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
+            paused: false,
             log_path,
             starts: 0,
             env: env
@@ -478,9 +520,10 @@ impl Broker {
         self.flavor
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<host>:<port>` of the client listener (`127.0.0.1` unless the node runs in a
+    /// network namespace).
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// The client port.
@@ -491,6 +534,11 @@ impl Broker {
     /// Process id of the running broker, if running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// True while frozen by [`Broker::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// The broker's data directory (`log.dirs`).
@@ -523,6 +571,10 @@ impl Broker {
     /// Stops the broker with SIGTERM and waits for it to exit (panics if it
     /// does not exit within 60 s).
     pub fn stop(&mut self) {
+        if self.paused {
+            // A frozen process would not see SIGTERM until thawed.
+            self.resume();
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -554,8 +606,37 @@ impl Broker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.paused = false;
             self.note("killed with SIGKILL");
         }
+    }
+
+    /// Freezes the running process with SIGSTOP: it keeps its sockets and state but answers
+    /// nothing, as a broker in a long GC pause or a stalled VM. [`Broker::resume`] thaws it.
+    pub fn pause(&mut self) {
+        self.signal("STOP");
+        self.paused = true;
+        self.note("paused with SIGSTOP");
+    }
+
+    /// Thaws a process frozen by [`Broker::pause`] (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal("CONT");
+        self.paused = false;
+        self.note("resumed with SIGCONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let Some(pid) = self.pid() else {
+            panic!("SIG{sig}: the broker is not running");
+        };
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "kill -{sig} {pid}: {status:?}"
+        );
     }
 
     /// Stops (SIGTERM) if running, then starts again on the same port and data dir.
@@ -639,6 +720,7 @@ impl Broker {
         }
         for (k, v) in &self.overrides {
             let v = v
+                .replace("{host}", &self.host)
                 .replace("{port}", &self.port.to_string())
                 .replace("{controller_port}", &self.controller_port.to_string());
             props.push_str(&format!("{k}={v}\n"));
@@ -696,14 +778,26 @@ impl Broker {
             Flavor::Oxbow => oxbow_broker_bin(),
             Flavor::Kafka => Self::kafka_bin().join("kafka-server-start.sh"),
         };
-        let mut cmd = match self.open_files_limit {
-            None => Command::new(program),
-            Some(limit) => {
-                // `ulimit -n` in the shell that then becomes the broker (same pid).
-                let mut c = Command::new("bash");
-                c.args(["-c", r#"ulimit -n "$1" && shift && exec "$@""#, "bash"])
-                    .arg(limit.to_string())
-                    .arg(program);
+        // `ip netns exec` enters the namespace and execs the broker (same pid, so signals
+        // reach the broker itself); `ulimit -n` runs in a shell that then becomes the broker.
+        let mut cmd = match (&self.netns, self.open_files_limit) {
+            (None, None) => Command::new(program),
+            (ns, limit) => {
+                let mut c = match ns {
+                    None => Command::new("bash"),
+                    Some(ns) => {
+                        let mut c = Command::new("ip");
+                        c.args(["netns", "exec", ns, "bash"]);
+                        c
+                    }
+                };
+                match limit {
+                    None => c.args(["-c", r#"exec "$@""#, "bash"]),
+                    Some(limit) => c
+                        .args(["-c", r#"ulimit -n "$1" && shift && exec "$@""#, "bash"])
+                        .arg(limit.to_string()),
+                };
+                c.arg(program);
                 c
             }
         };
@@ -757,7 +851,10 @@ impl Broker {
             Flavor::Kafka => Duration::from_secs(120),
         };
         let deadline = Instant::now() + timeout;
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let addr: SocketAddr = match self.bootstrap().parse() {
+            Ok(a) => a,
+            Err(e) => panic!("broker address {}: {e}", self.bootstrap()),
+        };
         loop {
             if let Some(status) = self
                 .child
@@ -837,7 +934,10 @@ impl Drop for Broker {
 /// listener `PLAINTEXT` and a `CONTROLLER` listener on loopback ports. The same settings run
 /// oxbow and Apache Kafka, with equal timeouts, so a test's assertions hold for both.
 pub struct Cluster {
+    /// Declared before `net`: the brokers die before their namespaces go.
     nodes: Vec<Broker>,
+    /// The namespaces and bridges when the nodes run isolated from each other's failures.
+    net: Option<netns::NetLab>,
 }
 
 impl Cluster {
@@ -849,34 +949,92 @@ impl Cluster {
 
     /// `n` nodes of `flavor`, all started before any is waited for.
     pub fn start(flavor: Flavor, n: usize, overrides: &[(&str, &str)]) -> Cluster {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let voters = ports
+        Cluster::launch(flavor, n, overrides, None)
+    }
+
+    /// `n` nodes of `flavor`, each in its own network namespace (see [`netns`]): clients reach
+    /// every node's `PLAINTEXT` listener on a client bridge, the nodes talk to each other
+    /// (`inter.broker.listener.name=REPLICATION`, the `CONTROLLER` listener) over an internal
+    /// bridge, so [`Cluster::isolate`] can cut one node off from the others while clients still
+    /// reach it. Err (the reason, for a skip message) when namespaces cannot be made here (not
+    /// root).
+    pub fn start_partitionable(
+        flavor: Flavor,
+        n: usize,
+        overrides: &[(&str, &str)],
+    ) -> Result<Cluster, String> {
+        let lab = netns::NetLab::create(n)?;
+        Ok(Cluster::launch(flavor, n, overrides, Some(lab)))
+    }
+
+    fn launch(
+        flavor: Flavor,
+        n: usize,
+        overrides: &[(&str, &str)],
+        net: Option<netns::NetLab>,
+    ) -> Cluster {
+        let endpoints: Vec<Endpoint> = (0..n)
+            .map(|i| match &net {
+                None => Endpoint::loopback(free_port(), free_port()),
+                Some(lab) => Endpoint {
+                    host: lab.client_addr(i),
+                    netns: Some(lab.namespace(i)),
+                    port: netns::CLIENT_PORT,
+                    controller_port: netns::CONTROLLER_PORT,
+                },
+            })
+            .collect();
+        let voters = endpoints
             .iter()
             .enumerate()
-            .map(|(id, (_, c))| format!("{id}@127.0.0.1:{c}"))
+            .map(|(id, e)| match &net {
+                None => format!("{id}@127.0.0.1:{}", e.controller_port),
+                Some(lab) => format!("{id}@{}:{}", lab.internal_addr(id), e.controller_port),
+            })
             .collect::<Vec<_>>()
             .join(",");
         let rf = n.min(3).to_string();
         let min_isr = if n >= 3 { "2" } else { "1" };
-        let mut nodes: Vec<Broker> = ports
-            .iter()
+        let mut nodes: Vec<Broker> = endpoints
+            .into_iter()
             .enumerate()
-            .map(|(id, &(port, controller_port))| {
-                let id = id.to_string();
+            .map(|(index, endpoint)| {
+                let id = index.to_string();
+                // Namespaced nodes replicate and vote on their internal address only.
+                let (listeners, advertised, protocols, inter_broker) = match &net {
+                    None => (
+                        "PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}"
+                            .to_string(),
+                        "PLAINTEXT://{host}:{port}".to_string(),
+                        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                        "PLAINTEXT",
+                    ),
+                    Some(lab) => {
+                        let internal = lab.internal_addr(index);
+                        (
+                            format!(
+                                "PLAINTEXT://{{host}}:{{port}},\
+                                 REPLICATION://{internal}:{},\
+                                 CONTROLLER://{internal}:{{controller_port}}",
+                                netns::REPLICATION_PORT
+                            ),
+                            format!(
+                                "PLAINTEXT://{{host}}:{{port}},REPLICATION://{internal}:{}",
+                                netns::REPLICATION_PORT
+                            ),
+                            "PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                            "REPLICATION",
+                        )
+                    }
+                };
                 let mut props: Vec<(&str, &str)> = vec![
                     ("node.id", &id),
                     ("process.roles", "broker,controller"),
-                    (
-                        "listeners",
-                        "PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                    ),
-                    ("advertised.listeners", "PLAINTEXT://127.0.0.1:{port}"),
+                    ("listeners", &listeners),
+                    ("advertised.listeners", &advertised),
                     ("controller.listener.names", "CONTROLLER"),
-                    (
-                        "listener.security.protocol.map",
-                        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    ),
-                    ("inter.broker.listener.name", "PLAINTEXT"),
+                    ("listener.security.protocol.map", protocols),
+                    ("inter.broker.listener.name", inter_broker),
                     ("controller.quorum.voters", &voters),
                     ("default.replication.factor", &rf),
                     ("offsets.topic.replication.factor", &rf),
@@ -900,14 +1058,14 @@ impl Cluster {
                     .filter(|(k, _)| seen.insert(*k))
                     .collect();
                 deduped.reverse();
-                Broker::prepare(flavor, port, controller_port, &deduped, &[])
+                Broker::prepare(flavor, endpoint, &deduped, &[])
             })
             .collect();
         let offsets: Vec<u64> = nodes.iter_mut().map(Broker::spawn_process).collect();
         for (node, offset) in nodes.iter_mut().zip(offsets) {
             node.wait_ready(offset);
         }
-        let cluster = Cluster { nodes };
+        let cluster = Cluster { nodes, net };
         cluster.wait_for_brokers(n);
         cluster
     }
@@ -917,12 +1075,20 @@ impl Cluster {
         self.nodes[0].flavor()
     }
 
-    /// Every running node's client address, comma-separated.
+    /// Every running node's client address, comma-separated (not those frozen by
+    /// [`Broker::pause`]: they accept connections but answer nothing).
     pub fn bootstrap(&self) -> String {
+        self.bootstrap_excluding(&[])
+    }
+
+    /// Like [`Cluster::bootstrap`] without the nodes in `excluded` (e.g. an isolated node
+    /// whose view of the cluster is stale).
+    pub fn bootstrap_excluding(&self, excluded: &[usize]) -> String {
         self.nodes
             .iter()
-            .filter(|n| n.pid().is_some())
-            .map(Broker::bootstrap)
+            .enumerate()
+            .filter(|(id, n)| n.pid().is_some() && !n.is_paused() && !excluded.contains(id))
+            .map(|(_, n)| n.bootstrap())
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -935,6 +1101,24 @@ impl Cluster {
     /// Node `id`, to stop, kill or restart it.
     pub fn node_mut(&mut self, id: usize) -> &mut Broker {
         &mut self.nodes[id]
+    }
+
+    /// Cuts node `id` off from the other nodes (replication and controller traffic) while
+    /// clients still reach it. Panics unless the cluster was started with
+    /// [`Cluster::start_partitionable`].
+    pub fn isolate(&self, id: usize) {
+        match &self.net {
+            Some(lab) => lab.isolate(id),
+            None => panic!("isolate: the cluster was not started with start_partitionable"),
+        }
+    }
+
+    /// Reconnects node `id` to the other nodes after [`Cluster::isolate`].
+    pub fn heal(&self, id: usize) {
+        match &self.net {
+            Some(lab) => lab.heal(id),
+            None => panic!("heal: the cluster was not started with start_partitionable"),
+        }
     }
 
     /// Number of nodes, running or not.

@@ -1,0 +1,197 @@
+//! Network namespaces for partition tests (issue 8, fault 4): every node of a [`crate::Cluster`]
+//! runs in its own namespace with two interfaces, one on a *client* bridge and one on an
+//! *internal* bridge. Clients (this test process, Kafka's tools, kcat) reach the nodes over
+//! the client bridge, whose host side has an address; brokers replicate and controllers vote
+//! over the internal bridge only. Taking a node's internal link down isolates it from the other
+//! nodes while clients still reach it, which is the partition a real network produces (no
+//! packets, no resets) without `tc netem`.
+//!
+//! Needs root (`ip netns`, `ip link`). [`NetLab::create`] says why when it cannot work; the
+//! caller skips with that message. Dropping a [`NetLab`] deletes its namespaces and bridges,
+//! also when the test panicked.
+
+use std::fs;
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Serialises subnet allocation between the tests of one process (other processes are told
+/// apart by `ip link add` failing for a bridge name that exists).
+static ALLOCATE: Mutex<()> = Mutex::new(());
+
+/// The client port every namespaced node listens on (its own address, so no clashes).
+pub const CLIENT_PORT: u16 = 9092;
+/// The inter-broker (replication) port on the internal bridge.
+pub const REPLICATION_PORT: u16 = 9093;
+/// The controller (quorum) port on the internal bridge.
+pub const CONTROLLER_PORT: u16 = 9094;
+
+/// Two bridges and one namespace per node; see the module documentation.
+pub struct NetLab {
+    /// Index `k` of this lab: bridges `oxc<k>` / `oxi<k>`, subnets `10.201.<k>.0/24` (client)
+    /// and `10.202.<k>.0/24` (internal).
+    k: u8,
+    nodes: usize,
+    /// What exists, for Drop: namespaces and bridges created so far.
+    namespaces: Vec<String>,
+    bridges: Vec<String>,
+}
+
+/// Runs `ip` with `args`; Err with what it printed when it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// True when this process runs with effective uid 0 (read from /proc: no unsafe libc call).
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Ok when namespaces can be made here (root, `ip` installed); else why not, for a skip
+/// message.
+pub fn available() -> Result<(), String> {
+    if !is_root() {
+        return Err("network isolation needs root (ip netns, veth pairs, bridges)".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => Err("network isolation needs the `ip` tool (iproute2)".into()),
+    }
+}
+
+impl NetLab {
+    /// Creates the bridges and `nodes` namespaces. Err (with the reason, for a skip message)
+    /// when not root or `ip` cannot create namespaces here.
+    pub fn create(nodes: usize) -> Result<NetLab, String> {
+        available()?;
+        let _guard = ALLOCATE.lock().unwrap_or_else(|p| p.into_inner());
+        // The first free k: `ip link add` of an existing bridge fails, so concurrent test
+        // processes cannot both take the same one.
+        let mut k = None;
+        for candidate in 0..=250u8 {
+            if ip(&["link", "add", &format!("oxc{candidate}"), "type", "bridge"]).is_ok() {
+                k = Some(candidate);
+                break;
+            }
+        }
+        let k = k.ok_or("no free oxc<k> bridge name (stale labs? `ip link | grep oxc`)")?;
+        let mut lab = NetLab {
+            k,
+            nodes,
+            namespaces: Vec::new(),
+            bridges: vec![format!("oxc{k}")],
+        };
+        lab.build()?;
+        Ok(lab)
+    }
+
+    fn build(&mut self) -> Result<(), String> {
+        let k = self.k;
+        let (client, inter) = (format!("oxc{k}"), format!("oxi{k}"));
+        ip(&["link", "add", &inter, "type", "bridge"])?;
+        self.bridges.push(inter.clone());
+        // The host's address on the client bridge: how the test process reaches the nodes.
+        ip(&["addr", "add", &format!("10.201.{k}.254/24"), "dev", &client])?;
+        ip(&["link", "set", &client, "up"])?;
+        ip(&["link", "set", &inter, "up"])?;
+        for i in 0..self.nodes {
+            let ns = self.namespace(i);
+            ip(&["netns", "add", &ns])?;
+            self.namespaces.push(ns.clone());
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            for (bridge, host_if, ns_if, addr) in [
+                (&client, self.client_link(i), "eth0", self.client_addr(i)),
+                (&inter, self.internal_link(i), "eth1", self.internal_addr(i)),
+            ] {
+                ip(&[
+                    "link", "add", &host_if, "type", "veth", "peer", "name", ns_if, "netns", &ns,
+                ])?;
+                ip(&["link", "set", &host_if, "master", bridge, "up"])?;
+                ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    ns_if,
+                ])?;
+                ip(&["-n", &ns, "link", "set", ns_if, "up"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Namespace of node `i`.
+    pub fn namespace(&self, i: usize) -> String {
+        format!("oxbow-{}-{i}", self.k)
+    }
+
+    /// Node `i`'s address on the client bridge.
+    pub fn client_addr(&self, i: usize) -> String {
+        format!("10.201.{}.{}", self.k, i + 1)
+    }
+
+    /// Node `i`'s address on the internal (replication and controller) bridge.
+    pub fn internal_addr(&self, i: usize) -> String {
+        format!("10.202.{}.{}", self.k, i + 1)
+    }
+
+    /// Host side of node `i`'s client veth.
+    fn client_link(&self, i: usize) -> String {
+        format!("oxc{}n{i}", self.k)
+    }
+
+    /// Host side of node `i`'s internal veth: down means node `i` is cut off from the others.
+    fn internal_link(&self, i: usize) -> String {
+        format!("oxi{}n{i}", self.k)
+    }
+
+    /// Cuts node `i` off from the other nodes; clients still reach it.
+    pub fn isolate(&self, i: usize) {
+        if let Err(e) = ip(&["link", "set", &self.internal_link(i), "down"]) {
+            panic!("isolating node {i}: {e}");
+        }
+    }
+
+    /// Reconnects node `i` to the other nodes.
+    pub fn heal(&self, i: usize) {
+        if let Err(e) = ip(&["link", "set", &self.internal_link(i), "up"]) {
+            panic!("healing node {i}: {e}");
+        }
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its veth ends and with them the host-side peers.
+        for ns in self.namespaces.drain(..) {
+            if let Err(e) = ip(&["netns", "del", &ns]) {
+                eprintln!("netns cleanup: {e}");
+            }
+        }
+        for bridge in self.bridges.drain(..) {
+            if let Err(e) = ip(&["link", "del", &bridge]) {
+                eprintln!("netns cleanup: {e}");
+            }
+        }
+    }
+}
