@@ -32,34 +32,37 @@ const FAST_FAILURE_DETECTION: &[(&str, &str)] = &[
 
 const PARTITIONS: u32 = 3;
 
+/// Records per second of every test's producer.
+const RATE: u32 = 200;
+
 /// Creates `topic` (RF 3, min.insync.replicas=2), waits for its full ISRs and starts a
-/// verifiable producer writing `records` at `rate`/s with acks=all, returning once `warm`
+/// verifiable producer writing with acks=all at [`RATE`] until stopped, returning once 400
 /// records are acknowledged.
-fn start_load(
-    t: &Tools,
-    c: &Cluster,
-    topic: &str,
-    records: u32,
-    rate: u32,
-    warm: usize,
-) -> VerifiableProducer {
+fn start_load(t: &Tools, c: &Cluster, topic: &str) -> VerifiableProducer {
     create_topic(t, c, topic, PARTITIONS, 3, &["min.insync.replicas=2"]);
     wait_for_isr(c, topic, PARTITIONS as usize, 3);
-    let mut producer = VerifiableProducer::start(t, c, topic, records, rate, &[]);
-    producer.wait_acked(warm, Duration::from_secs(90), "warming up");
+    let mut producer = VerifiableProducer::start(t, c, topic, None, RATE, &[]);
+    producer.wait_acked(400, Duration::from_secs(90), "warming up");
     producer
 }
 
-/// Waits for the producer to finish and every replica to be back in every ISR, then checks
-/// that at least `min_acked` records were acknowledged and each is read at its offset.
+/// Waits for every replica to be back in every ISR and for more writes, stops the producer
+/// (it waits for its sends in flight), then checks that at least `min_acked` records were
+/// acknowledged and each is read at its offset.
 fn finish_and_verify(
     c: &Cluster,
     topic: &str,
     producer: &mut VerifiableProducer,
     min_acked: usize,
 ) {
-    producer.wait_finished(Duration::from_secs(180));
     wait_for_isr(c, topic, PARTITIONS as usize, 3);
+    let now = producer.acked_count();
+    producer.wait_acked(
+        now + 100,
+        Duration::from_secs(60),
+        "writes with every replica back",
+    );
+    producer.stop();
     let acked = producer.acked();
     assert!(
         acked.len() >= min_acked,
@@ -83,7 +86,7 @@ fn a_new_controller_takes_over_after_kill9_of_the_active_one() {
         NOT_YET,
         || {
             let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
-            let mut producer = start_load(&t, &c, "controller-loss", 4000, 200, 400);
+            let mut producer = start_load(&t, &c, "controller-loss");
             let mut old = None;
             c.wait_until(Duration::from_secs(60), "an active controller", |c| {
                 old = active_controller(&t, c);
@@ -134,7 +137,7 @@ fn a_new_controller_takes_over_after_kill9_of_the_active_one() {
 
             c.node_mut(old as usize).start_again();
             wait_for_isr(&c, "after-failover", 3, 2);
-            finish_and_verify(&c, "controller-loss", &mut producer, 3500);
+            finish_and_verify(&c, "controller-loss", &mut producer, 1000);
         },
     );
 }
@@ -154,7 +157,7 @@ fn a_leader_frozen_past_its_session_acknowledges_nothing_after_it_is_fenced() {
         || {
             let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
             let topic = "frozen-leader";
-            let mut producer = start_load(&t, &c, topic, 4000, 200, 400);
+            let mut producer = start_load(&t, &c, topic);
             let victim = leader_of_most(&c, topic);
             c.node_mut(victim).pause();
             let v = victim as i32;
@@ -176,7 +179,7 @@ fn a_leader_frozen_past_its_session_acknowledges_nothing_after_it_is_fenced() {
                 "writes to the new leaders",
             );
             c.node_mut(victim).resume();
-            finish_and_verify(&c, topic, &mut producer, 3500);
+            finish_and_verify(&c, topic, &mut producer, 1000);
         },
     );
 }
@@ -207,7 +210,7 @@ fn a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_converges_afte
                 Err(why) => panic!("network namespaces: {why}"),
             };
             let topic = "isolated-leader";
-            let mut producer = start_load(&t, &c, topic, 4000, 200, 400);
+            let mut producer = start_load(&t, &c, topic);
             let victim = leader_of_most(&c, topic);
             c.isolate(victim);
             let v = victim as i32;
@@ -228,7 +231,7 @@ fn a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_converges_afte
                 "writes to the majority's new leaders",
             );
             c.heal(victim);
-            finish_and_verify(&c, topic, &mut producer, 3500);
+            finish_and_verify(&c, topic, &mut producer, 1000);
         },
     );
 }
@@ -246,7 +249,7 @@ fn a_rolling_restart_of_all_three_under_load_loses_no_acknowledged_record() {
         || {
             let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
             let topic = "rolling";
-            let mut producer = start_load(&t, &c, topic, 6000, 200, 400);
+            let mut producer = start_load(&t, &c, topic);
             for id in 0..c.len() {
                 c.node_mut(id).restart();
                 wait_for_isr(&c, topic, PARTITIONS as usize, 3);
@@ -257,7 +260,7 @@ fn a_rolling_restart_of_all_three_under_load_loses_no_acknowledged_record() {
                     &format!("writes after restarting broker {id}"),
                 );
             }
-            finish_and_verify(&c, topic, &mut producer, 5500);
+            finish_and_verify(&c, topic, &mut producer, 1000);
         },
     );
 }
@@ -318,7 +321,7 @@ fn two_of_three_down_refuses_acks_all_with_not_enough_replicas_and_recovers() {
         || {
             let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
             let topic = "two-down";
-            let mut producer = start_load(&t, &c, topic, 4000, 200, 400);
+            let mut producer = start_load(&t, &c, topic);
             let first = leader_of_most(&c, topic);
             let second = (first + 1) % 3;
             let survivor = (first + 2) % 3;
@@ -375,7 +378,7 @@ fn two_of_three_down_refuses_acks_all_with_not_enough_replicas_and_recovers() {
                 Duration::from_secs(120),
                 "writes after both brokers returned",
             );
-            finish_and_verify(&c, topic, &mut producer, 3500);
+            finish_and_verify(&c, topic, &mut producer, 1000);
         },
     );
 }
