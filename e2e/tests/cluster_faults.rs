@@ -6,9 +6,8 @@
 //! (kcat) at the partition and offset it was acknowledged at.
 //!
 //! Failure detection is short and equal on both implementations ([`FAST_FAILURE_DETECTION`]),
-//! so a test takes about a minute. Every test passes against Apache Kafka 4.1
-//! (`OXBOW_E2E_TARGET=kafka`); on oxbow they carry [`expected_failure_on_oxbow`] markers until
-//! replication works.
+//! so a test takes about a minute on oxbow. Every test passes against oxbow and against Apache
+//! Kafka 4.1 (`OXBOW_E2E_TARGET=kafka`).
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +15,7 @@ use oxbow_e2e::cluster_tools::{
     active_controller, assert_acknowledged_are_stored, create_topic, describe, describe_excluding,
     leader_of_most, read_all, topics, wait_for_isr, VerifiableProducer,
 };
-use oxbow_e2e::{expected_failure_on_oxbow, tools_or_skip, Cluster, Flavor, Tools};
-
-/// Why these tests are expected to fail on oxbow today.
-const NOT_YET: &str = "issue 8: partition replication is not wired into the broker yet";
+use oxbow_e2e::{tools_or_skip, Cluster, Flavor, Tools};
 
 /// Broker settings of every test here, for oxbow and Kafka alike: a broker is fenced 6 s
 /// after its last heartbeat and a follower leaves the ISR 6 s after it stopped catching up
@@ -80,66 +76,59 @@ fn finish_and_verify(
 fn a_new_controller_takes_over_after_kill9_of_the_active_one() {
     let t = tools_or_skip!();
     let flavor = Flavor::from_env();
-    expected_failure_on_oxbow(
-        flavor,
-        "a_new_controller_takes_over_after_kill9_of_the_active_one",
-        NOT_YET,
-        || {
-            let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
-            let mut producer = start_load(&t, &c, "controller-loss");
-            let mut old = None;
-            c.wait_until(Duration::from_secs(60), "an active controller", |c| {
-                old = active_controller(&t, c);
-                old.is_some()
-            });
-            let old = old.unwrap_or(-1);
-            c.node_mut(old as usize).kill9();
-            let at_kill = producer.acked_count();
+    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let mut producer = start_load(&t, &c, "controller-loss");
+    let mut old = None;
+    c.wait_until(Duration::from_secs(60), "an active controller", |c| {
+        old = active_controller(&t, c);
+        old.is_some()
+    });
+    let old = old.unwrap_or(-1);
+    c.node_mut(old as usize).kill9();
+    let at_kill = producer.acked_count();
 
-            let mut new = None;
-            c.wait_until(
-                Duration::from_secs(60),
-                &format!("a new active controller after kill -9 of {old}"),
-                |c| {
-                    new = active_controller(&t, c).filter(|id| *id != old);
-                    new.is_some()
-                },
-            );
-            // Topic administration goes to the new controller.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let out = topics(
-                    &t,
-                    &c,
-                    &[
-                        "--create",
-                        "--topic",
-                        "after-failover",
-                        "--partitions",
-                        "3",
-                        "--replication-factor",
-                        "2",
-                    ],
-                );
-                if out.success() || out.combined().contains("already exists") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "creating a topic after controller {old} died keeps failing:\n{out}"
-                );
-            }
-            producer.wait_acked(
-                at_kill + 300,
-                Duration::from_secs(90),
-                "writes after the controller's death",
-            );
-
-            c.node_mut(old as usize).start_again();
-            wait_for_isr(&c, "after-failover", 3, 2);
-            finish_and_verify(&c, "controller-loss", &mut producer, 1000);
+    let mut new = None;
+    c.wait_until(
+        Duration::from_secs(60),
+        &format!("a new active controller after kill -9 of {old}"),
+        |c| {
+            new = active_controller(&t, c).filter(|id| *id != old);
+            new.is_some()
         },
     );
+    // Topic administration goes to the new controller.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = topics(
+            &t,
+            &c,
+            &[
+                "--create",
+                "--topic",
+                "after-failover",
+                "--partitions",
+                "3",
+                "--replication-factor",
+                "2",
+            ],
+        );
+        if out.success() || out.combined().contains("already exists") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "creating a topic after controller {old} died keeps failing:\n{out}"
+        );
+    }
+    producer.wait_acked(
+        at_kill + 300,
+        Duration::from_secs(90),
+        "writes after the controller's death",
+    );
+
+    c.node_mut(old as usize).start_again();
+    wait_for_isr(&c, "after-failover", 3, 2);
+    finish_and_verify(&c, "controller-loss", &mut producer, 1000);
 }
 
 /// Fault 3: SIGSTOP the broker leading most partitions until the controller has fenced it
@@ -150,38 +139,31 @@ fn a_new_controller_takes_over_after_kill9_of_the_active_one() {
 fn a_leader_frozen_past_its_session_acknowledges_nothing_after_it_is_fenced() {
     let t = tools_or_skip!();
     let flavor = Flavor::from_env();
-    expected_failure_on_oxbow(
-        flavor,
-        "a_leader_frozen_past_its_session_acknowledges_nothing_after_it_is_fenced",
-        NOT_YET,
-        || {
-            let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
-            let topic = "frozen-leader";
-            let mut producer = start_load(&t, &c, topic);
-            let victim = leader_of_most(&c, topic);
-            c.node_mut(victim).pause();
-            let v = victim as i32;
-            // `describe` asks only the nodes that are not frozen.
-            c.wait_until(
-                Duration::from_secs(60),
-                &format!("broker {victim} fenced: no leadership, in no ISR"),
-                |c| {
-                    let d = describe(c, topic);
-                    d.len() == PARTITIONS as usize
-                        && d.values()
-                            .all(|p| p.leader >= 0 && p.leader != v && !p.isr.contains(&v))
-                },
-            );
-            let at_fence = producer.acked_count();
-            producer.wait_acked(
-                at_fence + 300,
-                Duration::from_secs(90),
-                "writes to the new leaders",
-            );
-            c.node_mut(victim).resume();
-            finish_and_verify(&c, topic, &mut producer, 1000);
+    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let topic = "frozen-leader";
+    let mut producer = start_load(&t, &c, topic);
+    let victim = leader_of_most(&c, topic);
+    c.node_mut(victim).pause();
+    let v = victim as i32;
+    // `describe` asks only the nodes that are not frozen.
+    c.wait_until(
+        Duration::from_secs(60),
+        &format!("broker {victim} fenced: no leadership, in no ISR"),
+        |c| {
+            let d = describe(c, topic);
+            d.len() == PARTITIONS as usize
+                && d.values()
+                    .all(|p| p.leader >= 0 && p.leader != v && !p.isr.contains(&v))
         },
     );
+    let at_fence = producer.acked_count();
+    producer.wait_acked(
+        at_fence + 300,
+        Duration::from_secs(90),
+        "writes to the new leaders",
+    );
+    c.node_mut(victim).resume();
+    finish_and_verify(&c, topic, &mut producer, 1000);
 }
 
 /// Fault 4: cut the broker leading most partitions off from the other two while clients still
@@ -200,40 +182,33 @@ fn a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_converges_afte
         return;
     }
     let flavor = Flavor::from_env();
-    expected_failure_on_oxbow(
-        flavor,
-        "a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_converges_after_healing",
-        NOT_YET,
-        || {
-            let c = match Cluster::start_partitionable(flavor, 3, FAST_FAILURE_DETECTION) {
-                Ok(c) => c,
-                Err(why) => panic!("network namespaces: {why}"),
-            };
-            let topic = "isolated-leader";
-            let mut producer = start_load(&t, &c, topic);
-            let victim = leader_of_most(&c, topic);
-            c.isolate(victim);
-            let v = victim as i32;
-            c.wait_until(
-                Duration::from_secs(90),
-                &format!("the majority fences isolated broker {victim} and elects new leaders"),
-                |c| {
-                    let d = describe_excluding(c, topic, &[victim]);
-                    d.len() == PARTITIONS as usize
-                        && d.values()
-                            .all(|p| p.leader >= 0 && p.leader != v && !p.isr.contains(&v))
-                },
-            );
-            let at_fence = producer.acked_count();
-            producer.wait_acked(
-                at_fence + 300,
-                Duration::from_secs(90),
-                "writes to the majority's new leaders",
-            );
-            c.heal(victim);
-            finish_and_verify(&c, topic, &mut producer, 1000);
+    let c = match Cluster::start_partitionable(flavor, 3, FAST_FAILURE_DETECTION) {
+        Ok(c) => c,
+        Err(why) => panic!("network namespaces: {why}"),
+    };
+    let topic = "isolated-leader";
+    let mut producer = start_load(&t, &c, topic);
+    let victim = leader_of_most(&c, topic);
+    c.isolate(victim);
+    let v = victim as i32;
+    c.wait_until(
+        Duration::from_secs(90),
+        &format!("the majority fences isolated broker {victim} and elects new leaders"),
+        |c| {
+            let d = describe_excluding(c, topic, &[victim]);
+            d.len() == PARTITIONS as usize
+                && d.values()
+                    .all(|p| p.leader >= 0 && p.leader != v && !p.isr.contains(&v))
         },
     );
+    let at_fence = producer.acked_count();
+    producer.wait_acked(
+        at_fence + 300,
+        Duration::from_secs(90),
+        "writes to the majority's new leaders",
+    );
+    c.heal(victim);
+    finish_and_verify(&c, topic, &mut producer, 1000);
 }
 
 /// Fault 5: restart all three brokers one after the other (SIGTERM, controlled shutdown)
@@ -242,27 +217,20 @@ fn a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_converges_afte
 fn a_rolling_restart_of_all_three_under_load_loses_no_acknowledged_record() {
     let t = tools_or_skip!();
     let flavor = Flavor::from_env();
-    expected_failure_on_oxbow(
-        flavor,
-        "a_rolling_restart_of_all_three_under_load_loses_no_acknowledged_record",
-        NOT_YET,
-        || {
-            let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
-            let topic = "rolling";
-            let mut producer = start_load(&t, &c, topic);
-            for id in 0..c.len() {
-                c.node_mut(id).restart();
-                wait_for_isr(&c, topic, PARTITIONS as usize, 3);
-                let now = producer.acked_count();
-                producer.wait_acked(
-                    now + 200,
-                    Duration::from_secs(90),
-                    &format!("writes after restarting broker {id}"),
-                );
-            }
-            finish_and_verify(&c, topic, &mut producer, 1000);
-        },
-    );
+    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let topic = "rolling";
+    let mut producer = start_load(&t, &c, topic);
+    for id in 0..c.len() {
+        c.node_mut(id).restart();
+        wait_for_isr(&c, topic, PARTITIONS as usize, 3);
+        let now = producer.acked_count();
+        producer.wait_acked(
+            now + 200,
+            Duration::from_secs(90),
+            &format!("writes after restarting broker {id}"),
+        );
+    }
+    finish_and_verify(&c, topic, &mut producer, 1000);
 }
 
 /// Produces one record to `topic` with acks=all and no retries (kcat); what kcat printed.
@@ -314,71 +282,63 @@ fn produce_once(c: &Cluster, topic: &str) -> String {
 fn two_of_three_down_refuses_acks_all_with_not_enough_replicas_and_recovers() {
     let t = tools_or_skip!();
     let flavor = Flavor::from_env();
-    expected_failure_on_oxbow(
-        flavor,
-        "two_of_three_down_refuses_acks_all_with_not_enough_replicas_and_recovers",
-        NOT_YET,
-        || {
-            let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
-            let topic = "two-down";
-            let mut producer = start_load(&t, &c, topic);
-            let first = leader_of_most(&c, topic);
-            let second = (first + 1) % 3;
-            let survivor = (first + 2) % 3;
-            c.node_mut(first).kill9();
-            let f = first as i32;
-            c.wait_until(
-                Duration::from_secs(60),
-                &format!("broker {first} fenced and out of every ISR"),
-                |c| {
-                    let d = describe(c, topic);
-                    d.len() == PARTITIONS as usize
-                        && d.values()
-                            .all(|p| p.leader >= 0 && p.leader != f && p.isr.len() == 2)
-                },
-            );
-            c.node_mut(second).stop();
-            let s = survivor as i32;
-            c.wait_until(
-                Duration::from_secs(60),
-                &format!("broker {survivor} alone leads every partition and is its whole ISR"),
-                |c| {
-                    let d = describe(c, topic);
-                    d.len() == PARTITIONS as usize
-                        && d.values().all(|p| p.leader == s && p.isr == vec![s])
-                },
-            );
-            let mut last = String::new();
-            c.wait_until(
-                Duration::from_secs(60),
-                "acks=all refused with NOT_ENOUGH_REPLICAS",
-                |c| {
-                    last = produce_once(c, topic);
-                    last.contains("Not enough in-sync replicas")
-                },
-            );
-            // From here on nothing may be acknowledged: the ISR is below min.insync.replicas.
-            let refused_at = producer.acked_count();
-            let probe = produce_once(&c, topic);
-            assert!(
-                probe.contains("Not enough in-sync replicas"),
-                "a second acks=all write: {probe}"
-            );
-            assert_eq!(
-                producer.acked_count(),
-                refused_at,
-                "acknowledged with one in-sync replica:\n{}",
-                producer.output()
-            );
-
-            c.node_mut(second).start_again();
-            c.node_mut(first).start_again();
-            producer.wait_acked(
-                refused_at + 300,
-                Duration::from_secs(120),
-                "writes after both brokers returned",
-            );
-            finish_and_verify(&c, topic, &mut producer, 1000);
+    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let topic = "two-down";
+    let mut producer = start_load(&t, &c, topic);
+    let first = leader_of_most(&c, topic);
+    let second = (first + 1) % 3;
+    let survivor = (first + 2) % 3;
+    c.node_mut(first).kill9();
+    let f = first as i32;
+    c.wait_until(
+        Duration::from_secs(60),
+        &format!("broker {first} fenced and out of every ISR"),
+        |c| {
+            let d = describe(c, topic);
+            d.len() == PARTITIONS as usize
+                && d.values()
+                    .all(|p| p.leader >= 0 && p.leader != f && p.isr.len() == 2)
         },
     );
+    c.node_mut(second).stop();
+    let s = survivor as i32;
+    c.wait_until(
+        Duration::from_secs(60),
+        &format!("broker {survivor} alone leads every partition and is its whole ISR"),
+        |c| {
+            let d = describe(c, topic);
+            d.len() == PARTITIONS as usize && d.values().all(|p| p.leader == s && p.isr == vec![s])
+        },
+    );
+    let mut last = String::new();
+    c.wait_until(
+        Duration::from_secs(60),
+        "acks=all refused with NOT_ENOUGH_REPLICAS",
+        |c| {
+            last = produce_once(c, topic);
+            last.contains("Not enough in-sync replicas")
+        },
+    );
+    // From here on nothing may be acknowledged: the ISR is below min.insync.replicas.
+    let refused_at = producer.acked_count();
+    let probe = produce_once(&c, topic);
+    assert!(
+        probe.contains("Not enough in-sync replicas"),
+        "a second acks=all write: {probe}"
+    );
+    assert_eq!(
+        producer.acked_count(),
+        refused_at,
+        "acknowledged with one in-sync replica:\n{}",
+        producer.output()
+    );
+
+    c.node_mut(second).start_again();
+    c.node_mut(first).start_again();
+    producer.wait_acked(
+        refused_at + 300,
+        Duration::from_secs(120),
+        "writes after both brokers returned",
+    );
+    finish_and_verify(&c, topic, &mut producer, 1000);
 }
