@@ -62,6 +62,9 @@ struct LogDir {
     /// What the dir looked like at startup, for partitions loaded later by `create`.
     clean_at_startup: bool,
     recovery_points_at_startup: BTreeMap<TopicPartition, i64>,
+    /// `replication-offset-checkpoint` as found at startup: the high watermarks partitions
+    /// loaded later by `create` open with, and that checkpoints keep for unloaded ones.
+    high_watermarks_at_startup: BTreeMap<TopicPartition, i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +151,17 @@ impl LogManager {
                     BTreeMap::new()
                 }
             };
+            let high_watermarks = match checkpoint::read_offsets(
+                &path.join(REPLICATION_OFFSET_CHECKPOINT),
+            ) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Kafka fails the log dir; starting every partition at its log start
+                    // is as safe (leaders raise it, followers learn it from their leader).
+                    tracing::warn!(error = %e, "unreadable high watermark checkpoint; high watermarks start at the log start offsets");
+                    BTreeMap::new()
+                }
+            };
             let checkpoints = Arc::new(DirCheckpoints::load(path).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "unreadable log start offset checkpoint; using segment bases");
                 DirCheckpoints::empty(path)
@@ -186,6 +200,7 @@ impl LogManager {
                     clean_shutdown: clean,
                     recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
                     log_start_offset: checkpoints.log_start(&tp),
+                    high_watermark: high_watermarks.get(&tp).copied(),
                     checkpoints: Some(checkpoints.clone()),
                     rolled: Some(rolled.clone()),
                 };
@@ -205,6 +220,7 @@ impl LogManager {
                 checkpoints,
                 clean_at_startup: clean,
                 recovery_points_at_startup: recovery_points,
+                high_watermarks_at_startup: high_watermarks,
             });
         }
         // Only now is the marker stale: a crash from here on must trigger recovery.
@@ -347,6 +363,7 @@ impl LogManager {
             clean_shutdown: existing.is_some() && d.clean_at_startup,
             recovery_point: d.recovery_points_at_startup.get(tp).copied().unwrap_or(0),
             log_start_offset: d.checkpoints.log_start(tp),
+            high_watermark: existing.and_then(|_| d.high_watermarks_at_startup.get(tp).copied()),
             checkpoints: Some(d.checkpoints.clone()),
             rolled: Some(self.rolled.clone()),
         };
@@ -486,6 +503,11 @@ impl LogManager {
                     if let Some(s) = d.checkpoints.log_start(tp) {
                         starts.insert(tp.clone(), s);
                     }
+                }
+            }
+            for (tp, hw) in &d.high_watermarks_at_startup {
+                if !hws.contains_key(tp) && d.path.join(tp.to_string()).is_dir() {
+                    hws.insert(tp.clone(), *hw);
                 }
             }
             let r = checkpoint::write_offsets(&d.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)

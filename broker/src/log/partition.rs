@@ -10,7 +10,9 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::batch::{self, BatchHeader};
-use super::checkpoint::{self, lock, DirCheckpoints, RECOVERY_POINT_CHECKPOINT};
+use super::checkpoint::{
+    self, lock, DirCheckpoints, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+};
 use super::cleaner;
 use super::config::{LogConfig, TimestampType};
 use super::error::{Error, IoContext, Result};
@@ -34,6 +36,11 @@ pub struct LoadOptions {
     pub recovery_point: i64,
     /// Checkpointed log start offset (from DeleteRecords), if any.
     pub log_start_offset: Option<i64>,
+    /// Checkpointed high watermark (`replication-offset-checkpoint`), if any. The log opens
+    /// with it, clamped to [log start, log end]; without one, at the log start offset. Only
+    /// the replica layer raises it (a leader whose ISR is itself alone at once), so a
+    /// restarted follower never shows consumers records the cluster has not committed.
+    pub high_watermark: Option<i64>,
     /// Where to persist log start offset changes (shared by the dir's partitions).
     pub(crate) checkpoints: Option<Arc<DirCheckpoints>>,
     /// Where a roll leaves its fsync for the log manager (see [`PartitionLog::roll`]);
@@ -139,10 +146,14 @@ impl PartitionLog {
             .ok()
             .and_then(|m| m.get(&tp).copied())
             .unwrap_or(0);
+        let high_watermark = checkpoint::read_offsets(&parent.join(REPLICATION_OFFSET_CHECKPOINT))
+            .ok()
+            .and_then(|m| m.get(&tp).copied());
         let options = LoadOptions {
             clean_shutdown: parent.join(CLEAN_SHUTDOWN_FILE).exists(),
             recovery_point,
             log_start_offset: checkpoints.log_start(&tp),
+            high_watermark,
             checkpoints: Some(Arc::new(checkpoints)),
             rolled: None,
         };
@@ -343,7 +354,12 @@ impl PartitionLog {
             log.flush_all_segments()?;
         }
         log.recovery_point = leo;
-        log.high_watermark = leo;
+        // Kafka's `updateHighWatermark` at load: the checkpointed value, never outside the
+        // log (a torn tail may end below it; DeleteRecords may have moved the start above).
+        log.high_watermark = options
+            .high_watermark
+            .unwrap_or(log.log_start_offset)
+            .clamp(log.log_start_offset, leo);
         tracing::debug!(tp = %log.tp, log_start = log.log_start_offset, leo, segments = log.segments.len(), "loaded partition log");
         Ok(log)
     }

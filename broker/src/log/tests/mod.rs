@@ -309,6 +309,50 @@ fn reopen_after_clean_shutdown_via_manager() {
     assert_eq!(log.append(&simple(1, 0), 3, 0).unwrap().base_offset, 60);
 }
 
+/// A log opens with the high watermark of `replication-offset-checkpoint`, not its log end:
+/// a follower restarted after a crash must not show consumers records the cluster had not
+/// committed. The value is clamped to the log (a torn tail may end below it), a partition
+/// missing from the file starts at its log start offset, and a checkpoint written while a
+/// partition is not loaded keeps that partition's high watermark.
+#[test]
+fn high_watermark_is_read_from_its_checkpoint_at_open() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = vec![root.path().join("d1")];
+    let cfg = |t: &str| (t != "unloaded").then(small_config);
+    let m = LogManager::open(&dirs, 1, "c1", &cfg).unwrap();
+    let other = TopicPartition::new("other", 0);
+    for tp in [tp(), other.clone()] {
+        let log = m.create(&tp, small_config(), None).unwrap();
+        for i in 0..30 {
+            log.lock().unwrap().append(&simple(2, i), 3, 0).unwrap();
+        }
+    }
+    std::fs::create_dir_all(dirs[0].join("unloaded-0")).unwrap();
+    m.shutdown().unwrap();
+    drop(m);
+    let hw_file = dirs[0].join(REPLICATION_OFFSET_CHECKPOINT);
+    // The leader had replicated 40 of its 60 records; "other" was never checkpointed.
+    std::fs::write(&hw_file, "0\n2\norders 0 40\nunloaded 0 7\n").unwrap();
+
+    let m = LogManager::open(&dirs, 1, "c1", &cfg).unwrap();
+    let hw = |tp: &TopicPartition| m.get(tp).unwrap().lock().unwrap().high_watermark();
+    assert_eq!(hw(&tp()), 40);
+    assert_eq!(m.get(&tp()).unwrap().lock().unwrap().log_end_offset(), 60);
+    assert_eq!(hw(&other), 0, "no checkpoint entry: the log start offset");
+    m.checkpoint().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&hw_file).unwrap(),
+        "0\n3\norders 0 40\nother 0 0\nunloaded 0 7\n"
+    );
+    m.shutdown().unwrap();
+    drop(m);
+
+    // A checkpoint above the log end (the tail was lost) is clamped to it.
+    std::fs::write(&hw_file, "0\n1\norders 0 500\n").unwrap();
+    let m = LogManager::open(&dirs, 1, "c1", &cfg).unwrap();
+    assert_eq!(m.get(&tp()).unwrap().lock().unwrap().high_watermark(), 60);
+}
+
 /// Appends `n` batches then "crashes" (drops the log without a clean shutdown marker).
 fn crash_with(root: &Path, n: usize) -> (i64, u64, Bytes) {
     let mut log = open(root, small_config());
