@@ -910,6 +910,42 @@ impl CoordinatorHost for Broker {
         Ok((log, state.leader_epoch))
     }
 
+    /// As a producer with acks=all would (Kafka's coordinator appends, then waits for the
+    /// high watermark): refused before appending with NOT_ENOUGH_REPLICAS when the ISR is
+    /// below the topic's `min.insync.replicas`; answered once the ISR has the batch, or with
+    /// NOT_LEADER_OR_FOLLOWER as soon as this broker stops leading in that epoch, or
+    /// REQUEST_TIMED_OUT after `offsets.commit.timeout.ms`.
+    async fn append_offsets(&self, partition: i32, batch: bytes::Bytes) -> Result<i64, ApiError> {
+        let (handle, _) = self.leader_partition(OFFSETS_TOPIC, partition)?;
+        let overrides = self
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default();
+        let min_insync_replicas =
+            config::effective_min_insync_replicas(&self.effective_config(), &overrides);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.config.offsets_commit_timeout_ms.max(1) as u64);
+        // An append may roll a segment and fsync (flush.messages): on the blocking pool.
+        let appending = handle.clone();
+        let (info, leader_epoch) = tokio::task::spawn_blocking(move || {
+            let appended =
+                appending.append_records_to_leader(&batch, -1, min_insync_replicas, now_ms())?;
+            let mut log = appending.log().lock().unwrap_or_else(|p| p.into_inner());
+            if log.flush_due_by_messages() {
+                log.flush()?;
+            }
+            Ok::<_, crate::replica::ReplicaError>(appended)
+        })
+        .await
+        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))??;
+        let end = info.last_offset + 1;
+        handle
+            .wait_for_acks_all(leader_epoch, end, min_insync_replicas, deadline)
+            .await?;
+        Ok(end)
+    }
+
     fn offsets_retention_ms(&self) -> i64 {
         i64::from(self.config.offsets_retention_minutes) * 60_000
     }

@@ -9,11 +9,16 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: HeartbeatRequest) -> Heartbea
         return HeartbeatResponse::default()
             .with_error_code(kafka_protocol::ResponseError::InvalidGroupId.code());
     }
-    let code = ctx.broker.groups().heartbeat(
-        request.group_id.0.as_str(),
-        request.member_id.as_str(),
-        request.group_instance_id.as_ref().map(|s| s.as_str()),
-        request.generation_id,
-    );
+    let code = ctx
+        .broker
+        .groups()
+        .heartbeat(
+            ctx.broker,
+            request.group_id.0.as_str(),
+            request.member_id.as_str(),
+            request.group_instance_id.as_ref().map(|s| s.as_str()),
+            request.generation_id,
+        )
+        .await;
     HeartbeatResponse::default().with_error_code(code)
 }

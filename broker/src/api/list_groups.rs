@@ -17,10 +17,11 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ListGroupsRequest) -> ListGro
         .iter()
         .map(|s| s.as_str().to_lowercase())
         .collect();
-    let mut groups: Vec<ListedGroup> = ctx
-        .broker
-        .groups()
-        .groups()
+    let listed = match ctx.broker.groups().groups() {
+        Ok(groups) => groups,
+        Err(code) => return ListGroupsResponse::default().with_error_code(code),
+    };
+    let mut groups: Vec<ListedGroup> = listed
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state().name().to_lowercase()))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))

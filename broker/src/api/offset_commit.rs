@@ -32,22 +32,17 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetCommitRequest) -> Offse
         vec![ResponseError::InvalidGroupId.code(); commits.len()]
     } else {
         let broker = ctx.broker;
-        match broker.groups().partition_for(broker, &group_id).await {
-            Err(e) => vec![e.code; commits.len()],
-            Ok(_) => {
-                broker
-                    .groups()
-                    .commit(
-                        broker,
-                        &group_id,
-                        request.member_id.as_str(),
-                        request.group_instance_id.as_ref().map(|s| s.as_str()),
-                        request.generation_id_or_member_epoch,
-                        commits,
-                    )
-                    .await
-            }
-        }
+        broker
+            .groups()
+            .commit(
+                broker,
+                &group_id,
+                request.member_id.as_str(),
+                request.group_instance_id.as_ref().map(|s| s.as_str()),
+                request.generation_id_or_member_epoch,
+                commits,
+            )
+            .await
     };
     let mut codes = codes.into_iter();
     let topics = request

@@ -14,11 +14,18 @@ use crate::group::CommittedOffset;
 type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
 type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
-fn fetch(ctx: &Ctx<'_>, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Fetched, i16> {
+async fn fetch(
+    ctx: &Ctx<'_>,
+    group: &str,
+    wanted: Option<Vec<(String, i32)>>,
+) -> Result<Fetched, i16> {
     if group.is_empty() {
         return Err(ResponseError::InvalidGroupId.code());
     }
-    Ok(ctx.broker.groups().fetch_offsets(group, wanted))
+    ctx.broker
+        .groups()
+        .fetch_offsets(ctx.broker, group, wanted)
+        .await
 }
 
 /// Groups `rows` by topic, preserving first-seen order.
@@ -36,10 +43,9 @@ fn by_topic(rows: Fetched) -> ByTopic {
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
     if v >= 8 {
-        let groups = request
-            .groups
-            .into_iter()
-            .map(|g| {
+        let mut groups = Vec::with_capacity(request.groups.len());
+        for g in request.groups {
+            groups.push({
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .flat_map(|t| {
@@ -50,7 +56,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
                         })
                         .collect()
                 });
-                match fetch(ctx, g.group_id.0.as_str(), wanted) {
+                match fetch(ctx, g.group_id.0.as_str(), wanted).await {
                     Err(code) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_error_code(code),
@@ -78,8 +84,8 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
                                 .collect(),
                         ),
                 }
-            })
-            .collect();
+            });
+        }
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = request.topics.map(|ts| {
@@ -93,7 +99,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
             .collect()
     });
     let group: GroupId = request.group_id;
-    match fetch(ctx, group.0.as_str(), wanted) {
+    match fetch(ctx, group.0.as_str(), wanted).await {
         Err(code) if v >= 2 => OffsetFetchResponse::default().with_error_code(code),
         Err(_) => OffsetFetchResponse::default(),
         Ok(rows) => OffsetFetchResponse::default().with_topics(

@@ -460,6 +460,9 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes` (10080).
     pub offsets_retention_minutes: i32,
+    /// `offsets.commit.timeout.ms` (5000): how long a group coordinator write waits for
+    /// the ISR before the request fails (COORDINATOR_NOT_AVAILABLE).
+    pub offsets_commit_timeout_ms: i32,
     /// `group.initial.rebalance.delay.ms` (3000).
     pub group_initial_rebalance_delay_ms: i32,
     /// `group.min.session.timeout.ms` (6000).
@@ -1021,6 +1024,7 @@ impl BrokerConfig {
             log_cleaner_backoff_ms: long_nn("log.cleaner.backoff.ms")?,
             offsets_topic_replication_factor: short("offsets.topic.replication.factor")?,
             offsets_retention_minutes: int("offsets.retention.minutes")?,
+            offsets_commit_timeout_ms: int("offsets.commit.timeout.ms")?,
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms")?,
             group_min_session_timeout_ms: int("group.min.session.timeout.ms")?,
             group_max_session_timeout_ms: int("group.max.session.timeout.ms")?,
@@ -1266,6 +1270,7 @@ mod tests {
         assert_eq!(c.offsets_topic_replication_factor, 3);
         assert_eq!(c.offsets_topic_replication_factor_for(1), 1);
         assert_eq!(c.offsets_retention_minutes, 10080);
+        assert_eq!(c.offsets_commit_timeout_ms, 5000);
         assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
         assert_eq!(c.group_min_session_timeout_ms, 6000);
         assert_eq!(c.group_max_session_timeout_ms, 1_800_000);

@@ -4,20 +4,34 @@
 //! [`state`] holds the pure state machine; this module is the thin layer around it: it
 //! parks JoinGroup/SyncGroup requests until the state machine replies, writes offsets and
 //! group metadata to the group's `__consumer_offsets` partition (chosen like Kafka, by the
-//! group id's Java hash), replays that topic on start-up, and drives time (session expiry,
-//! rebalance deadlines, offset expiry). It sees the rest of the broker only through
-//! [`CoordinatorHost`] (topic sizes, its partitions' logs, creating `__consumer_offsets`),
-//! never the broker itself, so it can be tested alone and nothing below imports upward.
+//! group id's Java hash), loads a partition's groups when this broker becomes its leader
+//! and drops them when it stops leading it, and drives time (session expiry, rebalance
+//! deadlines, offset expiry). It sees the rest of the broker only through
+//! [`CoordinatorHost`] (topic sizes, its partitions' logs, acks=all appends, creating
+//! `__consumer_offsets`), never the broker itself, so it can be tested alone and nothing
+//! below imports upward.
 //!
-//! **Nothing waits for the disk under the coordinator's lock.** State changes happen under
-//! one short lock; the records they produce go into a write queue in the same order, and
-//! whoever changed state then drains the queue ([`GroupCoordinator::flush_writes`]): the
-//! appends run on a blocking thread (a roll may fsync), one drain at a time so the log
-//! order is the queue order. Effects that must follow the write (committed offsets become
-//! visible, deleted ones disappear) are applied by the drain, in that same order, and only
-//! then is the request answered. So heartbeats never wait for an append, a roll or the
-//! log cleaner. Time is driven by a deadline queue (member sessions, pending member ids,
-//! rebalance deadlines): a tick only visits the groups whose deadline has passed.
+//! **Coordinator partitions follow leadership** (Kafka's `CoordinatorRuntime`). Each
+//! `__consumer_offsets` partition this broker leads is loaded from its log
+//! ([`GroupCoordinator::on_elected`], on the blocking pool) and unloaded when another broker
+//! takes it over ([`GroupCoordinator::on_resigned`]). Requests for its groups answer
+//! COORDINATOR_LOAD_IN_PROGRESS while it loads and NOT_COORDINATOR when this broker does not
+//! serve it, so clients look the coordinator up again. A stale announcement (an older
+//! leader epoch) is ignored.
+//!
+//! **Nothing is acknowledged before it is replicated.** State changes happen under one short
+//! lock; the records they produce go into the partition's write queue in the same order,
+//! and whoever changed state then drains that queue ([`GroupCoordinator::flush_partition`]):
+//! everything queued goes out as one batch through [`CoordinatorHost::append_offsets`]
+//! (acks=all: it resolves once the high watermark passed the batch), one batch at a time per
+//! partition so the log order is the queue order. Effects that must follow the write
+//! (committed offsets become visible to OffsetFetch, deleted ones disappear, the leader's
+//! assignment reaches the members) are applied only then, in that same order, and only
+//! then is the request answered; a failed write is answered with Kafka's coordinator error
+//! ([`coordinator_error`]). So heartbeats never wait for an append, a roll or replication,
+//! and a partition whose followers lag delays only its own groups. Time is driven by a
+//! deadline queue (member sessions, pending member ids, rebalance deadlines): a tick only
+//! visits the groups whose deadline has passed.
 
 pub mod records;
 pub mod state;
@@ -55,11 +69,17 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// multi-second timeouts is invisible to clients.
 const TICK: Duration = Duration::from_millis(100);
 
+/// At most this many record bytes (keys and values) go into one coordinator batch; more
+/// queued writes wait for the next batch. Well below `message.max.bytes` (1 MiB), as
+/// Kafka's runtime keeps its batches below the partition's maximum batch size.
+const MAX_BATCH_RECORD_BYTES: usize = 512 * 1024;
+
 /// What the group coordinator needs from the broker it runs in, and nothing more: the
 /// partitions it may commit offsets for, its `__consumer_offsets` partitions (created on
-/// first use) and their logs, and its one config value. The broker implements it; tests
-/// implement it over logs in a temporary directory. Implementations answer from memory and
-/// never block on the disk, except [`CoordinatorHost::ensure_offsets_topic`], which is async.
+/// first use), their logs to load from, acks=all appends to them, and one config value. The
+/// broker implements it; tests implement it over replicated partitions in a temporary
+/// directory. Implementations answer from memory and never block on the disk, except the
+/// async methods.
 pub trait CoordinatorHost: Send + Sync {
     /// The number of partitions of `topic`, `None` if the topic does not exist.
     fn partition_count(&self, topic: &str) -> Option<i32>;
@@ -72,9 +92,23 @@ pub trait CoordinatorHost: Send + Sync {
 
     /// The log of `__consumer_offsets` partition `partition` and its leader epoch, if this
     /// broker leads it: UNKNOWN_TOPIC_OR_PARTITION if there is no such partition,
-    /// NOT_LEADER_OR_FOLLOWER if another broker leads it. Appending to the log is the
-    /// caller's business (on a blocking thread: an append may roll and fsync).
+    /// NOT_LEADER_OR_FOLLOWER if another broker leads it. The coordinator only reads it
+    /// (loading, on a blocking thread); writes go through [`Self::append_offsets`].
     fn offsets_log(&self, partition: i32) -> Result<(Arc<Mutex<PartitionLog>>, i32), ApiError>;
+
+    /// Appends `batch` (one record batch, magic 2, no producer) to `__consumer_offsets`
+    /// partition `partition` as its leader with acks=all, and resolves once the high
+    /// watermark has passed it (the ISR has it), with the offset after the batch. Fails with
+    /// the code a producer would get: NOT_LEADER_OR_FOLLOWER (this broker does not lead the
+    /// partition, or lost the leadership before the batch was replicated),
+    /// NOT_ENOUGH_REPLICAS (nothing appended), NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    /// REQUEST_TIMED_OUT (`offsets.commit.timeout.ms` passed), KAFKA_STORAGE_ERROR, ...;
+    /// the coordinator maps them with [`coordinator_error`].
+    fn append_offsets(
+        &self,
+        partition: i32,
+        batch: Bytes,
+    ) -> impl Future<Output = Result<i64, ApiError>> + Send;
 
     /// `offsets.retention.minutes` in milliseconds: how long the offsets of an empty group
     /// are kept.
@@ -89,6 +123,32 @@ pub fn offsets_topic_configs(segment_bytes: i32) -> BTreeMap<String, String> {
         ("compression.type".to_string(), "producer".to_string()),
         ("segment.bytes".to_string(), segment_bytes.to_string()),
     ])
+}
+
+/// What a client is told when a coordinator write failed with `code`, as Kafka 4.1's
+/// coordinator maps append errors (`CoordinatorOperationExceptionHelper`,
+/// `appendGroupMetadataErrorToResponseError`): a missing partition, too few in-sync replicas
+/// or a replication timeout are COORDINATOR_NOT_AVAILABLE (retry here later); a lost
+/// leadership or a failed disk is NOT_COORDINATOR (find the coordinator again); a batch too
+/// large is UNKNOWN_SERVER_ERROR; anything else is passed on.
+pub fn coordinator_error(code: i16) -> i16 {
+    let Some(error) = ResponseError::try_from_code(code) else {
+        return code;
+    };
+    let mapped = match error {
+        ResponseError::UnknownTopicOrPartition
+        | ResponseError::NotEnoughReplicas
+        | ResponseError::NotEnoughReplicasAfterAppend
+        | ResponseError::RequestTimedOut => ResponseError::CoordinatorNotAvailable,
+        ResponseError::NotLeaderOrFollower | ResponseError::KafkaStorageError => {
+            ResponseError::NotCoordinator
+        }
+        ResponseError::MessageTooLarge
+        | ResponseError::RecordListTooLarge
+        | ResponseError::InvalidFetchSize => ResponseError::UnknownServerError,
+        other => other,
+    };
+    mapped.code()
 }
 
 /// One partition's commit request.
@@ -106,6 +166,30 @@ pub struct OffsetCommit {
     pub metadata: Option<String>,
 }
 
+/// Where a hosted `__consumer_offsets` partition is in its life on this coordinator
+/// (Kafka's `CoordinatorState`, without the states that need no representation here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Its log is being read; its groups' requests answer COORDINATOR_LOAD_IN_PROGRESS.
+    Loading,
+    /// Its groups are served.
+    Active,
+    /// Loading failed; its groups' requests answer NOT_COORDINATOR until a newer leader
+    /// epoch loads it again.
+    Failed,
+}
+
+/// A `__consumer_offsets` partition this coordinator serves (or is loading).
+#[derive(Debug, Clone, Copy)]
+struct Hosted {
+    /// The leader epoch it was elected in: announcements with an epoch not newer are stale.
+    epoch: i32,
+    load: Load,
+    /// Tells this tenure apart from a later one, so a load or a write that finishes after
+    /// the partition was unloaded (and perhaps loaded again) changes nothing.
+    tenure: u64,
+}
+
 struct Inner {
     groups: HashMap<String, Group>,
     waiters: HashMap<Token, Waiter>,
@@ -114,8 +198,14 @@ struct Inner {
     deadlines: BTreeSet<(i64, String)>,
     /// The entry each group has in `deadlines`.
     scheduled: HashMap<String, i64>,
-    /// Records to append, in the order the state changed.
-    writes: VecDeque<Write>,
+    /// Records to append, per `__consumer_offsets` partition, in the order the state changed.
+    writes: BTreeMap<i32, VecDeque<Write>>,
+    /// The `__consumer_offsets` partitions this coordinator serves or loads.
+    hosted: HashMap<i32, Hosted>,
+    /// The partition count of `__consumer_offsets` once known: which partition a group
+    /// belongs to.
+    offsets_partitions: i32,
+    next_tenure: u64,
 }
 
 /// Records for a group's `__consumer_offsets` partition, what to do once they are written,
@@ -125,6 +215,10 @@ struct Write {
     records: Vec<(Bytes, Option<Bytes>)>,
     effect: Effect,
     done: Option<oneshot::Sender<Result<(), ApiError>>>,
+    /// Replies to parked requests that may go out only once the records are replicated
+    /// (the leader's assignment in SyncGroup responses, as Kafka sends them after the
+    /// group metadata record is committed).
+    held: Vec<Reply>,
 }
 
 /// In-memory changes that become true only once their records are in the log.
@@ -150,12 +244,13 @@ pub struct GroupCoordinator {
     inner: Mutex<Inner>,
     next_token: AtomicU64,
     limits: GroupLimits,
-    /// Held by the one task draining the write queue.
-    writer: tokio::sync::Mutex<()>,
+    /// Per `__consumer_offsets` partition, held by the one task draining its write queue.
+    writers: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl GroupCoordinator {
-    /// An empty coordinator; call [`GroupCoordinator::load`] before serving.
+    /// An empty coordinator serving no partition; [`GroupCoordinator::load`] (a single
+    /// node at start) or [`GroupCoordinator::on_elected`] gives it partitions.
     pub fn new(limits: GroupLimits) -> GroupCoordinator {
         GroupCoordinator {
             inner: Mutex::new(Inner {
@@ -163,11 +258,14 @@ impl GroupCoordinator {
                 waiters: HashMap::new(),
                 deadlines: BTreeSet::new(),
                 scheduled: HashMap::new(),
-                writes: VecDeque::new(),
+                writes: BTreeMap::new(),
+                hosted: HashMap::new(),
+                offsets_partitions: 1,
+                next_tenure: 0,
             }),
             next_token: AtomicU64::new(1),
             limits,
-            writer: tokio::sync::Mutex::new(()),
+            writers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -175,63 +273,206 @@ impl GroupCoordinator {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Replays `__consumer_offsets` (if it exists) into memory: committed offsets and group
-    /// metadata, later records winning and tombstones deleting.
+    /// Loads, at start, every `__consumer_offsets` partition this broker leads (all of them
+    /// on a single node), reading the logs on the calling thread: committed offsets and
+    /// group metadata, later records winning and tombstones deleting. Partitions it does not
+    /// lead are left to [`Self::on_elected`].
     pub fn load(&self, host: &impl CoordinatorHost) {
         let Some(count) = host.partition_count(OFFSETS_TOPIC) else {
             return;
         };
         let now = now_ms();
-        let mut inner = self.lock();
         let mut records = 0usize;
+        let mut loaded = 0usize;
         for partition in 0..count {
-            let Ok((log, _)) = host.offsets_log(partition) else {
+            let Ok((log, epoch)) = host.offsets_log(partition) else {
                 continue;
             };
-            let log = log.lock().unwrap_or_else(|p| p.into_inner());
-            let mut offset = log.log_start_offset();
-            let end = log.log_end_offset();
-            while offset < end {
-                let data = match log.read(offset, 1 << 20, end, true) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        warn!(partition, offset, error = %e, "cannot read __consumer_offsets");
-                        break;
-                    }
-                };
-                if data.records.is_empty() {
-                    break;
-                }
-                let mut buf = data.records.clone();
-                let mut next = offset;
-                while buf.has_remaining() {
-                    let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
-                        break;
-                    };
-                    for r in set.records {
-                        next = next.max(r.offset + 1);
-                        records += 1;
-                        replay(&mut inner.groups, r.key, r.value, now);
-                    }
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
+            let (groups, n) = read_groups(&log, partition, now);
+            records += n;
+            let mut inner = self.lock();
+            inner.offsets_partitions = count;
+            if inner
+                .hosted
+                .get(&partition)
+                .is_some_and(|h| h.epoch >= epoch)
+            {
+                continue;
             }
-        }
-        // A group whose only remaining state was tombstoned is gone.
-        inner.groups.retain(|_, g| g.state() != GroupState::Dead);
-        let ids: Vec<String> = inner.groups.keys().cloned().collect();
-        for id in ids {
-            Self::schedule(&mut inner, &id);
+            let tenure = Self::next_tenure(&mut inner);
+            inner.hosted.insert(
+                partition,
+                Hosted {
+                    epoch,
+                    load: Load::Active,
+                    tenure,
+                },
+            );
+            loaded += groups.len();
+            Self::install(&mut inner, groups);
         }
         if records > 0 {
             info!(
-                groups = inner.groups.len(),
+                groups = loaded,
                 records, "loaded consumer groups from __consumer_offsets"
             );
         }
+    }
+
+    fn next_tenure(inner: &mut Inner) -> u64 {
+        inner.next_tenure += 1;
+        inner.next_tenure
+    }
+
+    /// Adds loaded groups to the served ones and schedules their deadlines.
+    fn install(inner: &mut Inner, groups: HashMap<String, Group>) {
+        for (id, group) in groups {
+            inner.groups.insert(id.clone(), group);
+            Self::schedule(inner, &id);
+        }
+    }
+
+    /// This broker became the leader of `__consumer_offsets` partition `partition` in
+    /// `leader_epoch` (Kafka's `onElection`): reads its log on the blocking pool and serves
+    /// its groups from then on; meanwhile their requests answer COORDINATOR_LOAD_IN_PROGRESS.
+    /// An epoch not newer than the one the partition was loaded in is ignored (a stale or
+    /// repeated announcement); a newer one while loading or serving only records the epoch,
+    /// as Kafka's runtime does. Resolves when the load is over (or was superseded).
+    pub async fn on_elected(&self, host: &impl CoordinatorHost, partition: i32, leader_epoch: i32) {
+        let tenure = {
+            let mut inner = self.lock();
+            if let Some(count) = host.partition_count(OFFSETS_TOPIC) {
+                inner.offsets_partitions = count;
+            }
+            match inner.hosted.get_mut(&partition) {
+                Some(h) if h.epoch >= leader_epoch => {
+                    info!(
+                        partition,
+                        leader_epoch,
+                        current = h.epoch,
+                        "ignoring a stale election for a __consumer_offsets partition"
+                    );
+                    return;
+                }
+                Some(h) if h.load != Load::Failed => {
+                    h.epoch = leader_epoch;
+                    return;
+                }
+                _ => {}
+            }
+            let tenure = Self::next_tenure(&mut inner);
+            inner.hosted.insert(
+                partition,
+                Hosted {
+                    epoch: leader_epoch,
+                    load: Load::Loading,
+                    tenure,
+                },
+            );
+            tenure
+        };
+        info!(partition, leader_epoch, "loading consumer groups");
+        let started = std::time::Instant::now();
+        let loaded = match host.offsets_log(partition) {
+            Ok((log, _)) => {
+                tokio::task::spawn_blocking(move || Ok(read_groups(&log, partition, now_ms())))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(ApiError::new(
+                            ResponseError::UnknownServerError,
+                            e.to_string(),
+                        ))
+                    })
+            }
+            Err(e) => Err(e),
+        };
+        let mut inner = self.lock();
+        let Some(h) = inner
+            .hosted
+            .get_mut(&partition)
+            .filter(|h| h.tenure == tenure && h.load == Load::Loading)
+        else {
+            // Unloaded (or loaded again) while reading: this load is void.
+            return;
+        };
+        match loaded {
+            Ok((groups, records)) => {
+                h.load = Load::Active;
+                info!(
+                    partition,
+                    leader_epoch = h.epoch,
+                    groups = groups.len(),
+                    records,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "loaded consumer groups"
+                );
+                Self::install(&mut inner, groups);
+            }
+            Err(e) => {
+                h.load = Load::Failed;
+                warn!(partition, code = e.code, error = ?e.message, "loading consumer groups failed");
+            }
+        }
+    }
+
+    /// This broker no longer leads `__consumer_offsets` partition `partition`; `leader_epoch`
+    /// is the epoch of the state that says so, `None` if the partition is gone (Kafka's
+    /// `onResignation`). Its groups are dropped from memory: parked JoinGroup/SyncGroup
+    /// requests and writes not yet replicated are answered NOT_COORDINATOR, so clients find
+    /// the new coordinator, which loads the groups from the replicated log. An epoch not
+    /// newer than the one the partition was loaded in is ignored.
+    pub fn on_resigned(&self, partition: i32, leader_epoch: Option<i32>) {
+        let mut inner = self.lock();
+        let Some(hosted) = inner.hosted.get(&partition).copied() else {
+            return;
+        };
+        if leader_epoch.is_some_and(|e| hosted.epoch >= e) {
+            info!(
+                partition,
+                leader_epoch,
+                current = hosted.epoch,
+                "ignoring a stale resignation for a __consumer_offsets partition"
+            );
+            return;
+        }
+        inner.hosted.remove(&partition);
+        let count = inner.offsets_partitions;
+        let ids: Vec<String> = inner
+            .groups
+            .keys()
+            .filter(|id| records::partition_for(id, count) == partition)
+            .cloned()
+            .collect();
+        let not_coordinator = ResponseError::NotCoordinator;
+        for id in &ids {
+            let Some(group) = inner.groups.remove(id) else {
+                continue;
+            };
+            for token in group.parked_tokens() {
+                match inner.waiters.remove(&token) {
+                    Some(Waiter::Join(tx)) => {
+                        let _ = tx.send(JoinResponse::error(not_coordinator, ""));
+                    }
+                    Some(Waiter::Sync(tx)) => {
+                        let _ = tx.send(SyncResponse::error(not_coordinator));
+                    }
+                    None => {}
+                }
+            }
+            if let Some(at) = inner.scheduled.remove(id) {
+                inner.deadlines.remove(&(at, id.clone()));
+            }
+        }
+        let queued = inner.writes.remove(&partition).unwrap_or_default();
+        for w in queued {
+            Self::complete(&mut inner, w, &Err(ApiError::code(not_coordinator)));
+        }
+        info!(
+            partition,
+            leader_epoch,
+            groups = ids.len(),
+            "unloaded consumer groups"
+        );
     }
 
     /// The `__consumer_offsets` partition that coordinates `group`, creating the topic on
@@ -248,7 +489,50 @@ impl GroupCoordinator {
                 ApiError::code(ResponseError::CoordinatorNotAvailable)
             })?,
         };
+        self.lock().offsets_partitions = count;
         Ok(records::partition_for(group, count))
+    }
+
+    /// The partition of `group` if this coordinator serves it now: NOT_COORDINATOR if this
+    /// broker does not lead it (or its load failed), COORDINATOR_LOAD_IN_PROGRESS while it
+    /// loads. With `create`, `__consumer_offsets` is created on first use (JoinGroup,
+    /// OffsetCommit); without, a missing topic is NOT_COORDINATOR (no partition is served).
+    /// A partition the committed metadata says this broker leads but that was not announced
+    /// yet (the topic was just created, or the reaction to the metadata has not run) is
+    /// loaded here first, as the announcement would load it.
+    async fn serving(
+        &self,
+        host: &impl CoordinatorHost,
+        group: &str,
+        create: bool,
+    ) -> Result<i32, ApiError> {
+        let partition = if create {
+            self.partition_for(host, group).await?
+        } else {
+            let count = host
+                .partition_count(OFFSETS_TOPIC)
+                .ok_or_else(|| ApiError::code(ResponseError::NotCoordinator))?;
+            self.lock().offsets_partitions = count;
+            records::partition_for(group, count)
+        };
+        let known = self.lock().hosted.get(&partition).map(|h| h.load);
+        if known.is_none() {
+            match host.offsets_log(partition) {
+                Ok((_, epoch)) => self.on_elected(host, partition, epoch).await,
+                Err(_) => return Err(ApiError::code(ResponseError::NotCoordinator)),
+            }
+        }
+        Self::check_serving(&self.lock(), partition).map(|()| partition)
+    }
+
+    /// Whether `partition` is served now (see [`Self::serving`]); checked again under the
+    /// lock that changes a group, since the partition may have been unloaded in between.
+    fn check_serving(inner: &Inner, partition: i32) -> Result<(), ApiError> {
+        match inner.hosted.get(&partition).map(|h| h.load) {
+            Some(Load::Active) => Ok(()),
+            Some(Load::Loading) => Err(ApiError::code(ResponseError::CoordinatorLoadInProgress)),
+            Some(Load::Failed) | None => Err(ApiError::code(ResponseError::NotCoordinator)),
+        }
     }
 
     fn token(&self) -> Token {
@@ -287,23 +571,28 @@ impl GroupCoordinator {
         request: JoinRequest,
     ) -> JoinResponse {
         let member_id = request.member_id.clone();
-        if let Err(e) = self.partition_for(host, group_id).await {
-            return JoinResponse {
-                error_code: e.code,
-                ..JoinResponse::error(ResponseError::CoordinatorNotAvailable, &member_id)
-            };
-        }
+        let error = |e: ApiError| JoinResponse {
+            error_code: e.code,
+            ..JoinResponse::error(ResponseError::CoordinatorNotAvailable, &member_id)
+        };
+        let partition = match self.serving(host, group_id, true).await {
+            Ok(p) => p,
+            Err(e) => return error(e),
+        };
         let token = self.token();
         let (tx, rx) = oneshot::channel();
         let immediate = {
             let mut inner = self.lock();
+            if let Err(e) = Self::check_serving(&inner, partition) {
+                return error(e);
+            }
             let now = now_ms();
             let group = inner
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now));
             let replies = group.join(token, request, now, &self.limits);
-            Self::after_change(&mut inner, group_id);
+            let replies = Self::after_change(&mut inner, group_id, replies);
             match Self::deliver(&mut inner, replies, token) {
                 Some(Reply::Join(_, r)) => Some(r),
                 _ => {
@@ -312,7 +601,7 @@ impl GroupCoordinator {
                 }
             }
         };
-        self.flush_writes(host).await;
+        self.flush_partition(host, partition).await;
         match immediate {
             Some(r) => r,
             None => rx.await.unwrap_or_else(|_| {
@@ -321,23 +610,35 @@ impl GroupCoordinator {
         }
     }
 
-    /// SyncGroup: followers wait for the leader's assignment.
+    /// SyncGroup: followers wait for the leader's assignment, and everyone for the record
+    /// holding it to be replicated.
     pub async fn sync(
         &self,
         host: &impl CoordinatorHost,
         group_id: &str,
         request: SyncRequest,
     ) -> SyncResponse {
+        let error = |e: ApiError| SyncResponse {
+            error_code: e.code,
+            ..SyncResponse::error(ResponseError::CoordinatorNotAvailable)
+        };
+        let partition = match self.serving(host, group_id, false).await {
+            Ok(p) => p,
+            Err(e) => return error(e),
+        };
         let token = self.token();
         let (tx, rx) = oneshot::channel();
         let immediate = {
             let mut inner = self.lock();
+            if let Err(e) = Self::check_serving(&inner, partition) {
+                return error(e);
+            }
             let now = now_ms();
             let Some(group) = inner.groups.get_mut(group_id) else {
                 return SyncResponse::error(ResponseError::UnknownMemberId);
             };
             let replies = group.sync(token, request, now, &self.limits);
-            Self::after_change(&mut inner, group_id);
+            let replies = Self::after_change(&mut inner, group_id, replies);
             match Self::deliver(&mut inner, replies, token) {
                 Some(Reply::Sync(_, r)) => Some(r),
                 _ => {
@@ -346,7 +647,7 @@ impl GroupCoordinator {
                 }
             }
         };
-        self.flush_writes(host).await;
+        self.flush_partition(host, partition).await;
         match immediate {
             Some(r) => r,
             None => rx
@@ -357,14 +658,23 @@ impl GroupCoordinator {
 
     /// Heartbeat: returns the error code. Never waits for the disk: a heartbeat only moves
     /// the member's session deadline later, so the deadline queue needs no update (the
-    /// earlier entry fires, finds nothing due and reschedules).
-    pub fn heartbeat(
+    /// earlier entry fires, finds nothing due and reschedules). While the group's partition
+    /// loads the answer is NONE, as Kafka answers "blindly" then.
+    pub async fn heartbeat(
         &self,
+        host: &impl CoordinatorHost,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
         generation_id: i32,
     ) -> i16 {
+        if let Err(e) = self.serving(host, group_id, false).await {
+            return if e.code == ResponseError::CoordinatorLoadInProgress.code() {
+                0
+            } else {
+                e.code
+            };
+        }
         let mut inner = self.lock();
         match inner.groups.get_mut(group_id) {
             Some(group) => group.heartbeat(member_id, instance, generation_id, now_ms()),
@@ -379,22 +689,27 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
+        let partition = self
+            .serving(host, group_id, false)
+            .await
+            .map_err(|e| e.code)?;
         let codes = {
             let mut inner = self.lock();
+            Self::check_serving(&inner, partition).map_err(|e| e.code)?;
             let Some(group) = inner.groups.get_mut(group_id) else {
                 return Err(ResponseError::UnknownMemberId.code());
             };
             let (codes, replies) = group.leave(members, now_ms(), &self.limits);
-            Self::after_change(&mut inner, group_id);
+            let replies = Self::after_change(&mut inner, group_id, replies);
             Self::deliver(&mut inner, replies, 0);
             codes
         };
-        self.flush_writes(host).await;
+        self.flush_partition(host, partition).await;
         Ok(codes)
     }
 
     /// OffsetCommit: one error code per partition (group-level failures repeat per partition).
-    /// Answers once the offsets are in the log (they become visible to OffsetFetch then).
+    /// Answers once the offsets are replicated (they become visible to OffsetFetch then).
     pub async fn commit(
         &self,
         host: &impl CoordinatorHost,
@@ -404,37 +719,42 @@ impl GroupCoordinator {
         generation_id: i32,
         commits: Vec<OffsetCommit>,
     ) -> Vec<i16> {
-        let (codes, written) =
-            self.stage_commit(host, group_id, member_id, instance, generation_id, commits);
+        let partition = match self.serving(host, group_id, true).await {
+            Ok(p) => p,
+            Err(e) => return vec![e.code; commits.len()],
+        };
+        let (codes, written) = self.stage_commit(
+            host,
+            partition,
+            group_id,
+            member_id,
+            instance,
+            generation_id,
+            commits,
+        );
         let Some(written) = written else {
             return codes;
         };
-        self.flush_writes(host).await;
+        self.flush_partition(host, partition).await;
         let result = written
             .await
             .unwrap_or_else(|_| Err(ApiError::code(ResponseError::CoordinatorNotAvailable)));
         match result {
             Ok(()) => codes,
-            Err(e) => {
-                // Nothing is acknowledged that was not written.
-                let code = if e.code == ResponseError::UnknownTopicOrPartition.code() {
-                    ResponseError::CoordinatorNotAvailable.code()
-                } else {
-                    e.code
-                };
-                codes
-                    .into_iter()
-                    .map(|c| if c == 0 { code } else { c })
-                    .collect()
-            }
+            // Nothing is acknowledged that was not replicated.
+            Err(e) => codes
+                .into_iter()
+                .map(|c| if c == 0 { e.code } else { c })
+                .collect(),
         }
     }
 
     /// The locked part of [`Self::commit`]: validation and the queued write.
-    #[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn stage_commit(
         &self,
         host: &impl CoordinatorHost,
+        partition: i32,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
@@ -442,6 +762,9 @@ impl GroupCoordinator {
         commits: Vec<OffsetCommit>,
     ) -> (Vec<i16>, Option<oneshot::Receiver<Result<(), ApiError>>>) {
         let mut inner = self.lock();
+        if let Err(e) = Self::check_serving(&inner, partition) {
+            return (vec![e.code; commits.len()], None);
+        }
         let now = now_ms();
         let group = inner
             .groups
@@ -515,15 +838,23 @@ impl GroupCoordinator {
     }
 
     /// Committed offsets of a group: all of them, or those of `partitions` (missing ones
-    /// report offset -1 as Kafka does).
-    pub fn fetch_offsets(
+    /// report offset -1 as Kafka does). Only replicated commits are visible: a commit whose
+    /// records the high watermark has not passed yet is not. `Err` with NOT_COORDINATOR or
+    /// COORDINATOR_LOAD_IN_PROGRESS when this coordinator does not serve the group now.
+    pub async fn fetch_offsets(
         &self,
+        host: &impl CoordinatorHost,
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Vec<(String, i32, Option<CommittedOffset>)> {
+    ) -> Result<Vec<(String, i32, Option<CommittedOffset>)>, i16> {
+        let partition = self
+            .serving(host, group_id, false)
+            .await
+            .map_err(|e| e.code)?;
         let inner = self.lock();
+        Self::check_serving(&inner, partition).map_err(|e| e.code)?;
         let group = inner.groups.get(group_id);
-        match partitions {
+        Ok(match partitions {
             Some(list) => list
                 .into_iter()
                 .map(|(t, p)| {
@@ -539,22 +870,39 @@ impl GroupCoordinator {
                         .collect()
                 })
                 .unwrap_or_default(),
+        })
+    }
+
+    /// A snapshot of one group for DescribeGroups; `Ok(None)` if this coordinator serves
+    /// its partition but does not know it, `Err` with NOT_COORDINATOR or
+    /// COORDINATOR_LOAD_IN_PROGRESS otherwise.
+    pub async fn describe(
+        &self,
+        host: &impl CoordinatorHost,
+        group_id: &str,
+    ) -> Result<Option<Group>, i16> {
+        let partition = self
+            .serving(host, group_id, false)
+            .await
+            .map_err(|e| e.code)?;
+        let inner = self.lock();
+        Self::check_serving(&inner, partition).map_err(|e| e.code)?;
+        Ok(inner.groups.get(group_id).cloned())
+    }
+
+    /// Snapshots of every group this coordinator serves (ListGroups);
+    /// COORDINATOR_LOAD_IN_PROGRESS while one of its partitions loads, as Kafka answers.
+    pub fn groups(&self) -> Result<Vec<Group>, i16> {
+        let inner = self.lock();
+        if inner.hosted.values().any(|h| h.load == Load::Loading) {
+            return Err(ResponseError::CoordinatorLoadInProgress.code());
         }
-    }
-
-    /// A snapshot of one group for DescribeGroups / ListGroups; `None` if unknown.
-    pub fn describe(&self, group_id: &str) -> Option<Group> {
-        self.lock().groups.get(group_id).cloned()
-    }
-
-    /// Snapshots of every group.
-    pub fn groups(&self) -> Vec<Group> {
-        self.lock()
+        Ok(inner
             .groups
             .values()
             .filter(|g| g.state() != GroupState::Dead)
             .cloned()
-            .collect()
+            .collect())
     }
 
     /// DeleteGroups: only groups without members; writes tombstones for offsets and metadata.
@@ -563,8 +911,13 @@ impl GroupCoordinator {
         host: &impl CoordinatorHost,
         group_id: &str,
     ) -> Result<(), ResponseError> {
+        let partition = self
+            .serving(host, group_id, false)
+            .await
+            .map_err(|e| to_response_error(e.code))?;
         let written = {
             let mut inner = self.lock();
+            Self::check_serving(&inner, partition).map_err(|e| to_response_error(e.code))?;
             let Some(group) = inner.groups.get(group_id) else {
                 return Err(ResponseError::GroupIdNotFound);
             };
@@ -579,7 +932,7 @@ impl GroupCoordinator {
             };
             Self::enqueue(&mut inner, group_id, tombstones, effect)
         };
-        self.flush_writes(host).await;
+        self.flush_partition(host, partition).await;
         Self::written(written).await?;
         info!(group = %group_id, "deleted consumer group");
         Ok(())
@@ -591,10 +944,7 @@ impl GroupCoordinator {
     ) -> Result<(), ResponseError> {
         match written.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                Err(ResponseError::try_from_code(e.code)
-                    .unwrap_or(ResponseError::UnknownServerError))
-            }
+            Ok(Err(e)) => Err(to_response_error(e.code)),
             Err(_) => Err(ResponseError::CoordinatorNotAvailable),
         }
     }
@@ -606,9 +956,13 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<i16>, ResponseError> {
-        let (codes, written) = self.stage_delete_offsets(group_id, partitions)?;
+        let partition = self
+            .serving(host, group_id, false)
+            .await
+            .map_err(|e| to_response_error(e.code))?;
+        let (codes, written) = self.stage_delete_offsets(partition, group_id, partitions)?;
         if let Some(written) = written {
-            self.flush_writes(host).await;
+            self.flush_partition(host, partition).await;
             Self::written(written).await?;
         }
         Ok(codes)
@@ -618,10 +972,12 @@ impl GroupCoordinator {
     #[allow(clippy::type_complexity)]
     fn stage_delete_offsets(
         &self,
+        partition: i32,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<(Vec<i16>, Option<oneshot::Receiver<Result<(), ApiError>>>), ResponseError> {
         let mut inner = self.lock();
+        Self::check_serving(&inner, partition).map_err(|e| to_response_error(e.code))?;
         let Some(group) = inner.groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
@@ -668,21 +1024,36 @@ impl GroupCoordinator {
     }
 
     /// What follows every change of a group's state: its metadata record is queued if its
-    /// membership changed, and its next deadline is rescheduled.
-    fn after_change(inner: &mut Inner, group_id: &str) {
+    /// membership changed, and its next deadline is rescheduled. Returns the replies to
+    /// deliver now; successful SyncGroup replies of a change that wrote the group's record
+    /// are held by that write (the assignment goes out once it is replicated).
+    fn after_change(inner: &mut Inner, group_id: &str, replies: Vec<Reply>) -> Vec<Reply> {
         let changed = inner
             .groups
             .get_mut(group_id)
             .and_then(|g| g.take_dirty().then(|| g.to_value()));
-        if let Some(value) = changed {
-            Self::enqueue_group(inner, group_id, Some(value));
-        }
+        let now = match changed {
+            Some(value) => {
+                let (held, now): (Vec<Reply>, Vec<Reply>) = replies
+                    .into_iter()
+                    .partition(|r| matches!(r, Reply::Sync(_, s) if s.error_code == 0));
+                Self::enqueue_group(inner, group_id, Some(value), held);
+                now
+            }
+            None => replies,
+        };
         Self::schedule(inner, group_id);
+        now
     }
 
     /// Queues the group's metadata record (membership is soft state: a failed write is
-    /// logged, members rejoin if it is lost).
-    fn enqueue_group(inner: &mut Inner, group_id: &str, value: Option<GroupValue>) {
+    /// logged, members rejoin if it is lost), with the replies it holds.
+    fn enqueue_group(
+        inner: &mut Inner,
+        group_id: &str,
+        value: Option<GroupValue>,
+        held: Vec<Reply>,
+    ) {
         if let Some(v) = &value {
             info!(
                 group = %group_id,
@@ -699,12 +1070,16 @@ impl GroupCoordinator {
             .encode(),
             value.map(|v| v.encode()),
         );
-        inner.writes.push_back(Write {
-            group_id: group_id.to_string(),
-            records: vec![record],
-            effect: Effect::None,
-            done: None,
-        });
+        Self::push_write(
+            inner,
+            Write {
+                group_id: group_id.to_string(),
+                records: vec![record],
+                effect: Effect::None,
+                done: None,
+                held,
+            },
+        );
     }
 
     /// Queues records whose outcome someone waits for.
@@ -715,13 +1090,23 @@ impl GroupCoordinator {
         effect: Effect,
     ) -> oneshot::Receiver<Result<(), ApiError>> {
         let (tx, rx) = oneshot::channel();
-        inner.writes.push_back(Write {
-            group_id: group_id.to_string(),
-            records,
-            effect,
-            done: Some(tx),
-        });
+        Self::push_write(
+            inner,
+            Write {
+                group_id: group_id.to_string(),
+                records,
+                effect,
+                done: Some(tx),
+                held: Vec::new(),
+            },
+        );
         rx
+    }
+
+    /// Appends `write` to the queue of its group's partition.
+    fn push_write(inner: &mut Inner, write: Write) {
+        let partition = records::partition_for(&write.group_id, inner.offsets_partitions);
+        inner.writes.entry(partition).or_default().push_back(write);
     }
 
     /// (Re)schedules `group_id` in the deadline queue if its next deadline is earlier than
@@ -756,56 +1141,122 @@ impl GroupCoordinator {
         due
     }
 
-    /// Appends everything queued, in queue order, on a blocking thread; then applies each
-    /// write's effect (under the lock, in the same order) and tells its waiter. Returns once
-    /// the queue was empty at some point after the call began, so a caller's own write is
-    /// done when this returns.
-    pub(crate) async fn flush_writes(&self, host: &impl CoordinatorHost) {
-        let _writer = self.writer.lock().await;
+    fn writer(&self, partition: i32) -> Arc<tokio::sync::Mutex<()>> {
+        self.writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(partition)
+            .or_default()
+            .clone()
+    }
+
+    /// Appends everything queued for `partition` as batches through
+    /// [`CoordinatorHost::append_offsets`] (acks=all), one batch at a time; once a batch is
+    /// replicated, applies each of its writes' effects (under the lock, in queue order) and
+    /// tells their waiters; a failed batch fails its writes with [`coordinator_error`].
+    /// Returns once the queue was empty at some point after the call began, so a caller's
+    /// own write is done when this returns.
+    pub(crate) async fn flush_partition(&self, host: &impl CoordinatorHost, partition: i32) {
+        let writer = self.writer(partition);
+        let _writer = writer.lock().await;
         loop {
-            let batch: Vec<Write> = self.lock().writes.drain(..).collect();
-            if batch.is_empty() {
-                return;
-            }
-            let prepared: Vec<Result<PreparedWrite, ApiError>> = batch
-                .iter()
-                .map(|w| prepare_write(host, &w.group_id, &w.records))
-                .collect();
-            let count = prepared.len();
-            let results = tokio::task::spawn_blocking(move || {
-                prepared
-                    .into_iter()
-                    .map(|p| {
-                        let p = p?;
-                        let mut log = p.log.lock().unwrap_or_else(|e| e.into_inner());
-                        log.append(&p.batch, p.leader_epoch, p.now)?;
-                        // flush.messages: Kafka fsyncs before acknowledging the write.
-                        if log.flush_due_by_messages() {
-                            log.flush()?;
-                        }
-                        Ok(())
-                    })
-                    .collect::<Vec<Result<(), ApiError>>>()
-            })
-            .await
-            .unwrap_or_else(|_| {
-                vec![Err(ApiError::code(ResponseError::UnknownServerError)); count]
-            });
-            let mut inner = self.lock();
-            for (w, result) in batch.into_iter().zip(results) {
-                match &result {
-                    Ok(()) => Self::apply(&mut inner, &w.group_id, w.effect),
-                    Err(e) if w.done.is_none() => {
-                        // Membership is soft state (members rejoin if it is lost); expired
-                        // offsets are expired again at the next check.
-                        warn!(group = %w.group_id, code = e.code, error = ?e.message, "could not write to __consumer_offsets");
+            let (batch, tenure) = {
+                let mut inner = self.lock();
+                let tenure = inner
+                    .hosted
+                    .get(&partition)
+                    .filter(|h| h.load == Load::Active)
+                    .map(|h| h.tenure);
+                let Some(queue) = inner.writes.get_mut(&partition) else {
+                    return;
+                };
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                while let Some(w) = queue.front() {
+                    let size: usize = w
+                        .records
+                        .iter()
+                        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
+                        .sum();
+                    if !batch.is_empty() && bytes + size > MAX_BATCH_RECORD_BYTES {
+                        break;
                     }
-                    Err(_) => {}
+                    bytes += size;
+                    batch.extend(queue.pop_front());
                 }
-                if let Some(done) = w.done {
-                    let _ = done.send(result);
+                if queue.is_empty() {
+                    inner.writes.remove(&partition);
                 }
+                if batch.is_empty() {
+                    return;
+                }
+                (batch, tenure)
+            };
+            let result = match tenure {
+                None => Err(ApiError::code(ResponseError::NotCoordinator)),
+                Some(_) => match encode_batch(batch.iter().flat_map(|w| w.records.iter())) {
+                    Ok(encoded) => host
+                        .append_offsets(partition, encoded)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            warn!(partition, code = e.code, error = ?e.message, "could not write to __consumer_offsets");
+                            ApiError::code(
+                                ResponseError::try_from_code(coordinator_error(e.code))
+                                    .unwrap_or(ResponseError::UnknownServerError),
+                            )
+                        }),
+                    Err(e) => Err(e),
+                },
+            };
+            let mut inner = self.lock();
+            // Unloaded while the batch was out: the new coordinator reads it from the log;
+            // the waiters here must look for it.
+            let current = inner
+                .hosted
+                .get(&partition)
+                .is_some_and(|h| h.load == Load::Active && Some(h.tenure) == tenure);
+            let result = if current {
+                result
+            } else {
+                Err(ApiError::code(ResponseError::NotCoordinator))
+            };
+            for w in batch {
+                Self::complete(&mut inner, w, &result);
             }
+        }
+    }
+
+    /// Finishes one write with the outcome of its batch: applies its effect and delivers its
+    /// held replies on success; on failure tells its waiter, and answers its held SyncGroup
+    /// replies with the error (the members rejoin; the group stays as it was in memory,
+    /// where Kafka reverts it to CompletingRebalance).
+    fn complete(inner: &mut Inner, w: Write, result: &Result<(), ApiError>) {
+        match result {
+            Ok(()) => {
+                Self::apply(inner, &w.group_id, w.effect);
+                Self::deliver(inner, w.held, 0);
+            }
+            Err(e) => {
+                if w.done.is_none() {
+                    // Membership is soft state (members rejoin if it is lost); expired
+                    // offsets are expired again at the next check.
+                    warn!(group = %w.group_id, code = e.code, "group metadata not written");
+                }
+                let code = to_response_error(e.code);
+                let failed = w
+                    .held
+                    .into_iter()
+                    .map(|r| match r {
+                        Reply::Sync(t, _) => Reply::Sync(t, SyncResponse::error(code)),
+                        Reply::Join(t, _) => Reply::Join(t, JoinResponse::error(code, "")),
+                    })
+                    .collect();
+                Self::deliver(inner, failed, 0);
+            }
+        }
+        if let Some(done) = w.done {
+            let _ = done.send(result.clone());
         }
     }
 
@@ -839,66 +1290,101 @@ impl GroupCoordinator {
     }
 }
 
-/// A write ready for the blocking thread: the encoded batch and the log it goes to.
-struct PreparedWrite {
-    log: Arc<Mutex<PartitionLog>>,
-    leader_epoch: i32,
-    batch: BytesMut,
-    now: i64,
+/// A Kafka error code as a [`ResponseError`] (an unknown code as UNKNOWN_SERVER_ERROR).
+fn to_response_error(code: i16) -> ResponseError {
+    ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError)
 }
 
-/// Encodes `records` as one batch for the group's `__consumer_offsets` partition.
-fn prepare_write(
-    host: &impl CoordinatorHost,
-    group_id: &str,
-    records: &[(Bytes, Option<Bytes>)],
-) -> Result<PreparedWrite, ApiError> {
-    {
-        let count = host
-            .partition_count(OFFSETS_TOPIC)
-            .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable))?;
-        let partition = records::partition_for(group_id, count);
-        let now = now_ms();
-        let batch: Vec<Record> = records
-            .iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // kafka-protocol's encoder starts a new batch wherever `offset - sequence`
-                // changes; number the records and reset the base sequence below.
-                sequence: i as i32,
-                timestamp: now,
-                key: Some(k.clone()),
-                value: v.clone(),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            batch.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
-        mark_non_idempotent(&mut buf);
-        let (log, leader_epoch) = host.offsets_log(partition)?;
-        Ok(PreparedWrite {
-            log,
-            leader_epoch,
-            batch: buf,
-            now,
+/// Encodes `records` as one non-transactional, non-idempotent v2 batch.
+fn encode_batch<'a>(
+    records: impl Iterator<Item = &'a (Bytes, Option<Bytes>)>,
+) -> Result<Bytes, ApiError> {
+    let now = now_ms();
+    let batch: Vec<Record> = records
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol's encoder starts a new batch wherever `offset - sequence`
+            // changes; number the records and reset the base sequence below.
+            sequence: i as i32,
+            timestamp: now,
+            key: Some(k.clone()),
+            value: v.clone(),
+            headers: Default::default(),
+            delete_horizon: false,
         })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        batch.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+    mark_non_idempotent(&mut buf);
+    Ok(buf.freeze())
+}
+
+/// Reads a `__consumer_offsets` partition's log from its start to its end and replays it:
+/// the groups with their committed offsets and metadata (later records winning, tombstones
+/// deleting), and the number of records read. Blocking (disk reads). A batch that cannot be
+/// read ends the load there (logged), as nothing after it can be trusted to be in order.
+fn read_groups(
+    log: &Arc<Mutex<PartitionLog>>,
+    partition: i32,
+    now: i64,
+) -> (HashMap<String, Group>, usize) {
+    let mut groups = HashMap::new();
+    let mut records = 0usize;
+    let (mut offset, end) = {
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
+        (log.log_start_offset(), log.log_end_offset())
+    };
+    while offset < end {
+        // The log's lock is held for one read at a time, so appends go on meanwhile.
+        let data = {
+            let log = log.lock().unwrap_or_else(|p| p.into_inner());
+            log.read(offset, 1 << 20, end, true)
+        };
+        let data = match data {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(partition, offset, error = %e, "cannot read __consumer_offsets");
+                break;
+            }
+        };
+        if data.records.is_empty() {
+            break;
+        }
+        let mut buf = data.records.clone();
+        let mut next = offset;
+        while buf.has_remaining() {
+            let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
+                break;
+            };
+            for r in set.records {
+                next = next.max(r.offset + 1);
+                records += 1;
+                replay(&mut groups, r.key, r.value, now);
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
     }
+    // A group whose only remaining state was tombstoned is gone.
+    groups.retain(|_, g| g.state() != GroupState::Dead);
+    (groups, records)
 }
 
 impl GroupCoordinator {
@@ -914,14 +1400,14 @@ impl GroupCoordinator {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
-            {
+            let partitions: Vec<i32> = {
                 let mut inner = self.lock();
                 for id in Self::take_due(&mut inner, now) {
                     let Some(group) = inner.groups.get_mut(&id) else {
                         continue;
                     };
                     let replies = group.tick(now, &self.limits);
-                    Self::after_change(&mut inner, &id);
+                    let replies = Self::after_change(&mut inner, &id, replies);
                     Self::deliver(&mut inner, replies, 0);
                 }
                 // Kafka's offsets.retention.check.interval.ms default: every 10 minutes.
@@ -929,8 +1415,11 @@ impl GroupCoordinator {
                     last_expiry = now;
                     Self::expire_offsets(&mut inner, now, retention_ms);
                 }
+                inner.writes.keys().copied().collect()
+            };
+            for partition in partitions {
+                self.flush_partition(host, partition).await;
             }
-            self.flush_writes(host).await;
         }
     }
 
@@ -952,15 +1441,19 @@ impl GroupCoordinator {
             let tombstones = group_tombstones(group);
             let keys = group.offsets.keys().cloned().collect();
             info!(group = %id, "expiring offsets of empty group");
-            inner.writes.push_back(Write {
-                group_id: id,
-                records: tombstones,
-                effect: Effect::Delete {
-                    keys,
-                    remove_group: true,
+            Self::push_write(
+                inner,
+                Write {
+                    group_id: id,
+                    records: tombstones,
+                    effect: Effect::Delete {
+                        keys,
+                        remove_group: true,
+                    },
+                    done: None,
+                    held: Vec::new(),
                 },
-                done: None,
-            });
+            );
         }
     }
 }
@@ -1085,22 +1578,48 @@ mod tests {
     }
 
     /// A broker reduced to what the coordinator may use: one data topic and
-    /// `__consumer_offsets` (created on first use) with real logs in a temporary directory.
+    /// `__consumer_offsets` (created on first use) as real replicated partitions over logs
+    /// in a temporary directory. This broker (id 0) leads every partition with `replicas`
+    /// as its ISR, so with a follower (id 1) the high watermark moves only when the test
+    /// serves that follower's fetches. `refuse` makes appends fail with that error.
     struct TestHost {
         dir: tempfile::TempDir,
-        offsets: Mutex<Vec<Arc<Mutex<PartitionLog>>>>,
+        offsets: Mutex<Vec<Arc<crate::replica::Partition>>>,
         creations: AtomicU64,
+        replicas: Vec<i32>,
+        refuse: Mutex<Option<ResponseError>>,
+        /// Partitions another broker leads now (as the committed metadata would say).
+        led_elsewhere: Mutex<BTreeSet<i32>>,
     }
 
     impl TestHost {
         const OFFSETS_PARTITIONS: i32 = 3;
 
         fn new() -> TestHost {
+            Self::with_replicas(vec![0])
+        }
+
+        fn with_replicas(replicas: Vec<i32>) -> TestHost {
             TestHost {
                 dir: tempfile::tempdir().unwrap(),
                 offsets: Mutex::new(Vec::new()),
                 creations: AtomicU64::new(0),
+                replicas,
+                refuse: Mutex::new(None),
+                led_elsewhere: Mutex::new(BTreeSet::new()),
             }
+        }
+
+        fn partition(&self, partition: i32) -> Arc<crate::replica::Partition> {
+            self.offsets.lock().unwrap()[partition as usize].clone()
+        }
+
+        /// Serves follower 1's fetch at `offset` (its log end), which moves the high
+        /// watermark up to it.
+        fn follower_fetches(&self, partition: i32, offset: i64) {
+            self.partition(partition)
+                .fetch_for_follower(1, 1, offset, 0, 0, 1 << 20, true, now_ms())
+                .unwrap();
         }
     }
 
@@ -1124,19 +1643,42 @@ mod tests {
                     let tp = crate::log::TopicPartition::new(OFFSETS_TOPIC, p);
                     let dir = self.dir.path().join(format!("{OFFSETS_TOPIC}-{p}"));
                     let log = PartitionLog::open(&dir, tp, Default::default()).unwrap();
-                    offsets.push(Arc::new(Mutex::new(log)));
+                    let partition = crate::replica::Partition::new(Arc::new(Mutex::new(log)));
+                    let state = crate::metadata::PartitionState {
+                        replicas: self.replicas.clone(),
+                        isr: self.replicas.clone(),
+                        leader: 0,
+                        ..Default::default()
+                    };
+                    partition.become_leader(&state, now_ms()).unwrap();
+                    offsets.push(Arc::new(partition));
                 }
             }
             Ok(Self::OFFSETS_PARTITIONS)
         }
 
         fn offsets_log(&self, partition: i32) -> Result<(Arc<Mutex<PartitionLog>>, i32), ApiError> {
+            if self.led_elsewhere.lock().unwrap().contains(&partition) {
+                return Err(ApiError::code(ResponseError::NotLeaderOrFollower));
+            }
             let offsets = self.offsets.lock().unwrap();
-            let log = usize::try_from(partition)
+            let p = usize::try_from(partition)
                 .ok()
                 .and_then(|p| offsets.get(p))
                 .ok_or_else(|| ApiError::code(ResponseError::UnknownTopicOrPartition))?;
-            Ok((log.clone(), 0))
+            Ok((p.log().clone(), 0))
+        }
+
+        async fn append_offsets(&self, partition: i32, batch: Bytes) -> Result<i64, ApiError> {
+            if let Some(e) = *self.refuse.lock().unwrap() {
+                return Err(ApiError::code(e));
+            }
+            let p = self.partition(partition);
+            let (info, epoch) = p.append_records_to_leader(&batch, -1, 1, now_ms())?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            p.wait_for_acks_all(epoch, info.last_offset + 1, 1, deadline)
+                .await?;
+            Ok(info.last_offset + 1)
         }
 
         fn offsets_retention_ms(&self) -> i64 {
@@ -1151,6 +1693,41 @@ mod tests {
             offset,
             leader_epoch: -1,
             metadata: None,
+        }
+    }
+
+    fn join_request() -> JoinRequest {
+        JoinRequest {
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: true,
+        }
+    }
+
+    /// The committed offset of `group` for orders-1, as OffsetFetch reports it.
+    async fn fetched(
+        c: &GroupCoordinator,
+        host: &TestHost,
+        group: &str,
+    ) -> Result<Option<i64>, i16> {
+        let rows = c
+            .fetch_offsets(host, group, Some(vec![("orders".into(), 1)]))
+            .await?;
+        Ok(rows[0].2.as_ref().map(|o| o.offset))
+    }
+
+    /// Polls `check` until it holds, for at most 10 s.
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -1185,9 +1762,265 @@ mod tests {
 
         let restarted = GroupCoordinator::new(LIMITS);
         restarted.load(&host);
-        let fetched = restarted.fetch_offsets("payments", Some(vec![("orders".into(), 1)]));
-        assert_eq!(fetched.len(), 1);
-        assert_eq!(fetched[0].2.as_ref().map(|o| o.offset), Some(42));
+        assert_eq!(fetched(&restarted, &host, "payments").await, Ok(Some(42)));
+    }
+
+    /// A commit is acknowledged, and visible to OffsetFetch, only once the ISR has it: while
+    /// the follower has not fetched the record, OffsetFetch still reports the previous
+    /// offset and the commit has not answered; the follower's fetch completes both.
+    #[tokio::test]
+    async fn a_commit_is_visible_and_answered_only_after_replication() {
+        let host = Arc::new(TestHost::with_replicas(vec![0, 1]));
+        let c = Arc::new(GroupCoordinator::new(LIMITS));
+        let partition = c.partition_for(&*host, "payments").await.unwrap();
+        let commit = |offset| {
+            let (c, host) = (c.clone(), host.clone());
+            tokio::spawn(async move {
+                c.commit(
+                    &*host,
+                    "payments",
+                    "",
+                    None,
+                    -1,
+                    vec![commit_of("orders", 1, offset)],
+                )
+                .await
+            })
+        };
+        let first = commit(42);
+        let log = host.partition(partition).log().clone();
+        eventually("the first commit is appended", || {
+            log.lock().unwrap().log_end_offset() == 1
+        })
+        .await;
+        assert_eq!(fetched(&c, &host, "payments").await, Ok(None));
+        host.follower_fetches(partition, 1);
+        assert_eq!(first.await.unwrap(), vec![0]);
+        assert_eq!(fetched(&c, &host, "payments").await, Ok(Some(42)));
+
+        let second = commit(50);
+        eventually("the second commit is appended", || {
+            log.lock().unwrap().log_end_offset() == 2
+        })
+        .await;
+        assert_eq!(fetched(&c, &host, "payments").await, Ok(Some(42)));
+        assert!(!second.is_finished(), "answered before replication");
+        host.follower_fetches(partition, 2);
+        assert_eq!(second.await.unwrap(), vec![0]);
+        assert_eq!(fetched(&c, &host, "payments").await, Ok(Some(50)));
+    }
+
+    /// SyncGroup hands the leader's assignment out only once the group record holding it is
+    /// replicated (Kafka completes SyncGroup from the append's future): a follower member
+    /// parked in SyncGroup gets nothing while the ISR lacks the record.
+    #[tokio::test]
+    async fn the_assignment_is_answered_only_after_replication() {
+        let host = Arc::new(TestHost::with_replicas(vec![0, 1]));
+        let c = Arc::new(GroupCoordinator::new(LIMITS));
+        let partition = c.partition_for(&*host, "g").await.unwrap();
+        let log = host.partition(partition).log().clone();
+        let leo = |n| {
+            let log = log.clone();
+            move || log.lock().unwrap().log_end_offset() == n
+        };
+        let join = |member_id: &str| {
+            let (c, host) = (c.clone(), host.clone());
+            let request = JoinRequest {
+                member_id: member_id.to_string(),
+                require_known_member_id: false,
+                ..join_request()
+            };
+            tokio::spawn(async move { c.join(&*host, "g", request).await })
+        };
+        let sync = |joined: &JoinResponse, assignments: Vec<(String, Bytes)>| {
+            let (c, host) = (c.clone(), host.clone());
+            let request = SyncRequest {
+                member_id: joined.member_id.clone(),
+                group_instance_id: None,
+                generation_id: joined.generation_id,
+                protocol_type: None,
+                protocol_name: None,
+                assignments,
+            };
+            tokio::spawn(async move { c.sync(&*host, "g", request).await })
+        };
+        // Generation 1: the leader alone.
+        let leader = join("");
+        eventually("generation 1 is appended", leo(1)).await;
+        host.follower_fetches(partition, 1);
+        let leader = leader.await.unwrap();
+        // Generation 2: a second member joins, the leader rejoins.
+        let member = join("");
+        eventually("the member waits", || c.lock().waiters.len() == 1).await;
+        let rejoined = join(&leader.member_id);
+        eventually("generation 2 is appended", leo(2)).await;
+        host.follower_fetches(partition, 2);
+        let (rejoined, member) = (rejoined.await.unwrap(), member.await.unwrap());
+        assert_eq!((rejoined.generation_id, member.generation_id), (2, 2));
+        assert_eq!(rejoined.leader, leader.member_id);
+
+        let member_sync = sync(&member, vec![]);
+        eventually("the member waits for the assignment", || {
+            c.lock().waiters.len() == 1
+        })
+        .await;
+        let leader_sync = sync(
+            &rejoined,
+            vec![
+                (leader.member_id.clone(), Bytes::from_static(b"orders-0")),
+                (member.member_id.clone(), Bytes::from_static(b"orders-1")),
+            ],
+        );
+        eventually("the assignment is appended", leo(3)).await;
+        // Not a wait for something: a bounded chance for a wrong early answer to show.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !member_sync.is_finished() && !leader_sync.is_finished(),
+            "assignment sent before replication"
+        );
+        host.follower_fetches(partition, 3);
+        let (member_sync, leader_sync) = (member_sync.await.unwrap(), leader_sync.await.unwrap());
+        assert_eq!(member_sync.error_code, 0);
+        assert_eq!(member_sync.assignment, Bytes::from_static(b"orders-1"));
+        assert_eq!(leader_sync.assignment, Bytes::from_static(b"orders-0"));
+    }
+
+    /// Kafka's mapping of append errors to coordinator errors, applied to a commit whose
+    /// write fails: nothing is acknowledged and nothing becomes visible.
+    #[tokio::test]
+    async fn a_failed_write_answers_the_coordinator_error_and_changes_nothing() {
+        let cases = [
+            (
+                ResponseError::NotEnoughReplicas,
+                ResponseError::CoordinatorNotAvailable,
+            ),
+            (
+                ResponseError::NotEnoughReplicasAfterAppend,
+                ResponseError::CoordinatorNotAvailable,
+            ),
+            (
+                ResponseError::RequestTimedOut,
+                ResponseError::CoordinatorNotAvailable,
+            ),
+            (
+                ResponseError::NotLeaderOrFollower,
+                ResponseError::NotCoordinator,
+            ),
+            (
+                ResponseError::KafkaStorageError,
+                ResponseError::NotCoordinator,
+            ),
+            (
+                ResponseError::MessageTooLarge,
+                ResponseError::UnknownServerError,
+            ),
+        ];
+        for (append_error, answered) in cases {
+            assert_eq!(coordinator_error(append_error.code()), answered.code());
+            let host = TestHost::new();
+            let c = GroupCoordinator::new(LIMITS);
+            let ok = c
+                .commit(&host, "g", "", None, -1, vec![commit_of("orders", 1, 7)])
+                .await;
+            assert_eq!(ok, vec![0]);
+            *host.refuse.lock().unwrap() = Some(append_error);
+            let codes = c
+                .commit(&host, "g", "", None, -1, vec![commit_of("orders", 1, 9)])
+                .await;
+            assert_eq!(codes, vec![answered.code()], "{append_error:?}");
+            assert_eq!(
+                fetched(&c, &host, "g").await,
+                Ok(Some(7)),
+                "{append_error:?}"
+            );
+        }
+        assert_eq!(
+            coordinator_error(ResponseError::InvalidCommitOffsetSize.code()),
+            ResponseError::InvalidCommitOffsetSize.code()
+        );
+    }
+
+    /// Leadership moves the coordinator: a partition is served only after `on_elected`
+    /// loaded it (COORDINATOR_LOAD_IN_PROGRESS meanwhile), `on_resigned` drops its groups
+    /// (NOT_COORDINATOR, a parked JoinGroup included), stale announcements change nothing,
+    /// and a later election loads the committed offsets again from the log.
+    #[tokio::test]
+    // The log's lock is held on purpose while the load is under way (nothing else here
+    // takes it: requests during a load never touch the log).
+    #[allow(clippy::await_holding_lock)]
+    async fn groups_load_on_election_and_unload_on_resignation() {
+        let host = Arc::new(TestHost::new());
+        let writer = GroupCoordinator::new(LIMITS);
+        let codes = writer
+            .commit(&*host, "g", "", None, -1, vec![commit_of("orders", 1, 42)])
+            .await;
+        assert_eq!(codes, vec![0]);
+        let partition = records::partition_for("g", TestHost::OFFSETS_PARTITIONS);
+
+        // A first member waits out group.initial.rebalance.delay.ms in JoinGroup.
+        let c = Arc::new(GroupCoordinator::new(GroupLimits {
+            initial_rebalance_delay_ms: 60_000,
+            ..LIMITS
+        }));
+        // The log is busy (held here), so the load cannot finish yet.
+        let log = host.partition(partition).log().clone();
+        let held = log.lock().unwrap();
+        let loading = {
+            let (c, host) = (c.clone(), host.clone());
+            tokio::spawn(async move { c.on_elected(&*host, partition, 5).await })
+        };
+        eventually("the load starts", || {
+            c.lock().hosted.get(&partition).map(|h| h.load) == Some(Load::Loading)
+        })
+        .await;
+        let load_in_progress = ResponseError::CoordinatorLoadInProgress.code();
+        assert_eq!(fetched(&c, &host, "g").await, Err(load_in_progress));
+        assert_eq!(
+            c.describe(&*host, "g").await.map(|_| ()),
+            Err(load_in_progress)
+        );
+        assert_eq!(c.groups().map(|_| ()), Err(load_in_progress));
+        let joined = c.join(&*host, "g", join_request()).await;
+        assert_eq!(joined.error_code, load_in_progress);
+        // Kafka answers heartbeats "blindly" while loading.
+        assert_eq!(c.heartbeat(&*host, "g", "m", None, 1).await, 0);
+        drop(held);
+        loading.await.unwrap();
+        assert_eq!(fetched(&c, &host, "g").await, Ok(Some(42)));
+
+        // A stale election or resignation changes nothing.
+        c.on_elected(&*host, partition, 4).await;
+        c.on_resigned(partition, Some(5));
+        assert_eq!(fetched(&c, &host, "g").await, Ok(Some(42)));
+
+        // A member waits in JoinGroup (MEMBER_ID_REQUIRED first, then the rebalance).
+        let first = c.join(&*host, "g", join_request()).await;
+        assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+        let parked = {
+            let (c, host) = (c.clone(), host.clone());
+            let request = JoinRequest {
+                member_id: first.member_id.clone(),
+                ..join_request()
+            };
+            tokio::spawn(async move { c.join(&*host, "g", request).await })
+        };
+        eventually("the join is parked", || !c.lock().waiters.is_empty()).await;
+
+        host.led_elsewhere.lock().unwrap().insert(partition);
+        c.on_resigned(partition, Some(6));
+        let not_coordinator = ResponseError::NotCoordinator.code();
+        assert_eq!(parked.await.unwrap().error_code, not_coordinator);
+        assert_eq!(fetched(&c, &host, "g").await, Err(not_coordinator));
+        assert!(c.groups().unwrap().is_empty());
+        let codes = c
+            .commit(&*host, "g", "", None, -1, vec![commit_of("orders", 1, 50)])
+            .await;
+        assert_eq!(codes, vec![not_coordinator]);
+
+        // Elected again in a newer epoch: the groups come back from the log.
+        host.led_elsewhere.lock().unwrap().clear();
+        c.on_elected(&*host, partition, 7).await;
+        assert_eq!(fetched(&c, &host, "g").await, Ok(Some(42)));
     }
 
     /// The periodic tick visits only groups whose deadline has passed, not every group.

@@ -355,6 +355,15 @@ impl Group {
         self.members.values()
     }
 
+    /// The parked JoinGroup and SyncGroup requests of the members (to answer them when the
+    /// group leaves this coordinator).
+    pub fn parked_tokens(&self) -> Vec<Token> {
+        self.members
+            .values()
+            .flat_map(|m| m.awaiting_join.into_iter().chain(m.awaiting_sync))
+            .collect()
+    }
+
     /// True when the metadata changed since the last call (then it should be persisted).
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
