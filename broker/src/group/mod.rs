@@ -1388,19 +1388,30 @@ fn read_groups(
 }
 
 impl GroupCoordinator {
-    /// Drives time until shutdown: session expiry, rebalance deadlines, offset expiry.
+    /// Drives time until shutdown: session expiry, rebalance deadlines, offset expiry. The
+    /// records a tick produces are drained by one flush at a time running beside the ticks,
+    /// so a partition waiting for its ISR never holds up the sessions of other groups.
     pub async fn run(&self, host: &impl CoordinatorHost, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let retention_ms = host.offsets_retention_ms();
         let mut last_expiry = now_ms();
+        let mut draining: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = async {
+                    if let Some(d) = draining.as_mut() {
+                        d.await;
+                    }
+                }, if draining.is_some() => {
+                    draining = None;
+                    continue;
+                }
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
-            let partitions: Vec<i32> = {
+            let queued = {
                 let mut inner = self.lock();
                 for id in Self::take_due(&mut inner, now) {
                     let Some(group) = inner.groups.get_mut(&id) else {
@@ -1415,11 +1426,21 @@ impl GroupCoordinator {
                     last_expiry = now;
                     Self::expire_offsets(&mut inner, now, retention_ms);
                 }
-                inner.writes.keys().copied().collect()
+                !inner.writes.is_empty()
             };
-            for partition in partitions {
-                self.flush_partition(host, partition).await;
+            // A flush under way picks up what was queued meanwhile when it gets to that
+            // partition, or the next tick starts another.
+            if queued && draining.is_none() {
+                draining = Some(Box::pin(self.flush_all(host)));
             }
+        }
+    }
+
+    /// Drains the write queue of every partition that has one, one partition after another.
+    async fn flush_all(&self, host: &impl CoordinatorHost) {
+        let partitions: Vec<i32> = self.lock().writes.keys().copied().collect();
+        for partition in partitions {
+            self.flush_partition(host, partition).await;
         }
     }
 
