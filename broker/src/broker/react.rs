@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::{create_logs_of, stopped, Broker};
 use crate::controller::{ControllerReply, ControllerRequest, IsrMember};
 use crate::error::ApiError;
+use crate::group::OFFSETS_TOPIC;
 use crate::lifecycle::ControllerChannel;
 use crate::log::TopicPartition;
 use crate::metadata::{BoxFuture, MetadataImage, PartitionState};
@@ -47,14 +48,23 @@ impl Broker {
             let image = images.borrow_and_update().clone();
             // The first pass takes every role the image gives this node: the logs opened at
             // start-up were never told whether they lead or follow.
-            let acted = if std::mem::take(&mut first) {
-                self.react_with_all_roles(image).await
-            } else {
-                self.react(image).await
-            };
-            if let Err(e) = acted {
+            match self.react_inner(image, std::mem::take(&mut first)).await {
+                Ok(elected) => {
+                    // Loading a partition's groups reads its log: beside the reaction, so
+                    // the next image is acted on meanwhile (requests for those groups
+                    // answer COORDINATOR_LOAD_IN_PROGRESS until it is done).
+                    for (partition, leader_epoch) in elected {
+                        let broker = self.clone();
+                        tokio::spawn(async move {
+                            broker
+                                .groups
+                                .on_elected(broker.as_ref(), partition, leader_epoch)
+                                .await;
+                        });
+                    }
+                }
                 // Logs that could not be created are tried again with the next image.
-                warn!(error = ?e, "could not act on the committed metadata");
+                Err(e) => warn!(error = ?e, "could not act on the committed metadata"),
             }
             tokio::select! {
                 changed = images.changed() => if changed.is_err() { break },
@@ -118,22 +128,22 @@ impl Broker {
     /// Storage failures (a log that cannot be created) are answered after everything else
     /// was done; the image is then not recorded as acted on, so the next one retries them.
     pub(crate) async fn react(&self, image: Arc<MetadataImage>) -> Result<(), ApiError> {
-        self.react_inner(image, false).await
+        // The group coordinator loads a `__consumer_offsets` partition it was not told
+        // about on first use, so an election first seen here needs no announcement.
+        self.react_inner(image, false).await.map(|_| ())
     }
 
-    /// [`Self::react`], also taking every role `image` gives this node, changed or not.
-    async fn react_with_all_roles(&self, image: Arc<MetadataImage>) -> Result<(), ApiError> {
-        self.react_inner(image, true).await
-    }
-
+    /// [`Self::react`]; with `all_roles` it also takes every role `image` gives this node,
+    /// changed or not. Answers the `__consumer_offsets` partitions this node was elected to
+    /// lead, with their leader epochs, for the group coordinator to load.
     async fn react_inner(
         &self,
         image: Arc<MetadataImage>,
         all_roles: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Vec<(i32, i32)>, ApiError> {
         let mut applied = self.applied.lock().await;
         if image.offset <= applied.offset && !all_roles {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut changes = reaction::changes(&applied, &image, self.node_id());
         if all_roles {
@@ -164,7 +174,13 @@ impl Broker {
         result
     }
 
-    async fn execute(&self, image: &MetadataImage, changes: Vec<Change>) -> Result<(), ApiError> {
+    /// Executes `changes` (deletions, creations, roles, configs); answers the
+    /// `__consumer_offsets` partitions this node now leads, with their leader epochs.
+    async fn execute(
+        &self,
+        image: &MetadataImage,
+        changes: Vec<Change>,
+    ) -> Result<Vec<(i32, i32)>, ApiError> {
         let mut creates: BTreeMap<String, Vec<TopicPartition>> = BTreeMap::new();
         let mut deletes = Vec::new();
         let mut roles = Vec::new();
@@ -181,6 +197,9 @@ impl Broker {
         }
         if !deletes.is_empty() {
             for (tp, _) in &deletes {
+                if tp.topic == OFFSETS_TOPIC {
+                    self.groups.on_resigned(tp.partition, None);
+                }
                 self.replicas.remove(tp);
             }
             let logs = self.logs.clone();
@@ -221,6 +240,7 @@ impl Broker {
             }
         }
         let now = now_ms();
+        let mut elected = Vec::new();
         for change in roles {
             match change {
                 Change::BecomeLeader { tp, state, .. } => {
@@ -228,6 +248,9 @@ impl Broker {
                         .replicas
                         .become_leader(&tp, &state, || self.logs.get(&tp), now)
                     {
+                        Ok(_) if tp.topic == OFFSETS_TOPIC => {
+                            elected.push((tp.partition, state.leader_epoch));
+                        }
                         Ok(_) => {}
                         Err(e) => warn!(partition = %tp, error = %e, "cannot lead the partition"),
                     }
@@ -237,6 +260,12 @@ impl Broker {
                     topic_id,
                     state,
                 } => {
+                    if tp.topic == OFFSETS_TOPIC {
+                        // Unreplicated writes and waiting requests of its groups answer
+                        // NOT_COORDINATOR; clients find the new coordinator.
+                        self.groups
+                            .on_resigned(tp.partition, Some(state.leader_epoch));
+                    }
                     if let Err(e) = self
                         .replicas
                         .become_follower(&tp, topic_id, &state, || self.logs.get(&tp))
@@ -253,7 +282,7 @@ impl Broker {
                     .update_topic_config(&topic, self.log_config(&t.configs));
             }
         }
-        result
+        result.map(|()| elected)
     }
 
     /// Rebuilds the effective config from `image`'s dynamic broker configs and gives every
