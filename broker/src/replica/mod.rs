@@ -304,8 +304,9 @@ impl ReplicaManager {
         )
     }
 
-    /// Forgets `tp` (its log was deleted) and wakes its waiting fetches so they answer now
-    /// instead of at their deadline.
+    /// Forgets `tp` (its log was deleted, or the replica moved away): its delayed produces
+    /// answer NOT_LEADER_OR_FOLLOWER and its waiting fetches wake, now instead of at their
+    /// deadline.
     pub fn remove(&self, tp: &TopicPartition) {
         if let Some(f) = self.fetcher_manager() {
             f.remove_partition(tp);
@@ -316,6 +317,7 @@ impl ReplicaManager {
             .unwrap_or_else(|p| p.into_inner())
             .remove(tp);
         if let Some(p) = removed {
+            p.resign();
             p.wake_fetches();
         }
     }

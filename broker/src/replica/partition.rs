@@ -757,6 +757,16 @@ impl Partition {
         });
     }
 
+    /// Stops serving the partition: it left this broker (its topic was deleted, or a
+    /// reassignment moved the replica away). Delayed acks=all produces complete with
+    /// NOT_LEADER_OR_FOLLOWER at once rather than at their request timeout, so clients retry
+    /// at the new leader instead of waiting on a replica that no longer exists.
+    pub fn resign(&self) {
+        let mut rep = lock(&self.replication);
+        rep.role = Role::Unassigned;
+        self.publish(&rep);
+    }
+
     /// Wakes the fetches of `kind` waiting on this partition. A fetch that is not waiting
     /// yet keeps the wake-up (`Notify` stores a permit), so a wake-up between its read and
     /// its wait is not lost.
