@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use oxbow_e2e::cluster_tools::{acked_records, read_all, Acked};
 use oxbow_e2e::{tools_or_skip, Background, Cluster, Flavor, ToolOutput, Tools};
 use serde_json::Value;
 
@@ -331,61 +332,6 @@ fn under_replicated_and_unavailable_partitions_while_a_broker_is_down() {
             d[&0].leader == 2
         });
     }
-}
-
-/// One acknowledged record: where the producer was told it landed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Acked {
-    partition: i64,
-    offset: i64,
-    value: String,
-}
-
-fn acked_records(producer_stdout: &str) -> Vec<Acked> {
-    producer_stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["name"] == "producer_send_success")
-        .map(|e| Acked {
-            partition: e["partition"].as_i64().unwrap_or(-1),
-            offset: e["offset"].as_i64().unwrap_or(-1),
-            value: e["value"].as_str().unwrap_or_default().to_string(),
-        })
-        .collect()
-}
-
-/// Reads every record of `topic` with kcat: (partition, offset) → value.
-fn read_all(c: &Cluster, topic: &str) -> BTreeMap<(i64, i64), String> {
-    let out = std::process::Command::new("kcat")
-        .args([
-            "-b",
-            &c.bootstrap(),
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%p %o %s\\n",
-        ])
-        .output()
-        .expect("kcat");
-    assert!(
-        out.status.success(),
-        "kcat failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, ' ');
-            let p = f.next()?.parse().ok()?;
-            let o = f.next()?.parse().ok()?;
-            Some(((p, o), f.next().unwrap_or_default().to_string()))
-        })
-        .collect()
 }
 
 /// The configs `kafka-configs.sh --describe` lists for an entity (`key=value` per line).
