@@ -371,6 +371,16 @@ impl Broker {
             .map(|e| (e.host.clone(), i32::from(e.port)))
     }
 
+    /// Broker `id`'s `broker.rack`: this broker's own setting, or another's from its
+    /// registration.
+    pub fn rack_of(&self, image: &MetadataImage, id: i32) -> Option<String> {
+        if id == self.config.node_id {
+            self.config.broker_rack.clone()
+        } else {
+            image.brokers.get(&id).and_then(|b| b.rack.clone())
+        }
+    }
+
     /// The live brokers reachable on `listener`: (id, host, port, rack), by id. This broker is
     /// listed even before its registration reaches the image.
     pub fn brokers_on(
@@ -391,12 +401,7 @@ impl Broker {
         ids.into_iter()
             .filter_map(|id| {
                 let (host, port) = self.endpoint_of(image, id, listener)?;
-                let rack = if id == self.config.node_id {
-                    self.config.broker_rack.clone()
-                } else {
-                    image.brokers.get(&id).and_then(|b| b.rack.clone())
-                };
-                Some((id, host, port, rack))
+                Some((id, host, port, self.rack_of(image, id)))
             })
             .collect()
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use oxbow_e2e::cluster_tools::{
     acked_records, assert_acknowledged_are_stored, create_topic as create, describe,
-    leader_of_most, read_all, topics, wait_for_isr,
+    describe_excluding, leader_of_most, read_all, topics, wait_for_isr,
 };
 use oxbow_e2e::{tools_or_skip, Background, Cluster, Flavor};
 
@@ -155,4 +155,186 @@ fn acknowledged_records_survive_kill9_of_the_leader() {
     );
     let stored = read_all(&c, "durable");
     assert_acknowledged_are_stored(&acked, &stored, 3);
+}
+
+/// KIP-951: a Produce sent to a broker that does not lead the partition is answered
+/// NOT_LEADER_OR_FOLLOWER naming the current leader and its epoch, and the response carries
+/// that leader's address, so a producer moves there without a metadata round trip (with
+/// `retries=0`, every batch sent before it learns is lost to the user). A Fetch with a
+/// stale leader epoch (the leader moved since) is answered FENCED_LEADER_EPOCH with the
+/// new leader and its address the same way.
+#[test]
+fn a_produce_to_a_follower_names_the_leader_and_its_address() {
+    use bytes::Bytes;
+    use oxbow_client::kafka_protocol::messages::*;
+    use oxbow_client::kafka_protocol::protocol::StrBytes;
+    use oxbow_client::kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use oxbow_client::kafka_protocol::ResponseError;
+    use oxbow_client::{Client, ConnectionConfig};
+
+    let t = tools_or_skip!();
+    let mut c = Cluster::start(Flavor::from_env(), 3, &[]);
+    topics(
+        &t,
+        &c,
+        &[
+            "--create",
+            "--topic",
+            "hinted",
+            "--replica-assignment",
+            "0:1",
+        ],
+    )
+    .ok();
+    wait_for_isr(&c, "hinted", 1, 2);
+
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from_static(b"to the wrong broker")),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut batch = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        std::iter::once(&record),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let bootstrap = c.bootstrap();
+        let client = Client::new(bootstrap.split(','), ConnectionConfig::default());
+        let name = TopicName(StrBytes::from_static_str("hinted"));
+        let metadata = client
+            .metadata(&MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name.clone())),
+            ])))
+            .await
+            .expect("metadata");
+        let topic = &metadata.topics[0];
+        let partition = &topic.partitions[0];
+        let (leader, epoch) = (partition.leader_id.0, partition.leader_epoch);
+        assert_eq!(leader, 0, "{metadata:?}");
+        let address = metadata
+            .brokers
+            .iter()
+            .find(|b| b.node_id.0 == leader)
+            .map(|b| (b.host.to_string(), b.port))
+            .expect("the leader is listed");
+
+        // Broker 1 holds a replica but does not lead it.
+        let produce = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch.freeze())),
+                ])]);
+        let response = client.send(1, &produce).await.expect("Produce");
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            p.error_code,
+            ResponseError::NotLeaderOrFollower.code(),
+            "{response:?}"
+        );
+        assert_eq!(
+            (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+            (leader, epoch),
+            "{response:?}"
+        );
+        let endpoints: Vec<(i32, String, i32)> = response
+            .node_endpoints
+            .iter()
+            .map(|e| (e.node_id.0, e.host.to_string(), e.port))
+            .collect();
+        assert_eq!(
+            endpoints,
+            vec![(leader, address.0, address.1)],
+            "{response:?}"
+        );
+
+        // Broker 0 goes: broker 1 leads in a later epoch; a fetch naming the old epoch is
+        // fenced and told where the leader is now.
+        c.node_mut(0).stop();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while describe_excluding(&c, "hinted", &[0])
+            .get(&0)
+            .map(|v| v.leader)
+            != Some(1)
+        {
+            assert!(Instant::now() < deadline, "broker 1 did not take over");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let bootstrap = c.bootstrap_excluding(&[0]);
+        let client = Client::new(bootstrap.split(','), ConnectionConfig::default());
+        let metadata = client
+            .metadata(&MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("hinted")))),
+            ])))
+            .await
+            .expect("metadata");
+        let new_epoch = metadata.topics[0].partitions[0].leader_epoch;
+        assert!(new_epoch > epoch, "{metadata:?}");
+        let address = metadata
+            .brokers
+            .iter()
+            .find(|b| b.node_id.0 == 1)
+            .map(|b| (b.host.to_string(), b.port))
+            .expect("broker 1 is listed");
+        let fetch = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("hinted")))
+                .with_topic_id(topic.topic_id)
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(epoch)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let response = client.send(1, &fetch).await.expect("Fetch");
+        let p = &response.responses[0].partitions[0];
+        assert_eq!(
+            p.error_code,
+            ResponseError::FencedLeaderEpoch.code(),
+            "{response:?}"
+        );
+        assert_eq!(
+            (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+            (1, new_epoch),
+            "{response:?}"
+        );
+        let endpoints: Vec<(i32, String, i32)> = response
+            .node_endpoints
+            .iter()
+            .map(|e| (e.node_id.0, e.host.to_string(), e.port))
+            .collect();
+        assert_eq!(endpoints, vec![(1, address.0, address.1)], "{response:?}");
+    });
 }

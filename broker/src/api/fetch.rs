@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseHeader, TopicName,
@@ -27,6 +27,7 @@ use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 
+use super::current_leader::NodeEndpoints;
 use super::{str_bytes, ApiError, Ctx, Part, Reply};
 use crate::log::{FileRegion, LogSlice, MoreData};
 use crate::metadata::PartitionState;
@@ -128,6 +129,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
         }
     };
     let mut split = SplitResponse::new(FetchResponse::default().with_session_id(session_id));
+    let mut node_endpoints = NodeEndpoints::default();
     for (i, (w, result)) in wanted.iter().zip(results).enumerate() {
         if carried
             .as_ref()
@@ -135,9 +137,34 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
         {
             continue;
         }
-        let (data, regions) = partition_response(ctx, w, &resolved[i], result, read_committed);
+        let (mut data, regions) = partition_response(ctx, w, &resolved[i], result, read_committed);
+        let moved = data.error_code == ResponseError::NotLeaderOrFollower.code()
+            || data.error_code == ResponseError::FencedLeaderEpoch.code();
+        if ctx.version >= 16 && moved {
+            // KIP-951: name the current leader so the client goes there without a
+            // metadata refresh.
+            let leader = node_endpoints.leader_of(
+                ctx,
+                &broker.image(),
+                w.topic.as_deref().unwrap_or_default(),
+                w.partition,
+            );
+            data.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader.leader_id))
+                .with_leader_epoch(leader.leader_epoch);
+        }
         split.push(ctx.version, w, data, regions);
     }
+    split.top.node_endpoints = node_endpoints
+        .into_entries()
+        .map(|(id, e)| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(e.host))
+                .with_port(e.port)
+                .with_rack(e.rack.map(str_bytes))
+        })
+        .collect();
     encode(ctx, split)
 }
 
@@ -362,11 +389,6 @@ fn partition_response(
                         p.log_start_offset = log.log_start_offset();
                     }
                 }
-            }
-            if ctx.version >= 12 && e.code == ResponseError::NotLeaderOrFollower.code() {
-                p.current_leader = LeaderIdAndEpoch::default()
-                    .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(-1);
             }
             (p, Vec::new())
         }

@@ -9,6 +9,7 @@ mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod current_leader;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;

@@ -17,7 +17,7 @@
 //! forgery with one more setting.
 
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
@@ -25,7 +25,8 @@ use kafka_protocol::ResponseError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{ApiError, Ctx};
+use super::current_leader::NodeEndpoints;
+use super::{str_bytes, ApiError, Ctx};
 use crate::config;
 use crate::log::PartitionLog;
 use crate::metadata::topic_name;
@@ -171,6 +172,26 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
             fail(ctx.version, response, ApiError::from(e));
         }
     }
+    let mut node_endpoints = NodeEndpoints::default();
+    if ctx.version >= 10 {
+        // KIP-951: name the current leader of every partition refused as not led here.
+        let image = ctx.broker.image();
+        for topic in &mut responses {
+            for response in &mut topic.partition_responses {
+                if response.error_code == ResponseError::NotLeaderOrFollower.code() {
+                    let leader = node_endpoints.leader_of(
+                        ctx,
+                        &image,
+                        topic.name.0.as_str(),
+                        response.index,
+                    );
+                    response.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(leader.leader_id))
+                        .with_leader_epoch(leader.leader_epoch);
+                }
+            }
+        }
+    }
     if acks == 0 {
         if any_error {
             ctx.close_connection();
@@ -178,7 +199,20 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> ProduceRes
             ctx.suppress_response();
         }
     }
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(
+            node_endpoints
+                .into_entries()
+                .map(|(id, e)| {
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(str_bytes(e.host))
+                        .with_port(e.port)
+                        .with_rack(e.rack.map(str_bytes))
+                })
+                .collect(),
+        )
 }
 
 /// Puts `e` into a partition's response (Kafka answers no offsets with an error).
@@ -191,11 +225,6 @@ fn fail(version: i16, response: &mut PartitionProduceResponse, e: ApiError) {
     }
     if version >= 8 {
         response.error_message = e.message_str();
-    }
-    if version >= 10 && e.code == ResponseError::NotLeaderOrFollower.code() {
-        response.current_leader = LeaderIdAndEpoch::default()
-            .with_leader_id(BrokerId(-1))
-            .with_leader_epoch(-1);
     }
 }
 
