@@ -1592,6 +1592,35 @@ async fn an_unadvertised_listener_gets_no_broker_address() {
     assert!(r.brokers.is_empty());
 }
 
+/// DescribeCluster names a live broker as the controller (Kafka's KRaft brokers answer a
+/// random alive broker) and, as Kafka's brokers do, refuses to describe the controllers
+/// (endpointType 2, v1+: MISMATCHED_ENDPOINT_TYPE) or an unknown type
+/// (UNSUPPORTED_ENDPOINT_TYPE).
+#[tokio::test]
+async fn describe_cluster_describes_brokers_only() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let r: DescribeClusterResponse = c.call(1, &DescribeClusterRequest::default()).await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.controller_id, BrokerId(0));
+    assert_eq!(r.brokers.len(), 1);
+    let controllers = DescribeClusterRequest::default().with_endpoint_type(2);
+    let r: DescribeClusterResponse = c.call(1, &controllers).await;
+    assert_eq!(r.error_code, 114, "MISMATCHED_ENDPOINT_TYPE");
+    assert!(r.brokers.is_empty());
+    assert_eq!(
+        r.error_message.as_deref(),
+        Some(
+            "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of \
+             type CONTROLLER"
+        )
+    );
+    let r: DescribeClusterResponse = c
+        .call(1, &DescribeClusterRequest::default().with_endpoint_type(9))
+        .await;
+    assert_eq!(r.error_code, 115, "UNSUPPORTED_ENDPOINT_TYPE");
+}
+
 /// Issue 7: the group coordinator never waits for the disk under the lock heartbeats need.
 /// While an offset commit waits for the `__consumer_offsets` partition (held here for 3 s,
 /// as a slow disk, a segment roll or the log cleaner could hold it), heartbeats of the

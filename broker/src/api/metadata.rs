@@ -112,7 +112,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
                 .with_rack(rack.map(str_bytes))
         })
         .collect();
-    let controller = broker.active_controller().unwrap_or(-1);
+    let controller = broker.controller_id_for_clients();
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id((ctx.version >= 2).then(|| str_bytes(image.cluster_id.clone())))
