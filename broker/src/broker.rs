@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::group::{self, CoordinatorHost, GroupCoordinator, GroupLimits, OFFSETS_TOPIC};
 use crate::lifecycle::{BrokerLifecycle, ControllerChannel, ControllerForwarder};
 use crate::log::{LogConfig, LogManager, PartitionLog, TopicPartition};
+use crate::metadata::quorum::observer::ObserverStore;
 use crate::metadata::quorum::QuorumStore;
 use crate::metadata::{
     BrokerEndpoint, BrokerRegistration, LocalMetadataStore, MetadataImage, MetadataRecord,
@@ -225,12 +226,16 @@ impl Broker {
     }
 
     /// Starts a node of a replicated cluster (`controller.quorum.voters` names several
-    /// nodes): joins the metadata quorum, waits until the quorum has told it the cluster id,
-    /// opens the logs, and answers controller requests forwarded by other nodes with its own
-    /// controller. Answers the broker and its quorum store (to shut down last).
+    /// nodes, or this node has one role only): joins the metadata quorum as a voter, or as
+    /// an observer when it is broker-only, waits until the quorum has told it the cluster
+    /// id, opens the logs, and (a voter) answers controller requests forwarded by other nodes
+    /// with its own controller. Answers the broker and its quorum member (to shut down last).
     pub async fn start_replicated(
         config: BrokerConfig,
-    ) -> anyhow::Result<(Arc<Broker>, Arc<QuorumStore>)> {
+    ) -> anyhow::Result<(Arc<Broker>, QuorumMember)> {
+        if config.quorum.is_observer() {
+            return Self::start_observer(config).await;
+        }
         let quorum = QuorumStore::start(&config, None)
             .await
             .context("cannot start the metadata quorum")?;
@@ -257,7 +262,31 @@ impl Broker {
                 Box::pin(async move { controller.handle_json(request).await })
             }));
         }
-        Ok((broker, quorum))
+        Ok((broker, QuorumMember::Voter(quorum)))
+    }
+
+    /// Starts a broker-only node: observes the quorum (fetching the metadata log from the
+    /// active controller until caught up), then opens the logs; its controller requests
+    /// go to the active controller.
+    async fn start_observer(config: BrokerConfig) -> anyhow::Result<(Arc<Broker>, QuorumMember)> {
+        let observer = ObserverStore::start(&config)
+            .await
+            .context("cannot start observing the metadata quorum")?;
+        let max_startup =
+            Duration::from_millis(u64::try_from(config.server_max_startup_time_ms).unwrap_or(0));
+        let cluster_id = observer
+            .wait_for_cluster_id(max_startup)
+            .await
+            .context("cannot fetch the metadata log within server.max.startup.time.ms")?;
+        info!(%cluster_id, "caught up with the metadata quorum as an observer");
+        let forwarder: Arc<dyn ControllerForwarder> = Arc::new(ObserverForwarder(observer.clone()));
+        let store: Arc<dyn MetadataStore> = observer.clone();
+        let broker = tokio::task::spawn_blocking(move || {
+            Broker::open_with_store(config, store, Some(forwarder))
+        })
+        .await
+        .context("start-up panicked")??;
+        Ok((broker, QuorumMember::Observer(observer)))
     }
 
     /// A single node is its own controller and trivially caught up with its own metadata:
@@ -409,6 +438,15 @@ impl Broker {
     /// The active controller's node id, if one is known.
     pub fn active_controller(&self) -> Option<i32> {
         self.metadata.active_controller()
+    }
+
+    /// The controller id Metadata and DescribeCluster tell clients: as Kafka 4.1's KRaft
+    /// brokers answer, a random live broker, not the active controller (which may be a
+    /// controller-only node clients cannot reach; a broker forwards what they send it).
+    pub fn controller_id_for_clients(&self) -> i32 {
+        let live = self.live_brokers();
+        let pick = uuid::Uuid::new_v4().as_u128() % live.len().max(1) as u128;
+        live.get(pick as usize).copied().unwrap_or(-1)
     }
 
     /// How many of `partitions` this broker hosts (the logs a decision would create here).
@@ -995,6 +1033,37 @@ fn create_logs_of(
 
 /// Forwards controller requests over the metadata quorum's control channel.
 struct QuorumForwarder(Arc<QuorumStore>);
+
+/// A broker-only node reaches the active controller through the voters its observer knows.
+struct ObserverForwarder(Arc<ObserverStore>);
+
+impl ControllerForwarder for ObserverForwarder {
+    fn forward(
+        &self,
+        leader: i32,
+        request: serde_json::Value,
+    ) -> crate::metadata::BoxFuture<'_, Result<serde_json::Value, String>> {
+        Box::pin(self.0.call_controller(leader, request))
+    }
+}
+
+/// This node's part of the metadata quorum, stopped after the broker.
+pub enum QuorumMember {
+    /// A controller voter.
+    Voter(Arc<QuorumStore>),
+    /// A broker-only node replaying the log it fetches.
+    Observer(Arc<ObserverStore>),
+}
+
+impl QuorumMember {
+    /// Stops it (a voter's Raft, an observer's fetching, writing its snapshot).
+    pub async fn shutdown(&self) {
+        match self {
+            QuorumMember::Voter(q) => q.shutdown().await,
+            QuorumMember::Observer(o) => o.shutdown().await,
+        }
+    }
+}
 
 impl ControllerForwarder for QuorumForwarder {
     fn forward(

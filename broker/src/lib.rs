@@ -19,6 +19,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod controller;
+pub mod controller_node;
 pub mod error;
 pub mod fd_budget;
 pub mod group;

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use oxbow_broker::broker::Broker;
 use oxbow_broker::config::BrokerConfig;
+use oxbow_broker::controller_node::ControllerNode;
 use oxbow_broker::server;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -83,7 +84,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// Waits for SIGTERM or SIGINT.
+async fn until_signalled() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+        _ = int.recv() => info!("SIGINT received, shutting down"),
+    }
+    Ok(())
+}
+
+/// `process.roles=controller`: a voter and controller that serves no clients.
+async fn run_controller_only(config: BrokerConfig) -> anyhow::Result<()> {
+    let node = ControllerNode::start(config).await?;
+    let (stop, stopped) = watch::channel(false);
+    let timers = {
+        let node = Arc::new(node);
+        let running = node.clone();
+        (
+            node,
+            tokio::spawn(async move { running.run(stopped).await }),
+        )
+    };
+    let signalled = until_signalled().await;
+    let _ = stop.send(true);
+    let (node, task) = timers;
+    let _ = task.await;
+    node.shutdown().await;
+    signalled
+}
+
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    if !config.quorum.broker {
+        return run_controller_only(config).await;
+    }
     let (broker, quorum) = if config.quorum.is_replicated() {
         let (broker, quorum) = Broker::start_replicated(config).await?;
         (broker, Some(quorum))
@@ -108,12 +143,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     };
     let serving = tokio::spawn(server::serve(broker.clone(), listeners, stopped));
 
-    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
-        _ = int.recv() => info!("SIGINT received, shutting down"),
-    }
+    until_signalled().await?;
     broker.controlled_shutdown().await;
     let _ = stop.send(true);
     let _ = serving.await;

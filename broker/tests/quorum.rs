@@ -467,3 +467,157 @@ async fn a_node_whose_peers_do_not_resolve_waits_until_server_max_startup_time_m
         "{message}"
     );
 }
+
+/// Starts observer `node_id` (a broker-only node) of `c` in `dir`, knowing the controllers
+/// by their voter list, or only by `bootstrap` addresses when that is given.
+async fn observer(
+    c: &Cluster,
+    node_id: i32,
+    dir: &std::path::Path,
+    bootstrap: Option<Vec<String>>,
+) -> Arc<oxbow_broker::metadata::quorum::observer::ObserverStore> {
+    let mut o = options(c, 0);
+    o.node_id = node_id;
+    o.log_dir = dir.to_path_buf();
+    let bootstrap = match bootstrap {
+        Some(addresses) => {
+            o.voters.clear();
+            addresses
+        }
+        None => Vec::new(),
+    };
+    oxbow_broker::metadata::quorum::observer::ObserverStore::start_with(o, bootstrap)
+        .await
+        .unwrap()
+}
+
+/// Waits until `store`'s image equals the agreed leader's and has reached `offset`.
+async fn observed(c: &Cluster, store: &dyn MetadataStore, offset: i64) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let leader = c.agreed_leader().await;
+        let (mine, theirs) = (store.image(), c.node(leader).image());
+        if mine.offset >= offset && *mine == *theirs {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the observer did not catch up to {offset}: it has {} (producer id {}), the \
+             leader {}",
+            mine.offset,
+            mine.next_producer_id,
+            theirs.offset
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A broker-only node observes the quorum: it replays every committed batch without being a
+/// voter, is listed as an observer by the leader, refuses proposals naming the leader,
+/// follows a failover, and after a restart resumes from its snapshot and catches up from
+/// the leader's snapshot when the entries it missed were purged. One that knows only a
+/// follower's address (controller.quorum.bootstrap.servers) is redirected to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_only_node_observes_the_log_across_failover_and_restart() {
+    let mut c = Cluster::start(5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = observer(&c, 7, dir.path(), None).await;
+    let cluster_id = o.wait_for_cluster_id(DEADLINE).await.unwrap();
+    assert_eq!(
+        cluster_id,
+        c.node(0).wait_for_cluster_id(DEADLINE).await.unwrap()
+    );
+    let mut last = 0;
+    for n in 1..=3 {
+        last = c.propose(n).await;
+    }
+    observed(&c, o.as_ref(), last).await;
+
+    let leader = c.agreed_leader().await;
+    assert_eq!(o.active_controller(), Some(leader as i32));
+    match o
+        .propose(vec![MetadataRecord::ProducerIds {
+            next_producer_id: 99,
+        }])
+        .await
+    {
+        Err(ProposeError::NotController { leader: named }) => {
+            assert_eq!(named, Some(leader as i32))
+        }
+        other => panic!("an observer must refuse proposals: {other:?}"),
+    }
+    // The leader lists it as an observer (never a voter), caught up; so does the observer's
+    // own DescribeQuorum view, which comes from the leader.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let info = c.node(leader).quorum_info();
+        let listed = info
+            .observers
+            .iter()
+            .any(|r| r.id == 7 && r.log_end_offset == last + 1 && r.last_caught_up_ms > 0);
+        if listed && o.quorum_info().observers.iter().any(|r| r.id == 7) {
+            assert_eq!(info.voters.len(), 3);
+            assert!(info.voters.iter().all(|v| v.id != 7));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not listed as observer: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Failover: the observer follows the new leader.
+    c.stop(leader).await;
+    let new = c.agreed_leader().await;
+    last = c.propose(10).await;
+    observed(&c, o.as_ref(), last).await;
+    assert_eq!(o.active_controller(), Some(new as i32));
+    c.restart(leader).await;
+
+    // Restart: it resumes from its snapshot, then catches up past a purge.
+    let before = o.image();
+    o.shutdown().await;
+    drop(o);
+    for n in 11..=30 {
+        last = c.propose(n).await;
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while !c.live().all(|(_, n)| {
+        n.raft_metrics()
+            .purged
+            .is_some_and(|p| p.index as i64 > before.offset)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the voters did not purge their logs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let o = observer(&c, 7, dir.path(), None).await;
+    assert_eq!(
+        *o.image(),
+        *before,
+        "a restarted observer starts from its snapshot"
+    );
+    o.wait_for_cluster_id(DEADLINE).await.unwrap();
+    observed(&c, o.as_ref(), last).await;
+    assert_eq!(o.image().next_producer_id, 30);
+
+    // Only a follower's address: redirected to the leader, it learns every voter.
+    let leader = c.agreed_leader().await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let o2 = observer(
+        &c,
+        8,
+        dir2.path(),
+        Some(vec![format!("127.0.0.1:{}", c.voters[follower].port)]),
+    )
+    .await;
+    o2.wait_for_cluster_id(DEADLINE).await.unwrap();
+    observed(&c, o2.as_ref(), last).await;
+    assert_eq!(o2.active_controller(), Some(leader as i32));
+    o.shutdown().await;
+    o2.shutdown().await;
+}

@@ -795,7 +795,18 @@ impl BrokerConfig {
             .iter()
             .filter(|l| !controller_listener_names.contains(&l.name))
             .collect();
-        if client.is_empty() {
+        let process_roles = list("process.roles")?;
+        // A controller-only node serves no clients: Kafka refuses any other listener on it.
+        let controller_only =
+            process_roles.iter().all(|r| r == "controller") && !process_roles.is_empty();
+        if controller_only && !client.is_empty() {
+            return Err(ConfigError::Invalid(
+                "The listeners config must only contain KRaft controller listeners from \
+                 controller.listener.names when process.roles=controller"
+                    .to_string(),
+            ));
+        }
+        if client.is_empty() && !controller_only {
             return Err(ConfigError::Invalid(format!(
                 "listeners ({listeners_raw}) must contain at least one listener that is not \
                  named in controller.listener.names"
@@ -853,7 +864,10 @@ impl BrokerConfig {
                     .to_string(),
             ));
         }
-        if let Some(name) = &inter_broker_listener_name {
+        if let Some(name) = inter_broker_listener_name
+            .as_ref()
+            .filter(|_| !controller_only)
+        {
             let upper = name.to_ascii_uppercase();
             if !advertised_listeners.iter().any(|l| l.name == upper) {
                 return Err(ConfigError::Invalid(format!(
@@ -893,7 +907,6 @@ impl BrokerConfig {
         }
 
         // The KRaft keys: which quorum this node belongs to (see quorum.rs).
-        let process_roles = list("process.roles")?;
         let quorum = super::quorum::parse_quorum(
             node_id,
             &process_roles,
@@ -1448,6 +1461,36 @@ log.retention.check.interval.ms=300000
             err.contains("No security protocol defined for listener CONTROLLER"),
             "{err}"
         );
+    }
+
+    /// A controller-only node serves nothing but its controller listener (Kafka refuses any
+    /// other) and needs no inter-broker listener; a broker-only node may not serve it.
+    #[test]
+    fn single_role_nodes_have_kafkas_listener_rules() {
+        let controller = "node.id=1\nprocess.roles=controller\n\
+                          listeners=CONTROLLER://127.0.0.1:9093\n\
+                          controller.listener.names=CONTROLLER\n\
+                          inter.broker.listener.name=PLAINTEXT\n\
+                          controller.quorum.voters=1@127.0.0.1:9093\n";
+        let (c, _) = parse(controller).unwrap();
+        assert!(!c.quorum.broker && c.quorum.is_replicated());
+        let err = parse(&controller.replace(
+            "listeners=CONTROLLER://127.0.0.1:9093",
+            "listeners=PLAINTEXT://:9092,CONTROLLER://127.0.0.1:9093",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "The listeners config must only contain KRaft controller listeners from \
+             controller.listener.names when process.roles=controller"
+        );
+        let broker = "node.id=3\nprocess.roles=broker\nlisteners=PLAINTEXT://:9092\n\
+                      controller.listener.names=CONTROLLER\n\
+                      listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                      controller.quorum.bootstrap.servers=localhost:9093\n";
+        let (c, _) = parse(broker).unwrap();
+        assert!(c.quorum.is_observer());
     }
 
     #[test]

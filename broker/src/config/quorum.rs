@@ -11,7 +11,8 @@
 //!
 //! Refused at start-up with a message naming the key:
 //! - a voter list without this node while `process.roles` has `controller` (and one with it
-//!   while it is `broker` only), as Kafka refuses them;
+//!   while it is `broker` only), as Kafka refuses them; a broker-only node serving a
+//!   controller listener, or naming neither voters nor bootstrap servers;
 //! - `controller.quorum.bootstrap.servers` naming other nodes without `controller.quorum.voters`:
 //!   that is KIP-853's dynamic quorum, where voters join by `kafka-metadata-quorum.sh
 //!   add-controller`; Oxbow's quorum membership is static (the voter list);
@@ -90,9 +91,17 @@ impl QuorumConfig {
     }
 
     /// True when this node is part of a replicated quorum (a voter list naming more than one
-    /// node), so the broker must run the quorum store rather than `LocalMetadataStore`.
+    /// node, or a node with one role only: a broker-only node observes the controllers', a
+    /// controller-only one serves other nodes), so the broker must run the quorum store or
+    /// observer rather than `LocalMetadataStore`.
     pub fn is_replicated(&self) -> bool {
-        self.voters.len() > 1
+        self.voters.len() > 1 || !self.broker || !self.controller
+    }
+
+    /// True for `process.roles=broker`: a quorum observer that replays the metadata log
+    /// fetched from the active controller and never votes.
+    pub fn is_observer(&self) -> bool {
+        !self.controller
     }
 }
 
@@ -139,7 +148,6 @@ pub(crate) fn parse_quorum(
             ));
         }
     }
-    let roles_raw = process_roles.join(",");
     let timeout = |key: &str, v: i32, min: i32| -> Result<u64, ConfigError> {
         u64::try_from(v)
             .ok()
@@ -208,23 +216,48 @@ pub(crate) fn parse_quorum(
         }
     };
 
-    if !broker {
-        // Kafka requires the controller listener names on every KRaft node; a
-        // controller-only node is served by the quorum store as a voter.
+    if !controller {
+        // A broker-only node is a quorum observer: it reaches the controllers through
+        // controller.listener.names' first entry and must not serve that listener itself.
         if controller_listener_names.is_empty() {
             return Err(ConfigError::Invalid(
                 "controller.listener.names must contain at least one value when running KRaft \
-                 with process.roles=controller"
+                 with just the broker role"
                     .to_string(),
             ));
         }
+        if !controllers.is_empty() {
+            return Err(ConfigError::Invalid(
+                "controller.listener.names must not contain a value appearing in the \
+                 'listeners' configuration when running KRaft with just the broker role"
+                    .to_string(),
+            ));
+        }
+        if config.voters.iter().any(|v| v.id == node_id) {
+            return Err(ConfigError::Invalid(format!(
+                "If process.roles contains just the 'broker' role, the node id {node_id} must \
+                 not be included in the set of voters controller.quorum.voters={}",
+                scala_set(config.voters.iter().map(|v| v.id))
+            )));
+        }
+        if config.voters.is_empty() && config.bootstrap_servers.is_empty() {
+            return Err(ConfigError::Invalid(
+                "If using process.roles, either controller.quorum.bootstrap.servers must contain \
+                 the set of bootstrap controllers or controller.quorum.voters must contain a \
+                 parseable set of voters."
+                    .to_string(),
+            ));
+        }
+        return Ok(config);
     }
-    if !controller {
-        return Err(ConfigError::Invalid(format!(
-            "process.roles={roles_raw}: a broker-only node would replay the metadata log as a \
-             quorum observer, which Oxbow does not serve yet; use \
-             process.roles=broker,controller and list this node in controller.quorum.voters"
-        )));
+    if !broker && controller_listener_names.is_empty() {
+        // Kafka requires the controller listener names on every KRaft node; a
+        // controller-only node is served by the quorum store as a voter.
+        return Err(ConfigError::Invalid(
+            "controller.listener.names must contain at least one value when running KRaft \
+             with process.roles=controller"
+                .to_string(),
+        ));
     }
 
     if !config.voters.is_empty() {
@@ -303,6 +336,14 @@ fn parse_voters(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
         voters.push(QuorumVoter { id, host, port });
     }
     Ok(voters)
+}
+
+/// Kafka prints voter ids as a Scala set in its messages: `Set(0, 1, 2)`.
+fn scala_set(ids: impl Iterator<Item = i32>) -> String {
+    format!(
+        "Set({})",
+        ids.map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn entries(raw: &str) -> Vec<&str> {
@@ -445,10 +486,81 @@ mod tests {
         );
         let e = check("", "", "other:9093").unwrap_err();
         assert!(e.contains("other:9093 is not this node"), "{e}");
+        // A broker-only node may not serve the controller listener (this one does).
         let e = check("broker", "0@h:9093", "").unwrap_err();
-        assert!(e.starts_with("process.roles=broker:"), "{e}");
+        assert!(
+            e.contains("must not contain a value appearing in the 'listeners'"),
+            "{e}"
+        );
         let e = check("broker,broker,controller", "", "").unwrap_err();
         assert!(e.contains("Duplicate role names"), "{e}");
+    }
+
+    fn broker_only(voters: &str, bootstrap: &str) -> Result<QuorumConfig, String> {
+        parse_quorum(
+            3,
+            &["broker".to_string()],
+            voters,
+            bootstrap,
+            &[listener("PLAINTEXT", "127.0.0.1", 9092)],
+            &["CONTROLLER".to_string()],
+            TIMEOUTS,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_broker_only_node_observes_the_voters_or_the_bootstrap_servers() {
+        let q = broker_only("0@h0:9093,1@h1:9093,2@h2:9093", "").unwrap();
+        assert!(q.is_observer() && q.is_replicated());
+        assert!(q.broker && !q.controller);
+        assert_eq!(q.voters.len(), 3);
+        // Kafka 4's way: only the controllers' addresses, their ids learnt from them.
+        let q = broker_only("", "h0:9093,h1:9093").unwrap();
+        assert!(q.is_observer());
+        assert_eq!(q.bootstrap_servers.len(), 2);
+        // ... and a single controller is enough for an observer.
+        assert!(broker_only("0@h0:9093", "").unwrap().is_replicated());
+    }
+
+    #[test]
+    fn a_broker_only_node_is_refused_as_kafka_refuses_it() {
+        let e = broker_only("0@h0:9093,3@h3:9093", "").unwrap_err();
+        assert_eq!(
+            e,
+            "If process.roles contains just the 'broker' role, the node id 3 must not be \
+             included in the set of voters controller.quorum.voters=Set(0, 3)"
+        );
+        let e = broker_only("", "").unwrap_err();
+        assert!(e.starts_with("If using process.roles, either"), "{e}");
+        let e = parse_quorum(
+            3,
+            &["broker".to_string()],
+            "0@h0:9093",
+            "",
+            &[listener("PLAINTEXT", "127.0.0.1", 9092)],
+            &[],
+            TIMEOUTS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("with just the broker role"), "{e}");
+    }
+
+    #[test]
+    fn a_controller_only_node_is_a_voter_of_a_replicated_quorum() {
+        let q = parse_quorum(
+            1,
+            &["controller".to_string()],
+            "1@127.0.0.1:9093",
+            "",
+            &[listener("CONTROLLER", "127.0.0.1", 9093)],
+            &["CONTROLLER".to_string()],
+            TIMEOUTS,
+        )
+        .unwrap();
+        // Even alone in the voter list: it exists to serve other (broker-only) nodes.
+        assert!(q.is_replicated() && !q.is_observer() && !q.broker);
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub use config::{LogConfig, TimestampType};
 pub use error::{codes, Error, Result};
 pub use leader_epoch::{LEADER_EPOCH_CHECKPOINT, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use manager::{LogDirInfo, LogManager, PartitionDirInfo, LOCK_FILE};
+pub(crate) use meta::ensure_meta_properties;
 pub use meta::{
     random_kafka_uuid, stored_meta_ids, uuid_from_kafka_string, uuid_to_kafka_string,
     META_PROPERTIES, PARTITION_METADATA,

@@ -395,7 +395,7 @@ pub enum MetadataRecord {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One voter or observer of the metadata quorum, as DescribeQuorum reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumReplica {
     /// Node id.
     pub id: i32,
@@ -411,7 +411,7 @@ pub struct QuorumReplica {
 
 /// The state of the metadata quorum as this node sees it (DescribeQuorum,
 /// `kafka-metadata-quorum.sh describe --status / --replication`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumInfo {
     /// The active controller's node id, -1 if there is none.
     pub leader_id: i32,

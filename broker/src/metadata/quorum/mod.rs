@@ -18,8 +18,11 @@
 //!   every node learns the same id from the log. A node whose `cluster.id` or
 //!   `meta.properties` names another cluster than its quorum's log stops with a message
 //!   naming both ids; one whose `meta.properties` names another `node.id` refuses to start.
-//! - **Broker-only nodes** (`process.roles=broker`) are not served yet (refused by the
-//!   config). The plan is openraft learners, which makes them DescribeQuorum's observers.
+//! - **Broker-only nodes** (`process.roles=broker`) are observers that fetch committed
+//!   entries from the leader, as Kafka's do ([`observer`] says why not openraft learners);
+//!   they never enter the Raft membership. The leader remembers each observer's last fetch
+//!   for DescribeQuorum and forgets it after five minutes without one (Kafka's
+//!   `OBSERVER_SESSION_TIMEOUT_MS`), so removed brokers leave no trace.
 //! - **Timeouts**: a voter that hears nothing from the leader for
 //!   `controller.quorum.fetch.timeout.ms` starts an election (openraft's election timeout is
 //!   drawn from `[fetch.timeout, fetch.timeout + election.timeout)`); the leader's heartbeat
@@ -32,17 +35,19 @@
 
 pub mod log_store;
 pub mod network;
+pub mod observer;
 pub mod state_machine;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{BasicNode, Config, Raft, RaftLogReader, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -51,7 +56,8 @@ use tracing::{error, info, warn};
 use self::log_store::LogStore;
 use self::network::{
     serve_control_connection, ControlClient, ControlNetworkFactory, ControlRequest,
-    ControlResponse, ControllerHandler,
+    ControlResponse, ControllerHandler, FetchHandler, FetchMetadataRequest, FetchMetadataResponse,
+    FetchedMetadata,
 };
 use self::state_machine::StateMachine;
 use super::{
@@ -196,7 +202,28 @@ pub struct QuorumStore {
     listeners: BTreeMap<i32, Vec<BrokerEndpoint>>,
     /// When the leader last saw each replica's log advance and catch up (ms since the epoch).
     progress: Arc<Mutex<BTreeMap<u64, ReplicaProgress>>>,
+    /// Observers' last fetches, while this node leads (cleared when it stops leading).
+    observers: Mutex<ObserverFetches>,
+    /// Every voter's id and control address, told to observers.
+    voter_addresses: Vec<(i32, String)>,
+    /// The log and state machine Raft drives, read to answer observers.
+    log: LogStore,
+    state_machine: StateMachine,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Kafka's `LeaderState.OBSERVER_SESSION_TIMEOUT_MS`: an observer that has not fetched for
+/// this long is no longer listed by DescribeQuorum.
+pub const OBSERVER_SESSION_TIMEOUT_MS: i64 = 300_000;
+
+/// How many entries one observer fetch brings at most.
+const MAX_ENTRIES_PER_FETCH: u64 = 1000;
+
+/// The leader's record of observers' fetches, for the term it was made in.
+#[derive(Debug, Default)]
+struct ObserverFetches {
+    term: u64,
+    by_id: BTreeMap<i32, ReplicaProgress>,
 }
 
 impl std::fmt::Debug for QuorumStore {
@@ -269,6 +296,7 @@ impl QuorumStore {
         };
         let pristine = log.is_pristine() && sm.images().borrow().offset < 0;
         let images = sm.images().clone();
+        let state_machine = sm.clone();
         let network = ControlNetworkFactory {
             request_timeout: options.request_timeout,
         };
@@ -317,12 +345,35 @@ impl QuorumStore {
                 })
                 .collect(),
             progress: Arc::new(Mutex::new(BTreeMap::new())),
+            observers: Mutex::new(ObserverFetches::default()),
+            voter_addresses: options.voters.iter().map(|v| (v.id, v.address())).collect(),
+            log: log.clone(),
+            state_machine,
             tasks: Mutex::new(Vec::new()),
         };
+        let store = Arc::new(store);
+        let weak: Weak<QuorumStore> = Arc::downgrade(&store);
+        // The accept loop lives in the store's tasks: a strong reference would keep the
+        // store alive forever.
+        let fetch: FetchHandler = Arc::new(move |request| {
+            let store = weak.clone();
+            Box::pin(async move {
+                match store.upgrade() {
+                    Some(store) => store.serve_observer_fetch(request).await,
+                    None => FetchMetadataResponse {
+                        leader_id: None,
+                        voters: Vec::new(),
+                        quorum: None,
+                        records: FetchedMetadata::NotLeader,
+                    },
+                }
+            }) as BoxFuture<'static, _>
+        });
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
             raft.clone(),
             controller,
+            fetch,
             node_id,
             log.clone(),
         ))];
@@ -346,7 +397,107 @@ impl QuorumStore {
             store.refusal.clone(),
         )));
         *store.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
-        Ok(Arc::new(store))
+        Ok(store)
+    }
+
+    /// Answers an observer's fetch (see [`observer`]): a redirect unless this node leads;
+    /// else the committed entries from the fetch offset (waiting up to the request's
+    /// `max_wait_ms` for one), or the latest snapshot when the offset was purged. Records
+    /// the fetch for DescribeQuorum's observers.
+    async fn serve_observer_fetch(&self, request: FetchMetadataRequest) -> FetchMetadataResponse {
+        let mut metrics = self.raft.metrics();
+        let (leader, term) = {
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        let respond = |records, quorum| FetchMetadataResponse {
+            leader_id: leader.map(kafka_id),
+            voters: self.voter_addresses.clone(),
+            quorum,
+            records,
+        };
+        if leader != Some(raft_id(self.node_id)) {
+            return respond(FetchedMetadata::NotLeader, None);
+        }
+        let applied_end = |m: &openraft::RaftMetrics<u64, BasicNode>| {
+            m.last_applied.map(|l| l.index + 1).unwrap_or(0)
+        };
+        {
+            let now = crate::time::now_ms();
+            let end = applied_end(&metrics.borrow());
+            let mut observers = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+            if observers.term != term {
+                *observers = ObserverFetches {
+                    term,
+                    by_id: BTreeMap::new(),
+                };
+            }
+            let entry = observers
+                .by_id
+                .entry(request.replica_id)
+                .or_insert(ReplicaProgress {
+                    matched: None,
+                    last_fetch_ms: now,
+                    last_caught_up_ms: -1,
+                });
+            entry.matched = Some(request.fetch_offset);
+            entry.last_fetch_ms = now;
+            if request.fetch_offset >= end {
+                entry.last_caught_up_ms = now;
+            }
+        }
+        // Long poll: hold the fetch until something past its offset is committed.
+        let wait = Duration::from_millis(request.max_wait_ms.min(10_000));
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                if applied_end(&metrics.borrow_and_update()) > request.fetch_offset {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let end = applied_end(&metrics.borrow());
+        let mut log = self.log.clone();
+        let purged = match log.get_log_state().await {
+            Ok(state) => state.last_purged_log_id.map(|l| l.index),
+            Err(e) => {
+                warn!(error = %e, "cannot read the metadata log for an observer");
+                return respond(FetchedMetadata::NotLeader, None);
+            }
+        };
+        let records = if purged.is_some_and(|p| request.fetch_offset <= p) {
+            let mut sm = self.state_machine.clone();
+            match sm.get_current_snapshot().await {
+                Ok(Some(snapshot)) => match String::from_utf8(snapshot.snapshot.into_inner()) {
+                    Ok(data) => FetchedMetadata::Snapshot {
+                        meta: snapshot.meta,
+                        data,
+                    },
+                    Err(e) => {
+                        warn!(error = %e, "the metadata snapshot is not UTF-8");
+                        FetchedMetadata::NotLeader
+                    }
+                },
+                Ok(None) | Err(_) => {
+                    warn!("the metadata log is purged but there is no snapshot to send");
+                    FetchedMetadata::NotLeader
+                }
+            }
+        } else {
+            let to = end.min(request.fetch_offset + MAX_ENTRIES_PER_FETCH);
+            let entries = if request.fetch_offset < to {
+                log.try_get_log_entries(request.fetch_offset..to)
+                    .await
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            FetchedMetadata::Entries(entries)
+        };
+        respond(records, Some(self.quorum_info()))
     }
 
     /// Installs the handler that answers controller requests arriving on the control
@@ -505,6 +656,7 @@ async fn accept_loop(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
     controller: Arc<RwLock<Option<ControllerHandler>>>,
+    fetch: FetchHandler,
     node_id: i32,
     log: LogStore,
 ) {
@@ -529,6 +681,7 @@ async fn accept_loop(
                         stream,
                         raft.clone(),
                         Some(dispatch.clone()),
+                        Some(fetch.clone()),
                         node_id,
                         initialized.clone(),
                     ));
@@ -787,13 +940,32 @@ impl MetadataStore for QuorumStore {
             }
         };
         let membership = m.membership_config.membership();
+        let mut observers: Vec<QuorumReplica> = membership.learner_ids().map(replica).collect();
+        if m.state == ServerState::Leader {
+            let fetches = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+            if fetches.term == m.current_term {
+                observers.extend(
+                    fetches
+                        .by_id
+                        .iter()
+                        .filter(|(_, p)| now - p.last_fetch_ms < OBSERVER_SESSION_TIMEOUT_MS)
+                        .map(|(id, p)| QuorumReplica {
+                            id: *id,
+                            log_end_offset: p.matched.map(|m| m as i64).unwrap_or(-1),
+                            last_fetch_ms: p.last_fetch_ms,
+                            last_caught_up_ms: p.last_caught_up_ms,
+                            listeners: Vec::new(),
+                        }),
+                );
+            }
+        }
         QuorumInfo {
             leader_id: m.current_leader.map(kafka_id).unwrap_or(-1),
             leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
             // Applied entries are committed; a leader applies as soon as it commits.
             high_watermark: m.last_applied.map(|l| l.index as i64 + 1).unwrap_or(0),
             voters: membership.voter_ids().map(replica).collect(),
-            observers: membership.learner_ids().map(replica).collect(),
+            observers,
         }
     }
 }

@@ -57,7 +57,58 @@ pub enum ControlRequest {
     /// "Are you there, and has your quorum state been initialized?", asked by the voter that
     /// bootstraps a new quorum before it writes the first membership.
     Hello,
+    /// An observer (a broker-only node) fetching committed metadata (see
+    /// [`super::observer`]).
+    FetchMetadata(FetchMetadataRequest),
 }
+
+/// An observer's fetch of the committed metadata log, Kafka's Fetch of `__cluster_metadata`
+/// by a replica that does not vote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchMetadataRequest {
+    /// The observer's node id (DescribeQuorum lists it among the observers).
+    pub replica_id: i32,
+    /// The next log index it needs: its last applied index + 1, 0 when it has nothing.
+    pub fetch_offset: u64,
+    /// How long the leader may hold the request when nothing new is committed.
+    pub max_wait_ms: u64,
+}
+
+/// What a fetch of the metadata log brings back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FetchedMetadata {
+    /// The answering voter is not the leader: fetch from `leader_id` instead.
+    NotLeader,
+    /// Committed entries from the fetch offset on, in order (none when nothing new was
+    /// committed within the wait).
+    Entries(Vec<openraft::Entry<TypeConfig>>),
+    /// The fetch offset is below the leader's purged log: its latest snapshot, from which the
+    /// observer continues after `meta.last_log_id`.
+    Snapshot {
+        /// The snapshot's meta data.
+        meta: openraft::SnapshotMeta<u64, BasicNode>,
+        /// The snapshot file as the leader stores it (JSON).
+        data: String,
+    },
+}
+
+/// The answer to a [`FetchMetadataRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchMetadataResponse {
+    /// The leader as the answering voter knows it.
+    pub leader_id: Option<i32>,
+    /// Every voter's id and control address, so an observer that knows the controllers by
+    /// `controller.quorum.bootstrap.servers` alone learns their ids.
+    pub voters: Vec<(i32, String)>,
+    /// The leader's view of the quorum for DescribeQuorum (with `Entries` and `Snapshot`).
+    pub quorum: Option<crate::metadata::QuorumInfo>,
+    /// The records, or a redirect.
+    pub records: FetchedMetadata,
+}
+
+/// What a voter installs to answer [`ControlRequest::FetchMetadata`].
+pub type FetchHandler =
+    Arc<dyn Fn(FetchMetadataRequest) -> BoxFuture<'static, FetchMetadataResponse> + Send + Sync>;
 
 /// The answer to a [`ControlRequest`], variant by variant.
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,6 +121,10 @@ pub enum ControlResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// Answer to [`ControlRequest::Controller`]: the handler's reply or its error message.
     Controller(Result<serde_json::Value, String>),
+    /// Answer to [`ControlRequest::FetchMetadata`].
+    FetchMetadata(Box<FetchMetadataResponse>),
+    /// Answer to [`ControlRequest::FetchMetadata`] by a node that serves no observers.
+    NotServed(String),
     /// Answer to [`ControlRequest::Hello`].
     Hello {
         /// The answering node's id.
@@ -162,11 +217,12 @@ pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
 
 /// Serves one accepted control connection until the peer closes it or sends a bad frame:
 /// Raft requests go to `raft`, controller requests to `controller` (answered with an error
-/// when none is installed yet).
+/// when none is installed yet), observers' fetches to `fetch`.
 pub async fn serve_control_connection(
     mut stream: TcpStream,
     raft: Raft<TypeConfig>,
     controller: Option<ControllerHandler>,
+    fetch: Option<FetchHandler>,
     node_id: i32,
     initialized: Arc<dyn Fn() -> bool + Send + Sync>,
 ) {
@@ -202,6 +258,10 @@ pub async fn serve_control_connection(
                 Some(handler) => handler(value).await,
                 None => Err("this node serves no controller requests".to_string()),
             }),
+            ControlRequest::FetchMetadata(request) => match &fetch {
+                Some(handler) => ControlResponse::FetchMetadata(Box::new(handler(request).await)),
+                None => ControlResponse::NotServed("this node serves no observers".to_string()),
+            },
             ControlRequest::Hello => ControlResponse::Hello {
                 node_id,
                 initialized: initialized(),
