@@ -391,6 +391,9 @@ pub struct Broker {
     env: Vec<(String, String)>,
     /// `ulimit -n` (soft and hard) for the next starts, if set.
     open_files_limit: Option<u64>,
+    /// False for a controller-only node: it has no client listener, so readiness is its
+    /// CONTROLLER port and clients are never pointed at it.
+    serves_clients: bool,
 }
 
 /// Where a broker listens and runs: its client address, network namespace and ports.
@@ -473,6 +476,18 @@ impl Broker {
         overrides: &[(&str, &str)],
         env: &[(&str, &str)],
     ) -> Broker {
+        Self::prepare_with(flavor, endpoint, overrides, env, |_| {})
+    }
+
+    /// [`Broker::prepare`] with `adjust` applied before the config is written and the
+    /// storage formatted.
+    fn prepare_with(
+        flavor: Flavor,
+        endpoint: Endpoint,
+        overrides: &[(&str, &str)],
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Broker),
+    ) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix(match flavor {
                 Flavor::Oxbow => "oxbow-e2e-",
@@ -487,7 +502,7 @@ impl Broker {
             port,
             controller_port,
         } = endpoint;
-        let broker = Broker {
+        let mut broker = Broker {
             flavor,
             host,
             netns,
@@ -506,8 +521,10 @@ impl Broker {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             open_files_limit: None,
+            serves_clients: true,
             dir,
         };
+        adjust(&mut broker);
         broker.write_config();
         if flavor == Flavor::Kafka {
             broker.format_kafka_storage();
@@ -518,6 +535,11 @@ impl Broker {
     /// Which implementation this is.
     pub fn flavor(&self) -> Flavor {
         self.flavor
+    }
+
+    /// False for a controller-only node (no client listener).
+    pub fn serves_clients(&self) -> bool {
+        self.serves_clients
     }
 
     /// `<host>:<port>` of the client listener (`127.0.0.1` unless the node runs in a
@@ -851,9 +873,14 @@ impl Broker {
             Flavor::Kafka => Duration::from_secs(120),
         };
         let deadline = Instant::now() + timeout;
-        let addr: SocketAddr = match self.bootstrap().parse() {
+        let probe = if self.serves_clients {
+            self.bootstrap()
+        } else {
+            format!("{}:{}", self.host, self.controller_port)
+        };
+        let addr: SocketAddr = match probe.parse() {
             Ok(a) => a,
-            Err(e) => panic!("broker address {}: {e}", self.bootstrap()),
+            Err(e) => panic!("broker address {probe}: {e}"),
         };
         loop {
             if let Some(status) = self
@@ -929,10 +956,36 @@ impl Drop for Broker {
     }
 }
 
-/// Several brokers forming one cluster: every node is a combined broker and controller
-/// (`process.roles=broker,controller`), a voter in `controller.quorum.voters`, with a client
-/// listener `PLAINTEXT` and a `CONTROLLER` listener on loopback ports. The same settings run
-/// oxbow and Apache Kafka, with equal timeouts, so a test's assertions hold for both.
+/// What a node of a [`Cluster`] is (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `broker,controller`: a voter with a client listener.
+    Combined,
+    /// `broker`: a client listener, not a voter (a quorum observer).
+    Broker,
+    /// `controller`: a voter with only its CONTROLLER listener.
+    Controller,
+}
+
+impl Role {
+    fn process_roles(self) -> &'static str {
+        match self {
+            Role::Combined => "broker,controller",
+            Role::Broker => "broker",
+            Role::Controller => "controller",
+        }
+    }
+
+    fn votes(self) -> bool {
+        self != Role::Broker
+    }
+}
+
+/// Several nodes forming one cluster: by default every node is a combined broker and
+/// controller (`process.roles=broker,controller`), a voter in `controller.quorum.voters`, with
+/// a client listener `PLAINTEXT` and a `CONTROLLER` listener on loopback ports;
+/// [`Cluster::start_roles`] mixes broker-only and controller-only nodes. The same settings
+/// run oxbow and Apache Kafka, with equal timeouts, so a test's assertions hold for both.
 pub struct Cluster {
     /// Declared before `net`: the brokers die before their namespaces go.
     nodes: Vec<Broker>,
@@ -949,7 +1002,14 @@ impl Cluster {
 
     /// `n` nodes of `flavor`, all started before any is waited for.
     pub fn start(flavor: Flavor, n: usize, overrides: &[(&str, &str)]) -> Cluster {
-        Cluster::launch(flavor, n, overrides, None)
+        Cluster::launch(flavor, &vec![Role::Combined; n], overrides, None)
+    }
+
+    /// One node of `flavor` per entry of `roles` (node `i` has `node.id` `i`); the voters are
+    /// the combined and controller-only nodes. Waits until Metadata lists every node that
+    /// has the broker role.
+    pub fn start_roles(flavor: Flavor, roles: &[Role], overrides: &[(&str, &str)]) -> Cluster {
+        Cluster::launch(flavor, roles, overrides, None)
     }
 
     /// `n` nodes of `flavor`, each in its own network namespace (see [`netns`]): clients reach
@@ -964,15 +1024,21 @@ impl Cluster {
         overrides: &[(&str, &str)],
     ) -> Result<Cluster, String> {
         let lab = netns::NetLab::create(n)?;
-        Ok(Cluster::launch(flavor, n, overrides, Some(lab)))
+        Ok(Cluster::launch(
+            flavor,
+            &vec![Role::Combined; n],
+            overrides,
+            Some(lab),
+        ))
     }
 
     fn launch(
         flavor: Flavor,
-        n: usize,
+        roles: &[Role],
         overrides: &[(&str, &str)],
         net: Option<netns::NetLab>,
     ) -> Cluster {
+        let n = roles.len();
         let endpoints: Vec<Endpoint> = (0..n)
             .map(|i| match &net {
                 None => Endpoint::loopback(free_port(), free_port()),
@@ -987,14 +1053,16 @@ impl Cluster {
         let voters = endpoints
             .iter()
             .enumerate()
+            .filter(|(id, _)| roles[*id].votes())
             .map(|(id, e)| match &net {
                 None => format!("{id}@127.0.0.1:{}", e.controller_port),
                 Some(lab) => format!("{id}@{}:{}", lab.internal_addr(id), e.controller_port),
             })
             .collect::<Vec<_>>()
             .join(",");
-        let rf = n.min(3).to_string();
-        let min_isr = if n >= 3 { "2" } else { "1" };
+        let brokers = roles.iter().filter(|r| **r != Role::Controller).count();
+        let rf = brokers.min(3).to_string();
+        let min_isr = if brokers >= 3 { "2" } else { "1" };
         let mut nodes: Vec<Broker> = endpoints
             .into_iter()
             .enumerate()
@@ -1027,9 +1095,30 @@ impl Cluster {
                         )
                     }
                 };
+                let role = roles[index];
+                // A broker-only node has no CONTROLLER listener (Kafka refuses one); a
+                // controller-only node nothing else, and advertises that one.
+                let (listeners, advertised) = match role {
+                    Role::Combined => (listeners, advertised),
+                    Role::Broker => (
+                        listeners
+                            .split(',')
+                            .filter(|l| !l.starts_with("CONTROLLER:"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        advertised,
+                    ),
+                    Role::Controller => {
+                        let controller: String = listeners
+                            .split(',')
+                            .filter(|l| l.starts_with("CONTROLLER:"))
+                            .collect();
+                        (controller.clone(), controller)
+                    }
+                };
                 let mut props: Vec<(&str, &str)> = vec![
                     ("node.id", &id),
-                    ("process.roles", "broker,controller"),
+                    ("process.roles", role.process_roles()),
                     ("listeners", &listeners),
                     ("advertised.listeners", &advertised),
                     ("controller.listener.names", "CONTROLLER"),
@@ -1058,7 +1147,13 @@ impl Cluster {
                     .filter(|(k, _)| seen.insert(*k))
                     .collect();
                 deduped.reverse();
-                Broker::prepare(flavor, endpoint, &deduped, &[])
+                if role == Role::Controller {
+                    // Not a broker: no inter-broker listener of its own.
+                    deduped.retain(|(k, _)| *k != "inter.broker.listener.name");
+                }
+                Broker::prepare_with(flavor, endpoint, &deduped, &[], |b| {
+                    b.serves_clients = role != Role::Controller;
+                })
             })
             .collect();
         let offsets: Vec<u64> = nodes.iter_mut().map(Broker::spawn_process).collect();
@@ -1066,7 +1161,7 @@ impl Cluster {
             node.wait_ready(offset);
         }
         let cluster = Cluster { nodes, net };
-        cluster.wait_for_brokers(n);
+        cluster.wait_for_brokers(brokers);
         cluster
     }
 
@@ -1087,7 +1182,9 @@ impl Cluster {
         self.nodes
             .iter()
             .enumerate()
-            .filter(|(id, n)| n.pid().is_some() && !n.is_paused() && !excluded.contains(id))
+            .filter(|(id, n)| {
+                n.serves_clients && n.pid().is_some() && !n.is_paused() && !excluded.contains(id)
+            })
             .map(|(_, n)| n.bootstrap())
             .collect::<Vec<_>>()
             .join(",")
