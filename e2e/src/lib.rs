@@ -26,6 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod cluster_tools;
+pub mod group_member;
 pub mod netns;
 
 /// The Apache Kafka version the tools (and the reference broker) come from.
