@@ -35,6 +35,10 @@ use crate::replica::fetch_session::{
     FetchContext, PartitionOutcome, PartitionRequest, SessionPartitionKey, TopicKey,
     INVALID_SESSION_ID,
 };
+use crate::replica::quota::{
+    is_throttled_replica, throttle_rate, ReplicationQuota, LEADER_THROTTLED_RATE,
+    LEADER_THROTTLED_REPLICAS,
+};
 use crate::replica::{FetchWaitKind, FetchWatch, Partition, ReplicaManager};
 use crate::time::now_ms;
 
@@ -78,6 +82,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
     let min_bytes = (request.min_bytes.max(0) as usize).min(max_bytes);
     let read_committed = request.isolation_level == READ_COMMITTED;
     let reader = Reader::of(ctx.version, &request);
+    let throttle = LeaderThrottle::of(ctx, reader, wanted);
     let waker = Arc::new(Notify::new());
     let mut watches: Vec<FetchWatch> = Vec::new();
     let results = loop {
@@ -87,6 +92,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
             wanted,
             &resolved,
             max_bytes,
+            throttle.as_ref(),
         );
         let timed_out = tokio::time::Instant::now() >= deadline;
         if available >= min_bytes || any_error || timed_out || wanted.is_empty() {
@@ -106,6 +112,9 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
         let _ = tokio::time::timeout_at(deadline, waker.notified()).await;
     };
     drop(watches);
+    if let Some(throttle) = &throttle {
+        throttle.record(&results);
+    }
 
     let outcomes: Vec<PartitionOutcome> = results.iter().map(outcome).collect();
     let (session_id, carried) = match &context {
@@ -262,12 +271,13 @@ fn read_all(
     wanted: &[PartitionRequest],
     resolved: &[Resolved],
     max_bytes: usize,
+    throttle: Option<&LeaderThrottle<'_>>,
 ) -> (Vec<PartitionResult>, usize, bool) {
     let mut total = 0usize;
     let mut available = 0usize;
     let mut any_error = false;
     let mut results = Vec::with_capacity(wanted.len());
-    for (w, r) in wanted.iter().zip(resolved) {
+    for (i, (w, r)) in wanted.iter().zip(resolved).enumerate() {
         let result = read_one(
             replicas,
             reader,
@@ -275,6 +285,7 @@ fn read_all(
             r,
             max_bytes.saturating_sub(total),
             total == 0,
+            throttle.filter(|t| t.throttled[i]),
         );
         match &result {
             Ok(slice) => {
@@ -299,6 +310,7 @@ fn read_one(
     resolved: &Resolved,
     remaining: usize,
     first: bool,
+    throttle: Option<&LeaderThrottle<'_>>,
 ) -> PartitionResult {
     let (partition, state) = resolved.as_ref().map_err(Clone::clone)?;
     let limit = (w.max_bytes.max(0) as usize).min(remaining);
@@ -320,7 +332,15 @@ fn read_one(
         if let Some(request) = fetched.alter_partition {
             replicas.send_alter_partition(partition, request);
         }
-        return Ok(fetched.slice);
+        // Kafka's shouldLeaderThrottle: a follower outside the ISR of a throttled partition
+        // gets no records while the quota is exceeded (its fetch offset still counted above).
+        let mut slice = fetched.slice;
+        if throttle.is_some_and(|t| !state.isr.contains(&replica_id) && t.exceeded()) {
+            slice.regions.clear();
+            slice.size = 0;
+            slice.more = MoreData::None;
+        }
+        return Ok(slice);
     }
     if w.current_leader_epoch >= 0 {
         if w.current_leader_epoch > state.leader_epoch {
@@ -334,6 +354,59 @@ fn read_one(
     // KIP-74: the first partition with data returns at least one whole batch so a batch
     // larger than the limits never blocks a consumer.
     Ok(log.read_regions(w.fetch_offset, limit, log.high_watermark(), first)?)
+}
+
+/// The leader's replication throttle for one follower fetch: which of its partitions this
+/// broker throttles (`leader.replication.throttled.replicas` names `partition:<this broker>`)
+/// and the bound (`leader.replication.throttled.rate`), see [`crate::replica::quota`].
+struct LeaderThrottle<'a> {
+    quota: &'a ReplicationQuota,
+    bound: u64,
+    /// By index of the request's partitions.
+    throttled: Vec<bool>,
+}
+
+impl<'a> LeaderThrottle<'a> {
+    /// `None` for consumers, without a rate, or when no requested partition is throttled.
+    fn of(ctx: &Ctx<'a>, reader: Reader, wanted: &[PartitionRequest]) -> Option<Self> {
+        if !matches!(reader, Reader::Follower { .. }) {
+            return None;
+        }
+        let broker = ctx.broker;
+        let image = broker.image();
+        let bound = throttle_rate(&image, broker.node_id(), LEADER_THROTTLED_RATE)?;
+        let throttled: Vec<bool> = wanted
+            .iter()
+            .map(|w| {
+                w.topic
+                    .as_deref()
+                    .and_then(|t| image.topic(t))
+                    .and_then(|t| t.configs.get(LEADER_THROTTLED_REPLICAS))
+                    .is_some_and(|list| is_throttled_replica(list, w.partition, broker.node_id()))
+            })
+            .collect();
+        throttled.contains(&true).then_some(LeaderThrottle {
+            quota: broker.replica_manager().leader_quota(),
+            bound,
+            throttled,
+        })
+    }
+
+    fn exceeded(&self) -> bool {
+        self.quota.is_exceeded(self.bound, now_ms())
+    }
+
+    /// Records what the response carries for throttled partitions, as Kafka's KafkaApis
+    /// records `sizeOfThrottledPartitions`.
+    fn record(&self, results: &[PartitionResult]) {
+        let bytes: usize = results
+            .iter()
+            .zip(&self.throttled)
+            .filter(|(_, throttled)| **throttled)
+            .filter_map(|(r, _)| r.as_ref().ok().map(|s| s.size))
+            .sum();
+        self.quota.record(bytes as u64, now_ms());
+    }
 }
 
 fn outcome(result: &PartitionResult) -> PartitionOutcome {

@@ -529,7 +529,8 @@ pub fn validate_broker_dynamic_configs(
 /// throttles `kafka-reassign-partitions.sh --throttle` sets on every broker of a
 /// reassignment and `--verify` removes. They exist only as dynamic configs (not in
 /// server.properties), LONG, at least 0, default `Long.MAX_VALUE` (no throttle). Oxbow
-/// stores them and answers them in DescribeConfigs but does not throttle replication.
+/// stores them, answers them in DescribeConfigs and enforces the leader's rate
+/// (`crate::replica::quota`); the follower's rate and the log-dir copy rate are not enforced.
 pub(crate) const BROKER_QUOTA_CONFIGS: [&str; 3] = [
     "follower.replication.throttled.rate",
     "leader.replication.throttled.rate",

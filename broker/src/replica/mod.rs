@@ -16,6 +16,7 @@ pub mod fetchers;
 pub mod isr;
 pub mod leader_connection;
 pub mod partition;
+pub mod quota;
 #[cfg(test)]
 mod replication_tests;
 
@@ -153,6 +154,8 @@ pub struct ReplicaManager {
     replica_lag_time_max_ms: i64,
     alter_partition: RwLock<Option<Arc<dyn AlterPartitionSender>>>,
     fetchers: RwLock<Option<Arc<fetchers::FetcherManager>>>,
+    /// What this broker sends, as a leader, for throttled partitions (see [`quota`]).
+    leader_quota: quota::ReplicationQuota,
 }
 
 impl Default for ReplicaManager {
@@ -170,7 +173,13 @@ impl ReplicaManager {
             replica_lag_time_max_ms,
             alter_partition: RwLock::new(None),
             fetchers: RwLock::new(None),
+            leader_quota: quota::ReplicationQuota::default(),
         }
+    }
+
+    /// The leader's replication quota (`leader.replication.throttled.rate`).
+    pub fn leader_quota(&self) -> &quota::ReplicationQuota {
+        &self.leader_quota
     }
 
     /// Sets how followed partitions are fetched (one fetcher per leader broker). Until set,
