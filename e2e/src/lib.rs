@@ -1277,6 +1277,26 @@ impl Cluster {
     }
 }
 
+/// Polls `check` every 200 ms until it returns `Ok`, and returns its value; panics after
+/// `timeout` with `what` and the last `Err` (which describes what was seen).
+#[track_caller]
+pub fn poll_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen:\n{last}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 /// A tool running in the background; stdout and stderr are collected as they come.
 pub struct Background {
     name: String,

@@ -7,29 +7,13 @@
 //! (`OXBOW_E2E_TARGET=kafka`) as well as against oxbow.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oxbow_e2e::cluster_tools::{create_topic, wait_for_isr, VerifiableProducer};
 use oxbow_e2e::group_member::{describe_members, Member};
-use oxbow_e2e::{tools_or_skip, Cluster, Flavor, ToolOutput, Tools};
+use oxbow_e2e::{poll_until as wait_until, tools_or_skip, Cluster, Flavor, ToolOutput, Tools};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Polls `check` every 200 ms until it returns `Ok`; panics after `timeout` with the last
-/// `Err` (what was seen).
-#[track_caller]
-fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}; last seen:\n{last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
 
 /// `kafka-consumer-groups.sh` against the brokers not in `down`.
 fn groups(t: &Tools, c: &Cluster, down: &[usize], args: &[&str]) -> ToolOutput {

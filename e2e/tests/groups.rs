@@ -13,7 +13,9 @@
 //! the member owns now (assigned minus revoked) and which records it got.
 
 use oxbow_e2e::group_member::{describe_members, script, Member};
-use oxbow_e2e::{tools_or_skip, Background as Bg, Broker, ToolOutput, Tools};
+use oxbow_e2e::{
+    poll_until as wait_until, tools_or_skip, Background as Bg, Broker, ToolOutput, Tools,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
@@ -25,24 +27,6 @@ fn start() -> Broker {
 }
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Polls `check` every 200 ms until it returns `Ok`, or panics after `timeout`
-/// with the last `Err` (which describes what was seen).
-#[track_caller]
-fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) => {
-                if Instant::now() >= deadline {
-                    panic!("timed out after {timeout:?} waiting for {what}; last seen:\n{last}");
-                }
-            }
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Tools
