@@ -1,0 +1,407 @@
+//! The `KafkaCluster` custom resource (`oxbow.dev/v1alpha1`, short name `kc`): what the user
+//! asks for (spec) and what the operator observed (status).
+//!
+//! The schema the API server validates against is generated from these types (`crdgen`), so a
+//! bad spec is refused by `kubectl apply` with the field named, before the operator sees it.
+//! Everything but `replicas` has a default.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use kube::CustomResource;
+use serde::{Deserialize, Serialize};
+
+/// The annotation that stops reconciliation of a KafkaCluster while it is `"true"`
+/// (Strimzi's `strimzi.io/pause-reconciliation`, under our group).
+pub const PAUSE_ANNOTATION: &str = "oxbow.dev/pause-reconciliation";
+
+/// The broker image used when `spec.image` is not set: this release's broker.
+pub const DEFAULT_IMAGE: &str = concat!("oxbow-broker:", env!("CARGO_PKG_VERSION"));
+
+/// The port of the `CONTROLLER` listener every node binds for the KRaft quorum. Users' listeners
+/// may not take it.
+pub const CONTROLLER_PORT: i32 = 9093;
+
+/// Broker config keys the operator sets itself, with the reason a user may not: they follow
+/// from the pod's ordinal, from `spec.listeners`, `spec.controllers` or `spec.storage`, and a
+/// user value would break the cluster's layout. The CRD's CEL rule on `spec.config` refuses
+/// them at `kubectl apply`; [`crate::desired`] refuses them again for objects stored before.
+pub const OWNED_CONFIG_KEYS: &[(&str, &str)] = &[
+    ("node.id", "the node id is the pod's ordinal"),
+    ("broker.id", "the node id is the pod's ordinal"),
+    ("process.roles", "follows from spec.controllers"),
+    ("controller.quorum.voters", "follows from spec.controllers"),
+    (
+        "controller.quorum.bootstrap.servers",
+        "follows from spec.controllers",
+    ),
+    (
+        "controller.listener.names",
+        "the operator's CONTROLLER listener",
+    ),
+    ("listeners", "follows from spec.listeners"),
+    ("advertised.listeners", "follows from spec.listeners"),
+    (
+        "listener.security.protocol.map",
+        "follows from spec.listeners",
+    ),
+    (
+        "inter.broker.listener.name",
+        "the first internal listener of spec.listeners",
+    ),
+    (
+        "security.inter.broker.protocol",
+        "the first internal listener of spec.listeners",
+    ),
+    ("log.dirs", "follows from spec.storage"),
+    ("log.dir", "follows from spec.storage"),
+    ("metadata.log.dir", "follows from spec.storage"),
+];
+
+/// The desired state of an Oxbow cluster: `replicas` brokers, the first `controllers` of which
+/// are also KRaft voters.
+#[derive(CustomResource, schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "oxbow.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    plural = "kafkaclusters",
+    shortname = "kc",
+    namespaced,
+    status = "KafkaClusterStatus",
+    printcolumn = r#"{"name":"Desired", "type":"integer", "description":"brokers asked for", "jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready-Brokers", "type":"integer", "description":"brokers whose pods are ready", "jsonPath":".status.readyBrokers"}"#,
+    printcolumn = r#"{"name":"Ready", "type":"string", "jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Controller", "type":"integer", "description":"node id of the active controller", "jsonPath":".status.controllerId"}"#,
+    printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.controllers) || self.controllers <= self.replicas", "message": "spec.controllers must not exceed spec.replicas", "fieldPath": ".controllers"}]))]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// How many brokers (pods) the cluster has.
+    #[schemars(range(min = 1, max = 1000))]
+    pub replicas: i32,
+    /// How many of the brokers (those with the lowest ordinals) are KRaft voters. Default: 3, or
+    /// 1 when `replicas` is 1 or 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9))]
+    pub controllers: Option<i32>,
+    /// The broker image. Default: this operator release's `oxbow-broker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// The client listeners. Default: one internal listener `plain` on port 9092. At least one
+    /// must be `internal`: the first internal one carries replication between brokers.
+    #[serde(default = "default_listeners")]
+    #[schemars(length(min = 1, max = 8))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(l, self.exists_one(m, m.name == l.name))", "message": "listener names must be unique"}, {"rule": "self.all(l, self.exists_one(m, m.port == l.port))", "message": "listener ports must be unique"}, {"rule": "self.exists(l, l.type == 'internal')", "message": "at least one listener must be of type internal (replication between brokers uses the first)"}]))]
+    pub listeners: Vec<Listener>,
+    /// Where brokers keep their logs. Default: ephemeral (an emptyDir: data is lost with the pod).
+    #[serde(default)]
+    pub storage: Storage,
+    /// Broker configuration (`server.properties` keys). Keys the operator owns are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir): use spec.replicas, spec.controllers, spec.listeners or spec.storage instead"}]))]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// CPU and memory of the broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// What goes into the broker pods' template besides the operator's own fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PodTemplate>,
+}
+
+/// A `spec.config` value: text or a whole number (`x-kubernetes-int-or-string`), written to
+/// `server.properties` as its text. Booleans and fractions are written quoted (`"false"`,
+/// `"0.5"`): the API server can check the config's keys with CEL only when its values have a
+/// declared type, and int-or-string is the widest one a structural schema allows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    /// A whole number.
+    Int(i64),
+    /// Text, written as given.
+    String(String),
+}
+
+impl std::fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigValue::Int(i) => write!(f, "{i}"),
+            ConfigValue::String(s) => f.write_str(s),
+        }
+    }
+}
+
+impl schemars::JsonSchema for ConfigValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConfigValue".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "A string or a whole number, written to server.properties as text (quote booleans and fractions).",
+        })
+    }
+}
+
+/// A client listener of every broker.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "self.port != 9093", "message": "port 9093 is the operator's CONTROLLER listener", "fieldPath": ".port"}]))]
+pub struct Listener {
+    /// The listener's name; its Kafka listener name is the upper-case form (`plain` → `PLAIN`).
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,24}$"), length(max = 25))]
+    pub name: String,
+    /// The port brokers listen on, and the port of its bootstrap Service.
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// How clients reach it.
+    #[serde(rename = "type", default)]
+    pub kind: ListenerType,
+}
+
+/// How clients reach a listener.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerType {
+    /// From inside the Kubernetes cluster, through the pods' DNS names.
+    #[default]
+    Internal,
+    /// Through a NodePort Service (bootstrap only in this release: brokers advertise their
+    /// internal names; a Warning says so).
+    Nodeport,
+    /// Through a LoadBalancer Service (bootstrap only in this release, as `nodeport`).
+    Loadbalancer,
+}
+
+fn default_listeners() -> Vec<Listener> {
+    vec![Listener {
+        name: "plain".to_string(),
+        port: 9092,
+        kind: ListenerType::Internal,
+    }]
+}
+
+/// Where brokers keep their logs.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "self.type != 'persistent-claim' || has(self.size)", "message": "storage of type persistent-claim needs a size", "fieldPath": ".size"}]))]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// `ephemeral` (emptyDir) or `persistent-claim` (a PersistentVolumeClaim per broker).
+    #[serde(rename = "type", default)]
+    pub kind: StorageType,
+    /// Size of each broker's claim, a Kubernetes quantity such as `10Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: Option<String>,
+    /// StorageClass of the claims; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Whether the claims are deleted with the KafkaCluster (default: kept).
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+/// Kinds of storage.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageType {
+    /// An emptyDir: the data goes with the pod.
+    #[default]
+    Ephemeral,
+    /// A PersistentVolumeClaim per broker, kept across pod restarts.
+    PersistentClaim,
+}
+
+/// Additions to the broker pods.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    /// Extra pod labels (the operator's own `app.kubernetes.io/*` and `oxbow.dev/*` win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations (the operator's own `oxbow.dev/*` win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Pod affinity rules, as in a pod spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Pod tolerations, as in a pod spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// The pods' PriorityClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// What the operator observed, in Strimzi's shape (conditions with reasons).
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `ReconciliationPaused` and non-blocking `Warning`s.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Bootstrap addresses per listener.
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
+    /// The cluster id the brokers answer with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Node id of the active controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_id: Option<i32>,
+    /// How many brokers' pods are ready.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Each broker's state.
+    #[serde(default)]
+    pub brokers: Vec<BrokerStatus>,
+}
+
+/// A condition, as Kubernetes' `metav1.Condition`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Warning` or `ReconciliationPaused`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What a human needs to know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When `status` last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// Where clients of one listener bootstrap.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// The listener's name in the spec.
+    pub name: String,
+    /// `host:port` for `bootstrap.servers`.
+    pub bootstrap_servers: String,
+}
+
+/// One broker as observed.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// Node id (the pod's ordinal).
+    pub id: i32,
+    /// Pod name.
+    pub pod: String,
+    /// Whether the pod is ready (its client listener accepts connections).
+    pub ready: bool,
+    /// Whether the cluster's Metadata lists it.
+    pub registered: bool,
+    /// `broker` or `broker,controller`.
+    pub roles: String,
+}
+
+impl KafkaClusterSpec {
+    /// `spec.controllers` with its default: 3, or 1 for fewer than 3 brokers.
+    pub fn controllers(&self) -> i32 {
+        self.controllers
+            .unwrap_or(if self.replicas >= 3 { 3 } else { 1 })
+    }
+
+    /// `spec.image` with its default.
+    pub fn image(&self) -> &str {
+        self.image.as_deref().unwrap_or(DEFAULT_IMAGE)
+    }
+}
+
+/// Why the operator refuses a key of `spec.config`, if it owns it.
+pub fn owned_key_reason(key: &str) -> Option<&'static str> {
+    OWNED_CONFIG_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, why)| *why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn defaults_fill_everything_but_replicas() {
+        let spec: KafkaClusterSpec = serde_yaml::from_str("replicas: 3").expect("parses");
+        assert_eq!(spec.controllers(), 3);
+        assert_eq!(spec.image(), DEFAULT_IMAGE);
+        assert_eq!(spec.listeners, default_listeners());
+        assert_eq!(spec.storage.kind, StorageType::Ephemeral);
+        assert!(!spec.storage.delete_claim);
+        let one: KafkaClusterSpec = serde_yaml::from_str("replicas: 1").expect("parses");
+        assert_eq!(one.controllers(), 1);
+        assert!(
+            serde_yaml::from_str::<KafkaClusterSpec>("controllers: 3").is_err(),
+            "replicas is required"
+        );
+    }
+
+    #[test]
+    fn config_values_are_numbers_or_text() {
+        let spec: KafkaClusterSpec =
+            serde_yaml::from_str("replicas: 1\nconfig: {b: 3, d: x, e: 'false'}").expect("parses");
+        assert_eq!(spec.config["b"], ConfigValue::Int(3));
+        assert_eq!(spec.config["d"], ConfigValue::String("x".into()));
+        assert_eq!(spec.config["e"].to_string(), "false");
+    }
+
+    /// The CEL rule in the CRD and the operator's own check refuse the same keys.
+    #[test]
+    fn the_crds_config_rule_lists_every_owned_key() {
+        let crd = serde_json::to_string(&KafkaCluster::crd()).expect("serialises");
+        for (key, _) in OWNED_CONFIG_KEYS {
+            assert!(crd.contains(&format!("'{key}'")), "CEL rule misses {key}");
+        }
+        let rules = crd.matches("x-kubernetes-validations").count();
+        assert!(
+            rules >= 4,
+            "expected the CEL rules in the schema, found {rules}"
+        );
+    }
+
+    #[test]
+    fn the_crd_has_its_short_name_status_subresource_and_printer_columns() {
+        let crd = KafkaCluster::crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("kafkaclusters.oxbow.dev")
+        );
+        assert_eq!(crd.spec.names.short_names, Some(vec!["kc".to_string()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        assert!(version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some());
+        let columns: Vec<String> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Desired", "Ready-Brokers", "Ready", "Controller", "Age"]
+        );
+    }
+}

@@ -1,0 +1,968 @@
+//! The objects a KafkaCluster should have, as a pure function of the resource: no API calls,
+//! so every layout decision is unit-tested without a cluster.
+//!
+//! The layout is the one `e2e/k8s/manifests/broker-statefulset.yaml` proved on a real control
+//! plane: node ids from the StatefulSet's pod-index label, voters named by their pods' DNS
+//! names through a headless Service that publishes not-ready pods, `podManagementPolicy:
+//! Parallel` (a node opens its client listener, which the readiness probe checks, only once the
+//! quorum has formed, so pods started one at a time would wait for each other forever) and
+//! `updateStrategy: OnDelete` (the operator, not the StatefulSet controller, decides which pod
+//! restarts when).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{
+    owned_key_reason, KafkaCluster, ListenerStatus, ListenerType, StorageType, CONTROLLER_PORT,
+};
+
+/// The pod annotation carrying a hash of everything a broker reads at start (its
+/// `server.properties` and its pod template), so a change is visible on each pod: a pod whose
+/// annotation differs from the StatefulSet's runs an old configuration.
+pub const CONFIG_HASH_ANNOTATION: &str = "oxbow.dev/config-hash";
+
+/// The label naming the KafkaCluster an object belongs to.
+pub const CLUSTER_LABEL: &str = "oxbow.dev/cluster";
+
+/// Where a broker's `log.dirs` is mounted.
+const DATA_DIR: &str = "/var/lib/oxbow/data";
+/// Where the ConfigMap's `server.properties` is mounted.
+const CONFIG_DIR: &str = "/etc/oxbow";
+/// The Kubernetes cluster's DNS domain, as in the pods' stable names.
+const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Everything the operator applies for one KafkaCluster, plus what it derived on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// `<name>-config`: the brokers' shared `server.properties`.
+    pub config_map: ConfigMap,
+    /// `<name>-brokers`: per-broker DNS names, not-ready pods included.
+    pub headless_service: Service,
+    /// `<name>-<listener>-bootstrap`, one per listener: ready brokers only.
+    pub bootstrap_services: Vec<Service>,
+    /// `<name>`: the brokers.
+    pub stateful_set: StatefulSet,
+    /// `<name>`: at most one broker voluntarily down at a time.
+    pub pod_disruption_budget: PodDisruptionBudget,
+    /// How many pods the StatefulSet runs (less than `spec.replicas` when brokers that are not
+    /// voters were asked for: see [`Warning`]).
+    pub brokers: i32,
+    /// How many of them are KRaft voters (ordinals `0..controllers`).
+    pub controllers: i32,
+    /// Bootstrap addresses per listener, for the status.
+    pub listeners: Vec<ListenerStatus>,
+    /// `host:port` of every broker on the inter-broker listener, for the operator's own Kafka
+    /// requests.
+    pub broker_addresses: Vec<String>,
+    /// Non-blocking problems with the spec, for the status' `Warning` conditions.
+    pub warnings: Vec<Warning>,
+}
+
+/// A non-blocking problem: the cluster runs, but not entirely as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// CamelCase reason.
+    pub reason: String,
+    /// What the user needs to know.
+    pub message: String,
+}
+
+/// A spec the operator cannot turn into objects; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidSpec {
+    /// The offending field, e.g. `spec.config.node.id`.
+    pub field: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidSpec {
+    InvalidSpec {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The objects `cluster` should have. `cluster` must carry the name, namespace and uid it was
+/// read with (the uid goes into the owner references). Errors name the field at fault.
+pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
+    let name = cluster.name_any();
+    let namespace = cluster
+        .namespace()
+        .ok_or_else(|| invalid("metadata.namespace", "a KafkaCluster is namespaced"))?;
+    let owner = cluster
+        .controller_owner_ref(&())
+        .ok_or_else(|| invalid("metadata.uid", "missing: read the object from the API"))?;
+    let spec = &cluster.spec;
+    let mut warnings = Vec::new();
+
+    if spec.replicas < 1 {
+        return Err(invalid("spec.replicas", "must be at least 1"));
+    }
+    let controllers = spec.controllers();
+    if controllers < 1 || controllers > spec.replicas {
+        return Err(invalid(
+            "spec.controllers",
+            format!("must be between 1 and spec.replicas ({})", spec.replicas),
+        ));
+    }
+    // Brokers that are not voters (process.roles=broker) are not served by oxbow-broker yet:
+    // run the voters only and say so, rather than pods that would refuse to start.
+    let brokers = controllers;
+    if spec.replicas > controllers {
+        warnings.push(Warning {
+            reason: "BrokerOnlyNodesUnsupported".to_string(),
+            message: format!(
+                "spec.replicas is {} but only the {controllers} controllers run: oxbow-broker \
+                 does not serve brokers that are not KRaft voters (process.roles=broker) yet",
+                spec.replicas
+            ),
+        });
+    }
+
+    let internal = spec
+        .listeners
+        .iter()
+        .find(|l| l.kind == ListenerType::Internal)
+        .ok_or_else(|| invalid("spec.listeners", "at least one listener must be internal"))?;
+    for (i, l) in spec.listeners.iter().enumerate() {
+        if l.port == CONTROLLER_PORT {
+            return Err(invalid(
+                format!("spec.listeners[{i}].port"),
+                "9093 is the operator's CONTROLLER listener",
+            ));
+        }
+        if spec.listeners[..i]
+            .iter()
+            .any(|m| m.name == l.name || m.port == l.port)
+        {
+            return Err(invalid(
+                format!("spec.listeners[{i}]"),
+                "listener names and ports must be unique",
+            ));
+        }
+        if l.kind != ListenerType::Internal {
+            warnings.push(Warning {
+                reason: "ExternalListenerBootstrapOnly".to_string(),
+                message: format!(
+                    "listener {}: its bootstrap Service is exposed, but brokers advertise their \
+                     internal DNS names on it, which clients outside the cluster cannot resolve",
+                    l.name
+                ),
+            });
+        }
+    }
+
+    let headless = format!("{name}-brokers");
+    let pod_dns =
+        |ordinal: i32| format!("{name}-{ordinal}.{headless}.{namespace}.svc.{CLUSTER_DOMAIN}");
+    let voters = (0..controllers)
+        .map(|i| format!("{i}@{}:{CONTROLLER_PORT}", pod_dns(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let listener_name = |l: &str| l.to_ascii_uppercase();
+    let protocol_map = spec
+        .listeners
+        .iter()
+        .map(|l| format!("{}:PLAINTEXT", listener_name(&l.name)))
+        .chain(std::iter::once("CONTROLLER:PLAINTEXT".to_string()))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // server.properties: the operator's keys, then defaults sized to the cluster, then the
+    // user's keys (which may override the defaults, never the operator's keys).
+    let mut owned: BTreeMap<String, String> = BTreeMap::new();
+    owned.insert("process.roles".into(), "broker,controller".into());
+    owned.insert("controller.quorum.voters".into(), voters);
+    owned.insert("controller.listener.names".into(), "CONTROLLER".into());
+    owned.insert("listener.security.protocol.map".into(), protocol_map);
+    owned.insert(
+        "inter.broker.listener.name".into(),
+        listener_name(&internal.name),
+    );
+    owned.insert("log.dirs".into(), DATA_DIR.into());
+    let rf = brokers.min(3);
+    let min_isr = if rf >= 3 { 2 } else { 1 };
+    let mut settings: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in [
+        ("default.replication.factor", rf),
+        ("offsets.topic.replication.factor", rf),
+        ("transaction.state.log.replication.factor", rf),
+        ("min.insync.replicas", min_isr),
+        ("transaction.state.log.min.isr", min_isr),
+    ] {
+        settings.insert(key.to_string(), value.to_string());
+    }
+    for (key, value) in &spec.config {
+        let field = format!("spec.config.{key}");
+        if let Some(why) = owned_key_reason(key) {
+            return Err(invalid(field, format!("owned by the operator: {why}")));
+        }
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                field,
+                "not a Kafka config key (letters, digits, '.', '_', '-')",
+            ));
+        }
+        let text = value.to_string();
+        if text.contains(['\n', '\r']) {
+            return Err(invalid(field, "must be one line"));
+        }
+        settings.insert(key.clone(), text);
+    }
+    let mut properties = String::from(
+        "# Written by oxbow-operator from the KafkaCluster; edit the KafkaCluster, not this.\n\
+         # node.id, listeners and advertised.listeners are set per pod (--override).\n",
+    );
+    for (key, value) in owned.iter().chain(settings.iter()) {
+        // Backslashes are escapes in Java properties files; the value is meant literally.
+        let _ = writeln!(properties, "{key}={}", value.replace('\\', "\\\\"));
+    }
+
+    let selector = selector_labels(&name);
+    let mut labels = selector.clone();
+    labels.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "oxbow-operator".into(),
+    );
+    labels.insert("app.kubernetes.io/component".into(), "broker".into());
+    let meta = |object_name: String| ObjectMeta {
+        name: Some(object_name),
+        namespace: Some(namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    };
+
+    let config_map_name = format!("{name}-config");
+    let config_map = ConfigMap {
+        metadata: meta(config_map_name.clone()),
+        data: Some(BTreeMap::from([(
+            "server.properties".to_string(),
+            properties.clone(),
+        )])),
+        ..ConfigMap::default()
+    };
+
+    let listener_ports = spec.listeners.iter().map(|l| ServicePort {
+        name: Some(l.name.clone()),
+        port: l.port,
+        target_port: Some(IntOrString::Int(l.port)),
+        ..ServicePort::default()
+    });
+    let headless_service = Service {
+        metadata: meta(headless.clone()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // Peers must resolve each other before any is ready (the quorum forms first).
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector.clone()),
+            ports: Some(
+                listener_ports
+                    .clone()
+                    .chain(std::iter::once(ServicePort {
+                        name: Some("controller".into()),
+                        port: CONTROLLER_PORT,
+                        target_port: Some(IntOrString::Int(CONTROLLER_PORT)),
+                        ..ServicePort::default()
+                    }))
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let mut bootstrap_services = Vec::new();
+    let mut listeners = Vec::new();
+    for (l, port) in spec.listeners.iter().zip(listener_ports) {
+        let service = format!("{name}-{}-bootstrap", l.name);
+        listeners.push(ListenerStatus {
+            name: l.name.clone(),
+            bootstrap_servers: format!("{service}.{namespace}.svc:{}", l.port),
+        });
+        bootstrap_services.push(Service {
+            metadata: meta(service),
+            spec: Some(ServiceSpec {
+                type_: Some(
+                    match l.kind {
+                        ListenerType::Internal => "ClusterIP",
+                        ListenerType::Nodeport => "NodePort",
+                        ListenerType::Loadbalancer => "LoadBalancer",
+                    }
+                    .into(),
+                ),
+                selector: Some(selector.clone()),
+                ports: Some(vec![port]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        });
+    }
+
+    let field_env = |env: &str, path: &str| EnvVar {
+        name: env.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let bind = spec
+        .listeners
+        .iter()
+        .map(|l| format!("{}://$(POD_IP):{}", listener_name(&l.name), l.port))
+        .chain(std::iter::once(format!(
+            "CONTROLLER://$(POD_IP):{CONTROLLER_PORT}"
+        )))
+        .collect::<Vec<_>>()
+        .join(",");
+    let advertise = spec
+        .listeners
+        .iter()
+        .map(|l| {
+            format!(
+                "{}://$(POD_NAME).{headless}.$(POD_NAMESPACE).svc.{CLUSTER_DOMAIN}:{}",
+                listener_name(&l.name),
+                l.port
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let container = Container {
+        name: "broker".into(),
+        image: Some(spec.image().to_string()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        env: Some(vec![
+            field_env("NODE_ID", "metadata.labels['apps.kubernetes.io/pod-index']"),
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("POD_IP", "status.podIP"),
+            EnvVar {
+                name: "RUST_LOG".into(),
+                value: Some("info".into()),
+                ..EnvVar::default()
+            },
+        ]),
+        args: Some(vec![
+            format!("{CONFIG_DIR}/server.properties"),
+            "--override".into(),
+            "node.id=$(NODE_ID)".into(),
+            "--override".into(),
+            format!("listeners={bind}"),
+            "--override".into(),
+            format!("advertised.listeners={advertise}"),
+        ]),
+        ports: Some(
+            spec.listeners
+                .iter()
+                .map(|l| ContainerPort {
+                    name: Some(l.name.clone()),
+                    container_port: l.port,
+                    ..ContainerPort::default()
+                })
+                .chain(std::iter::once(ContainerPort {
+                    name: Some("controller".into()),
+                    container_port: CONTROLLER_PORT,
+                    ..ContainerPort::default()
+                }))
+                .collect(),
+        ),
+        // The client listener opens once the node has joined the quorum and caught up.
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(internal.port),
+                ..TCPSocketAction::default()
+            }),
+            period_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map_name,
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut claims = None;
+    let mut retention = None;
+    match spec.storage.kind {
+        StorageType::Ephemeral => volumes.push(Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        }),
+        StorageType::PersistentClaim => {
+            let size = spec
+                .storage
+                .size
+                .clone()
+                .ok_or_else(|| invalid("spec.storage.size", "persistent-claim needs a size"))?;
+            claims = Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    labels: Some(selector.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: spec.storage.class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([("storage".into(), Quantity(size))])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]);
+            // Claims outlive a scale-down (the broker may come back); whether they outlive the
+            // cluster is the user's `deleteClaim`.
+            retention = Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(
+                    if spec.storage.delete_claim {
+                        "Delete"
+                    } else {
+                        "Retain"
+                    }
+                    .into(),
+                ),
+                when_scaled: Some("Retain".into()),
+            });
+        }
+    }
+
+    let template = spec.template.clone().unwrap_or_default();
+    let mut pod_labels = template.labels.clone();
+    pod_labels.extend(labels.clone());
+    let mut pod_spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            fs_group: Some(65532),
+            ..PodSecurityContext::default()
+        }),
+        affinity: template.affinity.clone(),
+        priority_class_name: template.priority_class_name.clone(),
+        ..PodSpec::default()
+    };
+    if !template.tolerations.is_empty() {
+        pod_spec.tolerations = Some(template.tolerations.clone());
+    }
+    // The hash covers what the broker reads at start: its properties and its pod spec.
+    let mut hasher = Sha256::new();
+    hasher.update(properties.as_bytes());
+    hasher.update(serde_json::to_vec(&pod_spec).unwrap_or_default());
+    let hash = hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+    let mut pod_annotations = template.annotations.clone();
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash);
+
+    let stateful_set = StatefulSet {
+        metadata: meta(name.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(brokers),
+            service_name: Some(headless.clone()),
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: claims,
+            persistent_volume_claim_retention_policy: retention,
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    };
+
+    let pod_disruption_budget = PodDisruptionBudget {
+        metadata: meta(name.clone()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    };
+
+    let broker_addresses = (0..brokers)
+        .map(|i| format!("{}:{}", pod_dns(i), internal.port))
+        .collect();
+    Ok(Desired {
+        config_map,
+        headless_service,
+        bootstrap_services,
+        stateful_set,
+        pod_disruption_budget,
+        brokers,
+        controllers,
+        listeners,
+        broker_addresses,
+        warnings,
+    })
+}
+
+/// The labels that select a cluster's broker pods.
+pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "oxbow-broker".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            cluster.to_string(),
+        ),
+        (CLUSTER_LABEL.to_string(), cluster.to_string()),
+    ])
+}
+
+/// `server.properties` of a desired ConfigMap, parsed back into keys and values (tests and the
+/// status use it).
+pub fn properties(desired: &Desired) -> BTreeMap<String, String> {
+    desired
+        .config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get("server.properties"))
+        .map(|text| {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.replace("\\\\", "\\")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::KafkaClusterSpec;
+
+    /// A KafkaCluster as read from the API server (name, namespace, uid) from its YAML spec.
+    fn cluster(spec_yaml: &str) -> KafkaCluster {
+        let spec: KafkaClusterSpec = serde_yaml::from_str(spec_yaml).expect("test spec parses");
+        let mut c = KafkaCluster::new("kc1", spec);
+        c.metadata.namespace = Some("ns1".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    fn ok(spec_yaml: &str) -> Desired {
+        desired(&cluster(spec_yaml)).expect("valid spec")
+    }
+
+    fn sts_spec(d: &Desired) -> &StatefulSetSpec {
+        d.stateful_set.spec.as_ref().expect("spec")
+    }
+
+    fn pod_spec(d: &Desired) -> &PodSpec {
+        sts_spec(d).template.spec.as_ref().expect("pod spec")
+    }
+
+    fn hash(d: &Desired) -> String {
+        sts_spec(d)
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .expect("annotations")[CONFIG_HASH_ANNOTATION]
+            .clone()
+    }
+
+    #[test]
+    fn three_brokers_form_one_quorum_of_three_voters_by_their_pod_dns_names() {
+        let d = ok("replicas: 3");
+        let p = properties(&d);
+        assert_eq!(p["process.roles"], "broker,controller");
+        assert_eq!(
+            p["controller.quorum.voters"],
+            "0@kc1-0.kc1-brokers.ns1.svc.cluster.local:9093,\
+             1@kc1-1.kc1-brokers.ns1.svc.cluster.local:9093,\
+             2@kc1-2.kc1-brokers.ns1.svc.cluster.local:9093"
+        );
+        assert_eq!(p["controller.listener.names"], "CONTROLLER");
+        assert_eq!(p["inter.broker.listener.name"], "PLAIN");
+        assert_eq!(
+            p["listener.security.protocol.map"],
+            "PLAIN:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        );
+        assert_eq!(p["default.replication.factor"], "3");
+        assert_eq!(p["min.insync.replicas"], "2");
+        assert!(!p.contains_key("node.id"), "node.id is per pod, not shared");
+        let s = sts_spec(&d);
+        assert_eq!(s.replicas, Some(3));
+        assert_eq!(s.service_name.as_deref(), Some("kc1-brokers"));
+        assert_eq!(s.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(
+            s.update_strategy.as_ref().and_then(|u| u.type_.as_deref()),
+            Some("OnDelete")
+        );
+        let args = pod_spec(&d).containers[0].args.clone().expect("args");
+        assert!(args.contains(&"node.id=$(NODE_ID)".to_string()), "{args:?}");
+        assert!(
+            args.contains(
+                &"listeners=PLAIN://$(POD_IP):9092,CONTROLLER://$(POD_IP):9093".to_string()
+            ),
+            "{args:?}"
+        );
+        assert!(args.contains(
+            &"advertised.listeners=PLAIN://$(POD_NAME).kc1-brokers.$(POD_NAMESPACE).svc.cluster.local:9092".to_string()
+        ));
+        let headless = d.headless_service.spec.as_ref().expect("spec");
+        assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(headless.publish_not_ready_addresses, Some(true));
+        assert_eq!(d.brokers, 3);
+        assert_eq!(d.controllers, 3);
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        assert_eq!(
+            d.listeners,
+            vec![ListenerStatus {
+                name: "plain".into(),
+                bootstrap_servers: "kc1-plain-bootstrap.ns1.svc:9092".into()
+            }]
+        );
+        assert_eq!(
+            d.broker_addresses[2],
+            "kc1-2.kc1-brokers.ns1.svc.cluster.local:9092"
+        );
+        let budget = d.pod_disruption_budget.spec.as_ref().expect("spec");
+        assert_eq!(budget.max_unavailable, Some(IntOrString::Int(1)));
+    }
+
+    #[test]
+    fn every_object_is_owned_by_the_cluster_so_deleting_it_deletes_them() {
+        let d = ok("replicas: 3");
+        let metas = [
+            &d.config_map.metadata,
+            &d.headless_service.metadata,
+            &d.bootstrap_services[0].metadata,
+            &d.stateful_set.metadata,
+            &d.pod_disruption_budget.metadata,
+        ];
+        for m in metas {
+            let refs = m.owner_references.as_ref().expect("owner references");
+            assert_eq!(refs.len(), 1);
+            assert_eq!(refs[0].kind, "KafkaCluster");
+            assert_eq!(refs[0].uid, "uid-1");
+            assert_eq!(refs[0].controller, Some(true));
+            assert_eq!(m.namespace.as_deref(), Some("ns1"));
+        }
+        let mut c = cluster("replicas: 3");
+        c.metadata.uid = None;
+        assert_eq!(desired(&c).unwrap_err().field, "metadata.uid");
+    }
+
+    #[test]
+    fn a_single_broker_is_its_own_quorum_with_replication_factor_one() {
+        let d = ok("replicas: 1");
+        let p = properties(&d);
+        assert_eq!(d.controllers, 1);
+        assert_eq!(
+            p["controller.quorum.voters"],
+            "0@kc1-0.kc1-brokers.ns1.svc.cluster.local:9093"
+        );
+        assert_eq!(p["default.replication.factor"], "1");
+        assert_eq!(p["offsets.topic.replication.factor"], "1");
+        assert_eq!(p["min.insync.replicas"], "1");
+        // Two brokers: one voter by default (a quorum of two survives nothing more than one).
+        let two = ok("replicas: 2\ncontrollers: 2");
+        assert_eq!(two.controllers, 2);
+        assert_eq!(properties(&two)["default.replication.factor"], "2");
+        assert_eq!(properties(&two)["min.insync.replicas"], "1");
+    }
+
+    #[test]
+    fn brokers_beyond_the_controllers_give_a_warning_and_run_the_voters_only() {
+        let d = ok("replicas: 5\ncontrollers: 3");
+        assert_eq!(sts_spec(&d).replicas, Some(3));
+        assert_eq!(d.brokers, 3);
+        assert_eq!(d.warnings.len(), 1);
+        assert_eq!(d.warnings[0].reason, "BrokerOnlyNodesUnsupported");
+        assert!(
+            d.warnings[0].message.contains("spec.replicas is 5"),
+            "{}",
+            d.warnings[0].message
+        );
+    }
+
+    #[test]
+    fn more_controllers_than_replicas_is_refused_naming_the_field() {
+        let e = desired(&cluster("replicas: 2\ncontrollers: 3")).unwrap_err();
+        assert_eq!(e.field, "spec.controllers");
+        assert!(e.to_string().starts_with("spec.controllers: "), "{e}");
+    }
+
+    #[test]
+    fn keys_the_operator_owns_are_refused_with_the_reason() {
+        for key in [
+            "node.id",
+            "listeners",
+            "controller.quorum.voters",
+            "log.dirs",
+            "process.roles",
+        ] {
+            let e = desired(&cluster(&format!("replicas: 3\nconfig:\n  {key}: x"))).unwrap_err();
+            assert_eq!(e.field, format!("spec.config.{key}"));
+            assert!(e.reason.starts_with("owned by the operator: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn config_values_must_be_one_line_and_keys_kafka_keys() {
+        let multi = desired(&cluster("replicas: 3\nconfig:\n  a.b: \"x\\ny=z\"")).unwrap_err();
+        assert_eq!(multi.field, "spec.config.a.b");
+        let key = desired(&cluster("replicas: 3\nconfig:\n  \"a=b\": x")).unwrap_err();
+        assert_eq!(key.field, "spec.config.a=b");
+    }
+
+    #[test]
+    fn user_config_is_written_as_text_and_overrides_the_defaults() {
+        let d = ok("replicas: 3\nconfig:\n  min.insync.replicas: 1\n  auto.create.topics.enable: 'false'\n  \
+                    log.cleaner.min.cleanable.ratio: '0.25'\n  compression.type: zstd\n  ssl.keystore.location: 'C:\\k'");
+        let p = properties(&d);
+        assert_eq!(p["min.insync.replicas"], "1");
+        assert_eq!(p["auto.create.topics.enable"], "false");
+        assert_eq!(p["log.cleaner.min.cleanable.ratio"], "0.25");
+        assert_eq!(p["compression.type"], "zstd");
+        assert_eq!(p["ssl.keystore.location"], "C:\\k");
+        let text = &d.config_map.data.as_ref().expect("data")["server.properties"];
+        assert!(
+            text.contains("ssl.keystore.location=C:\\\\k\n"),
+            "backslash escaped for Java: {text}"
+        );
+    }
+
+    #[test]
+    fn the_config_hash_follows_what_brokers_read_and_not_the_replica_count() {
+        let base = hash(&ok("replicas: 3"));
+        assert_eq!(base, hash(&ok("replicas: 3")), "deterministic");
+        assert_ne!(
+            base,
+            hash(&ok("replicas: 3\nconfig:\n  num.io.threads: 16"))
+        );
+        assert_ne!(base, hash(&ok("replicas: 3\nimage: oxbow-broker:other")));
+        // Brokers beyond the voters change no broker's configuration.
+        assert_eq!(base, hash(&ok("replicas: 4\ncontrollers: 3")));
+    }
+
+    #[test]
+    fn persistent_claims_are_kept_unless_delete_claim_and_ephemeral_is_an_empty_dir() {
+        let d = ok("replicas: 3\nstorage: {type: persistent-claim, size: 10Gi, class: fast}");
+        let s = sts_spec(&d);
+        let claim = &s.volume_claim_templates.as_ref().expect("claims")[0];
+        let cs = claim.spec.as_ref().expect("claim spec");
+        assert_eq!(cs.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            cs.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .expect("requests")["storage"]
+                .0,
+            "10Gi"
+        );
+        let retention = s
+            .persistent_volume_claim_retention_policy
+            .as_ref()
+            .expect("retention");
+        assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+        assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+        let deleting =
+            ok("replicas: 3\nstorage: {type: persistent-claim, size: 1Gi, deleteClaim: true}");
+        assert_eq!(
+            sts_spec(&deleting)
+                .persistent_volume_claim_retention_policy
+                .as_ref()
+                .and_then(|r| r.when_deleted.as_deref()),
+            Some("Delete")
+        );
+        let eph = ok("replicas: 3");
+        assert!(sts_spec(&eph).volume_claim_templates.is_none());
+        let volumes = pod_spec(&eph).volumes.as_ref().expect("volumes");
+        assert!(volumes
+            .iter()
+            .any(|v| v.name == "data" && v.empty_dir.is_some()));
+        let missing =
+            desired(&cluster("replicas: 3\nstorage: {type: persistent-claim}")).unwrap_err();
+        assert_eq!(missing.field, "spec.storage.size");
+    }
+
+    #[test]
+    fn listeners_get_a_bootstrap_service_each_whose_port_is_its_target_port() {
+        let d = ok("replicas: 3\nlisteners:\n- {name: plain, port: 9092}\n- {name: ext, port: 9094, type: nodeport}");
+        assert_eq!(d.bootstrap_services.len(), 2);
+        let ext = &d.bootstrap_services[1];
+        assert_eq!(ext.metadata.name.as_deref(), Some("kc1-ext-bootstrap"));
+        let spec = ext.spec.as_ref().expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        let port = &spec.ports.as_ref().expect("ports")[0];
+        assert_eq!(
+            (port.port, port.target_port.clone()),
+            (9094, Some(IntOrString::Int(9094)))
+        );
+        assert_eq!(d.warnings[0].reason, "ExternalListenerBootstrapOnly");
+        let p = properties(&d);
+        assert_eq!(
+            p["listener.security.protocol.map"],
+            "PLAIN:PLAINTEXT,EXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        );
+        // The readiness probe and inter-broker traffic use the first internal listener.
+        let ext_first = ok("replicas: 1\nlisteners:\n- {name: ext, port: 9094, type: loadbalancer}\n- {name: repl, port: 9095}");
+        assert_eq!(properties(&ext_first)["inter.broker.listener.name"], "REPL");
+        let probe = pod_spec(&ext_first).containers[0]
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.tcp_socket.as_ref())
+            .expect("probe");
+        assert_eq!(probe.port, IntOrString::Int(9095));
+        assert_eq!(
+            ext_first.broker_addresses,
+            vec!["kc1-0.kc1-brokers.ns1.svc.cluster.local:9095"]
+        );
+    }
+
+    #[test]
+    fn listener_mistakes_are_refused_naming_the_listener() {
+        let none_internal = desired(&cluster(
+            "replicas: 1\nlisteners:\n- {name: ext, port: 9094, type: nodeport}",
+        ))
+        .unwrap_err();
+        assert_eq!(none_internal.field, "spec.listeners");
+        let controller = desired(&cluster(
+            "replicas: 1\nlisteners:\n- {name: plain, port: 9093}",
+        ))
+        .unwrap_err();
+        assert_eq!(controller.field, "spec.listeners[0].port");
+        let dup = desired(&cluster(
+            "replicas: 1\nlisteners:\n- {name: a, port: 9092}\n- {name: a, port: 9094}",
+        ))
+        .unwrap_err();
+        assert_eq!(dup.field, "spec.listeners[1]");
+    }
+
+    #[test]
+    fn template_additions_reach_the_pods_and_the_operators_labels_win() {
+        let d = ok("replicas: 3\ntemplate:\n  labels: {team: data, app.kubernetes.io/instance: other}\n  \
+                    annotations: {a: b}\n  priorityClassName: high\n  \
+                    tolerations: [{key: dedicated, operator: Equal, value: kafka, effect: NoSchedule}]\n\
+                    resources: {limits: {memory: 2Gi}}");
+        let meta = sts_spec(&d).template.metadata.as_ref().expect("meta");
+        let labels = meta.labels.as_ref().expect("labels");
+        assert_eq!(labels["team"], "data");
+        assert_eq!(labels["app.kubernetes.io/instance"], "kc1");
+        assert_eq!(meta.annotations.as_ref().expect("annotations")["a"], "b");
+        let pod = pod_spec(&d);
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        assert_eq!(
+            pod.tolerations.as_ref().expect("tolerations")[0]
+                .key
+                .as_deref(),
+            Some("dedicated")
+        );
+        let limits = pod.containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .expect("limits");
+        assert_eq!(limits["memory"].0, "2Gi");
+        // The selector is the operator's: a user label cannot take the pods out of it.
+        assert_eq!(
+            sts_spec(&d)
+                .selector
+                .match_labels
+                .as_ref()
+                .expect("selector")["app.kubernetes.io/instance"],
+            "kc1"
+        );
+    }
+
+    /// The examples the README points at are valid KafkaClusters the operator can lay out.
+    #[test]
+    fn the_examples_are_valid_clusters() {
+        for (file, text) in [
+            (
+                "examples/kafka-cluster.yaml",
+                include_str!("../../examples/kafka-cluster.yaml"),
+            ),
+            (
+                "examples/kafka-cluster-production.yaml",
+                include_str!("../../examples/kafka-cluster-production.yaml"),
+            ),
+        ] {
+            let mut c: KafkaCluster =
+                serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            c.metadata.namespace = Some("ns1".into());
+            c.metadata.uid = Some("uid-1".into());
+            let d = desired(&c).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(d.brokers, 3, "{file}");
+            assert!(d.warnings.is_empty(), "{file}: {:?}", d.warnings);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `oxbow-operator [--namespace NS] [--log-level LEVEL]`: reconciles KafkaCluster resources
+//! into running Oxbow clusters until SIGTERM/SIGINT. Talks to the API server with the
+//! in-cluster service account (or `$KUBECONFIG` outside a pod).
+
+use std::io::IsTerminal;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Command line of the operator.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Reconciles KafkaCluster resources into running Oxbow clusters"
+)]
+struct Args {
+    /// Watch KafkaClusters in this namespace only (namespaced mode); every namespace if unset.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Log filter (`info`, `debug`, `oxbow_operator=debug,kube=info`, ...); `RUST_LOG` wins
+    /// when set.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.log_level))
+        .context("invalid --log-level")?;
+    // Colour codes only for a terminal: in a pod they would litter the logs.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API access (in-cluster service account or KUBECONFIG)")?;
+    tracing::info!(
+        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        version = env!("CARGO_PKG_VERSION"),
+        "oxbow-operator starting"
+    );
+    let instance = std::env::var("POD_NAME").ok();
+    oxbow_operator::controller::run(client, args.namespace, instance).await;
+    tracing::info!("oxbow-operator stopped");
+    Ok(())
+}
