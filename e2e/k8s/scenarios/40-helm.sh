@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `helm install` of charts/oxbow-operator works: release deployed, its objects exist, RBAC lets
 # the operator's service account do its job. Whether the operator pod becomes available is
-# 80-operator-available.sh (an expected failure until the operator binary exists).
+# 80-operator-available.sh; what it does with a KafkaCluster is 85-kafkacluster.sh.
 . "$(dirname "$0")/lib.sh"
 rel=oxbow-operator ns=oxbow-system
 helm upgrade --install "$rel" "$REPO/charts/oxbow-operator" --namespace "$ns" --create-namespace \

@@ -44,6 +44,28 @@ kafka_probe() {
     python3 "$K8S_DIR/lib/kafka_probe.py" "$@"
   fi
 }
+# kafka_tool TOOL ARGS...: one of Apache Kafka's CLI tools (kafka-topics.sh, ...), run where
+# the cluster's DNS names resolve: from the host's Kafka 4.1 (e2e/scripts/install-tools.sh)
+# locally, in a throw-away apache/kafka pod on kind. Standard input is passed through.
+kafka_tool() {
+  local tool=$1; shift
+  if [[ $OXBOW_K8S_PLATFORM == kind ]]; then
+    kc -n "$NS" run "kafka-tool-$RANDOM$RANDOM" --rm -i --quiet --restart=Never \
+      --image="${OXBOW_KAFKA_IMAGE:-apache/kafka:4.1.0}" --command -- "/opt/kafka/bin/$tool" "$@"
+  else
+    "${OXBOW_KAFKA_HOME:-${OXBOW_CACHE:-$HOME/.cache/oxbow}/kafka-4.1.0}/bin/$tool" "$@"
+  fi
+}
+
+# install_operator: the chart (CRD, RBAC, operator Deployment) as release oxbow-operator in
+# oxbow-system, the operator running OXBOW_OPERATOR_IMAGE; waits until it is available.
+install_operator() {
+  helm upgrade --install oxbow-operator "$REPO/charts/oxbow-operator" --namespace oxbow-system --create-namespace \
+    --set image.repository="${OXBOW_OPERATOR_IMAGE%:*}" --set image.tag="${OXBOW_OPERATOR_IMAGE##*:}" \
+    >/dev/null
+  kc -n oxbow-system rollout status deploy/oxbow-operator --timeout=60s >&2
+}
+
 json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {'d': d}))" "$@"; }
 
 broker_dns() { echo "oxbow-$1.oxbow.$NS.svc.cluster.local:9092"; }

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# needs-cluster
+# The operator's journey: helm install → kubectl apply examples/kafka-cluster.yaml (3 brokers)
+# → Ready with its bootstrap address in the status → produce and consume through that address
+# with Apache Kafka's console tools → bad specs refused by `kubectl apply` naming the field →
+# the pause annotation stops reconciling (and removing it resumes) → delete → everything the
+# operator created is gone.
+. "$(dirname "$0")/lib.sh"
+ns=$NS-kc kc_name=my-cluster
+cleanup() {
+  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
+  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+install_operator || fail "operator did not become available"
+kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
+k() { kc -n "$ns" "$@"; }
+jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+
+t0=$SECONDS
+k apply -f "$REPO/examples/kafka-cluster.yaml" >/dev/null
+ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
+wait_until 240 "KafkaCluster $kc_name Ready" ready
+say "Ready $((SECONDS - t0)) s after kubectl apply: $(k get kc "$kc_name" --no-headers)"
+bootstrap=$(jp '{.status.listeners[0].bootstrapServers}')
+[[ $bootstrap == "$kc_name-plain-bootstrap.$ns.svc:9092" ]] || fail "bootstrap address in status: '$bootstrap'"
+cluster_id=$(jp '{.status.clusterId}') controller=$(jp '{.status.controllerId}')
+[[ -n $cluster_id && $controller =~ ^[012]$ ]] || fail "status lacks cluster id or controller: '$cluster_id' '$controller'"
+[[ $(jp '{.status.observedGeneration}') == $(jp '{.metadata.generation}') ]] || fail "observedGeneration behind"
+[[ $(jp '{.status.readyBrokers}') == 3 ]] || fail "readyBrokers: $(jp '{.status.readyBrokers}')"
+[[ $(k get sts "$kc_name" -o jsonpath='{.spec.updateStrategy.type}') == OnDelete ]] || fail "StatefulSet not OnDelete"
+[[ $(k get pdb "$kc_name" -o jsonpath='{.spec.maxUnavailable}') == 1 ]] || fail "PodDisruptionBudget not maxUnavailable 1"
+events=$(k get events --field-selector "involvedObject.name=$kc_name" -o jsonpath='{.items[*].reason}')
+[[ $events == *Applied* && $events == *ClusterReady* ]] || fail "Events on the KafkaCluster: '$events'"
+
+# Produce and consume through the bootstrap Service with Kafka's own tools.
+topic=orders
+wait_until 60 "kafka-topics.sh --create $topic (RF 3) through $bootstrap" \
+  kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --create --if-not-exists --topic "$topic" \
+  --partitions 3 --replication-factor 3
+seq 1 100 | sed 's/^/record-/' |
+  kafka_tool kafka-console-producer.sh --bootstrap-server "$bootstrap" --topic "$topic" \
+    --producer-property acks=all >/dev/null || fail "kafka-console-producer.sh to $bootstrap"
+got=$(kafka_tool kafka-console-consumer.sh --bootstrap-server "$bootstrap" --topic "$topic" \
+  --from-beginning --max-messages 100 --timeout-ms 60000 2>/dev/null | sort -u | wc -l)
+[[ $got == 100 ]] || fail "consumed $got distinct records of 100 through $bootstrap"
+say "produced and consumed 100 records through $bootstrap"
+
+# Bad specs are refused by the API server, naming the field.
+refused() { # expected-text yaml-spec
+  local out
+  if out=$(printf 'apiVersion: oxbow.dev/v1alpha1\nkind: KafkaCluster\nmetadata: {name: bad}\nspec:\n%s\n' "$2" |
+    k apply -f - 2>&1); then
+    k delete kc bad --wait=false >/dev/null 2>&1
+    fail "kubectl apply accepted: $2"
+  fi
+  [[ $out == *"$1"* ]] || fail "refusal of '$2' does not name $1: $out"
+  say "refused: $2 -> $out"
+}
+refused "spec.config" "  replicas: 3
+  config: {node.id: 7}"
+refused "spec.controllers" "  replicas: 3
+  controllers: 5"
+refused "spec.replicas" "  replicas: 0"
+refused "spec.listeners" "  replicas: 1
+  listeners: [{name: plain, port: 9092, type: public}]"
+refused "spec.storage" "  replicas: 1
+  storage: {type: persistent-claim}"
+
+# Paused: the operator still reports (observedGeneration follows) but applies nothing.
+k annotate kc "$kc_name" oxbow.dev/pause-reconciliation=true --overwrite >/dev/null
+paused() { [[ $(jp '{.status.conditions[?(@.type=="ReconciliationPaused")].status}') == True ]]; }
+wait_until 30 "ReconciliationPaused condition" paused
+k patch kc "$kc_name" --type merge -p '{"spec":{"config":{"num.io.threads":9}}}' >/dev/null
+gen=$(jp '{.metadata.generation}')
+seen() { [[ $(jp '{.status.observedGeneration}') == "$gen" ]]; }
+wait_until 30 "the paused operator observing generation $gen" seen
+has_setting() { k get cm "$kc_name-config" -o jsonpath='{.data.server\.properties}' | grep -qx 'num.io.threads=9'; }
+! has_setting || fail "a paused KafkaCluster's config reached its ConfigMap"
+k annotate kc "$kc_name" oxbow.dev/pause-reconciliation- >/dev/null
+wait_until 30 "the config applied once unpaused" has_setting
+unpaused() { ! paused && ready; }
+wait_until 60 "ReconciliationPaused gone and Ready again" unpaused
+
+# Delete: everything it created goes with it (owner references, no finalizer).
+sel="oxbow.dev/cluster=$kc_name"
+[[ -n $(k get sts,svc,cm,pdb,pods -l "$sel" -o name) ]] || fail "found none of the cluster's objects by $sel"
+k delete kc "$kc_name" --wait=true --timeout=60s >/dev/null
+gone() { [[ -z $(k get sts,svc,cm,pdb,pods -l "$sel" -o name 2>/dev/null) ]]; }
+wait_until 120 "the cluster's StatefulSet, Services, ConfigMap, PDB and pods gone" gone
+say "PASS"
