@@ -82,7 +82,7 @@ pub struct KafkaClusterSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
     /// How many of the brokers (those with the lowest ordinals) are KRaft voters. Default: 3, or
-    /// 1 when `replicas` is 1 or 2.
+    /// `replicas` when fewer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 9))]
     pub controllers: Option<i32>,
@@ -314,10 +314,9 @@ pub struct BrokerStatus {
 }
 
 impl KafkaClusterSpec {
-    /// `spec.controllers` with its default: 3, or 1 for fewer than 3 brokers.
+    /// `spec.controllers` with its default: 3, or `replicas` when fewer.
     pub fn controllers(&self) -> i32 {
-        self.controllers
-            .unwrap_or(if self.replicas >= 3 { 3 } else { 1 })
+        self.controllers.unwrap_or(self.replicas.clamp(1, 3))
     }
 
     /// `spec.image` with its default.
@@ -349,6 +348,10 @@ mod tests {
         assert!(!spec.storage.delete_claim);
         let one: KafkaClusterSpec = serde_yaml::from_str("replicas: 1").expect("parses");
         assert_eq!(one.controllers(), 1);
+        let two: KafkaClusterSpec = serde_yaml::from_str("replicas: 2").expect("parses");
+        assert_eq!(two.controllers(), 2);
+        let five: KafkaClusterSpec = serde_yaml::from_str("replicas: 5").expect("parses");
+        assert_eq!(five.controllers(), 3);
         assert!(
             serde_yaml::from_str::<KafkaClusterSpec>("controllers: 3").is_err(),
             "replicas is required"

@@ -124,15 +124,16 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             format!("must be between 1 and spec.replicas ({})", spec.replicas),
         ));
     }
-    // Brokers that are not voters (process.roles=broker) are not served by oxbow-broker yet:
-    // run the voters only and say so, rather than pods that would refuse to start.
+    // Brokers that are not voters need their own roles and listeners (process.roles=broker, no
+    // CONTROLLER listener) while one StatefulSet gives every pod the same arguments: they need
+    // a second pod set, not built yet. Run the voters and say so rather than fail.
     let brokers = controllers;
     if spec.replicas > controllers {
         warnings.push(Warning {
             reason: "BrokerOnlyNodesUnsupported".to_string(),
             message: format!(
-                "spec.replicas is {} but only the {controllers} controllers run: oxbow-broker \
-                 does not serve brokers that are not KRaft voters (process.roles=broker) yet",
+                "spec.replicas is {} but only the {controllers} controllers run: this operator \
+                 does not generate brokers that are not KRaft voters (process.roles=broker) yet",
                 spec.replicas
             ),
         });
@@ -732,8 +733,7 @@ mod tests {
         assert_eq!(p["default.replication.factor"], "1");
         assert_eq!(p["offsets.topic.replication.factor"], "1");
         assert_eq!(p["min.insync.replicas"], "1");
-        // Two brokers: one voter by default (a quorum of two survives nothing more than one).
-        let two = ok("replicas: 2\ncontrollers: 2");
+        let two = ok("replicas: 2");
         assert_eq!(two.controllers, 2);
         assert_eq!(properties(&two)["default.replication.factor"], "2");
         assert_eq!(properties(&two)["min.insync.replicas"], "1");

@@ -1,9 +1,13 @@
-//! What the brokers say about their cluster: one Metadata request (no topics) answered by a
-//! broker of the cluster, as `kafka-metadata-quorum.sh`/`kcat -L` would ask it.
+//! What the brokers say about their cluster: Metadata without topics (cluster id, registered
+//! brokers, as `kcat -L` asks) and DescribeQuorum (the active controller, as
+//! `kafka-metadata-quorum.sh describe --status` asks: Metadata's controller id is a random live
+//! broker in KRaft, not the active controller).
 
 use std::time::Duration;
 
-use oxbow_client::kafka_protocol::messages::MetadataRequest;
+use oxbow_client::kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use oxbow_client::kafka_protocol::messages::{DescribeQuorumRequest, MetadataRequest, TopicName};
+use oxbow_client::kafka_protocol::protocol::StrBytes;
 use oxbow_client::{Client, ConnectionConfig};
 
 /// The cluster as one broker described it.
@@ -11,7 +15,8 @@ use oxbow_client::{Client, ConnectionConfig};
 pub struct ClusterView {
     /// The cluster id; `None` if the broker did not send one.
     pub cluster_id: Option<String>,
-    /// The active controller's node id; `None` while there is none (Kafka sends -1).
+    /// The metadata quorum's leader (the active controller) as DescribeQuorum names it; `None`
+    /// while there is none (-1) or if the broker did not answer it.
     pub controller_id: Option<i32>,
     /// Node ids of the registered brokers, sorted.
     pub brokers: Vec<i32>,
@@ -33,9 +38,23 @@ pub async fn describe_cluster(addresses: &[String]) -> Result<ClusterView, oxbow
     let response = client.metadata(&request).await?;
     let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
     brokers.sort_unstable();
+    let quorum = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let mut controller_id = None;
+    if let Some(&broker) = brokers.first() {
+        let answer = client.send(broker, &quorum).await?;
+        let leader = answer
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .filter(|p| p.error_code == 0)
+            .map(|p| p.leader_id.0);
+        controller_id = leader.filter(|id| *id >= 0);
+    }
     Ok(ClusterView {
         cluster_id: response.cluster_id.as_ref().map(|s| s.to_string()),
-        controller_id: (response.controller_id.0 >= 0).then_some(response.controller_id.0),
+        controller_id,
         brokers,
     })
 }
