@@ -6,12 +6,14 @@
 //! - [`crd`]: the resource's types, from which the CRD is generated (`crdgen`).
 //! - [`desired`]: the objects a KafkaCluster should have, a pure function.
 //! - [`controller`]: the reconcile loop.
-//! - [`probe`]: what the brokers say about their cluster (Metadata).
+//! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum).
+//! - [`roll`]: which broker to restart next in a roll (not called by the reconciler yet).
 
 pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod probe;
+pub mod roll;
 
 /// Where `crdgen` writes the CRDs, relative to the repository root.
 pub const CRD_FILES: &[&str] = &[
