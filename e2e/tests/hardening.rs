@@ -126,25 +126,30 @@ fn oxbow_until_exit(dir: &std::path::Path, name: &str, props: &str) -> ToolOutpu
     run_command(cmd, "oxbow-broker", &[&arg], None, Duration::from_secs(30))
 }
 
-/// A broker whose controllers run elsewhere (`process.roles=broker`, a quorum observer)
-/// is not served yet: it refuses to start with an error naming the key rather than running
-/// as something else. Oxbow-only: Apache Kafka would start it. (A voter list naming several
-/// nodes forms a replicated cluster: e2e/tests/cluster.rs.)
+/// A broker-only node (`process.roles=broker`, a quorum observer) that names itself among
+/// the voters is refused at start with Kafka's message naming the keys, exit code 2, rather
+/// than run as something else. (Broker-only nodes that are configured right join the
+/// cluster: e2e/tests/cluster_roles.rs.)
 #[test]
-fn a_broker_only_node_fails_start_up_naming_the_key() {
+fn a_broker_only_node_listed_as_a_voter_fails_start_up_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let controller_ports: Vec<u16> = (0..1).map(|_| free_port()).collect();
     let broker_only = format!(
         "node.id=1\nprocess.roles=broker\nlisteners=PLAINTEXT://127.0.0.1:{}\n\
          controller.listener.names=CONTROLLER\n\
-         controller.quorum.bootstrap.servers=127.0.0.1:{}\nlog.dirs={}\n",
+         controller.quorum.voters=1@127.0.0.1:{}\nlog.dirs={}\n",
         free_port(),
-        controller_ports[0],
+        free_port(),
         dir.path().join("data-b").display()
     );
     let out = oxbow_until_exit(dir.path(), "broker-only", &broker_only);
     assert_eq!(out.status.code(), Some(2), "{out}");
-    assert!(out.stderr.contains("process.roles=broker:"), "{out}");
+    assert!(
+        out.stderr.contains(
+            "If process.roles contains just the 'broker' role, the node id 1 must not be \
+             included in the set of voters controller.quorum.voters="
+        ),
+        "{out}"
+    );
 }
 
 /// Kafka's combined single-node layout (`process.roles=broker,controller`, the quorum being
