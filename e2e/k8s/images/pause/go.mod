@@ -1,0 +1,3 @@
+module oxbow.local/pause
+
+go 1.25.0
