@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Stop everything up.sh started (pod processes, pod runner, controller manager, API server,
-# etcd), remove the /etc/hosts block and leave no process behind. Idempotent; safe after a crash.
+# Stop everything up.sh started (pod processes, pod runner or the real node, controller manager,
+# API server, etcd), remove the /etc/hosts block and, for the real node, its containers, mounts,
+# bridge and iptables chains, and leave no process behind. Idempotent; safe after a crash.
 # Deletes the run directory (cluster state) unless --keep is given.
 set -uo pipefail
 . "$(dirname "$0")/lib/env.sh"
+# The node mode of the run being stopped is the one it was started with.
+if [[ -f $RUN/node-mode ]]; then OXBOW_K8S_NODE=$(cat "$RUN/node-mode"); . "$(dirname "$0")/lib/env.sh"; fi
+. "$(dirname "$0")/lib/node.sh"
 keep=0; [[ ${1:-} == --keep ]] && keep=1
 
 alive() { kill -0 "$1" 2>/dev/null; }
@@ -19,6 +23,12 @@ stop_pid() { # pid grace
 }
 
 if [[ -d $RUN ]]; then
+  # 1. the real node: the controllers first (a StatefulSet would recreate the pods deleted
+  # next), then the pods deleted through the kubelet, then its containers and components.
+  if [[ $NODE_MODE == real ]]; then
+    for c in kube-controller-manager kube-scheduler; do [[ -f $RUN/$c.pid ]] && stop_pid "$(cat "$RUN/$c.pid")" 10; done
+    node_stop_pods; node_down
+  fi
   # 1. the pod runner stops its pods itself (SIGTERM, grace, SIGKILL) and cleans /etc/hosts.
   [[ -f $RUN/podrunner.pid ]] && stop_pid "$(cat "$RUN/podrunner.pid")" 20
   # 2. control plane, in reverse start order.
@@ -43,7 +53,9 @@ if [[ -d $RUN ]]; then
     kill -KILL "${left[@]}" 2>/dev/null; sleep 0.3
   done
 fi
-# 4. hosts block (the runner removes it on a clean stop; this covers a crash).
+# 4. the real node's mounts, bridge, iptables chains, cgroups (after every process is gone)
+[[ $NODE_MODE == real && -d $RUN ]] && node_cleanup_host
+# 5. hosts block (the runner removes it on a clean stop; this covers a crash).
 if grep -qF "# BEGIN oxbow-podrunner $RUN/state" /etc/hosts 2>/dev/null; then
   python3 - "$RUN/state" <<'PY'
 import sys

@@ -93,11 +93,11 @@ builder_trust() {
 }
 
 build_python() {
-  local want="bookworm python3.11-minimal v2"
+  local want="bookworm python3.11-minimal libpython3.11-stdlib v3"
   if stamp_ok python "$want" "$NODE_PYTHON_IMAGE" && [[ -f $OUT/python.tar ]]; then log "$NODE_PYTHON_IMAGE cached"; return; fi
   log "making $NODE_PYTHON_IMAGE from Debian packages"
   mmdebstrap --quiet --variant=extract \
-    --include=python3.11-minimal,libpython3.11-minimal,libc6,zlib1g,libexpat1,libssl3,netbase,base-files \
+    --include=python3.11-minimal,libpython3.11-minimal,libpython3.11-stdlib,libc6,zlib1g,libexpat1,libssl3,netbase,base-files \
     --skip=output/dev --extract-hook="$base_hook" \
     --extract-hook='ln -sf python3.11 "$1/usr/bin/python3"; rm -rf "$1"/usr/share/doc "$1"/usr/share/man' \
     bookworm "$WORK/python.tar" "$(sources)" >&2
@@ -140,6 +140,8 @@ build_project() { # component image
     tail -n 40 "$OUT/$comp-build.log" >&2; die "podman build of $comp/Dockerfile failed (log: $OUT/$comp-build.log)"
   fi
   save "$image" "$comp"
+  # each rebuild leaves the previous build stage (1 GiB: the toolchain) untagged; drop those
+  pm image prune -f >/dev/null
   log "$image ready in $((SECONDS - t0))s"
 }
 

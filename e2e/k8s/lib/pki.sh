@@ -20,13 +20,21 @@ gen_pki() {
     o x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$name.crt" -days 3650 -extfile "$name.ext"
     rm -f "$name.csr" "$name.ext"
   }
+  # the API server is reached at 127.0.0.1 from the host, at the `kubernetes` Service IP from pods
+  # and, with the real node, at the node's bridge address (that Service's endpoint).
   leaf apiserver kube-apiserver "" \
-    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "IP:127.0.0.1,IP:$KUBERNETES_SERVICE_IP${NODE_IP:+,IP:$NODE_IP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   leaf admin oxbow-admin system:masters
   leaf controller-manager system:kube-controller-manager ""
   leaf podrunner system:node:oxbow-local system:nodes
   # podrunner acts as an admin as well (it also provisions PVs and creates tokens for pods)
   leaf apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+  if [[ $NODE_MODE == real ]]; then  # the real node's components, each with its own identity
+    leaf kubelet "system:node:$NODE_NAME" system:nodes
+    leaf kube-proxy system:kube-proxy ""
+    leaf kube-scheduler system:kube-scheduler ""
+    leaf coredns system:coredns ""
+  fi
   # service account token signing key pair
   o genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
   o pkey -in sa.key -pubout -out sa.pub

@@ -2,7 +2,7 @@
 # Local platform only: a pod whose image is not ours fails visibly (ErrImageNeverPull with a
 # message saying that only oxbow images run here) rather than pretending to run.
 . "$(dirname "$0")/lib.sh"
-if [[ $OXBOW_K8S_PLATFORM != local ]]; then say "SKIP (local pod runner only)"; exit 0; fi
+if [[ $OXBOW_K8S_PLATFORM != local ]]; then skip "local pod runner only"; fi
 ensure_ns
 kc -n "$NS" run foreign --image=busybox:1.36 --restart=Never -- sleep 3600 >/dev/null
 reason() { [[ $(kc -n "$NS" get pod foreign -o 'jsonpath={.status.containerStatuses[0].state.waiting.reason}') == ErrImageNeverPull ]]; }

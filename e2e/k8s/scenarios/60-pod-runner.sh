@@ -5,7 +5,7 @@
 # count) and Never (phase Failed), and in-cluster API access with the auto-mounted
 # service-account token (what the operator will use). The probe uses the host's sh and curl.
 . "$(dirname "$0")/lib.sh"
-if [[ $OXBOW_K8S_PLATFORM != local ]]; then say "SKIP (local pod runner only)"; exit 0; fi
+if [[ $OXBOW_K8S_PLATFORM != local ]]; then skip "local pod runner only"; fi
 ensure_ns
 kc -n "$NS" create rolebinding features-view --clusterrole=view --serviceaccount="$NS:default" >/dev/null 2>&1 || true
 sed "s|OXBOW_BROKER_IMAGE|$OXBOW_BROKER_IMAGE|" <<'YAML' | kc -n "$NS" apply -f - >/dev/null

@@ -1,5 +1,6 @@
 # Helpers shared by every scenario; sourced. The same scenarios run on the local control
-# plane (OXBOW_K8S_PLATFORM=local, set by test.sh) and on kind (kind.sh).
+# plane with the pod runner (OXBOW_K8S_PLATFORM=local, set by test.sh), on it with the real
+# node (OXBOW_K8S_PLATFORM=node, test.sh with OXBOW_K8S_NODE=real) and on kind (kind.sh).
 set -euo pipefail
 SCEN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K8S_DIR=$(cd "$SCEN_DIR/.." && pwd)
@@ -13,6 +14,9 @@ export KUBECONFIG
 
 say() { echo "[$(basename "$0" .sh)] $*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
+# A scenario that does not apply to this platform: exit 77, which test.sh and kind.sh report
+# as SKIP (counted apart, never as a pass).
+skip() { say "SKIP ($*)"; exit 77; }
 kc() { kubectl "$@"; }
 
 # Wait until a command succeeds. wait_until SECONDS DESCRIPTION CMD...
@@ -33,10 +37,17 @@ apply_brokers() { # replicas
 }
 
 # kafka_probe HOST:PORT... -> JSON lines (see lib/kafka_probe.py). Run where the cluster's DNS
-# names resolve: on the host for the local platform (/etc/hosts is kept by the pod runner),
-# inside a throw-away pod on kind.
+# names resolve: on the host for the local platform (/etc/hosts is kept by the pod runner); on
+# the host through the cluster's CoreDNS for the real node (a private mount namespace sees
+# OXBOW_K8S_PROBE_RESOLV as /etc/resolv.conf and a hosts file with localhost only, so another
+# cluster's pod-runner block in /etc/hosts cannot answer; the host routes to pod IPs over the
+# node's bridge); inside a throw-away pod on kind.
 kafka_probe() {
-  if [[ $OXBOW_K8S_PLATFORM == kind ]]; then
+  if [[ $OXBOW_K8S_PLATFORM == node ]]; then
+    unshare --mount --propagation private sh -c \
+      'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec python3 "$@"' \
+      sh "$OXBOW_K8S_PROBE_RESOLV" "$OXBOW_K8S_PROBE_HOSTS" "$K8S_DIR/lib/kafka_probe.py" "$@"
+  elif [[ $OXBOW_K8S_PLATFORM == kind ]]; then
     kc -n "$NS" run "probe-$RANDOM$RANDOM" --rm -i --quiet --restart=Never \
       --image="${OXBOW_PROBE_IMAGE:-python:3.12-alpine}" --command -- python3 - "$@" \
       < "$K8S_DIR/lib/kafka_probe.py"
