@@ -42,11 +42,15 @@ apply_brokers() { # replicas
 # OXBOW_K8S_PROBE_RESOLV as /etc/resolv.conf and a hosts file with localhost only, so another
 # cluster's pod-runner block in /etc/hosts cannot answer; the host routes to pod IPs over the
 # node's bridge); inside a throw-away pod on kind.
+# with_cluster_dns CMD...: CMD on the host resolving names through the real node's CoreDNS.
+with_cluster_dns() {
+  unshare --mount --propagation private sh -c \
+    'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"' \
+    sh "$OXBOW_K8S_PROBE_RESOLV" "$OXBOW_K8S_PROBE_HOSTS" "$@"
+}
 kafka_probe() {
   if [[ $OXBOW_K8S_PLATFORM == node ]]; then
-    unshare --mount --propagation private sh -c \
-      'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec python3 "$@"' \
-      sh "$OXBOW_K8S_PROBE_RESOLV" "$OXBOW_K8S_PROBE_HOSTS" "$K8S_DIR/lib/kafka_probe.py" "$@"
+    with_cluster_dns python3 "$K8S_DIR/lib/kafka_probe.py" "$@"
   elif [[ $OXBOW_K8S_PLATFORM == kind ]]; then
     kc -n "$NS" run "probe-$RANDOM$RANDOM" --rm -i --quiet --restart=Never \
       --image="${OXBOW_PROBE_IMAGE:-python:3.12-alpine}" --command -- python3 - "$@" \
@@ -63,6 +67,8 @@ kafka_tool() {
   if [[ $OXBOW_K8S_PLATFORM == kind ]]; then
     kc -n "$NS" run "kafka-tool-$RANDOM$RANDOM" --rm -i --quiet --restart=Never \
       --image="${OXBOW_KAFKA_IMAGE:-apache/kafka:4.1.0}" --command -- "/opt/kafka/bin/$tool" "$@"
+  elif [[ $OXBOW_K8S_PLATFORM == node ]]; then
+    with_cluster_dns "${OXBOW_KAFKA_HOME:-${OXBOW_CACHE:-$HOME/.cache/oxbow}/kafka-4.1.0}/bin/$tool" "$@"
   else
     "${OXBOW_KAFKA_HOME:-${OXBOW_CACHE:-$HOME/.cache/oxbow}/kafka-4.1.0}/bin/$tool" "$@"
   fi
