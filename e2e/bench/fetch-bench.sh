@@ -8,6 +8,12 @@
 #   kcat1      kcat -C -o beginning -e (librdkafka defaults), 1 partition, BENCH_MB MB
 #   kcat6      the same over 6 partitions
 #   cpu1       broker CPU (utime+stime from /proc/<pid>/stat) per MB read during kcat1
+#   kcat1q     kcat1 with a prefetch queue that holds the whole read
+#              (queued.max.messages.kbytes=2097151, queued.min.messages=10000000): librdkafka's
+#              defaults stop fetching when 64 MiB are queued and resume only at the broker
+#              thread's next wake-up, after the application has drained the queue; a broker
+#              that serves faster than kcat writes fills it and then waits (see the README),
+#              so this row measures the broker without that client flow control
 #   perf.g     kafka-consumer-perf-test.sh --group <fresh group>, 1 partition, BENCH_MB MB
 #   perf.d     kafka-consumer-perf-test.sh without --group (4.1's tool then subscribes with
 #              its default random group id: it has no group-free mode)
@@ -99,11 +105,12 @@ load() { # broker bootstrap topic partitions records
     >"$WORK/$b-load-$topic.txt" 2>&1 || say "$b: loading $topic failed: $(tail -2 "$WORK/$b-load-$topic.txt")"
 }
 
-kcat_read() { # broker topic metric round [cpu metric]
+kcat_read() { # broker topic metric round [cpu metric] [kcat options...]
   local b=$1 topic=$2 metric=$3 r=$4 cpu=${5:-} bs="127.0.0.1:${PORT[$1]}" t0 t1 c0 c1 bytes
+  shift $(($# < 5 ? $# : 5))
   c0=$(cpu_ticks "${PID[$b]}")
   t0=$(now)
-  bytes=$(timeout "$TIMEOUT" kcat -b "$bs" -C -t "$topic" -o beginning -e -q 2>"$WORK/$b-kcat.err" | wc -c)
+  bytes=$(timeout "$TIMEOUT" kcat -b "$bs" -C -t "$topic" -o beginning -e -q "$@" 2>"$WORK/$b-kcat.err" | wc -c)
   t1=$(now)
   c1=$(cpu_ticks "${PID[$b]}")
   # Each record prints as its 1 KiB value plus a newline.
@@ -181,6 +188,9 @@ done
 for ((r = 1; r <= ROUNDS; r++)); do
   for b in oxbow kafka; do kcat_read "$b" f1 kcat1 "$r" cpu1; done
   for b in oxbow kafka; do kcat_read "$b" f6 kcat6 "$r"; done
+  for b in oxbow kafka; do
+    kcat_read "$b" f1 kcat1q "$r" "" -X queued.max.messages.kbytes=2097151 -X queued.min.messages=10000000
+  done
   for b in oxbow kafka; do perf_read "$b" f1 perf.g "$r" "g-$b-$r"; done
   for b in oxbow kafka; do perf_read "$b" f1 perf.d "$r"; done
   for b in oxbow kafka; do many_read "$b" "$r"; done
@@ -219,6 +229,7 @@ table() {
   echo "| --- | ---: | ---: | ---: | ---: |"
   row "kcat full read, 1 partition (MB/s)" kcat1
   row "kcat full read, 6 partitions (MB/s)" kcat6
+  row "kcat full read, 1 partition, prefetch queue holding the read (MB/s)" kcat1q
   row "kafka-consumer-perf-test --group (MB/s)" perf.g
   row "kafka-consumer-perf-test, default group (MB/s)" perf.d
   row "$CONSUMERS consumers × $MANY_P partitions, fetch sessions, wall (MB/s)" many
