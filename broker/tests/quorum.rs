@@ -21,6 +21,9 @@ struct Cluster {
     voters: Vec<QuorumVoter>,
     nodes: Vec<Option<Arc<QuorumStore>>>,
     snapshot_after_entries: u64,
+    /// `controller.quorum.fetch.timeout.ms` and `controller.quorum.election.timeout.ms`.
+    fetch_timeout: Duration,
+    election_timeout: Duration,
 }
 
 fn options(c: &Cluster, i: usize) -> QuorumOptions {
@@ -30,8 +33,8 @@ fn options(c: &Cluster, i: usize) -> QuorumOptions {
         voters: c.voters.clone(),
         controller_listener: "CONTROLLER".into(),
         cluster_id: None,
-        election_timeout: Duration::from_millis(300),
-        fetch_timeout: Duration::from_millis(400),
+        election_timeout: c.election_timeout,
+        fetch_timeout: c.fetch_timeout,
         request_timeout: Duration::from_millis(500),
         retry_backoff: Duration::from_millis(20),
         snapshot_after_entries: c.snapshot_after_entries,
@@ -41,6 +44,19 @@ fn options(c: &Cluster, i: usize) -> QuorumOptions {
 
 impl Cluster {
     async fn start(snapshot_after_entries: u64) -> Cluster {
+        Self::start_with_timeouts(
+            snapshot_after_entries,
+            Duration::from_millis(400),
+            Duration::from_millis(300),
+        )
+        .await
+    }
+
+    async fn start_with_timeouts(
+        snapshot_after_entries: u64,
+        fetch_timeout: Duration,
+        election_timeout: Duration,
+    ) -> Cluster {
         let mut listeners = Vec::new();
         let mut voters = Vec::new();
         for id in 0..3 {
@@ -59,6 +75,8 @@ impl Cluster {
             voters,
             nodes: vec![None, None, None],
             snapshot_after_entries,
+            fetch_timeout,
+            election_timeout,
         };
         for (i, l) in listeners.into_iter().enumerate() {
             let store = QuorumStore::start_with_listener(options(&c, i), l, None)
@@ -264,6 +282,32 @@ async fn losing_the_leader_elects_another_and_the_old_one_catches_up_after_resta
     }
     let third = c.propose(300).await;
     c.converged(third).await;
+}
+
+/// A follower stands for election once it has heard nothing from the leader for
+/// `controller.quorum.fetch.timeout.ms`, as Kafka's does, not after openraft's lease plus a
+/// whole election timeout on top (which took 2.5–3 × the fetch timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_is_elected_about_one_fetch_timeout_after_the_leader_stops() {
+    let fetch = Duration::from_millis(1000);
+    let mut c = Cluster::start_with_timeouts(1000, fetch, Duration::from_millis(1000)).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+    let old = c.agreed_leader().await;
+
+    let stopped_at = Instant::now();
+    c.stop(old).await;
+    let new = c.agreed_leader().await;
+    let failover = stopped_at.elapsed();
+    assert_ne!(new, old);
+    // The leader's last heartbeat was at most a tenth of the fetch timeout before the stop;
+    // the margin above one fetch timeout is for a loaded machine (2.5 × would fail).
+    assert!(
+        failover < fetch * 2,
+        "a new leader took {failover:?} with a fetch timeout of {fetch:?}"
+    );
+    let second = c.propose(200).await;
+    c.converged(second).await;
 }
 
 /// A node restarted alone (no majority, so no leader to learn anything from) replays its

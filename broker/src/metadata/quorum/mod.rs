@@ -24,9 +24,15 @@
 //!   for DescribeQuorum and forgets it after five minutes without one (Kafka's
 //!   `OBSERVER_SESSION_TIMEOUT_MS`), so removed brokers leave no trace.
 //! - **Timeouts**: a voter that hears nothing from the leader for
-//!   `controller.quorum.fetch.timeout.ms` starts an election (openraft's election timeout is
-//!   drawn from `[fetch.timeout, fetch.timeout + election.timeout)`); the leader's heartbeat
-//!   is a tenth of the fetch timeout; one request between voters is bounded by
+//!   `controller.quorum.fetch.timeout.ms` starts an election, as Kafka's does. openraft's
+//!   follower waits its leader lease (`election_timeout_max`) *plus* its own election
+//!   timeout (drawn once from `[election_timeout_min, election_timeout_max)`) before it
+//!   stands, and voters refuse candidates until their lease expired; so both bounds are set
+//!   near half the fetch timeout (`QuorumOptions::raft_config`): a follower stands
+//!   between 95 % and 100 % of the fetch timeout after the leader's last heartbeat, and a
+//!   candidate whose election split tries again after about half the fetch timeout (Kafka
+//!   backs off up to `controller.quorum.election.timeout.ms`, 1 s by default). The leader's
+//!   heartbeat is a tenth of the fetch timeout; one request between voters is bounded by
 //!   `controller.quorum.request.timeout.ms`.
 //! - **Writes without a quorum**: a leader that has not heard from a majority within the
 //!   fetch timeout, or whose proposal is not committed within fetch + election timeout,
@@ -157,12 +163,18 @@ impl QuorumOptions {
 
     fn raft_config(&self) -> Result<Config, StartError> {
         let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
-        let fetch = ms(self.fetch_timeout).max(20);
+        let fetch = ms(self.fetch_timeout).max(40);
+        // openraft's follower stands after lease + own timeout = max + [min, max): with
+        // max = fetch / 2 and min = max - fetch / 20 that is [0.95, 1.0) × fetch, Kafka's
+        // fetch timeout, with enough spread between voters that one usually stands alone.
+        // (Bounds of fetch and fetch + election, as before, made it 2.5–3 × fetch: 5–6 s
+        // at Kafka's defaults instead of 2 s.)
+        let lease = fetch / 2;
         let config = Config {
             cluster_name: "oxbow-metadata".to_string(),
-            election_timeout_min: fetch,
-            election_timeout_max: fetch + ms(self.election_timeout).max(1),
-            heartbeat_interval: (fetch / 10).max(5),
+            election_timeout_min: lease - (fetch / 20).max(1),
+            election_timeout_max: lease,
+            heartbeat_interval: (fetch / 10).max(2),
             install_snapshot_timeout: ms(self.request_timeout).max(fetch),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
             max_in_snapshot_log_to_keep: self.entries_kept_after_snapshot,
