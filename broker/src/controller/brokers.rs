@@ -55,6 +55,9 @@ pub struct BrokerContact {
     pub registration_offset: Option<i64>,
     /// The committed offset of the records that began its controlled shutdown.
     pub controlled_shutdown_offset: Option<i64>,
+    /// A registration or heartbeat of it reached this controller (false for brokers only
+    /// taken over from the image when this controller became active).
+    pub heard: bool,
 }
 
 /// Last contact per broker (Kafka's `BrokerHeartbeatManager`), a plain struct driven by
@@ -76,6 +79,7 @@ impl BrokerHeartbeats {
                 metadata_offset: -1,
                 registration_offset: None,
                 controlled_shutdown_offset: None,
+                heard: false,
             });
         }
     }
@@ -91,9 +95,11 @@ impl BrokerHeartbeats {
             metadata_offset,
             registration_offset: None,
             controlled_shutdown_offset: None,
+            heard: true,
         });
         entry.last_contact_ms = entry.last_contact_ms.max(now_ms);
         entry.metadata_offset = metadata_offset;
+        entry.heard = true;
     }
 
     /// Records the committed offset of broker `id`'s registration.
@@ -246,6 +252,7 @@ pub fn register(
                 metadata_offset: -1,
                 registration_offset: None,
                 controlled_shutdown_offset: None,
+                heard: true,
             },
         );
     } else {
@@ -391,9 +398,18 @@ pub fn fence_expired(
         })
         .map(|b| b.id)
         .collect();
+    fence_all(config, image, expired)
+}
+
+/// Fences every broker of `ids` in turn, each decision on the image the previous ones made.
+fn fence_all(
+    config: &ControllerConfig,
+    image: &MetadataImage,
+    ids: impl IntoIterator<Item = i32>,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     let mut working: Option<MetadataImage> = None;
-    for id in expired {
+    for id in ids {
         let current = working.as_ref().unwrap_or(image);
         let fencing = fence(config, current, id);
         let next = working.get_or_insert_with(|| image.clone());
@@ -403,6 +419,48 @@ pub fn fence_expired(
         records.extend(fencing);
     }
     records
+}
+
+/// Unfenced brokers of `image` not heard from for longer than `overdue_ms` (they missed a
+/// heartbeat), or not heard from at all since this controller became active, with their
+/// advertised endpoints: the ones worth a liveness probe.
+pub fn overdue(
+    heartbeats: &mut BrokerHeartbeats,
+    image: &MetadataImage,
+    now_ms: i64,
+    overdue_ms: i64,
+) -> Vec<(i32, Vec<BrokerEndpoint>)> {
+    heartbeats.observe(image, now_ms);
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced && !b.endpoints.is_empty())
+        .filter(|b| {
+            heartbeats
+                .get(b.id)
+                .is_some_and(|c| !c.heard || c.last_contact_ms.saturating_add(overdue_ms) < now_ms)
+        })
+        .map(|b| (b.id, b.endpoints.clone()))
+        .collect()
+}
+
+/// Fences the brokers of `gone` (whose process was found dead) that are still unfenced and
+/// still overdue by `overdue_ms` at `now_ms`: one that heartbeated since it was probed
+/// keeps its session.
+pub fn fence_gone(
+    heartbeats: &mut BrokerHeartbeats,
+    config: &ControllerConfig,
+    image: &MetadataImage,
+    gone: &[i32],
+    now_ms: i64,
+    overdue_ms: i64,
+) -> Vec<MetadataRecord> {
+    let still_overdue: Vec<i32> = overdue(heartbeats, image, now_ms, overdue_ms)
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| gone.contains(id))
+        .collect();
+    fence_all(config, image, still_overdue)
 }
 
 /// Decides UnregisterBroker: BROKER_ID_NOT_REGISTERED for an unknown id; otherwise the
@@ -450,6 +508,40 @@ mod tests {
             want_fence: false,
             want_shut_down: false,
         }
+    }
+
+    /// Probes go to brokers whose heartbeat is overdue, and at once to brokers a newly
+    /// active controller has not heard from; a broker found gone that heartbeats before the
+    /// decision is not fenced.
+    #[test]
+    fn overdue_brokers_are_probed_and_only_the_still_silent_gone_ones_are_fenced() {
+        let mut image = image_with_brokers(&[1, 2]);
+        for b in image.brokers.values_mut() {
+            b.endpoints = vec![BrokerEndpoint {
+                listener: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+                security_protocol: "PLAINTEXT".into(),
+            }];
+        }
+        let ids = |v: Vec<(i32, Vec<BrokerEndpoint>)>| {
+            v.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        };
+        let mut beats = BrokerHeartbeats::default();
+        assert_eq!(ids(overdue(&mut beats, &image, 0, 3000)), vec![1, 2]);
+        beats.touch(1, 0, 200);
+        beats.touch(2, 0, 200);
+        assert!(overdue(&mut beats, &image, 3000, 3000).is_empty());
+        assert_eq!(ids(overdue(&mut beats, &image, 3001, 3000)), vec![1, 2]);
+        // Both were found gone, but broker 2 heartbeated before the decision.
+        beats.touch(2, 3001, 200);
+        let c = ControllerConfig::default();
+        let records = fence_gone(&mut beats, &c, &image, &[1, 2], 3002, 3000);
+        for r in &records {
+            image.replay(r);
+        }
+        assert!(image.brokers[&1].fenced);
+        assert!(!image.brokers[&2].fenced);
     }
 
     #[test]

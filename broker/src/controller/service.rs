@@ -33,6 +33,11 @@ pub struct ControllerTimers {
     /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`, else
     /// `None`.
     pub rebalance_every: Option<Duration>,
+    /// A broker not heard from for this long (it missed a heartbeat) has its advertised
+    /// listeners probed; if every one refuses the connection its process is gone and it is
+    /// fenced before `broker.session.timeout.ms` (see [`Controller::fence_gone_brokers_at`]).
+    /// `None`: fenced only when the session times out, as Kafka does.
+    pub probe_overdue_after: Option<Duration>,
 }
 
 impl ControllerTimers {
@@ -48,6 +53,11 @@ impl ControllerTimers {
             rebalance_every: config.auto_leader_rebalance_enable.then(|| {
                 Duration::from_secs(config.leader_imbalance_check_interval_seconds.max(1) as u64)
             }),
+            // One and a half heartbeat intervals: a live broker's heartbeats, even late on
+            // a loaded machine, keep it from being probed at all.
+            probe_overdue_after: Some(Duration::from_millis(
+                (config.broker_heartbeat_interval_ms.max(1) as u64).saturating_mul(3) / 2,
+            )),
         }
     }
 }
@@ -148,6 +158,77 @@ impl Controller {
         Ok(count)
     }
 
+    /// Fences, before their session expires, brokers whose process is gone: unfenced
+    /// brokers not heard from for `overdue` whose every advertised listener refuses a TCP
+    /// connection (nothing listens there: a process killed or crashed, its socket closed by
+    /// the kernel). Kafka waits out `broker.session.timeout.ms` here; fencing earlier is
+    /// safe because it is only done on this proof: a broker that is alive but slow, paused
+    /// (SIGSTOP), or cut off by the network still has a listening socket, so its connect
+    /// succeeds or times out and it keeps its session until the timeout, as in Kafka; one
+    /// that heartbeats between the probe and the decision is not fenced either. Fencing
+    /// itself is what a session timeout commits (leaderships move to other ISR members
+    /// with a new leader epoch), and a restarted broker unfences as usual. Probes run
+    /// without holding the decision lock. Answers how many records were committed.
+    pub async fn fence_gone_brokers_at(
+        &self,
+        overdue: Duration,
+        now_ms: impl Fn() -> i64,
+    ) -> Result<usize> {
+        let overdue_ms = overdue.as_millis().min(i64::MAX as u128) as i64;
+        let candidates = {
+            let mut inner = self.inner.lock().await;
+            self.check_active(&mut inner)?;
+            let image = self.store.image();
+            brokers::overdue(&mut inner.state.heartbeats, &image, now_ms(), overdue_ms)
+        };
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let mut probes = tokio::task::JoinSet::new();
+        for (id, endpoints) in candidates {
+            probes.spawn(async move { (id, listeners_refuse(&endpoints).await) });
+        }
+        let mut gone = Vec::new();
+        while let Some(probe) = probes.join_next().await {
+            if let Ok((id, true)) = probe {
+                gone.push(id);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let mut inner = self.inner.lock().await;
+        self.check_active(&mut inner)?;
+        let image = self.store.image();
+        let config = inner.state.config.clone();
+        let records = brokers::fence_gone(
+            &mut inner.state.heartbeats,
+            &config,
+            &image,
+            &gone,
+            now_ms(),
+            overdue_ms,
+        );
+        for record in &records {
+            if let MetadataRecord::BrokerChange {
+                id,
+                fenced: Some(true),
+                ..
+            } = record
+            {
+                info!(
+                    broker = id,
+                    "fencing broker: it missed a heartbeat and its listeners refuse connections"
+                );
+            }
+        }
+        let count = records.len();
+        if count > 0 {
+            self.propose(&mut inner, records).await?;
+        }
+        Ok(count)
+    }
+
     /// Elects unclean leaders for leaderless partitions of topics where unclean leader
     /// election is enabled. Answers how many partitions changed.
     pub async fn elect_unclean_leaders(&self) -> Result<usize> {
@@ -205,6 +286,13 @@ impl Controller {
                         Ok(_) => {}
                         Err(e) if e.is(ResponseError::NotController) => {}
                         Err(e) => warn!(error = %e, "checking broker sessions failed"),
+                    }
+                    if let Some(overdue) = timers.probe_overdue_after {
+                        match self.fence_gone_brokers_at(overdue, wall_clock_ms).await {
+                            Ok(_) => {}
+                            Err(e) if e.is(ResponseError::NotController) => {}
+                            Err(e) => warn!(error = %e, "probing overdue brokers failed"),
+                        }
                     }
                 }
                 _ = unclean.tick() => {
@@ -268,6 +356,28 @@ pub fn decode_response(response: serde_json::Value) -> Result<ControllerReply> {
     })
 }
 
+/// How long one liveness probe waits for a connection: a refusal on a reachable host comes
+/// back at once; anything slower is not a refusal.
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether every one of a broker's advertised `endpoints` refuses a TCP connection
+/// (ECONNREFUSED: the host answered that nothing listens on that port). A connection that
+/// opens, times out, or fails any other way (unresolvable name, unreachable host) is no
+/// proof that the process is gone.
+async fn listeners_refuse(endpoints: &[crate::metadata::BrokerEndpoint]) -> bool {
+    if endpoints.is_empty() {
+        return false;
+    }
+    for endpoint in endpoints {
+        let connect = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port));
+        match tokio::time::timeout(PROBE_CONNECT_TIMEOUT, connect).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Resolves once the shutdown flag is set; the watch's guard is dropped before the select
 /// awaits anything else, so the run loop stays `Send`.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -294,12 +404,19 @@ mod tests {
     }
 
     fn register(id: i32) -> ControllerRequest {
+        register_with(id, vec![])
+    }
+
+    fn register_with(
+        id: i32,
+        endpoints: Vec<crate::metadata::BrokerEndpoint>,
+    ) -> ControllerRequest {
         ControllerRequest::RegisterBroker {
             id,
             cluster_id: "c1".into(),
             incarnation_id: Uuid::from_u128(id as u128 + 1),
             rack: None,
-            endpoints: vec![],
+            endpoints,
         }
     }
 
@@ -309,7 +426,36 @@ mod tests {
         id: i32,
         now: i64,
     ) -> i64 {
-        let epoch = match controller.handle_at(register(id), now).await.unwrap() {
+        join_with(controller, store, register(id), now).await
+    }
+
+    /// Registers broker `id` advertising `PLAINTEXT://127.0.0.1:port` and unfences it.
+    async fn join_at_port(
+        controller: &Controller,
+        store: &Arc<dyn MetadataStore>,
+        id: i32,
+        port: u16,
+        now: i64,
+    ) -> i64 {
+        let endpoint = crate::metadata::BrokerEndpoint {
+            listener: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port,
+            security_protocol: "PLAINTEXT".into(),
+        };
+        join_with(controller, store, register_with(id, vec![endpoint]), now).await
+    }
+
+    async fn join_with(
+        controller: &Controller,
+        store: &Arc<dyn MetadataStore>,
+        registration: ControllerRequest,
+        now: i64,
+    ) -> i64 {
+        let ControllerRequest::RegisterBroker { id, .. } = registration else {
+            panic!("not a registration: {registration:?}");
+        };
+        let epoch = match controller.handle_at(registration, now).await.unwrap() {
             ControllerReply::Registered { broker_epoch } => broker_epoch,
             other => panic!("{other:?}"),
         };
@@ -431,6 +577,7 @@ mod tests {
             fence_check_every: Duration::from_millis(20),
             unclean_election_every: Duration::from_secs(300),
             rebalance_every: None,
+            probe_overdue_after: None,
         };
         let runner = tokio::spawn(controller.clone().run(timers, stopped));
         // Broker 1 heartbeats every 50 ms; broker 0 is silent and must be fenced, its
@@ -456,6 +603,76 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let image = store.image();
+        assert!(!image.brokers[&1].fenced);
+        let p = &image.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+        stop.send_replace(true);
+        runner.await.unwrap();
+    }
+
+    /// A broker whose process is gone (nothing listens on its advertised port any more) is
+    /// fenced as soon as it misses a heartbeat, long before its 60 s session expires, and
+    /// its leadership moves; a silent broker whose listener still accepts connections
+    /// (paused, or only its connection to the controller lost) keeps its session.
+    #[tokio::test]
+    async fn a_broker_whose_listener_refuses_connections_is_fenced_before_its_session_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path());
+        let config = ControllerConfig {
+            broker_session_timeout_ms: 60_000,
+            ..ControllerConfig::default()
+        };
+        let controller = Arc::new(Controller::new(0, store.clone(), config));
+        // Broker 1 listens but never accepts nor heartbeats; broker 2's port is closed.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let now = wall_clock_ms();
+        join_at_port(
+            &controller,
+            &store,
+            1,
+            silent.local_addr().unwrap().port(),
+            now,
+        )
+        .await;
+        join_at_port(&controller, &store, 2, closed_port, now).await;
+        let mut assignments = std::collections::BTreeMap::new();
+        assignments.insert(0, vec![2, 1]);
+        controller
+            .handle(ControllerRequest::CreateTopic {
+                topic: NewTopic {
+                    name: "t".into(),
+                    assignments,
+                    ..NewTopic::default()
+                },
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.image().topic("t").unwrap().partitions[0].leader, 2);
+        let (stop, stopped) = watch::channel(false);
+        let timers = ControllerTimers {
+            fence_check_every: Duration::from_millis(20),
+            unclean_election_every: Duration::from_secs(300),
+            rebalance_every: None,
+            probe_overdue_after: Some(Duration::from_millis(200)),
+        };
+        let runner = tokio::spawn(controller.clone().run(timers, stopped));
+        let mut images = store.subscribe();
+        let fenced = tokio::time::timeout(
+            Duration::from_secs(10),
+            images.wait_for(|i| i.brokers.get(&2).is_some_and(|b| b.fenced)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        assert!(fenced, "broker 2 was not fenced within 10 s");
+        // Broker 1 was probed in the same round (as overdue as broker 2) and stays: its
+        // listener accepts.
         let image = store.image();
         assert!(!image.brokers[&1].fenced);
         let p = &image.topic("t").unwrap().partitions[0];
@@ -540,6 +757,7 @@ mod tests {
             fence_check_every: Duration::from_secs(3600),
             unclean_election_every: Duration::from_secs(3600),
             rebalance_every: Some(Duration::from_millis(50)),
+            probe_overdue_after: None,
         };
         let runner = tokio::spawn(controller.clone().run(timers, stopped));
         let mut images = store.subscribe();
