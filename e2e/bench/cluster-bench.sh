@@ -36,6 +36,8 @@
 #   BENCH_HEARTBEAT_MS  broker.heartbeat.interval.ms, both         (default 2000, Kafka's)
 #   BENCH_LAG_MS        replica.lag.time.max.ms, both              (default 30000, Kafka's)
 #   BENCH_BROKERS       implementations per round, in order        (default "kafka oxbow")
+#   BENCH_STEPS         measurements per round, in order  (default "sat fixed failover controller
+#                       catchup"; e.g. "failover controller" times only the two failovers)
 #   BENCH_KAFKA_HEAP    heap of each Kafka node                    (default "-Xmx1G -Xms1G")
 #   BENCH_TOOL_HEAP     heap of the perf tools                     (default "-Xmx1G")
 #   BENCH_TIMEOUT       seconds allowed per tool run or wait       (default 300)
@@ -340,6 +342,11 @@ while True:
             break  # the queue is full while no leader answers: poll, then go on
         n += 1
     p.poll(0.001)
+# For a breakdown against the brokers' logs (BENCH_KEEP): the wall-clock kill time and each
+# partition's first acknowledgement after it.
+wall0 = time.time() - (time.monotonic() - t0)
+print(f"killed pid {pid} at {wall0:.3f} (unix s); first ack after the kill (ms) per partition: "
+      + str({k: int((v - t0) * 1000) for k, v in sorted(first.items())}), file=sys.stderr)
 print(int((max(first.values()) - t0) * 1000))
 EOF
   )
@@ -372,7 +379,7 @@ controller_failover() { # flavor dir round
   done
   # The admin client kills the controller itself, after a warm-up CreateTopics, so its
   # connections are up and only the failover is timed.
-  ms=$(timeout "$TIMEOUT" "$PY" - "$survivors" "${NODE_PID[$leader]}" "$r" <<'EOF'
+  ms=$(timeout "$TIMEOUT" "$PY" - "$survivors" "${NODE_PID[$leader]}" "$r" <<'EOF' 2>"$WORK/$b-$r-controller.err"
 import os, signal, sys, time
 from confluent_kafka.admin import AdminClient, NewTopic
 bs, pid, rnd = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -385,13 +392,15 @@ def create(name):
 create(f"bench-ctl-warm-{rnd}")
 os.kill(pid, signal.SIGKILL)
 t0 = time.monotonic()
+print(f"killed pid {pid} at {time.time():.3f} (unix s)", file=sys.stderr)
 n = 0
 while True:
     n += 1
     try:
         create(f"bench-ctl-{rnd}-{n}")
         break
-    except Exception:
+    except Exception as e:
+        print(f"{time.monotonic() - t0:.3f} s: attempt {n}: {e}", file=sys.stderr)
         time.sleep(0.05)
     if time.monotonic() - t0 > 240:
         sys.exit("CreateTopics never succeeded")
@@ -448,6 +457,8 @@ catch_up() { # flavor dir round
 }
 
 FIXED_RATE="${BENCH_FIXED_RATE:-}"
+STEPS="${BENCH_STEPS:-sat fixed failover controller catchup}"
+step() { [[ " $STEPS " == *" $1 "* ]]; }
 for ((r = 1; r <= ROUNDS; r++)); do
   for b in $BROKERS; do
     dir="$WORK/$b-$r"
@@ -460,18 +471,22 @@ for ((r = 1; r <= ROUNDS; r++)); do
       stop_cluster
       continue
     fi
-    perf "$b" "$r" "bench-sat-$r" -1 sat
-    if [[ -z ${BENCH_FIXED_RATE:-} && $b == kafka ]] && num "${R[kafka.sat.rps.$r]:-}"; then
-      FIXED_RATE=$(awk -v x="${R[kafka.sat.rps.$r]}" 'BEGIN {printf "%d", x / 2}')
+    if step sat; then
+      perf "$b" "$r" "bench-sat-$r" -1 sat
+      if [[ -z ${BENCH_FIXED_RATE:-} && $b == kafka ]] && num "${R[kafka.sat.rps.$r]:-}"; then
+        FIXED_RATE=$(awk -v x="${R[kafka.sat.rps.$r]}" 'BEGIN {printf "%d", x / 2}')
+      fi
     fi
-    if [[ -n $FIXED_RATE ]]; then
-      perf "$b" "$r" "bench-fixed-$r" "$FIXED_RATE" fixed
-    else
-      R[$b.fixed.rps.$r]="no Kafka rate"
+    if step fixed; then
+      if [[ -n $FIXED_RATE ]]; then
+        perf "$b" "$r" "bench-fixed-$r" "$FIXED_RATE" fixed
+      else
+        R[$b.fixed.rps.$r]="no Kafka rate"
+      fi
     fi
-    leader_failover "$b" "$dir" "$r"
-    controller_failover "$b" "$dir" "$r"
-    catch_up "$b" "$dir" "$r"
+    step failover && leader_failover "$b" "$dir" "$r"
+    step controller && controller_failover "$b" "$dir" "$r"
+    step catchup && catch_up "$b" "$dir" "$r"
     stop_cluster
     R[$b.rss.$r]=$(awk -v k="$RSS_PEAK" 'BEGIN {printf "%.1f", k / 1024}')
     say "$b round $r: peak RSS of the largest broker ${R[$b.rss.$r]} MiB"
