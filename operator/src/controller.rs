@@ -17,7 +17,6 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -461,19 +460,7 @@ fn condition(
     reason: &str,
     message: &str,
 ) -> Condition {
-    let since = old
-        .conditions
-        .iter()
-        .find(|c| c.kind == kind && c.status == value && c.reason.as_deref() == Some(reason))
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Timestamp::now().to_string());
-    Condition {
-        kind: kind.to_string(),
-        status: value.to_string(),
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-        last_transition_time: Some(since),
-    }
+    Condition::observed(&old.conditions, kind, value, reason, message)
 }
 
 async fn write_status(

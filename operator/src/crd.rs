@@ -287,6 +287,31 @@ pub struct Condition {
     pub last_transition_time: Option<String>,
 }
 
+impl Condition {
+    /// A condition as observed now, keeping `lastTransitionTime` from `old` when a condition
+    /// of the same type already had this status and reason (it did not transition).
+    pub fn observed(
+        old: &[Condition],
+        kind: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+    ) -> Condition {
+        let since = old
+            .iter()
+            .find(|c| c.kind == kind && c.status == status && c.reason.as_deref() == Some(reason))
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
+        Condition {
+            kind: kind.to_string(),
+            status: status.to_string(),
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            last_transition_time: Some(since),
+        }
+    }
+}
+
 /// Where clients of one listener bootstrap.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

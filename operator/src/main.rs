@@ -1,5 +1,5 @@
 //! `oxbow-operator [--namespace NS] [--log-level LEVEL]`: reconciles KafkaCluster resources
-//! into running Oxbow clusters until SIGTERM/SIGINT. Talks to the API server with the
+//! into running Oxbow clusters, and KafkaTopic resources into their topics, until SIGTERM/SIGINT. Talks to the API server with the
 //! in-cluster service account (or `$KUBECONFIG` outside a pod).
 
 use std::io::IsTerminal;
@@ -44,7 +44,11 @@ async fn main() -> anyhow::Result<()> {
         "oxbow-operator starting"
     );
     let instance = std::env::var("POD_NAME").ok();
-    oxbow_operator::controller::run(client, args.namespace, instance).await;
+    // KafkaClusters and KafkaTopics are reconciled side by side, each by its own controller.
+    tokio::join!(
+        oxbow_operator::controller::run(client.clone(), args.namespace.clone(), instance.clone()),
+        oxbow_operator::topic::controller::run(client, args.namespace, instance),
+    );
     tracing::info!("oxbow-operator stopped");
     Ok(())
 }

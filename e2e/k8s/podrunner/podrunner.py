@@ -51,6 +51,10 @@ import urllib.parse
 NODE_NAME = "oxbow-local"
 OUR_IMAGES = ("oxbow-broker", "oxbow-operator")
 HOSTS_BEGIN = "# BEGIN oxbow-podrunner"
+# First two octets of the pods' loopback addresses: a second local control plane on the same
+# machine (other ports and run dir, see lib/env.sh) sets another one so their pods' addresses
+# never collide.
+POD_IP_PREFIX = os.environ.get("OXBOW_POD_IP_PREFIX", "127.0")
 HOSTS_END = "# END oxbow-podrunner"
 MARKER_ENV = "OXBOW_K8S_RUN"  # every process we start carries it (see down.sh)
 
@@ -242,7 +246,7 @@ class Runner:
                 a, b = 1 + n // 254, n % 254
                 if b == 0 or b == 255:
                     continue
-                ip = f"127.0.{a}.{b}" if a < 255 else None
+                ip = f"{POD_IP_PREFIX}.{a}.{b}" if a < 255 else None
                 if ip and ip not in self.ips_in_use:
                     self.ips_in_use.add(ip)
                     return ip
