@@ -481,11 +481,13 @@ async fn write_status(
         return Ok(()); // nothing changed: spare the API server (hundreds of topics resync)
     }
     let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), ns);
-    api.patch_status(
-        &topic.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
+    let mut body = json!({ "status": status });
+    // A merge patch keeps fields it does not mention: a finished replicas change must be
+    // removed with an explicit null.
+    if status.replicas_change.is_none() {
+        body["status"]["replicasChange"] = serde_json::Value::Null;
+    }
+    api.patch_status(&topic.name_any(), &PatchParams::default(), &Patch::Merge(body))
     .await
     .map_err(|source| Error::Kube {
         action: format!("patch status of KafkaTopic/{}", topic.name_any()),
