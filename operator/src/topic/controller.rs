@@ -487,7 +487,11 @@ async fn write_status(
     if status.replicas_change.is_none() {
         body["status"]["replicasChange"] = serde_json::Value::Null;
     }
-    api.patch_status(&topic.name_any(), &PatchParams::default(), &Patch::Merge(body))
+    api.patch_status(
+        &topic.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(body),
+    )
     .await
     .map_err(|source| Error::Kube {
         action: format!("patch status of KafkaTopic/{}", topic.name_any()),
