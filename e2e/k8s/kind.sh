@@ -16,13 +16,11 @@ docker info >/dev/null 2>&1 || { echo "[kind] no Docker engine reachable" >&2; e
 
 export OXBOW_K8S_PLATFORM=kind OXBOW_BROKER_IMAGE=oxbow-broker:e2e OXBOW_OPERATOR_IMAGE=oxbow-operator:e2e
 docker build -f "$REPO/broker/Dockerfile" -t "$OXBOW_BROKER_IMAGE" "$REPO"
-if [[ -f $REPO/operator/src/main.rs ]]; then
-  docker build -f "$REPO/operator/Dockerfile" -t "$OXBOW_OPERATOR_IMAGE" "$REPO"
-  images=("$OXBOW_BROKER_IMAGE" "$OXBOW_OPERATOR_IMAGE")
-else  # the operator has no binary yet: the helm scenario installs the chart without waiting for it
-  echo "[kind] operator/src/main.rs missing: not building $OXBOW_OPERATOR_IMAGE" >&2
-  images=("$OXBOW_BROKER_IMAGE")
-fi
+docker build -f "$REPO/operator/Dockerfile" -t "$OXBOW_OPERATOR_IMAGE" "$REPO"
+# the operator's default broker image (a KafkaCluster without spec.image) is oxbow-broker:<version>
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml")
+docker tag "$OXBOW_BROKER_IMAGE" "oxbow-broker:$version"
+images=("$OXBOW_BROKER_IMAGE" "oxbow-broker:$version" "$OXBOW_OPERATOR_IMAGE")
 kind get clusters | grep -qx "$cluster" || kind create cluster --name "$cluster" --wait 120s
 export KUBECONFIG=$(mktemp)
 kind get kubeconfig --name "$cluster" > "$KUBECONFIG"

@@ -24,6 +24,11 @@ K8S_DIR=$(cd "$(dirname "$0")" && pwd)
 pattern=${1:-[0-9]*}
 if [[ $NODE_MODE == real ]]; then
   [[ ${OXBOW_K8S_FAKE_BROKER:-0} != 1 ]] || { echo "[test] OXBOW_K8S_FAKE_BROKER=1 needs the pod runner" >&2; exit 2; }
+  # the images package these binaries (images.sh, OXBOW_IMAGE_BINARY=prebuilt)
+  for b in oxbow-broker oxbow-operator; do
+    [[ ${OXBOW_IMAGE_BINARY:-prebuilt} != prebuilt || -x $OXBOW_BIN_DIR/$b ]] ||
+      { echo "[test] $OXBOW_BIN_DIR/$b missing: cargo build -p ${b} first" >&2; exit 1; }
+  done
 elif [[ ${OXBOW_K8S_FAKE_BROKER:-0} == 1 ]]; then
   export OXBOW_BIN_DIR=$K8S_DIR/testdata/fake-bin
   echo "[test] using the FAKE broker ($OXBOW_BIN_DIR): this tests the platform, not oxbow-broker" >&2

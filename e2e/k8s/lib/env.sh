@@ -50,3 +50,6 @@ NODE_PAUSE_IMAGE=localhost/oxbow-pause:e2e
 NODE_BROKER_IMAGE=docker.io/library/oxbow-broker:e2e
 NODE_OPERATOR_IMAGE=docker.io/library/oxbow-operator:e2e
 NODE_PYTHON_IMAGE=localhost/oxbow-python:e2e
+# The workspace's version (Cargo.toml [workspace.package]): the tag of the operator's default
+# broker image, oxbow-broker:<version>.
+workspace_version() { sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$WORKSPACE/Cargo.toml"; }

@@ -150,6 +150,12 @@ node_bridge_up() {
   echo 1 > /proc/sys/net/ipv4/ip_forward
   [[ $(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null) == 1 ]] ||
     die "net.bridge.bridge-nf-call-iptables is not 1 (br_netfilter): Service traffic between pods would not be un-NATed"
+  # One real node per machine: kube-proxy's KUBE-* chains are host-wide (a second kube-proxy
+  # would rewrite the first one's Services) and the pod CIDR would be routed twice. Another
+  # run's bridge holding the pod CIDR says one is up: refuse rather than break both.
+  local other
+  other=$(ip -o -4 route show "$POD_CIDR" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' | grep -vxF "$NODE_BRIDGE" | head -n1 || true)
+  [[ -z $other ]] || die "another real node is up ($other routes $POD_CIDR): one per machine; stop it (its down.sh) or use OXBOW_K8S_NODE=podrunner"
   # The bridge exists before the API server, CoreDNS and the kubelet start: they bind the node IP.
   ip link show "$NODE_BRIDGE" >/dev/null 2>&1 || ip link add "$NODE_BRIDGE" type bridge
   ip addr show dev "$NODE_BRIDGE" | grep -qF " $NODE_IP/" || ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$NODE_BRIDGE"
@@ -168,6 +174,13 @@ node_start() {
     [[ -f $OXBOW_CACHE/k8s/images/$img.tar ]] || continue
     ctr_ images import --no-unpack "$OXBOW_CACHE/k8s/images/$img.tar" >/dev/null || die "importing $img.tar into containerd failed"
   done
+  # The operator's default broker image (KafkaCluster without spec.image) is this release's
+  # `oxbow-broker:<version>`: the image built here goes by that name too, as it would on a
+  # user's node, so examples/kafka-cluster.yaml runs unchanged.
+  if [[ -f $OXBOW_CACHE/k8s/images/broker.tar ]]; then
+    ctr_ images tag --force "$NODE_BROKER_IMAGE" "docker.io/library/oxbow-broker:$(workspace_version)" >/dev/null ||
+      die "tagging $NODE_BROKER_IMAGE as oxbow-broker:$(workspace_version) failed"
+  fi
   ctr_ images check | awk 'NR>1 {print "[up] image", $1}' >&2
 
   start kube-scheduler kube-scheduler --kubeconfig "$RUN/kube-scheduler.kubeconfig" \
