@@ -1438,7 +1438,10 @@ fn group_keeps_members_while_offsets_compact_and_topic_created() {
     let m_c = Member::rdkafka(&t, &b, "rdkafka-C", topic, group, &session);
     let members = [&a, &m_b, &m_c];
     wait_assignment(&members, 6, Some(&[2, 2, 2]), WAIT);
-    // Records keep flowing, so the members commit throughout (to the partition being cleaned).
+    // Records keep flowing to every partition, so every member commits throughout (to the
+    // partition being cleaned). Keyed (keys 0..59 hash to all six partitions): without keys
+    // the sticky partitioner fills one partition at a time, and a 60 s run has left two
+    // partitions, one member's, without a record.
     let bs = b.bootstrap();
     let _producer = Bg::tool(
         &t,
@@ -1452,6 +1455,8 @@ fn group_keeps_members_while_offsets_compact_and_topic_created() {
             "50",
             "--max-messages",
             "-1",
+            "--repeating-keys",
+            "60",
         ],
     );
     wait_until("members consuming", WAIT, || {
