@@ -1459,12 +1459,33 @@ pub fn oxbow_broker_bin() -> PathBuf {
     p
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// Where [`free_port`] hands out ports: below Linux's default ephemeral range (32768–60999).
+/// A port the kernel picked for `bind(0)` and that was released again can be handed out
+/// once more as the source port of any outgoing connection (another test's client, a
+/// broker's replica fetcher) before the broker under test binds it: CI saw
+/// `cannot bind listener CONTROLLER://127.0.0.1:38595: Address already in use` that way.
+/// Ports outside the ephemeral range are only ever taken by an explicit bind.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A TCP port on 127.0.0.1 that is free now and that this process has not handed out
+/// before. Each process starts at its own place in [`TEST_PORTS`] (from its pid), so test
+/// binaries running side by side do not walk the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let start = (std::process::id() * 97) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 in {TEST_PORTS:?}")
 }
 
 /// Where [`expected_failure_on_oxbow`] records each expected failure, for run-tests.sh to
