@@ -4,10 +4,15 @@
 //!
 //! A pass: paused? → status only. Invalid spec? → `Ready=False` with the field named, nothing
 //! applied. Otherwise apply every desired object, then observe the StatefulSet, the pods and
-//! the brokers themselves (Metadata) and write `Ready`, `Warning`s, bootstrap addresses,
-//! cluster id, active controller and per-broker state. Errors requeue with exponential backoff
-//! per cluster; a cluster that is not Ready yet is looked at again within seconds, since the
-//! brokers' own state (the quorum forming) is not something the API server tells us about.
+//! the brokers themselves (Metadata, DescribeQuorum); make the cluster-wide dynamic broker
+//! defaults what the spec asks (IncrementalAlterConfigs, no restart); take one step of a
+//! rolling restart when pods run an old configuration or are marked for a manual one
+//! ([`crate::roll`] decides, this deletes at most one pod); and write `Ready`, `Warning`s,
+//! bootstrap addresses, cluster id, active controller, per-broker state and the roll's
+//! progress. Errors requeue with exponential backoff per cluster; a cluster that is not Ready
+//! yet, or is rolling, is looked at again within seconds, since the brokers' own state (the
+//! quorum forming, a restarted broker rejoining the ISRs) is not something the API server
+//! tells us about.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +22,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -27,9 +34,13 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{BrokerStatus, Condition, KafkaCluster, KafkaClusterStatus, PAUSE_ANNOTATION};
-use crate::desired::{desired, Desired, CLUSTER_LABEL};
-use crate::probe::{describe_cluster, ClusterView};
+use crate::crd::{
+    BrokerStatus, Condition, KafkaCluster, KafkaClusterStatus, RollingUpdateStatus,
+    MANUAL_ROLLING_UPDATE_ANNOTATION, PAUSE_ANNOTATION,
+};
+use crate::desired::{desired, Desired, CLUSTER_LABEL, CONFIG_HASH_ANNOTATION};
+use crate::probe::{config_changes, ClusterView, ConfigChange, Probe};
+use crate::roll::{self, PodObservation, RollDecision};
 
 /// The field manager of every server-side apply, and the Events' reporting controller.
 pub const FIELD_MANAGER: &str = "oxbow-operator";
@@ -38,6 +49,9 @@ pub const FIELD_MANAGER: &str = "oxbow-operator";
 const NOT_READY_REQUEUE: Duration = Duration::from_secs(5);
 /// How often a Ready cluster's status is refreshed (controller moves, a broker gone).
 const READY_REQUEUE: Duration = Duration::from_secs(60);
+/// How soon a rolling cluster is looked at again: each step waits on the brokers (a pod ready,
+/// a broker back in the ISRs), which no watch reports.
+const ROLLING_REQUEUE: Duration = Duration::from_secs(2);
 /// First and longest wait after a failed pass.
 const BACKOFF_MIN: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -70,6 +84,10 @@ pub struct Context {
     recorder: Recorder,
     /// Consecutive failed passes per `namespace/name`, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The roll in progress per `namespace/name` as the last pass left it. The status says the
+    /// same, but the KafkaCluster a pass reads comes from the watch cache, which may not show
+    /// the previous pass's status yet; the status is the fallback after an operator restart.
+    rolls: Mutex<HashMap<String, RollingUpdateStatus>>,
 }
 
 impl Context {
@@ -83,6 +101,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             failures: Mutex::new(HashMap::new()),
+            rolls: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -108,8 +127,22 @@ pub async fn run(client: Client, namespace: Option<String>, instance: Option<Str
     };
     // Only our own objects are watched, not every Service and ConfigMap of the cluster.
     let ours = watcher::Config::default().labels("app.kubernetes.io/managed-by=oxbow-operator");
+    // Broker pods belong to the StatefulSet, not to the KafkaCluster: they are mapped back by
+    // their cluster label, so a pod turning ready (a roll's next step) or annotated for a
+    // manual rolling update starts a pass at once.
+    let pods = match &namespace {
+        Some(ns) => Api::<Pod>::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let cluster_of = |pod: Pod| {
+        let cluster = pod.labels().get(CLUSTER_LABEL).cloned();
+        let ns = pod.namespace();
+        cluster
+            .map(|c| ObjectRef::<KafkaCluster>::new(&c).within(ns.as_deref().unwrap_or_default()))
+    };
     let context = Arc::new(Context::new(client, instance));
     Controller::new(clusters, watcher::Config::default())
+        .watches(pods, ours.clone(), cluster_of)
         .owns(statefulsets, ours.clone())
         .owns(services, ours.clone())
         .owns(config_maps, ours.clone())
@@ -241,7 +274,88 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         .await;
     }
 
-    let observed = observe(&ctx.client, &ns, &name, &desired).await?;
+    let probe = Probe::new(&desired.broker_addresses);
+    let mut observed = observe(&ctx.client, &ns, &name, &desired, &probe).await?;
+
+    if cluster
+        .annotations()
+        .get(MANUAL_ROLLING_UPDATE_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
+    {
+        let marked = mark_for_manual_roll(&ctx.client, &ns, &mut observed).await?;
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "annotations": { MANUAL_ROLLING_UPDATE_ANNOTATION: null } } }),
+            ),
+        )
+        .await
+        .map_err(kube_err(format!(
+            "remove {MANUAL_ROLLING_UPDATE_ANNOTATION} from KafkaCluster/{name}"
+        )))?;
+        event(
+            &ctx,
+            &cluster,
+            EventType::Normal,
+            "ManualRollingUpdate",
+            "Roll",
+            Some(format!(
+                "{MANUAL_ROLLING_UPDATE_ANNOTATION}=true: marked pods {}",
+                marked.join(", ")
+            )),
+        )
+        .await;
+    }
+
+    let mut dynamic_config_error = None;
+    if observed.view.is_some() {
+        match sync_dynamic_config(&probe, &desired).await {
+            Ok(changes) if !changes.is_empty() => {
+                let note = changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                info!(cluster = %key(&cluster), changes = %note, "cluster-wide dynamic broker configs updated");
+                event(
+                    &ctx,
+                    &cluster,
+                    EventType::Normal,
+                    "DynamicConfigUpdated",
+                    "Configure",
+                    Some(note),
+                )
+                .await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(cluster = %key(&cluster), error = %e, "cannot update the dynamic broker configs");
+                dynamic_config_error = Some(e.to_string());
+            }
+        }
+    }
+
+    // By uid too: a KafkaCluster deleted and created again under its name starts afresh.
+    let roll_key = format!("{}/{}", key(&cluster), cluster.uid().unwrap_or_default());
+    let previous_roll = ctx
+        .rolls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&roll_key)
+        .cloned()
+        .or_else(|| old.rolling_update.clone());
+    status.rolling_update =
+        roll_step(&ctx, &cluster, &desired, &observed, &probe, previous_roll).await?;
+    {
+        let mut rolls = ctx.rolls.lock().unwrap_or_else(|p| p.into_inner());
+        match &status.rolling_update {
+            Some(r) => rolls.insert(roll_key, r.clone()),
+            None => rolls.remove(&roll_key),
+        };
+    }
+
     let ready = observed.ready_reason(&desired);
     status.listeners = desired.listeners.clone();
     status.ready_brokers = observed.ready_pods;
@@ -263,6 +377,15 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     for w in &desired.warnings {
         conditions.push(condition(&old, "Warning", "True", &w.reason, &w.message));
     }
+    if let Some(e) = &dynamic_config_error {
+        conditions.push(condition(
+            &old,
+            "Warning",
+            "True",
+            "DynamicConfigNotApplied",
+            &format!("the cluster-wide dynamic broker configs could not be updated: {e}"),
+        ));
+    }
     status.conditions = conditions;
     write_status(&api, &name, &status).await?;
     if ready.is_ok() && !condition_is(&old, "Ready", "True") {
@@ -280,11 +403,202 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&key(&cluster));
-    Ok(Action::requeue(if ready.is_ok() {
+    Ok(Action::requeue(if status.rolling_update.is_some() {
+        ROLLING_REQUEUE
+    } else if ready.is_ok() {
         READY_REQUEUE
     } else {
         NOT_READY_REQUEUE
     }))
+}
+
+/// Makes the cluster-wide dynamic broker defaults equal to `desired.dynamic_config`; returns
+/// the changes made (none when they already were).
+async fn sync_dynamic_config(
+    probe: &Probe,
+    desired: &Desired,
+) -> Result<Vec<ConfigChange>, crate::probe::Error> {
+    let current = probe.dynamic_defaults().await?;
+    let changes = config_changes(&current, &desired.dynamic_config);
+    if !changes.is_empty() {
+        probe.alter_dynamic_defaults(&changes).await?;
+    }
+    Ok(changes)
+}
+
+/// Moves the KafkaCluster's manual rolling update onto each existing broker pod (a pod
+/// annotation survives an operator restart and goes with the pod it marks); returns the pods
+/// marked.
+async fn mark_for_manual_roll(
+    client: &Client,
+    ns: &str,
+    observed: &mut Observed,
+) -> Result<Vec<String>, Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut marked = Vec::new();
+    for p in observed.pods.iter_mut() {
+        if !p.observation.exists || p.observation.terminating || p.observation.manual {
+            continue;
+        }
+        pods.patch(
+            &p.name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "annotations": { MANUAL_ROLLING_UPDATE_ANNOTATION: "true" } } }),
+            ),
+        )
+        .await
+        .map_err(kube_err(format!(
+            "annotate Pod/{} {MANUAL_ROLLING_UPDATE_ANNOTATION}=true",
+            p.name
+        )))?;
+        p.observation.manual = true;
+        marked.push(p.name.clone());
+    }
+    Ok(marked)
+}
+
+/// One step of a rolling restart, given the roll as the previous pass left it: the roll's
+/// status after it, `None` when no roll is under way. Deletes at most one pod, as [`roll::plan`] decides; a roll ends once no pod is stale
+/// and the last restarted broker is ready and back in every ISR.
+async fn roll_step(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    desired: &Desired,
+    observed: &Observed,
+    probe: &Probe,
+    previous: Option<RollingUpdateStatus>,
+) -> Result<Option<RollingUpdateStatus>, Error> {
+    let hash = &desired.config_hash;
+    let states: Vec<roll::BrokerState> = observed
+        .pods
+        .iter()
+        .zip(0..)
+        .map(|(p, id)| roll::broker_state(id, &p.observation, hash))
+        .collect();
+    let stale: Vec<(&BrokerPod, String)> = observed
+        .pods
+        .iter()
+        .filter_map(|p| roll::stale_reason(&p.observation, hash).map(|why| (p, why)))
+        .collect();
+    if stale.is_empty() && previous.is_none() {
+        return Ok(None);
+    }
+    let mut rolling = previous.clone().unwrap_or_else(|| RollingUpdateStatus {
+        started_at: Timestamp::now().to_string(),
+        ..RollingUpdateStatus::default()
+    });
+    rolling.pods_left = stale.iter().map(|(p, _)| p.name.clone()).collect();
+    rolling.waiting = None;
+    if previous.is_none() {
+        let note = stale
+            .iter()
+            .map(|(p, why)| format!("{}: {why}", p.name))
+            .collect::<Vec<_>>()
+            .join("; ");
+        info!(cluster = %key(cluster), pods = %note, "rolling update started");
+        event(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "RollingUpdateStarted",
+            "Roll",
+            Some(note),
+        )
+        .await;
+    }
+    let partitions = probe.partitions().await.map_err(|e| e.to_string());
+    if stale.is_empty() {
+        // Every pod runs the current configuration: the roll is over once the last restarted
+        // broker is back.
+        let unsettled = match &partitions {
+            Ok(parts) => roll::unsettled(&states, parts),
+            Err(e) => Some(format!("the partitions are unknown: {e}")),
+        };
+        if let Some(why) = unsettled {
+            rolling.waiting = Some(why);
+            return Ok(Some(rolling));
+        }
+        let took = rolling
+            .started_at
+            .parse::<Timestamp>()
+            .ok()
+            .map(|t| Timestamp::now().duration_since(t).as_secs_f64())
+            .map(|s| format!(" in {s:.1} s"))
+            .unwrap_or_default();
+        let note = format!("restarted {}{took}", rolling.restarted.join(", "));
+        info!(cluster = %key(cluster), "rolling update done: {note}");
+        event(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "RollingUpdateDone",
+            "Roll",
+            Some(note),
+        )
+        .await;
+        return Ok(None);
+    }
+    if !observed.statefulset_current {
+        // A pod deleted now could be recreated from the previous template.
+        rolling.waiting =
+            Some("the StatefulSet controller has not seen the latest spec yet".to_string());
+        return Ok(Some(rolling));
+    }
+    let controller = observed.view.as_ref().and_then(|v| v.controller_id);
+    let decision = roll::plan(
+        &states,
+        partitions.as_deref().map_err(String::as_str),
+        controller,
+    );
+    match decision {
+        RollDecision::Done => {}
+        RollDecision::Wait(why) => {
+            tracing::debug!(cluster = %key(cluster), waiting = %why, "rolling update waits");
+            rolling.waiting = Some(why);
+        }
+        RollDecision::Restart(id) => {
+            let Some((pod, why)) = stale
+                .iter()
+                .find(|(p, _)| p.name == format!("{}-{id}", cluster.name_any()))
+            else {
+                rolling.waiting = Some(format!("broker {id} has no pod to restart"));
+                return Ok(Some(rolling));
+            };
+            let ns = cluster.namespace().unwrap_or_default();
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            // The uid precondition: never delete a replacement that appeared meanwhile.
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: pod.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            pods.delete(&pod.name, &params)
+                .await
+                .map_err(kube_err(format!("delete Pod/{}", pod.name)))?;
+            let role = if controller == Some(id) {
+                ", the active controller"
+            } else {
+                ""
+            };
+            let note = format!("restarting pod {} (broker {id}{role}): {why}", pod.name);
+            info!(cluster = %key(cluster), "{note}");
+            event(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "RollingRestart",
+                "Roll",
+                Some(note),
+            )
+            .await;
+            rolling.restarted.push(pod.name.clone());
+            rolling.pods_left.retain(|p| *p != pod.name);
+        }
+    }
+    Ok(Some(rolling))
 }
 
 /// Server-side applies every desired object; returns `Kind/name` of those created or changed.
@@ -326,6 +640,15 @@ where
     Ok((before != after.meta().resource_version).then_some(label))
 }
 
+/// A broker's pod as listed.
+struct BrokerPod {
+    /// `<cluster>-<ordinal>`.
+    name: String,
+    /// The uid of the pod listed, if one is.
+    uid: Option<String>,
+    observation: PodObservation,
+}
+
 /// The cluster as observed in the API server and from the brokers.
 struct Observed {
     /// The StatefulSet's `readyReplicas`.
@@ -333,6 +656,8 @@ struct Observed {
     /// Whether the StatefulSet controller has seen the latest spec.
     statefulset_current: bool,
     brokers: Vec<BrokerStatus>,
+    /// The pod of each broker, by node id (ordinal).
+    pods: Vec<BrokerPod>,
     /// What a broker answered, or why none did.
     view: Option<ClusterView>,
     view_error: Option<String>,
@@ -384,6 +709,7 @@ async fn observe(
     ns: &str,
     name: &str,
     desired: &Desired,
+    probe: &Probe,
 ) -> Result<Observed, Error> {
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let sts = statefulsets
@@ -405,25 +731,32 @@ async fn observe(
         .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
         .await
         .map_err(kube_err(format!("list pods of {name}")))?;
-    let (view, view_error) = match describe_cluster(&desired.broker_addresses).await {
+    let (view, view_error) = match probe.cluster().await {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let brokers = (0..desired.brokers)
+    let pods: Vec<BrokerPod> = (0..desired.brokers)
         .map(|id| {
-            let pod = format!("{name}-{id}");
-            let ready = listed.items.iter().any(|p| {
-                p.metadata.name.as_deref() == Some(pod.as_str())
-                    && p.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|cs| {
-                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        })
-            });
+            let pod_name = format!("{name}-{id}");
+            let pod = listed
+                .items
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()));
+            BrokerPod {
+                name: pod_name,
+                uid: pod.and_then(|p| p.metadata.uid.clone()),
+                observation: pod.map(pod_observation).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let brokers = pods
+        .iter()
+        .zip(0..)
+        .map(|(pod, id)| {
+            let ready = pod.observation.ready && !pod.observation.terminating;
             BrokerStatus {
                 id,
-                pod,
+                pod: pod.name.clone(),
                 ready,
                 registered: view.as_ref().is_some_and(|v| v.brokers.contains(&id)),
                 roles: if id < desired.controllers {
@@ -438,9 +771,32 @@ async fn observe(
         ready_pods,
         statefulset_current,
         brokers,
+        pods,
         view,
         view_error,
     })
+}
+
+/// What the roll planner needs of a listed pod.
+fn pod_observation(pod: &Pod) -> PodObservation {
+    let annotation = |key: &str| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
+    PodObservation {
+        exists: true,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        ready: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+        config_hash: annotation(CONFIG_HASH_ANNOTATION),
+        manual: annotation(MANUAL_ROLLING_UPDATE_ANNOTATION).as_deref() == Some("true"),
+    }
 }
 
 /// Whether `status` has condition `kind` with `value`.

@@ -15,6 +15,12 @@ use serde::{Deserialize, Serialize};
 /// (Strimzi's `strimzi.io/pause-reconciliation`, under our group).
 pub const PAUSE_ANNOTATION: &str = "oxbow.dev/pause-reconciliation";
 
+/// The annotation that restarts pods on demand while it is `"true"` (Strimzi's
+/// `strimzi.io/manual-rolling-update`, under our group): on the KafkaCluster every broker pod
+/// (the operator moves it onto each pod and removes it from the KafkaCluster), on a pod that
+/// pod. The replacement pod does not carry it, so it is gone once the pod has restarted.
+pub const MANUAL_ROLLING_UPDATE_ANNOTATION: &str = "oxbow.dev/manual-rolling-update";
+
 /// The broker image used when `spec.image` is not set: this release's broker.
 pub const DEFAULT_IMAGE: &str = concat!("oxbow-broker:", env!("CARGO_PKG_VERSION"));
 
@@ -265,6 +271,31 @@ pub struct KafkaClusterStatus {
     /// Each broker's state.
     #[serde(default)]
     pub brokers: Vec<BrokerStatus>,
+    /// The rolling restart in progress; `null` when every pod runs the current configuration.
+    /// (Serialised even when `None`: the status is written as a merge patch, where only an
+    /// explicit `null` removes a field.)
+    #[serde(default)]
+    pub rolling_update: Option<RollingUpdateStatus>,
+}
+
+/// A rolling restart in progress: pods are restarted one at a time, the active controller
+/// last, never one whose restart would take a partition below `min.insync.replicas`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdateStatus {
+    /// When the roll began (RFC 3339).
+    pub started_at: String,
+    /// Pods that still run an old configuration (or are marked for a manual restart).
+    #[serde(default)]
+    pub pods_left: Vec<String>,
+    /// Pods restarted so far in this roll, in order.
+    #[serde(default)]
+    pub restarted: Vec<String>,
+    /// Why no pod is restarted now, while the roll waits (a broker not ready, not back in an
+    /// ISR yet, a partition at its `min.insync.replicas`). `null` when not waiting (written
+    /// out: the merge patch of the status would keep an old reason otherwise).
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 /// A condition, as Kubernetes' `metav1.Condition`.

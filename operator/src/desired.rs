@@ -41,6 +41,67 @@ pub const CONFIG_HASH_ANNOTATION: &str = "oxbow.dev/config-hash";
 /// The label naming the KafkaCluster an object belongs to.
 pub const CLUSTER_LABEL: &str = "oxbow.dev/cluster";
 
+/// Broker keys a running broker takes as cluster-wide dynamic defaults (IncrementalAlterConfigs
+/// on the broker resource `""`, as `kafka-configs.sh --entity-type brokers --entity-default`
+/// does): Kafka 4.1's `cluster-wide` keys that oxbow-broker accepts at runtime, less passwords
+/// (DescribeConfigs hides their values, so the operator could not tell whether one changed).
+/// A change of only these keys reaches the brokers without a restart: they stay out of the
+/// config hash. Every other key needs a restart and changes the hash. A test checks this list
+/// against the broker's own table.
+pub const CLUSTER_WIDE_DYNAMIC_KEYS: &[&str] = &[
+    "background.threads",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.type",
+    "compression.zstd.level",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.io.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.max.compaction.lag.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.threads",
+    "log.cleanup.policy",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.index.interval.bytes",
+    "log.index.size.max.bytes",
+    "log.local.retention.bytes",
+    "log.local.retention.ms",
+    "log.message.timestamp.after.max.ms",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.type",
+    "log.preallocate",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.roll.jitter.ms",
+    "log.roll.ms",
+    "log.segment.bytes",
+    "log.segment.delete.delay.ms",
+    "max.connection.creation.rate",
+    "max.connections",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
+    "message.max.bytes",
+    "metric.reporters",
+    "min.insync.replicas",
+    "num.io.threads",
+    "num.network.threads",
+    "num.recovery.threads.per.data.dir",
+    "num.replica.fetchers",
+    "producer.id.expiration.ms",
+    "transaction.partition.verification.enable",
+    "unclean.leader.election.enable",
+];
+
+/// Whether a running broker takes `key` as a cluster-wide dynamic default (no restart).
+pub fn is_cluster_wide_dynamic(key: &str) -> bool {
+    CLUSTER_WIDE_DYNAMIC_KEYS.binary_search(&key).is_ok()
+}
+
 /// Where a broker's `log.dirs` is mounted.
 const DATA_DIR: &str = "/var/lib/oxbow/data";
 /// Where the ConfigMap's `server.properties` is mounted.
@@ -73,6 +134,12 @@ pub struct Desired {
     pub broker_addresses: Vec<String>,
     /// Non-blocking problems with the spec, for the status' `Warning` conditions.
     pub warnings: Vec<Warning>,
+    /// The cluster-wide dynamic broker defaults the brokers should have (the
+    /// [`CLUSTER_WIDE_DYNAMIC_KEYS`] of `server.properties`): the operator makes the cluster's
+    /// dynamic default entity equal to this, so they change without a restart.
+    pub dynamic_config: BTreeMap<String, String>,
+    /// The config hash of the pod template ([`CONFIG_HASH_ANNOTATION`]).
+    pub config_hash: String,
 }
 
 /// A non-blocking problem: the cluster runs, but not entirely as asked.
@@ -495,9 +562,20 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     if !template.tolerations.is_empty() {
         pod_spec.tolerations = Some(template.tolerations.clone());
     }
-    // The hash covers what the broker reads at start: its properties and its pod spec.
+    // The hash covers what the broker reads at start and cannot change while it runs: its
+    // properties but the cluster-wide dynamic ones (applied at runtime instead), and its pod
+    // spec. The ConfigMap keeps every key, so a restarted broker starts with them all.
+    let dynamic_config: BTreeMap<String, String> = settings
+        .iter()
+        .filter(|(k, _)| is_cluster_wide_dynamic(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut hasher = Sha256::new();
-    hasher.update(properties.as_bytes());
+    for (key, value) in owned.iter().chain(settings.iter()) {
+        if !is_cluster_wide_dynamic(key) {
+            hasher.update(format!("{key}={value}\n").as_bytes());
+        }
+    }
     hasher.update(serde_json::to_vec(&pod_spec).unwrap_or_default());
     let hash = hasher
         .finalize()
@@ -508,7 +586,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             s
         });
     let mut pod_annotations = template.annotations.clone();
-    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash);
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash.clone());
 
     let stateful_set = StatefulSet {
         metadata: meta(name.clone()),
@@ -566,6 +644,8 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         listeners,
         broker_addresses,
         warnings,
+        dynamic_config,
+        config_hash: hash,
     })
 }
 
@@ -806,11 +886,64 @@ mod tests {
         assert_eq!(base, hash(&ok("replicas: 3")), "deterministic");
         assert_ne!(
             base,
-            hash(&ok("replicas: 3\nconfig:\n  num.io.threads: 16"))
+            hash(&ok("replicas: 3\nconfig:\n  num.partitions: 16"))
         );
         assert_ne!(base, hash(&ok("replicas: 3\nimage: oxbow-broker:other")));
         // Brokers beyond the voters change no broker's configuration.
         assert_eq!(base, hash(&ok("replicas: 4\ncontrollers: 3")));
+    }
+
+    #[test]
+    fn cluster_wide_dynamic_configs_change_without_a_restart_and_others_roll() {
+        let base = ok("replicas: 3");
+        assert_eq!(
+            base.dynamic_config,
+            BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())])
+        );
+        assert_eq!(base.config_hash, hash(&base));
+        let dynamic = ok("replicas: 3\nconfig:\n  log.retention.ms: 3600000\n  message.max.bytes: 2000000\n  min.insync.replicas: 1");
+        assert_eq!(
+            hash(&base),
+            hash(&dynamic),
+            "dynamic keys stay out of the hash"
+        );
+        assert_eq!(dynamic.dynamic_config["log.retention.ms"], "3600000");
+        assert_eq!(dynamic.dynamic_config["message.max.bytes"], "2000000");
+        assert_eq!(dynamic.dynamic_config["min.insync.replicas"], "1");
+        // The file has them too: a restarted broker starts with them.
+        assert_eq!(properties(&dynamic)["log.retention.ms"], "3600000");
+        // Read-only (num.partitions), per-broker or unknown keys need a restart.
+        for restart in [
+            "num.partitions: 2",
+            "log.retention.hours: 1",
+            "ssl.keystore.type: PKCS12",
+            "some.plugin.key: x",
+        ] {
+            let d = ok(&format!("replicas: 3\nconfig:\n  {restart}"));
+            assert_ne!(hash(&base), hash(&d), "{restart} must roll");
+            assert_eq!(d.dynamic_config, base.dynamic_config, "{restart}");
+        }
+    }
+
+    /// The operator's list is what the broker takes at runtime as a cluster-wide default: a key
+    /// the broker refuses dynamically would never be applied, and one missing here would roll
+    /// for nothing.
+    #[test]
+    fn the_dynamic_keys_are_the_brokers_cluster_wide_keys_without_passwords() {
+        use oxbow_broker::config::{broker_config_keys, ConfigType, UpdateMode};
+        let broker: Vec<&str> = broker_config_keys()
+            .iter()
+            .filter(|k| k.update_mode == UpdateMode::ClusterWide)
+            .filter(|k| k.config_type != ConfigType::Password)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(CLUSTER_WIDE_DYNAMIC_KEYS, broker.as_slice());
+        let mut sorted = CLUSTER_WIDE_DYNAMIC_KEYS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted, CLUSTER_WIDE_DYNAMIC_KEYS,
+            "sorted for binary_search"
+        );
     }
 
     #[test]

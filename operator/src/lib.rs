@@ -6,8 +6,9 @@
 //! - [`crd`]: the resource's types, from which the CRD is generated (`crdgen`).
 //! - [`desired`]: the objects a KafkaCluster should have, a pure function.
 //! - [`controller`]: the reconcile loop.
-//! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum).
-//! - [`roll`]: which broker to restart next in a roll (not called by the reconciler yet).
+//! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum,
+//!   DescribeConfigs) and the dynamic broker defaults the operator sets.
+//! - [`roll`]: which broker to restart next in a rolling restart, a pure function.
 //! - [`topic`]: `KafkaTopic` resources reconciled into topics of their cluster.
 
 pub mod controller;

@@ -1,14 +1,59 @@
-//! What the brokers say about their cluster: Metadata without topics (cluster id, registered
-//! brokers, as `kcat -L` asks) and DescribeQuorum (the active controller, as
-//! `kafka-metadata-quorum.sh describe --status` asks: Metadata's controller id is a random live
-//! broker in KRaft, not the active controller).
+//! What the brokers say about their cluster, and the few admin requests the operator sends
+//! them: Metadata without topics (cluster id, registered brokers, as `kcat -L` asks),
+//! DescribeQuorum (the active controller, as `kafka-metadata-quorum.sh describe --status` asks:
+//! Metadata's controller id is a random live broker in KRaft, not the active controller),
+//! Metadata of every topic with each topic's effective `min.insync.replicas` (DescribeConfigs),
+//! for the roll planner, and the cluster-wide dynamic broker defaults (DescribeConfigs and
+//! IncrementalAlterConfigs on the broker resource `""`, as `kafka-configs.sh --entity-type
+//! brokers --entity-default` sends them).
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use oxbow_client::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use oxbow_client::kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-use oxbow_client::kafka_protocol::messages::{DescribeQuorumRequest, MetadataRequest, TopicName};
+use oxbow_client::kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use oxbow_client::kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeQuorumRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+    TopicName,
+};
 use oxbow_client::kafka_protocol::protocol::StrBytes;
 use oxbow_client::{Client, ConnectionConfig};
+
+use crate::roll::PartitionState;
+
+/// Kafka's ConfigResource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's ConfigResource type of a broker (name `""`: the cluster-wide default).
+const RESOURCE_BROKER: i8 = 4;
+/// DescribeConfigs' source of a cluster-wide dynamic broker default.
+const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+/// IncrementalAlterConfigs' operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+/// Why a probe got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No broker answered, or the answer could not be read.
+    #[error(transparent)]
+    Client(#[from] oxbow_client::Error),
+    /// A broker answered with a Kafka error code.
+    #[error("{what}: Kafka error {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Kafka {
+        /// The request and resource.
+        what: String,
+        /// Kafka's error code.
+        code: i16,
+        /// The broker's message, if any.
+        message: Option<String>,
+    },
+    /// Metadata listed no broker to send the request to.
+    #[error("the cluster's Metadata lists no broker")]
+    NoBroker,
+}
 
 /// The cluster as one broker described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,39 +67,300 @@ pub struct ClusterView {
     pub brokers: Vec<i32>,
 }
 
-/// Asks the brokers at `addresses` (`host:port`, tried in order) for Metadata without topics.
-/// Short timeouts: a broker that does not answer within seconds is not ready, and the
-/// reconciler asks again at its next pass.
-pub async fn describe_cluster(addresses: &[String]) -> Result<ClusterView, oxbow_client::Error> {
-    let config = ConnectionConfig {
-        client_id: Some("oxbow-operator".to_string()),
-        request_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(3),
-        ..ConnectionConfig::default()
-    };
-    let client = Client::new(addresses.iter().cloned(), config);
-    // An empty topic list (not null) asks for no topics; version 1+ carries the controller id.
-    let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-    let response = client.metadata(&request).await?;
-    let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
-    brokers.sort_unstable();
-    let quorum = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
-        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
-        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
-    let mut controller_id = None;
-    if let Some(&broker) = brokers.first() {
-        let answer = client.send(broker, &quorum).await?;
-        let leader = answer
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .filter(|p| p.error_code == 0)
-            .map(|p| p.leader_id.0);
-        controller_id = leader.filter(|id| *id >= 0);
+/// One change of a cluster-wide dynamic broker default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Set `key` to `value`.
+    Set(String, String),
+    /// Remove `key`: brokers fall back to their `server.properties` (or Kafka's default).
+    Delete(String),
+}
+
+/// The changes that turn the cluster-wide dynamic defaults `current` into `desired`, in key
+/// order: keys set to another value or missing are set, keys not desired are deleted (the
+/// operator owns the cluster-wide defaults, as Strimzi owns its brokers' dynamic configs: a
+/// `kafka-configs.sh --entity-default` change outside the KafkaCluster is undone).
+pub fn config_changes(
+    current: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+) -> Vec<ConfigChange> {
+    let mut changes: Vec<ConfigChange> = desired
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| ConfigChange::Set(k.clone(), v.clone()))
+        .collect();
+    changes.extend(
+        current
+            .keys()
+            .filter(|k| !desired.contains_key(*k))
+            .map(|k| ConfigChange::Delete(k.clone())),
+    );
+    changes.sort_by(|a, b| change_key(a).cmp(change_key(b)));
+    changes
+}
+
+fn change_key(c: &ConfigChange) -> &str {
+    match c {
+        ConfigChange::Set(k, _) | ConfigChange::Delete(k) => k,
     }
-    Ok(ClusterView {
-        cluster_id: response.cluster_id.as_ref().map(|s| s.to_string()),
-        controller_id,
-        brokers,
-    })
+}
+
+impl std::fmt::Display for ConfigChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigChange::Set(k, v) => write!(f, "{k}={v}"),
+            ConfigChange::Delete(k) => write!(f, "{k} removed"),
+        }
+    }
+}
+
+/// Talks to the brokers at `host:port` addresses (tried in order). Short timeouts: a broker
+/// that does not answer within seconds is not ready, and the reconciler asks again at its
+/// next pass.
+pub struct Probe {
+    client: Client,
+}
+
+impl Probe {
+    /// A probe of the brokers at `addresses`; nothing is connected until the first request.
+    pub fn new(addresses: &[String]) -> Probe {
+        let config = ConnectionConfig {
+            client_id: Some("oxbow-operator".to_string()),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            ..ConnectionConfig::default()
+        };
+        Probe {
+            client: Client::new(addresses.iter().cloned(), config),
+        }
+    }
+
+    /// Metadata without topics, then DescribeQuorum to the first broker listed.
+    pub async fn cluster(&self) -> Result<ClusterView, Error> {
+        // An empty topic list (not null) asks for no topics; version 1+ carries the controller id.
+        let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+        let response = self.client.metadata(&request).await?;
+        let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+        brokers.sort_unstable();
+        let quorum = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let mut controller_id = None;
+        if let Some(&broker) = brokers.first() {
+            let answer = self.client.send(broker, &quorum).await?;
+            let leader = answer
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .filter(|p| p.error_code == 0)
+                .map(|p| p.leader_id.0);
+            controller_id = leader.filter(|id| *id >= 0);
+        }
+        Ok(ClusterView {
+            cluster_id: response.cluster_id.as_ref().map(|s| s.to_string()),
+            controller_id,
+            brokers,
+        })
+    }
+
+    /// Every partition of every topic (internal ones included: `__consumer_offsets` matters
+    /// as much as users' topics) with its replicas, ISR and the topic's effective
+    /// `min.insync.replicas`, sorted by topic and partition. A topic whose Metadata or configs
+    /// come with an error fails the whole answer: the roll must not go on a partial view.
+    pub async fn partitions(&self) -> Result<Vec<PartitionState>, Error> {
+        let response = self
+            .client
+            .metadata(&MetadataRequest::default().with_topics(None))
+            .await?;
+        let broker = first_broker(&response.brokers)?;
+        let mut topics = Vec::new();
+        for t in &response.topics {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            if t.error_code != 0 {
+                return Err(Error::Kafka {
+                    what: format!("Metadata of topic {name}"),
+                    code: t.error_code,
+                    message: None,
+                });
+            }
+            topics.push((name, t));
+        }
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|(name, _)| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(RESOURCE_TOPIC)
+                        .with_resource_name(StrBytes::from_string(name.clone()))
+                        .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                            "min.insync.replicas",
+                        )]))
+                })
+                .collect(),
+        );
+        let answer = self.client.send(broker, &request).await?;
+        let mut min_isr: HashMap<String, i32> = HashMap::new();
+        for r in &answer.results {
+            let name = r.resource_name.to_string();
+            if r.error_code != 0 {
+                return Err(Error::Kafka {
+                    what: format!("DescribeConfigs of topic {name}"),
+                    code: r.error_code,
+                    message: r.error_message.as_ref().map(|m| m.to_string()),
+                });
+            }
+            let value = r
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == "min.insync.replicas")
+                .and_then(|c| c.value.as_ref())
+                .and_then(|v| v.as_str().parse::<i32>().ok());
+            if let Some(v) = value {
+                min_isr.insert(name, v);
+            }
+        }
+        let mut partitions = Vec::new();
+        for (name, t) in topics {
+            // Kafka's broker default applies when a topic's answer lacks it.
+            let min = min_isr.get(&name).copied().unwrap_or(1);
+            for p in &t.partitions {
+                partitions.push(PartitionState {
+                    name: format!("{name}-{}", p.partition_index),
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                    min_insync_replicas: min,
+                });
+            }
+        }
+        partitions.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(partitions)
+    }
+
+    /// The cluster-wide dynamic broker defaults (broker resource `""`).
+    pub async fn dynamic_defaults(&self) -> Result<BTreeMap<String, String>, Error> {
+        let broker = self.any_broker().await?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name(StrBytes::from_static_str(""))
+                .with_configuration_keys(None),
+        ]);
+        let answer = self.client.send(broker, &request).await?;
+        let mut configs = BTreeMap::new();
+        for r in &answer.results {
+            if r.error_code != 0 {
+                return Err(Error::Kafka {
+                    what: "DescribeConfigs of the cluster-wide broker defaults".into(),
+                    code: r.error_code,
+                    message: r.error_message.as_ref().map(|m| m.to_string()),
+                });
+            }
+            for c in &r.configs {
+                // Only the dynamic defaults themselves; a broker may describe more.
+                if c.config_source != SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG {
+                    continue;
+                }
+                if let Some(v) = &c.value {
+                    configs.insert(c.name.to_string(), v.to_string());
+                }
+            }
+        }
+        Ok(configs)
+    }
+
+    /// Applies `changes` to the cluster-wide dynamic broker defaults in one
+    /// IncrementalAlterConfigs.
+    pub async fn alter_dynamic_defaults(&self, changes: &[ConfigChange]) -> Result<(), Error> {
+        let broker = self.any_broker().await?;
+        let configs = changes
+            .iter()
+            .map(|c| match c {
+                ConfigChange::Set(k, v) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(OP_SET)
+                    .with_value(Some(StrBytes::from_string(v.clone()))),
+                ConfigChange::Delete(k) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(OP_DELETE)
+                    .with_value(None),
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name(StrBytes::from_static_str(""))
+                .with_configs(configs),
+        ]);
+        let answer = self.client.send(broker, &request).await?;
+        for r in &answer.responses {
+            if r.error_code != 0 {
+                return Err(Error::Kafka {
+                    what: "IncrementalAlterConfigs of the cluster-wide broker defaults".into(),
+                    code: r.error_code,
+                    message: r.error_message.as_ref().map(|m| m.to_string()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn any_broker(&self) -> Result<i32, Error> {
+        let response = self
+            .client
+            .metadata(&MetadataRequest::default().with_topics(Some(Vec::new())))
+            .await?;
+        first_broker(&response.brokers)
+    }
+}
+
+fn first_broker(
+    brokers: &[oxbow_client::kafka_protocol::messages::metadata_response::MetadataResponseBroker],
+) -> Result<i32, Error> {
+    brokers
+        .iter()
+        .map(|b| b.node_id.0)
+        .min()
+        .ok_or(Error::NoBroker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn changes_set_what_differs_and_delete_what_is_no_longer_asked_for() {
+        let current = map(&[
+            ("log.retention.ms", "1000"),
+            ("message.max.bytes", "2000000"),
+            ("min.insync.replicas", "2"),
+        ]);
+        let desired = map(&[
+            ("log.retention.ms", "2000"),
+            ("min.insync.replicas", "2"),
+            ("num.io.threads", "9"),
+        ]);
+        assert_eq!(
+            config_changes(&current, &desired),
+            vec![
+                ConfigChange::Set("log.retention.ms".into(), "2000".into()),
+                ConfigChange::Delete("message.max.bytes".into()),
+                ConfigChange::Set("num.io.threads".into(), "9".into()),
+            ]
+        );
+        assert!(config_changes(&desired, &desired).is_empty());
+        assert_eq!(
+            config_changes(&current, &desired)[1].to_string(),
+            "message.max.bytes removed"
+        );
+    }
 }
