@@ -69,7 +69,7 @@ finish() {
       iptables-save 2>/dev/null | grep -qF "\"oxbow-$NODE_BRIDGE\"" && node_left+=" iptables=CNI-rules-of-oxbow-$NODE_BRIDGE"
       grep -qF " $RUN/" /proc/self/mountinfo && node_left+=" mounts=$(grep -cF " $RUN/" /proc/self/mountinfo)"
     fi
-    if ((${#left[@]})) || grep -q "oxbow-podrunner $RUN" /etc/hosts || [[ -e $RUN || -n $node_left ]]; then
+    if ((${#left[@]})) || grep -qF "oxbow-podrunner $RUN/state" /etc/hosts || [[ -e $RUN || -n $node_left ]]; then
       echo "[test] FAIL down-leaves-nothing: processes=${left[*]:-none}$node_left" >&2; failed=$((failed + 1)); failures+=(down)
     else
       echo "[test] PASS down-leaves-nothing" >&2; passed=$((passed + 1))
