@@ -9,12 +9,15 @@
 //! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum,
 //!   DescribeConfigs) and the dynamic broker defaults the operator sets.
 //! - [`roll`]: which broker to restart next in a rolling restart, a pure function.
+//! - [`rebalance`]: new replica lists spreading replicas and leaders over a set of brokers (for
+//!   scaling up and down), a pure function; not executed by the reconciler yet.
 //! - [`topic`]: `KafkaTopic` resources reconciled into topics of their cluster.
 
 pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod probe;
+pub mod rebalance;
 pub mod roll;
 pub mod topic;
 
