@@ -40,6 +40,7 @@ use crate::crd::{
 };
 use crate::desired::{desired, Desired, CLUSTER_LABEL, CONFIG_HASH_ANNOTATION};
 use crate::probe::{config_changes, ClusterView, ConfigChange, Probe};
+use crate::reconcile::{key, kube_err, Backoff, KubeError};
 use crate::roll::{self, PodObservation, RollDecision};
 
 /// The field manager of every server-side apply, and the Events' reporting controller.
@@ -52,38 +53,26 @@ const READY_REQUEUE: Duration = Duration::from_secs(60);
 /// How soon a rolling cluster is looked at again: each step waits on the brokers (a pod ready,
 /// a broker back in the ISRs), which no watch reports.
 const ROLLING_REQUEUE: Duration = Duration::from_secs(2);
-/// First and longest wait after a failed pass.
-const BACKOFF_MIN: Duration = Duration::from_secs(2);
+/// The longest wait after failed passes.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Why a reconcile pass failed; the pass is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The API server refused or failed a request.
-    #[error("{action}: {source}")]
-    Kube {
-        /// What the operator was doing.
-        action: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     /// The object lacks a namespace (a KafkaCluster always has one).
     #[error("KafkaCluster {0} has no namespace")]
     NoNamespace(String),
-}
-
-fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let action = action.into();
-    move |source| Error::Kube { action, source }
 }
 
 /// What every reconcile pass shares.
 pub struct Context {
     client: Client,
     recorder: Recorder,
-    /// Consecutive failed passes per `namespace/name`, for the backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failed passes per `namespace/name`.
+    backoff: Backoff,
     /// The roll in progress per `namespace/name` as the last pass left it. The status says the
     /// same, but the KafkaCluster a pass reads comes from the watch cache, which may not show
     /// the previous pass's status yet; the status is the fallback after an operator restart.
@@ -100,7 +89,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            failures: Mutex::new(HashMap::new()),
+            backoff: Backoff::new(BACKOFF_MAX),
             rolls: Mutex::new(HashMap::new()),
         }
     }
@@ -158,28 +147,11 @@ pub async fn run(client: Client, namespace: Option<String>, instance: Option<Str
         .await;
 }
 
-fn key(cluster: &KafkaCluster) -> String {
-    format!(
-        "{}/{}",
-        cluster.namespace().unwrap_or_default(),
-        cluster.name_any()
-    )
-}
-
 /// Requeues a failed pass after 2 s, doubling per consecutive failure up to 5 minutes.
 fn error_policy(cluster: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let n = failures.entry(key(&cluster)).or_insert(0);
-    *n = n.saturating_add(1);
-    let wait = backoff(*n);
-    warn!(cluster = %key(&cluster), error = %error, retry_in = ?wait, "reconcile failed");
+    let wait = ctx.backoff.failed(&key(cluster.as_ref()));
+    warn!(cluster = %key(cluster.as_ref()), error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
-}
-
-/// The wait after the `failures`-th consecutive failure.
-fn backoff(failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    BACKOFF_MIN.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
 /// One reconcile pass of `cluster`.
@@ -224,10 +196,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             )
             .await;
         }
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key(&cluster));
+        ctx.backoff.succeeded(&key(cluster.as_ref()));
         return Ok(Action::await_change());
     }
     status
@@ -262,7 +231,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     let changed = apply_all(&ctx.client, &ns, &desired).await?;
     if !changed.is_empty() {
         let note = changed.join(", ");
-        info!(cluster = %key(&cluster), applied = %note, "objects created or updated");
+        info!(cluster = %key(cluster.as_ref()), applied = %note, "objects created or updated");
         event(
             &ctx,
             &cluster,
@@ -318,7 +287,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ");
-                info!(cluster = %key(&cluster), changes = %note, "cluster-wide dynamic broker configs updated");
+                info!(cluster = %key(cluster.as_ref()), changes = %note, "cluster-wide dynamic broker configs updated");
                 event(
                     &ctx,
                     &cluster,
@@ -331,14 +300,18 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             }
             Ok(_) => {}
             Err(e) => {
-                warn!(cluster = %key(&cluster), error = %e, "cannot update the dynamic broker configs");
+                warn!(cluster = %key(cluster.as_ref()), error = %e, "cannot update the dynamic broker configs");
                 dynamic_config_error = Some(e.to_string());
             }
         }
     }
 
     // By uid too: a KafkaCluster deleted and created again under its name starts afresh.
-    let roll_key = format!("{}/{}", key(&cluster), cluster.uid().unwrap_or_default());
+    let roll_key = format!(
+        "{}/{}",
+        key(cluster.as_ref()),
+        cluster.uid().unwrap_or_default()
+    );
     let previous_roll = ctx
         .rolls
         .lock()
@@ -399,10 +372,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         )
         .await;
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key(&cluster));
+    ctx.backoff.succeeded(&key(cluster.as_ref()));
     Ok(Action::requeue(if status.rolling_update.is_some() {
         ROLLING_REQUEUE
     } else if ready.is_ok() {
@@ -859,15 +829,6 @@ async fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_from_two_seconds_up_to_five_minutes() {
-        assert_eq!(backoff(1), Duration::from_secs(2));
-        assert_eq!(backoff(2), Duration::from_secs(4));
-        assert_eq!(backoff(5), Duration::from_secs(32));
-        assert_eq!(backoff(9), Duration::from_secs(300));
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
-    }
 
     #[test]
     fn a_kept_condition_keeps_its_transition_time_and_a_changed_one_gets_a_new_one() {

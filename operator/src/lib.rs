@@ -6,6 +6,7 @@
 //! - [`crd`]: the resource's types, from which the CRD is generated (`crdgen`).
 //! - [`desired`]: the objects a KafkaCluster should have, a pure function.
 //! - [`controller`]: the reconcile loop.
+//! - [`reconcile`]: what both reconcile loops share (API errors, backoff).
 //! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum,
 //!   DescribeConfigs) and the dynamic broker defaults the operator sets.
 //! - [`roll`]: which broker to restart next in a rolling restart, a pure function.
@@ -18,6 +19,7 @@ pub mod crd;
 pub mod desired;
 pub mod probe;
 pub mod rebalance;
+pub mod reconcile;
 pub mod roll;
 pub mod topic;
 

@@ -31,6 +31,7 @@ use super::crd::{
 use super::plan::{plan, Change, DesiredTopic, Refusal};
 use crate::crd::{Condition, KafkaCluster, PAUSE_ANNOTATION};
 use crate::desired::CLUSTER_LABEL;
+use crate::reconcile::{key, kube_err, Backoff, KubeError};
 
 /// The Events' reporting controller.
 const REPORTER: &str = "oxbow-topic-operator";
@@ -38,21 +39,15 @@ const REPORTER: &str = "oxbow-topic-operator";
 const RESYNC: Duration = Duration::from_secs(120);
 /// How soon a topic waiting for its cluster, or for a reassignment, is looked at again.
 const SOON: Duration = Duration::from_secs(5);
-const BACKOFF_MIN: Duration = Duration::from_secs(2);
+/// The longest wait after failed passes.
 const BACKOFF_MAX: Duration = Duration::from_secs(120);
 
 /// Why a pass failed; it is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The API server refused or failed a request.
-    #[error("{action}: {source}")]
-    Kube {
-        /// What the operator was doing.
-        action: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     /// Kafka could not be asked (the connection failed).
     #[error("KafkaTopic {topic}: {source}")]
     Admin {
@@ -78,7 +73,8 @@ pub struct Context {
     recorder: Recorder,
     topics: Store<KafkaTopic>,
     admins: Mutex<HashMap<String, Arc<Admin>>>,
-    failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failed passes per `namespace/name`.
+    backoff: Backoff,
 }
 
 impl Context {
@@ -112,7 +108,7 @@ pub async fn run(client: Client, namespace: Option<String>, instance: Option<Str
         client,
         topics: controller.store(),
         admins: Mutex::new(HashMap::new()),
-        failures: Mutex::new(HashMap::new()),
+        backoff: Backoff::new(BACKOFF_MAX),
     });
     controller
         .shutdown_on_signal()
@@ -125,21 +121,10 @@ pub async fn run(client: Client, namespace: Option<String>, instance: Option<Str
         .await;
 }
 
-fn key(topic: &KafkaTopic) -> String {
-    format!(
-        "{}/{}",
-        topic.namespace().unwrap_or_default(),
-        topic.name_any()
-    )
-}
-
+/// Requeues a failed pass after 2 s, doubling per consecutive failure up to 2 minutes.
 fn error_policy(topic: Arc<KafkaTopic>, error: &Error, ctx: Arc<Context>) -> Action {
-    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let n = failures.entry(key(&topic)).or_insert(0);
-    *n = n.saturating_add(1);
-    let factor = 1u32 << n.saturating_sub(1).min(16);
-    let wait = BACKOFF_MIN.saturating_mul(factor).min(BACKOFF_MAX);
-    warn!(topic = %key(&topic), error = %error, retry_in = ?wait, "reconcile failed");
+    let wait = ctx.backoff.failed(&key(topic.as_ref()));
+    warn!(topic = %key(topic.as_ref()), error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }
 
@@ -205,10 +190,7 @@ async fn cluster_access(
     let found = clusters
         .get_opt(cluster)
         .await
-        .map_err(|source| Error::Kube {
-            action: format!("get KafkaCluster/{cluster}"),
-            source,
-        })?;
+        .map_err(kube_err(format!("get KafkaCluster/{cluster}")))?;
     let Some(found) = found else {
         return Ok(ClusterAccess::Unavailable(
             "ClusterNotFound",
@@ -412,10 +394,7 @@ async fn apply(topic: &KafkaTopic, ctx: &Context, ns: &str) -> Result<Action, Er
         ));
     }
     write_status(ctx, ns, topic, &status).await?;
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key(topic));
+    ctx.backoff.succeeded(&key(topic));
     Ok(
         if reassigning > 0
             || plan
@@ -493,10 +472,10 @@ async fn write_status(
         &Patch::Merge(body),
     )
     .await
-    .map_err(|source| Error::Kube {
-        action: format!("patch status of KafkaTopic/{}", topic.name_any()),
-        source,
-    })?;
+    .map_err(kube_err(format!(
+        "patch status of KafkaTopic/{}",
+        topic.name_any()
+    )))?;
     Ok(())
 }
 
