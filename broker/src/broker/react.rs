@@ -241,41 +241,48 @@ impl Broker {
         }
         let now = now_ms();
         let mut elected = Vec::new();
-        for change in roles {
-            match change {
-                Change::BecomeLeader { tp, state, .. } => {
-                    match self
-                        .replicas
-                        .become_leader(&tp, &state, || self.logs.get(&tp), now)
-                    {
-                        Ok(_) if tp.topic == OFFSETS_TOPIC => {
-                            elected.push((tp.partition, state.leader_epoch));
+        // A new leader epoch is written to the partition's leader-epoch-checkpoint (fsynced,
+        // as Kafka's `LeaderEpochFileCache.assign` does) before the role is taken: a new
+        // 2,000-partition topic is hundreds of fsyncs, which must not hold an async worker.
+        off_the_async_workers(|| {
+            for change in roles {
+                match change {
+                    Change::BecomeLeader { tp, state, .. } => {
+                        match self
+                            .replicas
+                            .become_leader(&tp, &state, || self.logs.get(&tp), now)
+                        {
+                            Ok(_) if tp.topic == OFFSETS_TOPIC => {
+                                elected.push((tp.partition, state.leader_epoch));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                warn!(partition = %tp, error = %e, "cannot lead the partition")
+                            }
                         }
-                        Ok(_) => {}
-                        Err(e) => warn!(partition = %tp, error = %e, "cannot lead the partition"),
                     }
+                    Change::BecomeFollower {
+                        tp,
+                        topic_id,
+                        state,
+                    } => {
+                        if tp.topic == OFFSETS_TOPIC {
+                            // Unreplicated writes and waiting requests of its groups answer
+                            // NOT_COORDINATOR; clients find the new coordinator.
+                            self.groups
+                                .on_resigned(tp.partition, Some(state.leader_epoch));
+                        }
+                        if let Err(e) = self
+                            .replicas
+                            .become_follower(&tp, topic_id, &state, || self.logs.get(&tp))
+                        {
+                            warn!(partition = %tp, error = %e, "cannot follow the partition");
+                        }
+                    }
+                    _ => {}
                 }
-                Change::BecomeFollower {
-                    tp,
-                    topic_id,
-                    state,
-                } => {
-                    if tp.topic == OFFSETS_TOPIC {
-                        // Unreplicated writes and waiting requests of its groups answer
-                        // NOT_COORDINATOR; clients find the new coordinator.
-                        self.groups
-                            .on_resigned(tp.partition, Some(state.leader_epoch));
-                    }
-                    if let Err(e) = self
-                        .replicas
-                        .become_follower(&tp, topic_id, &state, || self.logs.get(&tp))
-                    {
-                        warn!(partition = %tp, error = %e, "cannot follow the partition");
-                    }
-                }
-                _ => {}
             }
-        }
+        });
         for topic in configs {
             if let Some(t) = image.topic(&topic) {
                 self.logs
@@ -305,6 +312,16 @@ impl Broker {
             self.logs
                 .update_topic_config(&topic.name, self.log_config(&topic.configs));
         }
+    }
+}
+
+/// Runs blocking `work` without holding up the other tasks of a multi-threaded runtime
+/// (`block_in_place`: this worker's tasks move to another); inline on a current-thread
+/// runtime (tests), where that is not possible. Tasks may still be spawned from `work`.
+fn off_the_async_workers<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
