@@ -338,3 +338,67 @@ fn a_produce_to_a_follower_names_the_leader_and_its_address() {
         assert_eq!(endpoints, vec![(1, address.0, address.1)], "{response:?}");
     });
 }
+
+/// A wide topic on three brokers: `kafka-topics.sh --create` of 2,000 partitions with
+/// replication factor 3 answers within the admin client's request timeout (30 s by default;
+/// past it the tool retries and fails with TopicExistsException although the topic was
+/// made), every partition gets a leader and all three replicas in sync, and every replica's
+/// directory ends up with a `partition.metadata` naming the topic's id. Kafka answers once
+/// the controller has committed the topic and writes `partition.metadata` in the background;
+/// a broker that fsyncs it (twice) per replica before answering took 30.5 s here.
+#[test]
+fn a_2000_partition_topic_of_rf3_is_created_within_the_admin_timeout() {
+    let t = tools_or_skip!();
+    let c = Cluster::start(Flavor::from_env(), 3, &[]);
+    let started = Instant::now();
+    let created = topics(
+        &t,
+        &c,
+        &[
+            "--create",
+            "--topic",
+            "wide",
+            "--partitions",
+            "2000",
+            "--replication-factor",
+            "3",
+        ],
+    );
+    let took = started.elapsed();
+    eprintln!("kafka-topics.sh --create of 2000 partitions, RF 3, took {took:?}");
+    assert!(
+        created.success() && created.stdout.contains("Created topic wide."),
+        "the create failed after {took:?}:\n{created}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the create took {took:?}, longer than the admin client's 30 s request timeout"
+    );
+    wait_for_isr(&c, "wide", 2000, 3);
+    let described = topics(&t, &c, &["--describe", "--topic", "wide"]).ok();
+    let topic_id = described
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "TopicId:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no TopicId in:\n{described}"))
+        .to_string();
+    // Written in the background, so polled; every broker holds every partition (RF 3).
+    c.wait_until(
+        Duration::from_secs(120),
+        "every replica's partition.metadata names the topic id",
+        |c| {
+            (0..3).all(|node| {
+                (0..2000).all(|p| {
+                    let file = c
+                        .node(node)
+                        .data_dir()
+                        .join(format!("wide-{p}"))
+                        .join("partition.metadata");
+                    std::fs::read_to_string(file)
+                        .is_ok_and(|text| text.contains(&format!("topic_id: {topic_id}")))
+                })
+            })
+        },
+    );
+}

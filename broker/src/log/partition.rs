@@ -106,6 +106,12 @@ pub struct PartitionLog {
     epochs: LeaderEpochCache,
     pub(super) producers: ProducerStateManager,
     topic_id: Option<Uuid>,
+    /// The topic id is recorded but `partition.metadata` is not written yet (Kafka's
+    /// `PartitionMetadataFile.dirtyTopicIdOpt`): creating a log only records the id; the
+    /// file is written by [`Self::flush_partition_metadata`], in the background after a
+    /// creation and at the latest before the first record is appended, so a partition dir
+    /// that holds records always names their topic, and one without the file holds none.
+    topic_id_unflushed: bool,
     pub(super) checkpoints: Option<Arc<DirCheckpoints>>,
     rolled: Option<Arc<RolledLogs>>,
     /// Recovery point to reach once the rolled segments are fsynced.
@@ -300,6 +306,7 @@ impl PartitionLog {
             epochs,
             producers,
             topic_id: meta::read_partition_metadata(dir)?,
+            topic_id_unflushed: false,
             checkpoints: options.checkpoints,
             rolled: options.rolled,
             roll_flush_target: None,
@@ -512,6 +519,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo> {
         self.ensure_open()?;
+        self.flush_partition_metadata()?;
         let batches = batch::validate_client_records(records, self.config.max_message_bytes)?;
         // Kafka's LogValidator reads every record of every batch; a compacted topic also
         // needs a key on each. Streaming: never more than one record's framing in memory.
@@ -634,6 +642,7 @@ impl PartitionLog {
     /// Returns the offsets appended (`base_offset == -1` when nothing was).
     pub fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
         self.ensure_open()?;
+        self.flush_partition_metadata()?;
         let mut placed: Vec<(usize, BatchHeader)> = Vec::new();
         let mut pos = 0usize;
         let mut next = self.log_end_offset();
@@ -1340,6 +1349,7 @@ impl PartitionLog {
         if matches!(self.state, State::Deleted) {
             return Ok(());
         }
+        self.flush_partition_metadata()?;
         let advances = self.recovery_point < self.log_end_offset();
         let rp = self.recovery_point;
         let from = self
@@ -1371,8 +1381,12 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Records the topic id in `partition.metadata`. Fails with
-    /// [`Error::InconsistentTopicId`] if a different id is already recorded.
+    /// Records the topic id, to be written to `partition.metadata` by
+    /// [`Self::flush_partition_metadata`] (Kafka's `PartitionMetadataFile.record`: creating
+    /// thousands of partitions must not wait for two fsyncs each). Fails with
+    /// [`Error::InconsistentTopicId`] if a different id is already recorded; a log opened
+    /// without the file (created, then a crash before the file was written) holds no
+    /// records, so it takes whatever id its partition has now.
     pub fn set_topic_id(&mut self, id: Uuid) -> Result<()> {
         match self.topic_id {
             Some(existing) if existing == id => Ok(()),
@@ -1382,11 +1396,31 @@ impl PartitionLog {
                 requested: meta::uuid_to_kafka_string(id),
             }),
             None => {
-                meta::write_partition_metadata(&self.dir, id)?;
                 self.topic_id = Some(id);
+                self.topic_id_unflushed = true;
                 Ok(())
             }
         }
+    }
+
+    /// Writes `partition.metadata` (atomically, fsynced) if the recorded topic id is not on
+    /// disk yet (Kafka's `PartitionMetadataFile.maybeFlush`). Every append calls it before
+    /// writing records, so no record reaches the disk under a partition dir that does not
+    /// name its topic; a deleted log skips it (its dir is on the way out).
+    pub fn flush_partition_metadata(&mut self) -> Result<()> {
+        if !self.topic_id_unflushed || self.state == State::Deleted {
+            return Ok(());
+        }
+        if let Some(id) = self.topic_id {
+            meta::write_partition_metadata(&self.dir, id)?;
+        }
+        self.topic_id_unflushed = false;
+        Ok(())
+    }
+
+    /// Whether the topic id is recorded but `partition.metadata` not written yet.
+    pub fn partition_metadata_unflushed(&self) -> bool {
+        self.topic_id_unflushed
     }
 
     /// Marks the handle deleted (the manager renamed the directory); further calls fail

@@ -771,6 +771,8 @@ fn topic_id_written_in_kafka_format() {
     let mut log = open(root.path(), LogConfig::default());
     let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
     log.set_topic_id(id).unwrap();
+    // Recorded in memory; written by the background writer or before the first record.
+    log.flush_partition_metadata().unwrap();
     let text = std::fs::read_to_string(part_dir(root.path()).join(PARTITION_METADATA)).unwrap();
     assert_eq!(text, "version: 0\ntopic_id: ASNFZ4mrze8BI0VniavN7w\n");
     assert_eq!(
@@ -1202,5 +1204,95 @@ fn many_rolled_segments_keep_descriptors_bounded_and_read_back_intact() {
     assert!(
         open_now <= 3,
         "{open_now} descriptors open on a one-segment log"
+    );
+}
+
+/// `partition.metadata` of a new log is written after its creation (Kafka's deferred
+/// `flush-metadata-file`), never after a record: an append writes it first, and a log whose
+/// creation was cut short by a crash before the file was written comes back empty and
+/// without an id, so it can take the id its partition has now and never names another topic.
+#[test]
+fn partition_metadata_precedes_every_record_and_a_crash_before_it_leaves_no_records() {
+    let root = tempfile::tempdir().unwrap();
+    let file = part_dir(root.path()).join(PARTITION_METADATA);
+    let (first, second) = (random_kafka_uuid(), random_kafka_uuid());
+    {
+        let mut log = open(root.path(), small_config());
+        log.set_topic_id(first).unwrap();
+        // A crash now: nothing on disk names the topic, and nothing was appended.
+    }
+    let mut log = open(root.path(), small_config());
+    assert_eq!(log.topic_id(), None);
+    assert_eq!(log.log_end_offset(), 0);
+    log.set_topic_id(second).unwrap();
+    assert_eq!(
+        log.set_topic_id(first).unwrap_err().kafka_code(),
+        codes::INCONSISTENT_TOPIC_ID
+    );
+    log.append(&simple(2, 0), 0, 0).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("topic_id: {}", uuid_to_kafka_string(second))),
+        "{text}"
+    );
+    drop(log);
+    let log = open(root.path(), small_config());
+    assert_eq!((log.topic_id(), log.log_end_offset()), (Some(second), 2));
+}
+
+/// A follower's first replicated records also wait for the file.
+#[test]
+fn a_followers_first_append_writes_partition_metadata_first() {
+    let root = tempfile::tempdir().unwrap();
+    let id = random_kafka_uuid();
+    let mut log = open(root.path(), small_config());
+    log.set_topic_id(id).unwrap();
+    let leader_root = tempfile::tempdir().unwrap();
+    let mut leader = open(leader_root.path(), small_config());
+    leader.append(&simple(3, 0), 0, 0).unwrap();
+    log.append_as_follower(&read_all(&leader, 0), 0).unwrap();
+    let text = std::fs::read_to_string(part_dir(root.path()).join(PARTITION_METADATA)).unwrap();
+    assert!(
+        text.contains(&format!("topic_id: {}", uuid_to_kafka_string(id))),
+        "{text}"
+    );
+}
+
+/// Creating many partitions returns before their `partition.metadata` files are written;
+/// they are all written soon after, each naming the topic; a clean shutdown writes any still
+/// pending.
+#[test]
+fn create_many_writes_every_partition_metadata_in_the_background() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = vec![root.path().join("a")];
+    let cfg = |_: &str| Some(LogConfig::default());
+    let id = random_kafka_uuid();
+    let tps: Vec<TopicPartition> = (0..300).map(|p| TopicPartition::new("wide", p)).collect();
+    let named = |tp: &TopicPartition| {
+        std::fs::read_to_string(dirs[0].join(tp.to_string()).join(PARTITION_METADATA))
+            .is_ok_and(|t| t.contains(&format!("topic_id: {}", uuid_to_kafka_string(id))))
+    };
+    {
+        let m = LogManager::open(&dirs, 1, "c", &cfg).unwrap();
+        m.create_many(&tps, &LogConfig::default(), Some(id))
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !tps.iter().all(named) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "partition.metadata not written"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        m.shutdown().unwrap();
+    }
+    let more: Vec<TopicPartition> = (300..310).map(|p| TopicPartition::new("wide", p)).collect();
+    let m = LogManager::open(&dirs, 1, "c", &cfg).unwrap();
+    m.create_many(&more, &LogConfig::default(), Some(id))
+        .unwrap();
+    m.shutdown().unwrap();
+    assert!(
+        more.iter().all(named),
+        "a clean shutdown writes what is pending"
     );
 }
