@@ -2081,3 +2081,96 @@ async fn partition_reassignments_are_refused_and_listed_as_kafkas_controller_doe
         .iter()
         .all(|p| p.replicas == vec![0] && p.adding_replicas.is_empty()));
 }
+
+/// A transactional producer's batch (attribute bit 4) of `values`, sequence from 0.
+fn transactional_batch(values: &[&str], producer_id: i64) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+async fn latest_offset(c: &mut Client, topic: &str, isolation_level: i8) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1),
+            ])]);
+    let r: ListOffsetsResponse = c.call(7, &request).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+#[tokio::test]
+async fn a_read_committed_consumer_stops_at_the_first_open_transaction() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "txn").await;
+    for records in [
+        batch(&["before-1", "before-2"]),
+        transactional_batch(&["open-1", "open-2"], 4000),
+        batch(&["after"]),
+    ] {
+        let r: ProduceResponse = c.call(9, &produce_request("txn", records, 1)).await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let fetch =
+        |isolation_level: i8| fetch_request("txn", 0, 0).with_isolation_level(isolation_level);
+    let uncommitted: FetchResponse = c.call(12, &fetch(0)).await;
+    let p = &uncommitted.responses[0].partitions[0];
+    assert_eq!((p.high_watermark, p.last_stable_offset), (5, 2));
+    assert_eq!(p.aborted_transactions, None);
+    assert_eq!(
+        values_of(p.records.as_ref().unwrap()),
+        vec!["before-1", "before-2", "open-1", "open-2", "after"]
+    );
+    let committed: FetchResponse = c.call(12, &fetch(1)).await;
+    let p = &committed.responses[0].partitions[0];
+    assert_eq!((p.high_watermark, p.last_stable_offset), (5, 2));
+    assert_eq!(p.aborted_transactions, Some(vec![]));
+    assert_eq!(
+        values_of(p.records.as_ref().unwrap()),
+        vec!["before-1", "before-2"]
+    );
+    // From the last stable offset on, a read_committed consumer gets nothing yet.
+    let at_lso: FetchResponse = c
+        .call(12, &fetch_request("txn", 2, 0).with_isolation_level(1))
+        .await;
+    let p = &at_lso.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
+    assert_eq!(latest_offset(&mut c, "txn", 0).await, 5);
+    assert_eq!(latest_offset(&mut c, "txn", 1).await, 2);
+}

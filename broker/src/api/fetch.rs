@@ -11,17 +11,19 @@
 //! A follower's fetch (replica id >= 0, in `replica_state` from v15) is served by the
 //! partition leader as Kafka's: its fetch offset is the follower's log end offset, which
 //! moves the high watermark and may add the follower to the ISR; it reads up to the log end
-//! offset. Consumers (replica id -1) read only below the high watermark.
+//! offset. Consumers (replica id -1) read only below the high watermark, and with
+//! isolation level READ_COMMITTED (1) only below the last stable offset, receiving the
+//! aborted transactions that overlap what they read (from the segments' `.txnindex`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
@@ -29,7 +31,7 @@ use tokio::sync::Notify;
 
 use super::current_leader::NodeEndpoints;
 use super::{str_bytes, ApiError, Ctx, Part, Reply};
-use crate::log::{FileRegion, LogSlice, MoreData};
+use crate::log::{AbortedTxn, FileRegion, LogSlice, MoreData};
 use crate::metadata::PartitionState;
 use crate::replica::fetch_session::{
     FetchContext, PartitionOutcome, PartitionRequest, SessionPartitionKey, TopicKey,
@@ -46,7 +48,8 @@ use crate::time::now_ms;
 const READ_COMMITTED: i8 = 1;
 
 type Resolved = Result<(Arc<Partition>, PartitionState), ApiError>;
-type PartitionResult = Result<LogSlice, ApiError>;
+/// A partition's read and, for a read_committed consumer, the aborted transactions in it.
+type PartitionResult = Result<(LogSlice, Vec<AbortedTxn>), ApiError>;
 
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Result<Reply> {
     let broker = ctx.broker;
@@ -224,10 +227,11 @@ fn resolve(ctx: &Ctx<'_>, w: &PartitionRequest) -> Resolved {
     ctx.broker.leader_partition(topic, w.partition)
 }
 
-/// Who sends the fetch: a consumer, or a follower replica with its broker epoch.
+/// Who sends the fetch: a consumer (reading committed data only with isolation level
+/// READ_COMMITTED), or a follower replica with its broker epoch.
 #[derive(Debug, Clone, Copy)]
 enum Reader {
-    Consumer,
+    Consumer { read_committed: bool },
     Follower { replica_id: i32, broker_epoch: i64 },
 }
 
@@ -248,13 +252,15 @@ impl Reader {
                 broker_epoch,
             }
         } else {
-            Reader::Consumer
+            Reader::Consumer {
+                read_committed: request.isolation_level == READ_COMMITTED,
+            }
         }
     }
 
     fn wait_kind(self) -> FetchWaitKind {
         match self {
-            Reader::Consumer => FetchWaitKind::Consumer,
+            Reader::Consumer { .. } => FetchWaitKind::Consumer,
             Reader::Follower { .. } => FetchWaitKind::Follower,
         }
     }
@@ -288,7 +294,7 @@ fn read_all(
             throttle.filter(|t| t.throttled[i]),
         );
         match &result {
-            Ok(slice) => {
+            Ok((slice, _)) => {
                 total += slice.size;
                 available = available.saturating_add(match slice.more {
                     MoreData::None => slice.size,
@@ -340,7 +346,7 @@ fn read_one(
             slice.size = 0;
             slice.more = MoreData::None;
         }
-        return Ok(slice);
+        return Ok((slice, Vec::new()));
     }
     if w.current_leader_epoch >= 0 {
         if w.current_leader_epoch > state.leader_epoch {
@@ -350,10 +356,27 @@ fn read_one(
             return Err(ApiError::code(ResponseError::FencedLeaderEpoch));
         }
     }
+    let read_committed = matches!(
+        reader,
+        Reader::Consumer {
+            read_committed: true
+        }
+    );
     let log = partition.log().lock().unwrap_or_else(|p| p.into_inner());
+    // Kafka's FetchIsolation: a read_committed consumer reads below the last stable offset.
+    let bound = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
     // KIP-74: the first partition with data returns at least one whole batch so a batch
     // larger than the limits never blocks a consumer.
-    Ok(log.read_regions(w.fetch_offset, limit, log.high_watermark(), first)?)
+    let slice = log.read_regions(w.fetch_offset, limit, bound, first)?;
+    let aborted = match slice.fetch_upper_bound_offset {
+        Some(upper) if read_committed => log.collect_aborted_transactions(w.fetch_offset, upper),
+        _ => Vec::new(),
+    };
+    Ok((slice, aborted))
 }
 
 /// The leader's replication throttle for one follower fetch: which of its partitions this
@@ -403,7 +426,7 @@ impl<'a> LeaderThrottle<'a> {
             .iter()
             .zip(&self.throttled)
             .filter(|(_, throttled)| **throttled)
-            .filter_map(|(r, _)| r.as_ref().ok().map(|s| s.size))
+            .filter_map(|(r, _)| r.as_ref().ok().map(|(s, _)| s.size))
             .sum();
         self.quota.record(bytes as u64, now_ms());
     }
@@ -411,7 +434,7 @@ impl<'a> LeaderThrottle<'a> {
 
 fn outcome(result: &PartitionResult) -> PartitionOutcome {
     match result {
-        Ok(slice) => PartitionOutcome {
+        Ok((slice, _)) => PartitionOutcome {
             records_size: slice.size,
             high_watermark: slice.high_watermark,
             log_start_offset: slice.log_start_offset,
@@ -443,11 +466,23 @@ fn partition_response(
         .with_aborted_transactions(if read_committed { Some(vec![]) } else { None })
         .with_records(None);
     match result {
-        Ok(slice) => {
+        Ok((slice, aborted)) => {
             p.high_watermark = slice.high_watermark;
             p.last_stable_offset = slice.last_stable_offset;
             if ctx.version >= 5 {
                 p.log_start_offset = slice.log_start_offset;
+            }
+            if read_committed {
+                p.aborted_transactions = Some(
+                    aborted
+                        .iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect(),
+                );
             }
             (p, slice.regions)
         }
@@ -457,7 +492,7 @@ fn partition_response(
                 if let Ok((partition, _)) = resolved {
                     let log = partition.log().lock().unwrap_or_else(|p| p.into_inner());
                     p.high_watermark = log.high_watermark();
-                    p.last_stable_offset = log.high_watermark();
+                    p.last_stable_offset = log.last_stable_offset();
                     if ctx.version >= 5 {
                         p.log_start_offset = log.log_start_offset();
                     }

@@ -1,5 +1,8 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4)
-//! and offset by timestamp, answered from the log's indexes.
+//! and offset by timestamp, answered from the log's indexes. As in Kafka, a consumer's
+//! isolation level bounds what it is told: latest is the high watermark, or the last stable
+//! offset for READ_COMMITTED (1), and a timestamp lookup whose record lies at or beyond that
+//! bound finds nothing (offset and timestamp -1).
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -14,7 +17,11 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
+/// Kafka's isolation level READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
 pub(crate) async fn handle(ctx: &Ctx<'_>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .into_iter()
@@ -35,6 +42,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: ListOffsetsRequest) -> ListOf
                         p.partition_index,
                         p.current_leader_epoch,
                         p.timestamp,
+                        read_committed,
                     ) {
                         Ok(Some((timestamp, offset, epoch))) => response
                             .with_timestamp(timestamp)
@@ -60,6 +68,7 @@ fn lookup(
     partition: i32,
     current_leader_epoch: i32,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<Option<(i64, i64, i32)>, ApiError> {
     let (log, state) = ctx.broker.leader_log(topic, partition)?;
     if current_leader_epoch >= 0 && current_leader_epoch != state.leader_epoch {
@@ -73,18 +82,26 @@ fn lookup(
     }
     let log = log.lock().unwrap_or_else(|p| p.into_inner());
     let epoch = log.latest_epoch().unwrap_or(-1);
+    let last_fetchable = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
+    let fetchable = |found: Option<(i64, i64)>| {
+        found
+            .filter(|&(_, offset)| offset < last_fetchable)
+            .map(|(ts, offset)| (ts, offset, epoch))
+    };
     Ok(match timestamp {
-        LATEST => Some((-1, log.high_watermark(), epoch)),
+        LATEST => Some((-1, last_fetchable, epoch)),
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset(), epoch)),
-        MAX_TIMESTAMP => log.max_timestamp()?.map(|(ts, offset)| (ts, offset, epoch)),
+        MAX_TIMESTAMP => fetchable(log.max_timestamp()?),
         ts if ts < 0 => {
             return Err(ApiError::new(
                 ResponseError::InvalidRequest,
                 format!("unsupported special timestamp {ts}"),
             ))
         }
-        ts => log
-            .offset_for_timestamp(ts)?
-            .map(|(found_ts, offset)| (found_ts, offset, epoch)),
+        ts => fetchable(log.offset_for_timestamp(ts)?),
     })
 }

@@ -351,6 +351,8 @@ pub(crate) mod test_util {
         pub(crate) producer_epoch: i16,
         pub(crate) base_sequence: i32,
         pub(crate) compression: Compression,
+        /// Sets attribute bit 4: the batch belongs to a transaction.
+        pub(crate) transactional: bool,
     }
 
     impl Default for Spec {
@@ -364,6 +366,7 @@ pub(crate) mod test_util {
                 producer_epoch: -1,
                 base_sequence: -1,
                 compression: Compression::None,
+                transactional: false,
             }
         }
     }
@@ -372,7 +375,7 @@ pub(crate) mod test_util {
     pub(crate) fn batch(spec: &Spec) -> Vec<u8> {
         let records: Vec<Record> = (0..spec.count)
             .map(|i| Record {
-                transactional: false,
+                transactional: spec.transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
@@ -419,6 +422,19 @@ pub(crate) mod test_util {
         batch(&Spec {
             count,
             timestamp: ts,
+            ..Spec::default()
+        })
+    }
+
+    /// A transactional batch (idempotent, attribute bit 4 set).
+    pub(crate) fn transactional(count: usize, pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
+        batch(&Spec {
+            count,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            timestamp: crate::log::segment::wall_clock_ms(),
+            transactional: true,
             ..Spec::default()
         })
     }

@@ -71,6 +71,7 @@ use super::segment::{
     TIME_INDEX_SUFFIX,
 };
 use super::segment_files::LogReader;
+use super::txn;
 use super::TopicPartition;
 
 /// Suffix of a segment being written by the cleaner.
@@ -925,6 +926,22 @@ impl PartitionLog {
         })();
         match swapped {
             Ok(()) => {
+                // The cleaner keeps every transactional and control batch, so the aborted
+                // transactions of the originals all move to the cleaned segment's index
+                // (as Kafka's cleaner copies them).
+                let moved: Vec<_> = bases
+                    .iter()
+                    .filter_map(|b| self.aborted.remove(b))
+                    .flatten()
+                    .collect();
+                if !moved.is_empty() {
+                    let path = txn::txn_index_path(&self.dir, base);
+                    if let Err(e) = txn::write_txn_index(&path, &moved) {
+                        // Derived data, rewritten at the next load.
+                        tracing::warn!(tp = %self.tp, error = %e, "cannot write the cleaned segment's transaction index");
+                    }
+                    self.aborted.insert(base, moved);
+                }
                 self.segments.insert(base, cleaned);
                 Ok(())
             }

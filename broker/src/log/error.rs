@@ -25,6 +25,10 @@ pub mod codes {
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     /// INVALID_PRODUCER_EPOCH.
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// INVALID_TXN_STATE.
+    pub const INVALID_TXN_STATE: i16 = 48;
+    /// TRANSACTION_COORDINATOR_FENCED.
+    pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
     /// KAFKA_STORAGE_ERROR.
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     /// INVALID_RECORD.
@@ -117,6 +121,28 @@ pub enum Error {
         /// Epoch already recorded for the producer.
         current: i16,
     },
+    /// A transactional producer wrote a non-transactional batch while its transaction on
+    /// this partition was still open (Kafka's InvalidTxnStateException).
+    #[error("expected a transactional write from producer {producer_id} at offset {offset}: its transaction is still open")]
+    InvalidTxnState {
+        /// The producer id.
+        producer_id: i64,
+        /// Offset the batch would have had.
+        offset: i64,
+    },
+    /// A transaction marker from a coordinator epoch older than one already seen for the
+    /// producer: it comes from a coordinator that lost its `__transaction_state` partition.
+    #[error(
+        "marker for producer {producer_id} has coordinator epoch {received}, older than {current}"
+    )]
+    TransactionCoordinatorFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// Coordinator epoch of the marker.
+        received: i32,
+        /// Coordinator epoch already recorded for the producer.
+        current: i32,
+    },
     /// `partition.metadata` records a different topic id than the caller supplied: the
     /// directory belongs to an older incarnation of the topic.
     #[error("partition {tp} has topic id {existing} on disk but {requested} was supplied")]
@@ -174,6 +200,8 @@ impl Error {
             Error::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
             Error::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
             Error::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
+            Error::InvalidTxnState { .. } => INVALID_TXN_STATE,
+            Error::TransactionCoordinatorFenced { .. } => TRANSACTION_COORDINATOR_FENCED,
             Error::InconsistentTopicId { .. } => INCONSISTENT_TOPIC_ID,
             Error::Deleted(_) => UNKNOWN_TOPIC_OR_PARTITION,
             // Clients retry NOT_LEADER_OR_FOLLOWER after refreshing metadata, which is the

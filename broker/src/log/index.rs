@@ -185,6 +185,17 @@ impl OffsetIndex {
         (n > 0).then(|| u64::from(self.entries[n - 1].1))
     }
 
+    /// Offset of the first entry whose position is >= `position`, if any (Kafka's
+    /// `fetchUpperBoundOffset`).
+    pub(crate) fn first_at_or_after_position(&self, position: u64) -> Option<i64> {
+        let n = self
+            .entries
+            .partition_point(|&(_, p)| u64::from(p) < position);
+        self.entries
+            .get(n)
+            .map(|&(r, _)| self.base_offset + i64::from(r))
+    }
+
     /// Drops entries pointing at or beyond `position` (the log was truncated there).
     pub(crate) fn truncate_to_position(&mut self, position: u64) -> Result<()> {
         let keep = self

@@ -9,6 +9,8 @@
 //!   producers sent them (only base offset, leader epoch and, for LogAppendTime topics, the
 //!   timestamp are patched),
 //! - sparse `.index` (offset -> position) and `.timeindex` (timestamp -> offset) files,
+//! - `.txnindex` files (aborted transactions, Kafka's format) beside the segments holding
+//!   an ABORT marker,
 //! - `leader-epoch-checkpoint` and `partition.metadata` (topic id).
 //!
 //! Compacted topics (`cleanup.policy=compact`) are cleaned by [`PartitionLog::compact`]
@@ -32,6 +34,7 @@ mod producer_state;
 mod records;
 mod segment;
 pub mod segment_files;
+mod txn;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +60,7 @@ pub use meta::{
     META_PROPERTIES, PARTITION_METADATA,
 };
 pub use partition::{LoadOptions, PartitionLog, PRODUCER_ID_EXPIRATION_MS};
+pub use txn::{AbortedTxn, ControlRecordType, EndTxnMarker};
 
 /// The directory of the cluster metadata log inside the first log dir: the name KRaft uses,
 /// so operators recognise it. It looks like a partition directory but belongs to the metadata
@@ -176,8 +180,12 @@ pub struct LogSlice {
     pub high_watermark: i64,
     /// Log start offset at the time of the read.
     pub log_start_offset: i64,
-    /// Last stable offset (equals the high watermark: transactions are not tracked yet).
+    /// Last stable offset at the time of the read.
     pub last_stable_offset: i64,
+    /// `None` if nothing was read, else an offset no record read reaches (Kafka's
+    /// `fetchUpperBoundOffset`): a read_committed fetch returns the aborted transactions
+    /// overlapping `[fetch offset, this)` ([`PartitionLog::collect_aborted_transactions`]).
+    pub fetch_upper_bound_offset: Option<i64>,
 }
 
 /// Result of [`PartitionLog::read`], carrying what a FetchResponse partition needs.
@@ -189,6 +197,6 @@ pub struct FetchData {
     pub high_watermark: i64,
     /// Log start offset at the time of the read.
     pub log_start_offset: i64,
-    /// Last stable offset (equals the high watermark: transactions are not tracked yet).
+    /// Last stable offset at the time of the read.
     pub last_stable_offset: i64,
 }

@@ -1,5 +1,5 @@
-//! [`PartitionLog`]: one partition's segmented log with its indexes, leader epoch cache and
-//! idempotent producer state.
+//! [`PartitionLog`]: one partition's segmented log with its indexes, leader epoch cache,
+//! idempotent and transactional producer state and aborted-transaction index.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,6 +23,7 @@ use super::records::{self, Detail, RecordStream};
 use super::segment::{
     self, ScanMode, ScanStop, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+use super::txn::{self, AbortedTxn, CompletedTxn, EndTxnMarker, TXN_INDEX_SUFFIX};
 use super::{AppendInfo, FetchData, LogSlice, MoreData, TopicPartition, CLEAN_SHUTDOWN_FILE};
 
 /// What the caller knows about a partition before opening it: gathered from the log dir's
@@ -105,6 +106,10 @@ pub struct PartitionLog {
     last_flush_ms: i64,
     epochs: LeaderEpochCache,
     pub(super) producers: ProducerStateManager,
+    /// Aborted transactions by the base offset of the segment holding their ABORT marker,
+    /// in marker order: the contents of the segments' `.txnindex` files (segments without
+    /// an aborted transaction have no entry).
+    pub(super) aborted: BTreeMap<i64, Vec<AbortedTxn>>,
     topic_id: Option<Uuid>,
     /// The topic id is recorded but `partition.metadata` is not written yet (Kafka's
     /// `PartitionMetadataFile.dirtyTopicIdOpt`): creating a log only records the id; the
@@ -194,7 +199,9 @@ impl PartitionLog {
             }
             match parse_segment_name(name) {
                 Some((base, LOG_SUFFIX)) => bases.push(base),
-                Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX)) => index_files.push((base, path)),
+                Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX)) => {
+                    index_files.push((base, path))
+                }
                 _ => {}
             }
         }
@@ -209,6 +216,10 @@ impl PartitionLog {
         let mut epochs = LeaderEpochCache::load(dir)?;
         let epochs_on_disk = epochs.entries().to_vec();
         let mut producers = ProducerStateManager::default();
+        let mut aborted: BTreeMap<i64, Vec<AbortedTxn>> = BTreeMap::new();
+        // Set when a segment trusted after a clean shutdown turns out inconsistent: the
+        // producer state replayed from its first scan is then rebuilt once all is loaded.
+        let mut replay_again = false;
         let mut segments = BTreeMap::new();
         let recover_from = if options.clean_shutdown {
             i64::MAX
@@ -227,9 +238,11 @@ impl PartitionLog {
             let base = bases[i];
             i += 1;
             let (mut seg, indexes_ok) = Segment::open_existing(dir, base)?;
-            let mut local = ProducerStateManager::default();
-            let mut on_batch = |h: &BatchHeader| {
-                local.replay(h);
+            let mut seg_aborted = Vec::new();
+            let mut on_batch = |h: &BatchHeader, marker: Option<EndTxnMarker>| {
+                if let Some(c) = producers.replay(h, marker) {
+                    seg_aborted.extend(complete_txn(&mut producers, &c));
+                }
                 epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
             };
             let mut stop = ScanStop::Eof;
@@ -247,12 +260,15 @@ impl PartitionLog {
                 if stop != ScanStop::Eof || !seg.indexes_consistent() {
                     tracing::warn!(%tp, base, ?stop, "segment inconsistent after clean shutdown; recovering it");
                     needs_recovery = true;
+                    replay_again = true;
                 }
             }
             if needs_recovery {
-                local.clear();
-                let mut on_batch = |h: &BatchHeader| {
-                    local.replay(h);
+                seg_aborted.clear();
+                let mut on_batch = |h: &BatchHeader, marker: Option<EndTxnMarker>| {
+                    if let Some(c) = producers.replay(h, marker) {
+                        seg_aborted.extend(complete_txn(&mut producers, &c));
+                    }
                     epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
                 };
                 stop = seg.scan(
@@ -265,7 +281,9 @@ impl PartitionLog {
                 )?;
                 recovered_any = true;
             }
-            producers.merge(local);
+            if !seg_aborted.is_empty() {
+                aborted.insert(base, seg_aborted);
+            }
             if let ScanStop::Invalid { position, reason } = &stop {
                 tracing::warn!(
                     %tp, segment = %seg.log_path().display(), position, reason = %reason,
@@ -305,6 +323,7 @@ impl PartitionLog {
             last_flush_ms: segment::wall_clock_ms(),
             epochs,
             producers,
+            aborted,
             topic_id: meta::read_partition_metadata(dir)?,
             topic_id_unflushed: false,
             checkpoints: options.checkpoints,
@@ -332,6 +351,9 @@ impl PartitionLog {
                 s.delete_files()?;
             }
         }
+        if replay_again {
+            log.rebuild_producer_state()?;
+        }
         if log.segments.is_empty() {
             let start = options.log_start_offset.unwrap_or(0).max(0);
             let seg = Segment::create(dir, start, segment::wall_clock_ms())?;
@@ -357,6 +379,9 @@ impl PartitionLog {
         log.producers.on_log_start_offset(log.log_start_offset);
         log.producers
             .expire(segment::wall_clock_ms(), PRODUCER_ID_EXPIRATION_MS);
+        // The `.txnindex` files are derived from the batches just replayed: rewrite any
+        // that a crash (or an older version) left different.
+        log.write_changed_txn_indexes()?;
         if recovered_any {
             log.flush_all_segments()?;
         }
@@ -367,6 +392,7 @@ impl PartitionLog {
             .high_watermark
             .unwrap_or(log.log_start_offset)
             .clamp(log.log_start_offset, leo);
+        log.producers.on_high_watermark(log.high_watermark);
         tracing::debug!(tp = %log.tp, log_start = log.log_start_offset, leo, segments = log.segments.len(), "loaded partition log");
         Ok(log)
     }
@@ -432,11 +458,52 @@ impl PartitionLog {
     /// Sets the high watermark, clamped to `[log start offset, log end offset]`.
     pub fn set_high_watermark(&mut self, hw: i64) {
         self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
+        self.producers.on_high_watermark(self.high_watermark);
     }
 
-    /// Last stable offset: no transactions are tracked yet, so it is the high watermark.
+    /// Last stable offset (Kafka's): the first offset of the earliest transaction that is
+    /// still open or whose marker is not yet below the high watermark (never below the log
+    /// start offset), else the high watermark. read_committed consumers read below it.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark
+        match self.producers.first_unstable_offset(self.high_watermark) {
+            Some(first) if first < self.high_watermark => first.max(self.log_start_offset),
+            _ => self.high_watermark,
+        }
+    }
+
+    /// The aborted transactions a read_committed fetch from `fetch_offset` must return
+    /// with data read up to (excluding) `upper_bound_offset` (see
+    /// [`LogSlice::fetch_upper_bound_offset`]): those whose range overlaps
+    /// `[fetch_offset, upper_bound_offset)`, from the index of the segment holding
+    /// `fetch_offset` on, stopping at the first entry whose last stable offset reaches the
+    /// bound (nothing written after it can overlap), as Kafka's `collectAbortedTxns`.
+    pub fn collect_aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_bound_offset: i64,
+    ) -> Vec<AbortedTxn> {
+        let start = self
+            .segments
+            .range(..=fetch_offset)
+            .next_back()
+            .map_or(i64::MIN, |(&b, _)| b);
+        let mut out = Vec::new();
+        for entries in self.aborted.range(start..).map(|(_, v)| v) {
+            for a in entries {
+                if a.last_offset >= fetch_offset && a.first_offset < upper_bound_offset {
+                    out.push(*a);
+                }
+                if a.last_stable_offset >= upper_bound_offset {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    /// Every aborted transaction recorded in the log's `.txnindex` files, oldest first.
+    pub fn aborted_transactions(&self) -> Vec<AbortedTxn> {
+        self.aborted.values().flatten().copied().collect()
     }
 
     /// Offset up to which data is known to be fsynced.
@@ -503,7 +570,113 @@ impl PartitionLog {
     pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let info = self.append_as_leader(records, leader_epoch, now_ms)?;
         self.high_watermark = self.log_end_offset();
+        self.producers.on_high_watermark(self.high_watermark);
         Ok(info)
+    }
+
+    /// Appends the control batch ending `producer_id`'s transaction as this partition's
+    /// leader (what WriteTxnMarkers asks of each partition leader; Kafka's append with origin
+    /// COORDINATOR). A marker with an older producer epoch than the log has seen is
+    /// [`Error::InvalidProducerEpoch`], one from an older coordinator epoch
+    /// [`Error::TransactionCoordinatorFenced`]. An ABORT that ends an open transaction is
+    /// recorded in the active segment's `.txnindex`; either way the transaction no longer
+    /// holds the last stable offset back once the high watermark passes the marker. A marker
+    /// for a producer without an open transaction here is written all the same (Kafka does:
+    /// the coordinator may retry), and ends nothing. The high watermark does not move.
+    pub fn append_txn_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.ensure_open()?;
+        self.producers
+            .check_marker(producer_id, producer_epoch, &marker)?;
+        let mut data = txn::encode_marker_batch(producer_id, producer_epoch, marker, now_ms);
+        let base_offset = self.log_end_offset();
+        self.maybe_roll(data.len(), now_ms, base_offset, now_ms)?;
+        if let Some(entries) = self.epochs.with_assigned(leader_epoch, base_offset) {
+            self.epochs.commit(entries)?;
+        }
+        let ts = batch::patch_for_append(
+            &mut data,
+            base_offset,
+            leader_epoch,
+            self.config.timestamp_type,
+            now_ms,
+        );
+        let Some(h) = BatchHeader::parse(&data) else {
+            return Err(Error::InvalidArgument(
+                "marker batch shorter than its header".into(),
+            ));
+        };
+        let placed = [(0usize, h)];
+        let interval = self.config.index_interval_bytes;
+        let tp = self.tp.clone();
+        if let Err((e, rolled_back)) = self.active_mut().append(&data, &placed, interval, now_ms) {
+            if !rolled_back {
+                tracing::error!(%tp, error = %e, "rollback of failed marker append failed; log offline");
+                self.state = State::Offline(e.to_string());
+            }
+            return Err(e);
+        }
+        self.replay_appended(&placed, &data);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: base_offset,
+            log_append_time: if self.config.timestamp_type == TimestampType::LogAppendTime {
+                ts
+            } else {
+                -1
+            },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Replays batches just written to the active segment into the producer state, and
+    /// records the transactions their markers ended (aborted ones in the active segment's
+    /// `.txnindex`).
+    fn replay_appended(&mut self, placed: &[(usize, BatchHeader)], data: &[u8]) {
+        let base = self.active().base_offset();
+        for (pos, h) in placed {
+            let marker = if h.is_control() {
+                data.get(*pos..*pos + h.size())
+                    .and_then(|bytes| txn::parse_marker(bytes, h).ok())
+                    .flatten()
+            } else {
+                None
+            };
+            let Some(c) = self.producers.replay(h, marker) else {
+                continue;
+            };
+            if let Some(entry) = complete_txn(&mut self.producers, &c) {
+                self.aborted.entry(base).or_default().push(entry);
+                let path = txn::txn_index_path(&self.dir, base);
+                if let Err(e) = txn::append_txn_index(&path, &entry) {
+                    // The index is derived from the log and rewritten at the next load; the
+                    // entry in memory is what fetches use meanwhile.
+                    tracing::warn!(tp = %self.tp, error = %e, "cannot append to the transaction index");
+                }
+            }
+        }
+    }
+
+    /// Rewrites the `.txnindex` of every segment whose file differs from the aborted
+    /// transactions in memory (and removes those of segments without any).
+    fn write_changed_txn_indexes(&self) -> Result<()> {
+        for &base in self.segments.keys() {
+            let path = txn::txn_index_path(&self.dir, base);
+            let want = self.aborted.get(&base).map_or(&[][..], Vec::as_slice);
+            let on_disk = txn::read_txn_index(&path)?;
+            if on_disk.as_deref() != Some(want) {
+                tracing::info!(tp = %self.tp, base, entries = want.len(), "rewriting transaction index");
+                txn::write_txn_index(&path, want)?;
+            }
+        }
+        Ok(())
     }
 
     /// Appends one or more v2 batches exactly as the client sent them. Validates all first;
@@ -732,9 +905,7 @@ impl PartitionLog {
             }
             return Err(e);
         }
-        for (_, h) in &placed {
-            self.producers.replay(h);
-        }
+        self.replay_appended(&placed, data);
         Ok(AppendInfo {
             base_offset: first.base_offset,
             last_offset: next - 1,
@@ -926,6 +1097,7 @@ impl PartitionLog {
         let mut regions = Vec::new();
         let mut size = 0usize;
         let mut more = MoreData::None;
+        let mut fetch_upper_bound_offset = None;
         if offset < leo && offset < max_offset {
             let start_base = self
                 .segments
@@ -955,6 +1127,17 @@ impl PartitionLog {
                     };
                 }
                 if let Some(region) = region {
+                    // Kafka's `fetchUpperBoundOffset`: the offset of the first indexed batch
+                    // at or after the end of what was read, else the next segment's base or
+                    // the log end: no record read lies at or beyond it.
+                    let end = region.position + region.len as u64;
+                    fetch_upper_bound_offset =
+                        Some(seg.upper_bound_offset(end).unwrap_or_else(|| {
+                            self.segments
+                                .range(base + 1..)
+                                .next()
+                                .map_or(leo, |(&b, _)| b)
+                        }));
                     size += region.len;
                     regions.push(region);
                     break;
@@ -972,6 +1155,7 @@ impl PartitionLog {
             high_watermark: self.high_watermark,
             log_start_offset: self.log_start_offset,
             last_stable_offset: self.last_stable_offset(),
+            fetch_upper_bound_offset,
         })
     }
 
@@ -1113,6 +1297,7 @@ impl PartitionLog {
     }
 
     pub(super) fn delete_segment(&mut self, base: i64) -> Result<()> {
+        self.aborted.remove(&base);
         if let Some(seg) = self.segments.remove(&base) {
             tracing::info!(tp = %self.tp, base_offset = base, size = seg.size(), "deleting segment");
             seg.delete_files()?;
@@ -1267,7 +1452,7 @@ impl PartitionLog {
                         rebuild_indexes: true,
                         index_interval_bytes: interval,
                     },
-                    &mut |_| {},
+                    &mut |_, _| {},
                 )?;
             }
             None => {
@@ -1289,6 +1474,9 @@ impl PartitionLog {
             self.epochs.commit(Vec::new())?;
         }
         self.producers.clear();
+        self.aborted.clear();
+        // A segment reused at `offset` was emptied: so is its transaction index.
+        txn::write_txn_index(&txn::txn_index_path(&self.dir, offset), &[])?;
         self.high_watermark = offset;
         self.recovery_point = offset;
         self.set_cleaner_offset(None)?;
@@ -1297,18 +1485,43 @@ impl PartitionLog {
         self.persist_log_start()
     }
 
+    /// Replays every batch into fresh producer state and recomputes the aborted
+    /// transactions of each segment (rewriting the `.txnindex` files that change).
     fn rebuild_producer_state(&mut self) -> Result<()> {
         self.producers.clear();
-        for seg in self.segments.values() {
+        self.aborted.clear();
+        for (&base, seg) in &self.segments {
             let producers = &mut self.producers;
-            // One pass with a single buffered reader: the predicate never matches.
-            seg.find_from(0, |h| {
-                producers.replay(h);
-                false
-            })?;
+            let mut seg_aborted = Vec::new();
+            let mut pos = 0u64;
+            loop {
+                // One buffered pass over the data batches, stopping at each control batch:
+                // its marker is in its record.
+                let found = seg.find_from(pos, |h| {
+                    if h.is_control() {
+                        return true;
+                    }
+                    producers.replay(h, None);
+                    false
+                })?;
+                let Some((p, h)) = found else { break };
+                let bytes = seg.read_batch(p, &h)?;
+                let marker = txn::parse_marker(&bytes, &h).unwrap_or_else(|e| {
+                    tracing::warn!(tp = %self.tp, offset = h.base_offset, error = %e, "ignoring malformed control batch");
+                    None
+                });
+                if let Some(c) = producers.replay(&h, marker) {
+                    seg_aborted.extend(complete_txn(producers, &c));
+                }
+                pos = p + h.size() as u64;
+            }
+            if !seg_aborted.is_empty() {
+                self.aborted.insert(base, seg_aborted);
+            }
         }
         self.producers.on_log_start_offset(self.log_start_offset);
-        Ok(())
+        self.producers.on_high_watermark(self.high_watermark);
+        self.write_changed_txn_indexes()
     }
 
     fn flush_all_segments(&mut self) -> Result<()> {
@@ -1439,4 +1652,17 @@ impl PartitionLog {
     pub(crate) fn active_segment_mut(&mut self) -> &mut Segment {
         self.active_mut()
     }
+}
+
+/// Ends a replayed transaction in `producers`; returns its `.txnindex` entry if it was
+/// aborted (its last stable offset taken before the transaction leaves the open ones).
+fn complete_txn(producers: &mut ProducerStateManager, c: &CompletedTxn) -> Option<AbortedTxn> {
+    let entry = c.aborted.then(|| AbortedTxn {
+        producer_id: c.producer_id,
+        first_offset: c.first_offset,
+        last_offset: c.last_offset,
+        last_stable_offset: producers.last_stable_offset_after(c),
+    });
+    producers.complete_txn(c);
+    entry
 }

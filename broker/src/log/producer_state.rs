@@ -1,12 +1,16 @@
-//! Idempotent producer state: per producer id, the epoch and the last few batches'
-//! sequence ranges, used to drop retried batches (duplicates) and to reject gaps.
+//! Idempotent and transactional producer state: per producer id, the epoch and the last few
+//! batches' sequence ranges, used to drop retried batches (duplicates) and to reject gaps;
+//! the open transaction's first offset and the coordinator epoch of the last marker. The
+//! partition's open transactions (by first offset) give its last stable offset.
 //!
-//! The state is rebuilt on open from batch headers, so it needs no file of its own.
+//! The state is rebuilt on open from the batches (headers, plus the marker of each control
+//! batch), so it needs no file of its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::batch::BatchHeader;
 use super::error::{Error, Result};
+use super::txn::{CompletedTxn, ControlRecordType, EndTxnMarker};
 
 /// Kafka keeps the metadata of this many recent batches per producer; the Java producer
 /// never has more than `max.in.flight.requests.per.connection` (<= 5) outstanding.
@@ -28,6 +32,10 @@ pub(crate) struct BatchMetadata {
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     pub(crate) batches: VecDeque<BatchMetadata>,
+    /// First offset of the producer's open transaction on this partition, if any.
+    pub(crate) current_txn_first_offset: Option<i64>,
+    /// Coordinator epoch of the last marker written for the producer (-1 before any).
+    pub(crate) coordinator_epoch: i32,
 }
 
 impl ProducerEntry {
@@ -62,15 +70,30 @@ pub(crate) enum SeqCheck {
 }
 
 /// Producer state of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset -> producer id (Kafka's `ongoingTxns`).
+    ongoing: BTreeMap<i64, i64>,
+    /// Ended transactions whose marker is not yet below the high watermark: first offset ->
+    /// marker offset (Kafka's `unreplicatedTxns`). They hold the last stable offset back
+    /// until the marker is replicated.
+    unreplicated: BTreeMap<i64, i64>,
 }
 
 /// Tentative updates for one append request; committed only if the write succeeds.
 #[derive(Debug, Default)]
 pub(crate) struct PendingUpdates {
     updated: HashMap<i64, ProducerEntry>,
+}
+
+fn new_entry(epoch: i16) -> ProducerEntry {
+    ProducerEntry {
+        epoch,
+        batches: VecDeque::new(),
+        current_txn_first_offset: None,
+        coordinator_epoch: -1,
+    }
 }
 
 fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
@@ -148,6 +171,14 @@ impl ProducerStateManager {
                 received: h.base_sequence,
             });
         }
+        if current.current_txn_first_offset.is_some() && !h.is_transactional() {
+            // Kafka's ProducerAppendInfo: a producer with an open transaction may only
+            // write transactional batches until its marker.
+            return Err(Error::InvalidTxnState {
+                producer_id: pid,
+                offset: current.last_offset() + 1,
+            });
+        }
         Ok(SeqCheck::Append)
     }
 
@@ -163,47 +194,131 @@ impl ProducerStateManager {
             self.producers
                 .get(&h.producer_id)
                 .cloned()
-                .unwrap_or(ProducerEntry {
-                    epoch: h.producer_epoch,
-                    batches: VecDeque::new(),
-                })
+                .unwrap_or_else(|| new_entry(h.producer_epoch))
         });
         entry.push(h.producer_epoch, meta_of(h, first_offset, timestamp));
+        if h.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(first_offset);
+        }
     }
 
     /// Makes a request's staged updates permanent (its write succeeded).
     pub(crate) fn commit(&mut self, pending: PendingUpdates) {
-        self.producers.extend(pending.updated);
+        for (pid, entry) in pending.updated {
+            if let Some(first) = entry.current_txn_first_offset {
+                self.ongoing.insert(first, pid);
+            }
+            self.producers.insert(pid, entry);
+        }
     }
 
-    /// Replays a stored batch during load/rebuild: no validation, as the log is the truth.
-    pub(crate) fn replay(&mut self, h: &BatchHeader) {
-        if !h.has_producer_id() || h.is_control() {
-            return;
+    /// Checks a marker the coordinator asks this leader to write (Kafka's
+    /// `appendEndTxnMarker` for a coordinator append): an older producer epoch is
+    /// INVALID_PRODUCER_EPOCH, an older coordinator epoch TRANSACTION_COORDINATOR_FENCED.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: &EndTxnMarker,
+    ) -> Result<()> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(Error::InvalidProducerEpoch {
+                producer_id,
+                received: producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        if marker.coordinator_epoch < entry.coordinator_epoch {
+            return Err(Error::TransactionCoordinatorFenced {
+                producer_id,
+                received: marker.coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Replays a stored batch (load, rebuild, replication): no validation, as the log is
+    /// the truth. `marker` is the decoded marker of a control batch. Returns the transaction
+    /// a marker ended, which the caller records in the transaction index if aborted and
+    /// then passes to [`Self::complete_txn`].
+    pub(crate) fn replay(
+        &mut self,
+        h: &BatchHeader,
+        marker: Option<EndTxnMarker>,
+    ) -> Option<CompletedTxn> {
+        if !h.has_producer_id() {
+            return None;
         }
         let entry = self
             .producers
             .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                batches: VecDeque::new(),
+            .or_insert_with(|| new_entry(h.producer_epoch));
+        if h.is_control() {
+            let marker = marker?;
+            let completed = entry.current_txn_first_offset.map(|first| CompletedTxn {
+                producer_id: h.producer_id,
+                first_offset: first,
+                last_offset: h.base_offset,
+                aborted: marker.control_type == ControlRecordType::Abort,
             });
+            if entry.epoch != h.producer_epoch {
+                entry.batches.clear();
+                entry.epoch = h.producer_epoch;
+            }
+            entry.coordinator_epoch = marker.coordinator_epoch;
+            entry.current_txn_first_offset = None;
+            return completed;
+        }
         entry.push(h.producer_epoch, meta_of(h, h.base_offset, h.max_timestamp));
+        if h.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
+        }
+        None
     }
 
-    /// Folds in the state built from a later part of the log (one segment during load).
-    pub(crate) fn merge(&mut self, later: ProducerStateManager) {
-        for (pid, entry) in later.producers {
-            match self.producers.get_mut(&pid) {
-                None => {
-                    self.producers.insert(pid, entry);
-                }
-                Some(existing) => {
-                    for b in entry.batches {
-                        existing.push(entry.epoch, b);
-                    }
-                }
-            }
+    /// The last stable offset to record with an aborted transaction in the index: the first
+    /// offset of the earliest other open transaction, else just past the marker (Kafka's
+    /// `lastStableOffset(CompletedTxn)`). Call before [`Self::complete_txn`].
+    pub(crate) fn last_stable_offset_after(&self, completed: &CompletedTxn) -> i64 {
+        self.ongoing
+            .iter()
+            .find(|(_, &pid)| pid != completed.producer_id)
+            .map_or(completed.last_offset + 1, |(&first, _)| first)
+    }
+
+    /// Moves an ended transaction from the open ones to those awaiting replication of
+    /// their marker.
+    pub(crate) fn complete_txn(&mut self, completed: &CompletedTxn) {
+        self.ongoing.remove(&completed.first_offset);
+        self.unreplicated
+            .insert(completed.first_offset, completed.last_offset);
+    }
+
+    /// Forgets ended transactions whose marker is below the high watermark (Kafka's
+    /// `onHighWatermarkUpdated`): they no longer hold the last stable offset back.
+    pub(crate) fn on_high_watermark(&mut self, high_watermark: i64) {
+        self.unreplicated
+            .retain(|_, &mut last| last >= high_watermark);
+    }
+
+    /// The first offset not yet stable, given the high watermark: the earliest first
+    /// offset of an open transaction or of an ended one whose marker is not below the high
+    /// watermark (Kafka's `firstUnstableOffset`).
+    pub(crate) fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
+        let open = self.ongoing.keys().next().copied();
+        let unreplicated = self
+            .unreplicated
+            .iter()
+            .find(|(_, &last)| last >= high_watermark)
+            .map(|(&first, _)| first);
+        match (open, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -212,10 +327,13 @@ impl ProducerStateManager {
     /// producers. Returns how many were removed.
     pub(crate) fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
         let before = self.producers.len();
+        // A producer with an open transaction never expires (Kafka's `isProducerExpired`):
+        // its marker is still to come.
         self.producers.retain(|_, e| {
-            e.batches
-                .back()
-                .is_none_or(|b| now_ms.saturating_sub(b.timestamp) <= max_age_ms)
+            e.current_txn_first_offset.is_some()
+                || e.batches
+                    .back()
+                    .is_none_or(|b| now_ms.saturating_sub(b.timestamp) <= max_age_ms)
         });
         before - self.producers.len()
     }
@@ -223,13 +341,20 @@ impl ProducerStateManager {
     /// Forgets everything (before a rebuild).
     pub(crate) fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
+        self.unreplicated.clear();
     }
 
     /// Drops producers whose last batch is below the new log start offset: their data is
-    /// gone, so like Kafka we stop deduplicating against it.
+    /// gone, so like Kafka we stop deduplicating against it. Producers with an open
+    /// transaction stay (their marker is still to come), and ended transactions whose
+    /// marker is gone are forgotten.
     pub(crate) fn on_log_start_offset(&mut self, log_start_offset: i64) {
-        self.producers
-            .retain(|_, e| e.last_offset() >= log_start_offset);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some() || e.last_offset() >= log_start_offset
+        });
+        self.unreplicated
+            .retain(|_, &mut last| last >= log_start_offset);
     }
 }
 

@@ -18,6 +18,7 @@ use super::batch::{crc_matches, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use super::error::{Error, IoContext, Result};
 use super::index::{OffsetIndex, TimeIndex};
 use super::segment_files::{LogReader, SegmentFiles};
+use super::txn::{self, EndTxnMarker};
 use super::FileRegion;
 
 /// Extension of segment data files.
@@ -451,7 +452,7 @@ impl Segment {
     pub(crate) fn scan(
         &mut self,
         mode: ScanMode,
-        on_batch: &mut dyn FnMut(&BatchHeader),
+        on_batch: &mut dyn FnMut(&BatchHeader, Option<EndTxnMarker>),
     ) -> Result<ScanStop> {
         let stop = self.scan_files(mode, on_batch);
         self.release_if_inactive();
@@ -461,7 +462,7 @@ impl Segment {
     fn scan_files(
         &mut self,
         mode: ScanMode,
-        on_batch: &mut dyn FnMut(&BatchHeader),
+        on_batch: &mut dyn FnMut(&BatchHeader, Option<EndTxnMarker>),
     ) -> Result<ScanStop> {
         self.reset_stats();
         if mode.rebuild_indexes {
@@ -516,7 +517,17 @@ impl Segment {
             }
             let interval = mode.rebuild_indexes.then_some(mode.index_interval_bytes);
             self.track_batch(&h, pos, interval)?;
-            on_batch(&h);
+            let marker = if h.is_control() {
+                // The marker of a control batch is needed to replay transactions; a
+                // malformed one ends none (as Kafka treats an empty control batch).
+                txn::parse_marker(reader.bytes(pos, h.size())?, &h).unwrap_or_else(|e| {
+                    tracing::warn!(segment = %path.display(), position = pos, error = %e, "ignoring malformed control batch");
+                    None
+                })
+            } else {
+                None
+            };
+            on_batch(&h, marker);
             pos += h.size() as u64;
         };
         if !mode.rebuild_indexes {
@@ -573,7 +584,7 @@ impl Segment {
                 rebuild_indexes: false,
                 index_interval_bytes,
             },
-            &mut |_| {},
+            &mut |_, _| {},
         )?;
         if stop != ScanStop::Eof || !self.indexes_consistent() {
             self.scan(
@@ -582,7 +593,7 @@ impl Segment {
                     rebuild_indexes: true,
                     index_interval_bytes,
                 },
-                &mut |_| {},
+                &mut |_, _| {},
             )?;
         }
         Ok(removed)
@@ -783,6 +794,12 @@ impl Segment {
         Ok((region, end == self.size, end < visible_end))
     }
 
+    /// Offset of the first indexed batch starting at or after byte `position` (the batch's
+    /// last offset, as the index stores), if the index has one.
+    pub(crate) fn upper_bound_offset(&self, position: u64) -> Option<i64> {
+        self.offset_index.first_at_or_after_position(position)
+    }
+
     /// Called when the segment stops being the active one (and on clean close): records the
     /// final max timestamp in the time index, as Kafka does, so it survives reopen, and hands
     /// the `.log` handle to the broker-wide cache and closes the indexes (a closed log's
@@ -821,11 +838,19 @@ impl Segment {
     /// removed some). The `.log` goes first: a crash in between leaves only orphan index
     /// files, which the next load removes.
     pub(crate) fn delete_files(self) -> Result<()> {
-        let paths = [
+        let dir = self.log_path().parent().unwrap_or(Path::new("."));
+        // The aborted-transaction index belongs to a live segment too (absent unless it
+        // holds an ABORT marker); a cleaner's `.cleaned`/`.swap` segment has none.
+        let live_name = file_name(self.base_offset, LOG_SUFFIX);
+        let live = self.log_path().file_name() == Some(std::ffi::OsStr::new(&live_name));
+        let mut paths = vec![
             self.log_path().to_path_buf(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
         ];
+        if live {
+            paths.push(txn::txn_index_path(dir, self.base_offset));
+        }
         drop(self);
         for p in paths {
             match std::fs::remove_file(&p) {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::isr::{self, AcksAll, FollowerState, HwFollower};
 use super::{AlterPartitionError, AlterPartitionRequest, ReplicaError};
-use crate::log::{AppendInfo, LogSlice, PartitionLog};
+use crate::log::{AppendInfo, EndTxnMarker, LogSlice, PartitionLog};
 use crate::metadata::PartitionState;
 
 /// Kafka's default `replica.lag.time.max.ms`.
@@ -374,6 +374,39 @@ impl Partition {
         if info.duplicate {
             return Ok((info, leader_epoch));
         }
+        let advanced = self.maybe_increment_hw(&rep, &mut log, now_ms);
+        drop(log);
+        if advanced {
+            self.publish(&rep);
+        }
+        drop(rep);
+        self.wake(FetchWaitKind::Follower);
+        if advanced {
+            self.wake(FetchWaitKind::Consumer);
+        }
+        Ok((info, leader_epoch))
+    }
+
+    /// Appends the control batch ending a producer's transaction as leader (what a
+    /// WriteTxnMarkers request asks of each partition leader; see
+    /// [`PartitionLog::append_txn_marker`] for the checks). Returns the append and the
+    /// leader epoch it was stamped with; the high watermark advances at once when the ISR is
+    /// this broker alone, as for produced records.
+    pub fn append_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, i32), ReplicaError> {
+        let rep = lock(&self.replication);
+        let Role::Leader(l) = &rep.role else {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        };
+        let leader_epoch = l.leader_epoch;
+        let mut log = lock(&self.log);
+        let info =
+            log.append_txn_marker(producer_id, producer_epoch, marker, leader_epoch, now_ms)?;
         let advanced = self.maybe_increment_hw(&rep, &mut log, now_ms);
         drop(log);
         if advanced {

@@ -20,8 +20,10 @@ use super::fetcher::{
 };
 use super::isr::UNKNOWN_OFFSET;
 use super::{Partition, ReplicaError};
-use crate::log::test_util::simple;
-use crate::log::{LogConfig, PartitionLog, TopicPartition};
+use crate::log::test_util::{simple, transactional};
+use crate::log::{
+    AbortedTxn, ControlRecordType, EndTxnMarker, LogConfig, PartitionLog, TopicPartition,
+};
 use crate::metadata::{BoxFuture, PartitionState};
 
 const LAG: i64 = 30_000;
@@ -273,6 +275,48 @@ async fn records_replicate_byte_identical_and_acks_all_completes_only_when_the_f
     assert_eq!(epochs(&p.follower), vec![(0, 0)]);
     let view = p.leader.follower_state(FOLLOWER).expect("view");
     assert_eq!((view.log_end_offset, view.broker_epoch), (3, 7));
+}
+
+#[tokio::test]
+async fn an_aborted_transaction_replicates_with_its_index_and_stays_unstable_until_its_marker_is_replicated(
+) {
+    let p = pair();
+    p.leader
+        .append_records_to_leader(&transactional(2, 9, 0, 0), 1, 1, 0)
+        .expect("append transactional batch");
+    let abort = EndTxnMarker {
+        control_type: ControlRecordType::Abort,
+        coordinator_epoch: 0,
+    };
+    let (info, _) = p
+        .leader
+        .append_txn_marker(9, 0, abort, 0)
+        .expect("append marker");
+    assert_eq!(info.base_offset, 2);
+    let lso = |part: &Partition| part.log().lock().expect("lock").last_stable_offset();
+    assert_eq!(lso(&p.leader), 0, "nothing replicated yet");
+    p.round(1).await;
+    assert_eq!(p.follower.log_end_offset(), 3);
+    // The follower's next fetch moves the high watermark past the marker.
+    p.round(2).await;
+    assert_eq!(p.leader.high_watermark(), 3);
+    assert_eq!(
+        lso(&p.leader),
+        3,
+        "marker replicated: the transaction is stable"
+    );
+    let expected = vec![AbortedTxn {
+        producer_id: 9,
+        first_offset: 0,
+        last_offset: 2,
+        last_stable_offset: 3,
+    }];
+    for part in [&p.leader, &p.follower] {
+        let log = part.log().lock().expect("lock");
+        assert_eq!(log.aborted_transactions(), expected);
+        let index = log.dir().join(format!("{:020}.txnindex", 0));
+        assert_eq!(std::fs::metadata(&index).expect("txnindex").len(), 34);
+    }
 }
 
 #[tokio::test]

@@ -879,3 +879,60 @@ fn truncation_during_an_unlocked_pass_wins() {
     assert_eq!(after, expected);
     assert!(files_with_suffix(&part_dir(root.path()), ".cleaned").is_empty());
 }
+
+#[test]
+fn an_aborted_transaction_moves_to_the_cleaned_segments_index() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = part_dir(root.path());
+    let mut log = open(root.path(), compact_config());
+    // Producer 5's transaction starts in the first segment and is aborted in the second.
+    log.append(&crate::log::test_util::transactional(1, 5, 0, 0), 0, NOW)
+        .unwrap();
+    log.append(
+        &kv_batch(&[("a", Some("1")), ("a", Some("2"))], NOW - HOUR),
+        0,
+        NOW,
+    )
+    .unwrap();
+    log.roll(NOW).unwrap();
+    let abort = EndTxnMarker {
+        control_type: ControlRecordType::Abort,
+        coordinator_epoch: 0,
+    };
+    let marker = log
+        .append_txn_marker(5, 0, abort, 0, NOW)
+        .unwrap()
+        .base_offset;
+    log.append(&kv_batch(&[("a", Some("3"))], NOW - HOUR), 0, NOW)
+        .unwrap();
+    log.roll(NOW).unwrap();
+    log.append(&kv_batch(&[("b", Some("1"))], NOW), 0, NOW)
+        .unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    assert_eq!(
+        files_with_suffix(&dir, ".txnindex"),
+        vec![format!("{marker:020}.txnindex")]
+    );
+    let aborted = log.aborted_transactions();
+    assert_eq!(aborted.len(), 1);
+
+    let stats = log.compact(NOW).unwrap();
+    assert!(stats.cleaned, "{stats:?}");
+    assert!(
+        !log.segment_base_offsets().contains(&marker),
+        "the two closed segments were merged"
+    );
+    // The marker now lives in the cleaned segment at 0, and so does its index entry.
+    assert_eq!(log.aborted_transactions(), aborted);
+    assert_eq!(
+        files_with_suffix(&dir, ".txnindex"),
+        vec![format!("{:020}.txnindex", 0)]
+    );
+    drop(log);
+    let log = open(root.path(), compact_config());
+    assert_eq!(log.aborted_transactions(), aborted);
+    assert_eq!(
+        files_with_suffix(&dir, ".txnindex"),
+        vec![format!("{:020}.txnindex", 0)]
+    );
+}
