@@ -3,8 +3,16 @@
 //!
 //! Requests go to any live broker: in KRaft every broker forwards topic administration to
 //! the active controller, so the first broker Metadata lists serves as well as any.
+//!
+//! [`Admin::describe`], [`Admin::create`] and [`Admin::delete`] are what every pass (and a
+//! resync of hundreds of topics) calls: they go through a [`Batcher`] each, so the calls of
+//! concurrent passes become one Metadata + one DescribeConfigs + one
+//! ListPartitionReassignments, one CreateTopics, one DeleteTopics for many topics. Changes
+//! to one topic's partitions, configs or replicas stay one request per topic: they follow
+//! edits, which come one at a time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -31,6 +39,7 @@ use oxbow_client::kafka_protocol::messages::{
 use oxbow_client::kafka_protocol::protocol::StrBytes;
 use oxbow_client::{Client, ConnectionConfig};
 
+use super::batch::{Batcher, Keyed};
 use super::plan::{Broker, ObservedTopic};
 
 /// `ConfigResource.Type.TOPIC` on the wire.
@@ -61,9 +70,34 @@ pub enum AdminError {
     /// Metadata listed no broker.
     #[error("the cluster lists no brokers")]
     NoBrokers,
+    /// The request that carried this call with others failed as a whole (the connection
+    /// broke, ...): every call of the batch gets the same failure.
+    #[error("{0}")]
+    Batch(Arc<AdminError>),
+    /// The task that sends batched calls is gone (the runtime is shutting down).
+    #[error("the admin request queue has stopped")]
+    Stopped,
 }
 
 impl AdminError {
+    /// This failure of a whole batch, once for each of its `n` calls: Kafka's refusals keep
+    /// their reason (the controller reports them in a condition), the rest is shared.
+    fn fan_out(self, n: usize) -> Vec<AdminError> {
+        match self {
+            AdminError::Kafka { reason, message } => (0..n)
+                .map(|_| AdminError::Kafka {
+                    reason: reason.clone(),
+                    message: message.clone(),
+                })
+                .collect(),
+            AdminError::NoBrokers => (0..n).map(|_| AdminError::NoBrokers).collect(),
+            other => {
+                let shared = Arc::new(other);
+                (0..n).map(|_| AdminError::Batch(shared.clone())).collect()
+            }
+        }
+    }
+
     fn kafka(code: i16, message: Option<&StrBytes>) -> Option<AdminError> {
         let error = code.err()?;
         Some(AdminError::Kafka {
@@ -76,8 +110,34 @@ impl AdminError {
     }
 }
 
+/// The brokers and a topic as Kafka describes it (`None`: it does not exist).
+pub type Described = (Vec<Broker>, Option<ObservedTopic>);
+
+/// A topic to create: name, partitions and replicas (`None` takes the cluster's defaults),
+/// configs.
+pub struct NewTopic {
+    name: String,
+    partitions: Option<i32>,
+    replicas: Option<i32>,
+    configs: BTreeMap<String, String>,
+}
+
+impl Keyed for NewTopic {
+    fn key(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A cluster's admin side.
 pub struct Admin {
+    requests: Arc<Requests>,
+    describe: Batcher<String, Result<Described, AdminError>>,
+    create: Batcher<NewTopic, Result<String, AdminError>>,
+    delete: Batcher<String, Result<(), AdminError>>,
+}
+
+/// The requests themselves, over the cluster's one client.
+struct Requests {
     client: Client,
 }
 
@@ -96,6 +156,7 @@ pub fn encode_topic_id(id: &uuid::Uuid) -> String {
 
 impl Admin {
     /// An admin for the cluster at `bootstrap` (`host:port` list); connects on first use.
+    /// Spawns the batching tasks on the current Tokio runtime.
     pub fn new(bootstrap: &[String]) -> Admin {
         let config = ConnectionConfig {
             client_id: Some("oxbow-topic-operator".to_string()),
@@ -103,23 +164,119 @@ impl Admin {
             connect_timeout: Duration::from_secs(3),
             ..ConnectionConfig::default()
         };
-        Admin {
+        let requests = Arc::new(Requests {
             client: Client::new(bootstrap.iter().cloned(), config),
+        });
+        let r = requests.clone();
+        let describe = Batcher::spawn("describe", move |topics: Vec<String>| {
+            let r = r.clone();
+            async move { r.describe_many(topics).await }
+        });
+        let r = requests.clone();
+        let create = Batcher::spawn("create", move |topics: Vec<NewTopic>| {
+            let r = r.clone();
+            async move { r.create_many(topics).await }
+        });
+        let r = requests.clone();
+        let delete = Batcher::spawn("delete", move |topics: Vec<String>| {
+            let r = r.clone();
+            async move { r.delete_many(topics).await }
+        });
+        Admin {
+            requests,
+            describe,
+            create,
+            delete,
         }
     }
 
     /// The brokers, and `topic` as Kafka describes it (`None` if it does not exist).
-    pub async fn describe(
+    pub async fn describe(&self, topic: &str) -> Result<Described, AdminError> {
+        self.describe
+            .call(topic.to_string())
+            .await
+            .unwrap_or(Err(AdminError::Stopped))
+    }
+
+    /// CreateTopics; returns the new topic's id. `None` counts take the cluster defaults.
+    pub async fn create(
         &self,
         topic: &str,
-    ) -> Result<(Vec<Broker>, Option<ObservedTopic>), AdminError> {
+        partitions: Option<i32>,
+        replicas: Option<i32>,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<String, AdminError> {
+        let new = NewTopic {
+            name: topic.to_string(),
+            partitions,
+            replicas,
+            configs: configs.clone(),
+        };
+        self.create
+            .call(new)
+            .await
+            .unwrap_or(Err(AdminError::Stopped))
+    }
+
+    /// DeleteTopics; a topic that is already gone is not an error.
+    pub async fn delete(&self, topic: &str) -> Result<(), AdminError> {
+        self.delete
+            .call(topic.to_string())
+            .await
+            .unwrap_or(Err(AdminError::Stopped))
+    }
+
+    /// CreatePartitions up to `count`.
+    pub async fn raise_partitions(&self, topic: &str, count: i32) -> Result<(), AdminError> {
+        self.requests.raise_partitions(topic, count).await
+    }
+
+    /// IncrementalAlterConfigs: SET `set`, DELETE `delete`, in one request (Kafka applies a
+    /// resource's changes all or nothing).
+    pub async fn alter_configs(
+        &self,
+        topic: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), AdminError> {
+        self.requests.alter_configs(topic, set, delete).await
+    }
+
+    /// AlterPartitionReassignments to `assignments` (`(partition, replicas)`).
+    pub async fn reassign(
+        &self,
+        topic: &str,
+        assignments: &[(i32, Vec<i32>)],
+    ) -> Result<(), AdminError> {
+        self.requests.reassign(topic, assignments).await
+    }
+}
+
+impl Requests {
+    /// Describes `topics` with one Metadata, one DescribeConfigs and one
+    /// ListPartitionReassignments; one answer per topic, in order.
+    async fn describe_many(&self, topics: Vec<String>) -> Vec<Result<Described, AdminError>> {
+        let n = topics.len();
+        match self.try_describe_many(&topics).await {
+            Ok(answers) => answers,
+            Err(e) => e.fan_out(n).into_iter().map(Err).collect(),
+        }
+    }
+
+    async fn try_describe_many(
+        &self,
+        topics: &[String],
+    ) -> Result<Vec<Result<Described, AdminError>>, AdminError> {
         // Never auto-create: describing a topic that is not there must not make it (Kafka's
         // default auto.create.topics.enable is true, and the codec's default asks for it).
         let request = MetadataRequest::default()
             .with_allow_auto_topic_creation(false)
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
-            ]));
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                    .collect(),
+            ));
         let metadata = self.client.metadata(&request).await?;
         let brokers: Vec<Broker> = metadata
             .brokers
@@ -129,44 +286,69 @@ impl Admin {
                 rack: b.rack.as_ref().map(|r| r.to_string()),
             })
             .collect();
-        let Some(t) = metadata.topics.first() else {
-            return Ok((brokers, None));
-        };
-        // UNKNOWN_TOPIC_OR_PARTITION: it does not exist (Metadata v4+ does not create it).
-        if t.error_code == 3 {
-            return Ok((brokers, None));
+        // Per topic: Err (Kafka refused to describe it), None (it does not exist), or its
+        // partitions' replicas by index, with its id.
+        type Found = Result<Option<(uuid::Uuid, Vec<(i32, Vec<i32>)>)>, AdminError>;
+        let mut found: HashMap<String, Found> = HashMap::new();
+        for t in &metadata.topics {
+            let Some(name) = &t.name else { continue };
+            // UNKNOWN_TOPIC_OR_PARTITION: it does not exist (Metadata v4+ does not create it).
+            let entry = if t.error_code == 3 {
+                Ok(None)
+            } else if let Some(e) = AdminError::kafka(t.error_code, None) {
+                Err(e)
+            } else {
+                let mut partitions: Vec<(i32, Vec<i32>)> = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.partition_index,
+                            p.replica_nodes.iter().map(|r| r.0).collect(),
+                        )
+                    })
+                    .collect();
+                partitions.sort_by_key(|(i, _)| *i);
+                Ok(Some((t.topic_id, partitions)))
+            };
+            found.insert(name.0.to_string(), entry);
         }
-        if let Some(e) = AdminError::kafka(t.error_code, None) {
-            return Err(e);
-        }
-        let mut partitions: Vec<(i32, Vec<i32>)> = t
-            .partitions
+        let existing: Vec<(&str, Vec<i32>)> = topics
             .iter()
-            .map(|p| {
-                (
-                    p.partition_index,
-                    p.replica_nodes.iter().map(|r| r.0).collect(),
-                )
+            .filter_map(|t| match found.get(t) {
+                Some(Ok(Some((_, partitions)))) => {
+                    Some((t.as_str(), partitions.iter().map(|(i, _)| *i).collect()))
+                }
+                _ => None,
             })
             .collect();
-        partitions.sort_by_key(|(i, _)| *i);
-        let node = self.any_broker(&brokers)?;
-        let configs = self.topic_configs(node, topic).await?;
-        let indexes: Vec<i32> = partitions.iter().map(|(i, _)| *i).collect();
-        let reassigning = self.reassigning(node, topic, indexes).await?;
-        Ok((
-            brokers,
-            Some(ObservedTopic {
-                topic_id: encode_topic_id(&t.topic_id),
-                partitions: partitions.into_iter().map(|(_, r)| r).collect(),
-                configs,
-                reassigning,
-            }),
-        ))
-    }
-
-    fn any_broker(&self, brokers: &[Broker]) -> Result<i32, AdminError> {
-        brokers.first().map(|b| b.id).ok_or(AdminError::NoBrokers)
+        let (mut configs, mut reassigning) = (HashMap::new(), HashMap::new());
+        if !existing.is_empty() {
+            let node = brokers.first().map(|b| b.id).ok_or(AdminError::NoBrokers)?;
+            let names: Vec<&str> = existing.iter().map(|(t, _)| *t).collect();
+            configs = self.topic_configs(node, &names).await?;
+            reassigning = self.reassigning(node, &existing).await?;
+        }
+        Ok(topics
+            .iter()
+            .map(|t| match found.remove(t) {
+                // Metadata answers every topic asked; one it left out is not there.
+                None | Some(Ok(None)) => Ok((brokers.clone(), None)),
+                Some(Err(e)) => Err(e),
+                Some(Ok(Some((id, partitions)))) => {
+                    let configs = configs.remove(t).unwrap_or_else(|| Ok(BTreeMap::new()))?;
+                    Ok((
+                        brokers.clone(),
+                        Some(ObservedTopic {
+                            topic_id: encode_topic_id(&id),
+                            partitions: partitions.into_iter().map(|(_, r)| r).collect(),
+                            configs,
+                            reassigning: reassigning.remove(t).unwrap_or_default(),
+                        }),
+                    ))
+                }
+            })
+            .collect())
     }
 
     async fn first_broker(&self) -> Result<i32, AdminError> {
@@ -181,100 +363,177 @@ impl Admin {
             .ok_or(AdminError::NoBrokers)
     }
 
-    /// Configs set on the topic itself.
+    /// Configs set on each of `topics` itself (DYNAMIC_TOPIC_CONFIG), or Kafka's refusal to
+    /// describe that topic.
     async fn topic_configs(
         &self,
         node: i32,
-        topic: &str,
-    ) -> Result<BTreeMap<String, String>, AdminError> {
-        let request = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(TOPIC_RESOURCE)
-                .with_resource_name(text(topic)),
-        ]);
+        topics: &[&str],
+    ) -> Result<HashMap<String, Result<BTreeMap<String, String>, AdminError>>, AdminError> {
+        let request = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(TOPIC_RESOURCE)
+                        .with_resource_name(text(t))
+                })
+                .collect(),
+        );
         let response = self.client.send(node, &request).await?;
-        let mut configs = BTreeMap::new();
+        let mut all = HashMap::new();
         for result in &response.results {
-            if let Some(e) = AdminError::kafka(result.error_code, result.error_message.as_ref()) {
-                return Err(e);
-            }
-            for c in &result.configs {
-                if c.config_source == DYNAMIC_TOPIC_CONFIG {
-                    if let Some(v) = &c.value {
-                        configs.insert(c.name.to_string(), v.to_string());
-                    }
-                }
-            }
+            let answer = match AdminError::kafka(result.error_code, result.error_message.as_ref()) {
+                Some(e) => Err(e),
+                None => Ok(result
+                    .configs
+                    .iter()
+                    .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG)
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect()),
+            };
+            all.insert(result.resource_name.to_string(), answer);
         }
-        Ok(configs)
+        Ok(all)
     }
 
-    /// Partitions of `topic` being reassigned now.
+    /// The partitions of each of `topics` (name, partition indexes) being reassigned now.
     async fn reassigning(
         &self,
         node: i32,
-        topic: &str,
-        partitions: Vec<i32>,
-    ) -> Result<BTreeSet<i32>, AdminError> {
+        topics: &[(&str, Vec<i32>)],
+    ) -> Result<HashMap<String, BTreeSet<i32>>, AdminError> {
         let request = ListPartitionReassignmentsRequest::default()
             .with_timeout_ms(OPERATION_TIMEOUT_MS)
-            .with_topics(Some(vec![ListPartitionReassignmentsTopics::default()
-                .with_name(topic_name(topic))
-                .with_partition_indexes(partitions)]));
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|(t, partitions)| {
+                        ListPartitionReassignmentsTopics::default()
+                            .with_name(topic_name(t))
+                            .with_partition_indexes(partitions.clone())
+                    })
+                    .collect(),
+            ));
         let response = self.client.send(node, &request).await?;
         if let Some(e) = AdminError::kafka(response.error_code, response.error_message.as_ref()) {
             return Err(e);
         }
-        Ok(response
+        let mut all: HashMap<String, BTreeSet<i32>> = HashMap::new();
+        for t in &response.topics {
+            all.entry(t.name.0.to_string())
+                .or_default()
+                .extend(t.partitions.iter().map(|p| p.partition_index));
+        }
+        Ok(all)
+    }
+
+    /// One CreateTopics for `topics`; each topic's id, or Kafka's refusal of that topic.
+    async fn create_many(&self, topics: Vec<NewTopic>) -> Vec<Result<String, AdminError>> {
+        let n = topics.len();
+        match self.try_create_many(&topics).await {
+            Ok(answers) => answers,
+            Err(e) => e.fan_out(n).into_iter().map(Err).collect(),
+        }
+    }
+
+    async fn try_create_many(
+        &self,
+        topics: &[NewTopic],
+    ) -> Result<Vec<Result<String, AdminError>>, AdminError> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(OPERATION_TIMEOUT_MS)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(topic_name(&t.name))
+                            .with_num_partitions(t.partitions.unwrap_or(-1))
+                            .with_replication_factor(t.replicas.map_or(-1, |r| r as i16))
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(text(k))
+                                            .with_value(Some(text(v)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let node = self.first_broker().await?;
+        let response = self.client.send(node, &request).await?;
+        let mut results: HashMap<String, Result<String, AdminError>> = response
             .topics
             .iter()
-            .filter(|t| t.name.0.as_str() == topic)
-            .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+            .map(|r| {
+                // TOPIC_ALREADY_EXISTS: created meanwhile (another pass, or by hand); the
+                // next pass reconciles it like any existing topic.
+                let answer = match AdminError::kafka(r.error_code, r.error_message.as_ref()) {
+                    Some(e) if r.error_code != 36 => Err(e),
+                    _ => Ok(encode_topic_id(&r.topic_id)),
+                };
+                (r.name.0.to_string(), answer)
+            })
+            .collect();
+        Ok(topics
+            .iter()
+            .map(|t| {
+                results.remove(&t.name).unwrap_or_else(|| {
+                    Err(AdminError::Kafka {
+                        reason: "EmptyResponse".into(),
+                        message: format!("CreateTopics answered without topic '{}'", t.name),
+                    })
+                })
+            })
             .collect())
     }
 
-    /// CreateTopics; returns the new topic's id. `None` counts take the cluster defaults.
-    pub async fn create(
+    /// One DeleteTopics for `topics`; a topic that is already gone is not an error.
+    async fn delete_many(&self, topics: Vec<String>) -> Vec<Result<(), AdminError>> {
+        let n = topics.len();
+        match self.try_delete_many(&topics).await {
+            Ok(answers) => answers,
+            Err(e) => e.fan_out(n).into_iter().map(Err).collect(),
+        }
+    }
+
+    async fn try_delete_many(
         &self,
-        topic: &str,
-        partitions: Option<i32>,
-        replicas: Option<i32>,
-        configs: &BTreeMap<String, String>,
-    ) -> Result<String, AdminError> {
-        let request = CreateTopicsRequest::default()
+        topics: &[String],
+    ) -> Result<Vec<Result<(), AdminError>>, AdminError> {
+        let request = DeleteTopicsRequest::default()
             .with_timeout_ms(OPERATION_TIMEOUT_MS)
-            .with_topics(vec![CreatableTopic::default()
-                .with_name(topic_name(topic))
-                .with_num_partitions(partitions.unwrap_or(-1))
-                .with_replication_factor(replicas.map_or(-1, |r| r as i16))
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(text(k))
-                                .with_value(Some(text(v)))
-                        })
-                        .collect(),
-                )]);
+            .with_topic_names(topics.iter().map(|t| topic_name(t)).collect())
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| DeleteTopicState::default().with_name(Some(topic_name(t))))
+                    .collect(),
+            );
         let node = self.first_broker().await?;
         let response = self.client.send(node, &request).await?;
-        let result = response.topics.first().ok_or_else(|| AdminError::Kafka {
-            reason: "EmptyResponse".into(),
-            message: "CreateTopics answered without the topic".into(),
-        })?;
-        // TOPIC_ALREADY_EXISTS: created meanwhile (another pass, or by hand); the next pass
-        // reconciles it like any existing topic.
-        if result.error_code != 36 {
-            if let Some(e) = AdminError::kafka(result.error_code, result.error_message.as_ref()) {
-                return Err(e);
-            }
+        let mut results: HashMap<String, Result<(), AdminError>> = HashMap::new();
+        for r in &response.responses {
+            let Some(name) = &r.name else { continue };
+            // UNKNOWN_TOPIC_OR_PARTITION: already gone.
+            let answer = match AdminError::kafka(r.error_code, r.error_message.as_ref()) {
+                Some(e) if r.error_code != 3 => Err(e),
+                _ => Ok(()),
+            };
+            results.insert(name.0.to_string(), answer);
         }
-        Ok(encode_topic_id(&result.topic_id))
+        Ok(topics
+            .iter()
+            .map(|t| results.remove(t).unwrap_or(Ok(())))
+            .collect())
     }
 
     /// CreatePartitions up to `count`.
-    pub async fn raise_partitions(&self, topic: &str, count: i32) -> Result<(), AdminError> {
+    async fn raise_partitions(&self, topic: &str, count: i32) -> Result<(), AdminError> {
         let request = CreatePartitionsRequest::default()
             .with_timeout_ms(OPERATION_TIMEOUT_MS)
             .with_topics(vec![CreatePartitionsTopic::default()
@@ -293,7 +552,7 @@ impl Admin {
 
     /// IncrementalAlterConfigs: SET `set`, DELETE `delete`, in one request (Kafka applies a
     /// resource's changes all or nothing).
-    pub async fn alter_configs(
+    async fn alter_configs(
         &self,
         topic: &str,
         set: &BTreeMap<String, String>,
@@ -331,7 +590,7 @@ impl Admin {
     }
 
     /// AlterPartitionReassignments to `assignments` (`(partition, replicas)`).
-    pub async fn reassign(
+    async fn reassign(
         &self,
         topic: &str,
         assignments: &[(i32, Vec<i32>)],
@@ -360,27 +619,6 @@ impl Admin {
                 if let Some(e) = AdminError::kafka(p.error_code, p.error_message.as_ref()) {
                     return Err(e);
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// DeleteTopics; a topic that is already gone is not an error.
-    pub async fn delete(&self, topic: &str) -> Result<(), AdminError> {
-        let request = DeleteTopicsRequest::default()
-            .with_timeout_ms(OPERATION_TIMEOUT_MS)
-            .with_topic_names(vec![topic_name(topic)])
-            .with_topics(vec![
-                DeleteTopicState::default().with_name(Some(topic_name(topic)))
-            ]);
-        let node = self.first_broker().await?;
-        let response = self.client.send(node, &request).await?;
-        for r in &response.responses {
-            if r.error_code == 3 {
-                continue; // UNKNOWN_TOPIC_OR_PARTITION: already gone
-            }
-            if let Some(e) = AdminError::kafka(r.error_code, r.error_message.as_ref()) {
-                return Err(e);
             }
         }
         Ok(())

@@ -6,9 +6,12 @@
 //!   with the replica placement for replication factor changes.
 //! - [`admin`]: the Kafka admin calls (CreateTopics, CreatePartitions,
 //!   IncrementalAlterConfigs, AlterPartitionReassignments, DeleteTopics, ...).
+//!   Describe, create and delete calls of concurrent passes are coalesced by [`batch`] into
+//!   one request for many topics.
 //! - [`controller`]: the reconcile loop, with the finalizer that deletes the topic.
 
 pub mod admin;
+pub mod batch;
 pub mod controller;
 pub mod crd;
 pub mod plan;
