@@ -374,16 +374,7 @@ impl Partition {
         if info.duplicate {
             return Ok((info, leader_epoch));
         }
-        let advanced = self.maybe_increment_hw(&rep, &mut log, now_ms);
-        drop(log);
-        if advanced {
-            self.publish(&rep);
-        }
-        drop(rep);
-        self.wake(FetchWaitKind::Follower);
-        if advanced {
-            self.wake(FetchWaitKind::Consumer);
-        }
+        self.after_leader_append(rep, log, now_ms);
         Ok((info, leader_epoch))
     }
 
@@ -407,6 +398,20 @@ impl Partition {
         let mut log = lock(&self.log);
         let info =
             log.append_txn_marker(producer_id, producer_epoch, marker, leader_epoch, now_ms)?;
+        self.after_leader_append(rep, log, now_ms);
+        Ok((info, leader_epoch))
+    }
+
+    /// What follows every append as leader: the high watermark advances if the ISR allows
+    /// (this broker alone), is published, and the fetches waiting for new data are woken
+    /// (followers always, consumers when the high watermark moved). The locks are released
+    /// before waking, so a woken fetch does not contend for them.
+    fn after_leader_append(
+        &self,
+        rep: MutexGuard<'_, Replication>,
+        mut log: MutexGuard<'_, PartitionLog>,
+        now_ms: i64,
+    ) {
         let advanced = self.maybe_increment_hw(&rep, &mut log, now_ms);
         drop(log);
         if advanced {
@@ -417,7 +422,6 @@ impl Partition {
         if advanced {
             self.wake(FetchWaitKind::Consumer);
         }
-        Ok((info, leader_epoch))
     }
 
     /// Waits until an acks=all append stamped with `leader_epoch` and ending before
