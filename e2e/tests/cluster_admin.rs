@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use oxbow_e2e::cluster_tools::{acked_records, read_all, Acked};
-use oxbow_e2e::{tools_or_skip, Background, Cluster, Flavor, ToolOutput, Tools};
+use oxbow_e2e::cluster_tools::{read_all, Acked, VerifiableProducer};
+use oxbow_e2e::{tools_or_skip, Cluster, Flavor, ToolOutput, Tools};
 use serde_json::Value;
 
 fn run_on(t: &Tools, c: &Cluster, tool: &str, args: &[&str]) -> ToolOutput {
@@ -356,8 +356,9 @@ fn dynamic_configs(t: &Tools, c: &Cluster, entity_type: &str, name: &str) -> Str
 /// a producer writes with acks=all: `--generate` proposes a plan on the named brokers,
 /// `--execute --throttle` starts it and sets the replication throttles (broker rates on
 /// every broker involved, throttled replicas on the topic), `--verify` reports it completed
-/// and removes the throttles. Every acknowledged record is then read back from the new
-/// replicas alone, with each of them leading in turn.
+/// and removes the throttles. Every send is acknowledged (the producer retries, as Java's
+/// default does), and every acknowledged record is then read back from the new replicas
+/// alone, with each of them leading in turn.
 #[test]
 fn reassignment_with_throttle_moves_a_partition_while_producing() {
     let t = tools_or_skip!();
@@ -368,35 +369,18 @@ fn reassignment_with_throttle_moves_a_partition_while_producing() {
         wait_for(&t, &c, "moving", "full ISR", |d| {
             d.len() == 1 && d[&0].isr.len() == 2 && d[&0].leader == 0
         });
-        let bs = c.bootstrap();
-        let mut producer = Background::tool(
+        // `kafka-verifiable-producer.sh` sets retries=0 itself; a user's producer retries (the
+        // Java default), so a batch that reaches the old leader after it stopped leading is
+        // sent again to the new one instead of failing. Every send must be acknowledged.
+        let mut producer = VerifiableProducer::start(
             &t,
-            "kafka-verifiable-producer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "moving",
-                "--max-messages",
-                "3000",
-                "--throughput",
-                "200",
-                "--acks",
-                "-1",
-            ],
+            &c,
+            "moving",
+            Some(3000),
+            200,
+            &[("retries", "2147483647"), ("delivery.timeout.ms", "120000")],
         );
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while acked_records(&producer.stdout()).len() < 500 {
-            assert!(
-                Instant::now() < deadline,
-                "producer made no progress:\n{producer}"
-            );
-            assert!(
-                producer.try_status().is_none(),
-                "producer exited:\n{producer}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        producer.wait_acked(500, Duration::from_secs(120), "before the reassignment");
 
         // --generate: a plan placing the partition on brokers 1 and 2.
         let to_move = scratch_file(
@@ -508,50 +492,14 @@ fn reassignment_with_throttle_moves_a_partition_while_producing() {
             .ok()
             .expect_contains("No partition reassignments found.");
 
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while producer.try_status().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "producer did not finish:\n{producer}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let acked = acked_records(&producer.stdout());
-        if acked.len() != 3000 && flavor == Flavor::Oxbow {
-            // A known defect, not a pass. The verifiable producer runs with retries=0, so a
-            // batch fails when the broker it went to no longer leads. Found: (1) without
-            // KIP-951 hints the producer kept sending to the removed leader until its
-            // metadata refresh (14-19 of 3000 failed; fixed, see cluster.rs
-            // a_produce_to_a_follower_names_the_leader_and_its_address); (2) batches in
-            // flight at the old leader when the reassignment completes fail, as on Kafka,
-            // whose lower acks=all latency makes one in flight rarer; (3) the new leader
-            // sometimes takes its role tens of ms after the old one resigned, and batches
-            // sent to it meanwhile fail. Since (1): 0-10 of 3000 in seven runs. The
-            // run-tests summary lists it with the producer's errors; the checks below still
-            // fail if anything acknowledged was lost.
-            let errors: Vec<String> = producer
-                .stdout()
-                .lines()
-                .filter(|l| l.contains("producer_send_error"))
-                .take(3)
-                .map(str::to_string)
-                .collect();
-            let line = format!(
-                "KNOWN reassignment_with_throttle_moves_a_partition_while_producing: {} of 3000 \
-                 sends not acknowledged during the leadership move (issue 8, open): {errors:?}\n",
-                3000 - acked.len()
-            );
-            eprint!("{line}");
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(oxbow_e2e::expected_failures_log())
-            {
-                let _ = std::io::Write::write_all(&mut f, line.as_bytes());
-            }
-        } else {
-            assert_eq!(acked.len(), 3000, "not all acknowledged:\n{producer}");
-        }
+        producer.wait_finished(Duration::from_secs(180));
+        let acked = producer.acked();
+        assert_eq!(
+            acked.len(),
+            3000,
+            "not all sends acknowledged:\n{}",
+            producer.output()
+        );
 
         // Broker 0 no longer holds the partition; read everything back from the new
         // replicas, each leading in turn.
