@@ -33,6 +33,7 @@
 //! deadline queue (member sessions, pending member ids, rebalance deadlines): a tick only
 //! visits the groups whose deadline has passed.
 
+pub mod consumer;
 pub mod records;
 pub mod state;
 
