@@ -925,6 +925,10 @@ impl CoordinatorHost for Broker {
         self.image().topic(topic).map(|t| t.partitions.len() as i32)
     }
 
+    fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
+        self.image().topic(topic).map(|t| t.id)
+    }
+
     async fn ensure_offsets_topic(&self) -> Result<i32, ApiError> {
         if let Some(count) = self.partition_count(OFFSETS_TOPIC) {
             return Ok(count);

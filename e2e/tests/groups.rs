@@ -1563,3 +1563,93 @@ fn group_keeps_members_while_offsets_compact_and_topic_created() {
         "{so}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 9. The consumer rebalance protocol (KIP-848, group.protocol=consumer)
+// ---------------------------------------------------------------------------
+
+/// Java consumers with `--group-protocol consumer` (the broker assigns, members heartbeat
+/// with ConsumerGroupHeartbeat): three split a topic, one leaves, one is killed with -9 and
+/// is removed after the broker-side session timeout, one joins; every record is consumed
+/// exactly once and committed, and `kafka-consumer-groups.sh` shows the group as a consumer
+/// group with the members and the `uniform` assignor.
+#[test]
+fn consumer_protocol_members_split_leave_die_and_join() {
+    let t = tools_or_skip!();
+    // Session and heartbeat are broker settings with this protocol; short ones for test
+    // speed (Kafka's minimums are lowered to allow them).
+    let b = Broker::start_target(&[
+        ("group.consumer.min.session.timeout.ms", "6000"),
+        ("group.consumer.session.timeout.ms", "6000"),
+        ("group.consumer.min.heartbeat.interval.ms", "1000"),
+        ("group.consumer.heartbeat.interval.ms", "1000"),
+    ]);
+    create_topic(&t, &b, "six-kip848", 6);
+    let (topic, group) = ("six-kip848", "kip848-group");
+    let consumer = ["--group-protocol", "consumer"];
+
+    let a = Member::java(&t, &b, "java-A", topic, group, &consumer);
+    let mut bm = Member::java(&t, &b, "java-B", topic, group, &consumer);
+    let mut c = Member::java(&t, &b, "java-C", topic, group, &consumer);
+    wait_assignment(&[&a, &bm, &c], 6, Some(&[2, 2, 2]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "one", 300);
+    wait_delivered_once(&[&a, &bm, &c], &all);
+
+    let (s, so) = state_row(&t, &b, group);
+    assert_eq!(
+        (
+            s["STATE"].as_str(),
+            s["#MEMBERS"].as_str(),
+            s["ASSIGNMENT-STRATEGY"].as_str()
+        ),
+        ("Stable", "3", "uniform"),
+        "{so}"
+    );
+    let members = groups(&t, &b, &["--describe", "--group", group, "--members"]).ok();
+    let rows = table(&members, "GROUP");
+    assert_eq!(rows.len(), 3, "{members}");
+    assert!(rows.iter().all(|r| r["#PARTITIONS"] == "2"), "{members}");
+    let listed = groups(&t, &b, &["--list", "--type"]).ok();
+    assert!(
+        listed
+            .lines()
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [group, "Consumer"]),
+        "{listed}"
+    );
+
+    // C closes: it leaves with epoch -1; A and B take its partitions at once. (The tool
+    // exits with 143 after SIGTERM with this protocol, on Kafka too; what matters is that
+    // it closed its consumer.)
+    let left = Instant::now();
+    c.bg.term();
+    assert!(c.bg.stdout().contains("shutdown_complete"), "{}", c.bg);
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    assert!(
+        left.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        left.elapsed()
+    );
+    all.extend(produce_keyed(&t, &b, topic, "two", 300));
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    assert!(!got_some(&c, "two-"));
+
+    // B is killed: the broker removes it when its 6 s session ends, not before.
+    let killed = Instant::now();
+    bm.bg.kill9();
+    wait_assignment(&[&a], 6, Some(&[6]), WAIT);
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(30),
+        "a killed member leaves by its session timeout (6 s): {took:?}"
+    );
+    all.extend(produce_keyed(&t, &b, topic, "three", 300));
+    wait_delivered_once(&[&a, &bm, &c], &all);
+
+    // D joins: half each, and everything still exactly once.
+    let d = Member::java(&t, &b, "java-D", topic, group, &consumer);
+    wait_assignment(&[&a, &d], 6, Some(&[3, 3]), WAIT);
+    all.extend(produce_keyed(&t, &b, topic, "four", 300));
+    wait_delivered_once(&[&a, &bm, &c, &d], &all);
+    assert!(got_some(&d, "four-"), "{}", describe_members(&[&a, &d]));
+}

@@ -39,7 +39,9 @@ async fn describe(ctx: &Ctx<'_>, id: kafka_protocol::messages::GroupId) -> Descr
         // COORDINATOR_LOAD_IN_PROGRESS).
         Err(code) => return described.with_error_code(code),
     };
-    let Some(g) = g else {
+    // A consumer-protocol (KIP-848) group is not a classic group: Kafka answers as for an
+    // unknown one, and the admin client describes it with ConsumerGroupDescribe.
+    let Some(g) = g.filter(|g| g.consumer.is_none()) else {
         // Kafka 4.x answers v6+ with GROUP_ID_NOT_FOUND; older versions get "Dead".
         if ctx.version >= 6 {
             return described

@@ -7,6 +7,8 @@
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod current_leader;
@@ -231,6 +233,8 @@ apis! {
     DescribeGroups => DescribeGroupsRequest, describe_groups, 0..=6;
     DeleteGroups => DeleteGroupsRequest, delete_groups, 0..=2;
     OffsetDelete => OffsetDeleteRequest, offset_delete, 0..=0;
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, consumer_group_heartbeat, 0..=1;
+    ConsumerGroupDescribe => ConsumerGroupDescribeRequest, consumer_group_describe, 0..=1;
     }
 }
 

@@ -56,7 +56,17 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
                         })
                         .collect()
                 });
-                match fetch(ctx, g.group_id.0.as_str(), wanted).await {
+                let member = g.member_id.as_ref().map(|m| m.as_str());
+                let checked = ctx
+                    .broker
+                    .groups()
+                    .check_fetch_member(ctx.broker, g.group_id.0.as_str(), member, g.member_epoch)
+                    .await;
+                let fetched = match checked {
+                    Ok(()) => fetch(ctx, g.group_id.0.as_str(), wanted).await,
+                    Err(code) => Err(code),
+                };
+                match fetched {
                     Err(code) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_error_code(code),

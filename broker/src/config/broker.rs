@@ -469,6 +469,12 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms` (1800000).
     pub group_max_session_timeout_ms: i32,
+    /// `group.consumer.session.timeout.ms` (45000): consumer-protocol (KIP-848) sessions.
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (5000).
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size` (no limit).
+    pub group_consumer_max_size: i32,
     /// `transaction.state.log.num.partitions` (50).
     pub transaction_state_log_num_partitions: i32,
     /// `transaction.state.log.replication.factor` (3; same capping rule as the offsets topic).
@@ -1041,6 +1047,9 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms")?,
             group_min_session_timeout_ms: int("group.min.session.timeout.ms")?,
             group_max_session_timeout_ms: int("group.max.session.timeout.ms")?,
+            group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms")?,
+            group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms")?,
+            group_consumer_max_size: int("group.consumer.max.size")?,
             transaction_state_log_num_partitions: int("transaction.state.log.num.partitions")?,
             transaction_state_log_replication_factor: short(
                 "transaction.state.log.replication.factor",

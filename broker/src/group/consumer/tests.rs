@@ -464,27 +464,22 @@ fn malformed_heartbeats_are_refused_with_kafkas_messages() {
 fn offset_commits_and_fetches_must_carry_the_members_current_epoch() {
     let mut w = World::new(2);
     let empty = ConsumerGroup::new("g");
-    assert_eq!(empty.validate_offset_commit("", -1, 9, false), Ok(()));
+    assert_eq!(empty.validate_offset_commit("", -1), Ok(()));
     w.join("a");
     w.settle();
     let epoch = w.clients["a"].epoch;
     let g = &w.group;
-    assert_eq!(g.validate_offset_commit("a", epoch, 9, false), Ok(()));
+    assert_eq!(g.validate_offset_commit("a", epoch), Ok(()));
     assert_eq!(
-        g.validate_offset_commit("a", epoch - 1, 9, false),
+        g.validate_offset_commit("a", epoch - 1),
         Err(ResponseError::StaleMemberEpoch)
     );
     assert_eq!(
-        g.validate_offset_commit("a", epoch, 8, false),
-        Err(ResponseError::UnsupportedVersion)
-    );
-    assert_eq!(g.validate_offset_commit("a", epoch, 8, true), Ok(()));
-    assert_eq!(
-        g.validate_offset_commit("x", epoch, 9, false),
+        g.validate_offset_commit("x", epoch),
         Err(ResponseError::UnknownMemberId)
     );
     assert_eq!(
-        g.validate_offset_commit("", -1, 9, false),
+        g.validate_offset_commit("", -1),
         Err(ResponseError::UnknownMemberId),
         "an admin commit needs an empty group"
     );
