@@ -7,9 +7,12 @@
 //! the brokers themselves (Metadata, DescribeQuorum); make the cluster-wide dynamic broker
 //! defaults what the spec asks (IncrementalAlterConfigs, no restart); take one step of a
 //! rolling restart when pods run an old configuration or are marked for a manual one
-//! ([`crate::roll`] decides, this deletes at most one pod); and write `Ready`, `Warning`s,
-//! bootstrap addresses, cluster id, active controller, per-broker state and the roll's
-//! progress. Errors requeue with exponential backoff per cluster; a cluster that is not Ready
+//! ([`crate::roll`] decides, this deletes at most one pod); when `spec.replicas` names another
+//! set of brokers than the replicas are spread over, take one step of a rebalance
+//! ([`crate::rebalance`] plans, this starts the next batch of reassignments), holding a
+//! scale-down until the brokers that go host nothing; and write `Ready`, `Warning`s,
+//! bootstrap addresses, cluster id, active controller, per-broker state and the progress of
+//! the roll and the rebalance. Errors requeue with exponential backoff per cluster; a cluster that is not Ready
 //! yet, or is rolling, is looked at again within seconds, since the brokers' own state (the
 //! quorum forming, a restarted broker rejoining the ISRs) is not something the API server
 //! tells us about.
@@ -35,11 +38,12 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::crd::{
-    BrokerStatus, Condition, KafkaCluster, KafkaClusterStatus, RollingUpdateStatus,
-    MANUAL_ROLLING_UPDATE_ANNOTATION, PAUSE_ANNOTATION,
+    BrokerStatus, Condition, KafkaCluster, KafkaClusterStatus, RebalanceStatus,
+    RollingUpdateStatus, MANUAL_ROLLING_UPDATE_ANNOTATION, PAUSE_ANNOTATION,
 };
-use crate::desired::{desired, Desired, CLUSTER_LABEL, CONFIG_HASH_ANNOTATION};
+use crate::desired::{broker_set_name, desired, Desired, CLUSTER_LABEL, CONFIG_HASH_ANNOTATION};
 use crate::probe::{config_changes, ClusterView, ConfigChange, Probe};
+use crate::rebalance;
 use crate::reconcile::{key, kube_err, Backoff, KubeError};
 use crate::roll::{self, PodObservation, RollDecision};
 
@@ -77,7 +81,13 @@ pub struct Context {
     /// same, but the KafkaCluster a pass reads comes from the watch cache, which may not show
     /// the previous pass's status yet; the status is the fallback after an operator restart.
     rolls: Mutex<HashMap<String, RollingUpdateStatus>>,
+    /// The brokers last balanced over and the rebalance in progress per cluster (as `rolls`,
+    /// ahead of the watch cache's status).
+    rebalances: Mutex<HashMap<String, Balance>>,
 }
+
+/// `status.balancedBrokers` and `status.rebalance`.
+type Balance = (Option<Vec<i32>>, Option<RebalanceStatus>);
 
 impl Context {
     /// A context for the operator instance `instance` (its pod name, for the Events).
@@ -91,6 +101,7 @@ impl Context {
             client,
             backoff: Backoff::new(BACKOFF_MAX),
             rolls: Mutex::new(HashMap::new()),
+            rebalances: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -203,7 +214,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         .conditions
         .retain(|c| c.kind != "ReconciliationPaused");
 
-    let desired = match desired(&cluster) {
+    let mut desired = match desired(&cluster) {
         Ok(d) => d,
         Err(invalid) => {
             let message = invalid.to_string();
@@ -228,7 +239,9 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         }
     };
 
-    let changed = apply_all(&ctx.client, &ns, &desired).await?;
+    let (broker_set_exists, scale_down_held) =
+        hold_scale_down(&ctx.client, &ns, &name, &mut desired).await?;
+    let changed = apply_all(&ctx.client, &ns, &desired, broker_set_exists).await?;
     if !changed.is_empty() {
         let note = changed.join(", ");
         info!(cluster = %key(cluster.as_ref()), applied = %note, "objects created or updated");
@@ -324,12 +337,38 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     {
         let mut rolls = ctx.rolls.lock().unwrap_or_else(|p| p.into_inner());
         match &status.rolling_update {
-            Some(r) => rolls.insert(roll_key, r.clone()),
+            Some(r) => rolls.insert(roll_key.clone(), r.clone()),
             None => rolls.remove(&roll_key),
         };
     }
 
     let ready = observed.ready_reason(&desired);
+    let (previous_balanced, previous_rebalance) = ctx
+        .rebalances
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&roll_key)
+        .cloned()
+        .unwrap_or_else(|| (old.balanced_brokers.clone(), old.rebalance.clone()));
+    let (rebalance, balanced) = rebalance_step(
+        &ctx,
+        &cluster,
+        &probe,
+        ready.is_ok(),
+        status.rolling_update.is_some(),
+        previous_balanced,
+        previous_rebalance,
+    )
+    .await?;
+    status.rebalance = rebalance;
+    status.balanced_brokers = balanced;
+    ctx.rebalances
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            roll_key,
+            (status.balanced_brokers.clone(), status.rebalance.clone()),
+        );
     status.listeners = desired.listeners.clone();
     status.ready_brokers = observed.ready_pods;
     status.brokers = observed.brokers.clone();
@@ -349,6 +388,15 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     }];
     for w in &desired.warnings {
         conditions.push(condition(&old, "Warning", "True", &w.reason, &w.message));
+    }
+    if let Some(message) = &scale_down_held {
+        conditions.push(condition(
+            &old,
+            "Warning",
+            "True",
+            "ScaleDownBlocked",
+            message,
+        ));
     }
     if let Some(e) = &dynamic_config_error {
         conditions.push(condition(
@@ -373,13 +421,15 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         .await;
     }
     ctx.backoff.succeeded(&key(cluster.as_ref()));
-    Ok(Action::requeue(if status.rolling_update.is_some() {
-        ROLLING_REQUEUE
-    } else if ready.is_ok() {
-        READY_REQUEUE
-    } else {
-        NOT_READY_REQUEUE
-    }))
+    Ok(Action::requeue(
+        if status.rolling_update.is_some() || status.rebalance.is_some() {
+            ROLLING_REQUEUE
+        } else if ready.is_ok() {
+            READY_REQUEUE
+        } else {
+            NOT_READY_REQUEUE
+        },
+    ))
 }
 
 /// Makes the cluster-wide dynamic broker defaults equal to `desired.dynamic_config`; returns
@@ -394,6 +444,209 @@ async fn sync_dynamic_config(
         probe.alter_dynamic_defaults(&changes).await?;
     }
     Ok(changes)
+}
+
+/// Holds a scale-down of the brokers that are not voters while the brokers that would go
+/// still host replicas (or while that cannot be told): `desired` keeps running them until the
+/// rebalance ([`rebalance_step`]) has moved every replica off. Returns whether `<name>-broker`
+/// exists, and a message for a `ScaleDownBlocked` Warning when the scale-down cannot be done
+/// safely (a topic with more replicas than the brokers left) or its safety cannot be told.
+async fn hold_scale_down(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    desired: &mut Desired,
+) -> Result<(bool, Option<String>), Error> {
+    let set_name = broker_set_name(name);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let current = statefulsets
+        .get_opt(&set_name)
+        .await
+        .map_err(kube_err(format!("get StatefulSet/{set_name}")))?;
+    let Some(current) = current else {
+        return Ok((false, None));
+    };
+    let running = current.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let wanted = desired.brokers;
+    let total = desired.controllers + running;
+    if wanted >= total {
+        return Ok((true, None));
+    }
+    // Ask every broker still running, those that would go included.
+    let mut all = desired.clone();
+    all.hold_brokers(total);
+    let leaving: Vec<i32> = (wanted..total).collect();
+    let (hold, warning) = match Probe::new(&all.broker_addresses).partitions().await {
+        Err(e) => (
+            true,
+            Some(format!(
+                "spec.replicas is {wanted} but brokers {leaving:?} keep running: their replicas \
+                 cannot be checked ({e})"
+            )),
+        ),
+        Ok(partitions) => {
+            let hosted = partitions
+                .iter()
+                .any(|p| p.replicas.iter().any(|r| leaving.contains(r)));
+            let too_wide = partitions
+                .iter()
+                .find(|p| p.replicas.len() > usize::try_from(wanted).unwrap_or(0));
+            match too_wide {
+                Some(p) => (
+                    true,
+                    Some(format!(
+                        "spec.replicas is {wanted} but brokers {leaving:?} keep running: {} has {} \
+                         replicas, more than the {wanted} brokers that would remain",
+                        p.name,
+                        p.replicas.len()
+                    )),
+                ),
+                // Still hosting: the rebalance is moving them off; status.rebalance says so.
+                None => (hosted, None),
+            }
+        }
+    };
+    if hold {
+        desired.hold_brokers(total);
+    }
+    Ok((true, warning))
+}
+
+/// How many partitions one AlterPartitionReassignments of a rebalance moves: the next batch
+/// starts once they have all finished, so at most this many partitions copy data at a time.
+const REBALANCE_BATCH: usize = 10;
+
+/// One step of the rebalance onto the brokers `spec.replicas` asks for (node ids
+/// `0..spec.replicas`): when they differ from the set the replicas were last spread over, the
+/// planner ([`rebalance::plan`]) gives new replica lists, and the operator starts the next
+/// batch of them once no reassignment is in progress, until the plan is empty; then it elects
+/// the preferred leaders and records the set as balanced. Returns the rebalance still in
+/// progress and the set now balanced. A cluster seen for the first time is taken as balanced
+/// over its brokers (Kafka placed its topics). Nothing moves while the cluster is not Ready
+/// or rolling.
+async fn rebalance_step(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    probe: &Probe,
+    ready: bool,
+    rolling: bool,
+    balanced: Option<Vec<i32>>,
+    previous: Option<RebalanceStatus>,
+) -> Result<(Option<RebalanceStatus>, Option<Vec<i32>>), Error> {
+    let target: Vec<i32> = (0..cluster.spec.replicas).collect();
+    let Some(balanced) = balanced else {
+        return Ok((None, ready.then_some(target)));
+    };
+    if balanced == target && previous.is_none() {
+        return Ok((None, Some(balanced)));
+    }
+    let mut r = match previous.filter(|r| r.brokers == target) {
+        Some(r) => r,
+        None => {
+            let note =
+                format!("spreading the replicas over brokers {target:?} (were {balanced:?})");
+            info!(cluster = %key(cluster), "rebalance started: {note}");
+            event(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "RebalanceStarted",
+                "Rebalance",
+                Some(note),
+            )
+            .await;
+            RebalanceStatus {
+                brokers: target.clone(),
+                started_at: Timestamp::now().to_string(),
+                ..RebalanceStatus::default()
+            }
+        }
+    };
+    if !ready || rolling {
+        r.waiting = Some(
+            if rolling {
+                "a rolling update is in progress"
+            } else {
+                "the cluster is not Ready"
+            }
+            .into(),
+        );
+        return Ok((Some(r), Some(balanced)));
+    }
+    let in_progress = match probe.reassignments_in_progress().await {
+        Ok(n) => n,
+        Err(e) => {
+            r.waiting = Some(format!("reassignments in progress cannot be listed: {e}"));
+            return Ok((Some(r), Some(balanced)));
+        }
+    };
+    if in_progress > 0 {
+        r.waiting = Some(format!("{in_progress} partition reassignments in progress"));
+        return Ok((Some(r), Some(balanced)));
+    }
+    let (current, racks) = match probe.assignment().await {
+        Ok(a) => a,
+        Err(e) => {
+            r.waiting = Some(format!("the replica assignment cannot be read: {e}"));
+            return Ok((Some(r), Some(balanced)));
+        }
+    };
+    let brokers: Vec<rebalance::Broker> = target
+        .iter()
+        .map(|&id| rebalance::Broker {
+            id,
+            rack: racks.get(&id).cloned().flatten(),
+        })
+        .collect();
+    let assignments: Vec<rebalance::Assignment> = current.iter().map(|(a, _)| a.clone()).collect();
+    let moves = match rebalance::plan(&brokers, &assignments) {
+        Ok(m) => m,
+        Err(e) => {
+            r.waiting = Some(e.to_string());
+            return Ok((Some(r), Some(balanced)));
+        }
+    };
+    if !moves.is_empty() {
+        let batch = &moves[..moves.len().min(REBALANCE_BATCH)];
+        r.partitions_left = i32::try_from(moves.len()).unwrap_or(i32::MAX);
+        if let Err(e) = probe.reassign(batch).await {
+            r.waiting = Some(format!("AlterPartitionReassignments failed: {e}"));
+            return Ok((Some(r), Some(balanced)));
+        }
+        r.partitions_reassigned += i32::try_from(batch.len()).unwrap_or(i32::MAX);
+        r.waiting = None;
+        info!(cluster = %key(cluster), batch = batch.len(), left = moves.len() - batch.len(), "rebalance: reassignments started");
+        return Ok((Some(r), Some(balanced)));
+    }
+    // Every partition has its planned replicas, preferred leader first: move the leaders.
+    let not_preferred: Vec<(String, i32)> = current
+        .iter()
+        .filter(|(a, leader)| a.replicas.first() != Some(leader))
+        .map(|(a, _)| (a.topic.clone(), a.partition))
+        .collect();
+    if !not_preferred.is_empty() {
+        // A preferred replica not in the ISR yet keeps its partition's leader; that is not a
+        // reason to hold the rebalance (Kafka's auto leader rebalance elects it later).
+        if let Err(e) = probe.elect_preferred_leaders(&not_preferred).await {
+            warn!(cluster = %key(cluster), error = %e, "rebalance: preferred leader election");
+        }
+    }
+    let note = format!(
+        "replicas spread over brokers {target:?}: {} partitions reassigned, {} preferred leaders elected",
+        r.partitions_reassigned,
+        not_preferred.len()
+    );
+    info!(cluster = %key(cluster), "rebalance done: {note}");
+    event(
+        ctx,
+        cluster,
+        EventType::Normal,
+        "RebalanceDone",
+        "Rebalance",
+        Some(note),
+    )
+    .await;
+    Ok((None, Some(target)))
 }
 
 /// Moves the KafkaCluster's manual rolling update onto each existing broker pod (a pod
@@ -439,17 +692,19 @@ async fn roll_step(
     probe: &Probe,
     previous: Option<RollingUpdateStatus>,
 ) -> Result<Option<RollingUpdateStatus>, Error> {
-    let hash = &desired.config_hash;
     let states: Vec<roll::BrokerState> = observed
         .pods
         .iter()
-        .zip(0..)
-        .map(|(p, id)| roll::broker_state(id, &p.observation, hash))
+        .zip(&desired.nodes)
+        .map(|(p, node)| roll::broker_state(node.id, &p.observation, &node.config_hash))
         .collect();
     let stale: Vec<(&BrokerPod, String)> = observed
         .pods
         .iter()
-        .filter_map(|p| roll::stale_reason(&p.observation, hash).map(|why| (p, why)))
+        .zip(&desired.nodes)
+        .filter_map(|(p, node)| {
+            roll::stale_reason(&p.observation, &node.config_hash).map(|why| (p, why))
+        })
         .collect();
     if stale.is_empty() && previous.is_none() {
         return Ok(None);
@@ -530,7 +785,7 @@ async fn roll_step(
         RollDecision::Restart(id) => {
             let Some((pod, why)) = stale
                 .iter()
-                .find(|(p, _)| p.name == format!("{}-{id}", cluster.name_any()))
+                .find(|(p, _)| desired.nodes.iter().any(|n| n.id == id && n.pod == p.name))
             else {
                 rolling.waiting = Some(format!("broker {id} has no pod to restart"));
                 return Ok(Some(rolling));
@@ -572,7 +827,14 @@ async fn roll_step(
 }
 
 /// Server-side applies every desired object; returns `Kind/name` of those created or changed.
-async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Result<Vec<String>, Error> {
+/// The StatefulSet of brokers that are not voters is applied once it has pods to run, and
+/// from then on (scaled to 0 rather than deleted: the operator deletes no StatefulSet).
+async fn apply_all(
+    client: &Client,
+    ns: &str,
+    desired: &Desired,
+    broker_set_exists: bool,
+) -> Result<Vec<String>, Error> {
     let mut changed = Vec::new();
     changed.extend(apply(client, ns, &desired.config_map).await?);
     changed.extend(apply(client, ns, &desired.headless_service).await?);
@@ -580,6 +842,9 @@ async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Result<Vec<S
         changed.extend(apply(client, ns, s).await?);
     }
     changed.extend(apply(client, ns, &desired.stateful_set).await?);
+    if broker_set_exists || desired.brokers > desired.controllers {
+        changed.extend(apply(client, ns, &desired.broker_stateful_set).await?);
+    }
     changed.extend(apply(client, ns, &desired.pod_disruption_budget).await?);
     Ok(changed)
 }
@@ -682,20 +947,25 @@ async fn observe(
     probe: &Probe,
 ) -> Result<Observed, Error> {
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    let sts = statefulsets
-        .get_opt(name)
-        .await
-        .map_err(kube_err(format!("get StatefulSet/{name}")))?;
-    let (ready_pods, statefulset_current) = match &sts {
-        Some(s) => {
-            let st = s.status.clone().unwrap_or_default();
-            (
-                st.ready_replicas.unwrap_or(0),
-                st.observed_generation.is_some() && st.observed_generation >= s.metadata.generation,
-            )
+    let (mut ready_pods, mut statefulset_current) = (0, true);
+    for (set_name, needed) in [
+        (name.to_string(), true),
+        (broker_set_name(name), desired.brokers > desired.controllers),
+    ] {
+        let sts = statefulsets
+            .get_opt(&set_name)
+            .await
+            .map_err(kube_err(format!("get StatefulSet/{set_name}")))?;
+        match &sts {
+            Some(s) => {
+                let st = s.status.clone().unwrap_or_default();
+                ready_pods += st.ready_replicas.unwrap_or(0);
+                statefulset_current &= st.observed_generation.is_some()
+                    && st.observed_generation >= s.metadata.generation;
+            }
+            None => statefulset_current &= !needed,
         }
-        None => (0, false),
-    };
+    }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let listed = pods
         .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
@@ -705,9 +975,11 @@ async fn observe(
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let pods: Vec<BrokerPod> = (0..desired.brokers)
-        .map(|id| {
-            let pod_name = format!("{name}-{id}");
+    let pods: Vec<BrokerPod> = desired
+        .nodes
+        .iter()
+        .map(|node| {
+            let pod_name = node.pod.clone();
             let pod = listed
                 .items
                 .iter()

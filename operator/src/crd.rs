@@ -276,6 +276,36 @@ pub struct KafkaClusterStatus {
     /// explicit `null` removes a field.)
     #[serde(default)]
     pub rolling_update: Option<RollingUpdateStatus>,
+    /// The node ids the replicas were last spread over. When `spec.replicas` names another
+    /// set (a scale-up or a scale-down), the operator rebalances onto it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balanced_brokers: Option<Vec<i32>>,
+    /// The rebalance in progress; `null` when the replicas are spread over `balancedBrokers`.
+    /// (Serialised even when `None`, as `rollingUpdate`.)
+    #[serde(default)]
+    pub rebalance: Option<RebalanceStatus>,
+}
+
+/// A rebalance in progress: the operator's planner ([`crate::rebalance`]) spreads every
+/// topic's replicas and preferred leaders over `brokers`, and the operator moves them with
+/// AlterPartitionReassignments, one batch at a time, then elects the preferred leaders.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceStatus {
+    /// The node ids the replicas are being spread over.
+    pub brokers: Vec<i32>,
+    /// When the rebalance began (RFC 3339).
+    pub started_at: String,
+    /// Partitions whose reassignment the operator has started so far.
+    #[serde(default)]
+    pub partitions_reassigned: i32,
+    /// Partitions the planner still moves or reorders, as of the last pass.
+    #[serde(default)]
+    pub partitions_left: i32,
+    /// What the rebalance waits for (reassignments in progress, a broker not ready), or why it
+    /// cannot go on. `null` when not waiting.
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 /// A rolling restart in progress: pods are restarted one at a time, the active controller

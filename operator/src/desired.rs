@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-    StatefulSetUpdateStrategy,
+    StatefulSet, StatefulSetOrdinals, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
@@ -40,6 +40,10 @@ pub const CONFIG_HASH_ANNOTATION: &str = "oxbow.dev/config-hash";
 
 /// The label naming the KafkaCluster an object belongs to.
 pub const CLUSTER_LABEL: &str = "oxbow.dev/cluster";
+
+/// The label of the pods of `<name>-broker` (value `broker`), part of that StatefulSet's
+/// selector so that it never claims a voter's pod.
+pub const ROLE_LABEL: &str = "oxbow.dev/role";
 
 /// Broker keys a running broker takes as cluster-wide dynamic defaults (IncrementalAlterConfigs
 /// on the broker resource `""`, as `kafka-configs.sh --entity-type brokers --entity-default`
@@ -118,12 +122,16 @@ pub struct Desired {
     pub headless_service: Service,
     /// `<name>-<listener>-bootstrap`, one per listener: ready brokers only.
     pub bootstrap_services: Vec<Service>,
-    /// `<name>`: the brokers.
+    /// `<name>`: the brokers that are also KRaft voters (ordinals `0..controllers`).
     pub stateful_set: StatefulSet,
+    /// `<name>-broker`: the brokers that are not voters (`process.roles=broker`), ordinals
+    /// from `controllers` up; 0 replicas when every broker is a voter (the operator creates it
+    /// only when it has pods to run).
+    pub broker_stateful_set: StatefulSet,
     /// `<name>`: at most one broker voluntarily down at a time.
     pub pod_disruption_budget: PodDisruptionBudget,
-    /// How many pods the StatefulSet runs (less than `spec.replicas` when brokers that are not
-    /// voters were asked for: see [`Warning`]).
+    /// How many brokers run: `spec.replicas`, unless a scale-down is held
+    /// ([`Desired::hold_brokers`]).
     pub brokers: i32,
     /// How many of them are KRaft voters (ordinals `0..controllers`).
     pub controllers: i32,
@@ -138,7 +146,28 @@ pub struct Desired {
     /// [`CLUSTER_WIDE_DYNAMIC_KEYS`] of `server.properties`): the operator makes the cluster's
     /// dynamic default entity equal to this, so they change without a restart.
     pub dynamic_config: BTreeMap<String, String>,
-    /// The config hash of the pod template ([`CONFIG_HASH_ANNOTATION`]).
+    /// Every broker, by node id.
+    pub nodes: Vec<Node>,
+    /// The config hash of the voters' pod template ([`CONFIG_HASH_ANNOTATION`]).
+    pub voter_hash: String,
+    /// The config hash of the other brokers' pod template.
+    pub broker_hash: String,
+    /// The KafkaCluster's name and namespace, and the port of the inter-broker listener.
+    name: String,
+    namespace: String,
+    internal_port: i32,
+}
+
+/// One broker of the cluster as laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Node id (its pod's index).
+    pub id: i32,
+    /// Its pod's name.
+    pub pod: String,
+    /// Whether it is a KRaft voter.
+    pub voter: bool,
+    /// The config hash its pod should carry.
     pub config_hash: String,
 }
 
@@ -191,20 +220,13 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             format!("must be between 1 and spec.replicas ({})", spec.replicas),
         ));
     }
-    // Brokers that are not voters need their own roles and listeners (process.roles=broker, no
-    // CONTROLLER listener) while one StatefulSet gives every pod the same arguments: they need
-    // a second pod set, not built yet. Run the voters and say so rather than fail.
-    let brokers = controllers;
-    if spec.replicas > controllers {
-        warnings.push(Warning {
-            reason: "BrokerOnlyNodesUnsupported".to_string(),
-            message: format!(
-                "spec.replicas is {} but only the {controllers} controllers run: this operator \
-                 does not generate brokers that are not KRaft voters (process.roles=broker) yet",
-                spec.replicas
-            ),
-        });
-    }
+    // Brokers that are not voters (ordinals from `controllers` up) need other arguments than
+    // the voters (process.roles=broker, no CONTROLLER listener), and a StatefulSet gives all its
+    // pods the same ones: they are a second StatefulSet, `<name>-broker`, whose ordinals start
+    // at `controllers` (`spec.ordinals.start`) so that a pod's index is still its node id. Two
+    // sets rather than roles picked by the broker from its ordinal: the broker takes Kafka's
+    // `process.roles` as given, and a voter and an observer differ in more than that key.
+    let brokers = spec.replicas;
 
     let internal = spec
         .listeners
@@ -240,8 +262,12 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     }
 
     let headless = format!("{name}-brokers");
-    let pod_dns =
-        |ordinal: i32| format!("{name}-{ordinal}.{headless}.{namespace}.svc.{CLUSTER_DOMAIN}");
+    let pod_dns = |id: i32| {
+        format!(
+            "{}.{headless}.{namespace}.svc.{CLUSTER_DOMAIN}",
+            pod_name(&name, controllers, id)
+        )
+    };
     let voters = (0..controllers)
         .map(|i| format!("{i}@{}:{CONTROLLER_PORT}", pod_dns(i)))
         .collect::<Vec<_>>()
@@ -409,6 +435,13 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         )))
         .collect::<Vec<_>>()
         .join(",");
+    // Brokers that are not voters bind no CONTROLLER listener (Kafka refuses one on them).
+    let broker_bind = spec
+        .listeners
+        .iter()
+        .map(|l| format!("{}://$(POD_IP):{}", listener_name(&l.name), l.port))
+        .collect::<Vec<_>>()
+        .join(",");
     let advertise = spec
         .listeners
         .iter()
@@ -562,6 +595,25 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     if !template.tolerations.is_empty() {
         pod_spec.tolerations = Some(template.tolerations.clone());
     }
+    // Brokers that are not voters: the same pod but for their roles and the CONTROLLER
+    // listener they neither bind nor expose.
+    let mut broker_pod_spec = pod_spec.clone();
+    if let Some(c) = broker_pod_spec.containers.first_mut() {
+        c.args = Some(vec![
+            format!("{CONFIG_DIR}/server.properties"),
+            "--override".into(),
+            "node.id=$(NODE_ID)".into(),
+            "--override".into(),
+            "process.roles=broker".into(),
+            "--override".into(),
+            format!("listeners={broker_bind}"),
+            "--override".into(),
+            format!("advertised.listeners={advertise}"),
+        ]);
+        if let Some(ports) = c.ports.as_mut() {
+            ports.retain(|p| p.container_port != CONTROLLER_PORT);
+        }
+    }
     // The hash covers what the broker reads at start and cannot change while it runs: its
     // properties but the cluster-wide dynamic ones (applied at runtime instead), and its pod
     // spec. The ConfigMap keeps every key, so a restarted broker starts with them all.
@@ -570,52 +622,86 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         .filter(|(k, _)| is_cluster_wide_dynamic(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut hasher = Sha256::new();
-    for (key, value) in owned.iter().chain(settings.iter()) {
-        if !is_cluster_wide_dynamic(key) {
-            hasher.update(format!("{key}={value}\n").as_bytes());
+    let config_hash = |pod_spec: &PodSpec| {
+        let mut hasher = Sha256::new();
+        for (key, value) in owned.iter().chain(settings.iter()) {
+            if !is_cluster_wide_dynamic(key) {
+                hasher.update(format!("{key}={value}\n").as_bytes());
+            }
         }
-    }
-    hasher.update(serde_json::to_vec(&pod_spec).unwrap_or_default());
-    let hash = hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
-    let mut pod_annotations = template.annotations.clone();
-    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash.clone());
-
-    let stateful_set = StatefulSet {
-        metadata: meta(name.clone()),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(brokers),
-            service_name: Some(headless.clone()),
-            pod_management_policy: Some("Parallel".into()),
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("OnDelete".into()),
-                ..StatefulSetUpdateStrategy::default()
-            }),
-            selector: LabelSelector {
-                match_labels: Some(selector.clone()),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod_spec),
-            },
-            volume_claim_templates: claims,
-            persistent_volume_claim_retention_policy: retention,
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
+        hasher.update(serde_json::to_vec(pod_spec).unwrap_or_default());
+        hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
     };
+    let voter_hash = config_hash(&pod_spec);
+    let broker_hash = config_hash(&broker_pod_spec);
+    let stateful_set_of = |set_name: String,
+                           replicas: i32,
+                           first_ordinal: Option<i32>,
+                           extra: &BTreeMap<String, String>,
+                           hash: &str,
+                           pod_spec: PodSpec| {
+        let mut set_selector = selector.clone();
+        set_selector.extend(extra.clone());
+        let mut set_labels = pod_labels.clone();
+        set_labels.extend(extra.clone());
+        let mut annotations = template.annotations.clone();
+        annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash.to_string());
+        StatefulSet {
+            metadata: meta(set_name),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(replicas),
+                ordinals: first_ordinal.map(|start| StatefulSetOrdinals { start: Some(start) }),
+                service_name: Some(headless.clone()),
+                pod_management_policy: Some("Parallel".into()),
+                update_strategy: Some(StatefulSetUpdateStrategy {
+                    type_: Some("OnDelete".into()),
+                    ..StatefulSetUpdateStrategy::default()
+                }),
+                selector: LabelSelector {
+                    match_labels: Some(set_selector),
+                    ..LabelSelector::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(set_labels),
+                        annotations: Some(annotations),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod_spec),
+                },
+                volume_claim_templates: claims.clone(),
+                persistent_volume_claim_retention_policy: retention.clone(),
+                ..StatefulSetSpec::default()
+            }),
+            ..StatefulSet::default()
+        }
+    };
+    // The voters' selector stays what it always was (a StatefulSet's selector is immutable);
+    // it matches the other set's pods too, which the StatefulSet controller leaves alone: it
+    // only manages pods named after itself.
+    let stateful_set = stateful_set_of(
+        name.clone(),
+        controllers,
+        None,
+        &BTreeMap::new(),
+        &voter_hash,
+        pod_spec,
+    );
+    let broker_stateful_set = stateful_set_of(
+        broker_set_name(&name),
+        brokers - controllers,
+        Some(controllers),
+        &BTreeMap::from([(ROLE_LABEL.to_string(), "broker".to_string())]),
+        &broker_hash,
+        broker_pod_spec,
+    );
 
     let pod_disruption_budget = PodDisruptionBudget {
         metadata: meta(name.clone()),
@@ -630,23 +716,80 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         ..PodDisruptionBudget::default()
     };
 
-    let broker_addresses = (0..brokers)
-        .map(|i| format!("{}:{}", pod_dns(i), internal.port))
-        .collect();
-    Ok(Desired {
+    let mut desired = Desired {
         config_map,
         headless_service,
         bootstrap_services,
         stateful_set,
+        broker_stateful_set,
         pod_disruption_budget,
         brokers,
         controllers,
         listeners,
-        broker_addresses,
+        broker_addresses: Vec::new(),
+        nodes: Vec::new(),
         warnings,
         dynamic_config,
-        config_hash: hash,
-    })
+        voter_hash,
+        broker_hash,
+        name,
+        namespace,
+        internal_port: internal.port,
+    };
+    desired.hold_brokers(brokers);
+    Ok(desired)
+}
+
+/// The StatefulSet of the brokers that are not voters.
+pub fn broker_set_name(cluster: &str) -> String {
+    format!("{cluster}-broker")
+}
+
+/// The pod of node `id`: `<cluster>-<id>` for a voter, `<cluster>-broker-<id>` for the others.
+pub fn pod_name(cluster: &str, controllers: i32, id: i32) -> String {
+    if id < controllers {
+        format!("{cluster}-{id}")
+    } else {
+        format!("{cluster}-broker-{id}")
+    }
+}
+
+impl Desired {
+    /// Runs `total` brokers instead of `spec.replicas` (never fewer than the voters): the
+    /// operator holds a scale-down whose brokers still host replicas. Sets the broker
+    /// StatefulSet's replicas, [`Desired::brokers`], the nodes and their addresses.
+    pub fn hold_brokers(&mut self, total: i32) {
+        let total = total.max(self.controllers);
+        self.brokers = total;
+        if let Some(spec) = self.broker_stateful_set.spec.as_mut() {
+            spec.replicas = Some(total - self.controllers);
+        }
+        self.nodes = (0..total)
+            .map(|id| {
+                let voter = id < self.controllers;
+                Node {
+                    id,
+                    pod: pod_name(&self.name, self.controllers, id),
+                    voter,
+                    config_hash: if voter {
+                        self.voter_hash.clone()
+                    } else {
+                        self.broker_hash.clone()
+                    },
+                }
+            })
+            .collect();
+        self.broker_addresses = self
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}.{}-brokers.{}.svc.{CLUSTER_DOMAIN}:{}",
+                    n.pod, self.name, self.namespace, self.internal_port
+                )
+            })
+            .collect();
+    }
 }
 
 /// The labels that select a cluster's broker pods.
@@ -820,17 +963,101 @@ mod tests {
     }
 
     #[test]
-    fn brokers_beyond_the_controllers_give_a_warning_and_run_the_voters_only() {
+    fn brokers_beyond_the_controllers_run_as_broker_only_pods_numbered_after_the_voters() {
         let d = ok("replicas: 5\ncontrollers: 3");
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        assert_eq!(d.brokers, 5);
         assert_eq!(sts_spec(&d).replicas, Some(3));
-        assert_eq!(d.brokers, 3);
-        assert_eq!(d.warnings.len(), 1);
-        assert_eq!(d.warnings[0].reason, "BrokerOnlyNodesUnsupported");
-        assert!(
-            d.warnings[0].message.contains("spec.replicas is 5"),
-            "{}",
-            d.warnings[0].message
+        assert_eq!(
+            properties(&d)["controller.quorum.voters"],
+            properties(&ok("replicas: 3"))["controller.quorum.voters"],
+            "the voters stay the first three"
         );
+        let set = &d.broker_stateful_set;
+        assert_eq!(set.metadata.name.as_deref(), Some("kc1-broker"));
+        let spec = set.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(2));
+        // Ordinals 3 and 4: the pod index is the node id, as for the voters.
+        assert_eq!(spec.ordinals.as_ref().and_then(|o| o.start), Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("kc1-brokers"));
+        assert_eq!(
+            spec.update_strategy
+                .as_ref()
+                .and_then(|u| u.type_.as_deref()),
+            Some("OnDelete")
+        );
+        let selector = spec.selector.match_labels.as_ref().expect("selector");
+        assert_eq!(selector[ROLE_LABEL], "broker");
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref())
+            .expect("labels");
+        assert_eq!(labels[ROLE_LABEL], "broker");
+        assert_eq!(labels[CLUSTER_LABEL], "kc1", "the Services select them too");
+        let container = &spec.template.spec.as_ref().expect("pod").containers[0];
+        let args = container.args.clone().expect("args");
+        assert!(
+            args.contains(&"process.roles=broker".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"listeners=PLAIN://$(POD_IP):9092".to_string()),
+            "no CONTROLLER listener: {args:?}"
+        );
+        assert!(args.contains(&"node.id=$(NODE_ID)".to_string()));
+        assert!(container
+            .ports
+            .iter()
+            .flatten()
+            .all(|p| p.container_port != CONTROLLER_PORT));
+        let pods: Vec<(&str, bool)> = d.nodes.iter().map(|n| (n.pod.as_str(), n.voter)).collect();
+        assert_eq!(
+            pods,
+            [
+                ("kc1-0", true),
+                ("kc1-1", true),
+                ("kc1-2", true),
+                ("kc1-broker-3", false),
+                ("kc1-broker-4", false)
+            ]
+        );
+        assert_eq!(d.nodes[0].config_hash, d.voter_hash);
+        assert_eq!(d.nodes[4].config_hash, d.broker_hash);
+        assert_ne!(d.voter_hash, d.broker_hash);
+        assert_eq!(
+            d.broker_addresses[4],
+            "kc1-broker-4.kc1-brokers.ns1.svc.cluster.local:9092"
+        );
+        // Every broker a voter: the other set has nothing to run.
+        let three = ok("replicas: 3");
+        assert_eq!(
+            three
+                .broker_stateful_set
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas),
+            Some(0)
+        );
+        assert_eq!(three.nodes.len(), 3);
+    }
+
+    #[test]
+    fn a_held_scale_down_keeps_the_brokers_that_would_go() {
+        let mut d = ok("replicas: 3");
+        d.hold_brokers(5);
+        assert_eq!(d.brokers, 5);
+        assert_eq!(
+            d.broker_stateful_set.spec.as_ref().and_then(|s| s.replicas),
+            Some(2)
+        );
+        assert_eq!(d.nodes[3].pod, "kc1-broker-3");
+        assert_eq!(d.broker_addresses.len(), 5);
+        // Never fewer than the voters.
+        d.hold_brokers(1);
+        assert_eq!(d.brokers, 3);
+        assert_eq!(d.nodes.len(), 3);
     }
 
     #[test]
@@ -900,7 +1127,7 @@ mod tests {
             base.dynamic_config,
             BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())])
         );
-        assert_eq!(base.config_hash, hash(&base));
+        assert_eq!(base.voter_hash, hash(&base));
         let dynamic = ok("replicas: 3\nconfig:\n  log.retention.ms: 3600000\n  message.max.bytes: 2000000\n  min.insync.replicas: 1");
         assert_eq!(
             hash(&base),

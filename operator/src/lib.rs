@@ -11,7 +11,7 @@
 //!   DescribeConfigs) and the dynamic broker defaults the operator sets.
 //! - [`roll`]: which broker to restart next in a rolling restart, a pure function.
 //! - [`rebalance`]: new replica lists spreading replicas and leaders over a set of brokers (for
-//!   scaling up and down), a pure function; not executed by the reconciler yet.
+//!   scaling up and down), a pure function the reconciler executes.
 //! - [`topic`]: `KafkaTopic` resources reconciled into topics of their cluster.
 
 pub mod controller;

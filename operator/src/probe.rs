@@ -5,23 +5,32 @@
 //! Metadata of every topic with each topic's effective `min.insync.replicas` (DescribeConfigs),
 //! for the roll planner, and the cluster-wide dynamic broker defaults (DescribeConfigs and
 //! IncrementalAlterConfigs on the broker resource `""`, as `kafka-configs.sh --entity-type
-//! brokers --entity-default` sends them).
+//! brokers --entity-default` sends them), and for the rebalance the replica assignment
+//! (Metadata), reassignments in progress (ListPartitionReassignments), new assignments
+//! (AlterPartitionReassignments, as `kafka-reassign-partitions.sh --execute`) and preferred
+//! leader elections (ElectLeaders, as `kafka-leader-election.sh --election-type preferred`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use oxbow_client::kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use oxbow_client::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use oxbow_client::kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use oxbow_client::kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use oxbow_client::kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use oxbow_client::kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeQuorumRequest, IncrementalAlterConfigsRequest, MetadataRequest,
-    TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, DescribeConfigsRequest, DescribeQuorumRequest,
+    ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, TopicName,
 };
 use oxbow_client::kafka_protocol::protocol::StrBytes;
 use oxbow_client::{Client, ConnectionConfig};
 
+use crate::rebalance::Assignment;
 use crate::roll::PartitionState;
 
 /// Kafka's ConfigResource type of a topic.
@@ -30,6 +39,12 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 /// DescribeConfigs' source of a cluster-wide dynamic broker default.
 const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+/// ElectLeaders' election type PREFERRED.
+const ELECTION_PREFERRED: i8 = 0;
+/// ElectLeaders' ELECTION_NOT_NEEDED: the preferred replica leads already.
+const ELECTION_NOT_NEEDED: i16 = 84;
+/// How long the controller may take over a reassignment or an election before it answers.
+const ADMIN_TIMEOUT_MS: i32 = 4_000;
 /// IncrementalAlterConfigs' operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -54,6 +69,9 @@ pub enum Error {
     #[error("the cluster's Metadata lists no broker")]
     NoBroker,
 }
+
+/// Each registered broker's `broker.rack` (`None` when it has none), by node id.
+pub type Racks = BTreeMap<i32, Option<String>>;
 
 /// The cluster as one broker described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +320,153 @@ impl Probe {
                     code: r.error_code,
                     message: r.error_message.as_ref().map(|m| m.to_string()),
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every partition's replicas (preferred leader first) and current leader, sorted by topic
+    /// and partition, and each registered broker's rack, from one Metadata of every topic.
+    pub async fn assignment(&self) -> Result<(Vec<(Assignment, i32)>, Racks), Error> {
+        let response = self
+            .client
+            .metadata(&MetadataRequest::default().with_topics(None))
+            .await?;
+        let racks: Racks = response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, b.rack.as_ref().map(|r| r.to_string())))
+            .collect();
+        let mut all = Vec::new();
+        for t in &response.topics {
+            let topic = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            if t.error_code != 0 {
+                return Err(Error::Kafka {
+                    what: format!("Metadata of topic {topic}"),
+                    code: t.error_code,
+                    message: None,
+                });
+            }
+            for p in &t.partitions {
+                all.push((
+                    Assignment {
+                        topic: topic.clone(),
+                        partition: p.partition_index,
+                        replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    },
+                    p.leader_id.0,
+                ));
+            }
+        }
+        all.sort_by(|(a, _), (b, _)| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok((all, racks))
+    }
+
+    /// How many partition reassignments are in progress (anyone's: the KafkaTopic operator's,
+    /// `kafka-reassign-partitions.sh`'s or this operator's).
+    pub async fn reassignments_in_progress(&self) -> Result<usize, Error> {
+        let broker = self.any_broker().await?;
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(None);
+        let answer = self.client.send(broker, &request).await?;
+        if answer.error_code != 0 {
+            return Err(Error::Kafka {
+                what: "ListPartitionReassignments".into(),
+                code: answer.error_code,
+                message: answer.error_message.as_ref().map(|m| m.to_string()),
+            });
+        }
+        Ok(answer.topics.iter().map(|t| t.partitions.len()).sum())
+    }
+
+    /// Starts the reassignment of every partition of `moves` to its replica list in one
+    /// AlterPartitionReassignments; any partition refused fails the call.
+    pub async fn reassign(&self, moves: &[Assignment]) -> Result<(), Error> {
+        let broker = self.any_broker().await?;
+        let mut topics: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for m in moves {
+            topics.entry(&m.topic).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(m.partition)
+                    .with_replicas(Some(m.replicas.iter().map(|&b| BrokerId(b)).collect())),
+            );
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        ReassignableTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let answer = self.client.send(broker, &request).await?;
+        if answer.error_code != 0 {
+            return Err(Error::Kafka {
+                what: "AlterPartitionReassignments".into(),
+                code: answer.error_code,
+                message: answer.error_message.as_ref().map(|m| m.to_string()),
+            });
+        }
+        for t in &answer.responses {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    return Err(Error::Kafka {
+                        what: format!(
+                            "AlterPartitionReassignments of {}-{}",
+                            t.name.0, p.partition_index
+                        ),
+                        code: p.error_code,
+                        message: p.error_message.as_ref().map(|m| m.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes each of `partitions` (`(topic, partition)`) led by its preferred replica (the
+    /// first) with one ElectLeaders; one already led by it is not an error.
+    pub async fn elect_preferred_leaders(&self, partitions: &[(String, i32)]) -> Result<(), Error> {
+        let broker = self.any_broker().await?;
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            topics.entry(topic).or_default().push(*partition);
+        }
+        let request = ElectLeadersRequest::default()
+            .with_election_type(ELECTION_PREFERRED)
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_topic_partitions(Some(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        TopicPartitions::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            ));
+        let answer = self.client.send(broker, &request).await?;
+        if answer.error_code != 0 {
+            return Err(Error::Kafka {
+                what: "ElectLeaders".into(),
+                code: answer.error_code,
+                message: None,
+            });
+        }
+        for t in &answer.replica_election_results {
+            for p in &t.partition_result {
+                if p.error_code != 0 && p.error_code != ELECTION_NOT_NEEDED {
+                    return Err(Error::Kafka {
+                        what: format!("ElectLeaders of {}-{}", t.topic.0, p.partition_id),
+                        code: p.error_code,
+                        message: p.error_message.as_ref().map(|m| m.to_string()),
+                    });
+                }
             }
         }
         Ok(())

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# needs-cluster
+# Scaling a KafkaCluster beyond its voters and back while kafka-verifiable-producer.sh writes
+# with acks=all: 3 → 5 adds broker-only pods `<name>-broker-3`/`-4` (process.roles=broker,
+# node ids 3 and 4) without restarting the voters, and the operator's rebalance spreads an
+# existing topic's replicas and leaders onto them (status.rebalance while it runs, Events
+# RebalanceStarted/RebalanceDone, status.balancedBrokers [0..4]); 5 → 3 with a topic of 5
+# replicas is refused (Warning ScaleDownBlocked, the broker pods keep running); once that topic
+# is gone, the operator moves every replica off brokers 3 and 4 before their StatefulSet
+# shrinks (sampled: never a replica on a broker whose pod is gone), and every acknowledged
+# record is read back at its partition and offset, with no failed send.
+. "$(dirname "$0")/lib.sh"
+ns=$NS-scale kc_name=scaling topic=spread
+work=$(mktemp -d)
+producer_pid="" sampler_pid=""
+cleanup() {
+  [[ -z $producer_pid ]] || kill -TERM -- "-$producer_pid" 2>/dev/null || true
+  [[ -z $sampler_pid ]] || kill "$sampler_pid" 2>/dev/null || true
+  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
+  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+install_operator || fail "operator did not become available"
+kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
+k() { kc -n "$ns" "$@"; }
+jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+sel="oxbow.dev/cluster=$kc_name"
+uids() { k get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}{"\n"}{end}' | sort; }
+ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
+balanced_over() { # ids...
+  local want; want=$(printf '%s,' "$@")
+  ready && [[ -z $(jp '{.status.rebalance}') ]] &&
+    [[ $(jp '{.status.balancedBrokers}' | tr -d '[] ') == "${want%,}" ]]
+}
+# "count of replicas per broker | count of leaders per broker" of a topic, brokers 0..4.
+spread_of() { # topic
+  kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --describe --topic "$1" | python3 -c '
+import re, sys
+reps, leads = [0] * 5, [0] * 5
+for line in sys.stdin:
+    m = re.search(r"Leader: (-?\d+)\s+Replicas: ([\d,]+)", line)
+    if m:
+        for r in m.group(2).split(","):
+            reps[int(r)] += 1
+        if int(m.group(1)) >= 0:
+            leads[int(m.group(1))] += 1
+print(" ".join(map(str, reps)), "|", " ".join(map(str, leads)))'
+}
+
+t0=$SECONDS
+k apply -f - >/dev/null <<YAML
+apiVersion: oxbow.dev/v1alpha1
+kind: KafkaCluster
+metadata: {name: $kc_name}
+spec:
+  replicas: 3
+YAML
+wait_until 240 "KafkaCluster $kc_name Ready with 3 brokers" balanced_over 0 1 2
+say "Ready and balanced over 0..2 $((SECONDS - t0)) s after kubectl apply"
+bootstrap=$(jp '{.status.listeners[0].bootstrapServers}')
+wait_until 60 "kafka-topics.sh --create $topic (10 partitions, RF 3, min.insync.replicas 2)" \
+  kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --create --if-not-exists --topic "$topic" \
+  --partitions 10 --replication-factor 3 --config min.insync.replicas=2
+setsid bash -c "$(declare -f kafka_tool with_cluster_dns kc); NS='$NS'; kafka_tool \"\$@\"" _ \
+  kafka-verifiable-producer.sh --bootstrap-server "$bootstrap" --topic "$topic" --acks -1 \
+  --throughput 100 --producer.config /dev/stdin <<<"retries=2147483647" \
+  >"$work/producer.out" 2>"$work/producer.err" &
+producer_pid=$!
+acked() { grep -c '"name":"producer_send_success"' "$work/producer.out" 2>/dev/null || true; }
+acks_beyond() { (($(acked) >= $1)); }
+wait_until 90 "200 acknowledged records before scaling" acks_beyond 200
+
+# 3 -> 5: broker-only pods, then the rebalance onto them.
+voters=$(uids)
+t0=$SECONDS
+k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":5}}' >/dev/null
+rebalancing() { [[ -n $(jp '{.status.rebalance.startedAt}') ]]; }
+wait_until 120 "status.rebalance after the scale-up" rebalancing
+wait_until 300 "5 brokers ready and the replicas balanced over 0..4" balanced_over 0 1 2 3 4
+up_secs=$((SECONDS - t0))
+[[ $(jp '{.status.brokers[3].pod} {.status.brokers[3].roles} {.status.brokers[4].pod} {.status.brokers[4].roles}') == \
+  "$kc_name-broker-3 broker $kc_name-broker-4 broker" ]] || fail "status.brokers: $(jp '{.status.brokers}')"
+[[ $(uids | grep -v -- "-broker-") == "$voters" ]] || fail "the voters restarted on scale-up: $voters -> $(uids)"
+spread=$(spread_of "$topic")
+say "3 -> 5: balanced in $up_secs s; $topic replicas per broker | leaders per broker: $spread"
+python3 - "$spread" <<'PY' || fail "$topic is not spread over 5 brokers: $spread"
+import sys
+reps, leads = (list(map(int, half.split())) for half in sys.argv[1].split("|"))
+assert sum(reps) == 30 and max(reps) - min(reps) <= 1, reps
+assert sum(leads) == 10 and max(leads) - min(leads) <= 1, leads
+PY
+events=$(k get events --field-selector "involvedObject.name=$kc_name" -o jsonpath='{.items[*].reason}')
+[[ $events == *RebalanceStarted* && $events == *RebalanceDone* ]] || fail "Events: $events"
+n=$(acked)
+wait_until 60 "100 more acknowledged records after the scale-up" acks_beyond $((n + 100))
+
+# 5 -> 3 is unsafe while a topic has 5 replicas: refused with a Warning, nothing shrinks.
+kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --create --topic wide --partitions 1 \
+  --replication-factor 5 >/dev/null || fail "creating wide (RF 5)"
+k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":3}}' >/dev/null
+blocked() { [[ $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].status}') == True ]]; }
+wait_until 60 "Warning ScaleDownBlocked" blocked
+say "refused: $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].message}')"
+[[ $(k get sts "$kc_name-broker" -o jsonpath='{.spec.replicas}') == 2 ]] ||
+  fail "the broker StatefulSet shrank with a topic of 5 replicas"
+[[ $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].message}') == *wide* ]] ||
+  fail "the Warning does not name the topic"
+
+# Without it, the replicas move off 3 and 4 first, then their pods go. Sampled with the
+# stdlib probe (a Metadata request, well under a second) rather than kafka-topics.sh, whose JVM
+# takes seconds: a StatefulSet shrunk while replicas still sat on 3 or 4 lasts only as long as
+# their reassignment, which a slow sampler could miss.
+probe_spread() { # topic -> "replicas per broker 0..4 | leaders per broker 0..4"
+  kafka_probe describe "$bootstrap" "$1" | python3 -c '
+import json, sys
+reps, leads = [0] * 5, [0] * 5
+for p in json.load(sys.stdin)["partitions"]:
+    for r in p["replicas"]:
+        reps[r] += 1
+    if p["leader"] >= 0:
+        leads[p["leader"]] += 1
+print(" ".join(map(str, reps)), "|", " ".join(map(str, leads)))'
+}
+sample_once() {
+  # The StatefulSet first, the replicas second: a replica still on 3 or 4 after the set shrank
+  # is a replica on a broker going away (nothing moves replicas back onto them).
+  echo "sts=$(k get sts "$kc_name-broker" -o jsonpath='{.spec.replicas}' 2>/dev/null) spread=$(probe_spread "$topic" 2>/dev/null)"
+}
+sample() { while :; do sample_once; sleep 0.2; done; }
+sample >"$work/samples" 2>/dev/null &
+sampler_pid=$!
+t0=$SECONDS
+kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --delete --topic wide >/dev/null || fail "deleting wide"
+shrunk() { balanced_over 0 1 2 && [[ -z $(k get pods -l "$sel" -o name | grep -- -broker-) ]]; }
+wait_until 300 "replicas moved off 3 and 4 and the broker pods gone" shrunk
+down_secs=$((SECONDS - t0))
+kill "$sampler_pid" 2>/dev/null || true
+wait "$sampler_pid" 2>/dev/null || true
+sampler_pid=""
+sample_once >>"$work/samples" 2>/dev/null
+python3 - "$work/samples" <<'PY' || { cat "$work/samples" >&2; fail "a broker went away still holding replicas, or the samples missed a side (above)"; }
+import re, sys
+before = after = 0
+for line in open(sys.argv[1]):
+    m = re.match(r"sts=(\d+) spread=([\d ]+)\|", line)
+    if not m:  # kubectl or the probe failed for this sample: nothing known
+        continue
+    sts, reps = int(m.group(1)), list(map(int, m.group(2).split()))
+    assert not (sts < 2 and (reps[3] or reps[4])), line
+    before += sts == 2 and (reps[3] + reps[4]) > 0
+    after += sts == 0
+# Not vacuous: the sampler saw replicas on 3 and 4 before the drain and the set shrunk after.
+print(f"samples: {before} with replicas on 3 or 4, {after} after the shrink", file=sys.stderr)
+assert before and after, (before, after)
+PY
+spread=$(spread_of "$topic")
+say "5 -> 3: done in $down_secs s; $topic replicas per broker | leaders per broker: $spread"
+
+# Every acknowledged record is still there, and no send failed.
+n=$(acked)
+wait_until 60 "200 more acknowledged records after scaling down" acks_beyond $((n + 200))
+kill -TERM -- "-$producer_pid" 2>/dev/null || true
+wait "$producer_pid" 2>/dev/null || true
+producer_pid=""
+kafka_tool kafka-console-consumer.sh --bootstrap-server "$bootstrap" --topic "$topic" --from-beginning \
+  --property print.partition=true --property print.offset=true --timeout-ms 20000 \
+  >"$work/consumed" 2>"$work/consumer.err" || true
+python3 - "$work/producer.out" "$work/consumed" <<'PY' || fail "acknowledged records missing or sends failed (above)"
+import json, re, sys
+acked, errors = [], []
+for line in open(sys.argv[1]):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("name") == "producer_send_success":
+        acked.append((e["partition"], e["offset"], e["value"]))
+    elif e.get("name") == "producer_send_error":
+        errors.append(e)
+consumed = set()
+for line in open(sys.argv[2]):
+    m = re.match(r"Partition:(\d+)\s+Offset:(\d+)\s+(.*)$", line.rstrip("\n"))
+    if m:
+        consumed.add((int(m.group(1)), int(m.group(2)), m.group(3)))
+missing = [a for a in acked if a not in consumed]
+print(f"producer: {len(acked)} acknowledged, {len(errors)} failed sends; consumed {len(consumed)}; "
+      f"missing {len(missing)}", file=sys.stderr)
+for e in errors[:5]:
+    print(f"failed send: {e}", file=sys.stderr)
+assert acked, "no acknowledged records"
+assert not missing, f"acknowledged but not read back at their offsets: {missing[:10]}"
+assert not errors, f"{len(errors)} failed sends while scaling"
+PY
+say "FIGURES 3->5 balanced ${up_secs}s, 5->3 drained and shrunk ${down_secs}s"
+say "PASS"
