@@ -1570,8 +1570,8 @@ fn group_keeps_members_while_offsets_compact_and_topic_created() {
 
 /// Java consumers with `--group-protocol consumer` (the broker assigns, members heartbeat
 /// with ConsumerGroupHeartbeat): three split a topic, one leaves, one is killed with -9 and
-/// is removed after the broker-side session timeout, one joins; every record is consumed
-/// exactly once and committed, and `kafka-consumer-groups.sh` shows the group as a consumer
+/// is removed after the broker-side session timeout, a librdkafka member joins; every record
+/// is consumed exactly once and committed, and `kafka-consumer-groups.sh` shows the group as a consumer
 /// group with the members and the `uniform` assignor.
 #[test]
 fn consumer_protocol_members_split_leave_die_and_join() {
@@ -1646,8 +1646,16 @@ fn consumer_protocol_members_split_leave_die_and_join() {
     all.extend(produce_keyed(&t, &b, topic, "three", 300));
     wait_delivered_once(&[&a, &bm, &c], &all);
 
-    // D joins: half each, and everything still exactly once.
-    let d = Member::java(&t, &b, "java-D", topic, group, &consumer);
+    // D, a librdkafka member (group.protocol=consumer), joins: half each, and everything
+    // still exactly once.
+    let d = Member::rdkafka(
+        &t,
+        &b,
+        "rdkafka-D",
+        topic,
+        group,
+        &["group.protocol=consumer"],
+    );
     wait_assignment(&[&a, &d], 6, Some(&[3, 3]), WAIT);
     all.extend(produce_keyed(&t, &b, topic, "four", 300));
     wait_delivered_once(&[&a, &bm, &c, &d], &all);

@@ -22,9 +22,11 @@ pub(crate) async fn handle(
         subscribed_topic_names: request
             .subscribed_topic_names
             .map(|names| names.iter().map(|n| n.0.as_str().to_string()).collect()),
+        // librdkafka sends an empty regex with a list of topic names: that is no regex.
         subscribed_topic_regex: request
             .subscribed_topic_regex
-            .map(|s| s.as_str().to_string()),
+            .map(|s| s.as_str().to_string())
+            .filter(|s| !s.is_empty()),
         server_assignor: request.server_assignor.map(|s| s.as_str().to_string()),
         owned: request.topic_partitions.map(|tps| {
             tps.into_iter()
@@ -40,6 +42,7 @@ pub(crate) async fn handle(
         client_host: format!("/{}", ctx.peer.ip()),
     };
     let refused = |r: consumer::Refusal| {
+        tracing::debug!(group = %group_id, error = ?r.error, message = %r.message, "ConsumerGroupHeartbeat refused");
         ConsumerGroupHeartbeatResponse::default()
             .with_error_code(r.error.code())
             .with_error_message((!r.message.is_empty()).then(|| str_bytes(r.message)))
