@@ -10,6 +10,7 @@
 #   CI=true                 also run `cargo fmt --check` and clippy; e2e tools must exist
 #   OXBOW_E2E_TARGET=kafka  run the e2e suite against a real Apache Kafka 4.1 instead of oxbow
 #   OXBOW_E2E_THREADS       parallel e2e tests (default 2: each test runs a broker + JVM tools)
+#   (OXBOW_E2E_BROKERS      set by the phases: 1 for the e2e suite, 3 for its cluster phase)
 #   OXBOW_CACHE             tool cache (default ~/.cache/oxbow)
 set -uo pipefail
 
@@ -65,7 +66,13 @@ if [[ $BUILD_OK == 0 ]]; then
     XFAIL_LOG="$ROOT/target/e2e-expected-failures.log"
     rm -f "$XFAIL_LOG"
     phase "cargo test -p oxbow-e2e (real tools vs ${OXBOW_E2E_TARGET:-oxbow})" \
-      cargo test -p oxbow-e2e --no-fail-fast -- --test-threads="$E2E_THREADS"
+      env OXBOW_E2E_BROKERS=1 cargo test -p oxbow-e2e --no-fail-fast -- --test-threads="$E2E_THREADS"
+    # The CLI and group suites again, against a cluster of three combined nodes (replication
+    # factor 3, min.insync.replicas 2; e2e/src/target.rs): the same tests, the tools given all
+    # three addresses.
+    phase "cli_tools + groups on 3 brokers (OXBOW_E2E_BROKERS=3)" \
+      env OXBOW_E2E_BROKERS=3 cargo test -p oxbow-e2e --test cli_tools --test groups \
+      --no-fail-fast -- --test-threads="$E2E_THREADS"
     # Tests marked expected_failure_on_oxbow (e2e/src/lib.rs) failed as expected; cargo
     # lists them as ok, so name them here and in the summary (an XPASS fails its test).
     if [[ -s $XFAIL_LOG ]]; then

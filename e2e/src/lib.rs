@@ -13,6 +13,9 @@
 //!   [`Broker::start_target`] picks one by `OXBOW_E2E_TARGET` (`oxbow`, the
 //!   default, or `kafka`), so the same suite can prove that its assertions
 //!   describe what Apache Kafka really does.
+//! * [`Target::start`] is what the CLI and group suites run against: one broker, or a
+//!   cluster of three with `OXBOW_E2E_BROKERS=3` (replication factor 3, min.insync.replicas
+//!   2), of `OXBOW_E2E_TARGET`'s implementation.
 //! * [`Tools::run`] runs a tool with a timeout and returns what it printed.
 
 use std::fmt;
@@ -28,6 +31,9 @@ use std::time::{Duration, Instant};
 pub mod cluster_tools;
 pub mod group_member;
 pub mod netns;
+pub mod target;
+
+pub use target::Target;
 
 /// The Apache Kafka version the tools (and the reference broker) come from.
 pub const KAFKA_VERSION: &str = "4.1.0";
@@ -1240,6 +1246,76 @@ impl Cluster {
             return None;
         }
         serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Cluster metadata as node `id` alone answers it (`kcat -L -J`); `None` if it does not.
+    pub fn metadata_from(&self, id: usize) -> Option<serde_json::Value> {
+        let out = Command::new("kcat")
+            .args(["-b", &self.nodes[id].bootstrap(), "-L", "-J", "-m", "5"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits (up to `timeout`) until every running broker reports every partition of every
+    /// topic with a leader and all its replicas in its ISR. Asking each broker, not any one,
+    /// so a broker that has not caught up with the metadata cannot answer for the others.
+    pub fn wait_for_full_isrs(&self, timeout: Duration) {
+        let serving: Vec<usize> = (0..self.nodes.len())
+            .filter(|&id| {
+                let n = &self.nodes[id];
+                n.serves_clients && n.pid().is_some() && !n.is_paused()
+            })
+            .collect();
+        self.wait_until(timeout, "every partition's replicas all in sync", |c| {
+            serving.iter().all(|&id| {
+                c.metadata_from(id).is_some_and(|m| {
+                    m["topics"].as_array().is_some_and(|topics| {
+                        topics.iter().all(|t| {
+                            t["partitions"].as_array().is_some_and(|parts| {
+                                parts.iter().all(|p| {
+                                    let count =
+                                        |k: &str| p[k].as_array().map_or(usize::MAX, Vec::len);
+                                    p["leader"].as_i64().unwrap_or(-1) >= 0
+                                        && count("isrs") == count("replicas")
+                                })
+                            })
+                        })
+                    })
+                })
+            })
+        });
+    }
+
+    /// Restarts every node with SIGTERM one after the other (controlled shutdowns), each
+    /// back in Metadata and in every ISR before the next goes.
+    pub fn rolling_restart(&mut self) {
+        let brokers = self.nodes.iter().filter(|n| n.serves_clients).count();
+        for id in 0..self.nodes.len() {
+            self.nodes[id].restart();
+            self.wait_for_brokers(brokers);
+            self.wait_for_full_isrs(Duration::from_secs(120));
+        }
+    }
+
+    /// Kills every node with SIGKILL (a power loss), starts them all again (before waiting
+    /// for any: a voter is not ready until a quorum runs), and waits until Metadata lists
+    /// every broker and every ISR is full again.
+    pub fn kill9_all_and_start_again(&mut self) {
+        for node in &mut self.nodes {
+            node.kill9();
+        }
+        let offsets: Vec<u64> = self.nodes.iter_mut().map(Broker::spawn_process).collect();
+        for (node, offset) in self.nodes.iter_mut().zip(offsets) {
+            node.wait_ready(offset);
+        }
+        let brokers = self.nodes.iter().filter(|n| n.serves_clients).count();
+        self.wait_for_brokers(brokers);
+        self.wait_for_full_isrs(Duration::from_secs(120));
     }
 
     /// Waits (up to 90 s) until Metadata lists `n` brokers.

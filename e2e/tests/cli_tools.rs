@@ -3,20 +3,69 @@
 //!
 //! Each test starts its own broker: oxbow-broker by default, or a real Apache
 //! Kafka 4.1 with `OXBOW_E2E_TARGET=kafka` (which proves the assertions describe
-//! Kafka's real behaviour).
+//! Kafka's real behaviour); with `OXBOW_E2E_BROKERS=3` a cluster of three instead
+//! (`oxbow_e2e::Target`: replication factor 3, min.insync.replicas 2), the tools given
+//! all three addresses, and the checks that name brokers check the cluster's. On three
+//! brokers only the tests that add something there run: the power-loss restart on a
+//! cluster of its own, the others as scenarios of [`scenarios_on_one_shared_cluster`] (one
+//! cluster for all, two at a time; the rest say they are single-broker tests and return).
 //!
 //! Consumer groups (kafka-consumer-groups.sh, the verifiable consumer, several members
 //! in one group) are exercised in `groups.rs`.
 
-use oxbow_e2e::{tools_or_skip, Broker, ToolOutput, Tools};
+use oxbow_e2e::target::{run_on_one_cluster, Scenario};
+use oxbow_e2e::{tools_or_skip, Target, ToolOutput, Tools};
 use std::fs;
 
-fn start() -> Broker {
-    Broker::start_target(&[])
+/// Why a test that checks nothing replication-specific skips the cluster phase.
+const COVERED_BY_ONE_BROKER: &str =
+    "nothing replication-specific: the single-broker run covers it, and the cluster phase \
+     keeps to CI's time budget";
+
+fn start() -> Target {
+    Target::start(&[])
+}
+
+/// With `OXBOW_E2E_BROKERS=3`: the CLI tests that add coverage on a cluster and restart no
+/// broker, as scenarios on one cluster of three (RF 3, min.insync.replicas 2): the tools'
+/// producers with acks=all, Java, librdkafka and Python clients across three leaders,
+/// DeleteRecords and CreatePartitions on replicated partitions, the quorum's description.
+#[test]
+fn scenarios_on_one_shared_cluster() {
+    let t = tools_or_skip!();
+    let scenarios: [Scenario; 8] = [
+        (
+            "java_consumer_reads_many_partitions_through_incremental_fetch_sessions",
+            java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on,
+        ),
+        (
+            "console_producer_consumer_with_keys",
+            console_producer_consumer_with_keys_on,
+        ),
+        ("verifiable_producer", verifiable_producer_on),
+        (
+            "kcat_metadata_produce_consume",
+            kcat_metadata_produce_consume_on,
+        ),
+        (
+            "python_confluent_kafka_roundtrip",
+            python_confluent_kafka_roundtrip_on,
+        ),
+        (
+            "delete_records_moves_log_start_offset",
+            delete_records_moves_log_start_offset_on,
+        ),
+        ("topics_alter_partitions", topics_alter_partitions_on),
+        (
+            "metadata_quorum_describes_the_voters_and_the_leader",
+            metadata_quorum_describes_the_voters_and_the_leader_on,
+        ),
+    ];
+    run_on_one_cluster(&t, &[], &scenarios);
 }
 
 /// `kafka-topics.sh --bootstrap-server <b> <args>`
-fn topics(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
+fn topics(t: &Tools, b: &Target, args: &[&str]) -> ToolOutput {
     let bs = b.bootstrap();
     let mut all = vec!["--bootstrap-server", bs.as_str()];
     all.extend_from_slice(args);
@@ -24,14 +73,14 @@ fn topics(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
 }
 
 /// `kafka-configs.sh --bootstrap-server <b> <args>`
-fn configs(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
+fn configs(t: &Tools, b: &Target, args: &[&str]) -> ToolOutput {
     let bs = b.bootstrap();
     let mut all = vec!["--bootstrap-server", bs.as_str()];
     all.extend_from_slice(args);
     t.run("kafka-configs.sh", &all)
 }
 
-fn create_topic(t: &Tools, b: &Broker, topic: &str, partitions: u32) {
+fn create_topic(t: &Tools, b: &Target, topic: &str, partitions: u32) {
     let p = partitions.to_string();
     topics(t, b, &["--create", "--topic", topic, "--partitions", &p])
         .ok()
@@ -39,7 +88,7 @@ fn create_topic(t: &Tools, b: &Broker, topic: &str, partitions: u32) {
 }
 
 /// Console producer, one record per line of `lines`.
-fn produce_lines(t: &Tools, b: &Broker, topic: &str, lines: &str, extra: &[&str]) -> ToolOutput {
+fn produce_lines(t: &Tools, b: &Target, topic: &str, lines: &str, extra: &[&str]) -> ToolOutput {
     let bs = b.bootstrap();
     let mut args = vec!["--bootstrap-server", bs.as_str(), "--topic", topic];
     args.extend_from_slice(extra);
@@ -50,7 +99,7 @@ fn produce_lines(t: &Tools, b: &Broker, topic: &str, lines: &str, extra: &[&str]
 /// printing `Offset:<o>-<key>-<value>` (the key separator goes between all fields).
 fn consume(
     t: &Tools,
-    b: &Broker,
+    b: &Target,
     topic: &str,
     partition: u32,
     offset: &str,
@@ -86,7 +135,7 @@ fn consume(
 }
 
 /// `kafka-get-offsets.sh --topic <topic> --time <time>` lines (`topic:partition:offset`).
-fn offsets(t: &Tools, b: &Broker, topic: &str, time: &str) -> Vec<String> {
+fn offsets(t: &Tools, b: &Target, topic: &str, time: &str) -> Vec<String> {
     let bs = b.bootstrap();
     let out = t
         .run(
@@ -121,17 +170,32 @@ fn partition_lines<'a>(out: &'a ToolOutput, topic: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn assert_partitions(out: &ToolOutput, topic: &str, count: usize) {
+/// `count` partitions of the target's default replication factor, each with a leader and
+/// every replica in sync: on one broker all are broker 0's; on a cluster the replicas are
+/// distinct brokers, the leader one of them, and the ISR all of them.
+fn assert_partitions(b: &Target, out: &ToolOutput, topic: &str, count: usize) {
     let header = describe_header(out, topic);
     assert_eq!(field(&header, "PartitionCount"), count.to_string(), "{out}");
-    assert_eq!(field(&header, "ReplicationFactor"), "1", "{out}");
+    let rf = b.replication_factor();
+    assert_eq!(field(&header, "ReplicationFactor"), rf.to_string(), "{out}");
     let parts = partition_lines(out, topic);
     assert_eq!(parts.len(), count, "partition lines:\n{out}");
+    let ids = |list: &str| -> std::collections::BTreeSet<i32> {
+        list.split(',')
+            .map(|id| {
+                id.parse()
+                    .unwrap_or_else(|_| panic!("broker id {id:?}:\n{out}"))
+            })
+            .collect()
+    };
     for (i, line) in parts.iter().enumerate() {
         assert_eq!(field(line, "Partition"), i.to_string(), "{out}");
-        assert_eq!(field(line, "Leader"), "0", "{out}");
-        assert_eq!(field(line, "Replicas"), "0", "{out}");
-        assert_eq!(field(line, "Isr"), "0", "{out}");
+        let replicas = ids(field(line, "Replicas"));
+        assert_eq!(replicas.len(), rf, "distinct replicas: {out}");
+        assert!(replicas.iter().all(|id| b.node_ids().contains(id)), "{out}");
+        let leader: i32 = field(line, "Leader").parse().unwrap_or(-1);
+        assert!(replicas.contains(&leader), "a replica leads: {out}");
+        assert_eq!(ids(field(line, "Isr")), replicas, "all in sync: {out}");
     }
 }
 
@@ -142,11 +206,15 @@ fn assert_partitions(out: &ToolOutput, topic: &str, count: usize) {
 #[test]
 fn topics_create_list_describe() {
     let t = tools_or_skip!();
+    if Target::single_broker_only("topics_create_list_describe", COVERED_BY_ONE_BROKER) {
+        return;
+    }
     let b = start();
 
     topics(&t, &b, &["--create", "--topic", "hello.kafka"])
         .ok()
         .expect_line("Created topic hello.kafka.");
+    let rf = b.replication_factor().to_string();
     topics(
         &t,
         &b,
@@ -155,7 +223,7 @@ fn topics_create_list_describe() {
             "--partitions",
             "3",
             "--replication-factor",
-            "1",
+            &rf,
             "--config",
             "retention.ms=172800000",
             "--topic",
@@ -181,11 +249,11 @@ fn topics_create_list_describe() {
         configs.split(',').any(|c| c == "retention.ms=172800000"),
         "Configs should list retention.ms=172800000:\n{d}"
     );
-    assert_partitions(&d, "hello.kafka.2", 3);
+    assert_partitions(&b, &d, "hello.kafka.2", 3);
 
-    // Defaults: num.partitions=1, replication factor 1.
+    // Defaults: num.partitions=1, default.replication.factor (1 alone, 3 in a cluster).
     let d1 = topics(&t, &b, &["--describe", "--topic", "hello.kafka"]).ok();
-    assert_partitions(&d1, "hello.kafka", 1);
+    assert_partitions(&b, &d1, "hello.kafka", 1);
     let id1 = field(&describe_header(&d1, "hello.kafka"), "TopicId").to_string();
     assert_ne!(id1, topic_id, "each topic has its own id");
 
@@ -198,12 +266,19 @@ fn topics_create_list_describe() {
 #[test]
 fn topics_alter_partitions() {
     let t = tools_or_skip!();
-    let b = start();
-    create_topic(&t, &b, "grow", 3);
+    if Target::runs_on_the_shared_cluster("topics_alter_partitions") {
+        return;
+    }
+    topics_alter_partitions_on(&t, &start());
+}
 
-    topics(&t, &b, &["--alter", "--topic", "grow", "--partitions", "4"]).ok();
-    let d = topics(&t, &b, &["--describe", "--topic", "grow"]).ok();
-    assert_partitions(&d, "grow", 4);
+/// The body of [`topics_alter_partitions`], also a scenario on the suite's shared cluster.
+fn topics_alter_partitions_on(t: &Tools, b: &Target) {
+    create_topic(t, b, "grow", 3);
+
+    topics(t, b, &["--alter", "--topic", "grow", "--partitions", "4"]).ok();
+    let d = topics(t, b, &["--describe", "--topic", "grow"]).ok();
+    assert_partitions(b, &d, "grow", 4);
 
     // The new partition is usable.
     let bs = b.bootstrap();
@@ -214,27 +289,38 @@ fn topics_alter_partitions() {
     )
     .ok();
     assert_eq!(
-        offsets(&t, &b, "grow", "-1"),
+        offsets(t, b, "grow", "-1"),
         vec!["grow:0:0", "grow:1:0", "grow:2:0", "grow:3:1"]
     );
 
     // Decreasing is refused.
-    let dec = topics(&t, &b, &["--alter", "--topic", "grow", "--partitions", "2"]).failed();
+    let dec = topics(t, b, &["--alter", "--topic", "grow", "--partitions", "2"]).failed();
     dec.expect_contains("InvalidPartitionsException");
     dec.expect_contains("Error while executing topic command");
-    let d = topics(&t, &b, &["--describe", "--topic", "grow"]).ok();
-    assert_partitions(&d, "grow", 4);
+    let d = topics(t, b, &["--describe", "--topic", "grow"]).ok();
+    assert_partitions(b, &d, "grow", 4);
 }
 
 #[test]
 fn topics_create_refusals() {
     let t = tools_or_skip!();
+    if Target::single_broker_only("topics_create_refusals", COVERED_BY_ONE_BROKER) {
+        return;
+    }
     let b = start();
 
+    // One more replica than there are brokers.
+    let too_many = (b.brokers() + 1).to_string();
     let rf = topics(
         &t,
         &b,
-        &["--create", "--topic", "rf3", "--replication-factor", "3"],
+        &[
+            "--create",
+            "--topic",
+            "too-many-replicas",
+            "--replication-factor",
+            &too_many,
+        ],
     )
     .failed();
     rf.expect_contains("InvalidReplicationFactorException");
@@ -267,6 +353,9 @@ fn topics_create_refusals() {
 #[test]
 fn configs_topic_alter_describe() {
     let t = tools_or_skip!();
+    if Target::single_broker_only("configs_topic_alter_describe", COVERED_BY_ONE_BROKER) {
+        return;
+    }
     let b = start();
     create_topic(&t, &b, "cfg", 1);
     let topic = ["--entity-type", "topics", "--entity-name", "cfg"];
@@ -359,7 +448,10 @@ fn configs_topic_alter_describe() {
 #[test]
 fn configs_broker_all_describe() {
     let t = tools_or_skip!();
-    let b = Broker::start_target(&[("num.partitions", "3")]);
+    if Target::single_broker_only("configs_broker_all_describe", COVERED_BY_ONE_BROKER) {
+        return;
+    }
+    let b = Target::start(&[("num.partitions", "3")]);
 
     for args in [
         &[
@@ -383,14 +475,14 @@ fn configs_broker_all_describe() {
             "{d}"
         );
         let dirs = d.line_starting_with("log.dirs=");
-        let want = format!("log.dirs={} ", b.data_dir().display());
+        let want = format!("log.dirs={} ", b.node(0).data_dir().display());
         assert!(dirs.starts_with(&want), "{d}");
     }
 
     // num.partitions is the default for new topics.
     topics(&t, &b, &["--create", "--topic", "three"]).ok();
     let d = topics(&t, &b, &["--describe", "--topic", "three"]).ok();
-    assert_partitions(&d, "three", 3);
+    assert_partitions(&b, &d, "three", 3);
 }
 
 // ---------------------------------------------------------------------------
@@ -400,13 +492,20 @@ fn configs_broker_all_describe() {
 #[test]
 fn console_producer_consumer_with_keys() {
     let t = tools_or_skip!();
-    let b = start();
-    create_topic(&t, &b, "hello.kafka", 1);
+    if Target::runs_on_the_shared_cluster("console_producer_consumer_with_keys") {
+        return;
+    }
+    console_producer_consumer_with_keys_on(&t, &start());
+}
 
-    produce_lines(&t, &b, "hello.kafka", "hello\nkafka\n", &[]);
+/// The body of [`console_producer_consumer_with_keys`], also a scenario on the suite's shared cluster.
+fn console_producer_consumer_with_keys_on(t: &Tools, b: &Target) {
+    create_topic(t, b, "hello.kafka", 1);
+
+    produce_lines(t, b, "hello.kafka", "hello\nkafka\n", &[]);
     produce_lines(
-        &t,
-        &b,
+        t,
+        b,
         "hello.kafka",
         "key1:no1\nkey2:no2\n",
         &[
@@ -490,6 +589,12 @@ fn console_producer_consumer_with_keys() {
 #[test]
 fn console_producer_headers_and_null_values() {
     let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "console_producer_headers_and_null_values",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
     let b = start();
     create_topic(&t, &b, "hdr", 1);
     produce_lines(
@@ -553,6 +658,12 @@ fn console_producer_headers_and_null_values() {
 #[test]
 fn console_consumer_from_beginning_with_group() {
     let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "console_consumer_from_beginning_with_group",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
     let b = start();
     create_topic(&t, &b, "fb", 1);
     produce_lines(&t, &b, "fb", "a\nb\nc\n", &[]);
@@ -583,11 +694,18 @@ fn console_consumer_from_beginning_with_group() {
 #[test]
 fn delete_records_moves_log_start_offset() {
     let t = tools_or_skip!();
-    let b = start();
-    create_topic(&t, &b, "del", 1);
-    produce_lines(&t, &b, "del", "m0\nm1\nm2\nm3\nm4\n", &[]);
-    assert_eq!(offsets(&t, &b, "del", "-2"), vec!["del:0:0"]);
-    assert_eq!(offsets(&t, &b, "del", "-1"), vec!["del:0:5"]);
+    if Target::runs_on_the_shared_cluster("delete_records_moves_log_start_offset") {
+        return;
+    }
+    delete_records_moves_log_start_offset_on(&t, &start());
+}
+
+/// The body of [`delete_records_moves_log_start_offset`], also a scenario on the suite's shared cluster.
+fn delete_records_moves_log_start_offset_on(t: &Tools, b: &Target) {
+    create_topic(t, b, "del", 1);
+    produce_lines(t, b, "del", "m0\nm1\nm2\nm3\nm4\n", &[]);
+    assert_eq!(offsets(t, b, "del", "-2"), vec!["del:0:0"]);
+    assert_eq!(offsets(t, b, "del", "-1"), vec!["del:0:5"]);
 
     let json = b.scratch().join("delete.json");
     fs::write(
@@ -611,16 +729,16 @@ fn delete_records_moves_log_start_offset() {
     out.expect_line("partition: del-0\tlow_watermark: 3");
 
     assert_eq!(
-        offsets(&t, &b, "del", "-2"),
+        offsets(t, b, "del", "-2"),
         vec!["del:0:3"],
         "earliest after delete"
     );
     assert_eq!(
-        offsets(&t, &b, "del", "-1"),
+        offsets(t, b, "del", "-1"),
         vec!["del:0:5"],
         "latest unchanged"
     );
-    let c = consume(&t, &b, "del", 0, "earliest", 2);
+    let c = consume(t, b, "del", 0, "earliest", 2);
     assert_eq!(
         c.lines(),
         vec!["Offset:3-null-m3", "Offset:4-null-m4"],
@@ -644,7 +762,7 @@ fn delete_records_moves_log_start_offset() {
     )
     .ok()
     .expect_line("partition: del-0\tlow_watermark: 5");
-    assert_eq!(offsets(&t, &b, "del", "-2"), vec!["del:0:5"]);
+    assert_eq!(offsets(t, b, "del", "-2"), vec!["del:0:5"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -654,15 +772,23 @@ fn delete_records_moves_log_start_offset() {
 #[test]
 fn broker_api_versions() {
     let t = tools_or_skip!();
+    if Target::single_broker_only("broker_api_versions", COVERED_BY_ONE_BROKER) {
+        return;
+    }
     let b = start();
     let bs = b.bootstrap();
     let out = t
         .run("kafka-broker-api-versions.sh", &["--bootstrap-server", &bs])
         .ok();
-    let first = out.lines()[0].to_string();
+    // One block per broker, each headed by its address and id.
+    for id in b.node_ids() {
+        let node = b.node(id as usize).bootstrap();
+        let head = out.line_starting_with(&format!("{node} (id: {id} rack: null"));
+        assert!(head.ends_with(") -> ("), "{out}");
+    }
     assert!(
-        first.starts_with(&format!("{bs} (id: 0 rack: null")) && first.ends_with(") -> ("),
-        "{out}"
+        out.lines()[0].ends_with(") -> ("),
+        "a broker's block comes first: {out}"
     );
     for api in [
         "Produce(0)",
@@ -683,7 +809,8 @@ fn broker_api_versions() {
             "{api} must be usable: {line}\n{out}"
         );
     }
-    out.expect_line(")");
+    let blocks = out.lines().iter().filter(|l| **l == ")").count();
+    assert_eq!(blocks, b.brokers(), "{out}");
 }
 
 // ---------------------------------------------------------------------------
@@ -693,8 +820,15 @@ fn broker_api_versions() {
 #[test]
 fn verifiable_producer() {
     let t = tools_or_skip!();
-    let b = start();
-    create_topic(&t, &b, "verify-test", 1);
+    if Target::runs_on_the_shared_cluster("verifiable_producer") {
+        return;
+    }
+    verifiable_producer_on(&t, &start());
+}
+
+/// The body of [`verifiable_producer`], also a scenario on the suite's shared cluster.
+fn verifiable_producer_on(t: &Tools, b: &Target) {
+    create_topic(t, b, "verify-test", 1);
     let bs = b.bootstrap();
     let out = t
         .run(
@@ -735,7 +869,7 @@ fn verifiable_producer() {
         .unwrap_or_else(|| panic!("no tool_data line: {out}"));
     assert_eq!(data["sent"], 10, "{out}");
     assert_eq!(data["acked"], 10, "{out}");
-    let c = consume(&t, &b, "verify-test", 0, "earliest", 10);
+    let c = consume(t, b, "verify-test", 0, "earliest", 10);
     assert_eq!(c.lines().len(), 10, "{c}");
     assert_eq!(c.lines()[9], "Offset:9-null-9", "{c}");
 }
@@ -746,8 +880,20 @@ fn verifiable_producer() {
 #[test]
 fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions() {
     let t = tools_or_skip!();
-    let b = start();
-    create_topic(&t, &b, "sessions", 40);
+    if Target::runs_on_the_shared_cluster(
+        "java_consumer_reads_many_partitions_through_incremental_fetch_sessions",
+    ) {
+        return;
+    }
+    java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on(&t, &start());
+}
+
+/// The body of [`java_consumer_reads_many_partitions_through_incremental_fetch_sessions`], also a scenario on the suite's shared cluster.
+fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on(
+    t: &Tools,
+    b: &Target,
+) {
+    create_topic(t, b, "sessions", 40);
     let bs = b.bootstrap();
     let records = 4000;
     let n = records.to_string();
@@ -827,16 +973,41 @@ fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions() {
 #[test]
 fn kcat_metadata_produce_consume() {
     let t = tools_or_skip!();
-    let b = start();
-    create_topic(&t, &b, "kc", 2);
+    if Target::runs_on_the_shared_cluster("kcat_metadata_produce_consume") {
+        return;
+    }
+    kcat_metadata_produce_consume_on(&t, &start());
+}
+
+/// The body of [`kcat_metadata_produce_consume`], also a scenario on the suite's shared cluster.
+fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
+    create_topic(t, b, "kc", 2);
     let bs = b.bootstrap();
 
-    let meta = t.run("kcat", &["-b", &bs, "-L"]).ok();
-    meta.expect_contains(" 1 brokers:");
-    meta.expect_contains(&format!("broker 0 at {bs}"));
+    // This topic's metadata only: on a shared cluster other scenarios' topics exist too.
+    let meta = t.run("kcat", &["-b", &bs, "-L", "-t", "kc"]).ok();
+    meta.expect_contains(&format!(" {} brokers:", b.brokers()));
+    for id in b.node_ids() {
+        meta.expect_contains(&format!(
+            "broker {id} at {}",
+            b.node(id as usize).bootstrap()
+        ));
+    }
     meta.expect_contains("topic \"kc\" with 2 partitions:");
-    meta.expect_contains("partition 0, leader 0, replicas: 0, isrs: 0");
-    meta.expect_contains("partition 1, leader 0, replicas: 0, isrs: 0");
+    for p in 0..2 {
+        // `partition <p>, leader <id>, replicas: <ids>, isrs: <ids>`
+        let line = meta.line_starting_with(&format!("partition {p}, leader "));
+        let rest = &line[format!("partition {p}, leader ").len()..];
+        let (leader, rest) = rest.split_once(", replicas: ").unwrap_or(("", ""));
+        let (replicas, isrs) = rest.split_once(", isrs: ").unwrap_or(("", ""));
+        let set = |l: &str| -> std::collections::BTreeSet<String> {
+            l.split(',').map(str::to_string).collect()
+        };
+        let replicas = set(replicas);
+        assert_eq!(replicas.len(), b.replication_factor(), "{meta}");
+        assert!(replicas.contains(leader), "{meta}");
+        assert_eq!(set(isrs), replicas, "{meta}");
+    }
 
     let input = "k1:v1\nk2:v2\nk3:v3\nk4:\nk5:last value with spaces\n";
     t.run_stdin(
@@ -953,10 +1124,8 @@ fn kcat_metadata_produce_consume() {
 // Python clients
 // ---------------------------------------------------------------------------
 
-fn python_roundtrip(client: &str) {
-    let t = tools_or_skip!();
-    let b = start();
-    create_topic(&t, &b, "py", 3);
+fn python_roundtrip(t: &Tools, b: &Target, client: &str) {
+    create_topic(t, b, "py", 3);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/roundtrip.py");
     let bs = b.bootstrap();
     let out = t.run("python", &[script, client, &bs, "py", "3", "1000"]);
@@ -967,19 +1136,36 @@ fn python_roundtrip(client: &str) {
     assert_eq!(summary["mismatches"], 0, "{out}");
     // The Java tools see the same data.
     assert_eq!(
-        offsets(&t, &b, "py", "-1"),
+        offsets(t, b, "py", "-1"),
         vec!["py:0:334", "py:1:333", "py:2:333"]
     );
 }
 
 #[test]
 fn python_kafka_python_roundtrip() {
-    python_roundtrip("kafka-python");
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "python_kafka_python_roundtrip",
+        "confluent-kafka's round trip runs on the cluster; one Python client is enough there",
+    ) {
+        return;
+    }
+    python_roundtrip(&t, &start(), "kafka-python");
 }
 
 #[test]
 fn python_confluent_kafka_roundtrip() {
-    python_roundtrip("confluent-kafka");
+    let t = tools_or_skip!();
+    if Target::runs_on_the_shared_cluster("python_confluent_kafka_roundtrip") {
+        return;
+    }
+    python_confluent_kafka_roundtrip_on(&t, &start());
+}
+
+/// The body of [`python_confluent_kafka_roundtrip`], also a scenario on the suite's shared
+/// cluster.
+fn python_confluent_kafka_roundtrip_on(t: &Tools, b: &Target) {
+    python_roundtrip(t, b, "confluent-kafka");
 }
 
 // ---------------------------------------------------------------------------
@@ -1051,9 +1237,10 @@ fn restart_preserves_everything(kill9: bool) {
         .lines()
         .join("\n");
 
+    // A cluster restarts every node: SIGTERM one after the other (rolling), or kill -9 of
+    // all three at once (a power loss) and all started again.
     if kill9 {
-        b.kill9();
-        b.start_again();
+        b.kill9_all_and_start_again();
     } else {
         b.restart();
     }
@@ -1061,7 +1248,7 @@ fn restart_preserves_everything(kill9: bool) {
     let list = topics(&t, &b, &["--list"]).ok();
     assert_eq!(list.lines(), vec!["durable", "other"], "{list}");
     let d = topics(&t, &b, &["--describe", "--topic", "durable"]).ok();
-    assert_partitions(&d, "durable", 2);
+    assert_partitions(&b, &d, "durable", 2);
     let header = describe_header(&d, "durable");
     assert_eq!(
         field(&header, "TopicId"),
@@ -1127,6 +1314,12 @@ fn restart_preserves_everything(kill9: bool) {
 
 #[test]
 fn restart_sigterm_preserves_topics_configs_records() {
+    if Target::single_broker_only(
+        "restart_sigterm_preserves_topics_configs_records",
+        "cluster_faults.rs rolls three brokers under load; kill -9 of all three runs here",
+    ) {
+        return;
+    }
     restart_preserves_everything(false);
 }
 
@@ -1142,13 +1335,19 @@ fn restart_kill9_preserves_topics_configs_records() {
 #[test]
 fn auto_create_enabled_uses_num_partitions() {
     let t = tools_or_skip!();
-    let b = Broker::start_target(&[
+    if Target::single_broker_only(
+        "auto_create_enabled_uses_num_partitions",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = Target::start(&[
         ("auto.create.topics.enable", "true"),
         ("num.partitions", "2"),
     ]);
     produce_lines(&t, &b, "auto.made", "one\ntwo\n", &[]);
     let d = topics(&t, &b, &["--describe", "--topic", "auto.made"]).ok();
-    assert_partitions(&d, "auto.made", 2);
+    assert_partitions(&b, &d, "auto.made", 2);
     let total: u64 = offsets(&t, &b, "auto.made", "-1")
         .iter()
         .map(|l| l.rsplit(':').next().unwrap().parse::<u64>().unwrap())
@@ -1160,13 +1359,19 @@ fn auto_create_enabled_uses_num_partitions() {
     t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "auto.kcat"], "x\n")
         .ok();
     let d = topics(&t, &b, &["--describe", "--topic", "auto.kcat"]).ok();
-    assert_partitions(&d, "auto.kcat", 2);
+    assert_partitions(&b, &d, "auto.kcat", 2);
 }
 
 #[test]
 fn auto_create_disabled_refuses_unknown_topics() {
     let t = tools_or_skip!();
-    let b = Broker::start_target(&[("auto.create.topics.enable", "false")]);
+    if Target::single_broker_only(
+        "auto_create_disabled_refuses_unknown_topics",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = Target::start(&[("auto.create.topics.enable", "false")]);
     let bs = b.bootstrap();
     let out = t.run_stdin(
         "kafka-console-producer.sh",
@@ -1194,7 +1399,13 @@ fn auto_create_disabled_refuses_unknown_topics() {
 #[test]
 fn time_retention_deletes_expired_segments() {
     let t = tools_or_skip!();
-    let b = Broker::start_target(&[("log.retention.check.interval.ms", "500")]);
+    if Target::single_broker_only(
+        "time_retention_deletes_expired_segments",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = Target::start(&[("log.retention.check.interval.ms", "500")]);
     topics(
         &t,
         &b,
@@ -1254,6 +1465,12 @@ fn time_retention_deletes_expired_segments() {
 #[test]
 fn timestamp_types_follow_the_topic_config() {
     let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "timestamp_types_follow_the_topic_config",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
     let b = start();
     create_topic(&t, &b, "create-time", 1);
     topics(
@@ -1325,6 +1542,12 @@ fn timestamp_types_follow_the_topic_config() {
 #[test]
 fn compressed_batches_from_real_clients_are_accepted() {
     let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "compressed_batches_from_real_clients_are_accepted",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
     let b = start();
     let bs = b.bootstrap();
     topics(
@@ -1382,12 +1605,19 @@ fn compressed_batches_from_real_clients_are_accepted() {
 // kafka-metadata-quorum.sh
 // ---------------------------------------------------------------------------
 
-/// A single node is the one voter and the leader of its metadata quorum; the tool's
-/// `--status` and `--replication` views say so.
+/// Every node is a voter of the metadata quorum and one of them its leader (a single node
+/// is the one voter and the leader); the tool's `--status` and `--replication` views say so.
 #[test]
-fn metadata_quorum_describes_the_single_voter() {
+fn metadata_quorum_describes_the_voters_and_the_leader() {
     let t = tools_or_skip!();
-    let b = start();
+    if Target::runs_on_the_shared_cluster("metadata_quorum_describes_the_voters_and_the_leader") {
+        return;
+    }
+    metadata_quorum_describes_the_voters_and_the_leader_on(&t, &start());
+}
+
+/// The body of [`metadata_quorum_describes_the_voters_and_the_leader`], also a scenario on the suite's shared cluster.
+fn metadata_quorum_describes_the_voters_and_the_leader_on(t: &Tools, b: &Target) {
     let bs = b.bootstrap();
     let status = t
         .run(
@@ -1395,20 +1625,28 @@ fn metadata_quorum_describes_the_single_voter() {
             &["--bootstrap-server", &bs, "describe", "--status"],
         )
         .ok();
-    assert_eq!(
-        status
-            .line_starting_with("LeaderId:")
-            .split_whitespace()
-            .nth(1),
-        Some("0"),
-        "{status}"
-    );
-    assert!(
-        status
-            .line_starting_with("CurrentVoters:")
-            .contains("{\"id\": 0"),
-        "{status}"
-    );
+    let leader: i32 = status
+        .line_starting_with("LeaderId:")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or(-1);
+    assert!(b.node_ids().contains(&leader), "{status}");
+    // `CurrentVoters: [{"id": 0, …}, {"id": 1, …}, …]`
+    let mut voters: Vec<i32> = status
+        .line_starting_with("CurrentVoters:")
+        .split("{\"id\": ")
+        .skip(1)
+        .map(|v| {
+            v.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(-1)
+        })
+        .collect();
+    voters.sort_unstable();
+    assert_eq!(voters, b.node_ids(), "{status}");
     status.expect_line("CurrentObservers:       []");
     let hw: i64 = status
         .line_starting_with("HighWatermark:")
@@ -1423,16 +1661,22 @@ fn metadata_quorum_describes_the_single_voter() {
             &["--bootstrap-server", &bs, "describe", "--replication"],
         )
         .ok();
-    let leader_row = replication.line_starting_with("0 ");
-    let cols: Vec<&str> = leader_row.split_whitespace().collect();
-    assert_eq!(cols.last(), Some(&"Leader"), "{replication}");
-    // The leader's lag is 0 and it was caught up just now (a timestamp, not -1).
-    assert_eq!(cols.get(3), Some(&"0"), "{replication}");
-    assert!(
-        cols.get(5)
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(-1)
-            > 0,
-        "{replication}"
-    );
+    // One row per voter: the leader's and (in a cluster) each follower's.
+    for id in b.node_ids() {
+        let row = replication.line_starting_with(&format!("{id} "));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let want = if id == leader { "Leader" } else { "Follower" };
+        assert_eq!(cols.last(), Some(&want), "{replication}");
+        if id == leader {
+            // The leader's lag is 0 and it was caught up just now (a timestamp, not -1).
+            assert_eq!(cols.get(3), Some(&"0"), "{replication}");
+            assert!(
+                cols.get(5)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(-1)
+                    > 0,
+                "{replication}"
+            );
+        }
+    }
 }
