@@ -328,7 +328,8 @@ impl Broker {
         self.metadata.image()
     }
 
-    /// The metadata quorum's state as this node sees it (DescribeQuorum).
+    /// The metadata quorum's state as this node sees it (a follower voter knows only the
+    /// leader, epoch and high watermark; DescribeQuorum asks the active controller instead).
     pub fn quorum_info(&self) -> crate::metadata::QuorumInfo {
         self.metadata.quorum_info()
     }

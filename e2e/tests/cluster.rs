@@ -402,3 +402,70 @@ fn a_2000_partition_topic_of_rf3_is_created_within_the_admin_timeout() {
         },
     );
 }
+
+/// DescribeQuorum (what `kafka-metadata-quorum.sh describe --replication` prints) gets the
+/// quorum's leader's view from every broker, since brokers forward it to the active
+/// controller: the leader's row has its log end offset (at least the high watermark) and a
+/// last caught-up time, every voter's log end offset is known. A node that answered from
+/// its own view as a follower printed the leader's LogEndOffset as -1 and its own lag as
+/// negative (e.g. -21).
+#[test]
+fn every_broker_answers_describe_quorum_with_the_leaders_view() {
+    use oxbow_client::kafka_protocol::messages::*;
+    use oxbow_client::kafka_protocol::protocol::StrBytes;
+    use oxbow_client::{Client, ConnectionConfig};
+
+    let _t = tools_or_skip!();
+    let c = Cluster::start(Flavor::from_env(), 3, &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let bootstrap = c.bootstrap();
+        let client = Client::new(bootstrap.split(','), ConnectionConfig::default());
+        client
+            .metadata(&MetadataRequest::default().with_topics(Some(vec![])))
+            .await
+            .expect("metadata");
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            describe_quorum_request::TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                .with_partitions(vec![
+                    describe_quorum_request::PartitionData::default().with_partition_index(0)
+                ]),
+        ]);
+        // Followers catch up within moments of the cluster forming: polled, not assumed.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in 0..3 {
+            loop {
+                let response = client.send(node, &request).await.expect("DescribeQuorum");
+                let answer = response
+                    .topics
+                    .first()
+                    .and_then(|t| t.partitions.first())
+                    .filter(|_| response.error_code == 0);
+                let leaders_view = answer.is_some_and(|p| {
+                    let leader = p
+                        .current_voters
+                        .iter()
+                        .find(|v| v.replica_id == p.leader_id);
+                    p.high_watermark > 0
+                        && p.current_voters.len() == 3
+                        && leader.is_some_and(|l| {
+                            l.log_end_offset >= p.high_watermark && l.last_caught_up_timestamp > 0
+                        })
+                        && p.current_voters.iter().all(|v| v.log_end_offset >= 0)
+                });
+                if leaders_view {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {node} does not answer with the quorum leader's view: {response:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+}

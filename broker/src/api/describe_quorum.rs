@@ -1,10 +1,12 @@
 //! DescribeQuorum (key 55): the metadata quorum's leader, epoch, high watermark, voters and
 //! observers (`kafka-metadata-quorum.sh describe --status` and `--replication`).
 //!
-//! Kafka's brokers forward this request to the active controller. Every oxbow node answers
-//! it from its own view of the quorum ([`crate::metadata::MetadataStore::quorum_info`]): a
-//! voter knows the leader's view of every replica when it is the leader, and the leader,
-//! epoch and high watermark otherwise, which is what the tool prints for `--status`.
+//! Kafka's brokers forward this request to the active controller, the quorum's leader: only
+//! it knows every voter's and observer's log end offset and last fetch (a follower knows its
+//! own log end and nobody else's, which made `--replication` print -1 for the leader's log
+//! end and a negative lag for the follower). Oxbow's nodes do the same through the controller
+//! channel ([`ControllerRequest::DescribeQuorum`]), which retries while there is no leader;
+//! a request that still finds none is answered with the channel's error at the top level.
 
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
@@ -14,7 +16,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, ApiError, Ctx};
+use crate::controller::{ControllerReply, ControllerRequest};
 use crate::metadata::QuorumReplica;
 
 /// Kafka's name of the metadata log, the one topic DescribeQuorum describes.
@@ -24,7 +27,16 @@ pub(crate) async fn handle(
     ctx: &Ctx<'_>,
     request: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
-    let quorum = ctx.broker.quorum_info();
+    let quorum = match ctx.broker.submit(ControllerRequest::DescribeQuorum).await {
+        Ok(ControllerReply::Quorum(quorum)) => quorum,
+        Ok(other) => {
+            return error_response(ApiError::new(
+                ResponseError::UnknownServerError,
+                format!("unexpected controller reply {other:?}"),
+            ))
+        }
+        Err(e) => return error_response(e),
+    };
     let replica = |r: &QuorumReplica| {
         ReplicaState::default()
             .with_replica_id(BrokerId(r.id))
@@ -80,4 +92,11 @@ pub(crate) async fn handle(
     DescribeQuorumResponse::default()
         .with_topics(topics)
         .with_nodes(nodes)
+}
+
+/// Kafka's `DescribeQuorumRequest.getErrorResponse`: the error at the top level.
+fn error_response(error: ApiError) -> DescribeQuorumResponse {
+    DescribeQuorumResponse::default()
+        .with_error_code(error.code)
+        .with_error_message(error.message_str())
 }

@@ -32,7 +32,9 @@ use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::metadata::{BrokerEndpoint, MetadataImage, MetadataRecord, PartitionState, TopicImage};
+use crate::metadata::{
+    BrokerEndpoint, MetadataImage, MetadataRecord, PartitionState, QuorumInfo, TopicImage,
+};
 
 pub use brokers::{BrokerHeartbeat, BrokerHeartbeats, HeartbeatReply};
 pub use partitions::{ElectionType, IsrMember};
@@ -321,6 +323,10 @@ pub enum ControllerRequest {
         /// The partitions to look at; `None` means every partition.
         partitions: Option<Vec<TopicPartitionName>>,
     },
+    /// DescribeQuorum: the metadata quorum as its leader sees it. Kafka's brokers forward
+    /// it to the active controller, since only the leader knows every voter's log end
+    /// offset and last fetch; answered from the quorum's state, commits nothing.
+    DescribeQuorum,
 }
 
 /// The result of one partition of ElectLeaders or AlterPartitionReassignments.
@@ -374,6 +380,8 @@ pub enum ControllerReply {
     Partitions(Vec<PartitionResult>),
     /// Ongoing reassignments.
     Reassignments(Vec<OngoingReassignment>),
+    /// The metadata quorum as the active controller (its leader) sees it.
+    Quorum(QuorumInfo),
 }
 
 /// Decides `request` on `image` at logical time `now_ms`: the records to commit (applied as
@@ -558,6 +566,12 @@ pub fn decide(
         ControllerRequest::ListPartitionReassignments { partitions } => Ok((
             vec![],
             ControllerReply::Reassignments(reassignment::list(image, partitions.as_deref())),
+        )),
+        // The image does not hold the quorum's replication progress: the service answers it
+        // from the metadata store before deciding anything (`Controller::handle_at`).
+        ControllerRequest::DescribeQuorum => Err(ControllerError::new(
+            ResponseError::UnknownServerError,
+            "DescribeQuorum is answered from the quorum's state, not decided on an image",
         )),
     }
 }

@@ -107,6 +107,17 @@ impl Controller {
         request: ControllerRequest,
         now_ms: i64,
     ) -> Result<ControllerReply> {
+        // Read-only and not about the image: answered without waiting for a decision in
+        // progress (a large CreateTopics may hold the lock for seconds).
+        if let ControllerRequest::DescribeQuorum = request {
+            let active = self.store.active_controller();
+            return match active {
+                Some(id) if id == self.node_id => {
+                    Ok(ControllerReply::Quorum(self.store.quorum_info()))
+                }
+                _ => Err(ControllerError::not_controller(active)),
+            };
+        }
         let mut inner = self.inner.lock().await;
         self.check_active(&mut inner)?;
         let image = self.store.image();
