@@ -5,6 +5,7 @@
 //!   DescribeConfigs reports them.
 //! - [`log`]: durable segmented partition logs (segments, indexes, recovery, retention).
 //! - [`group`]: the group coordinator (membership, rebalances, committed offsets).
+//! - [`txn`]: the transaction coordinator's record formats and state machine.
 //! - [`controller`]: the controller's decisions (placement, elections, fencing, ISR changes,
 //!   reassignment) as pure functions, and the active-controller service.
 //! - [`metadata`]: cluster metadata (topics, partitions, configs) behind one interface.
@@ -30,3 +31,4 @@ pub mod reaction;
 pub mod replica;
 pub mod server;
 pub mod time;
+pub mod txn;

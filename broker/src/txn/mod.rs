@@ -1,0 +1,24 @@
+//! The transaction coordinator's parts (issue 11), as Apache Kafka 4.1 shapes them:
+//!
+//! - [`records`]: `__transaction_state`'s record formats (Kafka's `TransactionLogKey` and
+//!   `TransactionLogValue`), the partition that owns a transactional id, the topic's configs;
+//! - [`state`]: one transactional id's state machine (Empty, Ongoing, PrepareCommit,
+//!   PrepareAbort, CompleteCommit, CompleteAbort, Dead, PrepareEpochFence) with Kafka's
+//!   transitions and error codes, pure and tested with logical time.
+//!
+//! Transaction protocol: v1 only. KIP-890's v2 (the epoch bumped by every EndTxn, partitions
+//! added implicitly by Produce) is served only when the broker advertises the
+//! `transaction.version` feature at level 2 in ApiVersions; Oxbow advertises no
+//! `transaction.version`, so Kafka 4.1's clients take the v1 path (AddPartitionsToTxn before
+//! producing, EndTxn at the same epoch), and the coordinator writes log values at version
+//! 0, as a Kafka coordinator at `transaction.version` 0 does. v2 would need verification of
+//! every transactional produce with the coordinator first.
+//!
+//! Not served yet: the coordinator itself; FindCoordinator answers
+//! COORDINATOR_NOT_AVAILABLE for transactional ids.
+
+pub mod records;
+pub mod state;
+
+pub use records::{TxnLogValue, TRANSACTION_STATE_TOPIC};
+pub use state::{InitPlan, TxnMetadata, TxnState, TxnTransit};
