@@ -28,6 +28,9 @@ use crate::metadata::{
 use crate::replica::fetch_session::FetchSessionCache;
 use crate::replica::{Partition, ReplicaManager};
 use crate::time::now_ms;
+use crate::txn::coordinator::{TxnCoordinator, TxnHost};
+use crate::txn::state::TxnPartition;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 mod react;
 
@@ -59,6 +62,10 @@ pub struct Broker {
     /// The static config with dynamic broker configs applied; rebuilt when those change.
     effective: std::sync::RwLock<Arc<BrokerConfig>>,
     groups: GroupCoordinator,
+    /// The transaction coordinator (its completions run in the background, hence shared).
+    txns: Arc<TxnCoordinator>,
+    /// This broker itself, for the transaction coordinator's background work.
+    me: std::sync::OnceLock<std::sync::Weak<Broker>>,
     /// Serialises topic-level administration so two CreateTopics for one name cannot race.
     admin: tokio::sync::Mutex<()>,
     /// The route to the active controller (this node's own, or forwarded).
@@ -192,6 +199,8 @@ impl Broker {
         ));
         let broker = Broker {
             groups: GroupCoordinator::new(limits),
+            txns: Arc::new(TxnCoordinator::default()),
+            me: std::sync::OnceLock::new(),
             effective: std::sync::RwLock::new(Arc::new(effective)),
             // Ids come in blocks from the controller; the first request fetches one.
             producer_ids: tokio::sync::Mutex::new((0, 0)),
@@ -222,7 +231,9 @@ impl Broker {
             partitions = broker.logs.partitions().len(),
             "broker started"
         );
-        Ok(Arc::new(broker))
+        let broker = Arc::new(broker);
+        let _ = broker.me.set(Arc::downgrade(&broker));
+        Ok(broker)
     }
 
     /// Starts a node of a replicated cluster (`controller.quorum.voters` names several
@@ -337,6 +348,17 @@ impl Broker {
     /// The group coordinator.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+
+    /// The transaction coordinator.
+    pub fn txns(&self) -> &Arc<TxnCoordinator> {
+        &self.txns
+    }
+
+    /// This broker as shared (for work that outlives a request); `None` only while it is
+    /// being built or dropped.
+    pub fn shared(&self) -> Option<Arc<Broker>> {
+        self.me.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// The log manager.
@@ -739,6 +761,44 @@ impl Broker {
         self.react(image).await
     }
 
+    /// A coordinator's append to its internal `topic` (see
+    /// [`CoordinatorHost::append_offsets`] for how it is acknowledged).
+    pub(crate) async fn append_internal(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: bytes::Bytes,
+    ) -> Result<i64, ApiError> {
+        let (handle, _) = self.leader_partition(topic, partition)?;
+        let overrides = self
+            .image()
+            .topic(topic)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default();
+        let min_insync_replicas =
+            config::effective_min_insync_replicas(&self.effective_config(), &overrides);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.config.offsets_commit_timeout_ms.max(1) as u64);
+        // An append may roll a segment and fsync (flush.messages): on the blocking pool.
+        let appending = handle.clone();
+        let (info, leader_epoch) = tokio::task::spawn_blocking(move || {
+            let appended =
+                appending.append_records_to_leader(&batch, -1, min_insync_replicas, now_ms())?;
+            let mut log = appending.log().lock().unwrap_or_else(|p| p.into_inner());
+            if log.flush_due_by_messages() {
+                log.flush()?;
+            }
+            Ok::<_, crate::replica::ReplicaError>(appended)
+        })
+        .await
+        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))??;
+        let end = info.last_offset + 1;
+        handle
+            .wait_for_acks_all(leader_epoch, end, min_insync_replicas, deadline)
+            .await?;
+        Ok(end)
+    }
+
     /// A fresh producer id, never handed out before by this cluster: ids come from the
     /// controller in blocks, so a restart (or another broker) never repeats one.
     pub(crate) async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
@@ -964,38 +1024,122 @@ impl CoordinatorHost for Broker {
     /// NOT_LEADER_OR_FOLLOWER as soon as this broker stops leading in that epoch, or
     /// REQUEST_TIMED_OUT after `offsets.commit.timeout.ms`.
     async fn append_offsets(&self, partition: i32, batch: bytes::Bytes) -> Result<i64, ApiError> {
-        let (handle, _) = self.leader_partition(OFFSETS_TOPIC, partition)?;
+        self.append_internal(OFFSETS_TOPIC, partition, batch).await
+    }
+
+    fn offsets_retention_ms(&self) -> i64 {
+        i64::from(self.config.offsets_retention_minutes) * 60_000
+    }
+}
+
+/// The transaction coordinator reaches the broker only through this (see [`TxnHost`]).
+impl TxnHost for Broker {
+    fn txn_topic_partitions(&self) -> Option<i32> {
+        self.image()
+            .topic(TRANSACTION_STATE_TOPIC)
+            .map(|t| t.partitions.len() as i32)
+    }
+
+    /// Created as Kafka's `TransactionStateManager.transactionTopicConfigs` says, through the
+    /// same path as CreateTopics. The replication factor is capped by the live brokers (as
+    /// for `__consumer_offsets`), and `min.insync.replicas` by that factor: Kafka refuses to
+    /// create the topic instead, and a single broker with Kafka's defaults then serves no
+    /// transactions at all.
+    async fn ensure_txn_topic(&self) -> Result<i32, ApiError> {
+        if let Some(count) = self.txn_topic_partitions() {
+            return Ok(count);
+        }
+        let config = self.config();
+        let rf = config.transaction_state_replication_factor_for(self.live_brokers().len());
+        let new = NewTopic {
+            name: TRANSACTION_STATE_TOPIC.to_string(),
+            num_partitions: config.transaction_state_log_num_partitions,
+            replication_factor: rf,
+            assignments: BTreeMap::new(),
+            configs: crate::txn::records::transaction_state_topic_configs(
+                config.transaction_state_log_segment_bytes,
+                config.transaction_state_log_min_isr.min(i32::from(rf)),
+            ),
+        };
+        match self.create_topic(new, false).await {
+            Ok(t) => Ok(t.partitions.len() as i32),
+            Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => {
+                Ok(self.txn_topic_partitions().unwrap_or(1))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn txn_log(&self, partition: i32) -> Result<(Arc<Mutex<PartitionLog>>, i32), ApiError> {
+        let (log, state) = self.leader_log(TRANSACTION_STATE_TOPIC, partition)?;
+        Ok((log, state.leader_epoch))
+    }
+
+    async fn append_txn(&self, partition: i32, batch: bytes::Bytes) -> Result<i64, ApiError> {
+        self.append_internal(TRANSACTION_STATE_TOPIC, partition, batch)
+            .await
+    }
+
+    async fn new_producer_id(&self) -> Result<i64, ApiError> {
+        self.allocate_producer_id().await
+    }
+
+    /// What Kafka's WriteTxnMarkers handler does on the partition leader: the control batch
+    /// appended with acks=all. Only partitions this broker leads are written (transactions
+    /// are served on a single node; see [`crate::txn`]).
+    async fn write_marker(
+        &self,
+        partition: TxnPartition,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<(), ApiError> {
+        use crate::log::{ControlRecordType, EndTxnMarker};
+        let (handle, _) = self.leader_partition(&partition.0, partition.1)?;
         let overrides = self
             .image()
-            .topic(OFFSETS_TOPIC)
+            .topic(&partition.0)
             .map(|t| t.configs.clone())
             .unwrap_or_default();
         let min_insync_replicas =
             config::effective_min_insync_replicas(&self.effective_config(), &overrides);
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(self.config.offsets_commit_timeout_ms.max(1) as u64);
-        // An append may roll a segment and fsync (flush.messages): on the blocking pool.
+        let marker = EndTxnMarker {
+            control_type: if commit {
+                ControlRecordType::Commit
+            } else {
+                ControlRecordType::Abort
+            },
+            coordinator_epoch,
+        };
         let appending = handle.clone();
         let (info, leader_epoch) = tokio::task::spawn_blocking(move || {
-            let appended =
-                appending.append_records_to_leader(&batch, -1, min_insync_replicas, now_ms())?;
-            let mut log = appending.log().lock().unwrap_or_else(|p| p.into_inner());
-            if log.flush_due_by_messages() {
-                log.flush()?;
-            }
-            Ok::<_, crate::replica::ReplicaError>(appended)
+            appending.append_txn_marker(producer_id, producer_epoch, marker, now_ms())
         })
         .await
         .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))??;
-        let end = info.last_offset + 1;
         handle
-            .wait_for_acks_all(leader_epoch, end, min_insync_replicas, deadline)
+            .wait_for_acks_all(
+                leader_epoch,
+                info.last_offset + 1,
+                min_insync_replicas,
+                deadline,
+            )
             .await?;
-        Ok(end)
+        Ok(())
     }
 
-    fn offsets_retention_ms(&self) -> i64 {
-        i64::from(self.config.offsets_retention_minutes) * 60_000
+    fn max_transaction_timeout_ms(&self) -> i32 {
+        self.config.transaction_max_timeout_ms
+    }
+
+    fn abort_timed_out_interval_ms(&self) -> i64 {
+        i64::from(
+            self.config
+                .transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        )
     }
 }
 

@@ -141,6 +141,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let stopped = stopped.clone();
         tokio::spawn(async move { broker.groups().run(broker.as_ref(), stopped).await })
     };
+    let transactions = {
+        let broker = broker.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move { broker.txns().run(&broker, stopped).await })
+    };
     let serving = tokio::spawn(server::serve(broker.clone(), listeners, stopped));
 
     until_signalled().await?;
@@ -151,6 +156,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = reaction.await;
     let _ = background.await;
     let _ = coordinator.await;
+    let _ = transactions.await;
     let broker: Arc<Broker> = broker;
     let closed = tokio::task::spawn_blocking(move || broker.shutdown())
         .await

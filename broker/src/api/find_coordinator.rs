@@ -1,6 +1,9 @@
 //! FindCoordinator (key 10): the broker that coordinates a group — the leader of the group's
-//! `__consumer_offsets` partition (created on first use). Transaction coordinators are not
-//! served yet: those keys get COORDINATOR_NOT_AVAILABLE.
+//! `__consumer_offsets` partition (created on first use) — and the broker that coordinates a
+//! transactional id, the leader of its `__transaction_state` partition (created on first
+//! use too). Transactions are served on a single node only (their markers are not sent
+//! between brokers yet): on a replicated cluster transactional ids get
+//! COORDINATOR_NOT_AVAILABLE.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -9,8 +12,10 @@ use kafka_protocol::ResponseError;
 
 use super::{str_bytes, ApiError, Ctx};
 use crate::group::OFFSETS_TOPIC;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub(crate) async fn handle(
     ctx: &Ctx<'_>,
@@ -54,17 +59,32 @@ pub(crate) async fn handle(
 }
 
 async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i32), ApiError> {
-    if key_type != KEY_TYPE_GROUP {
-        return Err(ApiError::new(
-            ResponseError::CoordinatorNotAvailable,
-            "Only consumer group coordinators are served; transactions are not supported yet.",
-        ));
-    }
     let broker = ctx.broker;
-    let partition = broker.groups().partition_for(broker, key).await?;
+    let (topic, partition) =
+        match key_type {
+            KEY_TYPE_GROUP => (
+                OFFSETS_TOPIC,
+                broker.groups().partition_for(broker, key).await?,
+            ),
+            KEY_TYPE_TRANSACTION if !broker.is_single_node() => return Err(ApiError::new(
+                ResponseError::CoordinatorNotAvailable,
+                "Transactions are served on a single node only, not on a replicated cluster yet.",
+            )),
+            KEY_TYPE_TRANSACTION => {
+                let partition = broker.txns().partition_for(broker, key).await?;
+                (TRANSACTION_STATE_TOPIC, partition)
+            }
+            // Share coordinators (type 2) are not served, and Kafka refuses unknown types too.
+            _ => {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Unknown coordinator type {key_type}"),
+                ))
+            }
+        };
     let leader = broker
         .image()
-        .topic(OFFSETS_TOPIC)
+        .topic(topic)
         .and_then(|t| t.partitions.get(partition as usize).map(|p| p.leader))
         .ok_or_else(|| ApiError::code(ResponseError::CoordinatorNotAvailable))?;
     if leader != broker.node_id() {
@@ -78,7 +98,7 @@ async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i3
     // blocking pool after the commit). Until the group's partition is loaded here, Kafka
     // answers COORDINATOR_NOT_AVAILABLE and the client retries; answering earlier let a
     // group join whose records could not be written to `__consumer_offsets`.
-    if broker.leader_partition(OFFSETS_TOPIC, partition).is_err() {
+    if broker.leader_partition(topic, partition).is_err() {
         return Err(ApiError::code(ResponseError::CoordinatorNotAvailable));
     }
     // Kafka answers COORDINATOR_NOT_AVAILABLE when the coordinator has no endpoint on the

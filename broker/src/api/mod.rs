@@ -4,6 +4,7 @@
 //! Response` and one line in [`apis!`]. The same table drives ApiVersions, so the broker
 //! advertises exactly what it routes.
 
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
@@ -21,6 +22,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -235,6 +237,8 @@ apis! {
     OffsetDelete => OffsetDeleteRequest, offset_delete, 0..=0;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, consumer_group_heartbeat, 0..=1;
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest, consumer_group_describe, 0..=1;
+    AddPartitionsToTxn => AddPartitionsToTxnRequest, add_partitions_to_txn, 0..=3;
+    EndTxn => EndTxnRequest, end_txn, 0..=4;
     }
 }
 

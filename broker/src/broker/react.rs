@@ -30,6 +30,7 @@ use crate::replica::fetchers::{ConnectLeader, FetcherManager};
 use crate::replica::leader_connection::ClientLeaderConnection;
 use crate::replica::{AlterPartitionError, AlterPartitionRequest, AlterPartitionSender};
 use crate::time::now_ms;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 /// Kafka's `replica.socket.timeout.ms` default: how long a follower waits for a leader's
 /// answer (beyond the fetch's own wait).
@@ -200,6 +201,9 @@ impl Broker {
                 if tp.topic == OFFSETS_TOPIC {
                     self.groups.on_resigned(tp.partition, None);
                 }
+                if tp.topic == TRANSACTION_STATE_TOPIC {
+                    self.txns.on_resigned(tp.partition);
+                }
                 self.replicas.remove(tp);
             }
             let logs = self.logs.clone();
@@ -255,6 +259,16 @@ impl Broker {
                             Ok(_) if tp.topic == OFFSETS_TOPIC => {
                                 elected.push((tp.partition, state.leader_epoch));
                             }
+                            Ok(_) if tp.topic == TRANSACTION_STATE_TOPIC => {
+                                // Loading reads the log: beside the reaction, as for
+                                // groups; then the prepared transactions are completed.
+                                if let Some(me) = self.shared() {
+                                    let (p, epoch) = (tp.partition, state.leader_epoch);
+                                    tokio::spawn(async move {
+                                        me.txns().load(&me, p, epoch).await;
+                                    });
+                                }
+                            }
                             Ok(_) => {}
                             Err(e) => {
                                 warn!(partition = %tp, error = %e, "cannot lead the partition")
@@ -271,6 +285,9 @@ impl Broker {
                             // NOT_COORDINATOR; clients find the new coordinator.
                             self.groups
                                 .on_resigned(tp.partition, Some(state.leader_epoch));
+                        }
+                        if tp.topic == TRANSACTION_STATE_TOPIC {
+                            self.txns.on_resigned(tp.partition);
                         }
                         if let Err(e) = self
                             .replicas

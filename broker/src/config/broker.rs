@@ -481,6 +481,14 @@ pub struct BrokerConfig {
     pub transaction_state_log_replication_factor: i16,
     /// `transaction.max.timeout.ms` (900000).
     pub transaction_max_timeout_ms: i32,
+    /// `transaction.state.log.segment.bytes` (104857600): `segment.bytes` of
+    /// `__transaction_state` when the coordinator creates it.
+    pub transaction_state_log_segment_bytes: i32,
+    /// `transaction.state.log.min.isr` (2): `min.insync.replicas` of `__transaction_state`.
+    pub transaction_state_log_min_isr: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (10000): how often
+    /// open transactions past their timeout are looked for and aborted.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: i32,
     /// `num.network.threads` (3), accepted and recorded.
     pub num_network_threads: i32,
     /// `num.io.threads` (8), accepted and recorded.
@@ -645,6 +653,15 @@ impl BrokerConfig {
     pub fn offsets_topic_replication_factor_for(&self, live_brokers: usize) -> i16 {
         let live = i16::try_from(live_brokers).unwrap_or(i16::MAX).max(1);
         self.offsets_topic_replication_factor.min(live).max(1)
+    }
+
+    /// Replication factor of `__transaction_state` when `live_brokers` brokers are up: the
+    /// same rule as [`Self::offsets_topic_replication_factor_for`].
+    pub fn transaction_state_replication_factor_for(&self, live_brokers: usize) -> i16 {
+        let live = i16::try_from(live_brokers).unwrap_or(i16::MAX).max(1);
+        self.transaction_state_log_replication_factor
+            .min(live)
+            .max(1)
     }
 
     /// The security protocol of listener `name` (`listener.security.protocol.map`, where
@@ -1055,6 +1072,11 @@ impl BrokerConfig {
                 "transaction.state.log.replication.factor",
             )?,
             transaction_max_timeout_ms: int("transaction.max.timeout.ms")?,
+            transaction_state_log_segment_bytes: int("transaction.state.log.segment.bytes")?,
+            transaction_state_log_min_isr: int("transaction.state.log.min.isr")?,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: int(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            )?,
             num_network_threads: int("num.network.threads")?,
             num_io_threads: int("num.io.threads")?,
             max_partitions,

@@ -1390,6 +1390,14 @@ fn to_response_error(code: i16) -> ResponseError {
     ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError)
 }
 
+/// Encodes `records` as one non-transactional, non-idempotent v2 batch, as every
+/// coordinator writes to its internal topic (the transaction coordinator too).
+pub(crate) fn encode_coordinator_batch<'a>(
+    records: impl Iterator<Item = &'a (Bytes, Option<Bytes>)>,
+) -> Result<Bytes, ApiError> {
+    encode_batch(records)
+}
+
 /// Encodes `records` as one non-transactional, non-idempotent v2 batch.
 fn encode_batch<'a>(
     records: impl Iterator<Item = &'a (Bytes, Option<Bytes>)>,

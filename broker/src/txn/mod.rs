@@ -4,7 +4,11 @@
 //!   `TransactionLogValue`), the partition that owns a transactional id, the topic's configs;
 //! - [`state`]: one transactional id's state machine (Empty, Ongoing, PrepareCommit,
 //!   PrepareAbort, CompleteCommit, CompleteAbort, Dead, PrepareEpochFence) with Kafka's
-//!   transitions and error codes, pure and tested with logical time.
+//!   transitions and error codes, pure and tested with logical time;
+//! - [`coordinator`]: the coordinator — these states per `__transaction_state` partition,
+//!   loaded and dropped with its leadership as the group coordinator does, the
+//!   FindCoordinator / InitProducerId / AddPartitionsToTxn / EndTxn paths, end markers
+//!   written by the partition leaders, timed-out transactions aborted.
 //!
 //! Transaction protocol: v1 only. KIP-890's v2 (the epoch bumped by every EndTxn, partitions
 //! added implicitly by Produce) is served only when the broker advertises the
@@ -14,9 +18,14 @@
 //! 0, as a Kafka coordinator at `transaction.version` 0 does. v2 would need verification of
 //! every transactional produce with the coordinator first.
 //!
-//! Not served yet: the coordinator itself; FindCoordinator answers
-//! COORDINATOR_NOT_AVAILABLE for transactional ids.
+//! Served on a single node only: on a replicated cluster FindCoordinator answers
+//! COORDINATOR_NOT_AVAILABLE for transactional ids, because the markers of partitions led
+//! by other brokers would need WriteTxnMarkers over the inter-broker connections, which is
+//! not written yet. Not served yet either: AddOffsetsToTxn and TxnOffsetCommit (offsets in
+//! a transaction: `sendOffsetsToTransaction`), WriteTxnMarkers, DescribeTransactions,
+//! ListTransactions, DescribeProducers, and the expiry of idle transactional ids.
 
+pub mod coordinator;
 pub mod records;
 pub mod state;
 
