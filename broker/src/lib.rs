@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod codec;
 pub mod config;
 pub mod controller;
 pub mod controller_node;

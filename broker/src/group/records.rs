@@ -8,7 +8,13 @@
 //!
 //! A null value is a tombstone: the offset or group is deleted (and compaction drops it).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub use crate::codec::DecodeError;
+use crate::codec::{
+    get_bytes, get_i16, get_i32, get_i64, get_nullable_str, get_str, put_bytes, put_nullable_str,
+    put_str,
+};
 
 /// What a `__consumer_offsets` record key names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,80 +84,6 @@ pub struct GroupValue {
     pub state_timestamp: i64,
     /// Members at that generation.
     pub members: Vec<StoredMember>,
-}
-
-/// Errors decoding a stored record; the record is skipped with a warning.
-#[derive(Debug, thiserror::Error)]
-#[error("malformed __consumer_offsets record: {0}")]
-pub struct DecodeError(&'static str);
-
-fn put_str(buf: &mut BytesMut, s: &str) {
-    buf.put_i16(s.len() as i16);
-    buf.put_slice(s.as_bytes());
-}
-
-fn put_nullable_str(buf: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(buf, s),
-        None => buf.put_i16(-1),
-    }
-}
-
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
-    buf.put_i32(b.len() as i32);
-    buf.put_slice(b);
-}
-
-fn get_i16(buf: &mut Bytes) -> Result<i16, DecodeError> {
-    if buf.remaining() < 2 {
-        return Err(DecodeError("truncated int16"));
-    }
-    Ok(buf.get_i16())
-}
-
-fn get_i32(buf: &mut Bytes) -> Result<i32, DecodeError> {
-    if buf.remaining() < 4 {
-        return Err(DecodeError("truncated int32"));
-    }
-    Ok(buf.get_i32())
-}
-
-fn get_i64(buf: &mut Bytes) -> Result<i64, DecodeError> {
-    if buf.remaining() < 8 {
-        return Err(DecodeError("truncated int64"));
-    }
-    Ok(buf.get_i64())
-}
-
-fn get_nullable_str(buf: &mut Bytes) -> Result<Option<String>, DecodeError> {
-    let len = get_i16(buf)?;
-    if len < 0 {
-        return Ok(None);
-    }
-    let len = len as usize;
-    if buf.remaining() < len {
-        return Err(DecodeError("truncated string"));
-    }
-    let s = buf.split_to(len);
-    String::from_utf8(s.to_vec())
-        .map(Some)
-        .map_err(|_| DecodeError("string is not UTF-8"))
-}
-
-fn get_str(buf: &mut Bytes) -> Result<String, DecodeError> {
-    get_nullable_str(buf)?.ok_or(DecodeError("unexpected null string"))
-}
-
-fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
-    let len = get_i32(buf)?;
-    if len < 0 {
-        return Ok(Bytes::new());
-    }
-    let len = len as usize;
-    if buf.remaining() < len {
-        return Err(DecodeError("truncated bytes"));
-    }
-    Ok(buf.split_to(len))
 }
 
 impl RecordKey {

@@ -18,14 +18,14 @@ use std::collections::BTreeMap;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::state::TxnState;
+pub use crate::codec::DecodeError;
+use crate::codec::{
+    get_compact_str, get_i16, get_i32, get_i64, get_i8, get_str, get_uvarint, put_str, put_uvarint,
+    skip_tagged_fields,
+};
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
-
-/// Errors decoding a stored record; the record is skipped with a warning when loading.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("malformed __transaction_state record: {0}")]
-pub struct DecodeError(&'static str);
 
 /// A transactional id's state as stored in one `__transaction_state` record value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,100 +223,6 @@ impl TxnLogValue {
         }
         Ok(value)
     }
-}
-
-fn put_str(buf: &mut BytesMut, s: &str) {
-    buf.put_i16(s.len() as i16);
-    buf.put_slice(s.as_bytes());
-}
-
-fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
-}
-
-fn get_uvarint(buf: &mut Bytes) -> Result<u32, DecodeError> {
-    let mut v: u32 = 0;
-    for i in 0..5 {
-        if !buf.has_remaining() {
-            return Err(DecodeError("truncated varint"));
-        }
-        let b = buf.get_u8();
-        v |= u32::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(DecodeError("varint longer than 5 bytes"))
-}
-
-fn skip_tagged_fields(buf: &mut Bytes) -> Result<(), DecodeError> {
-    for _ in 0..get_uvarint(buf)? {
-        get_uvarint(buf)?;
-        let size = get_uvarint(buf)? as usize;
-        if buf.remaining() < size {
-            return Err(DecodeError("truncated tagged field"));
-        }
-        buf.advance(size);
-    }
-    Ok(())
-}
-
-fn get_i8(buf: &mut Bytes) -> Result<i8, DecodeError> {
-    if buf.remaining() < 1 {
-        return Err(DecodeError("truncated int8"));
-    }
-    Ok(buf.get_i8())
-}
-
-fn get_i16(buf: &mut Bytes) -> Result<i16, DecodeError> {
-    if buf.remaining() < 2 {
-        return Err(DecodeError("truncated int16"));
-    }
-    Ok(buf.get_i16())
-}
-
-fn get_i32(buf: &mut Bytes) -> Result<i32, DecodeError> {
-    if buf.remaining() < 4 {
-        return Err(DecodeError("truncated int32"));
-    }
-    Ok(buf.get_i32())
-}
-
-fn get_i64(buf: &mut Bytes) -> Result<i64, DecodeError> {
-    if buf.remaining() < 8 {
-        return Err(DecodeError("truncated int64"));
-    }
-    Ok(buf.get_i64())
-}
-
-fn utf8(b: Bytes) -> Result<String, DecodeError> {
-    String::from_utf8(b.to_vec()).map_err(|_| DecodeError("string is not UTF-8"))
-}
-
-fn get_str(buf: &mut Bytes) -> Result<String, DecodeError> {
-    let len = get_i16(buf)?;
-    if len < 0 {
-        return Err(DecodeError("unexpected null string"));
-    }
-    let len = len as usize;
-    if buf.remaining() < len {
-        return Err(DecodeError("truncated string"));
-    }
-    utf8(buf.split_to(len))
-}
-
-fn get_compact_str(buf: &mut Bytes) -> Result<String, DecodeError> {
-    let len = get_uvarint(buf)?
-        .checked_sub(1)
-        .ok_or(DecodeError("unexpected null string"))? as usize;
-    if buf.remaining() < len {
-        return Err(DecodeError("truncated string"));
-    }
-    utf8(buf.split_to(len))
 }
 
 /// The `__transaction_state` partition that owns `transactional_id`: Java's
