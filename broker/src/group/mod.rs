@@ -43,9 +43,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use kafka_protocol::ResponseError;
 use tokio::sync::{oneshot, watch};
@@ -1447,44 +1447,9 @@ fn read_groups(
     now: i64,
 ) -> (HashMap<String, Group>, usize) {
     let mut groups = HashMap::new();
-    let mut records = 0usize;
-    let (mut offset, end) = {
-        let log = log.lock().unwrap_or_else(|p| p.into_inner());
-        (log.log_start_offset(), log.log_end_offset())
-    };
-    while offset < end {
-        // The log's lock is held for one read at a time, so appends go on meanwhile.
-        let data = {
-            let log = log.lock().unwrap_or_else(|p| p.into_inner());
-            log.read(offset, 1 << 20, end, true)
-        };
-        let data = match data {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(partition, offset, error = %e, "cannot read __consumer_offsets");
-                break;
-            }
-        };
-        if data.records.is_empty() {
-            break;
-        }
-        let mut buf = data.records.clone();
-        let mut next = offset;
-        while buf.has_remaining() {
-            let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
-                break;
-            };
-            for r in set.records {
-                next = next.max(r.offset + 1);
-                records += 1;
-                replay(&mut groups, r.key, r.value, now);
-            }
-        }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    let records = crate::log::replay_records(log, OFFSETS_TOPIC, partition, |r| {
+        replay(&mut groups, r.key, r.value, now)
+    });
     // A group whose only remaining state was tombstoned is gone.
     groups.retain(|_, g| g.state() != GroupState::Dead);
     (groups, records)

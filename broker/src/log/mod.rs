@@ -32,6 +32,7 @@ mod meta;
 mod partition;
 mod producer_state;
 mod records;
+mod replay;
 mod segment;
 pub mod segment_files;
 mod txn;
@@ -60,6 +61,7 @@ pub use meta::{
     META_PROPERTIES, PARTITION_METADATA,
 };
 pub use partition::{LoadOptions, PartitionLog, PRODUCER_ID_EXPIRATION_MS};
+pub use replay::replay_records;
 pub use txn::{AbortedTxn, ControlRecordType, EndTxnMarker};
 
 /// The directory of the cluster metadata log inside the first log dir: the name KRaft uses,

@@ -14,8 +14,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::records::RecordBatchDecoder;
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -567,41 +566,9 @@ impl TxnCoordinator {
 /// load there (logged).
 fn read_txns(log: &Arc<Mutex<PartitionLog>>, partition: i32) -> HashMap<String, TxnMetadata> {
     let mut txns = HashMap::new();
-    let (mut offset, end) = {
-        let log = log.lock().unwrap_or_else(|p| p.into_inner());
-        (log.log_start_offset(), log.log_end_offset())
-    };
-    while offset < end {
-        let data = {
-            let log = log.lock().unwrap_or_else(|p| p.into_inner());
-            log.read(offset, 1 << 20, end, true)
-        };
-        let data = match data {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(partition, offset, error = %e, "cannot read __transaction_state");
-                break;
-            }
-        };
-        if data.records.is_empty() {
-            break;
-        }
-        let mut buf = data.records.clone();
-        let mut next = offset;
-        while buf.has_remaining() {
-            let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
-                break;
-            };
-            for r in set.records {
-                next = next.max(r.offset + 1);
-                replay(&mut txns, partition, r.key, r.value);
-            }
-        }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    crate::log::replay_records(log, records::TRANSACTION_STATE_TOPIC, partition, |r| {
+        replay(&mut txns, partition, r.key, r.value)
+    });
     txns
 }
 
