@@ -4,6 +4,7 @@
 //! Response` and one line in [`apis!`]. The same table drives ApiVersions, so the broker
 //! advertises exactly what it routes.
 
+mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
@@ -238,6 +239,7 @@ apis! {
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, consumer_group_heartbeat, 0..=1;
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest, consumer_group_describe, 0..=1;
     AddPartitionsToTxn => AddPartitionsToTxnRequest, add_partitions_to_txn, 0..=3;
+    AddOffsetsToTxn => AddOffsetsToTxnRequest, add_offsets_to_txn, 0..=4;
     EndTxn => EndTxnRequest, end_txn, 0..=4;
     }
 }
