@@ -762,7 +762,9 @@ impl Broker {
     }
 
     /// A coordinator's append to its internal `topic` (see
-    /// [`CoordinatorHost::append_offsets`] for how it is acknowledged).
+    /// [`CoordinatorHost::append_offsets`] for how it is acknowledged), with origin
+    /// coordinator: transactional offset commits carry a producer id and epoch but no
+    /// sequence.
     pub(crate) async fn append_internal(
         &self,
         topic: &str,
@@ -782,8 +784,13 @@ impl Broker {
         // An append may roll a segment and fsync (flush.messages): on the blocking pool.
         let appending = handle.clone();
         let (info, leader_epoch) = tokio::task::spawn_blocking(move || {
-            let appended =
-                appending.append_records_to_leader(&batch, -1, min_insync_replicas, now_ms())?;
+            let appended = appending.append_records_to_leader_from(
+                &batch,
+                -1,
+                min_insync_replicas,
+                now_ms(),
+                crate::log::AppendOrigin::Coordinator,
+            )?;
             let mut log = appending.log().lock().unwrap_or_else(|p| p.into_inner());
             if log.flush_due_by_messages() {
                 log.flush()?;
@@ -1086,8 +1093,56 @@ impl TxnHost for Broker {
 
     /// What Kafka's WriteTxnMarkers handler does on the partition leader: the control batch
     /// appended with acks=all. Only partitions this broker leads are written (transactions
-    /// are served on a single node; see [`crate::txn`]).
+    /// are served on a single node; see [`crate::txn`]). On a `__consumer_offsets`
+    /// partition the group coordinator then ends the transaction's pending offsets there
+    /// (committed or dropped), as Kafka's handler tells it.
     async fn write_marker(
+        &self,
+        partition: TxnPartition,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<(), ApiError> {
+        if partition.0 == OFFSETS_TOPIC {
+            let index = partition.1;
+            let write = self.append_marker(
+                partition,
+                producer_id,
+                producer_epoch,
+                commit,
+                coordinator_epoch,
+            );
+            return self
+                .groups()
+                .write_txn_marker(index, producer_id, commit, write)
+                .await;
+        }
+        self.append_marker(
+            partition,
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+        )
+        .await
+    }
+
+    fn max_transaction_timeout_ms(&self) -> i32 {
+        self.config.transaction_max_timeout_ms
+    }
+
+    fn abort_timed_out_interval_ms(&self) -> i64 {
+        i64::from(
+            self.config
+                .transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        )
+    }
+}
+
+impl Broker {
+    /// The end-transaction marker appended to `partition` as its leader, acks=all.
+    async fn append_marker(
         &self,
         partition: TxnPartition,
         producer_id: i64,
@@ -1129,17 +1184,6 @@ impl TxnHost for Broker {
             )
             .await?;
         Ok(())
-    }
-
-    fn max_transaction_timeout_ms(&self) -> i32 {
-        self.config.transaction_max_timeout_ms
-    }
-
-    fn abort_timed_out_interval_ms(&self) -> i64 {
-        i64::from(
-            self.config
-                .transaction_abort_timed_out_transaction_cleanup_interval_ms,
-        )
     }
 }
 

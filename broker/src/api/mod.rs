@@ -41,6 +41,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -241,6 +242,7 @@ apis! {
     AddPartitionsToTxn => AddPartitionsToTxnRequest, add_partitions_to_txn, 0..=3;
     AddOffsetsToTxn => AddOffsetsToTxnRequest, add_offsets_to_txn, 0..=4;
     EndTxn => EndTxnRequest, end_txn, 0..=4;
+    TxnOffsetCommit => TxnOffsetCommitRequest, txn_offset_commit, 0..=3;
     }
 }
 

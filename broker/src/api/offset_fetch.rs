@@ -12,24 +12,46 @@ use super::{str_bytes, Ctx};
 use crate::group::CommittedOffset;
 
 type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
-type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+type ByTopic = Vec<(String, Vec<(i32, Row)>)>;
 
+/// A partition's committed offset, or the error it is answered with.
+type Row = Result<Option<CommittedOffset>, i16>;
+
+/// The committed offsets of `group`. With `require_stable` (v7+, what read_committed
+/// consumers ask), a partition with offsets committed in a transaction that has not ended
+/// is answered UNSTABLE_OFFSET_COMMIT, as Kafka does, so the consumer waits for the
+/// transaction's outcome instead of starting from the previous offset.
 async fn fetch(
     ctx: &Ctx<'_>,
     group: &str,
     wanted: Option<Vec<(String, i32)>>,
-) -> Result<Fetched, i16> {
+    require_stable: bool,
+) -> Result<Vec<(String, i32, Row)>, i16> {
     if group.is_empty() {
         return Err(ResponseError::InvalidGroupId.code());
     }
-    ctx.broker
-        .groups()
-        .fetch_offsets(ctx.broker, group, wanted)
-        .await
+    let groups = ctx.broker.groups();
+    let rows: Fetched = groups.fetch_offsets(ctx.broker, group, wanted).await?;
+    let unstable = if require_stable {
+        groups.pending_txn_partitions(group)
+    } else {
+        Default::default()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(t, p, c)| {
+            let row = if unstable.contains(&(t.clone(), p)) {
+                Err(ResponseError::UnstableOffsetCommit.code())
+            } else {
+                Ok(c)
+            };
+            (t, p, row)
+        })
+        .collect())
 }
 
 /// Groups `rows` by topic, preserving first-seen order.
-fn by_topic(rows: Fetched) -> ByTopic {
+fn by_topic(rows: Vec<(String, i32, Row)>) -> ByTopic {
     let mut out: ByTopic = Vec::new();
     for (topic, partition, committed) in rows {
         match out.iter_mut().find(|(t, _)| *t == topic) {
@@ -63,7 +85,9 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
                     .check_fetch_member(ctx.broker, g.group_id.0.as_str(), member, g.member_epoch)
                     .await;
                 let fetched = match checked {
-                    Ok(()) => fetch(ctx, g.group_id.0.as_str(), wanted).await,
+                    Ok(()) => {
+                        fetch(ctx, g.group_id.0.as_str(), wanted, request.require_stable).await
+                    }
                     Err(code) => Err(code),
                 };
                 match fetched {
@@ -81,9 +105,10 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
                                         .with_partitions(
                                             ps.into_iter()
                                                 .map(|(p, c)| {
-                                                    let (offset, epoch, meta) = parts(c);
+                                                    let (offset, epoch, meta, code) = parts(c);
                                                     OffsetFetchResponsePartitions::default()
                                                         .with_partition_index(p)
+                                                        .with_error_code(code)
                                                         .with_committed_offset(offset)
                                                         .with_committed_leader_epoch(epoch)
                                                         .with_metadata(Some(str_bytes(meta)))
@@ -109,7 +134,8 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
             .collect()
     });
     let group: GroupId = request.group_id;
-    match fetch(ctx, group.0.as_str(), wanted).await {
+    let require_stable = v >= 7 && request.require_stable;
+    match fetch(ctx, group.0.as_str(), wanted, require_stable).await {
         Err(code) if v >= 2 => OffsetFetchResponse::default().with_error_code(code),
         Err(_) => OffsetFetchResponse::default(),
         Ok(rows) => OffsetFetchResponse::default().with_topics(
@@ -121,9 +147,10 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
                         .with_partitions(
                             ps.into_iter()
                                 .map(|(p, c)| {
-                                    let (offset, epoch, meta) = parts(c);
+                                    let (offset, epoch, meta, code) = parts(c);
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
+                                        .with_error_code(code)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(if v >= 5 {
                                             epoch
@@ -140,9 +167,11 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> Offset
     }
 }
 
-fn parts(c: Option<CommittedOffset>) -> (i64, i32, String) {
+/// Offset, leader epoch, metadata and error code of a row (an error reports offset -1).
+fn parts(c: Row) -> (i64, i32, String, i16) {
     match c {
-        Some(c) => (c.offset, c.leader_epoch, c.metadata),
-        None => (-1, -1, String::new()),
+        Ok(Some(c)) => (c.offset, c.leader_epoch, c.metadata, 0),
+        Ok(None) => (-1, -1, String::new(), 0),
+        Err(code) => (-1, -1, String::new(), code),
     }
 }

@@ -211,7 +211,15 @@ struct Inner {
     /// belongs to.
     offsets_partitions: i32,
     next_tenure: u64,
+    /// Offsets committed in transactions whose end marker has not been written yet, per
+    /// producer id and group (Kafka's `pendingTransactionalOffsets`): OffsetFetch does not
+    /// show them; the COMMIT marker on the group's partition makes them the committed
+    /// offsets, the ABORT marker drops them.
+    pending_txn: HashMap<i64, PendingTxnOffsets>,
 }
+
+/// One producer's transactional offsets not yet ended, per group and partition.
+type PendingTxnOffsets = HashMap<String, BTreeMap<(String, i32), CommittedOffset>>;
 
 /// Records for a group's `__consumer_offsets` partition, what to do once they are written,
 /// and who waits for the outcome.
@@ -224,6 +232,10 @@ struct Write {
     /// (the leader's assignment in SyncGroup responses, as Kafka sends them after the
     /// group metadata record is committed).
     held: Vec<Reply>,
+    /// The producer id and epoch of a transactional offset commit: its records go out as
+    /// a transactional batch of their own, so the end marker of the transaction applies to
+    /// them.
+    producer: Option<(i64, i16)>,
 }
 
 /// In-memory changes that become true only once their records are in the log.
@@ -231,6 +243,12 @@ enum Effect {
     None,
     /// Committed offsets become visible to OffsetFetch.
     Commit(Vec<((String, i32), CommittedOffset)>),
+    /// Offsets committed in the transaction of `producer_id` become pending: visible only
+    /// once the COMMIT marker is written.
+    TxnCommit {
+        producer_id: i64,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    },
     /// Offsets are gone (OffsetDelete, DeleteGroups, offset expiry); with `remove_group`
     /// the group goes too if nothing is left of it.
     Delete {
@@ -267,6 +285,7 @@ impl GroupCoordinator {
                 hosted: HashMap::new(),
                 offsets_partitions: 1,
                 next_tenure: 0,
+                pending_txn: HashMap::new(),
             }),
             next_token: AtomicU64::new(1),
             limits,
@@ -293,7 +312,7 @@ impl GroupCoordinator {
             let Ok((log, epoch)) = host.offsets_log(partition) else {
                 continue;
             };
-            let (groups, n) = read_groups(&log, partition, now);
+            let (found, n) = read_groups(&log, partition, now);
             records += n;
             let mut inner = self.lock();
             inner.offsets_partitions = count;
@@ -313,8 +332,8 @@ impl GroupCoordinator {
                     tenure,
                 },
             );
-            loaded += groups.len();
-            Self::install(&mut inner, groups);
+            loaded += found.groups.len();
+            Self::install(&mut inner, found);
         }
         if records > 0 {
             info!(
@@ -329,11 +348,18 @@ impl GroupCoordinator {
         inner.next_tenure
     }
 
-    /// Adds loaded groups to the served ones and schedules their deadlines.
-    fn install(inner: &mut Inner, groups: HashMap<String, Group>) {
-        for (id, group) in groups {
+    /// Adds loaded groups (and their pending transactional offsets) to the served ones and
+    /// schedules their deadlines.
+    fn install(inner: &mut Inner, loaded: Loaded) {
+        for (id, group) in loaded.groups {
             inner.groups.insert(id.clone(), group);
             Self::schedule(inner, &id);
+        }
+        for (producer_id, by_group) in loaded.pending {
+            let pending = inner.pending_txn.entry(producer_id).or_default();
+            for (group_id, offsets) in by_group {
+                pending.entry(group_id).or_default().extend(offsets);
+            }
         }
     }
 
@@ -406,7 +432,8 @@ impl GroupCoordinator {
                 info!(
                     partition,
                     leader_epoch = h.epoch,
-                    groups = groups.len(),
+                    groups = groups.groups.len(),
+                    pending_transactions = groups.pending.len(),
                     records,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "loaded consumer groups"
@@ -468,6 +495,10 @@ impl GroupCoordinator {
                 inner.deadlines.remove(&(at, id.clone()));
             }
         }
+        for pending in inner.pending_txn.values_mut() {
+            pending.retain(|g, _| records::partition_for(g, count) != partition);
+        }
+        inner.pending_txn.retain(|_, p| !p.is_empty());
         let queued = inner.writes.remove(&partition).unwrap_or_default();
         for w in queued {
             Self::complete(&mut inner, w, &Err(ApiError::code(not_coordinator)));
@@ -932,6 +963,179 @@ impl GroupCoordinator {
         (codes, Some(written))
     }
 
+    /// TxnOffsetCommit: offsets committed in the transaction of `producer_id` at
+    /// `producer_epoch`, one error code per partition. The records go to the group's
+    /// `__consumer_offsets` partition as a transactional batch of that producer; once
+    /// replicated they are pending (OffsetFetch does not show them) until the end marker of
+    /// the transaction is written there ([`Self::write_txn_marker`]). Checked as Kafka's
+    /// `validateTransactionalOffsetCommit`: an unknown group is created for a commit without
+    /// generation (generation -1) and refused with ILLEGAL_GENERATION otherwise; then member,
+    /// instance and generation as for OffsetCommit, except that a commit naming no member is
+    /// accepted and a group completing a rebalance is no reason to refuse.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn txn_commit(
+        &self,
+        host: &impl CoordinatorHost,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> Vec<i16> {
+        let partition = match self.serving(host, group_id, true).await {
+            Ok(p) => p,
+            Err(e) => return vec![e.code; commits.len()],
+        };
+        let written = {
+            let mut inner = self.lock();
+            if let Err(e) = Self::check_serving(&inner, partition) {
+                return vec![e.code; commits.len()];
+            }
+            let now = now_ms();
+            let checked = match inner.groups.get(group_id) {
+                Some(group) => group.validate_txn_offset_commit(member_id, instance, generation_id),
+                None if generation_id < 0 => Ok(()),
+                None => Err(ResponseError::IllegalGeneration),
+            };
+            if let Err(e) = checked {
+                return vec![e.code(); commits.len()];
+            }
+            let mut codes = Vec::with_capacity(commits.len());
+            let mut records = Vec::new();
+            let mut offsets = Vec::new();
+            for c in commits {
+                if c.metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+                {
+                    codes.push(ResponseError::OffsetMetadataTooLarge.code());
+                    continue;
+                }
+                codes.push(0);
+                let committed = CommittedOffset {
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.unwrap_or_default(),
+                    commit_timestamp: now,
+                };
+                let key = RecordKey::Offset {
+                    group: group_id.to_string(),
+                    topic: c.topic.clone(),
+                    partition: c.partition,
+                };
+                let value = OffsetValue {
+                    offset: committed.offset,
+                    leader_epoch: committed.leader_epoch,
+                    metadata: committed.metadata.clone(),
+                    commit_timestamp: now,
+                };
+                records.push((key.encode(), Some(value.encode())));
+                offsets.push(((c.topic, c.partition), committed));
+            }
+            if records.is_empty() {
+                return codes;
+            }
+            inner
+                .groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id, now));
+            let (tx, rx) = oneshot::channel();
+            Self::push_write(
+                &mut inner,
+                Write {
+                    group_id: group_id.to_string(),
+                    records,
+                    effect: Effect::TxnCommit {
+                        producer_id,
+                        offsets,
+                    },
+                    done: Some(tx),
+                    held: Vec::new(),
+                    producer: Some((producer_id, producer_epoch)),
+                },
+            );
+            (codes, rx)
+        };
+        let (codes, written) = written;
+        self.flush_partition(host, partition).await;
+        let result = written
+            .await
+            .unwrap_or_else(|_| Err(ApiError::code(ResponseError::CoordinatorNotAvailable)));
+        match result {
+            Ok(()) => codes,
+            Err(e) => codes
+                .into_iter()
+                .map(|c| if c == 0 { e.code } else { c })
+                .collect(),
+        }
+    }
+
+    /// Writes the end marker of `producer_id`'s transaction to `__consumer_offsets`
+    /// partition `partition` through `write` (the partition leader's marker append, acks=all)
+    /// and then ends the transaction's pending offsets of that partition's groups: a COMMIT
+    /// makes them the committed offsets, an ABORT drops them (Kafka's
+    /// `replayEndTransactionMarker`). Runs in the partition's write order: no offset batch of
+    /// the group coordinator is between its append and its effect meanwhile.
+    pub async fn write_txn_marker(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+        write: impl Future<Output = Result<(), ApiError>>,
+    ) -> Result<(), ApiError> {
+        let writer = self.writer(partition);
+        let _writer = writer.lock().await;
+        write.await?;
+        let mut inner = self.lock();
+        let count = inner.offsets_partitions;
+        Self::end_txn(&mut inner, producer_id, commit, |g| {
+            records::partition_for(g, count) == partition
+        });
+        Ok(())
+    }
+
+    /// Ends `producer_id`'s pending offsets of the groups `owned` selects.
+    fn end_txn(inner: &mut Inner, producer_id: i64, commit: bool, owned: impl Fn(&str) -> bool) {
+        let Some(pending) = inner.pending_txn.get_mut(&producer_id) else {
+            return;
+        };
+        let ended: Vec<String> = pending.keys().filter(|g| owned(g)).cloned().collect();
+        let mut materialized = Vec::new();
+        for group_id in ended {
+            if let Some(offsets) = pending.remove(&group_id) {
+                materialized.push((group_id, offsets));
+            }
+        }
+        if pending.is_empty() {
+            inner.pending_txn.remove(&producer_id);
+        }
+        for (group_id, offsets) in materialized {
+            info!(group = %group_id, producer_id, commit, partitions = offsets.len(), "transactional offsets ended");
+            if commit {
+                let now = now_ms();
+                inner
+                    .groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::new(&group_id, now))
+                    .offsets
+                    .extend(offsets);
+            }
+        }
+    }
+
+    /// The partitions of `group_id` with offsets committed in a transaction not ended yet:
+    /// OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them.
+    pub fn pending_txn_partitions(&self, group_id: &str) -> BTreeSet<(String, i32)> {
+        self.lock()
+            .pending_txn
+            .values()
+            .filter_map(|by_group| by_group.get(group_id))
+            .flat_map(|offsets| offsets.keys().cloned())
+            .collect()
+    }
+
     /// Committed offsets of a group: all of them, or those of `partitions` (missing ones
     /// report offset -1 as Kafka does). Only replicated commits are visible: a commit whose
     /// records the high watermark has not passed yet is not. `Err` with NOT_COORDINATOR or
@@ -1173,6 +1377,7 @@ impl GroupCoordinator {
                 effect: Effect::None,
                 done: None,
                 held,
+                producer: None,
             },
         );
     }
@@ -1193,6 +1398,7 @@ impl GroupCoordinator {
                 effect,
                 done: Some(tx),
                 held: Vec::new(),
+                producer: None,
             },
         );
         rx
@@ -1265,7 +1471,7 @@ impl GroupCoordinator {
                 let Some(queue) = inner.writes.get_mut(&partition) else {
                     return;
                 };
-                let mut batch = Vec::new();
+                let mut batch: Vec<Write> = Vec::new();
                 let mut bytes = 0;
                 while let Some(w) = queue.front() {
                     let size: usize = w
@@ -1274,6 +1480,13 @@ impl GroupCoordinator {
                         .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
                         .sum();
                     if !batch.is_empty() && bytes + size > MAX_BATCH_RECORD_BYTES {
+                        break;
+                    }
+                    // A transactional commit is a batch of its own (its producer's).
+                    if batch
+                        .first()
+                        .is_some_and(|b| b.producer.is_some() || w.producer.is_some())
+                    {
                         break;
                     }
                     bytes += size;
@@ -1289,7 +1502,10 @@ impl GroupCoordinator {
             };
             let result = match tenure {
                 None => Err(ApiError::code(ResponseError::NotCoordinator)),
-                Some(_) => match encode_batch(batch.iter().flat_map(|w| w.records.iter())) {
+                Some(_) => match encode_batch_of(
+                    batch.first().and_then(|w| w.producer),
+                    batch.iter().flat_map(|w| w.records.iter()),
+                ) {
                     Ok(encoded) => host
                         .append_offsets(partition, encoded)
                         .await
@@ -1366,6 +1582,23 @@ impl GroupCoordinator {
                     .or_insert_with(|| Group::new(group_id, now));
                 group.offsets.extend(offsets);
             }
+            Effect::TxnCommit {
+                producer_id,
+                offsets,
+            } => {
+                let now = now_ms();
+                inner
+                    .groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Group::new(group_id, now));
+                inner
+                    .pending_txn
+                    .entry(producer_id)
+                    .or_default()
+                    .entry(group_id.to_string())
+                    .or_default()
+                    .extend(offsets);
+            }
             Effect::Delete { keys, remove_group } => {
                 let Some(group) = inner.groups.get_mut(group_id) else {
                     return;
@@ -1402,15 +1635,26 @@ pub(crate) fn encode_coordinator_batch<'a>(
 fn encode_batch<'a>(
     records: impl Iterator<Item = &'a (Bytes, Option<Bytes>)>,
 ) -> Result<Bytes, ApiError> {
+    encode_batch_of(None, records)
+}
+
+/// Encodes `records` as one v2 batch: transactional for `producer` (id, epoch), as Kafka's
+/// coordinator writes transactional offset commits (no sequence), otherwise without a
+/// producer.
+fn encode_batch_of<'a>(
+    producer: Option<(i64, i16)>,
+    records: impl Iterator<Item = &'a (Bytes, Option<Bytes>)>,
+) -> Result<Bytes, ApiError> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let now = now_ms();
     let batch: Vec<Record> = records
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // kafka-protocol's encoder starts a new batch wherever `offset - sequence`
@@ -1439,20 +1683,116 @@ fn encode_batch<'a>(
 
 /// Reads a `__consumer_offsets` partition's log from its start to its end and replays it:
 /// the groups with their committed offsets and metadata (later records winning, tombstones
-/// deleting), and the number of records read. Blocking (disk reads). A batch that cannot be
-/// read ends the load there (logged), as nothing after it can be trusted to be in order.
-fn read_groups(
-    log: &Arc<Mutex<PartitionLog>>,
-    partition: i32,
-    now: i64,
-) -> (HashMap<String, Group>, usize) {
+/// deleting), the offsets of transactions whose marker is not in the log yet (a
+/// transactional batch's offsets wait for their producer's marker: COMMIT applies them,
+/// ABORT drops them), and the number of records read. Blocking (disk reads). A batch that
+/// cannot be read ends the load there (logged), as nothing after it can be trusted to be in
+/// order.
+fn read_groups(log: &Arc<Mutex<PartitionLog>>, partition: i32, now: i64) -> (Loaded, usize) {
     let mut groups = HashMap::new();
+    let mut pending: HashMap<i64, PendingTxnOffsets> = HashMap::new();
     let records = crate::log::replay_records(log, OFFSETS_TOPIC, partition, |r| {
-        replay(&mut groups, r.key, r.value, now)
+        if r.control {
+            // An end marker: the producer's pending offsets are committed or dropped, as
+            // when it was written.
+            let Some(commit) = r.key.as_ref().and_then(control_commit) else {
+                return;
+            };
+            let Some(ended) = pending.remove(&r.producer_id) else {
+                return;
+            };
+            if commit {
+                for (group_id, offsets) in ended {
+                    groups
+                        .entry(group_id.clone())
+                        .or_insert_with(|| Group::new(&group_id, now))
+                        .offsets
+                        .extend(offsets);
+                }
+            }
+        } else if r.transactional {
+            replay_txn_offset(
+                &mut pending,
+                &mut groups,
+                r.producer_id,
+                r.key,
+                r.value,
+                now,
+            );
+        } else {
+            replay(&mut groups, r.key, r.value, now);
+        }
     });
     // A group whose only remaining state was tombstoned is gone.
     groups.retain(|_, g| g.state() != GroupState::Dead);
-    (groups, records)
+    (Loaded { groups, pending }, records)
+}
+
+/// What a `__consumer_offsets` partition's log holds: its groups, and the offsets of
+/// transactions whose end marker is not in the log yet.
+struct Loaded {
+    groups: HashMap<String, Group>,
+    pending: HashMap<i64, PendingTxnOffsets>,
+}
+
+/// Whether a control record's key (version, type) is a COMMIT marker (`Some(true)`) or an
+/// ABORT marker (`Some(false)`); `None` for any other control record.
+fn control_commit(key: &Bytes) -> Option<bool> {
+    match key.get(2..4)? {
+        [0, 0] => Some(false),
+        [0, 1] => Some(true),
+        _ => None,
+    }
+}
+
+/// Replays an offset record of a transactional batch: pending for `producer_id` until its
+/// marker (the group exists from then on, as Kafka's replay creates it).
+fn replay_txn_offset(
+    pending: &mut HashMap<i64, PendingTxnOffsets>,
+    groups: &mut HashMap<String, Group>,
+    producer_id: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    now: i64,
+) {
+    let Some(key) = key else { return };
+    let (group, topic, partition) = match RecordKey::decode(key) {
+        Ok(Some(RecordKey::Offset {
+            group,
+            topic,
+            partition,
+        })) => (group, topic, partition),
+        Ok(_) => return,
+        Err(e) => {
+            warn!(error = %e, "skipping __consumer_offsets record");
+            return;
+        }
+    };
+    let offsets = pending
+        .entry(producer_id)
+        .or_default()
+        .entry(group.clone())
+        .or_default();
+    match value.map(OffsetValue::decode) {
+        Some(Ok(v)) => {
+            offsets.insert(
+                (topic, partition),
+                CommittedOffset {
+                    offset: v.offset,
+                    leader_epoch: v.leader_epoch,
+                    metadata: v.metadata,
+                    commit_timestamp: v.commit_timestamp,
+                },
+            );
+        }
+        Some(Err(e)) => warn!(error = %e, "skipping __consumer_offsets record"),
+        None => {
+            offsets.remove(&(topic, partition));
+        }
+    }
+    groups
+        .entry(group.clone())
+        .or_insert_with(|| Group::new(&group, now));
 }
 
 impl GroupCoordinator {
@@ -1541,6 +1881,7 @@ impl GroupCoordinator {
                     },
                     done: None,
                     held: Vec::new(),
+                    producer: None,
                 },
             );
         }
@@ -1768,7 +2109,13 @@ mod tests {
                 return Err(ApiError::code(e));
             }
             let p = self.partition(partition);
-            let (info, epoch) = p.append_records_to_leader(&batch, -1, 1, now_ms())?;
+            let (info, epoch) = p.append_records_to_leader_from(
+                &batch,
+                -1,
+                1,
+                now_ms(),
+                crate::log::AppendOrigin::Coordinator,
+            )?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             p.wait_for_acks_all(epoch, info.last_offset + 1, 1, deadline)
                 .await?;
@@ -1823,6 +2170,125 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "timed out: {what}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Ends `producer_id`'s transaction on `partition` as the transaction coordinator does:
+    /// the marker appended by the partition leader, then the group coordinator told.
+    async fn end_txn_on(
+        c: &GroupCoordinator,
+        host: &TestHost,
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        use crate::log::{ControlRecordType, EndTxnMarker};
+        let p = host.partition(partition);
+        let write = async {
+            let marker = EndTxnMarker {
+                control_type: if commit {
+                    ControlRecordType::Commit
+                } else {
+                    ControlRecordType::Abort
+                },
+                coordinator_epoch: 0,
+            };
+            let (info, epoch) = p.append_txn_marker(producer_id, 0, marker, now_ms())?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            p.wait_for_acks_all(epoch, info.last_offset + 1, 1, deadline)
+                .await?;
+            Ok(())
+        };
+        c.write_txn_marker(partition, producer_id, commit, write)
+            .await
+            .unwrap();
+    }
+
+    /// Offsets committed in a transaction (TxnOffsetCommit) are written but stay invisible
+    /// to OffsetFetch, and pending for require_stable, until the COMMIT marker is written on
+    /// the group's partition; an ABORT marker drops them. A coordinator loading the log
+    /// replays the same: pending before the marker, committed or dropped after it.
+    #[tokio::test]
+    async fn transactional_offsets_become_visible_only_with_the_commit_marker() {
+        let host = TestHost::new();
+        let c = GroupCoordinator::new(LIMITS);
+        let partition = c.partition_for(&host, "payments").await.unwrap();
+        let orders_1 = ("orders".to_string(), 1);
+        let plain = c
+            .commit(
+                &host,
+                "payments",
+                "",
+                None,
+                -1,
+                vec![commit_of("orders", 1, 5)],
+            )
+            .await;
+        assert_eq!(plain, vec![0]);
+        // A commit naming a generation of a group that does not exist is refused.
+        let stale = c
+            .txn_commit(
+                &host,
+                "nobody",
+                7000,
+                0,
+                "m",
+                None,
+                3,
+                vec![commit_of("orders", 1, 1)],
+            )
+            .await;
+        assert_eq!(stale, vec![ResponseError::IllegalGeneration.code()]);
+
+        let codes = c
+            .txn_commit(
+                &host,
+                "payments",
+                7000,
+                0,
+                "",
+                None,
+                -1,
+                vec![commit_of("orders", 1, 42)],
+            )
+            .await;
+        assert_eq!(codes, vec![0]);
+        assert_eq!(fetched(&c, &host, "payments").await, Ok(Some(5)));
+        assert!(c.pending_txn_partitions("payments").contains(&orders_1));
+        let loaded = GroupCoordinator::new(LIMITS);
+        loaded.load(&host);
+        assert_eq!(fetched(&loaded, &host, "payments").await, Ok(Some(5)));
+        assert!(loaded
+            .pending_txn_partitions("payments")
+            .contains(&orders_1));
+
+        end_txn_on(&c, &host, partition, 7000, true).await;
+        assert_eq!(fetched(&c, &host, "payments").await, Ok(Some(42)));
+        assert!(c.pending_txn_partitions("payments").is_empty());
+        let loaded = GroupCoordinator::new(LIMITS);
+        loaded.load(&host);
+        assert_eq!(fetched(&loaded, &host, "payments").await, Ok(Some(42)));
+        assert!(loaded.pending_txn_partitions("payments").is_empty());
+
+        let codes = c
+            .txn_commit(
+                &host,
+                "payments",
+                7001,
+                0,
+                "",
+                None,
+                -1,
+                vec![commit_of("orders", 1, 99)],
+            )
+            .await;
+        assert_eq!(codes, vec![0]);
+        end_txn_on(&c, &host, partition, 7001, false).await;
+        assert_eq!(fetched(&c, &host, "payments").await, Ok(Some(42)));
+        assert!(c.pending_txn_partitions("payments").is_empty());
+        let loaded = GroupCoordinator::new(LIMITS);
+        loaded.load(&host);
+        assert_eq!(fetched(&loaded, &host, "payments").await, Ok(Some(42)));
+        assert!(loaded.pending_txn_partitions("payments").is_empty());
     }
 
     /// Through the narrow host interface alone: the first group creates `__consumer_offsets`

@@ -1188,6 +1188,34 @@ impl Group {
         replies
     }
 
+    /// Checks a TxnOffsetCommit as Kafka's `validateOffsetCommit` with `isTransactional`:
+    /// as OffsetCommit, except that a commit naming no member, instance or generation is
+    /// accepted whatever the group's state, and a rebalance in progress is no refusal. A
+    /// consumer-protocol member's stale epoch is ILLEGAL_GENERATION, as Kafka maps it.
+    pub fn validate_txn_offset_commit(
+        &self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
+        if let Some(consumer) = self.consumer.as_ref().filter(|c| !c.members.is_empty()) {
+            return consumer
+                .validate_offset_commit(member_id, generation_id)
+                .map_err(|e| match e {
+                    ResponseError::StaleMemberEpoch => ResponseError::IllegalGeneration,
+                    e => e,
+                });
+        }
+        match self.state {
+            GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable),
+            GroupState::Empty if generation_id < 0 => Ok(()),
+            _ if generation_id >= 0 || !member_id.is_empty() || instance.is_some() => {
+                self.check_member(member_id, instance, generation_id)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks an OffsetCommit's member and generation (Kafka's classic-group rules): a
     /// "simple" commit (generation -1, no member) is allowed only for an empty group.
     pub fn validate_offset_commit(

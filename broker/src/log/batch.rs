@@ -204,9 +204,31 @@ pub(crate) struct ValidBatch {
 /// decoding any record: framing, magic, CRC, size limit, offset/count consistency, no
 /// control batches and sane producer fields. Returns the batches in order. Nothing is
 /// modified, so a rejection leaves no trace.
+#[cfg(test)]
 pub(crate) fn validate_client_records(
     records: &[u8],
     max_message_bytes: i32,
+) -> Result<Vec<ValidBatch>> {
+    validate_records(records, max_message_bytes, AppendOrigin::Client)
+}
+
+/// Where an append as leader comes from (Kafka's `AppendOrigin`): a client's produce, or a
+/// coordinator of this broker writing its internal topic. A coordinator's transactional
+/// batches (offsets committed in a transaction) carry a producer id and epoch but no
+/// sequence, so their sequences are not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer's records: every check.
+    Client,
+    /// A coordinator's records: no sequence checks.
+    Coordinator,
+}
+
+/// [`validate_client_records`] for records from `origin`.
+pub(crate) fn validate_records(
+    records: &[u8],
+    max_message_bytes: i32,
+    origin: AppendOrigin,
 ) -> Result<Vec<ValidBatch>> {
     let mut out = Vec::new();
     let mut pos = 0usize;
@@ -290,7 +312,7 @@ pub(crate) fn validate_client_records(
                 "clients are not allowed to write control records".into(),
             ));
         }
-        if header.has_producer_id() && header.base_sequence < 0 {
+        if origin == AppendOrigin::Client && header.has_producer_id() && header.base_sequence < 0 {
             return Err(Error::InvalidRecord(format!(
                 "invalid sequence number {} in record batch with producerId {}",
                 header.base_sequence, header.producer_id

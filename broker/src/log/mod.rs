@@ -46,6 +46,7 @@ pub(crate) use batch::test_util;
 
 use std::fmt;
 
+pub use batch::AppendOrigin;
 pub use checkpoint::{
     CLEANER_OFFSET_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
     REPLICATION_OFFSET_CHECKPOINT,

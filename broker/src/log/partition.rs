@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::batch::{self, BatchHeader};
+use super::batch::{self, AppendOrigin, BatchHeader};
 use super::checkpoint::{
     self, lock, DirCheckpoints, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
 };
@@ -691,9 +691,22 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        self.append_as_leader_from(records, leader_epoch, now_ms, AppendOrigin::Client)
+    }
+
+    /// [`Self::append_as_leader`] for records from `origin`: a coordinator's transactional
+    /// batches carry no sequence, so no sequence is checked (Kafka's append with origin
+    /// COORDINATOR).
+    pub fn append_as_leader_from(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo> {
         self.ensure_open()?;
         self.flush_partition_metadata()?;
-        let batches = batch::validate_client_records(records, self.config.max_message_bytes)?;
+        let batches = batch::validate_records(records, self.config.max_message_bytes, origin)?;
         // Kafka's LogValidator reads every record of every batch; a compacted topic also
         // needs a key on each. Streaming: never more than one record's framing in memory.
         for b in &batches {
@@ -719,7 +732,7 @@ impl PartitionLog {
         let mut next = self.log_end_offset();
         for b in &batches {
             if b.header.has_producer_id() {
-                match self.producers.check(&pending, &b.header)? {
+                match self.producers.check_from(&pending, &b.header, origin)? {
                     SeqCheck::Duplicate(dup) => {
                         tracing::debug!(tp = %self.tp, producer_id = b.header.producer_id, first_offset = dup.first_offset, "duplicate batch from idempotent producer");
                         return Ok(AppendInfo {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::batch::BatchHeader;
+use super::batch::{AppendOrigin, BatchHeader};
 use super::error::{Error, Result};
 use super::txn::{CompletedTxn, ControlRecordType, EndTxnMarker};
 
@@ -121,9 +121,23 @@ impl ProducerStateManager {
     /// request's earlier batches, following Kafka's rules: duplicate of a cached batch ->
     /// `Duplicate`; older epoch -> INVALID_PRODUCER_EPOCH; newer epoch must start at
     /// sequence 0; same epoch must continue the sequence; unknown producers may start anywhere.
+    #[cfg(test)]
     pub(crate) fn check(&self, pending: &PendingUpdates, h: &BatchHeader) -> Result<SeqCheck> {
+        self.check_from(pending, h, AppendOrigin::Client)
+    }
+
+    /// [`Self::check`] for a batch from `origin`: a coordinator's batch is checked for its
+    /// epoch only (Kafka's `ProducerAppendInfo` checks sequences of client appends only),
+    /// and is never a duplicate (it has no sequence).
+    pub(crate) fn check_from(
+        &self,
+        pending: &PendingUpdates,
+        h: &BatchHeader,
+        origin: AppendOrigin,
+    ) -> Result<SeqCheck> {
         let pid = h.producer_id;
-        if let Some(committed) = self.producers.get(&pid) {
+        let client = origin == AppendOrigin::Client;
+        if let Some(committed) = self.producers.get(&pid).filter(|_| client) {
             if committed.epoch == h.producer_epoch {
                 let last_seq = h.last_sequence();
                 if let Some(dup) = committed
@@ -149,7 +163,8 @@ impl ProducerStateManager {
                 current: current.epoch,
             });
         }
-        if h.producer_epoch != current.epoch {
+        // Sequences are the client's; a coordinator's batch has none.
+        if client && h.producer_epoch != current.epoch {
             if h.base_sequence != 0 && current.epoch != -1 {
                 return Err(Error::OutOfOrderSequence {
                     producer_id: pid,
@@ -158,7 +173,8 @@ impl ProducerStateManager {
                     received: h.base_sequence,
                 });
             }
-        } else if current.epoch != -1 && !in_sequence(current.last_seq(), h.base_sequence) {
+        } else if client && current.epoch != -1 && !in_sequence(current.last_seq(), h.base_sequence)
+        {
             let expected = if current.last_seq() == i32::MAX {
                 0
             } else {

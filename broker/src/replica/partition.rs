@@ -358,6 +358,25 @@ impl Partition {
         min_insync_replicas: i32,
         now_ms: i64,
     ) -> Result<(AppendInfo, i32), ReplicaError> {
+        self.append_records_to_leader_from(
+            records,
+            required_acks,
+            min_insync_replicas,
+            now_ms,
+            crate::log::AppendOrigin::Client,
+        )
+    }
+
+    /// [`Self::append_records_to_leader`] for records from `origin` (a coordinator's
+    /// transactional offset commits carry no sequence).
+    pub fn append_records_to_leader_from(
+        &self,
+        records: &[u8],
+        required_acks: i16,
+        min_insync_replicas: i32,
+        now_ms: i64,
+        origin: crate::log::AppendOrigin,
+    ) -> Result<(AppendInfo, i32), ReplicaError> {
         let rep = lock(&self.replication);
         let Role::Leader(l) = &rep.role else {
             return Err(ReplicaError::NotLeaderOrFollower);
@@ -370,7 +389,7 @@ impl Partition {
         }
         let leader_epoch = l.leader_epoch;
         let mut log = lock(&self.log);
-        let info = log.append_as_leader(records, leader_epoch, now_ms)?;
+        let info = log.append_as_leader_from(records, leader_epoch, now_ms, origin)?;
         if info.duplicate {
             return Ok((info, leader_epoch));
         }

@@ -7,8 +7,14 @@
 //!   transitions and error codes, pure and tested with logical time;
 //! - [`coordinator`]: the coordinator — these states per `__transaction_state` partition,
 //!   loaded and dropped with its leadership as the group coordinator does, the
-//!   FindCoordinator / InitProducerId / AddPartitionsToTxn / EndTxn paths, end markers
-//!   written by the partition leaders, timed-out transactions aborted.
+//!   FindCoordinator / InitProducerId / AddPartitionsToTxn / AddOffsetsToTxn / EndTxn
+//!   paths, end markers written by the partition leaders, timed-out transactions aborted.
+//!
+//! Offsets in a transaction (`sendOffsetsToTransaction`): AddOffsetsToTxn adds the group's
+//! `__consumer_offsets` partition to the transaction like any partition; TxnOffsetCommit
+//! is the group coordinator's ([`crate::group::GroupCoordinator::txn_commit`]): the
+//! offsets are written as a transactional batch of the producer and stay pending until the
+//! marker written to that partition ends them (committed or dropped), live and on load.
 //!
 //! Transaction protocol: v1 only. KIP-890's v2 (the epoch bumped by every EndTxn, partitions
 //! added implicitly by Produce) is served only when the broker advertises the
@@ -21,8 +27,7 @@
 //! Served on a single node only: on a replicated cluster FindCoordinator answers
 //! COORDINATOR_NOT_AVAILABLE for transactional ids, because the markers of partitions led
 //! by other brokers would need WriteTxnMarkers over the inter-broker connections, which is
-//! not written yet. Not served yet either: AddOffsetsToTxn and TxnOffsetCommit (offsets in
-//! a transaction: `sendOffsetsToTransaction`), WriteTxnMarkers, DescribeTransactions,
+//! not written yet. Not served yet either: WriteTxnMarkers, DescribeTransactions,
 //! ListTransactions, DescribeProducers, and the expiry of idle transactional ids.
 
 pub mod coordinator;
