@@ -403,6 +403,11 @@ impl GroupCoordinator {
             tenure
         };
         info!(partition, leader_epoch, "loading consumer groups");
+        // The log is read and its groups installed in the partition's write order: a
+        // transaction marker written meanwhile ([`Self::write_txn_marker`]) is either in
+        // what is read or applied to what was installed, never lost between the two.
+        let writer = self.writer(partition);
+        let _writer = writer.lock().await;
         let started = std::time::Instant::now();
         let loaded = match host.offsets_log(partition) {
             Ok((log, _)) => {
