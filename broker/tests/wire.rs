@@ -2174,3 +2174,132 @@ async fn a_read_committed_consumer_stops_at_the_first_open_transaction() {
     assert_eq!(latest_offset(&mut c, "txn", 0).await, 5);
     assert_eq!(latest_offset(&mut c, "txn", 1).await, 2);
 }
+
+/// Error codes a transactional client retries: a coordinator still loading or being
+/// created, a transaction still ending.
+const RETRIABLE_TXN_CODES: [i16; 4] = [15, 14, 16, 51];
+
+/// Evaluates `$call` (an error code) until it is not retriable, for at most 20 s.
+macro_rules! until_settled {
+    ($what:expr, $call:expr) => {{
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let code: i16 = $call;
+            if !RETRIABLE_TXN_CODES.contains(&code) {
+                break code;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: still {code} after 20 s",
+                $what
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+/// The committed offset of `g-wire` for `src`-0 and its error code, as OffsetFetch v7
+/// answers with `require_stable`.
+async fn stable_offset(c: &mut Client, require_stable: bool) -> (i16, i64) {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g-wire")))
+        .with_require_stable(require_stable)
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("src")))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let r: OffsetFetchResponse = c.call(7, &request).await;
+    assert_eq!(r.error_code, 0);
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
+/// sendOffsetsToTransaction on the wire: AddOffsetsToTxn, then TxnOffsetCommit; until the
+/// transaction commits, OffsetFetch shows no offset, and with `require_stable` (what a
+/// read_committed consumer asks) answers UNSTABLE_OFFSET_COMMIT for the partition; once
+/// EndTxn commits (and the marker reached `__consumer_offsets`) the offset is the group's.
+#[tokio::test]
+async fn offsets_committed_in_a_transaction_are_unstable_until_it_commits() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "src").await;
+    let txn_id = || TransactionalId(StrBytes::from_static_str("tx-wire"));
+    let found = until_settled!("FindCoordinator", {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str("tx-wire"))
+            .with_key_type(1);
+        let r: FindCoordinatorResponse = c.call(3, &request).await;
+        r.error_code
+    });
+    assert_eq!(found, 0);
+    let mut producer: (i64, i16);
+    let init = until_settled!("InitProducerId", {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(txn_id()))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let r: InitProducerIdResponse = c.call(4, &request).await;
+        producer = (r.producer_id.0, r.producer_epoch);
+        r.error_code
+    });
+    assert_eq!(init, 0);
+    let (producer_id, producer_epoch) = producer;
+    let added = until_settled!("AddOffsetsToTxn", {
+        let request = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn_id())
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch)
+            .with_group_id(GroupId(StrBytes::from_static_str("g-wire")));
+        let r: AddOffsetsToTxnResponse = c.call(3, &request).await;
+        r.error_code
+    });
+    assert_eq!(added, 0);
+    let committed = until_settled!("TxnOffsetCommit", {
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(txn_id())
+            .with_group_id(GroupId(StrBytes::from_static_str("g-wire")))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("src")))
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(7)
+                            .with_committed_leader_epoch(-1),
+                    ]),
+            ]);
+        let r: TxnOffsetCommitResponse = c.call(3, &request).await;
+        r.topics[0].partitions[0].error_code
+    });
+    assert_eq!(committed, 0);
+    let unstable = kafka_protocol::ResponseError::UnstableOffsetCommit.code();
+    assert_eq!(stable_offset(&mut c, true).await, (unstable, -1));
+    assert_eq!(stable_offset(&mut c, false).await, (0, -1));
+    let ended: EndTxnResponse = c
+        .call(
+            3,
+            &EndTxnRequest::default()
+                .with_transactional_id(txn_id())
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(producer_epoch)
+                .with_committed(true),
+        )
+        .await;
+    assert_eq!(ended.error_code, 0);
+    // The marker follows EndTxn's answer: poll until the offset is stable.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = stable_offset(&mut c, true).await;
+        if seen == (0, 7) {
+            break;
+        }
+        assert!(seen.0 == unstable, "unexpected {seen:?}");
+        assert!(Instant::now() < deadline, "still {seen:?} after 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
