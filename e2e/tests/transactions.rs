@@ -335,8 +335,8 @@ fn the_transactional_copier_killed_twice_copies_every_record_exactly_once() {
 /// The broker is killed with -9 while the copier copies and started again from the same
 /// log dir: the transaction coordinator reloads `__transaction_state` and ends the
 /// transactions it finds, the group coordinator reloads the offsets (committed and
-/// pending) of `__consumer_offsets`, the copier's clients reconnect and it finishes; the
-/// output read with read_committed holds every input value exactly once.
+/// pending) of `__consumer_offsets`, the copier's clients reconnect and it finishes without
+/// a restart; the output read with read_committed holds every input value exactly once.
 #[test]
 fn the_transactional_copier_survives_a_kill_9_of_the_broker() {
     let t = tools_or_skip!();
@@ -355,22 +355,8 @@ fn the_transactional_copier_survives_a_kill_9_of_the_broker() {
     copied_at_least(&mut c, 3000, "the copier copied 3000 records");
     b.kill9();
     b.start_again();
-    if !copier_finished(&mut c) {
-        // A client may give up while the broker is away (a transaction timing out); then
-        // it is started again, as its operator would, and must resume where it committed.
-        eprintln!("the copier exited with an error; starting it again:\n{c}");
-        let mut again = copier(
-            &t,
-            &b,
-            "copyk-in",
-            "copyk-out",
-            "copier-k",
-            "copier-k-group",
-        );
-        assert!(
-            copier_finished(&mut again),
-            "the copier failed again:\n{again}"
-        );
-    }
+    // The same copier finishes: its clients ride out the broker's absence (as they do
+    // against Kafka 4.1).
+    assert!(copier_finished(&mut c), "the copier failed:\n{c}");
     assert_copied_exactly_once(&t, &b, "copyk-out");
 }
