@@ -19,6 +19,10 @@ use crate::controller::brokers::{BrokerHeartbeat, HeartbeatReply};
 use crate::controller::{Controller, ControllerError, ControllerReply, ControllerRequest};
 use crate::metadata::{BoxFuture, BrokerEndpoint, MetadataStore};
 
+/// The longest pause between two attempts of [`ControllerChannel::submit`] while the
+/// active controller stays the same (or unknown).
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// Sends a controller request, as JSON, to the active controller `leader` (another node)
 /// and answers its JSON reply: the control channel of the metadata quorum.
 pub trait ControllerForwarder: Send + Sync {
@@ -72,16 +76,20 @@ impl ControllerChannel {
     }
 
     /// Has the active controller decide and commit `request`, and answers its reply. While
-    /// there is no active controller, or it changes under the request, tries again (with a
-    /// short pause) until the channel's timeout; then answers NOT_CONTROLLER, which clients
-    /// retry. A refusal by the controller (any other error) is answered at once.
+    /// there is no active controller, or it changes under the request, tries again until the
+    /// channel's timeout; then answers NOT_CONTROLLER, which clients retry. A retry goes out
+    /// as soon as this node learns of another controller (an election during the request,
+    /// e.g. after the controller was killed, is waited for rather than answered with an
+    /// error that would make the client wait its backoff), else after a short pause. A
+    /// refusal by the controller (any other error) is answered at once.
     pub async fn submit(
         &self,
         request: ControllerRequest,
     ) -> Result<ControllerReply, ControllerError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let attempt = match self.store.active_controller() {
+            let asked = self.store.active_controller();
+            let attempt = match asked {
                 Some(id) if id == self.node_id => match &self.local {
                     Some(controller) => controller.handle(request.clone()).await,
                     None => Err(ControllerError::not_controller(None)),
@@ -95,7 +103,8 @@ impl ControllerChannel {
                         && tokio::time::Instant::now() < deadline => {}
                 other => return other,
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = tokio::time::timeout(RETRY_PAUSE, self.store.active_controller_changed(asked))
+                .await;
         }
     }
 

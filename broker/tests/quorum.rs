@@ -143,6 +143,28 @@ impl Cluster {
         }
     }
 
+    /// The one leader nodes `among` agree on (others may still think they lead).
+    async fn leader_among(&self, among: &[usize]) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let leaders: Vec<Option<i32>> = among
+                .iter()
+                .map(|i| self.node(*i).active_controller())
+                .collect();
+            if let Some(Some(leader)) = leaders.first() {
+                let leader = *leader as usize;
+                if leaders.iter().all(|l| *l == Some(leader as i32))
+                    && among.contains(&leader)
+                    && self.node(leader).raft_metrics().state == openraft::ServerState::Leader
+                {
+                    return leader;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Proposes on whichever node leads, retrying while leadership moves.
     async fn propose(&self, next_producer_id: i64) -> i64 {
         let deadline = Instant::now() + DEADLINE;
@@ -284,30 +306,78 @@ async fn losing_the_leader_elects_another_and_the_old_one_catches_up_after_resta
     c.converged(third).await;
 }
 
-/// A follower stands for election once it has heard nothing from the leader for
-/// `controller.quorum.fetch.timeout.ms`, as Kafka's does, not after openraft's lease plus a
-/// whole election timeout on top (which took 2.5–3 × the fetch timeout).
+/// A leader that is alive but silent (its heartbeats stopped, its listener open: what a
+/// paused or partitioned leader looks like to its followers) is replaced once the followers
+/// have heard nothing for `controller.quorum.fetch.timeout.ms`, as Kafka's are: not earlier
+/// (the probe for a gone leader must not misfire on a live one), and not after openraft's
+/// lease plus a whole election timeout on top (which took 2.5–3 × the fetch timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_leader_is_elected_about_one_fetch_timeout_after_the_leader_stops() {
-    let fetch = Duration::from_millis(1000);
-    let mut c = Cluster::start_with_timeouts(1000, fetch, Duration::from_millis(1000)).await;
+async fn a_silent_leader_is_replaced_about_one_fetch_timeout_after_its_last_heartbeat() {
+    let fetch = Duration::from_millis(2000);
+    let c = Cluster::start_with_timeouts(1000, fetch, Duration::from_millis(1000)).await;
     let first = c.propose(100).await;
     c.converged(first).await;
     let old = c.agreed_leader().await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != old).collect();
 
-    let stopped_at = Instant::now();
-    c.stop(old).await;
-    let new = c.agreed_leader().await;
-    let failover = stopped_at.elapsed();
+    c.node(old).set_heartbeats(false);
+    let silenced_at = Instant::now();
+    // The last heartbeat went out at most a tenth of the fetch timeout before: nobody may
+    // stand before 0.95 × fetch after it, so until 0.75 × fetch after the silence both
+    // followers still follow the old leader.
+    let quiet_until = silenced_at + fetch * 3 / 4;
+    while Instant::now() < quiet_until {
+        for &f in &followers {
+            let m = c.node(f).raft_metrics();
+            assert!(
+                m.current_leader == Some(old as u64) && m.state == openraft::ServerState::Follower,
+                "node {f} left leader {old} {:?} after it went silent: {:?} {:?}",
+                silenced_at.elapsed(),
+                m.state,
+                m.current_leader
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new = c.leader_among(&followers).await;
+    let failover = silenced_at.elapsed();
     assert_ne!(new, old);
-    // The leader's last heartbeat was at most a tenth of the fetch timeout before the stop;
-    // the margin above one fetch timeout is for a loaded machine (2.5 × would fail).
+    // The margin above one fetch timeout is for a loaded machine (2.5 × would fail).
     assert!(
         failover < fetch * 2,
         "a new leader took {failover:?} with a fetch timeout of {fetch:?}"
     );
+    c.node(old).set_heartbeats(true);
     let second = c.propose(200).await;
     c.converged(second).await;
+}
+
+/// A leader whose process is gone (its control listener refuses connections, its
+/// connections are closed) is replaced at once, well before the fetch timeout: each
+/// follower finds the listener refusing and stands, and the other grants its vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_process_is_gone_is_replaced_well_before_the_fetch_timeout() {
+    let fetch = Duration::from_millis(6000);
+    let mut c = Cluster::start_with_timeouts(1000, fetch, Duration::from_millis(1000)).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+    for round in 0..2 {
+        let old = c.agreed_leader().await;
+        let stopped_at = Instant::now();
+        c.stop(old).await;
+        let new = c.agreed_leader().await;
+        let failover = stopped_at.elapsed();
+        assert_ne!(new, old);
+        // Waiting for the fetch timeout would take at least 0.95 × 6 s.
+        assert!(
+            failover < Duration::from_millis(1500),
+            "round {round}: a new leader took {failover:?} after the old one's listener closed"
+        );
+        let offset = c.propose(200 + round).await;
+        c.converged(offset).await;
+        c.restart(old).await;
+        c.converged(offset).await;
+    }
 }
 
 /// A node restarted alone (no majority, so no leader to learn anything from) replays its

@@ -443,6 +443,14 @@ pub trait MetadataStore: Send + Sync {
     /// The active controller's node id, if one is known.
     fn active_controller(&self) -> Option<i32>;
 
+    /// Resolves once [`Self::active_controller`] is no longer `seen` (a new controller is
+    /// known, or the old one is no longer), so a caller retrying a controller request goes
+    /// to the new one at once. Stores that cannot tell never resolve: callers bound the wait.
+    fn active_controller_changed(&self, seen: Option<i32>) -> BoxFuture<'_, ()> {
+        let _ = seen;
+        Box::pin(std::future::pending())
+    }
+
     /// The quorum's state for DescribeQuorum.
     fn quorum_info(&self) -> QuorumInfo;
 }

@@ -34,11 +34,15 @@
 //!   backs off up to `controller.quorum.election.timeout.ms`, 1 s by default). The leader's
 //!   heartbeat is a tenth of the fetch timeout; one request between voters is bounded by
 //!   `controller.quorum.request.timeout.ms`.
+//! - **A leader whose process is gone** (its CONTROLLER listener refuses connections) is
+//!   replaced at once rather than after the fetch timeout: [`leader_probe`] says how and why
+//!   that is safe. A paused or partitioned leader is still waited for as above.
 //! - **Writes without a quorum**: a leader that has not heard from a majority within the
 //!   fetch timeout, or whose proposal is not committed within fetch + election timeout,
 //!   answers [`ProposeError::NotController`] (the proposal may still commit later, which
 //!   the seam allows: the controller decides again on the new image).
 
+mod leader_probe;
 pub mod log_store;
 pub mod network;
 pub mod observer;
@@ -55,7 +59,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{BasicNode, Config, Raft, RaftLogReader, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{error, info, warn};
 
@@ -154,6 +158,17 @@ impl QuorumOptions {
             snapshot_after_entries: 1000,
             entries_kept_after_snapshot: 100,
         })
+    }
+
+    /// When the leader probe looks (see [`leader_probe`]): again after a heartbeat interval,
+    /// else every quarter of the fetch timeout; standing again for one fetch timeout.
+    fn probe_timing(&self) -> leader_probe::ProbeTiming {
+        let fetch = self.fetch_timeout.max(Duration::from_millis(40));
+        leader_probe::ProbeTiming {
+            recheck: (fetch / 10).max(Duration::from_millis(2)),
+            fallback: fetch / 4,
+            window: fetch,
+        }
     }
 
     /// `<log_dir>/__cluster_metadata-0`.
@@ -381,6 +396,8 @@ impl QuorumStore {
                 }
             }) as BoxFuture<'static, _>
         });
+        // Closed inbound connections wake the leader probe (a killed leader's go first).
+        let closed = Arc::new(Notify::new());
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
             raft.clone(),
@@ -388,7 +405,20 @@ impl QuorumStore {
             fetch,
             node_id,
             log.clone(),
+            closed.clone(),
         ))];
+        tasks.push(tokio::spawn(leader_probe::stand_when_leader_gone(
+            raft.clone(),
+            raft_id(node_id),
+            options
+                .voters
+                .iter()
+                .filter(|v| v.id != node_id)
+                .map(|v| (raft_id(v.id), v.address()))
+                .collect(),
+            closed,
+            options.probe_timing(),
+        )));
         if pristine {
             tasks.push(tokio::spawn(bootstrap(
                 options.clone(),
@@ -595,6 +625,13 @@ impl QuorumStore {
         self.raft.metrics().borrow().clone()
     }
 
+    /// Silences (false) or resumes (true) this node's heartbeats while it leads (openraft's
+    /// runtime switch): it stays alive with its listener open, as a paused or partitioned
+    /// leader looks to its followers. For fault tests.
+    pub fn set_heartbeats(&self, enabled: bool) {
+        self.raft.runtime_config().heartbeat(enabled);
+    }
+
     /// Stops this node's part of the quorum: the control listener and its connections close
     /// and Raft stops. The files stay, so a new store on the same directory resumes.
     pub async fn shutdown(&self) {
@@ -671,6 +708,7 @@ async fn accept_loop(
     fetch: FetchHandler,
     node_id: i32,
     log: LogStore,
+    closed: Arc<Notify>,
 ) {
     // The handler is looked up per request, so connections made before the broker installs
     // it serve controller requests afterwards.
@@ -703,7 +741,9 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                closed.notify_one();
+            }
         }
     }
 }
@@ -904,6 +944,20 @@ impl MetadataStore for QuorumStore {
 
     fn active_controller(&self) -> Option<i32> {
         self.raft.metrics().borrow().current_leader.map(kafka_id)
+    }
+
+    fn active_controller_changed(&self, seen: Option<i32>) -> BoxFuture<'_, ()> {
+        let mut metrics = self.raft.metrics();
+        Box::pin(async move {
+            let changed = metrics
+                .wait_for(|m| m.current_leader.map(kafka_id) != seen)
+                .await
+                .is_ok();
+            if !changed {
+                // Raft stopped: nothing will change; the caller's bound ends the wait.
+                std::future::pending::<()>().await;
+            }
+        })
     }
 
     fn quorum_info(&self) -> QuorumInfo {
