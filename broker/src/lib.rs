@@ -28,6 +28,7 @@ pub mod group;
 pub mod lifecycle;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod reaction;
 pub mod replica;
 pub mod server;

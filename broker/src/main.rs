@@ -146,6 +146,16 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let stopped = stopped.clone();
         tokio::spawn(async move { broker.txns().run(&broker, stopped).await })
     };
+    let metrics = match broker.config().metrics_listener {
+        Some(addr) => {
+            let exporter = oxbow_broker::metrics::exporter(Arc::downgrade(&broker));
+            let (_, task) = oxbow_metrics::bind_and_serve(addr, exporter, stopped.clone())
+                .await
+                .with_context(|| format!("cannot bind oxbow.metrics.listener {addr}"))?;
+            Some(task)
+        }
+        None => None,
+    };
     let serving = tokio::spawn(server::serve(broker.clone(), listeners, stopped));
 
     until_signalled().await?;
@@ -157,6 +167,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = background.await;
     let _ = coordinator.await;
     let _ = transactions.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     let broker: Arc<Broker> = broker;
     let closed = tokio::task::spawn_blocking(move || broker.shutdown())
         .await

@@ -469,3 +469,149 @@ fn every_broker_answers_describe_quorum_with_the_leaders_view() {
         }
     });
 }
+
+/// Issue 9's metrics, read as Prometheus reads them: every broker serves `/metrics` on
+/// `oxbow.metrics.listener` with Kafka's metric names (as Strimzi's exporter rules name
+/// them). Produced records are counted once, on their leaders; exactly one broker is the
+/// active controller; a broker killed with -9 shows up as under-replicated partitions on the
+/// survivors, and once it is back in every ISR they are gone again and the leaders counted
+/// the ISR expansions. Oxbow only: Kafka serves its metrics through JMX, not HTTP.
+#[test]
+fn brokers_serve_prometheus_metrics_that_follow_the_cluster() {
+    let t = tools_or_skip!();
+    let flavor = Flavor::from_env();
+    if flavor == Flavor::Kafka {
+        println!("skipped on Kafka: it exports metrics through JMX (a Prometheus agent), not HTTP");
+        return;
+    }
+    let mut c = Cluster::start(flavor, 3, &[("oxbow.metrics.listener", "127.0.0.1:0")]);
+    let addrs: Vec<String> = (0..3).map(|id| metrics_addr(&c, id)).collect();
+    create(&t, &c, "metered", 3, 3, &[]);
+    wait_for_isr(&c, "metered", 3, 3);
+
+    let values: String = (0..300).map(|i| format!("m{i}\n")).collect();
+    t.run_stdin(
+        "kafka-console-producer.sh",
+        &["--bootstrap-server", &c.bootstrap(), "--topic", "metered"],
+        &values,
+    )
+    .ok();
+    assert_eq!(read_all(&c, "metered").len(), 300);
+
+    let scrapes: Vec<String> = addrs.iter().map(|a| scrape(a)).collect();
+    let sum = |name: &str, scrapes: &[String]| -> f64 {
+        scrapes.iter().map(|s| sample(s, name).unwrap_or(0.0)).sum()
+    };
+    assert_eq!(
+        sum("kafka_server_brokertopicmetrics_messagesin_total", &scrapes),
+        300.0,
+        "each produced record is counted once, by its leader"
+    );
+    assert_eq!(
+        sum(
+            "kafka_controller_kafkacontroller_activecontrollercount",
+            &scrapes
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            &scrapes
+        ),
+        0.0
+    );
+    for s in &scrapes {
+        assert!(
+            s.contains("kafka_network_requestmetrics_requests_total{request=\"Fetch\""),
+            "followers fetch from every broker:\n{s}"
+        );
+        assert!(
+            s.contains("# TYPE oxbow_request_duration_seconds histogram"),
+            "{s}"
+        );
+    }
+
+    // Kill -9 a broker: the survivors lead partitions whose ISR lost it.
+    c.node_mut(2).kill9();
+    let survivors = [addrs[0].clone(), addrs[1].clone()];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s: Vec<String> = survivors.iter().map(|a| scrape(a)).collect();
+        if sum("kafka_server_replicamanager_underreplicatedpartitions", &s) > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no survivor reports under-replicated partitions after kill -9:\n{}",
+            s.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Back in every ISR: none under-replicated, and the leaders counted the expansions.
+    c.node_mut(2).start_again();
+    let addrs: Vec<String> = (0..3).map(|id| metrics_addr(&c, id)).collect();
+    c.wait_for_full_isrs(Duration::from_secs(120));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s: Vec<String> = addrs.iter().map(|a| scrape(a)).collect();
+        let under = sum("kafka_server_replicamanager_underreplicatedpartitions", &s);
+        let expands = sum("kafka_server_replicamanager_isrexpands_total", &s);
+        if under == 0.0 && expands >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the restart: {under} under-replicated, {expands} ISR expansions:\n{}",
+            s.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The address node `id` serves metrics on (it binds port 0 and logs the port it got).
+fn metrics_addr(c: &Cluster, id: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = c.node(id).log();
+        // The last start's line: a restarted node binds a new port.
+        if let Some(addr) = log
+            .lines()
+            .rev()
+            .filter(|l| l.contains("serving Prometheus metrics"))
+            .filter_map(|l| l.split("addr=").nth(1))
+            .find_map(|rest| rest.split_whitespace().next())
+        {
+            return addr.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} logged no metrics address:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET /metrics` from `addr`: the body, after checking the status line.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)
+        .unwrap_or_else(|e| panic!("cannot connect to the metrics listener {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a read timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: oxbow\r\nConnection: close\r\n\r\n")
+        .expect("send the scrape");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read the scrape");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the unlabelled sample `name` in a scrape.
+fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}

@@ -120,6 +120,9 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: FetchRequest) -> anyhow::Resu
     }
 
     let outcomes: Vec<PartitionOutcome> = results.iter().map(outcome).collect();
+    let follower = request.replica_id.0 >= 0 || request.replica_state.replica_id.0 >= 0;
+    let sent: usize = outcomes.iter().map(|o| o.records_size).sum();
+    crate::metrics::metrics().fetched(sent as u64, follower);
     let (session_id, carried) = match &context {
         FetchContext::Sessionless(_) | FetchContext::Error(_) => (INVALID_SESSION_ID, None),
         FetchContext::Full(partitions) => {

@@ -312,7 +312,9 @@ pub async fn handle_request(
         listener,
         outcome: AtomicU8::new(0),
     };
+    let started = std::time::Instant::now();
     let body = dispatch(&ctx, key, &mut frame).await?;
+    crate::metrics::metrics().observe_request(key, version, started.elapsed());
     Ok(match ctx.outcome.load(Ordering::Relaxed) {
         NO_RESPONSE => Outcome::NoResponse,
         CLOSE => Outcome::Close,

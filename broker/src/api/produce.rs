@@ -270,6 +270,10 @@ fn append(
             ),
             e => ApiError::from(e),
         })?;
+    if !info.duplicate && info.base_offset >= 0 {
+        let count = (info.last_offset - info.base_offset + 1).max(0) as u64;
+        crate::metrics::metrics().produced(count, records.len() as u64);
+    }
     let flush = partition_handle
         .log()
         .lock()

@@ -211,6 +211,7 @@ static BROKER_CONFIGS: &[BrokerConfigKey] = &[
     k("offsets.topic.num.partitions", T::Int, Some("50"), V::AtLeast(1), RO, "Partitions of the offsets topic."),
     k("offsets.topic.replication.factor", T::Short, Some("3"), V::AtLeast(1), RO, "Replication factor of the offsets topic."),
     k("offsets.topic.segment.bytes", T::Int, Some("104857600"), V::AtLeast(1), RO, "Segment size of the offsets topic."),
+    k("oxbow.metrics.listener", T::String, None, V::None, RO, "host:port serving Prometheus metrics on /metrics (Oxbow's own key; unset: off)."),
     k("principal.builder.class", T::Class, Some("org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"), V::None, PB, "Class building the principal of a connection."),
     k("process.roles", T::List, Some(""), V::ListOf(&["broker", "controller"]), RO, "Roles of this server: broker and/or controller."),
     k("producer.id.expiration.check.interval.ms", T::Int, Some("600000"), V::AtLeast(1), RO, "Interval of the expired producer id check."),
@@ -396,6 +397,10 @@ pub struct BrokerConfig {
     pub min_insync_replicas: i32,
     /// `broker.rack` (null): the rack rack-aware placement spreads replicas over.
     pub broker_rack: Option<String>,
+    /// `oxbow.metrics.listener` (null: off): where Prometheus metrics are served on
+    /// `/metrics` (crate::metrics). Oxbow's own key: Kafka exports metrics through JMX, and
+    /// its `metrics.*` keys configure that, so the name stays out of Kafka's namespace.
+    pub metrics_listener: Option<std::net::SocketAddr>,
     /// `replica.lag.time.max.ms` (30000): a follower that has not caught up with the
     /// leader's log end for this long leaves the ISR.
     pub replica_lag_time_max_ms: i64,
@@ -1030,6 +1035,21 @@ impl BrokerConfig {
             delete_topic_enable: boolean("delete.topic.enable")?,
             min_insync_replicas: int("min.insync.replicas")?,
             broker_rack: string("broker.rack")?,
+            metrics_listener: match string("oxbow.metrics.listener")? {
+                None => None,
+                Some(s) if s.trim().is_empty() => None,
+                Some(s) => {
+                    Some(
+                        s.trim().parse().map_err(|_| ConfigError::InvalidValue {
+                            name: "oxbow.metrics.listener".into(),
+                            value: s.clone(),
+                            reason:
+                                "expected host:port with a numeric IP address, e.g. 0.0.0.0:9404"
+                                    .into(),
+                        })?,
+                    )
+                }
+            },
             replica_lag_time_max_ms: long_nn("replica.lag.time.max.ms")?,
             replica_fetch_max_bytes: int("replica.fetch.max.bytes")?,
             replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms")?,

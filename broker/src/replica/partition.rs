@@ -613,6 +613,7 @@ impl Partition {
             .filter(|id| !out.contains(id))
             .collect();
         tracing::info!(isr = ?l.isr, ?new_isr, out_of_sync = ?out, leo, "shrinking ISR");
+        crate::metrics::metrics().isr_shrunk();
         l.pending_isr = Some(new_isr.clone());
         let request = self.alter_request(l, new_isr);
         self.publish(&rep);
@@ -640,6 +641,7 @@ impl Partition {
         let mut new_isr = l.isr.clone();
         new_isr.push(replica_id);
         tracing::info!(isr = ?l.isr, ?new_isr, replica_id, "expanding ISR");
+        crate::metrics::metrics().isr_expanded();
         l.pending_isr = Some(new_isr.clone());
         Some(self.alter_request(l, new_isr))
     }
