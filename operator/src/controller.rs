@@ -148,7 +148,14 @@ pub async fn run(client: Client, namespace: Option<String>, instance: Option<Str
         .owns(config_maps, ours.clone())
         .owns(budgets, ours)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
+        .run(
+            |cluster, ctx| {
+                let ns = cluster.namespace();
+                crate::metrics::metered("KafkaCluster", ns, reconcile(cluster, ctx))
+            },
+            error_policy,
+            context,
+        )
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(cluster = %object, "reconciled"),

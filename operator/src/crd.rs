@@ -27,6 +27,9 @@ pub const DEFAULT_IMAGE: &str = concat!("oxbow-broker:", env!("CARGO_PKG_VERSION
 /// The port of the `CONTROLLER` listener every node binds for the KRaft quorum. Users' listeners
 /// may not take it.
 pub const CONTROLLER_PORT: i32 = 9093;
+/// The port every broker serves Prometheus metrics on (`oxbow.metrics.listener`): 9404, where
+/// Strimzi's brokers serve theirs, so scrape configs written for them find it.
+pub const METRICS_PORT: i32 = 9404;
 
 /// Broker config keys the operator sets itself, with the reason a user may not: they follow
 /// from the pod's ordinal, from `spec.listeners`, `spec.controllers` or `spec.storage`, and a
@@ -46,6 +49,10 @@ pub const OWNED_CONFIG_KEYS: &[(&str, &str)] = &[
         "the operator's CONTROLLER listener",
     ),
     ("listeners", "follows from spec.listeners"),
+    (
+        "oxbow.metrics.listener",
+        "every broker serves metrics on port 9404 of its pod",
+    ),
     ("advertised.listeners", "follows from spec.listeners"),
     (
         "listener.security.protocol.map",

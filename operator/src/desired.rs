@@ -30,7 +30,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::crd::{
-    owned_key_reason, KafkaCluster, ListenerStatus, ListenerType, StorageType, CONTROLLER_PORT,
+    owned_key_reason, KafkaCluster, ListenerStatus, ListenerType, StorageType, CONTROLLER_PORT, METRICS_PORT,
 };
 
 /// The pod annotation carrying a hash of everything a broker reads at start (its
@@ -238,6 +238,12 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             return Err(invalid(
                 format!("spec.listeners[{i}].port"),
                 "9093 is the operator's CONTROLLER listener",
+            ));
+        }
+        if l.port == METRICS_PORT {
+            return Err(invalid(
+                format!("spec.listeners[{i}].port"),
+                "9404 is where every broker serves its metrics",
             ));
         }
         if spec.listeners[..i]
@@ -477,6 +483,8 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             format!("listeners={bind}"),
             "--override".into(),
             format!("advertised.listeners={advertise}"),
+            "--override".into(),
+            format!("oxbow.metrics.listener=$(POD_IP):{METRICS_PORT}"),
         ]),
         ports: Some(
             spec.listeners
@@ -489,6 +497,11 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
                 .chain(std::iter::once(ContainerPort {
                     name: Some("controller".into()),
                     container_port: CONTROLLER_PORT,
+                    ..ContainerPort::default()
+                }))
+                .chain(std::iter::once(ContainerPort {
+                    name: Some("metrics".into()),
+                    container_port: METRICS_PORT,
                     ..ContainerPort::default()
                 }))
                 .collect(),

@@ -17,6 +17,7 @@
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod metrics;
 pub mod probe;
 pub mod rebalance;
 pub mod reconcile;

@@ -22,6 +22,10 @@ struct Args {
     /// when set.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Serve Prometheus metrics on `/metrics` at this address (`0.0.0.0:8080`); off if
+    /// unset.
+    #[arg(long)]
+    metrics_address: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -44,6 +48,13 @@ async fn main() -> anyhow::Result<()> {
         "oxbow-operator starting"
     );
     let instance = std::env::var("POD_NAME").ok();
+    // The metrics listener lives as long as the process: it has no state to flush.
+    let (_metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
+    if let Some(addr) = args.metrics_address {
+        oxbow_metrics::bind_and_serve(addr, oxbow_operator::metrics::exporter(), metrics_stopped)
+            .await
+            .with_context(|| format!("cannot bind --metrics-address {addr}"))?;
+    }
     // KafkaClusters and KafkaTopics are reconciled side by side, each by its own controller.
     tokio::join!(
         oxbow_operator::controller::run(client.clone(), args.namespace.clone(), instance.clone()),

@@ -46,6 +46,24 @@ got=$(kafka_tool kafka-console-consumer.sh --bootstrap-server "$bootstrap" --top
 [[ $got == 100 ]] || fail "consumed $got distinct records of 100 through $bootstrap"
 say "produced and consumed 100 records through $bootstrap"
 
+# Prometheus metrics: every broker on port 9404 of its pod, the operator on 8080 of its own.
+scrape() { curl -sf --max-time 10 "http://$1/metrics"; }
+sample() { awk -v n="$1" '$1 == n { print int($2) }'; }
+messages_in=0 active=0
+for i in 0 1 2; do
+  ip=$(k get pod "$kc_name-$i" -o jsonpath='{.status.podIP}')
+  m=$(scrape "$ip:9404") || fail "no metrics from broker pod $kc_name-$i at $ip:9404"
+  messages_in=$((messages_in + $(sample kafka_server_brokertopicmetrics_messagesin_total <<<"$m")))
+  active=$((active + $(sample kafka_controller_kafkacontroller_activecontrollercount <<<"$m")))
+done
+((messages_in >= 100)) || fail "brokers counted $messages_in records in, 100 were produced"
+((active == 1)) || fail "$active brokers report themselves the active controller"
+op_ip=$(kc -n oxbow-system get pod -l app.kubernetes.io/name=oxbow-operator -o jsonpath='{.items[0].status.podIP}')
+om=$(scrape "$op_ip:8080") || fail "no metrics from the operator pod at $op_ip:8080"
+reconciled=$(sample "oxbow_reconciliations_successful_total{kind=\"KafkaCluster\",namespace=\"$ns\"}" <<<"$om")
+((${reconciled:-0} >= 1)) || fail "the operator's metrics count no successful KafkaCluster reconciliation: $om"
+say "metrics: $messages_in records in over 3 brokers, 1 active controller, $reconciled reconciliations"
+
 # Bad specs are refused by the API server, naming the field.
 refused() { # expected-text yaml-spec
   local out

@@ -112,7 +112,14 @@ pub async fn run(client: Client, namespace: Option<String>, instance: Option<Str
     });
     controller
         .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
+        .run(
+            |topic, ctx| {
+                let ns = topic.namespace();
+                crate::metrics::metered("KafkaTopic", ns, reconcile(topic, ctx))
+            },
+            error_policy,
+            context,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "topic reconcile failed");
