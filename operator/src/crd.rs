@@ -115,7 +115,7 @@ pub struct KafkaClusterSpec {
     /// Broker configuration (`server.properties` keys). Keys the operator owns are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir): use spec.replicas, spec.controllers, spec.listeners or spec.storage instead"}]))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir', 'oxbow.metrics.listener']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir, oxbow.metrics.listener): use spec.replicas, spec.controllers, spec.listeners or spec.storage instead"}]))]
     pub config: BTreeMap<String, ConfigValue>,
     /// CPU and memory of the broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,7 +162,7 @@ impl schemars::JsonSchema for ConfigValue {
 
 /// A client listener of every broker.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": "self.port != 9093", "message": "port 9093 is the operator's CONTROLLER listener", "fieldPath": ".port"}]))]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "self.port != 9093", "message": "port 9093 is the operator's CONTROLLER listener", "fieldPath": ".port"}, {"rule": "self.port != 9404", "message": "port 9404 is where every broker serves its metrics", "fieldPath": ".port"}]))]
 pub struct Listener {
     /// The listener's name; its Kafka listener name is the upper-case form (`plain` → `PLAIN`).
     #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,24}$"), length(max = 25))]

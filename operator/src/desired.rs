@@ -30,7 +30,8 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::crd::{
-    owned_key_reason, KafkaCluster, ListenerStatus, ListenerType, StorageType, CONTROLLER_PORT, METRICS_PORT,
+    owned_key_reason, KafkaCluster, ListenerStatus, ListenerType, StorageType, CONTROLLER_PORT,
+    METRICS_PORT,
 };
 
 /// The pod annotation carrying a hash of everything a broker reads at start (its

@@ -147,7 +147,10 @@ mod tests {
             "oxbow_reconciliations_failed_total{kind=\"KafkaTopic\",namespace=\"m-ns\"} 1",
             "oxbow_reconciliations_duration_seconds_count{kind=\"KafkaTopic\"} 2",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 }
