@@ -174,6 +174,7 @@ impl Broker {
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             max_size: usize::MAX,
+            consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
         };
         let is_controller = config.process_roles.is_empty()
             || config.process_roles.iter().any(|r| r == "controller");

@@ -147,6 +147,62 @@ pub fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
     Ok(buf.split_to(len))
 }
 
+/// Writes a COMPACT_ARRAY or COMPACT_STRING length: the stored value is length + 1, 0 meaning
+/// null.
+pub fn put_compact_len(buf: &mut BytesMut, len: Option<usize>) {
+    put_uvarint(buf, len.map_or(0, |n| n as u32 + 1));
+}
+
+/// Reads a COMPACT_ARRAY or COMPACT_STRING length; `None` for null.
+pub fn get_compact_len(buf: &mut Bytes) -> Result<Option<usize>, DecodeError> {
+    Ok(get_uvarint(buf)?.checked_sub(1).map(|n| n as usize))
+}
+
+/// Writes a COMPACT_NULLABLE_STRING (a COMPACT_STRING when `s` is set).
+pub fn put_compact_str(buf: &mut BytesMut, s: Option<&str>) {
+    put_compact_len(buf, s.map(str::len));
+    if let Some(s) = s {
+        buf.put_slice(s.as_bytes());
+    }
+}
+
+/// Reads a COMPACT_NULLABLE_STRING.
+pub fn get_compact_nullable_str(buf: &mut Bytes) -> Result<Option<String>, DecodeError> {
+    match get_compact_len(buf)? {
+        Some(len) => take_utf8(buf, len).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a COMPACT_ARRAY that must not be null, `item` reading one element. A count larger
+/// than the bytes left is an error before anything is allocated (every element takes at
+/// least one byte).
+pub fn get_compact_array<T>(
+    buf: &mut Bytes,
+    mut item: impl FnMut(&mut Bytes) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let len = get_compact_len(buf)?.ok_or(DecodeError("unexpected null array"))?;
+    if len > buf.remaining() {
+        return Err(DecodeError("array longer than the record"));
+    }
+    (0..len).map(|_| item(buf)).collect()
+}
+
+/// Reads a UUID (16 bytes, most significant first, as Kafka's `Uuid` is written).
+pub fn get_uuid(buf: &mut Bytes) -> Result<uuid::Uuid, DecodeError> {
+    if buf.remaining() < 16 {
+        return Err(DecodeError("truncated uuid"));
+    }
+    let mut b = [0u8; 16];
+    buf.copy_to_slice(&mut b);
+    Ok(uuid::Uuid::from_bytes(b))
+}
+
+/// Writes an empty tagged-field section (every tagged field at its default).
+pub fn put_empty_tagged_fields(buf: &mut BytesMut) {
+    put_uvarint(buf, 0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1796,3 +1796,80 @@ fn consumer_protocol_members_split_leave_die_and_join() {
     wait_delivered_once(&[&a, &bm, &c, &d], &all);
     assert!(got_some(&d, "four-"), "{}", describe_members(&[&a, &d]));
 }
+
+/// KIP-848 groups are kept in `__consumer_offsets`: the broker is killed with -9 and started
+/// again from its log dir while two Java members (`group.protocol=consumer`) run. The loaded
+/// group has them with their ids and epochs, so they go on without rejoining (no new
+/// assignment, `--describe --members --verbose` shows the same members at the same epochs),
+/// and every record produced before and after is consumed exactly once and committed.
+#[test]
+fn consumer_protocol_group_survives_a_broker_kill9() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "consumer_protocol_group_survives_a_broker_kill9",
+        "it kills its one broker; the coordinator moving within a cluster is \
+         cluster_groups.rs's",
+    ) {
+        return;
+    }
+    let mut b = Target::start(&[
+        ("group.consumer.min.heartbeat.interval.ms", "1000"),
+        ("group.consumer.heartbeat.interval.ms", "1000"),
+    ]);
+    let (topic, group) = ("kip848-durable", "kip848-durable-group");
+    create_topic(&t, &b, topic, 4);
+    let consumer = ["--group-protocol", "consumer"];
+    let a = Member::java(&t, &b, "java-A", topic, group, &consumer);
+    let c = Member::java(&t, &b, "java-B", topic, group, &consumer);
+    wait_assignment(&[&a, &c], 4, Some(&[2, 2]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "before", 200);
+    wait_delivered_once(&[&a, &c], &all);
+
+    // Member id -> its epoch, as the admin tool prints them.
+    let members = |b: &Target| -> (BTreeMap<String, String>, ToolOutput) {
+        let out = groups(
+            &t,
+            b,
+            &["--describe", "--group", group, "--members", "--verbose"],
+        );
+        let rows = table(&out, "GROUP")
+            .into_iter()
+            .map(|r| {
+                let epoch = r.get("CURRENT-EPOCH").cloned().unwrap_or_default();
+                (r["CONSUMER-ID"].clone(), epoch)
+            })
+            .collect();
+        (rows, out)
+    };
+    let (before, out) = members(&b);
+    assert_eq!(before.len(), 2, "{out}");
+    assert!(before.values().all(|e| !e.is_empty()), "{out}");
+    let assigned = |m: &Member| m.count("partitions_assigned");
+    let assigned_before = (assigned(&a), assigned(&c));
+
+    b.kill9_all_and_start_again();
+    let after = wait_until("the members described after the restart", WAIT, || {
+        let (rows, out) = members(&b);
+        if rows.len() == 2 {
+            Ok(rows)
+        } else {
+            Err(out.to_string())
+        }
+    });
+    assert_eq!(
+        after, before,
+        "the same members at the same epochs after the restart"
+    );
+
+    all.extend(produce_keyed(&t, &b, topic, "after", 200));
+    wait_delivered_once(&[&a, &c], &all);
+    assert!(got_some(&a, "after-") && got_some(&c, "after-"));
+    assert_eq!(
+        (assigned(&a), assigned(&c)),
+        assigned_before,
+        "no member was given a new assignment (it would have rejoined)\n{}",
+        describe_members(&[&a, &c])
+    );
+    let (still, out) = members(&b);
+    assert_eq!(still, before, "{out}");
+}

@@ -216,6 +216,10 @@ struct Inner {
     /// show them; the COMMIT marker on the group's partition makes them the committed
     /// offsets, the ABORT marker drops them.
     pending_txn: HashMap<i64, PendingTxnOffsets>,
+    /// Each consumer group (KIP-848) as its records queued so far describe it: the next
+    /// change of the group writes the records that differ from this
+    /// ([`consumer::persist::changes`]).
+    consumer_logged: HashMap<String, consumer::ConsumerGroup>,
 }
 
 /// One producer's transactional offsets not yet ended, per group and partition.
@@ -286,6 +290,7 @@ impl GroupCoordinator {
                 offsets_partitions: 1,
                 next_tenure: 0,
                 pending_txn: HashMap::new(),
+                consumer_logged: HashMap::new(),
             }),
             next_token: AtomicU64::new(1),
             limits,
@@ -312,7 +317,7 @@ impl GroupCoordinator {
             let Ok((log, epoch)) = host.offsets_log(partition) else {
                 continue;
             };
-            let (found, n) = read_groups(&log, partition, now);
+            let (found, n) = read_groups(&log, partition, now, &self.limits);
             records += n;
             let mut inner = self.lock();
             inner.offsets_partitions = count;
@@ -352,6 +357,10 @@ impl GroupCoordinator {
     /// schedules their deadlines.
     fn install(inner: &mut Inner, loaded: Loaded) {
         for (id, group) in loaded.groups {
+            match &group.consumer {
+                Some(c) => inner.consumer_logged.insert(id.clone(), c.clone()),
+                None => inner.consumer_logged.remove(&id),
+            };
             inner.groups.insert(id.clone(), group);
             Self::schedule(inner, &id);
         }
@@ -409,17 +418,18 @@ impl GroupCoordinator {
         let writer = self.writer(partition);
         let _writer = writer.lock().await;
         let started = std::time::Instant::now();
+        let limits = self.limits;
         let loaded = match host.offsets_log(partition) {
-            Ok((log, _)) => {
-                tokio::task::spawn_blocking(move || Ok(read_groups(&log, partition, now_ms())))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(ApiError::new(
-                            ResponseError::UnknownServerError,
-                            e.to_string(),
-                        ))
-                    })
-            }
+            Ok((log, _)) => tokio::task::spawn_blocking(move || {
+                Ok(read_groups(&log, partition, now_ms(), &limits))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(ApiError::new(
+                    ResponseError::UnknownServerError,
+                    e.to_string(),
+                ))
+            }),
             Err(e) => Err(e),
         };
         let mut inner = self.lock();
@@ -482,6 +492,7 @@ impl GroupCoordinator {
             .collect();
         let not_coordinator = ResponseError::NotCoordinator;
         for id in &ids {
+            inner.consumer_logged.remove(id);
             let Some(group) = inner.groups.remove(id) else {
                 continue;
             };
@@ -724,10 +735,14 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupHeartbeat (KIP-848), already checked with
-    /// [`consumer::validate_heartbeat`]. Never waits for the disk: the group's membership is
-    /// kept in memory only for now (its records are not written to `__consumer_offsets`
-    /// yet), so after a coordinator moves or restarts its members get UNKNOWN_MEMBER_ID and
-    /// join again with epoch 0; their committed offsets are kept as for every group.
+    /// [`consumer::validate_heartbeat`]. The records of what changed (see
+    /// [`consumer::persist`]) are queued under the same lock as the change, and the heartbeat
+    /// is answered once they (and whatever was queued before them) are replicated, as Kafka
+    /// answers; a heartbeat that changed nothing persisted still waits for the writes before
+    /// it, so no member hears of state that is not in the log yet. A failed write is answered
+    /// with Kafka's coordinator error and the member retries; the change stays in memory and
+    /// its records are not written again (Kafka reverts its in-memory state instead), so a
+    /// load after such a failure may find the group one change behind.
     pub async fn consumer_heartbeat(
         &self,
         host: &impl CoordinatorHost,
@@ -743,47 +758,77 @@ impl GroupCoordinator {
             .serving(host, group_id, hb.member_epoch == 0)
             .await
             .map_err(refusal)?;
-        let mut inner = self.lock();
-        Self::check_serving(&inner, partition).map_err(refusal)?;
-        let now = now_ms();
-        if hb.member_epoch != 0 && !inner.groups.contains_key(group_id) {
-            // Kafka answers GROUP_ID_NOT_FOUND; a member of a group this coordinator forgot
-            // (its membership is not persisted yet) must rather rejoin.
-            return Err(consumer::Refusal {
-                error: ResponseError::UnknownMemberId,
-                message: format!("Group {group_id} has no member {}.", hb.member_id),
-            });
-        }
-        let group = inner
-            .groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now));
-        if group.members().next().is_some() {
-            return Err(consumer::Refusal {
-                error: ResponseError::GroupIdNotFound,
-                message: format!("Group {group_id} is not a consumer group."),
-            });
-        }
-        let lookup = |name: &str| {
-            let id = host.topic_id(name)?;
-            Some((id, host.partition_count(name)?))
+        let (reply, written) = {
+            let mut inner = self.lock();
+            Self::check_serving(&inner, partition).map_err(refusal)?;
+            let now = now_ms();
+            if hb.member_epoch != 0 && !inner.groups.contains_key(group_id) {
+                return Err(consumer::Refusal {
+                    error: ResponseError::GroupIdNotFound,
+                    message: format!("Group {group_id} not found."),
+                });
+            }
+            let group = inner
+                .groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id, now));
+            if group.members().next().is_some() {
+                return Err(consumer::Refusal {
+                    error: ResponseError::GroupIdNotFound,
+                    message: format!("Group {group_id} is not a consumer group."),
+                });
+            }
+            let lookup = |name: &str| {
+                let id = host.topic_id(name)?;
+                Some((id, host.partition_count(name)?))
+            };
+            let reply = group
+                .consumer
+                .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
+                .heartbeat(&hb, &lookup, now, config, || {
+                    uuid::Uuid::new_v4().to_string()
+                });
+            if group
+                .consumer
+                .as_ref()
+                .is_some_and(|c| c.members.is_empty())
+                && group.offsets.is_empty()
+            {
+                inner.groups.remove(group_id);
+            }
+            Self::schedule(&mut inner, group_id);
+            let written = Self::queue_consumer_records(&mut inner, group_id);
+            (reply, written)
         };
-        let reply = group
-            .consumer
-            .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
-            .heartbeat(&hb, &lookup, now, config, || {
-                uuid::Uuid::new_v4().to_string()
-            });
-        if group
-            .consumer
-            .as_ref()
-            .is_some_and(|c| c.members.is_empty())
-            && group.offsets.is_empty()
-        {
-            inner.groups.remove(group_id);
+        self.flush_partition(host, partition).await;
+        if let Some(written) = written {
+            Self::written(written)
+                .await
+                .map_err(|error| consumer::Refusal {
+                    error,
+                    message: String::new(),
+                })?;
         }
-        Self::schedule(&mut inner, group_id);
         reply
+    }
+
+    /// Queues the records that bring the log's view of consumer group `group_id` to its
+    /// state in memory (tombstones if the group is gone), if any changed.
+    fn queue_consumer_records(
+        inner: &mut Inner,
+        group_id: &str,
+    ) -> Option<oneshot::Receiver<Result<(), ApiError>>> {
+        let now = inner.groups.get(group_id).and_then(|g| g.consumer.clone());
+        let records =
+            consumer::persist::changes(group_id, inner.consumer_logged.get(group_id), now.as_ref());
+        if records.is_empty() {
+            return None;
+        }
+        match now {
+            Some(c) => inner.consumer_logged.insert(group_id.to_string(), c),
+            None => inner.consumer_logged.remove(group_id),
+        };
+        Some(Self::enqueue(inner, group_id, records, Effect::None))
     }
 
     /// Checks the member an OffsetFetch (v9+) names: it must be a member of the consumer
@@ -1228,8 +1273,9 @@ impl GroupCoordinator {
             if group.state() != GroupState::Empty {
                 return Err(ResponseError::NonEmptyGroup);
             }
-            let tombstones = group_tombstones(group);
+            let mut tombstones = group_tombstones(group);
             let keys = group.offsets.keys().cloned().collect();
+            tombstones.extend(Self::consumer_tombstones(&mut inner, group_id));
             let effect = Effect::Delete {
                 keys,
                 remove_group: true,
@@ -1240,6 +1286,13 @@ impl GroupCoordinator {
         Self::written(written).await?;
         info!(group = %group_id, "deleted consumer group");
         Ok(())
+    }
+
+    /// Tombstones for every record of consumer group `group_id` (it is being deleted), and
+    /// the log's view of it forgotten.
+    fn consumer_tombstones(inner: &mut Inner, group_id: &str) -> Vec<(Bytes, Option<Bytes>)> {
+        let before = inner.consumer_logged.remove(group_id);
+        consumer::persist::changes(group_id, before.as_ref(), None)
     }
 
     /// The outcome of a queued write as a Kafka error.
@@ -1346,6 +1399,9 @@ impl GroupCoordinator {
             }
             None => replies,
         };
+        // Members fenced by a tick, or an empty consumer group turned classic by a join:
+        // nobody waits for these records (Kafka writes them the same way, unanswered).
+        let _ = Self::queue_consumer_records(inner, group_id);
         Self::schedule(inner, group_id);
         now
     }
@@ -1692,8 +1748,13 @@ fn encode_batch_of<'a>(
 /// transactional batch's offsets wait for their producer's marker: COMMIT applies them,
 /// ABORT drops them), and the number of records read. Blocking (disk reads). A batch that
 /// cannot be read ends the load there (logged), as nothing after it can be trusted to be in
-/// order.
-fn read_groups(log: &Arc<Mutex<PartitionLog>>, partition: i32, now: i64) -> (Loaded, usize) {
+/// order. Members of consumer groups (KIP-848) get their session timers from `now`.
+fn read_groups(
+    log: &Arc<Mutex<PartitionLog>>,
+    partition: i32,
+    now: i64,
+    limits: &GroupLimits,
+) -> (Loaded, usize) {
     let mut groups = HashMap::new();
     let mut pending: HashMap<i64, PendingTxnOffsets> = HashMap::new();
     let records = crate::log::replay_records(log, OFFSETS_TOPIC, partition, |r| {
@@ -1730,6 +1791,11 @@ fn read_groups(log: &Arc<Mutex<PartitionLog>>, partition: i32, now: i64) -> (Loa
     });
     // A group whose only remaining state was tombstoned is gone.
     groups.retain(|_, g| g.state() != GroupState::Dead);
+    for g in groups.values_mut() {
+        if let Some(c) = &mut g.consumer {
+            consumer::persist::start_timers(c, now, limits.consumer_session_timeout_ms);
+        }
+    }
     (Loaded { groups, pending }, records)
 }
 
@@ -1872,8 +1938,9 @@ impl GroupCoordinator {
             let Some(group) = inner.groups.get(&id) else {
                 continue;
             };
-            let tombstones = group_tombstones(group);
+            let mut tombstones = group_tombstones(group);
             let keys = group.offsets.keys().cloned().collect();
+            tombstones.extend(Self::consumer_tombstones(inner, &id));
             info!(group = %id, "expiring offsets of empty group");
             Self::push_write(
                 inner,
@@ -1943,9 +2010,7 @@ fn replay(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option
             topic,
             partition,
         } => {
-            let entry = groups
-                .entry(group.clone())
-                .or_insert_with(|| Group::new(&group, now));
+            let entry = live_group(groups, &group, now);
             match value.map(OffsetValue::decode) {
                 Some(Ok(v)) => {
                     entry.offsets.insert(
@@ -1966,21 +2031,68 @@ fn replay(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option
         }
         RecordKey::Group { group } => match value.map(GroupValue::decode) {
             Some(Ok(v)) => {
-                let offsets = groups.remove(&group).map(|g| g.offsets).unwrap_or_default();
+                let (offsets, consumer) = groups
+                    .remove(&group)
+                    .filter(|g| g.state() != GroupState::Dead)
+                    .map(|g| (g.offsets, g.consumer))
+                    .unwrap_or_default();
                 let mut restored = Group::restore(&group, &v, now);
                 restored.offsets = offsets;
+                restored.consumer = consumer;
                 groups.insert(group, restored);
             }
             Some(Err(e)) => warn!(error = %e, "skipping __consumer_offsets record"),
             None => {
                 if let Some(g) = groups.get_mut(&group) {
-                    if g.offsets.is_empty() {
+                    if g.offsets.is_empty() && g.consumer.is_none() {
                         g.mark_dead(now);
                     }
                 }
             }
         },
+        key => {
+            let group_id = key.group().to_string();
+            let tombstone = value.is_none();
+            let Some(g) = (if tombstone {
+                groups.get_mut(&group_id)
+            } else {
+                Some(live_group(groups, &group_id, now))
+            }) else {
+                return;
+            };
+            let consumer = g
+                .consumer
+                .get_or_insert_with(|| consumer::ConsumerGroup::new(&group_id));
+            match consumer::persist::replay(consumer, &key, value, now) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // The consumer group was deleted; what is left of the group is its
+                    // offsets, if any.
+                    g.consumer = None;
+                    if g.offsets.is_empty() && g.members().next().is_none() {
+                        groups.remove(&group_id);
+                    }
+                }
+                Err(e) => warn!(error = %e, "skipping __consumer_offsets record"),
+            }
+        }
     }
+}
+
+/// The replayed group `group_id`, a new one if there is none or it was deleted earlier in
+/// the log (a group re-created under the same id after DeleteGroups starts afresh).
+fn live_group<'a>(
+    groups: &'a mut HashMap<String, Group>,
+    group_id: &str,
+    now: i64,
+) -> &'a mut Group {
+    let entry = groups
+        .entry(group_id.to_string())
+        .or_insert_with(|| Group::new(group_id, now));
+    if entry.state() == GroupState::Dead {
+        *entry = Group::new(group_id, now);
+    }
+    entry
 }
 
 #[cfg(test)]
@@ -1992,6 +2104,7 @@ mod tests {
         max_session_timeout_ms: 1_800_000,
         initial_rebalance_delay_ms: 0,
         max_size: 100,
+        consumer_session_timeout_ms: 45_000,
     };
 
     /// A group with one member (joined without MEMBER_ID_REQUIRED) whose session is 10 s.
@@ -2328,6 +2441,122 @@ mod tests {
         let restarted = GroupCoordinator::new(LIMITS);
         restarted.load(&host);
         assert_eq!(fetched(&restarted, &host, "payments").await, Ok(Some(42)));
+    }
+
+    /// A consumer-protocol heartbeat as the Java client sends it: the full request when
+    /// joining (epoch 0), only the epoch and what it owns afterwards.
+    fn consumer_heartbeat(member: &str, epoch: i32, owned: &[i32]) -> consumer::Heartbeat {
+        let orders = uuid::Uuid::from_u128("orders".len() as u128);
+        consumer::Heartbeat {
+            member_id: member.into(),
+            member_epoch: epoch,
+            rebalance_timeout_ms: if epoch == 0 { 30_000 } else { -1 },
+            subscribed_topic_names: (epoch == 0).then(|| vec!["orders".into()]),
+            owned: Some(if owned.is_empty() {
+                consumer::Assignment::new()
+            } else {
+                [(orders, owned.iter().copied().collect())].into()
+            }),
+            client_id: "java".into(),
+            client_host: "/127.0.0.1".into(),
+            ..consumer::Heartbeat::default()
+        }
+    }
+
+    /// A consumer group (KIP-848) is written to `__consumer_offsets` before its heartbeats
+    /// are answered, and a restarted coordinator resumes it: the member keeps its id and
+    /// epoch and goes on heartbeating. Its leave and DeleteGroups write tombstones, so a
+    /// later load finds no group; a group re-created under the same id loads again.
+    #[tokio::test]
+    async fn consumer_group_survives_a_coordinator_restart() {
+        let host = TestHost::new();
+        let config = consumer::ConsumerGroupConfig::default();
+        let group = "kip848";
+        let first = GroupCoordinator::new(LIMITS);
+        let joined = first
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m1", 0, &[]), &config)
+            .await
+            .unwrap();
+        assert_eq!(joined.member_epoch, 1);
+        let partition = records::partition_for(group, TestHost::OFFSETS_PARTITIONS);
+        let (log, _) = host.offsets_log(partition).unwrap();
+        let end = || log.lock().unwrap().log_end_offset();
+        let written = end();
+        assert!(written > 0, "the join is in the log when it is answered");
+        // A heartbeat that changes nothing persisted writes nothing.
+        let steady = first
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m1", 1, &[0, 1]), &config)
+            .await
+            .unwrap();
+        assert_eq!(steady.member_epoch, 1);
+        assert_eq!(end(), written);
+
+        let restarted = GroupCoordinator::new(LIMITS);
+        restarted.load(&host);
+        let resumed = restarted
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m1", 1, &[0, 1]), &config)
+            .await
+            .unwrap();
+        assert_eq!(
+            (resumed.member_id.as_str(), resumed.member_epoch),
+            ("m1", 1),
+            "the member goes on with its epoch, no rejoin"
+        );
+        assert_eq!(end(), written, "and no rebalance was written");
+        let stranger = restarted
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m2", 1, &[]), &config)
+            .await
+            .map_err(|r| r.error);
+        assert_eq!(stranger, Err(ResponseError::UnknownMemberId));
+
+        // The member commits, then leaves: the group stays for its offsets.
+        let codes = restarted
+            .commit(&host, group, "m1", None, 1, vec![commit_of("orders", 1, 7)])
+            .await;
+        assert_eq!(codes, vec![0]);
+        let left = restarted
+            .consumer_heartbeat(
+                &host,
+                group,
+                consumer_heartbeat("m1", consumer::LEAVE_GROUP_MEMBER_EPOCH, &[]),
+                &config,
+            )
+            .await
+            .unwrap();
+        assert_eq!(left.member_epoch, consumer::LEAVE_GROUP_MEMBER_EPOCH);
+        let again = GroupCoordinator::new(LIMITS);
+        again.load(&host);
+        let gone = again
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m1", 1, &[0, 1]), &config)
+            .await
+            .map_err(|r| r.error);
+        assert_eq!(gone, Err(ResponseError::UnknownMemberId), "it left");
+        assert_eq!(fetched(&again, &host, group).await, Ok(Some(7)));
+        again.delete_group(&host, group).await.unwrap();
+
+        let after_delete = GroupCoordinator::new(LIMITS);
+        after_delete.load(&host);
+        assert!(after_delete.describe(&host, group).await.unwrap().is_none());
+        let deleted = after_delete
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m1", 1, &[0, 1]), &config)
+            .await
+            .map_err(|r| r.error);
+        assert_eq!(deleted, Err(ResponseError::GroupIdNotFound));
+        after_delete
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m3", 0, &[]), &config)
+            .await
+            .unwrap();
+
+        let recreated = GroupCoordinator::new(LIMITS);
+        recreated.load(&host);
+        let m3 = recreated
+            .consumer_heartbeat(&host, group, consumer_heartbeat("m3", 1, &[0, 1]), &config)
+            .await
+            .unwrap();
+        assert_eq!(
+            m3.member_epoch, 1,
+            "the re-created group loads after the deleted one"
+        );
     }
 
     /// A commit is acknowledged, and visible to OffsetFetch, only once the ISR has it: while

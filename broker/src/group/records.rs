@@ -4,16 +4,24 @@
 //! - offset commit: key v1 `(group, topic, partition)`, value v3 `(offset, leader epoch,
 //!   metadata, commit timestamp)`;
 //! - group metadata: key v2 `(group)`, value v3 `(protocol type, generation, protocol,
-//!   leader, state timestamp, members)`.
+//!   leader, state timestamp, members)`;
+//! - consumer groups of the KIP-848 protocol, one record type per key version (Kafka's
+//!   `ConsumerGroup*Key`/`Value` schemas): the group epoch (3), its subscribed topics' metadata
+//!   (4), each member's metadata (5), the target assignment's epoch (6) and each member's target
+//!   (7), each member's current assignment (8). Their values are version 0 and "flexible"
+//!   (compact strings and arrays, tagged fields; unknown tags are skipped on read).
 //!
-//! A null value is a tombstone: the offset or group is deleted (and compaction drops it).
+//! A null value is a tombstone: the offset, group or member is deleted (and compaction drops
+//! it).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use uuid::Uuid;
 
 pub use crate::codec::DecodeError;
 use crate::codec::{
-    get_bytes, get_i16, get_i32, get_i64, get_nullable_str, get_str, put_bytes, put_nullable_str,
-    put_str,
+    get_bytes, get_compact_array, get_compact_nullable_str, get_compact_str, get_i16, get_i32,
+    get_i64, get_i8, get_nullable_str, get_str, get_uuid, put_bytes, put_compact_len,
+    put_compact_str, put_empty_tagged_fields, put_nullable_str, put_str, skip_tagged_fields,
 };
 
 /// What a `__consumer_offsets` record key names.
@@ -33,6 +41,61 @@ pub enum RecordKey {
         /// Group id.
         group: String,
     },
+    /// A consumer group's epoch (key v3, `ConsumerGroupMetadataKey`).
+    ConsumerGroupMetadata {
+        /// Group id.
+        group: String,
+    },
+    /// The metadata of a consumer group's subscribed topics (key v4,
+    /// `ConsumerGroupPartitionMetadataKey`).
+    ConsumerGroupPartitionMetadata {
+        /// Group id.
+        group: String,
+    },
+    /// One consumer group member's metadata (key v5, `ConsumerGroupMemberMetadataKey`).
+    ConsumerGroupMemberMetadata {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// The epoch of a consumer group's target assignment (key v6,
+    /// `ConsumerGroupTargetAssignmentMetadataKey`).
+    ConsumerGroupTargetAssignmentMetadata {
+        /// Group id.
+        group: String,
+    },
+    /// One member's target assignment (key v7, `ConsumerGroupTargetAssignmentMemberKey`).
+    ConsumerGroupTargetAssignmentMember {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// One member's current assignment and epochs (key v8,
+    /// `ConsumerGroupCurrentMemberAssignmentKey`).
+    ConsumerGroupCurrentMemberAssignment {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+}
+
+impl RecordKey {
+    /// The group the record belongs to.
+    pub fn group(&self) -> &str {
+        match self {
+            RecordKey::Offset { group, .. }
+            | RecordKey::Group { group }
+            | RecordKey::ConsumerGroupMetadata { group }
+            | RecordKey::ConsumerGroupPartitionMetadata { group }
+            | RecordKey::ConsumerGroupMemberMetadata { group, .. }
+            | RecordKey::ConsumerGroupTargetAssignmentMetadata { group }
+            | RecordKey::ConsumerGroupTargetAssignmentMember { group, .. }
+            | RecordKey::ConsumerGroupCurrentMemberAssignment { group, .. } => group,
+        }
+    }
 }
 
 /// A committed offset as stored.
@@ -105,6 +168,33 @@ impl RecordKey {
                 buf.put_i16(2);
                 put_str(&mut buf, group);
             }
+            RecordKey::ConsumerGroupMetadata { group } => {
+                buf.put_i16(3);
+                put_str(&mut buf, group);
+            }
+            RecordKey::ConsumerGroupPartitionMetadata { group } => {
+                buf.put_i16(4);
+                put_str(&mut buf, group);
+            }
+            RecordKey::ConsumerGroupMemberMetadata { group, member } => {
+                buf.put_i16(5);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
+            RecordKey::ConsumerGroupTargetAssignmentMetadata { group } => {
+                buf.put_i16(6);
+                put_str(&mut buf, group);
+            }
+            RecordKey::ConsumerGroupTargetAssignmentMember { group, member } => {
+                buf.put_i16(7);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
+            RecordKey::ConsumerGroupCurrentMemberAssignment { group, member } => {
+                buf.put_i16(8);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
         }
         buf.freeze()
     }
@@ -120,6 +210,27 @@ impl RecordKey {
             })),
             2 => Ok(Some(RecordKey::Group {
                 group: get_str(&mut buf)?,
+            })),
+            3 => Ok(Some(RecordKey::ConsumerGroupMetadata {
+                group: get_str(&mut buf)?,
+            })),
+            4 => Ok(Some(RecordKey::ConsumerGroupPartitionMetadata {
+                group: get_str(&mut buf)?,
+            })),
+            5 => Ok(Some(RecordKey::ConsumerGroupMemberMetadata {
+                group: get_str(&mut buf)?,
+                member: get_str(&mut buf)?,
+            })),
+            6 => Ok(Some(RecordKey::ConsumerGroupTargetAssignmentMetadata {
+                group: get_str(&mut buf)?,
+            })),
+            7 => Ok(Some(RecordKey::ConsumerGroupTargetAssignmentMember {
+                group: get_str(&mut buf)?,
+                member: get_str(&mut buf)?,
+            })),
+            8 => Ok(Some(RecordKey::ConsumerGroupCurrentMemberAssignment {
+                group: get_str(&mut buf)?,
+                member: get_str(&mut buf)?,
             })),
             _ => Ok(None),
         }
@@ -214,6 +325,290 @@ impl GroupValue {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Consumer groups (KIP-848): value version 0 of each record type, in Kafka's flexible
+// encoding.
+// ---------------------------------------------------------------------------------------
+
+/// Partitions by topic id, as the assignment records store them.
+pub type TopicPartitions = Vec<(Uuid, Vec<i32>)>;
+
+/// `ConsumerGroupMetadataValue`: the group epoch. (Kafka 4.1 adds a tagged metadata hash;
+/// this coordinator keeps the subscribed topics' metadata in its own record instead, see
+/// [`ConsumerGroupPartitionMetadataValue`], and skips the tag when reading.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadataValue {
+    /// The group epoch.
+    pub epoch: i32,
+}
+
+/// One subscribed topic as `ConsumerGroupPartitionMetadataValue` stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Topic name.
+    pub topic_name: String,
+    /// Its partition count when the group epoch last changed.
+    pub num_partitions: i32,
+}
+
+/// `ConsumerGroupPartitionMetadataValue`: the subscribed topics that existed at the last
+/// group epoch, so a loaded group notices only real topic changes. The per-partition rack
+/// list is written empty (no rack-aware assignor here; Kafka 4.x stopped using it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupPartitionMetadataValue {
+    /// The topics.
+    pub topics: Vec<TopicMetadata>,
+}
+
+/// `ConsumerGroupMemberMetadataValue`: what a member said about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMemberMetadataValue {
+    /// `group.instance.id` of a static member.
+    pub instance_id: Option<String>,
+    /// `client.rack`.
+    pub rack_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host (`/127.0.0.1`).
+    pub client_host: String,
+    /// Subscribed topic names.
+    pub subscribed_topic_names: Vec<String>,
+    /// Subscribed regular expression.
+    pub subscribed_topic_regex: Option<String>,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// The server-side assignor it asked for.
+    pub server_assignor: Option<String>,
+}
+
+/// `ConsumerGroupTargetAssignmentMetadataValue`: the epoch of the target assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupTargetAssignmentMetadataValue {
+    /// The assignment epoch.
+    pub assignment_epoch: i32,
+}
+
+/// `ConsumerGroupTargetAssignmentMemberValue`: one member's target assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupTargetAssignmentMemberValue {
+    /// Its partitions in the target.
+    pub topic_partitions: TopicPartitions,
+}
+
+/// `ConsumerGroupCurrentMemberAssignmentValue`: where a member stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupCurrentMemberAssignmentValue {
+    /// Its epoch.
+    pub member_epoch: i32,
+    /// Its epoch before the last change.
+    pub previous_member_epoch: i32,
+    /// Kafka's `MemberState` byte: 0 stable, 1 unrevoked, 2 unreleased partitions.
+    pub state: i8,
+    /// The partitions it has at its epoch.
+    pub assigned_partitions: TopicPartitions,
+    /// The partitions it must revoke.
+    pub partitions_pending_revocation: TopicPartitions,
+}
+
+/// Reads the value version, which must be 0 (the only one Kafka defines for these types).
+fn get_version_zero(buf: &mut Bytes) -> Result<(), DecodeError> {
+    match get_i16(buf)? {
+        0 => Ok(()),
+        _ => Err(DecodeError(
+            "unsupported consumer group record value version",
+        )),
+    }
+}
+
+fn put_topic_partitions(buf: &mut BytesMut, tps: &TopicPartitions) {
+    put_compact_len(buf, Some(tps.len()));
+    for (topic, partitions) in tps {
+        buf.put_slice(topic.as_bytes());
+        put_compact_len(buf, Some(partitions.len()));
+        for p in partitions {
+            buf.put_i32(*p);
+        }
+        put_empty_tagged_fields(buf);
+    }
+}
+
+fn get_topic_partitions(buf: &mut Bytes) -> Result<TopicPartitions, DecodeError> {
+    get_compact_array(buf, |buf| {
+        let topic = get_uuid(buf)?;
+        let partitions = get_compact_array(buf, get_i32)?;
+        skip_tagged_fields(buf)?;
+        Ok((topic, partitions))
+    })
+}
+
+impl ConsumerGroupMetadataValue {
+    /// Value v0.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        buf.put_i32(self.epoch);
+        put_empty_tagged_fields(&mut buf);
+        buf.freeze()
+    }
+
+    /// Decodes value v0.
+    pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
+        get_version_zero(&mut buf)?;
+        let epoch = get_i32(&mut buf)?;
+        skip_tagged_fields(&mut buf)?;
+        Ok(ConsumerGroupMetadataValue { epoch })
+    }
+}
+
+impl ConsumerGroupPartitionMetadataValue {
+    /// Value v0.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        put_compact_len(&mut buf, Some(self.topics.len()));
+        for t in &self.topics {
+            buf.put_slice(t.topic_id.as_bytes());
+            put_compact_str(&mut buf, Some(&t.topic_name));
+            buf.put_i32(t.num_partitions);
+            // PartitionMetadata (racks per partition): none.
+            put_compact_len(&mut buf, Some(0));
+            put_empty_tagged_fields(&mut buf);
+        }
+        put_empty_tagged_fields(&mut buf);
+        buf.freeze()
+    }
+
+    /// Decodes value v0 (the racks per partition are read and dropped).
+    pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
+        get_version_zero(&mut buf)?;
+        let topics = get_compact_array(&mut buf, |buf| {
+            let topic_id = get_uuid(buf)?;
+            let topic_name = get_compact_str(buf)?;
+            let num_partitions = get_i32(buf)?;
+            get_compact_array(buf, |buf| {
+                get_i32(buf)?;
+                get_compact_array(buf, get_compact_str)?;
+                skip_tagged_fields(buf)
+            })?;
+            skip_tagged_fields(buf)?;
+            Ok(TopicMetadata {
+                topic_id,
+                topic_name,
+                num_partitions,
+            })
+        })?;
+        skip_tagged_fields(&mut buf)?;
+        Ok(ConsumerGroupPartitionMetadataValue { topics })
+    }
+}
+
+impl ConsumerGroupMemberMetadataValue {
+    /// Value v0 (without the tagged classic-member metadata: members of this protocol only).
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        put_compact_str(&mut buf, self.instance_id.as_deref());
+        put_compact_str(&mut buf, self.rack_id.as_deref());
+        put_compact_str(&mut buf, Some(&self.client_id));
+        put_compact_str(&mut buf, Some(&self.client_host));
+        put_compact_len(&mut buf, Some(self.subscribed_topic_names.len()));
+        for name in &self.subscribed_topic_names {
+            put_compact_str(&mut buf, Some(name));
+        }
+        put_compact_str(&mut buf, self.subscribed_topic_regex.as_deref());
+        buf.put_i32(self.rebalance_timeout_ms);
+        put_compact_str(&mut buf, self.server_assignor.as_deref());
+        put_empty_tagged_fields(&mut buf);
+        buf.freeze()
+    }
+
+    /// Decodes value v0.
+    pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
+        get_version_zero(&mut buf)?;
+        let value = ConsumerGroupMemberMetadataValue {
+            instance_id: get_compact_nullable_str(&mut buf)?,
+            rack_id: get_compact_nullable_str(&mut buf)?,
+            client_id: get_compact_str(&mut buf)?,
+            client_host: get_compact_str(&mut buf)?,
+            subscribed_topic_names: get_compact_array(&mut buf, get_compact_str)?,
+            subscribed_topic_regex: get_compact_nullable_str(&mut buf)?,
+            rebalance_timeout_ms: get_i32(&mut buf)?,
+            server_assignor: get_compact_nullable_str(&mut buf)?,
+        };
+        skip_tagged_fields(&mut buf)?;
+        Ok(value)
+    }
+}
+
+impl ConsumerGroupTargetAssignmentMetadataValue {
+    /// Value v0.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        buf.put_i32(self.assignment_epoch);
+        put_empty_tagged_fields(&mut buf);
+        buf.freeze()
+    }
+
+    /// Decodes value v0.
+    pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
+        get_version_zero(&mut buf)?;
+        let assignment_epoch = get_i32(&mut buf)?;
+        skip_tagged_fields(&mut buf)?;
+        Ok(ConsumerGroupTargetAssignmentMetadataValue { assignment_epoch })
+    }
+}
+
+impl ConsumerGroupTargetAssignmentMemberValue {
+    /// Value v0.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        put_topic_partitions(&mut buf, &self.topic_partitions);
+        put_empty_tagged_fields(&mut buf);
+        buf.freeze()
+    }
+
+    /// Decodes value v0.
+    pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
+        get_version_zero(&mut buf)?;
+        let topic_partitions = get_topic_partitions(&mut buf)?;
+        skip_tagged_fields(&mut buf)?;
+        Ok(ConsumerGroupTargetAssignmentMemberValue { topic_partitions })
+    }
+}
+
+impl ConsumerGroupCurrentMemberAssignmentValue {
+    /// Value v0.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        buf.put_i32(self.member_epoch);
+        buf.put_i32(self.previous_member_epoch);
+        buf.put_i8(self.state);
+        put_topic_partitions(&mut buf, &self.assigned_partitions);
+        put_topic_partitions(&mut buf, &self.partitions_pending_revocation);
+        put_empty_tagged_fields(&mut buf);
+        buf.freeze()
+    }
+
+    /// Decodes value v0.
+    pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
+        get_version_zero(&mut buf)?;
+        let value = ConsumerGroupCurrentMemberAssignmentValue {
+            member_epoch: get_i32(&mut buf)?,
+            previous_member_epoch: get_i32(&mut buf)?,
+            state: get_i8(&mut buf)?,
+            assigned_partitions: get_topic_partitions(&mut buf)?,
+            partitions_pending_revocation: get_topic_partitions(&mut buf)?,
+        };
+        skip_tagged_fields(&mut buf)?;
+        Ok(value)
+    }
+}
+
 /// The `__consumer_offsets` partition that owns `group`: Java's `String.hashCode` of the
 /// group id, made non-negative, modulo the partition count — the same partition Apache
 /// Kafka picks, so tools that compute it agree.
@@ -269,6 +664,180 @@ mod tests {
         };
         assert_eq!(GroupValue::decode(value.encode()).unwrap(), value);
         assert!(GroupValue::decode(Bytes::from_static(&[0, 3, 0])).is_err());
+    }
+
+    /// A consumer group key as Kafka lays it out: int16 version (the record type), then
+    /// int16-length strings.
+    #[test]
+    fn consumer_group_keys_are_kafkas_bytes() {
+        let key = RecordKey::ConsumerGroupMemberMetadata {
+            group: "g".into(),
+            member: "m1".into(),
+        };
+        let bytes: &[u8] = &[0, 5, 0, 1, b'g', 0, 2, b'm', b'1'];
+        assert_eq!(&key.encode()[..], bytes);
+        assert_eq!(
+            RecordKey::decode(Bytes::from_static(bytes)).unwrap(),
+            Some(key)
+        );
+        for (version, key) in [
+            (3, RecordKey::ConsumerGroupMetadata { group: "g".into() }),
+            (
+                4,
+                RecordKey::ConsumerGroupPartitionMetadata { group: "g".into() },
+            ),
+            (
+                6,
+                RecordKey::ConsumerGroupTargetAssignmentMetadata { group: "g".into() },
+            ),
+        ] {
+            assert_eq!(&key.encode()[..], &[0, version, 0, 1, b'g']);
+            assert_eq!(RecordKey::decode(key.encode()).unwrap(), Some(key));
+        }
+        for (version, key) in [
+            (
+                7,
+                RecordKey::ConsumerGroupTargetAssignmentMember {
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+            ),
+            (
+                8,
+                RecordKey::ConsumerGroupCurrentMemberAssignment {
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+            ),
+        ] {
+            assert_eq!(&key.encode()[..], &[0, version, 0, 1, b'g', 0, 1, b'm']);
+            assert_eq!(RecordKey::decode(key.encode()).unwrap(), Some(key));
+        }
+        // Share and streams group records (other key versions) are skipped, not errors.
+        assert_eq!(
+            RecordKey::decode(Bytes::from_static(&[0, 9, 0, 1, b'g'])).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn consumer_group_epoch_value_reads_kafka_41s_tagged_hash() {
+        let value = ConsumerGroupMetadataValue { epoch: 5 };
+        assert_eq!(&value.encode()[..], &[0, 0, 0, 0, 0, 5, 0]);
+        // Kafka 4.1 writes MetadataHash as tag 0 (int64): skipped.
+        let with_hash: &[u8] = &[0, 0, 0, 0, 0, 5, 1, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(
+            ConsumerGroupMetadataValue::decode(Bytes::from_static(with_hash)).unwrap(),
+            value
+        );
+        assert!(
+            ConsumerGroupMetadataValue::decode(Bytes::from_static(&[0, 1, 0, 0, 0, 5, 0])).is_err()
+        );
+        assert!(ConsumerGroupMetadataValue::decode(Bytes::from_static(&[0, 0, 0, 0])).is_err());
+        let target = ConsumerGroupTargetAssignmentMetadataValue {
+            assignment_epoch: 7,
+        };
+        assert_eq!(&target.encode()[..], &[0, 0, 0, 0, 0, 7, 0]);
+        assert_eq!(
+            ConsumerGroupTargetAssignmentMetadataValue::decode(target.encode()).unwrap(),
+            target
+        );
+    }
+
+    #[test]
+    fn member_metadata_value_is_kafkas_flexible_layout() {
+        let value = ConsumerGroupMemberMetadataValue {
+            instance_id: None,
+            rack_id: Some("r".into()),
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            subscribed_topic_names: vec!["t".into(), "u".into()],
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: 300_000,
+            server_assignor: Some("uniform".into()),
+        };
+        let mut want = vec![0u8, 0]; // version 0
+        want.push(0); // InstanceId: null
+        want.extend([2, b'r']); // RackId: compact string, length + 1
+        want.extend([2, b'c']);
+        want.extend([3, b'/', b'h']);
+        want.extend([3, 2, b't', 2, b'u']); // two names
+        want.push(0); // SubscribedTopicRegex: null
+        want.extend(300_000i32.to_be_bytes());
+        want.push(8);
+        want.extend(b"uniform");
+        want.push(0); // no tagged fields
+        assert_eq!(value.encode().to_vec(), want);
+        assert_eq!(
+            ConsumerGroupMemberMetadataValue::decode(Bytes::from(want)).unwrap(),
+            value
+        );
+    }
+
+    #[test]
+    fn assignment_values_are_kafkas_flexible_layout() {
+        let topic = Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        let value = ConsumerGroupCurrentMemberAssignmentValue {
+            member_epoch: 4,
+            previous_member_epoch: 3,
+            state: 1,
+            assigned_partitions: vec![(topic, vec![0, 2])],
+            partitions_pending_revocation: vec![],
+        };
+        let mut want = vec![0u8, 0, 0, 0, 0, 4, 0, 0, 0, 3, 1];
+        want.push(2); // one topic
+        want.extend(1u8..=16); // its id, most significant byte first
+        want.extend([3, 0, 0, 0, 0, 0, 0, 0, 2]); // partitions [0, 2]
+        want.push(0); // the topic's tagged fields
+        want.push(1); // no partitions pending revocation
+        want.push(0); // the value's tagged fields
+        assert_eq!(value.encode().to_vec(), want);
+        assert_eq!(
+            ConsumerGroupCurrentMemberAssignmentValue::decode(Bytes::from(want)).unwrap(),
+            value
+        );
+        let target = ConsumerGroupTargetAssignmentMemberValue {
+            topic_partitions: vec![(topic, vec![1])],
+        };
+        let mut want = vec![0u8, 0, 2];
+        want.extend(1u8..=16);
+        want.extend([2, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(target.encode().to_vec(), want);
+        assert_eq!(
+            ConsumerGroupTargetAssignmentMemberValue::decode(Bytes::from(want)).unwrap(),
+            target
+        );
+        // A count larger than the record is refused without allocating.
+        assert!(
+            ConsumerGroupTargetAssignmentMemberValue::decode(Bytes::from_static(&[
+                0, 0, 0xff, 0xff, 0xff, 0x7f
+            ]))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn partition_metadata_value_reads_racks() {
+        let topic = Uuid::from_u128(7);
+        let value = ConsumerGroupPartitionMetadataValue {
+            topics: vec![TopicMetadata {
+                topic_id: topic,
+                topic_name: "t".into(),
+                num_partitions: 3,
+            }],
+        };
+        let mut want = vec![0u8, 0, 2];
+        want.extend(topic.as_bytes());
+        want.extend([2, b't', 0, 0, 0, 3, 1, 0, 0]);
+        assert_eq!(value.encode().to_vec(), want);
+        // As Kafka 3.x wrote it: one partition on rack "a".
+        let mut racks = vec![0u8, 0, 2];
+        racks.extend(topic.as_bytes());
+        racks.extend([2, b't', 0, 0, 0, 3, 2, 0, 0, 0, 0, 2, 2, b'a', 0, 0, 0]);
+        assert_eq!(
+            ConsumerGroupPartitionMetadataValue::decode(Bytes::from(racks)).unwrap(),
+            value
+        );
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct GroupLimits {
     pub initial_rebalance_delay_ms: i32,
     /// `group.max.size`.
     pub max_size: usize,
+    /// `group.consumer.session.timeout.ms`: the session a consumer-protocol member gets when
+    /// its group is loaded from `__consumer_offsets`.
+    pub consumer_session_timeout_ms: i32,
 }
 
 /// A JoinGroup request, as the state machine needs it.
@@ -1272,6 +1275,7 @@ mod tests {
         max_session_timeout_ms: 1_800_000,
         initial_rebalance_delay_ms: 0,
         max_size: 100,
+        consumer_session_timeout_ms: 45_000,
     };
 
     fn join(member_id: &str, protocols: &[&str]) -> JoinRequest {

@@ -15,6 +15,7 @@
 //!   partition is ever consumed by two members and nobody stops for the others.
 
 pub mod assignor;
+pub mod persist;
 pub mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,6 +94,8 @@ pub struct ConsumerMember {
     pub client_host: String,
     /// The topics it subscribes to, by name (topics that do not exist yet included).
     pub subscribed_topic_names: BTreeSet<String>,
+    /// The regular expression it subscribes with, if any.
+    pub subscribed_topic_regex: Option<String>,
     /// The assignor it asked for (`group.remote.assignor`), if any.
     pub server_assignor: Option<String>,
     /// How long it may take to revoke partitions.
@@ -123,6 +126,7 @@ impl ConsumerMember {
             client_id: String::new(),
             client_host: String::new(),
             subscribed_topic_names: BTreeSet::new(),
+            subscribed_topic_regex: None,
             server_assignor: None,
             rebalance_timeout_ms: 0,
             member_epoch: 0,
