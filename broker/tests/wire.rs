@@ -123,6 +123,35 @@ async fn api_versions_ok(addr: SocketAddr) {
         .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
 }
 
+/// `group.version` is advertised as Kafka 4.1 does: supported 0-1 from ApiVersions v4 (a
+/// range starting at 0 is left out of v3 responses, KAFKA-17011), finalized at 1 in both.
+#[tokio::test]
+async fn api_versions_advertise_group_version() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let feature = |name: &str| StrBytes::from_string(name.into());
+    let r: ApiVersionsResponse = c.call(4, &ApiVersionsRequest::default()).await;
+    let supported = r
+        .supported_features
+        .iter()
+        .find(|f| f.name == feature("group.version"))
+        .map(|f| (f.min_version, f.max_version));
+    assert_eq!(supported, Some((0, 1)));
+    let finalized = |r: &ApiVersionsResponse| {
+        r.finalized_features
+            .iter()
+            .find(|f| f.name == feature("group.version"))
+            .map(|f| (f.min_version_level, f.max_version_level))
+    };
+    assert_eq!(finalized(&r), Some((1, 1)));
+    let v3: ApiVersionsResponse = c.call(3, &ApiVersionsRequest::default()).await;
+    assert!(v3
+        .supported_features
+        .iter()
+        .all(|f| f.name != feature("group.version")));
+    assert_eq!(finalized(&v3), Some((1, 1)));
+}
+
 fn batch(values: &[&str]) -> Bytes {
     let records: Vec<Record> = values
         .iter()

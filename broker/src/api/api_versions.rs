@@ -22,6 +22,12 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// `group.version` (KIP-848): level 1 turns the consumer rebalance protocol on. Kafka 4.1
+/// supports levels 0-1 and a cluster formatted with it finalizes 1, which clients and
+/// `kafka-features.sh describe` read here.
+const GROUP_VERSION: (i16, i16) = (0, 1);
+const GROUP_VERSION_FINALIZED: i16 = 1;
+
 pub(crate) async fn handle(ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
     if ctx.version < 3 {
         // Feature fields exist from v3 only.
@@ -31,17 +37,34 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVe
     // report the level whose RPCs we implement (3.3-IV3 = level 7, the first KRaft-only level
     // with all the basics) and keep it finalized at that level.
     const METADATA_VERSION_LEVEL: i16 = 7;
+    let mut supported = vec![SupportedFeatureKey::default()
+        .with_name(str_bytes("metadata.version"))
+        .with_min_version(1)
+        .with_max_version(METADATA_VERSION_LEVEL)];
+    // Before v4 a supported range starting at 0 breaks older clients' parsing (KAFKA-17011),
+    // so Kafka leaves such features out of v3 responses (they stay finalized).
+    if ctx.version >= 4 {
+        supported.push(
+            SupportedFeatureKey::default()
+                .with_name(str_bytes("group.version"))
+                .with_min_version(GROUP_VERSION.0)
+                .with_max_version(GROUP_VERSION.1),
+        );
+    }
     ApiVersionsResponse::default()
         .with_api_keys(api_keys())
-        .with_supported_features(vec![SupportedFeatureKey::default()
-            .with_name(str_bytes("metadata.version"))
-            .with_min_version(1)
-            .with_max_version(METADATA_VERSION_LEVEL)])
+        .with_supported_features(supported)
         .with_finalized_features_epoch(0)
-        .with_finalized_features(vec![FinalizedFeatureKey::default()
-            .with_name(str_bytes("metadata.version"))
-            .with_min_version_level(METADATA_VERSION_LEVEL)
-            .with_max_version_level(METADATA_VERSION_LEVEL)])
+        .with_finalized_features(vec![
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes("metadata.version"))
+                .with_min_version_level(METADATA_VERSION_LEVEL)
+                .with_max_version_level(METADATA_VERSION_LEVEL),
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes("group.version"))
+                .with_min_version_level(GROUP_VERSION_FINALIZED)
+                .with_max_version_level(GROUP_VERSION_FINALIZED),
+        ])
 }
 
 /// The response to an ApiVersions request of a version we do not serve: v0 encoding,
