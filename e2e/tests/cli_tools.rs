@@ -203,6 +203,52 @@ fn assert_partitions(b: &Target, out: &ToolOutput, topic: &str, count: usize) {
 // kafka-topics.sh
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// kafka-features.sh
+// ---------------------------------------------------------------------------
+
+/// `kafka-features.sh describe` (ApiVersions v4's features) shows `group.version`, the
+/// feature that turns the consumer rebalance protocol (KIP-848) on, as Kafka 4.1 has it:
+/// supported 0-1, finalized at 1. (The epoch, Kafka's metadata offset, is not compared.)
+#[test]
+fn features_describe_shows_group_version() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "features_describe_shows_group_version",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = start();
+    let bs = b.bootstrap();
+    let out = t
+        .run(
+            "kafka-features.sh",
+            &["--bootstrap-server", &bs, "describe"],
+        )
+        .ok();
+    let line = out
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("Feature: group.version"))
+        .unwrap_or_else(|| panic!("no group.version line:\n{out}"));
+    let fields: Vec<&str> = line
+        .split('\t')
+        .map(str::trim)
+        .filter(|f| !f.starts_with("Epoch:"))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "Feature: group.version",
+            "SupportedMinVersion: 0",
+            "SupportedMaxVersion: 1",
+            "FinalizedVersionLevel: 1"
+        ],
+        "{out}"
+    );
+}
+
 #[test]
 fn topics_create_list_describe() {
     let t = tools_or_skip!();
