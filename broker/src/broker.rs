@@ -1105,28 +1105,22 @@ impl TxnHost for Broker {
         commit: bool,
         coordinator_epoch: i32,
     ) -> Result<(), ApiError> {
-        if partition.0 == OFFSETS_TOPIC {
-            let index = partition.1;
-            let write = self.append_marker(
-                partition,
-                producer_id,
-                producer_epoch,
-                commit,
-                coordinator_epoch,
-            );
-            return self
-                .groups()
-                .write_txn_marker(index, producer_id, commit, write)
-                .await;
-        }
-        self.append_marker(
+        let offsets_partition = (partition.0 == OFFSETS_TOPIC).then_some(partition.1);
+        let write = self.append_marker(
             partition,
             producer_id,
             producer_epoch,
             commit,
             coordinator_epoch,
-        )
-        .await
+        );
+        match offsets_partition {
+            Some(index) => {
+                self.groups()
+                    .write_txn_marker(index, producer_id, commit, write)
+                    .await
+            }
+            None => write.await,
+        }
     }
 
     fn max_transaction_timeout_ms(&self) -> i32 {

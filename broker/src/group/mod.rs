@@ -1844,6 +1844,21 @@ fn replay_txn_offset(
         .or_default()
         .entry(group.clone())
         .or_default();
+    apply_offset_record(offsets, topic, partition, value);
+    groups
+        .entry(group.clone())
+        .or_insert_with(|| Group::new(&group, now));
+}
+
+/// Applies one offset commit record's value to `offsets` (a group's committed offsets, or
+/// a transaction's pending ones): a value sets the partition's offset, a tombstone removes
+/// it, an undecodable value is skipped with a warning.
+fn apply_offset_record(
+    offsets: &mut BTreeMap<(String, i32), CommittedOffset>,
+    topic: String,
+    partition: i32,
+    value: Option<Bytes>,
+) {
     match value.map(OffsetValue::decode) {
         Some(Ok(v)) => {
             offsets.insert(
@@ -1861,9 +1876,6 @@ fn replay_txn_offset(
             offsets.remove(&(topic, partition));
         }
     }
-    groups
-        .entry(group.clone())
-        .or_insert_with(|| Group::new(&group, now));
 }
 
 impl GroupCoordinator {
@@ -2011,23 +2023,7 @@ fn replay(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option
             partition,
         } => {
             let entry = live_group(groups, &group, now);
-            match value.map(OffsetValue::decode) {
-                Some(Ok(v)) => {
-                    entry.offsets.insert(
-                        (topic, partition),
-                        CommittedOffset {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp: v.commit_timestamp,
-                        },
-                    );
-                }
-                Some(Err(e)) => warn!(error = %e, "skipping __consumer_offsets record"),
-                None => {
-                    entry.offsets.remove(&(topic, partition));
-                }
-            }
+            apply_offset_record(&mut entry.offsets, topic, partition, value);
         }
         RecordKey::Group { group } => match value.map(GroupValue::decode) {
             Some(Ok(v)) => {
