@@ -998,6 +998,11 @@ impl CoordinatorHost for Broker {
         self.image().topic(topic).map(|t| t.id)
     }
 
+    fn topic_names(&self) -> (i64, Vec<String>) {
+        let image = self.image();
+        (image.offset, image.topics.keys().cloned().collect())
+    }
+
     async fn ensure_offsets_topic(&self) -> Result<i32, ApiError> {
         if let Some(count) = self.partition_count(OFFSETS_TOPIC) {
             return Ok(count);

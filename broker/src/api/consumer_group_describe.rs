@@ -96,6 +96,7 @@ async fn describe(ctx: &Ctx<'_>, id: GroupId) -> DescribedGroup {
                         .map(|t| TopicName(str_bytes(t.clone())))
                         .collect(),
                 )
+                .with_subscribed_topic_regex(m.subscribed_topic_regex.clone().map(str_bytes))
                 .with_assignment(assignment(&m.assigned))
                 .with_target_assignment(assignment(
                     group.target.get(&m.member_id).unwrap_or(&empty),

@@ -22,11 +22,11 @@ pub(crate) async fn handle(
         subscribed_topic_names: request
             .subscribed_topic_names
             .map(|names| names.iter().map(|n| n.0.as_str().to_string()).collect()),
-        // librdkafka sends an empty regex with a list of topic names: that is no regex.
+        // librdkafka sends an empty regex with a list of topic names: that is no regex (and
+        // clears one the member had), as in Kafka.
         subscribed_topic_regex: request
             .subscribed_topic_regex
-            .map(|s| s.as_str().to_string())
-            .filter(|s| !s.is_empty()),
+            .map(|s| s.as_str().to_string()),
         server_assignor: request.server_assignor.map(|s| s.as_str().to_string()),
         owned: request.topic_partitions.map(|tps| {
             tps.into_iter()

@@ -89,6 +89,10 @@ pub trait CoordinatorHost: Send + Sync {
     /// topics by id).
     fn topic_id(&self, topic: &str) -> Option<uuid::Uuid>;
 
+    /// Every topic name, with the metadata version (offset of the image) they come from:
+    /// what consumer groups resolve their regular expressions against.
+    fn topic_names(&self) -> (i64, Vec<String>);
+
     /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`,
     /// `offsets.topic.replication.factor`, see [`offsets_topic_configs`]) if it does not
     /// exist yet, as Kafka does when a group first needs it, and returns its partition
@@ -778,14 +782,10 @@ impl GroupCoordinator {
                     message: format!("Group {group_id} is not a consumer group."),
                 });
             }
-            let lookup = |name: &str| {
-                let id = host.topic_id(name)?;
-                Some((id, host.partition_count(name)?))
-            };
             let reply = group
                 .consumer
                 .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
-                .heartbeat(&hb, &lookup, now, config, || {
+                .heartbeat(&hb, &HostTopics(host), now, config, || {
                     uuid::Uuid::new_v4().to_string()
                 });
             if group
@@ -1680,6 +1680,20 @@ impl GroupCoordinator {
 }
 
 /// A Kafka error code as a [`ResponseError`] (an unknown code as UNKNOWN_SERVER_ERROR).
+/// The broker's topics as consumer groups see them.
+struct HostTopics<'a, H>(&'a H);
+
+impl<H: CoordinatorHost> consumer::Topics for HostTopics<'_, H> {
+    fn lookup(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        let id = self.0.topic_id(name)?;
+        Some((id, self.0.partition_count(name)?))
+    }
+
+    fn names(&self) -> (i64, Vec<String>) {
+        self.0.topic_names()
+    }
+}
+
 fn to_response_error(code: i16) -> ResponseError {
     ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError)
 }
@@ -2171,6 +2185,15 @@ mod tests {
         fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
             self.partition_count(topic)
                 .map(|_| uuid::Uuid::from_u128(topic.len() as u128))
+        }
+
+        fn topic_names(&self) -> (i64, Vec<String>) {
+            let names = ["orders", OFFSETS_TOPIC]
+                .into_iter()
+                .filter(|t| self.partition_count(t).is_some())
+                .map(str::to_string)
+                .collect();
+            (0, names)
         }
 
         fn partition_count(&self, topic: &str) -> Option<i32> {

@@ -8,8 +8,9 @@
 //! - consumer groups of the KIP-848 protocol, one record type per key version (Kafka's
 //!   `ConsumerGroup*Key`/`Value` schemas): the group epoch (3), its subscribed topics' metadata
 //!   (4), each member's metadata (5), the target assignment's epoch (6) and each member's target
-//!   (7), each member's current assignment (8). Their values are version 0 and "flexible"
-//!   (compact strings and arrays, tagged fields; unknown tags are skipped on read).
+//!   (7), each member's current assignment (8), and what each subscribed regular expression
+//!   resolved to (16). Their values are version 0 and "flexible" (compact strings and
+//!   arrays, tagged fields; unknown tags are skipped on read).
 //!
 //! A null value is a tombstone: the offset, group or member is deleted (and compaction drops
 //! it).
@@ -80,6 +81,14 @@ pub enum RecordKey {
         /// Member id.
         member: String,
     },
+    /// The topics one regular expression of a consumer group resolved to (key v16,
+    /// `ConsumerGroupRegularExpressionKey`, written since Kafka 4.0).
+    ConsumerGroupRegularExpression {
+        /// Group id.
+        group: String,
+        /// The regular expression, as the members sent it.
+        regex: String,
+    },
 }
 
 impl RecordKey {
@@ -93,7 +102,8 @@ impl RecordKey {
             | RecordKey::ConsumerGroupMemberMetadata { group, .. }
             | RecordKey::ConsumerGroupTargetAssignmentMetadata { group }
             | RecordKey::ConsumerGroupTargetAssignmentMember { group, .. }
-            | RecordKey::ConsumerGroupCurrentMemberAssignment { group, .. } => group,
+            | RecordKey::ConsumerGroupCurrentMemberAssignment { group, .. }
+            | RecordKey::ConsumerGroupRegularExpression { group, .. } => group,
         }
     }
 }
@@ -195,6 +205,11 @@ impl RecordKey {
                 put_str(&mut buf, group);
                 put_str(&mut buf, member);
             }
+            RecordKey::ConsumerGroupRegularExpression { group, regex } => {
+                buf.put_i16(16);
+                put_str(&mut buf, group);
+                put_str(&mut buf, regex);
+            }
         }
         buf.freeze()
     }
@@ -231,6 +246,10 @@ impl RecordKey {
             8 => Ok(Some(RecordKey::ConsumerGroupCurrentMemberAssignment {
                 group: get_str(&mut buf)?,
                 member: get_str(&mut buf)?,
+            })),
+            16 => Ok(Some(RecordKey::ConsumerGroupRegularExpression {
+                group: get_str(&mut buf)?,
+                regex: get_str(&mut buf)?,
             })),
             _ => Ok(None),
         }
@@ -412,6 +431,18 @@ pub struct ConsumerGroupCurrentMemberAssignmentValue {
     pub partitions_pending_revocation: TopicPartitions,
 }
 
+/// `ConsumerGroupRegularExpressionValue`: the topics a regular expression resolved to, the
+/// metadata version it was resolved against and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupRegularExpressionValue {
+    /// The matching topics.
+    pub topics: Vec<String>,
+    /// The metadata version (offset of the metadata image) the topics were listed from.
+    pub version: i64,
+    /// When it was resolved (ms since the epoch).
+    pub timestamp: i64,
+}
+
 /// Reads the value version, which must be 0 (the only one Kafka defines for these types).
 fn get_version_zero(buf: &mut Bytes) -> Result<(), DecodeError> {
     match get_i16(buf)? {
@@ -536,6 +567,34 @@ impl ConsumerGroupMemberMetadataValue {
             subscribed_topic_regex: get_compact_nullable_str(&mut buf)?,
             rebalance_timeout_ms: get_i32(&mut buf)?,
             server_assignor: get_compact_nullable_str(&mut buf)?,
+        };
+        skip_tagged_fields(&mut buf)?;
+        Ok(value)
+    }
+}
+
+impl ConsumerGroupRegularExpressionValue {
+    /// Value v0.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(0);
+        put_compact_len(&mut buf, Some(self.topics.len()));
+        for topic in &self.topics {
+            put_compact_str(&mut buf, Some(topic));
+        }
+        buf.put_i64(self.version);
+        buf.put_i64(self.timestamp);
+        put_empty_tagged_fields(&mut buf);
+        buf.freeze()
+    }
+
+    /// Decodes value v0.
+    pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
+        get_version_zero(&mut buf)?;
+        let value = ConsumerGroupRegularExpressionValue {
+            topics: get_compact_array(&mut buf, get_compact_str)?,
+            version: get_i64(&mut buf)?,
+            timestamp: get_i64(&mut buf)?,
         };
         skip_tagged_fields(&mut buf)?;
         Ok(value)
@@ -717,6 +776,39 @@ mod tests {
         assert_eq!(
             RecordKey::decode(Bytes::from_static(&[0, 9, 0, 1, b'g'])).unwrap(),
             None
+        );
+    }
+
+    /// Kafka's `ConsumerGroupRegularExpressionKey` (type 16, non-flexible strings) and value
+    /// v0 (compact array of compact strings, two int64, tagged fields), byte for byte.
+    #[test]
+    fn regular_expression_record_is_kafkas_layout() {
+        let key = RecordKey::ConsumerGroupRegularExpression {
+            group: "g".into(),
+            regex: "a.*".into(),
+        };
+        let bytes: &[u8] = &[0, 16, 0, 1, b'g', 0, 3, b'a', b'.', b'*'];
+        assert_eq!(&key.encode()[..], bytes);
+        assert_eq!(
+            RecordKey::decode(Bytes::from_static(bytes)).unwrap(),
+            Some(key)
+        );
+        let value = ConsumerGroupRegularExpressionValue {
+            topics: vec!["ab".into()],
+            version: 7,
+            timestamp: 258,
+        };
+        let bytes: &[u8] = &[
+            0, 0, // version
+            2, 3, b'a', b'b', // Topics
+            0, 0, 0, 0, 0, 0, 0, 7, // Version
+            0, 0, 0, 0, 0, 0, 1, 2, // Timestamp
+            0, // tagged fields
+        ];
+        assert_eq!(&value.encode()[..], bytes);
+        assert_eq!(
+            ConsumerGroupRegularExpressionValue::decode(Bytes::from_static(bytes)).unwrap(),
+            value
         );
     }
 

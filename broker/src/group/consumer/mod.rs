@@ -5,8 +5,9 @@
 //!
 //! The broker owns the assignment. Three epochs drive it, as in Kafka's group coordinator:
 //! - the **group epoch** goes up whenever what the group must consume changes: a member
-//!   joins, leaves, is fenced or changes its subscription, or a subscribed topic is created,
-//!   deleted or gains partitions;
+//!   joins, leaves, is fenced or changes its subscription, a subscribed topic is created,
+//!   deleted or gains partitions, or a subscribed regular expression matches other topics
+//!   ([`topic_regex`]);
 //! - the **assignment epoch** is the group epoch the target assignment was computed for; a
 //!   heartbeat that finds it behind the group epoch runs the assignor ([`assignor`]);
 //! - each **member epoch** says which target the member has caught up with. A member moves
@@ -17,6 +18,7 @@
 pub mod assignor;
 pub mod persist;
 pub mod reconcile;
+pub mod topic_regex;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +27,27 @@ use uuid::Uuid;
 
 use assignor::{MemberSpec, ASSIGNORS};
 use reconcile::Reconcile;
+use topic_regex::{ResolvedRegex, REGEX_BATCH_REFRESH_MIN_INTERVAL_MS};
+
+/// The cluster's topics as a group sees them: looked up by name on every heartbeat, listed
+/// in full only to resolve regular expressions.
+pub trait Topics {
+    /// The id and partition count of `name`, `None` if it does not exist.
+    fn lookup(&self, name: &str) -> Option<(Uuid, i32)>;
+    /// Every topic name, with the metadata version (image offset) they were read at.
+    fn names(&self) -> (i64, Vec<String>);
+}
+
+/// A lookup function is a cluster whose topics cannot be listed (no regex matches).
+impl<F: Fn(&str) -> Option<(Uuid, i32)>> Topics for F {
+    fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+        self(name)
+    }
+
+    fn names(&self) -> (i64, Vec<String>) {
+        (-1, Vec::new())
+    }
+}
 
 /// Partitions by topic id: a member's assignment.
 pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -94,7 +117,8 @@ pub struct ConsumerMember {
     pub client_host: String,
     /// The topics it subscribes to, by name (topics that do not exist yet included).
     pub subscribed_topic_names: BTreeSet<String>,
-    /// The regular expression it subscribes with, if any.
+    /// The regular expression it subscribes with, as it sent it (an empty one is none, as
+    /// in Kafka: librdkafka sends `""` with a list of names).
     pub subscribed_topic_regex: Option<String>,
     /// The assignor it asked for (`group.remote.assignor`), if any.
     pub server_assignor: Option<String>,
@@ -139,6 +163,13 @@ impl ConsumerMember {
         }
     }
 
+    /// The regular expression it subscribes with, if any (not empty).
+    pub fn regex(&self) -> Option<&str> {
+        self.subscribed_topic_regex
+            .as_deref()
+            .filter(|r| !r.is_empty())
+    }
+
     pub(crate) fn set_epoch(&mut self, epoch: i32) {
         self.previous_member_epoch = self.member_epoch;
         self.member_epoch = epoch;
@@ -172,7 +203,7 @@ pub struct Heartbeat {
     pub rebalance_timeout_ms: i32,
     /// `None` when unchanged.
     pub subscribed_topic_names: Option<Vec<String>>,
-    /// `None` when unchanged (regular expressions are not served yet).
+    /// `None` when unchanged; empty for none.
     pub subscribed_topic_regex: Option<String>,
     /// `None` when unchanged.
     pub server_assignor: Option<String>,
@@ -227,9 +258,6 @@ pub fn validate_heartbeat(group_id: &str, hb: &Heartbeat, version: i16) -> Resul
     if hb.rack_id.as_deref() == Some("") {
         return invalid("RackId can't be empty.");
     }
-    if hb.subscribed_topic_regex.is_some() {
-        return invalid("SubscribedTopicRegex is not supported yet.");
-    }
     if version >= 1 && hb.member_id.is_empty() {
         return invalid("MemberId can't be empty.");
     }
@@ -246,8 +274,11 @@ pub fn validate_heartbeat(group_id: &str, hb: &Heartbeat, version: i16) -> Resul
             if hb.owned.as_ref().is_none_or(|o| !o.is_empty()) {
                 return invalid("TopicPartitions must be empty when (re-)joining.");
             }
-            if hb.subscribed_topic_names.as_ref().is_none_or(Vec::is_empty) {
-                return invalid("SubscribedTopicNames must be set in first request.");
+            if hb.subscribed_topic_names.is_none() && hb.subscribed_topic_regex.is_none() {
+                return invalid(
+                    "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when \
+                     (re-)joining.",
+                );
             }
         }
         LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
@@ -315,6 +346,11 @@ pub struct ConsumerGroup {
     /// The subscribed topics that exist, by name, with their id and partition count, as the
     /// last group epoch saw them.
     pub subscribed_topics: BTreeMap<String, (Uuid, i32)>,
+    /// What the members' regular expressions resolved to, by expression.
+    pub resolved_regexes: BTreeMap<String, ResolvedRegex>,
+    /// When its regular expressions were last resolved against every topic (not persisted:
+    /// a loaded group resolves them again at its first heartbeat).
+    pub regexes_refreshed_ms: i64,
 }
 
 impl ConsumerGroup {
@@ -327,6 +363,8 @@ impl ConsumerGroup {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             subscribed_topics: BTreeMap::new(),
+            resolved_regexes: BTreeMap::new(),
+            regexes_refreshed_ms: i64::MIN,
         }
     }
 
@@ -365,12 +403,16 @@ impl ConsumerGroup {
     }
 
     /// Serves one ConsumerGroupHeartbeat (already checked by [`validate_heartbeat`]).
-    /// `topic` looks a topic up by name: its id and partition count, `None` if it does not
-    /// exist. `new_member_id` is the id a v0 client gets when it joins.
+    /// `topics` are the cluster's topics. `new_member_id` is the id a v0 client gets when it
+    /// joins. A regular expression new to the group is compiled first (and refused with
+    /// INVALID_REGULAR_EXPRESSION, the group unchanged) and resolved at once; the group's
+    /// expressions are resolved again by the first heartbeat
+    /// [`REGEX_BATCH_REFRESH_MIN_INTERVAL_MS`] after the last time, so a created topic
+    /// that matches is assigned (and a deleted one revoked) without any client action.
     pub fn heartbeat(
         &mut self,
         hb: &Heartbeat,
-        topic: &dyn Fn(&str) -> Option<(Uuid, i32)>,
+        topics: &dyn Topics,
         now_ms: i64,
         config: &ConsumerGroupConfig,
         new_member_id: impl FnOnce() -> String,
@@ -388,6 +430,13 @@ impl ConsumerGroup {
             LEAVE_GROUP_MEMBER_EPOCH => return self.leave(hb, config),
             LEAVE_GROUP_STATIC_MEMBER_EPOCH => return self.leave_for_now(hb, config),
             _ => {}
+        }
+        // Kafka compiles an expression only when it is new to the group (one already
+        // resolved compiled before); before anything changes, so a refusal changes nothing.
+        if let Some(regex) = hb.subscribed_topic_regex.as_deref() {
+            if !regex.is_empty() && !self.resolved_regexes.contains_key(regex) {
+                topic_regex::compile(regex)?;
+            }
         }
 
         let member_id = if hb.member_id.is_empty() {
@@ -417,16 +466,21 @@ impl ConsumerGroup {
         if let Some(names) = &hb.subscribed_topic_names {
             member.subscribed_topic_names = names.iter().cloned().collect();
         }
+        if let Some(regex) = &hb.subscribed_topic_regex {
+            member.subscribed_topic_regex = Some(regex.clone());
+        }
         member.client_id = hb.client_id.clone();
         member.client_host = hb.client_host.clone();
 
         let mut bump = !self.members.contains_key(&member_id)
             || member.subscribed_topic_names != before.subscribed_topic_names
+            || member.regex() != before.regex()
             || member.server_assignor != before.server_assignor;
         self.members.insert(member_id.clone(), member);
+        bump |= self.refresh_regexes(topics, now_ms);
         // Topics are looked up on every heartbeat, so a created, deleted or grown topic is
         // noticed by the next heartbeat of any member.
-        let subscribed = self.lookup_subscribed_topics(topic);
+        let subscribed = self.lookup_subscribed_topics(topics);
         if subscribed != self.subscribed_topics {
             self.subscribed_topics = subscribed;
             bump = true;
@@ -465,7 +519,7 @@ impl ConsumerGroup {
         };
         let full = hb.member_epoch == 0
             || (hb.rebalance_timeout_ms != -1
-                && hb.subscribed_topic_names.is_some()
+                && (hb.subscribed_topic_names.is_some() || hb.subscribed_topic_regex.is_some())
                 && hb.owned.is_some());
         let assignment = (full || next.assigned != before.assigned).then(|| next.assigned.clone());
         let reply = HeartbeatReply {
@@ -635,7 +689,80 @@ impl ConsumerGroup {
         if self.members.remove(member_id).is_some() {
             self.target.remove(member_id);
             self.group_epoch += 1;
+            self.forget_unsubscribed_regexes();
         }
+    }
+
+    /// The regular expressions its members subscribe with.
+    fn subscribed_regexes(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .filter_map(|m| m.regex().map(str::to_string))
+            .collect()
+    }
+
+    /// Drops the resolution of every expression no member subscribes with any more (its
+    /// record is tombstoned, as Kafka's `maybeDeleteResolvedRegularExpressions` does).
+    fn forget_unsubscribed_regexes(&mut self) {
+        let subscribed = self.subscribed_regexes();
+        self.resolved_regexes.retain(|r, _| subscribed.contains(r));
+    }
+
+    /// Resolves the group's regular expressions (Kafka's `maybeUpdateRegularExpressions`
+    /// and `handleRegularExpressionsResult` in one step): all of them when one is not
+    /// resolved yet or the last resolution is [`REGEX_BATCH_REFRESH_MIN_INTERVAL_MS`] old.
+    /// Returns true if any now matches other topics (the group epoch must go up). A
+    /// resolution that matches the same topics keeps its record unchanged, so a steady group
+    /// writes nothing.
+    ///
+    /// Kafka resolves asynchronously, when a member brings a new expression or the metadata
+    /// has new topics since the last resolution, at most every 10 s, and after
+    /// `group.consumer.regex.refresh.interval.ms` (10 min) in any case. Here the broker's
+    /// image is in memory and listing its topic names costs microseconds, so the
+    /// resolution runs inside the heartbeat, and the 10 s minimum interval alone bounds
+    /// it: a created topic is noticed as soon as Kafka would at the earliest (the first
+    /// heartbeat 10 s after the last resolution), a new expression at once.
+    fn refresh_regexes(&mut self, topics: &dyn Topics, now_ms: i64) -> bool {
+        self.forget_unsubscribed_regexes();
+        let subscribed = self.subscribed_regexes();
+        let unresolved = subscribed
+            .iter()
+            .any(|r| !self.resolved_regexes.contains_key(r));
+        let due =
+            now_ms.saturating_sub(self.regexes_refreshed_ms) >= REGEX_BATCH_REFRESH_MIN_INTERVAL_MS;
+        if subscribed.is_empty() || !(unresolved || due) {
+            return false;
+        }
+        let (version, names) = topics.names();
+        let mut changed = false;
+        for regex in subscribed {
+            let matched = topic_regex::matching(&regex, &names);
+            let known = self.resolved_regexes.get(&regex);
+            if known.is_some_and(|k| k.topics == matched) {
+                continue;
+            }
+            changed |= known.map_or(!matched.is_empty(), |_| true);
+            self.resolved_regexes.insert(
+                regex,
+                ResolvedRegex {
+                    topics: matched,
+                    version,
+                    timestamp_ms: now_ms,
+                },
+            );
+        }
+        self.regexes_refreshed_ms = now_ms;
+        changed
+    }
+
+    /// The topics a member subscribes to: its names and what its expression resolved to.
+    fn member_topics<'a>(&'a self, m: &'a ConsumerMember) -> impl Iterator<Item = &'a String> {
+        let resolved = m
+            .regex()
+            .and_then(|r| self.resolved_regexes.get(r))
+            .into_iter()
+            .flat_map(|r| r.topics.iter());
+        m.subscribed_topic_names.iter().chain(resolved)
     }
 
     /// Fences the members whose session ended or that did not revoke in time; returns their
@@ -706,14 +833,11 @@ impl ConsumerGroup {
         Ok(())
     }
 
-    fn lookup_subscribed_topics(
-        &self,
-        topic: &dyn Fn(&str) -> Option<(Uuid, i32)>,
-    ) -> BTreeMap<String, (Uuid, i32)> {
+    fn lookup_subscribed_topics(&self, topics: &dyn Topics) -> BTreeMap<String, (Uuid, i32)> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter())
-            .filter_map(|name| topic(name).map(|found| (name.clone(), found)))
+            .flat_map(|m| self.member_topics(m))
+            .filter_map(|name| topics.lookup(name).map(|found| (name.clone(), found)))
             .collect()
     }
 
@@ -723,9 +847,8 @@ impl ConsumerGroup {
             .members
             .values()
             .map(|m| {
-                let topics = m
-                    .subscribed_topic_names
-                    .iter()
+                let topics = self
+                    .member_topics(m)
                     .filter_map(|name| self.subscribed_topics.get(name).map(|(id, _)| *id))
                     .collect();
                 (m.member_id.clone(), MemberSpec { topics })

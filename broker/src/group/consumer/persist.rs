@@ -12,12 +12,14 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use tracing::warn;
 
+use super::topic_regex::ResolvedRegex;
 use super::{Assignment, ConsumerGroup, ConsumerMember, MemberState};
 use crate::group::records::{
     ConsumerGroupCurrentMemberAssignmentValue, ConsumerGroupMemberMetadataValue,
     ConsumerGroupMetadataValue, ConsumerGroupPartitionMetadataValue,
-    ConsumerGroupTargetAssignmentMemberValue, ConsumerGroupTargetAssignmentMetadataValue,
-    DecodeError, RecordKey, TopicMetadata, TopicPartitions,
+    ConsumerGroupRegularExpressionValue, ConsumerGroupTargetAssignmentMemberValue,
+    ConsumerGroupTargetAssignmentMetadataValue, DecodeError, RecordKey, TopicMetadata,
+    TopicPartitions,
 };
 
 /// Kafka's `MemberState` byte.
@@ -53,11 +55,13 @@ fn from_stored(tps: TopicPartitions) -> Assignment {
 }
 
 /// Which kind of record, in the order Kafka writes a heartbeat's records: member metadata,
-/// subscription metadata, group epoch, target assignment, its epoch, current assignments.
-/// Tombstones go member records first (current, target, metadata), then the group's.
+/// resolved regular expressions, subscription metadata, group epoch, target assignment, its
+/// epoch, current assignments. Tombstones go member records first (current, target,
+/// metadata), then resolved expressions, then the group's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     MemberMetadata,
+    RegularExpression,
     PartitionMetadata,
     GroupMetadata,
     TargetMember,
@@ -65,10 +69,16 @@ enum Kind {
     CurrentAssignment,
 }
 
+/// The key of a record of `kind`; `member` is the member id of a member's record, the
+/// expression of a resolved regular expression's.
 fn key_of(group: &str, kind: Kind, member: &str) -> RecordKey {
     let (group, member) = (group.to_string(), member.to_string());
     match kind {
         Kind::MemberMetadata => RecordKey::ConsumerGroupMemberMetadata { group, member },
+        Kind::RegularExpression => RecordKey::ConsumerGroupRegularExpression {
+            group,
+            regex: member,
+        },
         Kind::PartitionMetadata => RecordKey::ConsumerGroupPartitionMetadata { group },
         Kind::GroupMetadata => RecordKey::ConsumerGroupMetadata { group },
         Kind::TargetMember => RecordKey::ConsumerGroupTargetAssignmentMember { group, member },
@@ -79,7 +89,8 @@ fn key_of(group: &str, kind: Kind, member: &str) -> RecordKey {
     }
 }
 
-/// Every record value of `group`, by (kind, member id; empty for the group's own records).
+/// Every record value of `group`, by (kind, member id or expression; empty for the group's
+/// own records).
 fn values(group: &ConsumerGroup) -> BTreeMap<(Kind, String), Bytes> {
     let mut out = BTreeMap::new();
     let whole = |kind| (kind, String::new());
@@ -139,6 +150,17 @@ fn values(group: &ConsumerGroup) -> BTreeMap<(Kind, String), Bytes> {
             .encode(),
         );
     }
+    for (regex, resolved) in &group.resolved_regexes {
+        out.insert(
+            (Kind::RegularExpression, regex.clone()),
+            ConsumerGroupRegularExpressionValue {
+                topics: resolved.topics.iter().cloned().collect(),
+                version: resolved.version,
+                timestamp: resolved.timestamp_ms,
+            }
+            .encode(),
+        );
+    }
     for (id, target) in &group.target {
         out.insert(
             (Kind::TargetMember, id.clone()),
@@ -163,17 +185,24 @@ pub fn changes(
     let old = before.map(values).unwrap_or_default();
     let new = after.map(values).unwrap_or_default();
     let mut gone: Vec<&(Kind, String)> = old.keys().filter(|k| !new.contains_key(*k)).collect();
-    // Member records before the group's; per member: current, target, metadata.
+    // Member records, then resolved expressions, then the group's; per member: current,
+    // target, metadata.
     gone.sort_by_key(|(kind, member)| {
         let rank = match kind {
             Kind::CurrentAssignment => 0,
             Kind::TargetMember => 1,
             Kind::MemberMetadata => 2,
-            Kind::TargetMetadata => 3,
-            Kind::PartitionMetadata => 4,
-            Kind::GroupMetadata => 5,
+            Kind::RegularExpression => 3,
+            Kind::TargetMetadata => 4,
+            Kind::PartitionMetadata => 5,
+            Kind::GroupMetadata => 6,
         };
-        (rank >= 3, member.clone(), rank)
+        let class = match rank {
+            0..=2 => 0,
+            3 => 1,
+            _ => 2,
+        };
+        (class, member.clone(), rank)
     });
     let mut out: Vec<(Bytes, Option<Bytes>)> = gone
         .into_iter()
@@ -264,6 +293,22 @@ pub fn replay(
                 m.pending_revocation = from_stored(v.partitions_pending_revocation);
             }
         }
+        RecordKey::ConsumerGroupRegularExpression { regex, .. } => match value {
+            Some(v) => {
+                let v = ConsumerGroupRegularExpressionValue::decode(v)?;
+                group.resolved_regexes.insert(
+                    regex.clone(),
+                    ResolvedRegex {
+                        topics: v.topics.into_iter().collect(),
+                        version: v.version,
+                        timestamp_ms: v.timestamp,
+                    },
+                );
+            }
+            None => {
+                group.resolved_regexes.remove(regex);
+            }
+        },
         RecordKey::Offset { .. } | RecordKey::Group { .. } => {
             warn!("not a consumer group record");
         }
@@ -273,8 +318,10 @@ pub fn replay(
 
 /// Starts the timers of a loaded group's members from `now_ms` (Kafka's `onLoaded`): every
 /// member gets a full session, and one that still has partitions to revoke its rebalance
-/// timeout again.
+/// timeout again. Its regular expressions are resolved again at its first heartbeat (topics
+/// may have come and gone while no coordinator had the group).
 pub fn start_timers(group: &mut ConsumerGroup, now_ms: i64, session_timeout_ms: i32) {
+    group.regexes_refreshed_ms = i64::MIN;
     for m in group.members.values_mut() {
         m.session_deadline_ms = now_ms + i64::from(session_timeout_ms);
         m.revocation_deadline_ms = (m.state == MemberState::UnrevokedPartitions)
@@ -417,5 +464,78 @@ mod tests {
         assert_eq!(reply.member_epoch, epoch, "no new epoch, no rebalance");
         assert_eq!(loaded.group_epoch, group.group_epoch);
         assert!(changes("g", Some(&group), Some(&loaded)).is_empty());
+    }
+
+    #[test]
+    fn resolved_regexes_are_written_replayed_and_tombstoned() {
+        let mut group = ConsumerGroup::new("g");
+        struct Two;
+        impl crate::group::consumer::Topics for Two {
+            fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+                match name {
+                    "t" => Some((TOPIC, 4)),
+                    "t2" => Some((Uuid::from_u128(43), 1)),
+                    _ => None,
+                }
+            }
+            fn names(&self) -> (i64, Vec<String>) {
+                (17, vec!["t".into(), "t2".into(), "u".into()])
+            }
+        }
+        let hb = Heartbeat {
+            member_id: "a".into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: Some(vec![]),
+            subscribed_topic_regex: Some("t.*".into()),
+            owned: Some(Assignment::new()),
+            ..Heartbeat::default()
+        };
+        group
+            .heartbeat(
+                &hb,
+                &Two,
+                5,
+                &ConsumerGroupConfig::default(),
+                || unreachable!(),
+            )
+            .unwrap();
+        let log = changes("g", None, Some(&group));
+        let keys: Vec<RecordKey> = log
+            .iter()
+            .map(|(k, _)| RecordKey::decode(k.clone()).unwrap().unwrap())
+            .collect();
+        let regex_key = RecordKey::ConsumerGroupRegularExpression {
+            group: "g".into(),
+            regex: "t.*".into(),
+        };
+        // After the member's metadata, before the subscription metadata, as Kafka writes.
+        assert!(matches!(
+            keys[0],
+            RecordKey::ConsumerGroupMemberMetadata { .. }
+        ));
+        assert_eq!(keys[1], regex_key);
+        let value = ConsumerGroupRegularExpressionValue::decode(log[1].1.clone().unwrap()).unwrap();
+        assert_eq!(
+            value,
+            ConsumerGroupRegularExpressionValue {
+                topics: vec!["t".into(), "t2".into()],
+                version: 17,
+                timestamp: 5,
+            }
+        );
+        let loaded = load("g", &log).unwrap();
+        assert_eq!(loaded.resolved_regexes, group.resolved_regexes);
+        assert_eq!(without_timers(loaded), without_timers(group.clone()));
+
+        // The last member with the expression leaves: its record is tombstoned.
+        let mut left = group.clone();
+        left.remove_member("a");
+        let removal = changes("g", Some(&group), Some(&left));
+        assert!(removal.iter().any(|(k, v)| v.is_none()
+            && RecordKey::decode(k.clone()).unwrap() == Some(regex_key.clone())));
+        let mut all = log.clone();
+        all.extend(removal);
+        assert!(load("g", &all).unwrap().resolved_regexes.is_empty());
     }
 }

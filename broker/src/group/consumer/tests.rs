@@ -26,6 +26,8 @@ struct Client {
 struct World {
     group: ConsumerGroup,
     partitions: i32,
+    /// Topics besides `TOPIC`, by name: their id and partition count.
+    others: BTreeMap<String, (Uuid, i32)>,
     now: i64,
     config: ConsumerGroupConfig,
     clients: BTreeMap<String, Client>,
@@ -36,6 +38,7 @@ impl World {
         World {
             group: ConsumerGroup::new("g"),
             partitions,
+            others: BTreeMap::new(),
             now: 1_000,
             config: ConsumerGroupConfig::default(),
             clients: BTreeMap::new(),
@@ -44,14 +47,91 @@ impl World {
 
     fn send(&mut self, hb: Heartbeat) -> Result<HeartbeatReply, Refusal> {
         validate_heartbeat("g", &hb, 1)?;
-        let partitions = self.partitions;
-        let lookup = move |name: &str| (name == TOPIC).then_some((topic_id(), partitions));
+        let cluster = Cluster {
+            topics: self.topics(),
+        };
         self.group
-            .heartbeat(&hb, &lookup, self.now, &self.config, || {
+            .heartbeat(&hb, &cluster, self.now, &self.config, || {
                 "generated".to_string()
             })
     }
 
+    fn topics(&self) -> BTreeMap<String, (Uuid, i32)> {
+        let mut topics = self.others.clone();
+        topics.insert(TOPIC.to_string(), (topic_id(), self.partitions));
+        topics
+    }
+
+    /// Creates topic `name` with `partitions` partitions.
+    fn create(&mut self, name: &str, partitions: i32) {
+        let id = Uuid::from_u128(1_000 + self.others.len() as u128);
+        self.others.insert(name.to_string(), (id, partitions));
+    }
+
+    /// `id` joins subscribing to `names` and `regex`.
+    fn join_with(
+        &mut self,
+        id: &str,
+        names: &[&str],
+        regex: Option<&str>,
+    ) -> Result<HeartbeatReply, Refusal> {
+        let reply = self.send(Heartbeat {
+            member_id: id.to_string(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: Some(names.iter().map(|n| n.to_string()).collect()),
+            subscribed_topic_regex: regex.map(str::to_string),
+            owned: Some(Assignment::new()),
+            ..Heartbeat::default()
+        })?;
+        let mut client = Client {
+            id: id.to_string(),
+            epoch: 0,
+            owned: Assignment::new(),
+        };
+        apply(&mut client, &reply);
+        self.clients.insert(id.to_string(), client);
+        self.check_exclusive();
+        Ok(reply)
+    }
+
+    /// The topics (by name) and partition count that `id` owns.
+    fn owned_topics(&self, id: &str) -> BTreeMap<String, usize> {
+        let topics = self.topics();
+        self.clients[id]
+            .owned
+            .iter()
+            .filter(|(_, ps)| !ps.is_empty())
+            .map(|(t, ps)| {
+                let name = topics
+                    .iter()
+                    .find(|(_, (tid, _))| tid == t)
+                    .map_or_else(|| format!("deleted {t}"), |(n, _)| n.clone());
+                (name, ps.len())
+            })
+            .collect()
+    }
+}
+
+/// A cluster whose topics can be listed, as the broker's image is.
+struct Cluster {
+    topics: BTreeMap<String, (Uuid, i32)>,
+}
+
+impl Topics for Cluster {
+    fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+        self.topics.get(name).copied()
+    }
+
+    fn names(&self) -> (i64, Vec<String>) {
+        (
+            self.topics.len() as i64,
+            self.topics.keys().cloned().collect(),
+        )
+    }
+}
+
+impl World {
     fn join(&mut self, id: &str) {
         let reply = self
             .send(Heartbeat {
@@ -409,10 +489,12 @@ fn malformed_heartbeats_are_refused_with_kafkas_messages() {
         ),
         (
             Heartbeat {
-                subscribed_topic_names: Some(vec![]),
+                subscribed_topic_names: None,
+                subscribed_topic_regex: None,
                 ..join.clone()
             },
-            "SubscribedTopicNames must be set in first request.",
+            "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when \
+             (re-)joining.",
         ),
         (
             Heartbeat {
@@ -506,4 +588,173 @@ fn the_assignor_is_the_one_most_members_ask_for() {
         g.members.insert(id.to_string(), m);
     }
     assert_eq!(g.assignor(), "range");
+}
+
+fn owned(list: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    list.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+}
+
+#[test]
+fn a_member_with_a_regex_gets_the_matching_topics_only() {
+    let mut w = World::new(2);
+    w.create("orders-eu", 2);
+    w.create("orders-us", 1);
+    w.create("old-orders-eu", 1);
+    let reply = w.join_with("a", &[], Some("orders-.*")).unwrap();
+    // Resolved within the join: the first response already assigns the matching topics.
+    assert!(reply.assignment.is_some_and(|a| !a.is_empty()));
+    w.settle();
+    assert_eq!(
+        w.owned_topics("a"),
+        owned(&[("orders-eu", 2), ("orders-us", 1)]),
+        "the whole name must match: not {TOPIC}, not old-orders-eu"
+    );
+    let resolved = &w.group.resolved_regexes["orders-.*"];
+    assert_eq!(
+        resolved.topics.iter().collect::<Vec<_>>(),
+        ["orders-eu", "orders-us"]
+    );
+    assert_eq!(resolved.timestamp_ms, 1_000);
+}
+
+#[test]
+fn a_matching_topic_created_later_is_assigned_without_client_action() {
+    let mut w = World::new(2);
+    w.create("orders-eu", 2);
+    w.join_with("a", &[], Some("orders-.*")).unwrap();
+    w.join_with("b", &[], Some("orders-.*")).unwrap();
+    w.settle();
+    assert_eq!(w.total_owned(), 2);
+    let epoch = w.group.group_epoch;
+
+    w.create("orders-us", 4);
+    w.create("payments", 4);
+    // Within 10 s of the last resolution the new topic is not looked for yet (Kafka's
+    // minimum interval between two resolutions of a group's expressions).
+    w.now += REGEX_BATCH_REFRESH_MIN_INTERVAL_MS - 1;
+    w.settle();
+    assert_eq!(w.group.group_epoch, epoch);
+    assert_eq!(w.total_owned(), 2);
+
+    // The first heartbeat after it resolves again: a new epoch, the topic is split.
+    w.now += 1;
+    w.settle();
+    assert_eq!(w.group.group_epoch, epoch + 1);
+    assert_eq!(w.total_owned(), 6, "orders-eu and orders-us, not payments");
+    assert_eq!(w.owned_counts(), vec![3, 3]);
+    assert!(w
+        .clients
+        .keys()
+        .all(|c| !w.owned_topics(c).contains_key("payments")));
+
+    // Nothing changed since: the next resolution keeps the epoch.
+    w.now += REGEX_BATCH_REFRESH_MIN_INTERVAL_MS;
+    w.settle();
+    assert_eq!(w.group.group_epoch, epoch + 1);
+}
+
+#[test]
+fn a_deleted_matching_topic_is_revoked() {
+    let mut w = World::new(2);
+    w.create("orders-eu", 2);
+    w.create("orders-us", 2);
+    w.join_with("a", &[], Some("orders-.*")).unwrap();
+    w.settle();
+    assert_eq!(
+        w.owned_topics("a"),
+        owned(&[("orders-eu", 2), ("orders-us", 2)])
+    );
+    let epoch = w.group.group_epoch;
+
+    w.others.remove("orders-us");
+    // Noticed at the next heartbeat, as any subscribed topic that goes away.
+    w.now += 1;
+    w.settle();
+    assert_eq!(w.group.group_epoch, epoch + 1);
+    assert_eq!(w.owned_topics("a"), owned(&[("orders-eu", 2)]));
+    // The next resolution drops it from the expression's topics too.
+    w.now += REGEX_BATCH_REFRESH_MIN_INTERVAL_MS;
+    w.settle();
+    assert_eq!(
+        w.group.resolved_regexes["orders-.*"]
+            .topics
+            .iter()
+            .collect::<Vec<_>>(),
+        ["orders-eu"]
+    );
+}
+
+#[test]
+fn an_invalid_regex_is_refused_and_changes_nothing() {
+    let mut w = World::new(2);
+    w.join("a");
+    w.settle();
+    let before = w.group.clone();
+    let refused = w.join_with("b", &[], Some("orders-(")).unwrap_err();
+    assert_eq!(refused.error, ResponseError::InvalidRegularExpression);
+    assert_eq!(
+        refused.message,
+        "SubscribedTopicRegex `orders-(` is not a valid regular expression: unclosed group."
+    );
+    assert_eq!(w.group, before);
+
+    // A member that switches to an invalid expression is refused too and keeps its own.
+    let epoch = w.clients["a"].epoch;
+    let switched = w.send(Heartbeat {
+        member_id: "a".to_string(),
+        member_epoch: epoch,
+        subscribed_topic_regex: Some("[".to_string()),
+        ..Heartbeat::default()
+    });
+    assert_eq!(
+        switched.map_err(|r| r.error),
+        Err(ResponseError::InvalidRegularExpression)
+    );
+    assert_eq!(w.group, before);
+}
+
+#[test]
+fn names_and_regexes_together() {
+    let mut w = World::new(2);
+    w.create("orders-eu", 2);
+    w.create("audit", 1);
+    // One member by name, one by expression, one by both.
+    w.join_with("a", &[TOPIC], None).unwrap();
+    w.join_with("b", &[], Some("orders-.*")).unwrap();
+    w.join_with("c", &["audit"], Some("orders-.*")).unwrap();
+    w.settle();
+    assert_eq!(w.owned_topics("a"), owned(&[(TOPIC, 2)]));
+    let bc: usize = ["b", "c"]
+        .iter()
+        .map(|c| w.owned_topics(c).get("orders-eu").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(bc, 2, "orders-eu is split between b and c");
+    assert_eq!(w.owned_topics("c").get("audit"), Some(&1));
+    assert_eq!(w.total_owned(), 5);
+    assert_eq!(w.group.subscribed_topics.len(), 3);
+
+    // c drops its expression (librdkafka sends an empty one with its names): b gets all of
+    // orders-eu; the expression stays resolved for b.
+    let epoch = w.clients["c"].epoch;
+    let reply = w.send(Heartbeat {
+        member_id: "c".to_string(),
+        member_epoch: epoch,
+        subscribed_topic_names: Some(vec!["audit".to_string()]),
+        subscribed_topic_regex: Some(String::new()),
+        owned: Some(w.clients["c"].owned.clone()),
+        ..Heartbeat::default()
+    });
+    let reply = reply.unwrap_or_else(|r| panic!("{r:?}"));
+    apply(w.clients.get_mut("c").unwrap(), &reply);
+    w.settle();
+    assert_eq!(w.owned_topics("b"), owned(&[("orders-eu", 2)]));
+    assert_eq!(w.owned_topics("c"), owned(&[("audit", 1)]));
+    assert!(w.group.resolved_regexes.contains_key("orders-.*"));
+
+    // b leaves: nobody subscribes with the expression, its resolution is dropped.
+    w.group.remove_member("b");
+    w.clients.remove("b");
+    assert!(w.group.resolved_regexes.is_empty());
+    w.settle();
+    assert_eq!(w.total_owned(), 3);
 }
