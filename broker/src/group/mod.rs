@@ -2578,6 +2578,49 @@ mod tests {
         );
     }
 
+    /// A member subscribing with a regular expression: what it resolved to is written
+    /// (ConsumerGroupRegularExpression) before the join is answered, so a restarted
+    /// coordinator resumes the group as it was: the member goes on at its epoch, and the
+    /// expression resolved again at the first heartbeat after the load matches the same
+    /// topics, so nothing is rebalanced or written.
+    #[tokio::test]
+    async fn a_regex_subscription_survives_a_coordinator_restart() {
+        let host = TestHost::new();
+        let config = consumer::ConsumerGroupConfig::default();
+        let group = "kip848-regex";
+        let by_regex = |epoch: i32, owned: &[i32]| consumer::Heartbeat {
+            subscribed_topic_names: (epoch == 0).then(Vec::new),
+            subscribed_topic_regex: (epoch == 0).then(|| "ord.*".to_string()),
+            ..consumer_heartbeat("m1", epoch, owned)
+        };
+        let first = GroupCoordinator::new(LIMITS);
+        let joined = first
+            .consumer_heartbeat(&host, group, by_regex(0, &[]), &config)
+            .await
+            .unwrap();
+        assert_eq!(joined.member_epoch, 1);
+        let orders = host.topic_id("orders").unwrap();
+        assert_eq!(
+            joined.assignment,
+            Some([(orders, [0, 1].into())].into()),
+            "the matching topic, assigned in the join's response"
+        );
+        let partition = records::partition_for(group, TestHost::OFFSETS_PARTITIONS);
+        let (log, _) = host.offsets_log(partition).unwrap();
+        let end = || log.lock().unwrap().log_end_offset();
+        let written = end();
+
+        let restarted = GroupCoordinator::new(LIMITS);
+        restarted.load(&host);
+        let resumed = restarted
+            .consumer_heartbeat(&host, group, by_regex(1, &[0, 1]), &config)
+            .await
+            .unwrap();
+        assert_eq!(resumed.member_epoch, 1, "no rejoin, no new epoch");
+        assert_eq!(resumed.assignment, None, "the assignment is unchanged");
+        assert_eq!(end(), written, "nothing rebalanced, nothing written");
+    }
+
     /// A commit is acknowledged, and visible to OffsetFetch, only once the ISR has it: while
     /// the follower has not fetched the record, OffsetFetch still reports the previous
     /// offset and the commit has not answered; the follower's fetch completes both.
