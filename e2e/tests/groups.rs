@@ -1874,14 +1874,17 @@ fn consumer_protocol_group_survives_a_broker_kill9() {
     assert_eq!(still, before, "{out}");
 }
 
-/// A regular expression subscription resolved by the broker (KIP-848): a librdkafka
-/// consumer (confluent-kafka, `group.protocol=consumer`) subscribes to `^regex-orders-.*`,
-/// which it sends as ConsumerGroupHeartbeat's SubscribedTopicRegex (`(^regex-orders-.*)`).
-/// It consumes the matching topic, then a matching topic created after it joined (the broker
-/// resolves the expression again and assigns it; the client does nothing), never the topic
-/// that does not match; the group tool describes it on the matching topics only. Internal
-/// topics are matched too, as Kafka 4.1 matches them: a member subscribing to
-/// `^__consumer_offsets` is assigned its partitions.
+/// A regular expression subscription resolved by the broker (KIP-848), with two real
+/// clients in groups of their own: a librdkafka consumer (confluent-kafka,
+/// `group.protocol=consumer`) subscribing to `^regex-orders-.*`, which it sends as
+/// ConsumerGroupHeartbeat's SubscribedTopicRegex (`(^regex-orders-.*)`), and a Java
+/// consumer with `subscribe(SubscriptionPattern("regex-orders-.*"))` (`java/RegexMember.java`;
+/// the Java client then asks Metadata for the assigned topics by id). Each consumes the
+/// matching topic, then a matching topic created after it joined (the broker resolves the
+/// expression again and assigns it; the clients do nothing), never the topic that does not
+/// match; the group tool describes each on the matching partitions only. Internal topics are
+/// matched too, as Kafka 4.1 matches them: a member on `^__consumer_offsets` is assigned its
+/// partitions.
 #[test]
 fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
     let t = tools_or_skip!();
@@ -1895,19 +1898,29 @@ fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
         ("group.consumer.min.heartbeat.interval.ms", "1000"),
         ("group.consumer.heartbeat.interval.ms", "1000"),
     ]);
-    let group = "regex-group";
     create_topic(&t, &b, "regex-orders-eu", 2);
     create_topic(&t, &b, "regex-payments", 2);
-    let m = Member::rdkafka(
+    let rdkafka = Member::rdkafka(
         &t,
         &b,
         "rdkafka-regex",
         "^regex-orders-.*",
-        group,
+        "regex-group",
         &["group.protocol=consumer"],
     );
-    // The records it got, by topic.
-    let got = |topic: &str| -> BTreeSet<String> {
+    let java_member = format!("{}/tests/java/RegexMember.java", env!("CARGO_MANIFEST_DIR"));
+    let bs = b.bootstrap();
+    let java = Member {
+        label: "java-regex",
+        bg: Bg::tool(
+            &t,
+            "kafka-run-class.sh",
+            &[&java_member, &bs, "regex-orders-.*", "regex-group-java"],
+        ),
+    };
+    let members = [(&rdkafka, "regex-group"), (&java, "regex-group-java")];
+    // The records a member got, by topic.
+    let got = |m: &Member, topic: &str| -> BTreeSet<String> {
         m.events()
             .iter()
             .filter(|e| e["name"] == "record_data" && e["topic"] == topic)
@@ -1915,69 +1928,78 @@ fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
             .collect()
     };
     let wait_all = |topic: &str, want: &[String]| {
-        wait_until(&format!("every record of {topic} consumed"), WAIT, || {
-            let have = got(topic);
-            let missing = want.iter().filter(|v| !have.contains(*v)).count();
-            if missing == 0 {
-                Ok(())
-            } else {
-                Err(format!("{missing} of {} missing\n{}", want.len(), m.bg))
-            }
-        })
+        for (m, _) in members {
+            wait_until(
+                &format!("every record of {topic} consumed by {}", m.label),
+                WAIT,
+                || {
+                    let have = got(m, topic);
+                    let missing = want.iter().filter(|v| !have.contains(*v)).count();
+                    if missing == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("{missing} of {} missing\n{}", want.len(), m.bg))
+                    }
+                },
+            );
+        }
     };
     let eu = produce_keyed(&t, &b, "regex-orders-eu", "eu", 100);
     let payments = produce_keyed(&t, &b, "regex-payments", "pay", 100);
     wait_all("regex-orders-eu", &eu);
 
-    // A matching topic created after it joined, and records in it: they are consumed.
+    // A matching topic created after they joined, and records in it: they are consumed.
     let created = Instant::now();
     create_topic(&t, &b, "regex-orders-us", 3);
     let us = produce_keyed(&t, &b, "regex-orders-us", "us", 100);
     wait_all("regex-orders-us", &us);
     eprintln!(
-        "records of a topic created after the member joined consumed {:?} after its creation",
+        "records of a topic created after the members joined consumed by both {:?} after its \
+         creation",
         created.elapsed()
     );
     let more_payments = produce_keyed(&t, &b, "regex-payments", "pay-late", 50);
     let eu_late = produce_keyed(&t, &b, "regex-orders-eu", "eu-late", 50);
     wait_all("regex-orders-eu", &eu_late);
-
-    // Never the topic that does not match: not assigned, no record of it consumed.
-    let assigned_topics: BTreeSet<String> = m
-        .events()
-        .iter()
-        .filter(|e| e["name"] == "partitions_assigned")
-        .flat_map(|e| e["partitions"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p["topic"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(
-        assigned_topics,
-        BTreeSet::from(["regex-orders-eu".to_string(), "regex-orders-us".to_string()]),
-        "{}",
-        m.bg
-    );
-    assert!(got("regex-payments").is_empty(), "{}", m.bg);
     assert_eq!(payments.len() + more_payments.len(), 150);
 
-    // The group tool sees the member on the five matching partitions only.
-    let (rows, out) = wait_until("the group described on both matching topics", WAIT, || {
-        let out = groups(&t, &b, &["--describe", "--group", group]);
-        let rows = table(&out, "GROUP");
-        if rows.len() == 5 {
-            Ok((rows, out))
-        } else {
-            Err(out.to_string())
-        }
-    });
-    let described: BTreeSet<(String, String)> = rows
-        .iter()
-        .map(|r| (r["TOPIC"].clone(), r["PARTITION"].clone()))
-        .collect();
-    let want: BTreeSet<(String, String)> = [("eu", 2), ("us", 3)]
-        .iter()
-        .flat_map(|(t, n)| (0..*n).map(move |p| (format!("regex-orders-{t}"), p.to_string())))
-        .collect();
-    assert_eq!(described, want, "{out}");
+    for (m, group) in members {
+        // Never the topic that does not match: not assigned, no record of it consumed.
+        let assigned_topics: BTreeSet<String> = m
+            .events()
+            .iter()
+            .filter(|e| e["name"] == "partitions_assigned")
+            .flat_map(|e| e["partitions"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["topic"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(
+            assigned_topics,
+            BTreeSet::from(["regex-orders-eu".to_string(), "regex-orders-us".to_string()]),
+            "{}",
+            m.bg
+        );
+        assert!(got(m, "regex-payments").is_empty(), "{}", m.bg);
+
+        // The group tool sees the member on the five matching partitions only.
+        let (rows, out) = wait_until(&format!("{group} described on both topics"), WAIT, || {
+            let out = groups(&t, &b, &["--describe", "--group", group]);
+            let rows = table(&out, "GROUP");
+            if rows.len() == 5 {
+                Ok((rows, out))
+            } else {
+                Err(out.to_string())
+            }
+        });
+        let described: BTreeSet<(String, String)> = rows
+            .iter()
+            .map(|r| (r["TOPIC"].clone(), r["PARTITION"].clone()))
+            .collect();
+        let want: BTreeSet<(String, String)> = [("eu", 2), ("us", 3)]
+            .iter()
+            .flat_map(|(t, n)| (0..*n).map(move |p| (format!("regex-orders-{t}"), p.to_string())))
+            .collect();
+        assert_eq!(described, want, "{out}");
+    }
 
     // Kafka 4.1 excludes no internal topic from what an expression matches.
     let internal = Member::rdkafka(

@@ -22,10 +22,20 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataR
     let requested: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
         None => None,
         Some(topics) if topics.is_empty() && ctx.version == 0 => None,
+        // A topic asked for by id is looked up by id, whatever its name says: the Java client
+        // leaves the name at its default, "" (Kafka's broker looks at the ids first too). The
+        // consumer asks so for the topics of an assignment it cannot name, e.g. those the
+        // broker matched to its regular expression subscription.
         Some(topics) => Some(
             topics
                 .into_iter()
-                .map(|t| (t.name.map(|n| n.0.as_str().to_string()), t.topic_id))
+                .map(|t| {
+                    let name = t
+                        .name
+                        .filter(|_| t.topic_id.is_nil())
+                        .map(|n| n.0.as_str().to_string());
+                    (name, t.topic_id)
+                })
                 .collect(),
         ),
     };
