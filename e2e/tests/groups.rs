@@ -1882,7 +1882,8 @@ fn consumer_protocol_group_survives_a_broker_kill9() {
 /// the Java client then asks Metadata for the assigned topics by id). Each consumes the
 /// matching topic, then a matching topic created after it joined (the broker resolves the
 /// expression again and assigns it; the clients do nothing), never the topic that does not
-/// match; the group tool describes each on the matching partitions only. Internal topics are
+/// match; the group tool describes each on the matching partitions only, and cannot delete
+/// the offsets of a topic matched by the expression. Internal topics are
 /// matched too, as Kafka 4.1 matches them: a member on `^__consumer_offsets` is assigned its
 /// partitions.
 #[test]
@@ -2000,6 +2001,27 @@ fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
             .collect();
         assert_eq!(described, want, "{out}");
     }
+
+    // A topic the group subscribes to through its expression keeps its offsets: OffsetDelete
+    // answers GROUP_SUBSCRIBED_TO_TOPIC for each partition.
+    let del = groups(
+        &t,
+        &b,
+        &[
+            "--group",
+            "regex-group",
+            "--delete-offsets",
+            "--topic",
+            "regex-orders-us",
+        ],
+    );
+    let rows = table(&del, "TOPIC");
+    assert_eq!(rows.len(), 3, "{del}");
+    assert!(
+        rows.iter()
+            .all(|r| r["STATUS"].contains("GroupSubscribedToTopicException")),
+        "{del}"
+    );
 
     // Kafka 4.1 excludes no internal topic from what an expression matches.
     let internal = Member::rdkafka(

@@ -1345,8 +1345,9 @@ impl GroupCoordinator {
         };
         let mut codes = Vec::new();
         let mut tombstones = Vec::new();
+        let consumer = group.consumer.as_ref();
         for (t, p) in partitions {
-            if subscribed.contains(t) {
+            if subscribed.contains(t) || consumer.is_some_and(|c| c.is_subscribed_to(t)) {
                 codes.push(ResponseError::GroupSubscribedToTopic.code());
             } else {
                 codes.push(0);

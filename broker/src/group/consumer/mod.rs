@@ -755,6 +755,15 @@ impl ConsumerGroup {
         changed
     }
 
+    /// True if a member subscribes to `topic`, by name or through what its regular expression
+    /// resolved to (Kafka's `isSubscribedToTopic`: OffsetDelete refuses such a topic's
+    /// offsets with GROUP_SUBSCRIBED_TO_TOPIC).
+    pub fn is_subscribed_to(&self, topic: &str) -> bool {
+        self.members
+            .values()
+            .any(|m| self.member_topics(m).any(|t| t == topic))
+    }
+
     /// The topics a member subscribes to: its names and what its expression resolved to.
     fn member_topics<'a>(&'a self, m: &'a ConsumerMember) -> impl Iterator<Item = &'a String> {
         let resolved = m

@@ -751,6 +751,10 @@ fn names_and_regexes_together() {
     assert_eq!(w.owned_topics("c"), owned(&[("audit", 1)]));
     assert!(w.group.resolved_regexes.contains_key("orders-.*"));
 
+    // What OffsetDelete refuses: topics subscribed by name or through an expression.
+    assert!(w.group.is_subscribed_to("orders-eu") && w.group.is_subscribed_to("audit"));
+    assert!(!w.group.is_subscribed_to("payments"));
+
     // b leaves: nobody subscribes with the expression, its resolution is dropped.
     w.group.remove_member("b");
     w.clients.remove("b");
