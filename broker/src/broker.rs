@@ -464,10 +464,26 @@ impl Broker {
         self.metadata.active_controller()
     }
 
-    /// The controller id Metadata and DescribeCluster tell clients: as Kafka 4.1's KRaft
-    /// brokers answer, a random live broker, not the active controller (which may be a
-    /// controller-only node clients cannot reach; a broker forwards what they send it).
+    /// The controller id Metadata and DescribeCluster tell clients. Kafka 4.1's KRaft brokers
+    /// answer a random live broker, never the active controller (which may be a
+    /// controller-only node clients cannot reach): whichever broker receives an admin request
+    /// forwards it to the active controller.
+    ///
+    /// Oxbow answers itself instead, a deliberate difference in *which* broker, not in what
+    /// the id means. The broker answering this request is the one broker the client has just
+    /// reached; a random pick can name a broker that died a moment ago and is still listed
+    /// until the controller fences it, and an admin client that sends its CreateTopics there
+    /// waits its whole request timeout (measured: the 2 s that made the controller-failover
+    /// bench vary 0.05–1.31x). Admin requests are small and forwarded anyway, so spreading
+    /// them over brokers buys nothing. A node without the broker role does not serve clients;
+    /// should one be asked, it keeps Kafka's answer.
     pub fn controller_id_for_clients(&self) -> i32 {
+        let me = self.config.node_id;
+        let is_broker = self.config.process_roles.is_empty()
+            || self.config.process_roles.iter().any(|r| r == "broker");
+        if is_broker {
+            return me;
+        }
         let live = self.live_brokers();
         let pick = uuid::Uuid::new_v4().as_u128() % live.len().max(1) as u128;
         live.get(pick as usize).copied().unwrap_or(-1)

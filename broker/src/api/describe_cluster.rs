@@ -1,6 +1,7 @@
 //! DescribeCluster (key 60): cluster id, controller and brokers (Admin `describeCluster`).
 //!
-//! The controller id is a random live broker, as Kafka's KRaft brokers answer (see
+//! The controller id is a live broker to forward admin requests to: Kafka's KRaft brokers name a
+//! random one, oxbow names the broker answering (see
 //! [`crate::broker::Broker::controller_id_for_clients`]).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
