@@ -95,6 +95,37 @@ async fn create_topic_through(client: &Client, node: i32, topic: &str) -> Instan
     }
 }
 
+/// A three-node cluster with its active controller and a surviving node through which topics
+/// were created before the fault, so that the connections to it are up.
+struct Setup {
+    flavor: Flavor,
+    cluster: Cluster,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    /// The active controller at the start.
+    old: i32,
+    /// Another node, asked after the fault.
+    survivor: i32,
+}
+
+fn three_nodes_and_their_controller(first_topic: &str) -> Setup {
+    let flavor = Flavor::from_env();
+    let cluster = Cluster::start(flavor, 3, &[]);
+    let rt = runtime();
+    let client = Client::new(cluster.bootstrap().split(','), ConnectionConfig::default());
+    let old = rt.block_on(new_leader_seen_by(&client, 0, None)).0;
+    let survivor = (0..3).find(|n| *n != old).unwrap_or(0);
+    rt.block_on(create_topic_through(&client, survivor, first_topic));
+    Setup {
+        flavor,
+        cluster,
+        rt,
+        client,
+        old,
+        survivor,
+    }
+}
+
 /// kill -9 of the active controller: a new one is elected and a CreateTopics sent through
 /// another broker right after the kill is answered, on oxbow within [`ELECTION_BOUND`] (the
 /// survivors log that they stood because the old leader's listener refused); with the
@@ -102,14 +133,14 @@ async fn create_topic_through(client: &Client, node: i32, topic: &str) -> Instan
 #[test]
 fn a_killed_active_controller_is_replaced_before_the_fetch_timeout() {
     let _t = tools_or_skip!();
-    let flavor = Flavor::from_env();
-    let mut c = Cluster::start(flavor, 3, &[]);
-    let rt = runtime();
-    let client = Client::new(c.bootstrap().split(','), ConnectionConfig::default());
-    let old = rt.block_on(new_leader_seen_by(&client, 0, None)).0;
-    let survivor = (0..3).find(|n| *n != old).unwrap_or(0);
-    // Connections to the survivor are up and the cluster takes topics before the kill.
-    rt.block_on(create_topic_through(&client, survivor, "before-kill"));
+    let Setup {
+        flavor,
+        cluster: mut c,
+        rt,
+        client,
+        old,
+        survivor,
+    } = three_nodes_and_their_controller("before-kill");
 
     let killed_at = Instant::now();
     c.node_mut(old as usize).kill9();
@@ -144,13 +175,14 @@ fn a_killed_active_controller_is_replaced_before_the_fetch_timeout() {
 #[test]
 fn a_paused_active_controller_is_not_replaced_before_the_fetch_timeout() {
     let _t = tools_or_skip!();
-    let flavor = Flavor::from_env();
-    let mut c = Cluster::start(flavor, 3, &[]);
-    let rt = runtime();
-    let client = Client::new(c.bootstrap().split(','), ConnectionConfig::default());
-    let old = rt.block_on(new_leader_seen_by(&client, 0, None)).0;
-    let survivor = (0..3).find(|n| *n != old).unwrap_or(0);
-    rt.block_on(create_topic_through(&client, survivor, "before-pause"));
+    let Setup {
+        flavor,
+        cluster: mut c,
+        rt,
+        client,
+        old,
+        survivor,
+    } = three_nodes_and_their_controller("before-pause");
 
     let paused_at = Instant::now();
     c.node_mut(old as usize).pause();
