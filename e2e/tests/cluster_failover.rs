@@ -162,6 +162,13 @@ fn a_killed_active_controller_is_replaced_before_the_fetch_timeout() {
             created < Duration::from_secs(2),
             "CreateTopics took {created:?} after kill -9 of the controller"
         );
+        // Right after the kill the dead node may still be listed (until it is fenced);
+        // Metadata names the answering broker as the one to send admin requests to, never
+        // the dead one (Kafka names a random live broker).
+        let metadata = rt
+            .block_on(client.send(survivor, &MetadataRequest::default().with_topics(Some(vec![]))))
+            .expect("Metadata");
+        assert_eq!(metadata.controller_id.0, survivor, "controller named by node {survivor}");
         let stood = (0..3)
             .filter(|n| *n != old as usize)
             .any(|n| c.node(n).log().contains(STANDING_EARLY));

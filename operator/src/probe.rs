@@ -1,7 +1,7 @@
 //! What the brokers say about their cluster, and the few admin requests the operator sends
 //! them: Metadata without topics (cluster id, registered brokers, as `kcat -L` asks),
 //! DescribeQuorum (the active controller, as `kafka-metadata-quorum.sh describe --status` asks:
-//! Metadata's controller id is a random live broker in KRaft, not the active controller),
+//! Metadata's controller id is a live broker in KRaft, not the active controller),
 //! Metadata of every topic with each topic's effective `min.insync.replicas` (DescribeConfigs),
 //! for the roll planner, and the cluster-wide dynamic broker defaults (DescribeConfigs and
 //! IncrementalAlterConfigs on the broker resource `""`, as `kafka-configs.sh --entity-type

@@ -2,7 +2,7 @@
 # needs-cluster
 # Three broker pods of one StatefulSet form ONE cluster through the headless Service's pod DNS
 # names (controller.quorum.voters): every broker's Metadata lists all three, with one cluster
-# id, and a controller among them (Metadata names a random live broker, as in Kafka 4.1).
+# id, and a controller among them (Metadata names a live broker: a random one in Kafka 4.1, itself in oxbow).
 . "$(dirname "$0")/lib.sh"
 ensure_ns
 apply_brokers 3  # idempotent: lets the scenario run on its own

@@ -93,8 +93,8 @@ pods_ready() { # n
 
 # cluster_formed N: brokers 0..N-1, each asked at its pod DNS name, list the same N brokers,
 # the same cluster id and a controller among them. Prints what they answered. (Not "the same
-# controller": Kafka 4.1's KRaft brokers, and oxbow's, name a random live broker as the
-# controller in Metadata, so the views differ.)
+# controller": Kafka 4.1's KRaft brokers name a random live broker as the controller in
+# Metadata, oxbow's name themselves, so the views differ.)
 cluster_formed() {
   local n=$1 addrs=() i out
   for ((i = 0; i < n; i++)); do addrs+=("$(broker_dns $i)"); done
