@@ -19,9 +19,16 @@ export PATH="$K8S_BIN:$PATH"
 # survivors of a crashed run by their /proc/<pid>/environ, never by a name pattern.
 MARKER_ENV=OXBOW_K8S_RUN
 
-# Which node runs the pods: `podrunner` (podrunner/podrunner.py, the default) or `real`
-# (kubelet + containerd + CNI bridge + kube-proxy + CoreDNS + kube-scheduler, lib/node.sh).
-NODE_MODE=${OXBOW_K8S_NODE:-podrunner}
+# Which node runs the pods: `real` (the default: kubelet + containerd + CNI bridge + kube-proxy
+# + CoreDNS + kube-scheduler, lib/node.sh) or `podrunner` (podrunner/podrunner.py), the
+# stand-in kept for what a real node cannot do on one host: run beside another real node (the
+# KUBE-* iptables chains and the pod CIDR's route are host-wide, so engineers testing on a
+# second plane of the same machine take the pod runner), and run the fake broker.
+if [[ ${OXBOW_K8S_FAKE_BROKER:-0} == 1 ]]; then
+  NODE_MODE=${OXBOW_K8S_NODE:-podrunner}
+else
+  NODE_MODE=${OXBOW_K8S_NODE:-real}
+fi
 if [[ $NODE_MODE == real ]]; then
   # Pod and Service networks of the real node: clear of the host's routes, podman's default
   # 10.88.0.0/16 and the e2e harness's 10.201-10.202.x.0/24 bridges (e2e/src/netns.rs).
