@@ -115,7 +115,31 @@ async fn run_controller_only(config: BrokerConfig) -> anyhow::Result<()> {
     signalled
 }
 
-async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+/// With `oxbow.rack.annotations.file` and no `broker.rack`: waits (bounded by
+/// `server.max.startup.time.ms`) until the pod's annotations name this broker's rack, and takes
+/// it as `broker.rack`. Before anything is bound or joined: a broker registers its rack once, at
+/// start, and the controller places replicas by it.
+async fn resolve_rack(config: &mut BrokerConfig) -> anyhow::Result<()> {
+    let Some(file) = config.rack_annotations_file.clone() else {
+        return Ok(());
+    };
+    if let Some(rack) = &config.broker_rack {
+        info!(rack = %rack, "broker.rack is set: oxbow.rack.annotations.file is not read");
+        return Ok(());
+    }
+    // Long.MAX_VALUE (the default) or anything too long for a deadline: no limit.
+    let max = u64::try_from(config.server_max_startup_time_ms)
+        .ok()
+        .map(Duration::from_millis)
+        .filter(|d| tokio::time::Instant::now().checked_add(*d).is_some());
+    let rack =
+        oxbow_broker::config::rack::wait_for_rack(&file, &config.rack_annotation, max).await?;
+    config.set_rack(rack);
+    Ok(())
+}
+
+async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    resolve_rack(&mut config).await?;
     if !config.quorum.broker {
         return run_controller_only(config).await;
     }

@@ -212,6 +212,8 @@ static BROKER_CONFIGS: &[BrokerConfigKey] = &[
     k("offsets.topic.replication.factor", T::Short, Some("3"), V::AtLeast(1), RO, "Replication factor of the offsets topic."),
     k("offsets.topic.segment.bytes", T::Int, Some("104857600"), V::AtLeast(1), RO, "Segment size of the offsets topic."),
     k("oxbow.metrics.listener", T::String, None, V::None, RO, "host:port serving Prometheus metrics on /metrics (Oxbow's own key; unset: off)."),
+    k("oxbow.rack.annotation", T::String, Some(DEFAULT_RACK_ANNOTATION), V::None, RO, "The pod annotation in oxbow.rack.annotations.file whose value becomes broker.rack (Oxbow's own key)."),
+    k("oxbow.rack.annotations.file", T::String, None, V::None, RO, "A Kubernetes downward-API file of the pod's annotations; when set and broker.rack is not, the broker waits at start until it holds oxbow.rack.annotation and takes its value as broker.rack (Oxbow's own key; unset: off)."),
     k("principal.builder.class", T::Class, Some("org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"), V::None, PB, "Class building the principal of a connection."),
     k("process.roles", T::List, Some(""), V::ListOf(&["broker", "controller"]), RO, "Roles of this server: broker and/or controller."),
     k("producer.id.expiration.check.interval.ms", T::Int, Some("600000"), V::AtLeast(1), RO, "Interval of the expired producer id check."),
@@ -281,6 +283,17 @@ pub(crate) const LISTENER_ONLY_DYNAMIC: &[&str] = &[
 
 /// Keys Oxbow accepts without a warning although Kafka does not define them.
 pub const OXBOW_EXTRA_KEYS: &[&str] = &["cluster.id", MAX_PARTITIONS_KEY, SEGMENT_CACHE_SLOTS_KEY];
+
+/// Oxbow's key naming the downward-API file of the pod's annotations that `broker.rack` is
+/// read from (see [`BrokerConfig::rack_annotations_file`]).
+pub const RACK_ANNOTATIONS_FILE_KEY: &str = "oxbow.rack.annotations.file";
+
+/// Oxbow's key naming the annotation of that file that holds the rack.
+pub const RACK_ANNOTATION_KEY: &str = "oxbow.rack.annotation";
+
+/// Default of [`RACK_ANNOTATION_KEY`]: the annotation oxbow-operator writes on each broker pod
+/// from its node's `spec.rack.topologyKey` label.
+pub const DEFAULT_RACK_ANNOTATION: &str = "oxbow.dev/rack";
 
 /// Oxbow extra key: the most partitions this broker hosts (all topics, internal ones
 /// included); partition-creating requests beyond it get POLICY_VIOLATION. Requests are also
@@ -397,6 +410,15 @@ pub struct BrokerConfig {
     pub min_insync_replicas: i32,
     /// `broker.rack` (null): the rack rack-aware placement spreads replicas over.
     pub broker_rack: Option<String>,
+    /// `oxbow.rack.annotations.file` (null: off): the pod's annotations as Kubernetes'
+    /// downward API writes them; with `broker.rack` unset the broker waits at start until the
+    /// file holds [`BrokerConfig::rack_annotation`] and takes its value as `broker.rack`
+    /// (`crate::config::rack`). Oxbow's own key: the operator sets it when the KafkaCluster has
+    /// `spec.rack`.
+    pub rack_annotations_file: Option<PathBuf>,
+    /// `oxbow.rack.annotation` ([`DEFAULT_RACK_ANNOTATION`]): the annotation of that file
+    /// naming the rack.
+    pub rack_annotation: String,
     /// `oxbow.metrics.listener` (null: off): where Prometheus metrics are served on
     /// `/metrics` (crate::metrics). Oxbow's own key: Kafka exports metrics through JMX, and
     /// its `metrics.*` keys configure that, so the name stays out of Kafka's namespace.
@@ -551,6 +573,15 @@ impl BrokerConfig {
             path: path.to_path_buf(),
             source: Box::new(e),
         })
+    }
+
+    /// Takes `rack` as `broker.rack`, as if the file had set it (DescribeConfigs reports it as a
+    /// static broker config, where Strimzi's brokers, whose rack their init container writes
+    /// into the file, report theirs).
+    pub fn set_rack(&mut self, rack: String) {
+        self.explicit
+            .insert("broker.rack".to_string(), rack.clone());
+        self.broker_rack = Some(rack);
     }
 
     /// The configuration without a file: a single node (`node.id=0`, the id Kafka's classic
@@ -1050,6 +1081,20 @@ impl BrokerConfig {
                     )
                 }
             },
+            rack_annotations_file: string(RACK_ANNOTATIONS_FILE_KEY)?
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            rack_annotation: match string(RACK_ANNOTATION_KEY)? {
+                Some(s) if !s.trim().is_empty() => s.trim().to_string(),
+                _ => {
+                    return Err(ConfigError::invalid_value(
+                        RACK_ANNOTATION_KEY,
+                        layers.get(RACK_ANNOTATION_KEY).unwrap_or(""),
+                        "must name a pod annotation",
+                    ))
+                }
+            },
             replica_lag_time_max_ms: long_nn("replica.lag.time.max.ms")?,
             replica_fetch_max_bytes: int("replica.fetch.max.bytes")?,
             replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms")?,
@@ -1255,6 +1300,39 @@ mod tests {
 
     fn parse(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
         BrokerConfig::from_properties(text, &[])
+    }
+
+    #[test]
+    fn the_rack_may_come_from_the_pods_annotations() {
+        let (c, warnings) = parse("node.id=0").unwrap();
+        assert_eq!(c.rack_annotations_file, None, "off by default");
+        assert_eq!(c.rack_annotation, "oxbow.dev/rack");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (mut c, warnings) = parse(
+            "node.id=0\noxbow.rack.annotations.file=/etc/podinfo/annotations\noxbow.rack.annotation=example.com/zone",
+        )
+        .unwrap();
+        assert!(
+            warnings.is_empty(),
+            "Oxbow's own keys are known: {warnings:?}"
+        );
+        assert_eq!(
+            c.rack_annotations_file.as_deref(),
+            Some(Path::new("/etc/podinfo/annotations"))
+        );
+        assert_eq!(c.rack_annotation, "example.com/zone");
+        c.set_rack("zone-a".into());
+        assert_eq!(c.broker_rack.as_deref(), Some("zone-a"));
+        assert_eq!(
+            c.explicit.get("broker.rack").map(String::as_str),
+            Some("zone-a"),
+            "DescribeConfigs shows it as a static broker config"
+        );
+        let empty = parse("oxbow.rack.annotation=").unwrap_err();
+        assert!(
+            empty.to_string().contains("oxbow.rack.annotation"),
+            "{empty}"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   effective per-topic [`crate::log::LogConfig`] ([`effective_log_config`]), falling back
 //!   to broker keys through Kafka's synonyms (`retention.ms` <- `log.retention.ms`,
 //!   `log.retention.minutes`, `log.retention.hours`, ...).
+//! - [`rack`]: `broker.rack` from the pod's annotations (`oxbow.rack.annotations.file`),
+//!   for brokers on Kubernetes with a KafkaCluster's `spec.rack`.
 //! - DescribeConfigs ([`describe_topic_configs`], [`describe_broker_configs`]): values,
 //!   sources and synonyms computed the way Kafka's `ConfigHelper` does, and dynamic broker
 //!   update checks ([`validate_broker_dynamic_config`]).
@@ -22,13 +24,15 @@ mod describe;
 mod error;
 mod properties;
 mod quorum;
+pub mod rack;
 mod topic;
 mod types;
 
 pub use broker::{
     broker_config_key, broker_config_keys, BrokerConfig, BrokerConfigKey, Listener, UpdateMode,
-    DEFAULT_LISTENER_SECURITY_PROTOCOL_MAP, DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS_KEY,
-    OXBOW_EXTRA_KEYS, SEGMENT_CACHE_SLOTS_KEY,
+    DEFAULT_LISTENER_SECURITY_PROTOCOL_MAP, DEFAULT_MAX_PARTITIONS, DEFAULT_RACK_ANNOTATION,
+    MAX_PARTITIONS_KEY, OXBOW_EXTRA_KEYS, RACK_ANNOTATIONS_FILE_KEY, RACK_ANNOTATION_KEY,
+    SEGMENT_CACHE_SLOTS_KEY,
 };
 pub use describe::{
     describe_broker_configs, describe_cluster_default_broker_configs, describe_topic_configs,
