@@ -4,7 +4,8 @@
 //!
 //! A pass: paused? → status only. Invalid spec? → `Ready=False` with the field named, nothing
 //! applied. Otherwise apply every desired object, then observe the StatefulSet, the pods and
-//! the brokers themselves (Metadata, DescribeQuorum); make the cluster-wide dynamic broker
+//! the brokers themselves (Metadata, DescribeQuorum); with `spec.rack`, copy each bound broker
+//! pod's node label onto the pod ([`crate::rack`]); make the cluster-wide dynamic broker
 //! defaults what the spec asks (IncrementalAlterConfigs, no restart); take one step of a
 //! rolling restart when pods run an old configuration or are marked for a manual one
 //! ([`crate::roll`] decides, this deletes at most one pod); when `spec.replicas` names another
@@ -17,13 +18,13 @@
 //! quorum forming, a restarted broker rejoining the ISRs) is not something the API server
 //! tells us about.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -43,6 +44,7 @@ use crate::crd::{
 };
 use crate::desired::{broker_set_name, desired, Desired, CLUSTER_LABEL, CONFIG_HASH_ANNOTATION};
 use crate::probe::{config_changes, ClusterView, ConfigChange, Probe};
+use crate::rack::{self, RackAnnotation, RACK_ANNOTATION};
 use crate::rebalance;
 use crate::reconcile::{key, kube_err, Backoff, KubeError};
 use crate::roll::{self, PodObservation, RollDecision};
@@ -265,6 +267,10 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
 
     let probe = Probe::new(&desired.broker_addresses);
     let mut observed = observe(&ctx.client, &ns, &name, &desired, &probe).await?;
+    let rack_warnings = match &cluster.spec.rack {
+        Some(r) => annotate_racks(&ctx, &cluster, &r.topology_key, &observed).await?,
+        None => Vec::new(),
+    };
 
     if cluster
         .annotations()
@@ -404,6 +410,9 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             "ScaleDownBlocked",
             message,
         ));
+    }
+    for (reason, message) in &rack_warnings {
+        conditions.push(condition(&old, "Warning", "True", reason, message));
     }
     if let Some(e) = &dynamic_config_error {
         conditions.push(condition(
@@ -656,6 +665,110 @@ async fn rebalance_step(
     Ok((None, Some(target)))
 }
 
+/// Copies the label `topology_key` of each broker pod's node onto the pod as
+/// [`RACK_ANNOTATION`], where the broker waits for it at start ([`crate::rack`] says why, and
+/// [`rack::rack_annotation`] decides). Pods not bound to a node yet, or terminating, are left
+/// alone; each node is read once per pass. Returns `Warning` conditions (reason, message) for
+/// nodes without the label (their brokers keep waiting) and nodes that cannot be read.
+async fn annotate_racks(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    topology_key: &str,
+    observed: &Observed,
+) -> Result<Vec<(String, String)>, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    // Sorted: the Warnings come out in the same order every pass.
+    let mut labels: BTreeMap<String, Result<BTreeMap<String, String>, String>> = BTreeMap::new();
+    let mut unlabelled: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut annotated = Vec::new();
+    for pod in &observed.pods {
+        let Some(node) = &pod.node else { continue };
+        if !pod.observation.exists || pod.observation.terminating {
+            continue;
+        }
+        if !labels.contains_key(node) {
+            let read = nodes
+                .get(node)
+                .await
+                .map(|n| n.metadata.labels.unwrap_or_default())
+                .map_err(|e| e.to_string());
+            labels.insert(node.clone(), read);
+        }
+        let node_labels = match labels.get(node) {
+            Some(Ok(l)) => l,
+            // Reported below, once per node.
+            _ => continue,
+        };
+        match rack::rack_annotation(topology_key, node_labels, pod.rack.as_deref()) {
+            RackAnnotation::Keep => {}
+            RackAnnotation::NodeUnlabelled => {
+                unlabelled
+                    .entry(node.clone())
+                    .or_default()
+                    .push(pod.name.clone());
+            }
+            RackAnnotation::Set(value) => {
+                pods.patch(
+                    &pod.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({ "metadata": { "annotations": { RACK_ANNOTATION: value } } }),
+                    ),
+                )
+                .await
+                .map_err(kube_err(format!(
+                    "annotate Pod/{} {RACK_ANNOTATION}={value}",
+                    pod.name
+                )))?;
+                annotated.push(format!("{} (node {node}): {value}", pod.name));
+            }
+        }
+    }
+    if !annotated.is_empty() {
+        let note = format!(
+            "{RACK_ANNOTATION} from {topology_key}: {}",
+            annotated.join(", ")
+        );
+        info!(cluster = %key(cluster), "broker racks: {note}");
+        event(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "RackAssigned",
+            "Rack",
+            Some(note),
+        )
+        .await;
+    }
+    let mut warnings: Vec<(String, String)> = unlabelled
+        .into_iter()
+        .map(|(node, pods)| {
+            (
+                "RackLabelMissing".to_string(),
+                format!(
+                    "node {node} has no label {topology_key} (spec.rack.topologyKey), or an \
+                     empty one: broker pods {} wait at start until it has one",
+                    pods.join(", ")
+                ),
+            )
+        })
+        .collect();
+    for (node, read) in labels {
+        if let Err(e) = read {
+            warnings.push((
+                "RackUnknown".to_string(),
+                format!(
+                    "node {node} cannot be read for its label {topology_key} (the operator \
+                     needs get on nodes): {e}"
+                ),
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
 /// Moves the KafkaCluster's manual rolling update onto each existing broker pod (a pod
 /// annotation survives an operator restart and goes with the pod it marks); returns the pods
 /// marked.
@@ -889,6 +1002,10 @@ struct BrokerPod {
     /// The uid of the pod listed, if one is.
     uid: Option<String>,
     observation: PodObservation,
+    /// The node it is bound to (`spec.nodeName`), once it is.
+    node: Option<String>,
+    /// Its [`RACK_ANNOTATION`], if it has one.
+    rack: Option<String>,
 }
 
 /// The cluster as observed in the API server and from the brokers.
@@ -995,6 +1112,12 @@ async fn observe(
                 name: pod_name,
                 uid: pod.and_then(|p| p.metadata.uid.clone()),
                 observation: pod.map(pod_observation).unwrap_or_default(),
+                node: pod
+                    .and_then(|p| p.spec.as_ref())
+                    .and_then(|s| s.node_name.clone()),
+                rack: pod
+                    .and_then(|p| p.metadata.annotations.as_ref())
+                    .and_then(|a| a.get(RACK_ANNOTATION).cloned()),
             }
         })
         .collect();

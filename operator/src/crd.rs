@@ -66,6 +66,18 @@ pub const OWNED_CONFIG_KEYS: &[(&str, &str)] = &[
         "security.inter.broker.protocol",
         "the first internal listener of spec.listeners",
     ),
+    (
+        "broker.rack",
+        "follows from spec.rack: the label spec.rack.topologyKey of each broker's node",
+    ),
+    (
+        "oxbow.rack.annotations.file",
+        "the operator's downward-API file of the pod's annotations, with spec.rack",
+    ),
+    (
+        "oxbow.rack.annotation",
+        "the operator's pod annotation oxbow.dev/rack, with spec.rack",
+    ),
     ("log.dirs", "follows from spec.storage"),
     ("log.dir", "follows from spec.storage"),
     ("metadata.log.dir", "follows from spec.storage"),
@@ -115,14 +127,35 @@ pub struct KafkaClusterSpec {
     /// Broker configuration (`server.properties` keys). Keys the operator owns are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir', 'oxbow.metrics.listener']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir, oxbow.metrics.listener): use spec.replicas, spec.controllers, spec.listeners or spec.storage instead"}]))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir', 'oxbow.metrics.listener', 'broker.rack', 'oxbow.rack.annotations.file', 'oxbow.rack.annotation']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir, oxbow.metrics.listener, broker.rack, oxbow.rack.*): use spec.replicas, spec.controllers, spec.listeners, spec.storage or spec.rack instead"}]))]
     pub config: BTreeMap<String, ConfigValue>,
     /// CPU and memory of the broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Rack awareness: each broker's `broker.rack` is the value of a label of the node its pod
+    /// runs on, so that replicas are spread over racks (zones) and rack-aware clients fetch
+    /// from the nearest replica. Unset: brokers have no rack. Changing it restarts the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<Rack>,
     /// What goes into the broker pods' template besides the operator's own fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodTemplate>,
+}
+
+/// Where brokers' racks come from (Strimzi's `spec.kafka.rack`).
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rack {
+    /// The node label whose value is a broker's rack, e.g. `topology.kubernetes.io/zone`. A
+    /// broker whose node lacks it waits at start until the label is there (a `Warning` says
+    /// which node).
+    #[schemars(
+        length(min = 1, max = 317),
+        regex(
+            pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+        )
+    )]
+    pub topology_key: String,
 }
 
 /// A `spec.config` value: text or a whole number (`x-kubernetes-int-or-string`), written to

@@ -17,10 +17,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,6 +34,7 @@ use crate::crd::{
     owned_key_reason, KafkaCluster, ListenerStatus, ListenerType, StorageType, CONTROLLER_PORT,
     METRICS_PORT,
 };
+use crate::rack;
 
 /// The pod annotation carrying a hash of everything a broker reads at start (its
 /// `server.properties` and its pod template), so a change is visible on each pod: a pod whose
@@ -300,6 +302,15 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         listener_name(&internal.name),
     );
     owned.insert("log.dirs".into(), DATA_DIR.into());
+    if spec.rack.is_some() {
+        // The broker waits at start for the rack the operator copies from the node onto the
+        // pod (crate::rack says why it is done this way).
+        owned.insert(
+            rack::ANNOTATIONS_FILE_KEY.into(),
+            rack::ANNOTATIONS_FILE.into(),
+        );
+        owned.insert(rack::ANNOTATION_KEY.into(), rack::RACK_ANNOTATION.into());
+    }
     let rf = brokers.min(3);
     let min_isr = if rf >= 3 { 2 } else { 1 };
     let mut settings: BTreeMap<String, String> = BTreeMap::new();
@@ -461,7 +472,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         })
         .collect::<Vec<_>>()
         .join(",");
-    let container = Container {
+    let mut container = Container {
         name: "broker".into(),
         image: Some(spec.image().to_string()),
         image_pull_policy: Some("IfNotPresent".into()),
@@ -541,6 +552,32 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         }),
         ..Volume::default()
     }];
+    if spec.rack.is_some() {
+        volumes.push(Volume {
+            name: "podinfo".into(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: "annotations".into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.annotations".into(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..DownwardAPIVolumeFile::default()
+                }]),
+                ..DownwardAPIVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: "podinfo".into(),
+                mount_path: rack::POD_INFO_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+    }
     let mut claims = None;
     let mut retention = None;
     match spec.storage.kind {
@@ -644,6 +681,11 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             }
         }
         hasher.update(serde_json::to_vec(pod_spec).unwrap_or_default());
+        // A broker takes its rack once, at start: another topology key needs a restart to
+        // reach it, though nothing else the broker reads changes.
+        if let Some(r) = &spec.rack {
+            hasher.update(format!("rack.topologyKey={}\n", r.topology_key).as_bytes());
+        }
         hasher
             .finalize()
             .iter()
@@ -667,6 +709,9 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         set_labels.extend(extra.clone());
         let mut annotations = template.annotations.clone();
         annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash.to_string());
+        // The operator writes each pod's rack; a template value would be read as the rack by a
+        // broker started before the operator replaced it.
+        annotations.remove(rack::RACK_ANNOTATION);
         StatefulSet {
             metadata: meta(set_name),
             spec: Some(StatefulSetSpec {
@@ -1315,6 +1360,105 @@ mod tests {
                 .expect("selector")["app.kubernetes.io/instance"],
             "kc1"
         );
+    }
+
+    #[test]
+    fn rack_awareness_mounts_the_pods_annotations_and_names_them_to_the_broker() {
+        let d = ok(
+            "replicas: 4\ncontrollers: 3\nrack: {topologyKey: topology.kubernetes.io/zone}\n\
+                    template: {annotations: {oxbow.dev/rack: mine, a: b}}",
+        );
+        let p = properties(&d);
+        assert_eq!(p["oxbow.rack.annotations.file"], "/etc/podinfo/annotations");
+        assert_eq!(p["oxbow.rack.annotation"], "oxbow.dev/rack");
+        assert!(
+            !p.contains_key("broker.rack"),
+            "each broker's rack is its own"
+        );
+        for set in [&d.stateful_set, &d.broker_stateful_set] {
+            let template = &set.spec.as_ref().expect("spec").template;
+            let pod = template.spec.as_ref().expect("pod");
+            let volume = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == "podinfo")
+                .expect("a podinfo volume");
+            let files = volume
+                .downward_api
+                .as_ref()
+                .and_then(|d| d.items.as_ref())
+                .expect("downward API items");
+            assert_eq!(files.len(), 1);
+            assert_eq!(files[0].path, "annotations");
+            assert_eq!(
+                files[0].field_ref.as_ref().map(|f| f.field_path.as_str()),
+                Some("metadata.annotations")
+            );
+            let mount = pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "podinfo")
+                .expect("mounted");
+            assert_eq!(mount.mount_path, "/etc/podinfo");
+            assert_eq!(mount.read_only, Some(true));
+            // Only the operator says a pod's rack: a template value would be read first.
+            let annotations = template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .expect("annotations");
+            assert!(
+                !annotations.contains_key("oxbow.dev/rack"),
+                "{annotations:?}"
+            );
+            assert_eq!(annotations["a"], "b");
+        }
+        // Setting, changing or removing spec.rack changes what brokers read at start: they roll.
+        let zone =
+            ok("replicas: 4\ncontrollers: 3\nrack: {topologyKey: topology.kubernetes.io/zone}");
+        let host = ok("replicas: 4\ncontrollers: 3\nrack: {topologyKey: kubernetes.io/hostname}");
+        let none = ok("replicas: 4\ncontrollers: 3");
+        assert_ne!(zone.voter_hash, none.voter_hash);
+        assert_ne!(zone.broker_hash, none.broker_hash);
+        // Another label gives the brokers other racks, which they take at start only.
+        assert_ne!(zone.voter_hash, host.voter_hash);
+        assert_ne!(zone.broker_hash, host.broker_hash);
+    }
+
+    #[test]
+    fn without_spec_rack_there_is_no_rack_volume_or_key() {
+        let d = ok("replicas: 3");
+        let p = properties(&d);
+        assert!(!p.keys().any(|k| k.starts_with("oxbow.rack.")), "{p:?}");
+        let pod = pod_spec(&d);
+        assert!(pod
+            .volumes
+            .iter()
+            .flatten()
+            .all(|v| v.downward_api.is_none()));
+        assert!(pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.mount_path != "/etc/podinfo"));
+    }
+
+    #[test]
+    fn the_rack_keys_are_the_operators() {
+        for key in [
+            "broker.rack",
+            "oxbow.rack.annotations.file",
+            "oxbow.rack.annotation",
+        ] {
+            let e = desired(&cluster(&format!(
+                "replicas: 3\nrack: {{topologyKey: zone}}\nconfig:\n  {key}: x"
+            )))
+            .unwrap_err();
+            assert_eq!(e.field, format!("spec.config.{key}"));
+            assert!(e.reason.contains("spec.rack"), "{e}");
+        }
     }
 
     /// The examples the README points at are valid KafkaClusters the operator can lay out.

@@ -10,6 +10,7 @@
 //! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum,
 //!   DescribeConfigs) and the dynamic broker defaults the operator sets.
 //! - [`roll`]: which broker to restart next in a rolling restart, a pure function.
+//! - [`rack`]: rack awareness, the node label copied onto broker pods (a pure decision).
 //! - [`rebalance`]: new replica lists spreading replicas and leaders over a set of brokers (for
 //!   scaling up and down), a pure function the reconciler executes.
 //! - [`topic`]: `KafkaTopic` resources reconciled into topics of their cluster.
@@ -19,6 +20,7 @@ pub mod crd;
 pub mod desired;
 pub mod metrics;
 pub mod probe;
+pub mod rack;
 pub mod rebalance;
 pub mod reconcile;
 pub mod roll;
