@@ -8,7 +8,8 @@ workspace.  Everything else about a pod is honoured as far as a single host allo
 
 * command/args/env (incl. ``$(VAR)`` expansion, downward-API ``fieldRef``s, ConfigMap and
   Secret refs, ``envFrom``), ``workingDir``;
-* volumes: configMap, secret, downwardAPI, projected (incl. serviceAccountToken through the
+* volumes: configMap, secret, downwardAPI (its files follow the pod's labels and annotations
+  while it runs, as the kubelet's do), projected (incl. serviceAccountToken through the
   TokenRequest API), emptyDir, and persistentVolumeClaim.  Every PVC gets a directory
   (``$STATE/pv/<ns>/<claim>``) and a matching hostPath PV, so data survives pod restarts and
   deletion, as a real PVC does.  Volumes are bind-mounted at their ``mountPath`` inside a
@@ -179,6 +180,28 @@ def expand(s, env):
     return "".join(out)
 
 
+def go_quote(s):
+    """Go's strconv.Quote, with which the kubelet writes label and annotation values into
+    downward-API files (fieldpath.FormatMap: key="value" lines, sorted, no final newline)."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append({"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v"}[ch])
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    out.append('"')
+    return "".join(out)
+
+
 def field_ref(pod, path):
     md, spec, st = pod["metadata"], pod["spec"], pod.get("status", {})
     simple = {
@@ -195,7 +218,7 @@ def field_ref(pod, path):
         if path.startswith(pre) and path.endswith("']"):
             return (md.get(kind) or {}).get(path[len(pre):-2], "")
         if path == f"metadata.{kind}":
-            return "\n".join(f'{k}="{v}"' for k, v in sorted((md.get(kind) or {}).items()))
+            return "\n".join(f"{k}={go_quote(v)}" for k, v in sorted((md.get(kind) or {}).items()))
     raise ValueError(f"unsupported fieldRef {path}")
 
 
@@ -550,6 +573,7 @@ class PodWorker(threading.Thread):
         self.mounts = {}  # volume name -> host dir
         self.failed_reason = None
         self.last_status = None
+        self.downward_seen = None  # labels and annotations the downward-API files show
 
     def update(self, pod):
         self.pod = pod
@@ -693,14 +717,45 @@ class PodWorker(threading.Thread):
                 val = resource_ref(c, it["resourceFieldRef"])
             fp = os.path.join(d, it["path"])
             os.makedirs(os.path.dirname(fp), exist_ok=True)
-            with open(fp, "w") as f:
+            # Replaced, not rewritten in place: a container reading it while it is refreshed
+            # sees the old or the new content, never half of one (the kubelet swaps a symlink).
+            tmp = fp + ".oxbow-tmp"
+            with open(tmp, "w") as f:
                 f.write(val)
-            os.chmod(fp, it.get("mode", mode))
+            os.chmod(tmp, it.get("mode", mode))
+            os.replace(tmp, fp)
 
     def setup_volumes(self, pod):
         for v in pod["spec"].get("volumes") or []:
             d = os.path.join(self.dir, "volumes", v["name"])
             self.mounts[v["name"]] = self.materialise(v, d, pod)
+        self.downward_seen = self.downward_key(pod)
+
+    @staticmethod
+    def downward_key(pod):
+        md = pod["metadata"]
+        return json.dumps([md.get("labels"), md.get("annotations")], sort_keys=True)
+
+    def refresh_downward(self):
+        """As the kubelet does: downward-API volume files follow the pod's labels and annotations
+        while it runs (environment variables do not). oxbow-operator annotates a broker pod with
+        its rack after the pod has started, and the broker waits for that in such a file."""
+        pod = self.pod
+        key = self.downward_key(pod)
+        if key == self.downward_seen:
+            return
+        self.downward_seen = key
+        for v in pod["spec"].get("volumes") or []:
+            d = self.mounts.get(v["name"])
+            if d is None:
+                continue
+            if "downwardAPI" in v:
+                self.write_downward(d, v["downwardAPI"].get("items") or [], pod, v["downwardAPI"].get("defaultMode", 0o644))
+            elif "projected" in v:
+                mode = v["projected"].get("defaultMode", 0o644)
+                for src in v["projected"].get("sources") or []:
+                    if "downwardAPI" in src:
+                        self.write_downward(d, src["downwardAPI"].get("items") or [], pod, mode)
 
     # ---- processes -----------------------------------------------------------
     def wrapper(self, c, argv):
@@ -963,6 +1018,7 @@ class PodWorker(threading.Thread):
                 break
             if self.pod["metadata"].get("deletionTimestamp"):
                 break
+            self.refresh_downward()
             self.step(policy)
             self.push_status()
             if self.phase in ("Succeeded", "Failed"):
