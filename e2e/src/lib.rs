@@ -680,6 +680,20 @@ impl Broker {
         self.spawn();
     }
 
+    /// Replaces the stopped broker's data directory by an empty one, as a new disk or a pod's
+    /// fresh `emptyDir` would; for Kafka formatted again with the same cluster id, as one
+    /// prepares a node's new disk before starting it.
+    pub fn wipe_data(&mut self) {
+        assert!(self.child.is_none(), "broker is still running");
+        let dir = self.data_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the data dir");
+        if self.flavor == Flavor::Kafka {
+            self.format_kafka_storage();
+        }
+        self.note("data directory wiped");
+    }
+
     /// Sets the open files limit (`ulimit -n`, soft and hard, so the broker cannot raise
     /// it) of the starts that follow; `None` inherits the harness's.
     pub fn set_open_files_limit(&mut self, limit: Option<u64>) {

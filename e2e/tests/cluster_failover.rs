@@ -166,9 +166,15 @@ fn a_killed_active_controller_is_replaced_before_the_fetch_timeout() {
         // Metadata names the answering broker as the one to send admin requests to, never
         // the dead one (Kafka names a random live broker).
         let metadata = rt
-            .block_on(client.send(survivor, &MetadataRequest::default().with_topics(Some(vec![]))))
+            .block_on(client.send(
+                survivor,
+                &MetadataRequest::default().with_topics(Some(vec![])),
+            ))
             .expect("Metadata");
-        assert_eq!(metadata.controller_id.0, survivor, "controller named by node {survivor}");
+        assert_eq!(
+            metadata.controller_id.0, survivor,
+            "controller named by node {survivor}"
+        );
         let stood = (0..3)
             .filter(|n| *n != old as usize)
             .any(|n| c.node(n).log().contains(STANDING_EARLY));
@@ -218,4 +224,78 @@ fn a_paused_active_controller_is_not_replaced_before_the_fetch_timeout() {
         std::thread::sleep(Duration::from_millis(100));
     }
     rt.block_on(create_topic_through(&client, old, "after-pause"));
+}
+
+/// The topic names node `node` lists in Metadata, with how many brokers; `None` on an error.
+async fn topics_seen_by(client: &Client, node: i32) -> Option<(Vec<String>, usize)> {
+    let response = client
+        .send(node, &MetadataRequest::default().with_topics(None))
+        .await
+        .ok()?;
+    let names = response
+        .topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    Some((names, response.brokers.len()))
+}
+
+/// A voter that comes back with an empty log (a new disk; a KafkaCluster pod on ephemeral
+/// storage replaced with a fresh `emptyDir`) is caught up by the leader and the quorum keeps
+/// committing. Before, oxbow's leader's Raft core panicked on the follower's reverted log
+/// ("follower log reversion is not allowed"), metadata froze on every node while each still
+/// looked healthy, and the wiped broker never registered again.
+#[test]
+fn a_voter_back_with_an_empty_log_is_caught_up() {
+    let _t = tools_or_skip!();
+    let Setup {
+        flavor,
+        cluster: mut c,
+        rt,
+        client,
+        old,
+        survivor,
+    } = three_nodes_and_their_controller("before-wipe");
+    let wiped = survivor as usize;
+    c.node_mut(wiped).kill9();
+    c.node_mut(wiped).wipe_data();
+    c.node_mut(wiped).start_again();
+    // Topic administration goes on through the controller and through the wiped node.
+    rt.block_on(create_topic_through(&client, old, "after-wipe"));
+    rt.block_on(create_topic_through(
+        &client,
+        survivor,
+        "through-the-wiped-node",
+    ));
+    // Every node, the wiped one included, learns all three topics and lists three brokers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for node in 0..3 {
+        loop {
+            let seen = rt.block_on(topics_seen_by(&client, node));
+            let complete = seen.as_ref().is_some_and(|(names, brokers)| {
+                *brokers == 3
+                    && ["before-wipe", "after-wipe", "through-the-wiped-node"]
+                        .iter()
+                        .all(|t| names.iter().any(|n| n == t))
+            });
+            if complete {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{flavor:?}: node {node} (node {wiped} wiped) still sees {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    if flavor == Flavor::Oxbow {
+        for n in 0..3 {
+            let log = c.node(n).log();
+            assert!(
+                !log.contains("panicked") && !log.contains("Raft core stopped"),
+                "node {n}'s metadata quorum failed after node {wiped} came back wiped:\n{log}"
+            );
+        }
+    }
 }
