@@ -1265,6 +1265,15 @@ pub enum QuorumMember {
 }
 
 impl QuorumMember {
+    /// Resolves, with the reason, when a voter's Raft core stopped on its own
+    /// ([`QuorumStore::halted`]); never for an observer.
+    pub async fn halted(&self) -> String {
+        match self {
+            QuorumMember::Voter(q) => q.halted().await,
+            QuorumMember::Observer(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops it (a voter's Raft, an observer's fetching, writing its snapshot).
     pub async fn shutdown(&self) {
         match self {

@@ -27,6 +27,12 @@ pub struct ControllerNode {
 }
 
 impl ControllerNode {
+    /// Resolves, with the reason, when this voter's Raft core stopped on its own
+    /// ([`crate::metadata::quorum::QuorumStore::halted`]).
+    pub async fn halted(&self) -> String {
+        self.quorum.halted().await
+    }
+
     /// Joins the metadata quorum as a voter, waits (up to `server.max.startup.time.ms`)
     /// until the log names the cluster, pins node and cluster id in the first log dir's
     /// `meta.properties`, and installs the controller that answers forwarded requests.

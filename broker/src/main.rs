@@ -107,7 +107,10 @@ async fn run_controller_only(config: BrokerConfig) -> anyhow::Result<()> {
             tokio::spawn(async move { running.run(stopped).await }),
         )
     };
-    let signalled = until_signalled().await;
+    let signalled = tokio::select! {
+        signalled = until_signalled() => signalled,
+        reason = timers.0.halted() => Err(anyhow::anyhow!("halting: {reason}")),
+    };
     let _ = stop.send(true);
     let (node, task) = timers;
     let _ = task.await;
@@ -182,7 +185,19 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     };
     let serving = tokio::spawn(server::serve(broker.clone(), listeners, stopped));
 
-    until_signalled().await?;
+    // A voter whose Raft core died halts the process, as Kafka's fatal-fault handler does: it
+    // could neither move its leaderships away nor learn metadata any more, and a supervisor
+    // restarts it with its files intact.
+    let halted = async {
+        match &quorum {
+            Some(quorum) => quorum.halted().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        signalled = until_signalled() => signalled?,
+        reason = halted => anyhow::bail!("halting: {reason}"),
+    }
     broker.controlled_shutdown().await;
     let _ = stop.send(true);
     let _ = serving.await;

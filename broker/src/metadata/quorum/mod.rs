@@ -237,6 +237,9 @@ pub struct QuorumStore {
     log: LogStore,
     state_machine: StateMachine,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Why this node's Raft core stopped on its own (it panicked or hit a storage error), once
+    /// it has; see [`QuorumStore::halted`].
+    halted: watch::Sender<Option<String>>,
 }
 
 /// Kafka's `LeaderState.OBSERVER_SESSION_TIMEOUT_MS`: an observer that has not fetched for
@@ -356,6 +359,7 @@ impl QuorumStore {
             fetch_timeout: options.fetch_timeout,
             propose_timeout: options.fetch_timeout + options.election_timeout,
             refusal: Arc::new(Mutex::new(None)),
+            halted: watch::channel(None).0,
             listeners: options
                 .voters
                 .iter()
@@ -430,6 +434,11 @@ impl QuorumStore {
         tasks.push(tokio::spawn(track_progress(
             raft.clone(),
             store.progress.clone(),
+        )));
+        tasks.push(tokio::spawn(watch_raft_core(
+            raft.clone(),
+            store.halted.clone(),
+            store.refusal.clone(),
         )));
         tasks.push(tokio::spawn(guard_cluster_id(
             raft.clone(),
@@ -647,6 +656,23 @@ impl QuorumStore {
         }
     }
 
+    /// Resolves, with the reason, when this node's Raft core has stopped on its own (a panic
+    /// or a storage error), not by [`QuorumStore::shutdown`]. The node can no longer vote,
+    /// lead or learn metadata: as Kafka's fatal-fault handler halts the process, the caller
+    /// should exit, so that a supervisor (the kubelet) starts it again, rather than keep
+    /// serving stale metadata while looking healthy.
+    pub async fn halted(&self) -> String {
+        let mut halted = self.halted.subscribe();
+        loop {
+            if let Some(reason) = halted.borrow_and_update().clone() {
+                return reason;
+            }
+            if halted.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     fn store_error(&self, reason: String) -> ProposeError {
         ProposeError::Store(Error::Io {
             path: self.metadata_dir.clone(),
@@ -845,6 +871,29 @@ async fn track_progress(
             return;
         }
     }
+}
+
+/// Waits for the Raft core to end (its metrics channel closes). Aborted with the other tasks
+/// by [`QuorumStore::shutdown`] before that stops Raft, so only an end the node did not ask
+/// for is reported.
+/// The cluster-id guard's refusal, when it stopped Raft, is the reason given.
+async fn watch_raft_core(
+    raft: Raft<TypeConfig>,
+    halted: watch::Sender<Option<String>>,
+    refusal: Arc<Mutex<Option<String>>>,
+) {
+    let mut metrics = raft.metrics();
+    while metrics.changed().await.is_ok() {}
+    let refused = refusal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let reason = refused.unwrap_or_else(|| {
+        let reason = "the metadata quorum's Raft core stopped (its error is logged above by \
+                      openraft::raft::raft_inner): this node can no longer vote or learn \
+                      metadata"
+            .to_string();
+        error!("{reason}");
+        reason
+    });
+    halted.send_replace(Some(reason));
 }
 
 /// Commits the cluster id when this node leads a quorum whose log has none, and stops the
