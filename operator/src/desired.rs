@@ -660,6 +660,8 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             format!("listeners={broker_bind}"),
             "--override".into(),
             format!("advertised.listeners={advertise}"),
+            "--override".into(),
+            format!("oxbow.metrics.listener=$(POD_IP):{METRICS_PORT}"),
         ]);
         if let Some(ports) = c.ports.as_mut() {
             ports.retain(|p| p.container_port != CONTROLLER_PORT);
@@ -1066,6 +1068,16 @@ mod tests {
             "no CONTROLLER listener: {args:?}"
         );
         assert!(args.contains(&"node.id=$(NODE_ID)".to_string()));
+        // They serve the metrics port they declare, as the voters do.
+        assert!(
+            args.contains(&format!("oxbow.metrics.listener=$(POD_IP):{METRICS_PORT}")),
+            "{args:?}"
+        );
+        assert!(container
+            .ports
+            .iter()
+            .flatten()
+            .any(|p| p.container_port == METRICS_PORT));
         assert!(container
             .ports
             .iter()
