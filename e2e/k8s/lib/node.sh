@@ -198,7 +198,10 @@ node_start() {
   # PersistentVolumes for the StatefulSets' claims: hostPath under the run dir, world-writable
   # as a local-path provisioner makes them (hostPath volumes ignore fsGroup).
   local i manifest=""
-  for ((i = 0; i < ${OXBOW_NODE_PVS:-8}; i++)); do
+  # Retained PVs are not bound again once their claim is deleted, so every claim the
+  # scenarios make in one run needs its own: 10-statefulset 3, 30-scale 1, 86-kafkacluster-rack
+  # 3, 87-kafkacluster-roll 3 (10 today), with room for more.
+  for ((i = 0; i < ${OXBOW_NODE_PVS:-16}; i++)); do
     mkdir -p "$NODE_DIR/pvs/pv-$i"; chmod 0777 "$NODE_DIR/pvs/pv-$i"
     manifest+="apiVersion: v1
 kind: PersistentVolume
