@@ -65,24 +65,14 @@ reconciled=$(sample "oxbow_reconciliations_successful_total{kind=\"KafkaCluster\
 say "metrics: $messages_in records in over 3 brokers, 1 active controller, $reconciled reconciliations"
 
 # Bad specs are refused by the API server, naming the field.
-refused() { # expected-text yaml-spec
-  local out
-  if out=$(printf 'apiVersion: oxbow.dev/v1alpha1\nkind: KafkaCluster\nmetadata: {name: bad}\nspec:\n%s\n' "$2" |
-    k apply -f - 2>&1); then
-    k delete kc bad --wait=false >/dev/null 2>&1
-    fail "kubectl apply accepted: $2"
-  fi
-  [[ $out == *"$1"* ]] || fail "refusal of '$2' does not name $1: $out"
-  say "refused: $2 -> $out"
-}
-refused "spec.config" "  replicas: 3
+kc_refused "$ns" "spec.config" "  replicas: 3
   config: {node.id: 7}"
-refused "spec.controllers" "  replicas: 3
+kc_refused "$ns" "spec.controllers" "  replicas: 3
   controllers: 5"
-refused "spec.replicas" "  replicas: 0"
-refused "spec.listeners" "  replicas: 1
+kc_refused "$ns" "spec.replicas" "  replicas: 0"
+kc_refused "$ns" "spec.listeners" "  replicas: 1
   listeners: [{name: plain, port: 9092, type: public}]"
-refused "spec.storage" "  replicas: 1
+kc_refused "$ns" "spec.storage" "  replicas: 1
   storage: {type: persistent-claim}"
 
 # Paused: the operator still reports (observedGeneration follows) but applies nothing.

@@ -25,19 +25,9 @@ kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
 k() { kc -n "$ns" "$@"; }
 jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
 
-refused() { # expected-text yaml-spec
-  local out
-  if out=$(printf 'apiVersion: oxbow.dev/v1alpha1\nkind: KafkaCluster\nmetadata: {name: bad}\nspec:\n%s\n' "$2" |
-    k apply -f - 2>&1); then
-    k delete kc bad --wait=false >/dev/null 2>&1
-    fail "kubectl apply accepted: $2"
-  fi
-  [[ $out == *"$1"* ]] || fail "refusal of '$2' does not name $1: $out"
-  say "refused: $2 -> $out"
-}
-refused "spec.rack.topologyKey" "  replicas: 1
+kc_refused "$ns" "spec.rack.topologyKey" "  replicas: 1
   rack: {topologyKey: ''}"
-refused "spec.config" "  replicas: 1
+kc_refused "$ns" "spec.config" "  replicas: 1
   rack: {topologyKey: $label}
   config: {broker.rack: zone-x}"
 

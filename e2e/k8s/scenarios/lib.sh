@@ -116,3 +116,16 @@ topic_state() {
   out=$(kafka_probe describe "$1" "$2") || return 1
   json "$out" "__import__('json').dumps(d['partitions'][0])"
 }
+
+# kc_refused NAMESPACE EXPECTED-TEXT YAML-SPEC: `kubectl apply` of a KafkaCluster `bad` with that
+# spec (indented lines) must be refused with a message containing EXPECTED-TEXT (the field).
+kc_refused() {
+  local ns=$1 want=$2 spec=$3 out
+  if out=$(printf 'apiVersion: oxbow.dev/v1alpha1\nkind: KafkaCluster\nmetadata: {name: bad}\nspec:\n%s\n' "$spec" |
+    kc -n "$ns" apply -f - 2>&1); then
+    kc -n "$ns" delete kc bad --wait=false >/dev/null 2>&1
+    fail "kubectl apply accepted: $spec"
+  fi
+  [[ $out == *"$want"* ]] || fail "refusal of '$spec' does not name $want: $out"
+  say "refused: $spec -> $out"
+}
