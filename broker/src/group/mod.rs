@@ -1680,7 +1680,6 @@ impl GroupCoordinator {
     }
 }
 
-/// A Kafka error code as a [`ResponseError`] (an unknown code as UNKNOWN_SERVER_ERROR).
 /// The broker's topics as consumer groups see them.
 struct HostTopics<'a, H>(&'a H);
 
@@ -1695,6 +1694,7 @@ impl<H: CoordinatorHost> consumer::Topics for HostTopics<'_, H> {
     }
 }
 
+/// A Kafka error code as a [`ResponseError`] (an unknown code as UNKNOWN_SERVER_ERROR).
 fn to_response_error(code: i16) -> ResponseError {
     ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError)
 }
