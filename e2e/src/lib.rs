@@ -1239,6 +1239,17 @@ impl Cluster {
         }
     }
 
+    /// The one-way cut of node `id`'s CONTROLLER listener: while applied, the other nodes cannot
+    /// open connections to it, while node `id` still connects to theirs (see
+    /// [`netns::InboundCut`]). Panics unless the cluster was started with
+    /// [`Cluster::start_partitionable`].
+    pub fn controller_inbound_cut(&self, id: usize) -> netns::InboundCut {
+        match &self.net {
+            Some(lab) => lab.inbound_cut(id, netns::CONTROLLER_PORT),
+            None => panic!("controller_inbound_cut: not started with start_partitionable"),
+        }
+    }
+
     /// Number of nodes, running or not.
     pub fn len(&self) -> usize {
         self.nodes.len()

@@ -178,6 +178,57 @@ impl NetLab {
             panic!("healing node {i}: {e}");
         }
     }
+
+    /// A one-way cut of node `i`: new TCP connections to its `port` can be dropped (see
+    /// [`InboundCut`]).
+    pub fn inbound_cut(&self, i: usize, port: u16) -> InboundCut {
+        InboundCut {
+            namespace: self.namespace(i),
+            port,
+        }
+    }
+}
+
+/// Drops new TCP connections to one port inside one node's namespace while set: connections
+/// that node opens itself still work, so the other nodes cannot reach it while it reaches
+/// them (a one-way cut, as while a restarted pod's new address is not in DNS yet). Needs
+/// `iptables` in the namespace; panics with its message otherwise. A plain value, so another
+/// thread can lift the cut while the test waits on the node.
+#[derive(Debug, Clone)]
+pub struct InboundCut {
+    namespace: String,
+    port: u16,
+}
+
+impl InboundCut {
+    /// Starts dropping new connections.
+    pub fn apply(&self) {
+        self.iptables("-I");
+    }
+
+    /// Stops dropping them.
+    pub fn lift(&self) {
+        self.iptables("-D");
+    }
+
+    fn iptables(&self, action: &str) {
+        let ns = &self.namespace;
+        let port = self.port.to_string();
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "iptables", action, "INPUT", "-p", "tcp",
+            ])
+            .args(["--dport", &port, "--syn", "-j", "DROP"])
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!(
+                "iptables {action} in {ns}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => panic!("cannot run iptables in {ns}: {e}"),
+        }
+    }
 }
 
 impl Drop for NetLab {

@@ -34,6 +34,10 @@
 //!   backs off up to `controller.quorum.election.timeout.ms`, 1 s by default). The leader's
 //!   heartbeat is a tenth of the fetch timeout; one request between voters is bounded by
 //!   `controller.quorum.request.timeout.ms`.
+//! - **A voter that restarts does not depose a live leader**: it starts with its election
+//!   timer off and turns it on once the leader reached it, or the leader it remembers no
+//!   longer answers that it leads, or after five fetch timeouts ([`rejoin`] says why: the
+//!   leader pushes, and on Kubernetes it reaches a restarted pod late).
 //! - **A leader whose process is gone** (its CONTROLLER listener refuses connections) is
 //!   replaced at once rather than after the fetch timeout: [`leader_probe`] says how and why
 //!   that is safe. A paused or partitioned leader is still waited for as above.
@@ -46,12 +50,14 @@ mod leader_probe;
 pub mod log_store;
 pub mod network;
 pub mod observer;
+mod rejoin;
 pub mod state_machine;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -67,7 +73,7 @@ use self::log_store::LogStore;
 use self::network::{
     serve_control_connection, ControlClient, ControlNetworkFactory, ControlRequest,
     ControlResponse, ControllerHandler, FetchHandler, FetchMetadataRequest, FetchMetadataResponse,
-    FetchedMetadata,
+    FetchedMetadata, LocalControl,
 };
 use self::state_machine::StateMachine;
 use super::{
@@ -171,6 +177,17 @@ impl QuorumOptions {
         }
     }
 
+    /// How a restarted voter holds its elections (see [`rejoin`]): it asks the leader it
+    /// remembers again every heartbeat interval, and holds for at most five fetch timeouts.
+    fn rejoin_timing(&self) -> rejoin::RejoinTiming {
+        let fetch = self.fetch_timeout.max(Duration::from_millis(40));
+        rejoin::RejoinTiming {
+            recheck: (fetch / 10).max(Duration::from_millis(2)),
+            ask_timeout: self.request_timeout.min(fetch),
+            give_up_after: fetch * 5,
+        }
+    }
+
     /// `<log_dir>/__cluster_metadata-0`.
     pub fn metadata_dir(&self) -> PathBuf {
         self.log_dir.join(crate::log::METADATA_DIR)
@@ -193,6 +210,9 @@ impl QuorumOptions {
             install_snapshot_timeout: ms(self.request_timeout).max(fetch),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
             max_in_snapshot_log_to_keep: self.entries_kept_after_snapshot,
+            // A voter of a quorum of several starts with its election timer off; [`rejoin`]
+            // turns it on once it knows no live leader would be deposed by it.
+            enable_elect: self.voters.len() <= 1,
             ..Config::default()
         };
         config
@@ -402,15 +422,37 @@ impl QuorumStore {
         });
         // Closed inbound connections wake the leader probe (a killed leader's go first).
         let closed = Arc::new(Notify::new());
+        let leader_reached = Arc::new(AtomicBool::new(false));
+        let local = LocalControl {
+            node_id,
+            initialized: {
+                let log = log.clone();
+                Arc::new(move || !log.is_pristine())
+            },
+            fetch_timeout: options.fetch_timeout,
+            leader_reached: leader_reached.clone(),
+        };
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
             raft.clone(),
             controller,
             fetch,
-            node_id,
-            log.clone(),
+            local,
             closed.clone(),
         ))];
+        tasks.push(tokio::spawn(
+            rejoin::hold_elections_until_the_leader_reaches_us(
+                raft.clone(),
+                raft_id(node_id),
+                store
+                    .peers
+                    .iter()
+                    .map(|(id, client)| (raft_id(*id), client.clone()))
+                    .collect(),
+                leader_reached,
+                options.rejoin_timing(),
+            ),
+        ));
         tasks.push(tokio::spawn(leader_probe::stand_when_leader_gone(
             raft.clone(),
             raft_id(node_id),
@@ -732,8 +774,7 @@ async fn accept_loop(
     raft: Raft<TypeConfig>,
     controller: Arc<RwLock<Option<ControllerHandler>>>,
     fetch: FetchHandler,
-    node_id: i32,
-    log: LogStore,
+    local: LocalControl,
     closed: Arc<Notify>,
 ) {
     // The handler is looked up per request, so connections made before the broker installs
@@ -747,7 +788,6 @@ async fn accept_loop(
             }
         }) as BoxFuture<'static, _>
     });
-    let initialized: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || !log.is_pristine());
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -758,8 +798,7 @@ async fn accept_loop(
                         raft.clone(),
                         Some(dispatch.clone()),
                         Some(fetch.clone()),
-                        node_id,
-                        initialized.clone(),
+                        local.clone(),
                     ));
                 }
                 Err(e) => {

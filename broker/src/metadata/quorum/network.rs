@@ -12,6 +12,7 @@
 //! ([`ControlNetworkFactory`]), so a slow snapshot transfer to one voter does not hold up
 //! heartbeats to another.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, Raft, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,6 +61,9 @@ pub enum ControlRequest {
     /// An observer (a broker-only node) fetching committed metadata (see
     /// [`super::observer`]).
     FetchMetadata(FetchMetadataRequest),
+    /// "Do you lead, with a majority heard within the fetch timeout?", asked by a voter that
+    /// restarted and has not heard from the leader it remembers yet (see [`super::rejoin`]).
+    LeaderCheck,
 }
 
 /// An observer's fetch of the committed metadata log, Kafka's Fetch of `__cluster_metadata`
@@ -132,6 +136,41 @@ pub enum ControlResponse {
         /// Whether it has a vote, a log or a snapshot (it is or was part of a quorum).
         initialized: bool,
     },
+    /// Answer to [`ControlRequest::LeaderCheck`].
+    LeaderCheck {
+        /// The Raft term the answering node leads, when it is the leader and has heard from
+        /// a majority within the fetch timeout; `None` otherwise.
+        leading_term: Option<u64>,
+    },
+}
+
+/// What a voter's control server knows of its own node, beside Raft.
+#[derive(Clone)]
+pub struct LocalControl {
+    /// This node's id.
+    pub node_id: i32,
+    /// Whether this node has a vote, a log or a snapshot (answered to `Hello`).
+    pub initialized: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// `controller.quorum.fetch.timeout.ms`: a leader that has not heard from a majority
+    /// for longer does not answer `LeaderCheck` as the leader.
+    pub fetch_timeout: Duration,
+    /// Set once a leader's AppendEntries or InstallSnapshot reached this node.
+    pub leader_reached: Arc<AtomicBool>,
+}
+
+impl LocalControl {
+    /// The answer to [`ControlRequest::LeaderCheck`], from this node's Raft metrics.
+    fn leader_check(&self, raft: &Raft<TypeConfig>) -> ControlResponse {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let majority_heard = m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| u128::from(ms) <= self.fetch_timeout.as_millis());
+        let leading = m.state == ServerState::Leader && majority_heard;
+        ControlResponse::LeaderCheck {
+            leading_term: leading.then_some(m.vote.leader_id().term),
+        }
+    }
 }
 
 /// What the broker installs to answer [`ControlRequest::Controller`]: given the request's
@@ -223,8 +262,7 @@ pub async fn serve_control_connection(
     raft: Raft<TypeConfig>,
     controller: Option<ControllerHandler>,
     fetch: Option<FetchHandler>,
-    node_id: i32,
-    initialized: Arc<dyn Fn() -> bool + Send + Sync>,
+    local: LocalControl,
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
@@ -249,10 +287,18 @@ pub async fn serve_control_connection(
                 ControlResponse::Vote(raft.vote(rpc).await)
             }
             ControlRequest::Raft(RaftRequest::AppendEntries(rpc)) => {
-                ControlResponse::AppendEntries(raft.append_entries(rpc).await)
+                let response = raft.append_entries(rpc).await;
+                if response.is_ok() {
+                    local.leader_reached.store(true, Ordering::Relaxed);
+                }
+                ControlResponse::AppendEntries(response)
             }
             ControlRequest::Raft(RaftRequest::InstallSnapshot(rpc)) => {
-                ControlResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
+                let response = raft.install_snapshot(rpc).await;
+                if response.is_ok() {
+                    local.leader_reached.store(true, Ordering::Relaxed);
+                }
+                ControlResponse::InstallSnapshot(response)
             }
             ControlRequest::Controller(value) => ControlResponse::Controller(match &controller {
                 Some(handler) => handler(value).await,
@@ -263,9 +309,10 @@ pub async fn serve_control_connection(
                 None => ControlResponse::NotServed("this node serves no observers".to_string()),
             },
             ControlRequest::Hello => ControlResponse::Hello {
-                node_id,
-                initialized: initialized(),
+                node_id: local.node_id,
+                initialized: (local.initialized)(),
             },
+            ControlRequest::LeaderCheck => local.leader_check(&raft),
         };
         if let Err(e) = write_frame(&mut stream, &response).await {
             debug!(?peer, error = %e, "closing control connection");
