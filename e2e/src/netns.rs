@@ -84,23 +84,26 @@ impl NetLab {
         available()?;
         let _guard = ALLOCATE.lock().unwrap_or_else(|p| p.into_inner());
         // The first free k: `ip link add` of an existing bridge fails, so concurrent test
-        // processes cannot both take the same one.
-        let mut k = None;
-        for candidate in 0..=250u8 {
-            if ip(&["link", "add", &format!("oxc{candidate}"), "type", "bridge"]).is_ok() {
-                k = Some(candidate);
-                break;
+        // processes cannot both take the same one. A lab dropped a moment ago may still hold
+        // its veths (the kernel tears a namespace down asynchronously): a k whose links still
+        // exist is skipped too.
+        for k in 0..=250u8 {
+            if ip(&["link", "add", &format!("oxc{k}"), "type", "bridge"]).is_err() {
+                continue;
+            }
+            let mut lab = NetLab {
+                k,
+                nodes,
+                namespaces: Vec::new(),
+                bridges: vec![format!("oxc{k}")],
+            };
+            match lab.build() {
+                Ok(()) => return Ok(lab),
+                Err(e) if e.contains("File exists") => continue, // dropping `lab` cleans up
+                Err(e) => return Err(e),
             }
         }
-        let k = k.ok_or("no free oxc<k> bridge name (stale labs? `ip link | grep oxc`)")?;
-        let mut lab = NetLab {
-            k,
-            nodes,
-            namespaces: Vec::new(),
-            bridges: vec![format!("oxc{k}")],
-        };
-        lab.build()?;
-        Ok(lab)
+        Err("no free oxc<k> bridge name (stale labs? `ip link | grep oxc`)".to_string())
     }
 
     fn build(&mut self) -> Result<(), String> {

@@ -372,7 +372,7 @@ fn quorum_leader_and_epoch(t: &Tools, bootstrap: &str) -> Option<(i32, i64)> {
 /// Fault 7: a follower voter restarts while the active controller cannot open connections to
 /// it (new connections to its CONTROLLER port are dropped, as while a restarted pod's new
 /// address is not in DNS yet) though it reaches the controller. The controller stays the same
-/// in the same epoch, while the cut lasts and after it is lifted: a voter that rejoins does not
+/// in the same epoch through the cut and after it is lifted: a voter that rejoins does not
 /// depose a live leader (Kafka's followers fetch from the leader; oxbow's voter holds its
 /// elections while the leader it remembers answers that it leads, `quorum::rejoin`). Kafka's
 /// default quorum timeouts (fetch timeout 2 s); the cut lasts 5 s.
@@ -408,26 +408,20 @@ fn a_restarted_voter_the_controller_cannot_reach_yet_does_not_depose_it() {
     let cut = c.controller_inbound_cut(follower);
     cut.apply();
     // The restart returns once the node serves clients, which on oxbow needs the leader to
-    // have reached it: look at the quorum and lift the cut from beside it.
-    let others = c.bootstrap_excluding(&[follower]);
-    let watcher = {
-        let (t, cut) = (t.clone(), cut.clone());
+    // have reached it: the cut is lifted from beside it, 5 s on. (The epoch is checked after,
+    // not during the cut: it only grows, so the same epoch at the end means no election in
+    // between, and a JVM tool's start under load would stretch the cut.)
+    let lifter = {
+        let cut = cut.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(5));
-            let during = quorum_leader_and_epoch(&t, &others);
             cut.lift();
-            during
         })
     };
     c.node_mut(follower).start_again();
-    let during = watcher
+    lifter
         .join()
-        .unwrap_or_else(|_| panic!("the watcher thread panicked"));
-    assert_eq!(
-        during,
-        Some((leader, epoch)),
-        "the controller changed while voter {follower} could not be reached"
-    );
+        .unwrap_or_else(|_| panic!("the thread lifting the cut panicked"));
     // The way back is open: the restarted voter catches up with metadata committed since.
     let topic = "after-the-cut";
     topics(

@@ -15,15 +15,20 @@
 //! What Oxbow does, with openraft's election switch (`Config::enable_elect`): a voter of a
 //! quorum of several starts with its election timer off, and turns it on as soon as any of
 //! these holds:
-//! - it remembers no committed leader (a new quorum, or an election was under way), or it
-//!   remembers itself;
 //! - a leader's AppendEntries or InstallSnapshot reached it (from then on openraft's timers
 //!   watch that leader as usual);
-//! - it asked the leader it remembers ([`ControlRequest::LeaderCheck`]) and that node does
+//! - it is a follower whose vote names no other node (a new quorum), or it is a candidate (an
+//!   election is under way anyway);
+//! - it asked the node its vote names ([`ControlRequest::LeaderCheck`]) and that node does
 //!   not answer that it leads that term or a later one with a majority heard within the fetch
 //!   timeout: it is gone, paused, cut off, or deposed;
 //! - five fetch timeouts passed (the leader answers but never reaches this node: a one-way
 //!   cut, where standing is the only way to make progress).
+//!
+//! The node its vote names is looked up at every look, not once: a voter that was the leader
+//! before its restart comes back as leader of its old term (openraft restores it), learns the
+//! newer leader from its peers' answers and becomes its follower, and that newer leader, just
+//! as unable to resolve the restarted pod's name yet, must not be deposed either.
 //!
 //! Safety is untouched: this only delays when a node may start an election; votes, terms
 //! and logs are openraft's. Liveness is bounded by the last rule, and a dead leader is noticed
@@ -57,8 +62,10 @@ pub(super) struct RejoinTiming {
 /// of the module docs, as a pure function of one look).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Decision {
-    /// Keep the election timer off and ask again later.
+    /// Keep the election timer off and look again later.
     Hold,
+    /// Ask the node the vote names whether it leads, then decide again with its answer.
+    Ask(u64),
     /// Turn the election timer on, for the reason given.
     Release(&'static str),
 }
@@ -66,44 +73,44 @@ pub(super) enum Decision {
 /// What one look saw.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Look {
-    /// The committed leader this node remembered at start, and its term.
-    pub remembered: Option<(u64, u64)>,
     /// This node's id.
     pub me: u64,
-    /// Its current term and state.
-    pub term: u64,
+    /// Its state, and the term and node of its vote (`None` for a vote of term 0: none yet).
     pub state: ServerState,
+    pub vote: Option<(u64, u64)>,
     /// Whether a leader's AppendEntries or InstallSnapshot reached it.
     pub leader_reached: bool,
-    /// What the remembered leader answered: `Some(Some(term))` it leads that term,
-    /// `Some(None)` it does not lead, `None` no answer (not asked yet, or it failed).
+    /// What the node the vote names answered, when asked: `Some(term)` it leads that term,
+    /// `None` it does not lead or did not answer.
     pub answer: Option<Option<u64>>,
-    /// How long this node has held.
+    /// How long this node has held, and the most it may.
     pub held: Duration,
     pub give_up_after: Duration,
 }
 
 /// The decision for one look.
 pub(super) fn decide(look: &Look) -> Decision {
-    let Some((leader, term)) = look.remembered else {
-        return Decision::Release("it remembers no committed leader");
-    };
-    if leader == look.me {
-        return Decision::Release("it was the leader itself");
-    }
     if look.leader_reached {
         return Decision::Release("a leader reached it");
-    }
-    if look.term > term || look.state != ServerState::Follower {
-        return Decision::Release("its vote changed");
     }
     if look.held >= look.give_up_after {
         return Decision::Release("the leader answers but has not reached it for too long");
     }
+    match look.state {
+        // Restored as the leader of its old term: it learns from its peers' answers whether
+        // another one leads now.
+        ServerState::Leader => return Decision::Hold,
+        ServerState::Follower => {}
+        _ => return Decision::Release("an election is under way"),
+    }
+    let (term, leader) = match look.vote {
+        Some((term, leader)) if leader != look.me => (term, leader),
+        _ => return Decision::Release("its vote names no other node"),
+    };
     match look.answer {
+        None => Decision::Ask(leader),
         Some(Some(leading)) if leading >= term => Decision::Hold,
-        Some(Some(_)) | Some(None) => Decision::Release("the leader it remembers no longer leads"),
-        None => Decision::Release("the leader it remembers does not answer"),
+        Some(_) => Decision::Release("the node its vote names does not answer that it leads"),
     }
 }
 
@@ -117,21 +124,13 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
     leader_reached: Arc<AtomicBool>,
     timing: RejoinTiming,
 ) {
-    let (remembered, voters) = {
-        let m = raft.metrics();
-        let m = m.borrow();
-        let voters = m.membership_config.membership().voter_ids().count();
-        let vote = m.vote;
-        let remembered = vote
-            .is_committed()
-            .then(|| {
-                vote.leader_id()
-                    .voted_for()
-                    .map(|l| (l, vote.leader_id().term))
-            })
-            .flatten();
-        (remembered, voters)
-    };
+    let voters = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .count();
     if voters <= 1 {
         // A quorum of one elects itself at once (openraft does not wait for its timer
         // there); nothing to hold.
@@ -139,61 +138,59 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
         return;
     }
     let started = Instant::now();
-    let mut held_logged = false;
+    let mut announced: Option<u64> = None;
     loop {
-        let (term, state) = {
+        let (state, vote) = {
             let m = raft.metrics();
             let m = m.borrow();
-            (m.vote.leader_id().term, m.state)
+            let id = m.vote.leader_id();
+            (
+                m.state,
+                (id.term > 0)
+                    .then(|| id.voted_for().map(|l| (id.term, l)))
+                    .flatten(),
+            )
         };
         let mut look = Look {
-            remembered,
             me,
-            term,
             state,
+            vote,
             leader_reached: leader_reached.load(Ordering::Relaxed),
             answer: None,
             held: started.elapsed(),
             give_up_after: timing.give_up_after,
         };
-        // Ask only when nothing else decides: the question costs a round trip.
-        let mut decision = decide(&Look {
-            answer: Some(Some(u64::MAX)),
-            ..look
-        });
-        if decision == Decision::Hold {
-            look.answer = match remembered.and_then(|(leader, _)| peers.get(&leader)) {
+        let mut decision = decide(&look);
+        if let Decision::Ask(leader) = decision {
+            let answer = match peers.get(&leader) {
                 Some(client) => match client
                     .call(&ControlRequest::LeaderCheck, Some(timing.ask_timeout))
                     .await
                 {
-                    Ok(ControlResponse::LeaderCheck { leading_term }) => Some(leading_term),
+                    Ok(ControlResponse::LeaderCheck { leading_term }) => leading_term,
                     _ => None,
                 },
                 None => None,
             };
+            look.answer = Some(answer);
             look.leader_reached = leader_reached.load(Ordering::Relaxed);
             decision = decide(&look);
+            if decision == Decision::Hold && announced != Some(leader) {
+                announced = Some(leader);
+                info!(
+                    leader,
+                    term = vote.map(|(t, _)| t),
+                    "the active controller is alive and has not reached this restarted voter \
+                     yet: holding elections until it does"
+                );
+            }
         }
         match decision {
-            Decision::Hold => {
-                if !held_logged {
-                    held_logged = true;
-                    if let Some((leader, term)) = remembered {
-                        info!(
-                            leader,
-                            term,
-                            "the active controller is alive and has not reached this restarted \
-                             voter yet: holding elections until it does"
-                        );
-                    }
-                }
-                tokio::time::sleep(timing.recheck).await;
-            }
+            Decision::Hold | Decision::Ask(_) => tokio::time::sleep(timing.recheck).await,
             Decision::Release(why) => {
                 if look.held >= look.give_up_after {
                     warn!(reason = why, "standing for election is allowed again");
-                } else if held_logged {
+                } else if announced.is_some() {
                     info!(reason = why, "standing for election is allowed again");
                 }
                 raft.runtime_config().elect(true);
@@ -209,75 +206,93 @@ mod tests {
 
     fn look() -> Look {
         Look {
-            remembered: Some((0, 5)),
             me: 1,
-            term: 5,
             state: ServerState::Follower,
+            vote: Some((5, 0)),
             leader_reached: false,
-            answer: Some(Some(5)),
+            answer: None,
             held: Duration::from_millis(300),
             give_up_after: Duration::from_secs(10),
         }
     }
 
+    fn released(l: Look) -> bool {
+        matches!(decide(&l), Decision::Release(_))
+    }
+
     #[test]
-    fn holds_while_the_remembered_leader_says_it_leads_and_has_not_reached_it() {
-        assert_eq!(decide(&look()), Decision::Hold);
-        // A later term of the same leader (it won again meanwhile) is still a live leader.
-        let later = Look {
-            answer: Some(Some(6)),
+    fn a_follower_asks_the_node_its_vote_names_and_holds_while_it_leads() {
+        assert_eq!(decide(&look()), Decision::Ask(0));
+        let leads = |term| Look {
+            answer: Some(Some(term)),
             ..look()
         };
-        assert_eq!(decide(&later), Decision::Hold);
+        assert_eq!(decide(&leads(5)), Decision::Hold);
+        // A later term of the same node (it won again meanwhile) is still a live leader.
+        assert_eq!(decide(&leads(6)), Decision::Hold);
+    }
+
+    #[test]
+    fn a_restored_leader_holds_until_it_learns_who_leads_now() {
+        let restored = Look {
+            state: ServerState::Leader,
+            vote: Some((5, 1)),
+            ..look()
+        };
+        assert_eq!(decide(&restored), Decision::Hold);
+        // Its peers answered with term 6 of node 2: it follows 2 and asks it.
+        let follows = Look {
+            vote: Some((6, 2)),
+            ..look()
+        };
+        assert_eq!(decide(&follows), Decision::Ask(2));
     }
 
     #[test]
     fn releases_when_there_is_no_leader_to_protect() {
-        for l in [
-            Look {
-                remembered: None,
-                ..look()
-            },
-            Look {
-                remembered: Some((1, 5)),
-                ..look()
-            },
-        ] {
-            assert!(matches!(decide(&l), Decision::Release(_)), "{l:?}");
-        }
+        assert!(released(Look {
+            vote: None,
+            ..look()
+        }));
+        assert!(released(Look {
+            vote: Some((5, 1)),
+            ..look()
+        }));
+        assert!(released(Look {
+            state: ServerState::Candidate,
+            ..look()
+        }));
     }
 
     #[test]
-    fn releases_once_the_leader_reached_it_or_its_vote_moved() {
-        for l in [
-            Look {
-                leader_reached: true,
-                ..look()
-            },
-            Look { term: 6, ..look() },
-            Look {
-                state: ServerState::Candidate,
-                ..look()
-            },
-        ] {
-            assert!(matches!(decide(&l), Decision::Release(_)), "{l:?}");
-        }
+    fn releases_once_a_leader_reached_it() {
+        assert!(released(Look {
+            leader_reached: true,
+            ..look()
+        }));
+        assert!(released(Look {
+            leader_reached: true,
+            state: ServerState::Leader,
+            ..look()
+        }));
     }
 
     #[test]
     fn releases_when_the_leader_is_gone_deposed_or_stale() {
-        for answer in [None, Some(None), Some(Some(4))] {
-            let l = Look { answer, ..look() };
-            assert!(matches!(decide(&l), Decision::Release(_)), "{l:?}");
+        for answer in [None, Some(4)] {
+            assert!(released(Look {
+                answer: Some(answer),
+                ..look()
+            }));
         }
     }
 
     #[test]
     fn releases_after_holding_too_long_even_if_the_leader_answers() {
-        let l = Look {
+        assert!(released(Look {
             held: Duration::from_secs(10),
+            answer: Some(Some(5)),
             ..look()
-        };
-        assert!(matches!(decide(&l), Decision::Release(_)));
+        }));
     }
 }
