@@ -2332,3 +2332,160 @@ async fn offsets_committed_in_a_transaction_are_unstable_until_it_commits() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Opens a transaction of `txn_id` on `topic`-0 as a v1 transactional client does
+/// (FindCoordinator, InitProducerId, AddPartitionsToTxn) and writes `values` in it; returns
+/// the producer id (epoch 0) and the offset the transaction starts at.
+async fn open_transaction(
+    c: &mut Client,
+    txn_id: &str,
+    topic: &str,
+    values: &[&str],
+) -> (i64, i64) {
+    let id = || TransactionalId(StrBytes::from_string(txn_id.into()));
+    let found = until_settled!("FindCoordinator", {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(txn_id.into()))
+            .with_key_type(1);
+        let r: FindCoordinatorResponse = c.call(3, &request).await;
+        r.error_code
+    });
+    assert_eq!(found, 0);
+    let mut producer_id: i64;
+    let init = until_settled!("InitProducerId", {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(id()))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let r: InitProducerIdResponse = c.call(4, &request).await;
+        producer_id = r.producer_id.0;
+        assert!(r.error_code != 0 || r.producer_epoch == 0);
+        r.error_code
+    });
+    assert_eq!(init, 0);
+    let added = until_settled!("AddPartitionsToTxn", {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(id())
+            .with_v3_and_below_producer_id(ProducerId(producer_id))
+            .with_v3_and_below_producer_epoch(0)
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.into())))
+                    .with_partitions(vec![0]),
+            ]);
+        let r: AddPartitionsToTxnResponse = c.call(3, &request).await;
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    });
+    assert_eq!(added, 0);
+    let r: ProduceResponse = c
+        .call(
+            9,
+            &produce_request(topic, transactional_batch(values, producer_id), -1),
+        )
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    (producer_id, p.base_offset)
+}
+
+fn list_transactions(
+    states: &[&str],
+    producer_ids: &[i64],
+    duration_ms: i64,
+) -> ListTransactionsRequest {
+    ListTransactionsRequest::default()
+        .with_state_filters(
+            states
+                .iter()
+                .map(|s| StrBytes::from_string(s.to_string()))
+                .collect(),
+        )
+        .with_producer_id_filters(producer_ids.iter().map(|&p| ProducerId(p)).collect())
+        .with_duration_filter(duration_ms)
+}
+
+/// The (transactional id, producer id, state) rows of a ListTransactions answer.
+fn listed(r: &ListTransactionsResponse) -> Vec<(String, i64, String)> {
+    assert_eq!(r.error_code, 0);
+    r.transaction_states
+        .iter()
+        .map(|s| {
+            (
+                s.transactional_id.0.to_string(),
+                s.producer_id.0,
+                s.transaction_state.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// ListTransactions and DescribeTransactions answer from the coordinator's state as
+/// Kafka's do: an open transaction is listed Ongoing with its producer id, filtered by
+/// state, producer id and duration (unknown state names returned), and described with its
+/// epoch, timeout, start time and partitions; unknown and empty ids get Kafka's errors.
+#[tokio::test]
+async fn open_transactions_are_listed_and_described() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "txl").await;
+    let before = oxbow_broker::time::now_ms();
+    let (pid, _) = open_transaction(&mut c, "tx-list", "txl", &["open-1"]).await;
+    let ongoing = vec![("tx-list".to_string(), pid, "Ongoing".to_string())];
+    let r: ListTransactionsResponse = c.call(1, &list_transactions(&[], &[], -1)).await;
+    assert_eq!(listed(&r), ongoing);
+    let r: ListTransactionsResponse = c
+        .call(
+            1,
+            &list_transactions(&["Ongoing", "Running", "ongoing"], &[], -1),
+        )
+        .await;
+    assert_eq!(listed(&r), ongoing);
+    let unknown: Vec<&str> = r.unknown_state_filters.iter().map(|s| s.as_str()).collect();
+    assert_eq!(unknown, ["Running", "ongoing"]);
+    let r: ListTransactionsResponse = c
+        .call(1, &list_transactions(&["CompleteCommit"], &[], -1))
+        .await;
+    assert_eq!(listed(&r), []);
+    let r: ListTransactionsResponse = c.call(0, &list_transactions(&[], &[pid + 1], -1)).await;
+    assert_eq!(listed(&r), []);
+    let r: ListTransactionsResponse = c.call(0, &list_transactions(&[], &[pid], -1)).await;
+    assert_eq!(listed(&r), ongoing);
+    // Running for less than a minute: not listed with a one-minute duration filter.
+    let r: ListTransactionsResponse = c.call(1, &list_transactions(&[], &[], 60_000)).await;
+    assert_eq!(listed(&r), []);
+
+    let id = |s: &str| TransactionalId(StrBytes::from_string(s.into()));
+    let r: DescribeTransactionsResponse = c
+        .call(
+            0,
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                id("tx-list"),
+                id("tx-unknown"),
+                id(""),
+            ]),
+        )
+        .await;
+    let d = &r.transaction_states[0];
+    assert_eq!(
+        (d.error_code, d.transactional_id.0.as_str()),
+        (0, "tx-list")
+    );
+    assert_eq!(d.transaction_state.as_str(), "Ongoing");
+    assert_eq!((d.producer_id.0, d.producer_epoch), (pid, 0));
+    assert_eq!(d.transaction_timeout_ms, 60_000);
+    assert!(
+        d.transaction_start_time_ms >= before
+            && d.transaction_start_time_ms <= oxbow_broker::time::now_ms()
+    );
+    let topics: Vec<(String, Vec<i32>)> = d
+        .topics
+        .iter()
+        .map(|t| (t.topic.0.to_string(), t.partitions.clone()))
+        .collect();
+    assert_eq!(topics, [("txl".to_string(), vec![0])]);
+    let not_found = kafka_protocol::ResponseError::TransactionalIdNotFound.code();
+    let invalid = kafka_protocol::ResponseError::InvalidRequest.code();
+    assert_eq!(r.transaction_states[1].error_code, not_found);
+    assert_eq!(r.transaction_states[2].error_code, invalid);
+}

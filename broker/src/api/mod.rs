@@ -22,6 +22,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
+mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
@@ -34,6 +35,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -243,6 +245,8 @@ apis! {
     AddOffsetsToTxn => AddOffsetsToTxnRequest, add_offsets_to_txn, 0..=4;
     EndTxn => EndTxnRequest, end_txn, 0..=4;
     TxnOffsetCommit => TxnOffsetCommitRequest, txn_offset_commit, 0..=3;
+    DescribeTransactions => DescribeTransactionsRequest, describe_transactions, 0..=0;
+    ListTransactions => ListTransactionsRequest, list_transactions, 0..=1;
     }
 }
 

@@ -19,6 +19,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::listing::ListFilter;
 use super::records::{self, TxnLogValue};
 use super::state::{InitPlan, TxnMetadata, TxnPartition, TxnState, TxnTransit};
 use crate::error::ApiError;
@@ -415,6 +416,43 @@ impl TxnCoordinator {
             }
             tokio::time::sleep(MARKER_RETRY_BACKOFF).await;
         }
+    }
+
+    /// ListTransactions: the metadata of every transactional id this coordinator serves that
+    /// `filter` includes at `now`, sorted by transactional id. COORDINATOR_LOAD_IN_PROGRESS
+    /// while any of its partitions loads (Kafka answers nothing then rather than a part).
+    pub fn list(&self, filter: &ListFilter, now: i64) -> Result<Vec<TxnMetadata>, ApiError> {
+        let inner = self.lock();
+        if inner.hosted.values().any(|h| h.loading) {
+            return Err(err(ResponseError::CoordinatorLoadInProgress));
+        }
+        let mut listed: Vec<TxnMetadata> = inner
+            .hosted
+            .values()
+            .flat_map(|h| h.txns.values())
+            .filter(|m| filter.includes(m, now))
+            .cloned()
+            .collect();
+        listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        Ok(listed)
+    }
+
+    /// DescribeTransactions of one id (Kafka's `handleDescribeTransactions`): its metadata,
+    /// or INVALID_REQUEST for an empty id, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
+    /// TRANSACTIONAL_ID_NOT_FOUND for an id this coordinator does not know (or a Dead one).
+    pub async fn describe(
+        &self,
+        host: &impl TxnHost,
+        transactional_id: &str,
+    ) -> Result<TxnMetadata, ApiError> {
+        if transactional_id.is_empty() {
+            return Err(err(ResponseError::InvalidRequest));
+        }
+        let at = self.serving(host, transactional_id).await?;
+        self.with_txn(at, transactional_id, |m| match m {
+            Some(m) if m.state != TxnState::Dead => Ok(m.clone()),
+            _ => Err(err(ResponseError::TransactionalIdNotFound)),
+        })
     }
 
     /// Loads `__transaction_state` partition `partition` as its new leader at `epoch`, then

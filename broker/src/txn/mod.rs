@@ -31,8 +31,10 @@
 //! ListTransactions, DescribeProducers, and the expiry of idle transactional ids.
 
 pub mod coordinator;
+pub mod listing;
 pub mod records;
 pub mod state;
 
+pub use listing::ListFilter;
 pub use records::{TxnLogValue, TRANSACTION_STATE_TOPIC};
 pub use state::{InitPlan, TxnMetadata, TxnState, TxnTransit};

@@ -90,6 +90,14 @@ impl TxnState {
         }
     }
 
+    /// The state Kafka names `name` (case-sensitive, as Kafka's `TransactionState.fromName`),
+    /// `None` for a name Kafka does not know.
+    pub fn from_name(name: &str) -> Option<TxnState> {
+        (0..8)
+            .filter_map(TxnState::from_id)
+            .find(|s| s.name() == name)
+    }
+
     /// The states a transition into `self` may start from (Kafka's `validPreviousStates`).
     fn valid_previous(self) -> &'static [TxnState] {
         use TxnState::*;
@@ -882,5 +890,8 @@ mod tests {
         assert_eq!(TxnState::from_id(8), None);
         assert_eq!(TxnState::PrepareEpochFence.name(), "PrepareEpochFence");
         assert_eq!(TxnState::from_id(4), Some(TxnState::CompleteCommit));
+        assert_eq!(TxnState::from_name("Ongoing"), Some(TxnState::Ongoing));
+        assert_eq!(TxnState::from_name("ongoing"), None);
+        assert_eq!(TxnState::from_name("Running"), None);
     }
 }
