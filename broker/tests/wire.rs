@@ -2489,3 +2489,75 @@ async fn open_transactions_are_listed_and_described() {
     assert_eq!(r.transaction_states[1].error_code, not_found);
     assert_eq!(r.transaction_states[2].error_code, invalid);
 }
+
+fn describe_producers(topics: &[(&str, &[i32])]) -> DescribeProducersRequest {
+    DescribeProducersRequest::default().with_topics(
+        topics
+            .iter()
+            .map(|(name, partitions)| {
+                describe_producers_request::TopicRequest::default()
+                    .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                    .with_partition_indexes(partitions.to_vec())
+            })
+            .collect(),
+    )
+}
+
+/// (producer id, epoch, last sequence, coordinator epoch, transaction start offset) of
+/// each producer of a DescribeProducers partition answer, after asserting it succeeded.
+fn producers(p: &describe_producers_response::PartitionResponse) -> Vec<(i64, i32, i32, i32, i64)> {
+    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+    p.active_producers
+        .iter()
+        .map(|s| {
+            (
+                s.producer_id.0,
+                s.producer_epoch,
+                s.last_sequence,
+                s.coordinator_epoch,
+                s.current_txn_start_offset,
+            )
+        })
+        .collect()
+}
+
+/// DescribeProducers answers from the partition's producer state as Kafka's does: the
+/// transactional producer with its epoch, last sequence, the batch's timestamp and the
+/// offset its open transaction starts at; partitions and topics that do not exist, and
+/// invalid names, get Kafka's errors.
+#[tokio::test]
+async fn producers_of_a_partition_are_described() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    create_topic(&mut c, "txp").await;
+    let r: ProduceResponse = c
+        .call(9, &produce_request("txp", batch(&["plain"]), 1))
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let (pid, start) = open_transaction(&mut c, "tx-producers", "txp", &["a", "b", "c"]).await;
+    assert_eq!(start, 1);
+    let r: DescribeProducersResponse = c
+        .call(
+            0,
+            &describe_producers(&[("txp", &[0, 3]), ("txp-none", &[0]), ("bad name", &[0])]),
+        )
+        .await;
+    let txp = &r.topics[0];
+    assert_eq!(producers(&txp.partitions[0]), [(pid, 0, 2, -1, 1)]);
+    // The last timestamp is the batch's (its last record's).
+    assert_eq!(
+        txp.partitions[0].active_producers[0].last_timestamp,
+        1_700_000_000_002
+    );
+    let unknown = kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+    let invalid = kafka_protocol::ResponseError::InvalidTopicException.code();
+    assert_eq!(
+        (
+            txp.partitions[1].partition_index,
+            txp.partitions[1].error_code
+        ),
+        (3, unknown)
+    );
+    assert_eq!(r.topics[1].partitions[0].error_code, unknown);
+    assert_eq!(r.topics[2].partitions[0].error_code, invalid);
+}

@@ -21,6 +21,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_quorum;
 mod describe_transactions;
 mod elect_leaders;
@@ -245,6 +246,7 @@ apis! {
     AddOffsetsToTxn => AddOffsetsToTxnRequest, add_offsets_to_txn, 0..=4;
     EndTxn => EndTxnRequest, end_txn, 0..=4;
     TxnOffsetCommit => TxnOffsetCommitRequest, txn_offset_commit, 0..=3;
+    DescribeProducers => DescribeProducersRequest, describe_producers, 0..=0;
     DescribeTransactions => DescribeTransactionsRequest, describe_transactions, 0..=0;
     ListTransactions => ListTransactionsRequest, list_transactions, 0..=1;
     }

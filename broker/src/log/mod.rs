@@ -62,6 +62,7 @@ pub use meta::{
     META_PROPERTIES, PARTITION_METADATA,
 };
 pub use partition::{LoadOptions, PartitionLog, PRODUCER_ID_EXPIRATION_MS};
+pub use producer_state::ActiveProducer;
 pub use replay::replay_records;
 pub use txn::{AbortedTxn, ControlRecordType, EndTxnMarker};
 

@@ -1656,6 +1656,12 @@ impl PartitionLog {
         self.dir = new_dir;
     }
 
+    /// Every producer of the partition's producer state (what DescribeProducers reports),
+    /// by producer id.
+    pub fn active_producers(&self) -> Vec<super::ActiveProducer> {
+        self.producers.active()
+    }
+
     /// Number of idempotent producers tracked (diagnostics).
     pub fn producer_count(&self) -> usize {
         self.producers.len()

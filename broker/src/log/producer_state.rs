@@ -36,6 +36,28 @@ pub(crate) struct ProducerEntry {
     pub(crate) current_txn_first_offset: Option<i64>,
     /// Coordinator epoch of the last marker written for the producer (-1 before any).
     pub(crate) coordinator_epoch: i32,
+    /// Timestamp of the producer's last batch or marker (Kafka's `lastTimestamp`), -1
+    /// before any.
+    pub(crate) last_timestamp: i64,
+}
+
+/// One producer of a partition as DescribeProducers reports it (Kafka's
+/// `UnifiedLog.activeProducers`): every producer id the partition's producer state holds,
+/// idempotent or transactional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its latest epoch on this partition.
+    pub producer_epoch: i16,
+    /// The last sequence number it wrote in that epoch, -1 if none is retained.
+    pub last_sequence: i32,
+    /// Timestamp of its last batch or marker, -1 if none.
+    pub last_timestamp: i64,
+    /// Coordinator epoch of the last marker written for it, -1 before any.
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction on this partition, -1 if none is open.
+    pub current_txn_start_offset: i64,
 }
 
 impl ProducerEntry {
@@ -53,6 +75,7 @@ impl ProducerEntry {
             self.batches.clear();
             self.epoch = epoch;
         }
+        self.last_timestamp = meta.timestamp;
         self.batches.push_back(meta);
         while self.batches.len() > NUM_BATCHES_TO_RETAIN {
             self.batches.pop_front();
@@ -93,6 +116,7 @@ fn new_entry(epoch: i16) -> ProducerEntry {
         batches: VecDeque::new(),
         current_txn_first_offset: None,
         coordinator_epoch: -1,
+        last_timestamp: -1,
     }
 }
 
@@ -109,6 +133,24 @@ impl ProducerStateManager {
 
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
+    }
+
+    /// Every producer as DescribeProducers reports it, by producer id.
+    pub(crate) fn active(&self) -> Vec<ActiveProducer> {
+        let mut active: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| ActiveProducer {
+                producer_id,
+                producer_epoch: e.epoch,
+                last_sequence: e.last_seq(),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: e.current_txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        active.sort_by_key(|p| p.producer_id);
+        active
     }
 
     /// Entry of a producer, if known.
@@ -286,6 +328,7 @@ impl ProducerStateManager {
                 entry.epoch = h.producer_epoch;
             }
             entry.coordinator_epoch = marker.coordinator_epoch;
+            entry.last_timestamp = h.max_timestamp;
             entry.current_txn_first_offset = None;
             return completed;
         }

@@ -268,3 +268,59 @@ fn an_open_transaction_survives_a_reopen_and_producer_expiration() {
     assert_eq!(log.apply_retention(i64::MAX / 2).unwrap(), 0);
     assert_eq!(log.last_stable_offset(), 2);
 }
+
+#[test]
+fn active_producers_report_epochs_sequences_timestamps_and_open_transactions() {
+    use super::super::batch::test_util::{batch, Spec};
+    let root = tempfile::tempdir().unwrap();
+    let mut log = open(root.path(), LogConfig::default());
+    // Recent, so producer expiration on load (by record time) keeps them.
+    let ts = crate::log::segment::wall_clock_ms();
+    let spec = |pid: i64, count: usize, transactional: bool| Spec {
+        count,
+        producer_id: pid,
+        producer_epoch: 2,
+        base_sequence: 0,
+        timestamp: ts,
+        transactional,
+        ..Spec::default()
+    };
+    log.append(&simple(1, 0), 0, 0).unwrap(); // 0: no producer id, not reported
+    log.append(&batch(&spec(8, 2, false)), 0, 0).unwrap(); // 1..=2, idempotent
+    log.append(&batch(&spec(9, 3, true)), 0, 0).unwrap(); // 3..=5, open transaction
+    let in_txn = ActiveProducer {
+        producer_id: 9,
+        producer_epoch: 2,
+        last_sequence: 2,
+        last_timestamp: ts + 2,
+        coordinator_epoch: -1,
+        current_txn_start_offset: 3,
+    };
+    let idempotent = ActiveProducer {
+        producer_id: 8,
+        producer_epoch: 2,
+        last_sequence: 1,
+        last_timestamp: ts + 1,
+        coordinator_epoch: -1,
+        current_txn_start_offset: -1,
+    };
+    assert_eq!(log.active_producers(), [idempotent, in_txn]);
+    // The state is rebuilt from the log on open.
+    log.close().unwrap();
+    drop(log);
+    let mut log = open(root.path(), LogConfig::default());
+    assert_eq!(log.active_producers(), [idempotent, in_txn]);
+    // A marker (coordinator epoch 4, written at `ts + 60 000`) ends the transaction.
+    let marker = EndTxnMarker {
+        control_type: ControlRecordType::Abort,
+        coordinator_epoch: 4,
+    };
+    log.append_txn_marker(9, 2, marker, 0, ts + 60_000).unwrap();
+    let ended = ActiveProducer {
+        last_timestamp: ts + 60_000,
+        coordinator_epoch: 4,
+        current_txn_start_offset: -1,
+        ..in_txn
+    };
+    assert_eq!(log.active_producers(), [idempotent, ended]);
+}
