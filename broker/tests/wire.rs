@@ -2561,3 +2561,112 @@ async fn producers_of_a_partition_are_described() {
     assert_eq!(r.topics[1].partitions[0].error_code, unknown);
     assert_eq!(r.topics[2].partitions[0].error_code, invalid);
 }
+
+fn write_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    topics: &[(&str, &[i32])],
+) -> WriteTxnMarkersRequest {
+    WriteTxnMarkersRequest::default().with_markers(vec![
+        write_txn_markers_request::WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch)
+            .with_transaction_result(false)
+            .with_coordinator_epoch(coordinator_epoch)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(name, partitions)| {
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                            .with_partition_indexes(partitions.to_vec())
+                    })
+                    .collect(),
+            ),
+    ])
+}
+
+/// The error codes of a WriteTxnMarkers answer, partition by partition in request order.
+fn marker_codes(r: &WriteTxnMarkersResponse) -> Vec<i16> {
+    r.markers
+        .iter()
+        .flat_map(|m| m.topics.iter())
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect()
+}
+
+/// WriteTxnMarkers, as `kafka-transactions.sh abort` sends it to a partition's leader,
+/// aborts an open transaction there: the last stable offset moves past it, a read_committed
+/// fetch skips its records; markers from an older coordinator epoch or producer epoch, and
+/// to partitions that do not exist, get Kafka's errors. The four APIs of
+/// `kafka-transactions.sh` are advertised.
+#[tokio::test]
+async fn an_abort_marker_ends_an_open_transaction_on_its_partition() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let versions: ApiVersionsResponse = c.call(3, &ApiVersionsRequest::default()).await;
+    for (key, max) in [(27, 1), (61, 0), (65, 0), (66, 1)] {
+        assert!(
+            versions
+                .api_keys
+                .iter()
+                .any(|k| k.api_key == key && k.max_version == max),
+            "API {key} v{max} is advertised"
+        );
+    }
+    create_topic(&mut c, "txw").await;
+    let (pid, start) = open_transaction(&mut c, "tx-markers", "txw", &["open-1", "open-2"]).await;
+    assert_eq!(start, 0);
+    let r: ProduceResponse = c
+        .call(9, &produce_request("txw", batch(&["after"]), 1))
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(
+        latest_offset(&mut c, "txw", 1).await,
+        0,
+        "held at the open transaction"
+    );
+
+    let unknown = kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+    let r: WriteTxnMarkersResponse = c
+        .call(
+            1,
+            &write_marker(pid, 0, 3, &[("txw", &[0, 9]), ("txw-none", &[0])]),
+        )
+        .await;
+    assert_eq!(r.markers[0].producer_id.0, pid);
+    assert_eq!(marker_codes(&r), [0, unknown, unknown]);
+    // The marker is offset 3: the last stable offset is the log end, and read_committed
+    // gets the record after the aborted ones only.
+    assert_eq!(latest_offset(&mut c, "txw", 1).await, 4);
+    let fetched: FetchResponse = c
+        .call(12, &fetch_request("txw", 0, 0).with_isolation_level(1))
+        .await;
+    let p = &fetched.responses[0].partitions[0];
+    assert_eq!(p.last_stable_offset, 4);
+    assert_eq!(
+        values_of(p.records.as_ref().unwrap()),
+        ["open-1", "open-2", "after"],
+        "the records come back with their aborted transaction ..."
+    );
+    let aborted: Vec<(i64, i64)> = p
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|a| (a.producer_id.0, a.first_offset))
+        .collect();
+    assert_eq!(aborted, [(pid, 0)], "... for the consumer to drop them");
+
+    let fenced = kafka_protocol::ResponseError::TransactionCoordinatorFenced.code();
+    let r: WriteTxnMarkersResponse = c.call(1, &write_marker(pid, 0, 1, &[("txw", &[0])])).await;
+    assert_eq!(marker_codes(&r), [fenced]);
+    let r: WriteTxnMarkersResponse = c.call(1, &write_marker(pid, 1, 3, &[("txw", &[0])])).await;
+    assert_eq!(marker_codes(&r), [0]);
+    let stale = kafka_protocol::ResponseError::InvalidProducerEpoch.code();
+    let r: WriteTxnMarkersResponse = c.call(1, &write_marker(pid, 0, 3, &[("txw", &[0])])).await;
+    assert_eq!(marker_codes(&r), [stale]);
+    let r: DescribeProducersResponse = c.call(0, &describe_producers(&[("txw", &[0])])).await;
+    let (_, epoch, _, coordinator_epoch, txn_start) = producers(&r.topics[0].partitions[0])[0];
+    assert_eq!((epoch, coordinator_epoch, txn_start), (1, 3, -1));
+}

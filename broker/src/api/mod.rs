@@ -45,6 +45,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -246,6 +247,7 @@ apis! {
     AddOffsetsToTxn => AddOffsetsToTxnRequest, add_offsets_to_txn, 0..=4;
     EndTxn => EndTxnRequest, end_txn, 0..=4;
     TxnOffsetCommit => TxnOffsetCommitRequest, txn_offset_commit, 0..=3;
+    WriteTxnMarkers => WriteTxnMarkersRequest, write_txn_markers, 1..=1;
     DescribeProducers => DescribeProducersRequest, describe_producers, 0..=0;
     DescribeTransactions => DescribeTransactionsRequest, describe_transactions, 0..=0;
     ListTransactions => ListTransactionsRequest, list_transactions, 0..=1;
