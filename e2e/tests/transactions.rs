@@ -360,3 +360,303 @@ fn the_transactional_copier_survives_a_kill_9_of_the_broker() {
     assert!(copier_finished(&mut c), "the copier failed:\n{c}");
     assert_copied_exactly_once(&t, &b, "copyk-out");
 }
+
+/// `kafka-transactions.sh` (Kafka 4.1's tool) with `args` against `b`; panics unless it
+/// exits 0.
+fn transactions_tool(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
+    let bs = b.bootstrap();
+    let mut all = vec!["--bootstrap-server", bs.as_str()];
+    all.extend_from_slice(args);
+    t.run("kafka-transactions.sh", &all).ok()
+}
+
+/// The table the tool printed: its header's column names and each row's cells (split on
+/// whitespace, as `ToolsUtils.prettyPrintTable` pads them), checking the header.
+fn table(out: &ToolOutput, header: &[&str]) -> Vec<Vec<String>> {
+    let lines = out.lines();
+    let printed: Vec<&str> = lines
+        .first()
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(printed, header, "the header of:\n{out}");
+    lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+const PRODUCERS_HEADER: [&str; 6] = [
+    "ProducerId",
+    "ProducerEpoch",
+    "LatestCoordinatorEpoch",
+    "LastSequence",
+    "LastTimestamp",
+    "CurrentTransactionStartOffset",
+];
+
+const HANGING_HEADER: [&str; 8] = [
+    "Topic",
+    "Partition",
+    "ProducerId",
+    "ProducerEpoch",
+    "CoordinatorEpoch",
+    "StartOffset",
+    "LastTimestamp",
+    "Duration(min)",
+];
+
+/// `find-hanging --broker-id 0` with a zero timeout (every open transaction older than now
+/// is a candidate): the rows of the transactions no coordinator knows about.
+fn find_hanging(t: &Tools, b: &Broker) -> Vec<Vec<String>> {
+    let out = transactions_tool(
+        t,
+        b,
+        &[
+            "find-hanging",
+            "--broker-id",
+            "0",
+            "--max-transaction-timeout",
+            "0",
+        ],
+    );
+    table(&out, &HANGING_HEADER)
+}
+
+/// A millisecond timestamp the tool printed, checked to lie between `from` and now.
+fn timestamp_between(cell: &str, from: u128) -> u128 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let ts: u128 = cell
+        .parse()
+        .unwrap_or_else(|_| panic!("not a timestamp: {cell:?}"));
+    assert!(
+        (from..=now).contains(&ts),
+        "{ts} is not between {from} and {now}"
+    );
+    ts
+}
+
+/// Kafka's `kafka-transactions.sh` against an open transaction of a real transactional
+/// producer (librdkafka, left open) and a hanging one (a transactional batch no
+/// coordinator knows about): `list` shows the open one Ongoing with its producer id,
+/// `describe` its epoch, timeout, start and partition, `describe-producers` the producer
+/// state of its partition with the offset it starts at; `find-hanging --broker-id 0` finds
+/// the hanging one only; `abort --start-offset` ends it, so a read_committed consumer gets
+/// past it, and it is no longer found.
+///
+/// Kafka 4.1 checks every transactional produce with the coordinator (KIP-890) so that no
+/// client can leave a transaction hanging; the hanging one is made by a client that skips
+/// the coordinator, which needs `transaction.partition.verification.enable=false` (oxbow
+/// does no such check).
+#[test]
+fn kafka_transactions_sh_lists_describes_and_aborts_hanging_transactions() {
+    let t = tools_or_skip!();
+    let b = Broker::start_target(&[("transaction.partition.verification.enable", "false")]);
+    create_topic(&t, &b, "txtools-open");
+    create_topic(&t, &b, "txtools-hang");
+    let bs = b.bootstrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_tools.py");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut open = Background::tool(
+        &t,
+        "python",
+        &[script, &bs, "open", "txtools-open", "tx-tools"],
+    );
+    poll_until(
+        "the producer to open its transaction",
+        Duration::from_secs(90),
+        || {
+            if let Some(status) = open.try_status() {
+                panic!("the producer exited ({status}):\n{open}");
+            }
+            if open.stdout().lines().any(|l| l == "open") {
+                Ok(())
+            } else {
+                Err(open.to_string())
+            }
+        },
+    );
+
+    // The partition's producer state: the transactional producer, epoch 0, no marker yet,
+    // three records (sequences 0..=2) from offset 0.
+    let out = transactions_tool(
+        &t,
+        &b,
+        &[
+            "describe-producers",
+            "--topic",
+            "txtools-open",
+            "--partition",
+            "0",
+        ],
+    );
+    let rows = table(&out, &PRODUCERS_HEADER);
+    assert_eq!(rows.len(), 1, "one producer in:\n{out}");
+    let producer_id = rows[0][0].clone();
+    assert_eq!(rows[0][1..4], ["0", "-1", "2"], "in:\n{out}");
+    timestamp_between(&rows[0][4], started);
+    assert_eq!(
+        rows[0][5], "0",
+        "the transaction starts at offset 0 in:\n{out}"
+    );
+
+    let out = transactions_tool(&t, &b, &["list"]);
+    let rows = table(
+        &out,
+        &[
+            "TransactionalId",
+            "Coordinator",
+            "ProducerId",
+            "TransactionState",
+        ],
+    );
+    assert_eq!(
+        rows,
+        [["tx-tools", "0", producer_id.as_str(), "Ongoing"]],
+        "in:\n{out}"
+    );
+
+    let out = transactions_tool(&t, &b, &["describe", "--transactional-id", "tx-tools"]);
+    let rows = table(
+        &out,
+        &[
+            "CoordinatorId",
+            "TransactionalId",
+            "ProducerId",
+            "ProducerEpoch",
+            "TransactionState",
+            "TransactionTimeoutMs",
+            "CurrentTransactionStartTimeMs",
+            "TransactionDurationMs",
+            "TopicPartitions",
+        ],
+    );
+    assert_eq!(rows.len(), 1, "in:\n{out}");
+    let row = &rows[0];
+    assert_eq!(
+        row[..6],
+        [
+            "0",
+            "tx-tools",
+            producer_id.as_str(),
+            "0",
+            "Ongoing",
+            "600000"
+        ],
+        "in:\n{out}"
+    );
+    timestamp_between(&row[6], started);
+    assert!(row[7].parse::<u64>().is_ok(), "a duration in:\n{out}");
+    assert_eq!(row[8], "txtools-open-0", "in:\n{out}");
+
+    // The coordinator knows the open transaction's partition: it is not hanging.
+    assert_eq!(find_hanging(&t, &b), Vec::<Vec<String>>::new());
+
+    // A hanging transaction at offset 0 of txtools-hang, then a record after it.
+    let out = t
+        .run("python", &[script, &bs, "hanging", "txtools-hang"])
+        .ok();
+    let line = out.line_starting_with("producer-id=").to_string();
+    let fields: Vec<&str> = line
+        .split(' ')
+        .filter_map(|kv| kv.split_once('=').map(|(_, v)| v))
+        .collect();
+    let (hanging_id, hanging_epoch, start) = (fields[0], fields[1], fields[2]);
+    assert_eq!(start, "0", "{line}");
+    t.run_stdin(
+        "kafka-console-producer.sh",
+        &["--bootstrap-server", &bs, "--topic", "txtools-hang"],
+        "after-hang\n",
+    )
+    .ok();
+    // read_committed stops at the hanging transaction.
+    assert_eq!(
+        consume_within(&t, &b, "txtools-hang", 1, "5000"),
+        Vec::<String>::new()
+    );
+
+    let rows = find_hanging(&t, &b);
+    assert_eq!(rows.len(), 1, "only the hanging transaction: {rows:?}");
+    assert_eq!(
+        rows[0][..6],
+        ["txtools-hang", "0", hanging_id, hanging_epoch, "-1", "0"],
+        "{rows:?}"
+    );
+    timestamp_between(&rows[0][6], started);
+    assert_eq!(rows[0][7], "0", "{rows:?}");
+
+    transactions_tool(
+        &t,
+        &b,
+        &[
+            "abort",
+            "--topic",
+            "txtools-hang",
+            "--partition",
+            "0",
+            "--start-offset",
+            "0",
+        ],
+    );
+    // The abort marker moved the last stable offset past the transaction: read_committed
+    // gets the record after it, and none of the aborted ones.
+    assert_eq!(
+        consume(&t, &b, "txtools-hang", "read_committed", 1),
+        ["after-hang"]
+    );
+    assert_eq!(find_hanging(&t, &b), Vec::<Vec<String>>::new());
+    let out = transactions_tool(
+        &t,
+        &b,
+        &[
+            "describe-producers",
+            "--topic",
+            "txtools-hang",
+            "--partition",
+            "0",
+        ],
+    );
+    let rows = table(&out, &PRODUCERS_HEADER);
+    let aborted = rows
+        .iter()
+        .find(|r| r[0] == hanging_id)
+        .unwrap_or_else(|| panic!("no producer {hanging_id} in:\n{out}"));
+    // The marker carried coordinator epoch 0 (the tool's choice when none is known) and
+    // ended the transaction.
+    assert_eq!(aborted[1..4], [hanging_epoch, "0", "2"], "in:\n{out}");
+    assert_eq!(aborted[5], "None", "in:\n{out}");
+    open.kill9();
+}
+
+/// The values a read_committed consumer of `topic` gets from the beginning, up to `n`,
+/// waiting at most `timeout_ms` for them.
+fn consume_within(t: &Tools, b: &Broker, topic: &str, n: usize, timeout_ms: &str) -> Vec<String> {
+    let bs = b.bootstrap();
+    let n = n.to_string();
+    let out = t.run(
+        "kafka-console-consumer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--max-messages",
+            &n,
+            "--timeout-ms",
+            timeout_ms,
+        ],
+    );
+    out.stdout
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
