@@ -8,7 +8,15 @@
 //! - [`coordinator`]: the coordinator — these states per `__transaction_state` partition,
 //!   loaded and dropped with its leadership as the group coordinator does, the
 //!   FindCoordinator / InitProducerId / AddPartitionsToTxn / AddOffsetsToTxn / EndTxn
-//!   paths, end markers written by the partition leaders, timed-out transactions aborted.
+//!   paths, end markers written by the partition leaders, timed-out transactions aborted,
+//!   and what DescribeTransactions and ListTransactions report;
+//! - [`listing`]: ListTransactions' filters (states, producer ids, KIP-994's duration).
+//!
+//! What `kafka-transactions.sh` reads and writes beyond the coordinator is the partition
+//! leaders': DescribeProducers answers from each log's producer state
+//! ([`crate::log::PartitionLog::active_producers`]), and WriteTxnMarkers (what
+//! `Admin.abortTransaction` sends for a hanging transaction) writes through the same marker
+//! path as the coordinator ([`coordinator::TxnHost::write_marker`]).
 //!
 //! Offsets in a transaction (`sendOffsetsToTransaction`): AddOffsetsToTxn adds the group's
 //! `__consumer_offsets` partition to the transaction like any partition; TxnOffsetCommit
@@ -26,9 +34,10 @@
 //!
 //! Served on a single node only: on a replicated cluster FindCoordinator answers
 //! COORDINATOR_NOT_AVAILABLE for transactional ids, because the markers of partitions led
-//! by other brokers would need WriteTxnMarkers over the inter-broker connections, which is
-//! not written yet. Not served yet either: WriteTxnMarkers, DescribeTransactions,
-//! ListTransactions, DescribeProducers, and the expiry of idle transactional ids.
+//! by other brokers would need the coordinator to send WriteTxnMarkers over the
+//! inter-broker connections, which is not written yet (a broker does serve WriteTxnMarkers
+//! for the partitions it leads). Not served yet either: ListTransactions v2 (KIP-1152's
+//! transactional id pattern) and the expiry of idle transactional ids.
 
 pub mod coordinator;
 pub mod listing;
