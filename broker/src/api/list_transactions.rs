@@ -26,20 +26,22 @@ pub(crate) async fn handle(
         -1
     };
     let (filter, unknown) = ListFilter::new(&names, &producer_ids, duration_ms);
-    let response = ListTransactionsResponse::default()
-        .with_unknown_state_filters(unknown.into_iter().map(str_bytes).collect());
+    let response = ListTransactionsResponse::default();
     match ctx.broker.txns().list(&filter, now_ms()) {
-        Ok(listed) => response.with_transaction_states(
-            listed
-                .into_iter()
-                .map(|m| {
-                    TransactionState::default()
-                        .with_transactional_id(TransactionalId(str_bytes(m.transactional_id)))
-                        .with_producer_id(ProducerId(m.producer_id))
-                        .with_transaction_state(str_bytes(m.state.name()))
-                })
-                .collect(),
-        ),
+        // As Kafka, the unknown filters come with a listing only (not with an error).
+        Ok(listed) => response
+            .with_unknown_state_filters(unknown.into_iter().map(str_bytes).collect())
+            .with_transaction_states(
+                listed
+                    .into_iter()
+                    .map(|m| {
+                        TransactionState::default()
+                            .with_transactional_id(TransactionalId(str_bytes(m.transactional_id)))
+                            .with_producer_id(ProducerId(m.producer_id))
+                            .with_transaction_state(str_bytes(m.state.name()))
+                    })
+                    .collect(),
+            ),
         Err(e) => response.with_error_code(e.code),
     }
 }
