@@ -381,18 +381,18 @@ impl ProducerStateManager {
         }
     }
 
-    /// Forgets producers whose newest batch timestamp is older than `max_age_ms` before
+    /// Forgets producers whose last batch or marker timestamp is older than `max_age_ms` before
     /// `now_ms` (Kafka's `producer.id.expiration.ms`), bounding memory for short-lived
     /// producers. Returns how many were removed.
     pub(crate) fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
         let before = self.producers.len();
         // A producer with an open transaction never expires (Kafka's `isProducerExpired`):
         // its marker is still to come.
+        // Idle since its last batch or marker (Kafka's `lastTimestamp`): a producer whose
+        // transactions the coordinator keeps ending is not idle.
         self.producers.retain(|_, e| {
             e.current_txn_first_offset.is_some()
-                || e.batches
-                    .back()
-                    .is_none_or(|b| now_ms.saturating_sub(b.timestamp) <= max_age_ms)
+                || now_ms.saturating_sub(e.last_timestamp) <= max_age_ms
         });
         before - self.producers.len()
     }

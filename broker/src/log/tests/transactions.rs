@@ -324,3 +324,31 @@ fn active_producers_report_epochs_sequences_timestamps_and_open_transactions() {
     };
     assert_eq!(log.active_producers(), [idempotent, ended]);
 }
+
+#[test]
+fn a_producer_is_idle_from_its_last_marker_not_its_last_batch() {
+    use super::super::batch::test_util::{batch, Spec};
+    const HOUR: i64 = 3_600_000;
+    let root = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        cleanup_delete: false,
+        ..LogConfig::default()
+    };
+    let mut log = open(root.path(), config);
+    let written = batch(&Spec {
+        producer_id: 5,
+        producer_epoch: 0,
+        base_sequence: 0,
+        timestamp: 1_000,
+        transactional: true,
+        ..Spec::default()
+    });
+    log.append(&written, 0, 0).unwrap();
+    // The marker comes 25 hours after the batch.
+    log.append_txn_marker(5, 0, COMMIT, 0, 1_000 + 25 * HOUR)
+        .unwrap();
+    log.apply_retention(1_000 + 26 * HOUR).unwrap();
+    assert_eq!(log.producer_count(), 1, "the marker is an hour old");
+    log.apply_retention(1_000 + 50 * HOUR).unwrap();
+    assert_eq!(log.producer_count(), 0, "a day after the marker");
+}
