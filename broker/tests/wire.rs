@@ -2422,7 +2422,7 @@ fn listed(r: &ListTransactionsResponse) -> Vec<(String, i64, String)> {
 
 /// ListTransactions and DescribeTransactions answer from the coordinator's state as
 /// Kafka's do: an open transaction is listed Ongoing with its producer id, filtered by
-/// state, producer id and duration (unknown state names returned), and described with its
+/// state, producer id, duration and id pattern (unknown state names returned), and described with its
 /// epoch, timeout, start time and partitions; unknown and empty ids get Kafka's errors.
 #[tokio::test]
 async fn open_transactions_are_listed_and_described() {
@@ -2454,6 +2454,21 @@ async fn open_transactions_are_listed_and_described() {
     // Running for less than a minute: not listed with a one-minute duration filter.
     let r: ListTransactionsResponse = c.call(1, &list_transactions(&[], &[], 60_000)).await;
     assert_eq!(listed(&r), []);
+    // v2: the pattern must match the whole id; one that does not compile fails the request.
+    let pattern = |p: &str| {
+        list_transactions(&[], &[], -1)
+            .with_transactional_id_pattern(Some(StrBytes::from_string(p.into())))
+    };
+    let r: ListTransactionsResponse = c.call(2, &pattern("tx-l.*")).await;
+    assert_eq!(listed(&r), ongoing);
+    let r: ListTransactionsResponse = c.call(2, &pattern("tx-l")).await;
+    assert_eq!(listed(&r), []);
+    let r: ListTransactionsResponse = c.call(2, &pattern("(")).await;
+    let invalid_regex = kafka_protocol::ResponseError::InvalidRegularExpression.code();
+    assert_eq!(
+        (r.error_code, r.transaction_states.len()),
+        (invalid_regex, 0)
+    );
 
     let id = |s: &str| TransactionalId(StrBytes::from_string(s.into()));
     let r: DescribeTransactionsResponse = c
@@ -2606,7 +2621,7 @@ async fn an_abort_marker_ends_an_open_transaction_on_its_partition() {
     let b = start(&[]).await;
     let mut c = Client::connect(b.addr).await;
     let versions: ApiVersionsResponse = c.call(3, &ApiVersionsRequest::default()).await;
-    for (key, max) in [(27, 1), (61, 0), (65, 0), (66, 1)] {
+    for (key, max) in [(27, 1), (61, 0), (65, 0), (66, 2)] {
         assert!(
             versions
                 .api_keys

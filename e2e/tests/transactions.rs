@@ -385,6 +385,13 @@ fn table(out: &ToolOutput, header: &[&str]) -> Vec<Vec<String>> {
         .collect()
 }
 
+const LIST_HEADER: [&str; 4] = [
+    "TransactionalId",
+    "Coordinator",
+    "ProducerId",
+    "TransactionState",
+];
+
 const PRODUCERS_HEADER: [&str; 6] = [
     "ProducerId",
     "ProducerEpoch",
@@ -440,7 +447,8 @@ fn timestamp_between(cell: &str, from: u128) -> u128 {
 
 /// Kafka's `kafka-transactions.sh` against an open transaction of a real transactional
 /// producer (librdkafka, left open) and a hanging one (a transactional batch no
-/// coordinator knows about): `list` shows the open one Ongoing with its producer id,
+/// coordinator knows about): `list` shows the open one Ongoing with its producer id (also
+/// with a `--transactional-id-pattern` matching the whole id),
 /// `describe` its epoch, timeout, start and partition, `describe-producers` the producer
 /// state of its partition with the offset it starts at; `find-hanging --broker-id 0` finds
 /// the hanging one only; `abort --start-offset` ends it, so a read_committed consumer gets
@@ -520,6 +528,33 @@ fn kafka_transactions_sh_lists_describes_and_aborts_hanging_transactions() {
         [["tx-tools", "0", producer_id.as_str(), "Ongoing"]],
         "in:\n{out}"
     );
+
+    // Kafka 4.1's --transactional-id-pattern (ListTransactions v2, KIP-1152): the whole id
+    // must match, and a pattern that does not compile is refused.
+    let out = transactions_tool(&t, &b, &["list", "--transactional-id-pattern", "tx-t.*"]);
+    assert_eq!(
+        table(&out, &LIST_HEADER),
+        [["tx-tools", "0", producer_id.as_str(), "Ongoing"]],
+        "in:\n{out}"
+    );
+    let out = transactions_tool(&t, &b, &["list", "--transactional-id-pattern", "tx-t"]);
+    assert_eq!(
+        table(&out, &LIST_HEADER),
+        Vec::<Vec<String>>::new(),
+        "in:\n{out}"
+    );
+    t.run(
+        "kafka-transactions.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "list",
+            "--transactional-id-pattern",
+            "(",
+        ],
+    )
+    .failed()
+    .expect_contains("INVALID_REGULAR_EXPRESSION");
 
     let out = transactions_tool(&t, &b, &["describe", "--transactional-id", "tx-tools"]);
     let rows = table(

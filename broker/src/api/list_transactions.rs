@@ -1,13 +1,16 @@
 //! ListTransactions (key 66): the transactional ids this broker's transaction coordinator
-//! serves, filtered by state names, producer ids and (v1, KIP-994) how long their
-//! transaction has been running (see [`crate::txn::ListFilter`]). State names Kafka does not
-//! know are returned in `unknown_state_filters`. v2's transactional id pattern (KIP-1152)
-//! is not served.
+//! serves, filtered by state names, producer ids, (v1, KIP-994) how long their transaction
+//! has been running and (v2, KIP-1152) a regular expression the whole id must match (see
+//! [`crate::txn::ListFilter`]). State names Kafka does not know are returned in
+//! `unknown_state_filters`; a pattern that does not compile fails the request with
+//! INVALID_REGULAR_EXPRESSION, as in Kafka.
 
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
 };
+
+use kafka_protocol::ResponseError;
 
 use super::{str_bytes, Ctx};
 use crate::time::now_ms;
@@ -25,8 +28,20 @@ pub(crate) async fn handle(
     } else {
         -1
     };
-    let (filter, unknown) = ListFilter::new(&names, &producer_ids, duration_ms);
+    // v2 adds the transactional id pattern (KIP-1152).
+    let pattern = if ctx.version >= 2 {
+        request
+            .transactional_id_pattern
+            .as_ref()
+            .map(|p| p.as_str())
+    } else {
+        None
+    };
     let response = ListTransactionsResponse::default();
+    let (filter, unknown) = match ListFilter::new(&names, &producer_ids, duration_ms, pattern) {
+        Ok(f) => f,
+        Err(_) => return response.with_error_code(ResponseError::InvalidRegularExpression.code()),
+    };
     match ctx.broker.txns().list(&filter, now_ms()) {
         // As Kafka, the unknown filters come with a listing only (not with an error).
         Ok(listed) => response

@@ -250,7 +250,7 @@ apis! {
     WriteTxnMarkers => WriteTxnMarkersRequest, write_txn_markers, 1..=1;
     DescribeProducers => DescribeProducersRequest, describe_producers, 0..=0;
     DescribeTransactions => DescribeTransactionsRequest, describe_transactions, 0..=0;
-    ListTransactions => ListTransactionsRequest, list_transactions, 0..=1;
+    ListTransactions => ListTransactionsRequest, list_transactions, 0..=2;
     }
 }
 

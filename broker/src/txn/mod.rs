@@ -10,7 +10,8 @@
 //!   FindCoordinator / InitProducerId / AddPartitionsToTxn / AddOffsetsToTxn / EndTxn
 //!   paths, end markers written by the partition leaders, timed-out transactions aborted,
 //!   and what DescribeTransactions and ListTransactions report;
-//! - [`listing`]: ListTransactions' filters (states, producer ids, KIP-994's duration).
+//! - [`listing`]: ListTransactions' filters (states, producer ids, KIP-994's duration,
+//!   KIP-1152's transactional id pattern).
 //!
 //! What `kafka-transactions.sh` reads and writes beyond the coordinator is the partition
 //! leaders': DescribeProducers answers from each log's producer state
@@ -36,8 +37,8 @@
 //! COORDINATOR_NOT_AVAILABLE for transactional ids, because the markers of partitions led
 //! by other brokers would need the coordinator to send WriteTxnMarkers over the
 //! inter-broker connections, which is not written yet (a broker does serve WriteTxnMarkers
-//! for the partitions it leads). Not served yet either: ListTransactions v2 (KIP-1152's
-//! transactional id pattern) and the expiry of idle transactional ids.
+//! for the partitions it leads). Not served yet either: the expiry of idle transactional
+//! ids.
 
 pub mod coordinator;
 pub mod listing;
