@@ -374,8 +374,9 @@ fn quorum_leader_and_epoch(t: &Tools, bootstrap: &str) -> Option<(i32, i64)> {
 /// address is not in DNS yet) though it reaches the controller. The controller stays the same
 /// in the same epoch through the cut and after it is lifted: a voter that rejoins does not
 /// depose a live leader (Kafka's followers fetch from the leader; oxbow's voter holds its
-/// elections while the leader it remembers answers that it leads, `quorum::rejoin`). Kafka's
-/// default quorum timeouts (fetch timeout 2 s); the cut lasts 5 s.
+/// elections while the leader it remembers answers that it leads, `quorum::rejoin`). The fetch
+/// timeout is 6 s on both (Kafka's 2 s let a loaded machine's late heartbeats start elections of
+/// their own in the 15 s watched); the cut lasts 10 s, well past it.
 #[test]
 fn a_restarted_voter_the_controller_cannot_reach_yet_does_not_depose_it() {
     let t = tools_or_skip!();
@@ -385,7 +386,9 @@ fn a_restarted_voter_the_controller_cannot_reach_yet_does_not_depose_it() {
         return;
     }
     let flavor = Flavor::from_env();
-    let mut c = match Cluster::start_partitionable(flavor, 3, FAST_FAILURE_DETECTION) {
+    let mut settings = FAST_FAILURE_DETECTION.to_vec();
+    settings.push(("controller.quorum.fetch.timeout.ms", "6000"));
+    let mut c = match Cluster::start_partitionable(flavor, 3, &settings) {
         Ok(c) => c,
         Err(why) => panic!("network namespaces: {why}"),
     };
@@ -408,13 +411,13 @@ fn a_restarted_voter_the_controller_cannot_reach_yet_does_not_depose_it() {
     let cut = c.controller_inbound_cut(follower);
     cut.apply();
     // The restart returns once the node serves clients, which on oxbow needs the leader to
-    // have reached it: the cut is lifted from beside it, 5 s on. (The epoch is checked after,
+    // have reached it: the cut is lifted from beside it, 10 s on. (The epoch is checked after,
     // not during the cut: it only grows, so the same epoch at the end means no election in
     // between, and a JVM tool's start under load would stretch the cut.)
     let lifter = {
         let cut = cut.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(5));
+            std::thread::sleep(Duration::from_secs(10));
             cut.lift();
         })
     };

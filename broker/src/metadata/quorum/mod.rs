@@ -36,7 +36,7 @@
 //!   `controller.quorum.request.timeout.ms`.
 //! - **A voter that restarts does not depose a live leader**: it starts with its election
 //!   timer off and turns it on once the leader reached it, or the leader it remembers no
-//!   longer answers that it leads, or after five fetch timeouts ([`rejoin`] says why: the
+//!   longer answers that it leads, or after ten fetch timeouts ([`rejoin`] says why: the
 //!   leader pushes, and on Kubernetes it reaches a restarted pod late).
 //! - **A leader whose process is gone** (its CONTROLLER listener refuses connections) is
 //!   replaced at once rather than after the fetch timeout: [`leader_probe`] says how and why
@@ -177,14 +177,14 @@ impl QuorumOptions {
         }
     }
 
-    /// How a restarted voter holds its elections (see [`rejoin`]): it asks the leader it
-    /// remembers again every heartbeat interval, and holds for at most five fetch timeouts.
+    /// How a restarted voter holds its elections (see [`rejoin`]): it asks the leader again
+    /// every heartbeat interval, and holds for at most ten fetch timeouts.
     fn rejoin_timing(&self) -> rejoin::RejoinTiming {
         let fetch = self.fetch_timeout.max(Duration::from_millis(40));
         rejoin::RejoinTiming {
             recheck: (fetch / 10).max(Duration::from_millis(2)),
             ask_timeout: self.request_timeout.min(fetch),
-            give_up_after: fetch * 5,
+            give_up_after: fetch * 10,
         }
     }
 

@@ -19,11 +19,14 @@
 //!   watch that leader as usual);
 //! - it is a follower whose vote names no other node (a new quorum), or it is a candidate (an
 //!   election is under way anyway);
-//! - it asked the node its vote names ([`ControlRequest::LeaderCheck`]) and that node does
-//!   not answer that it leads that term or a later one with a majority heard within the fetch
-//!   timeout: it is gone, paused, cut off, or deposed;
-//! - five fetch timeouts passed (the leader answers but never reaches this node: a one-way
-//!   cut, where standing is the only way to make progress).
+//! - it asked the node its vote names ([`ControlRequest::LeaderCheck`]) and that node answers
+//!   that it does not lead that term or a later one with a majority heard within the fetch
+//!   timeout (deposed, or cut off from the others), or cannot be connected to at all (its
+//!   process or its DNS name is gone), or does not understand the question (an older
+//!   version). A question that times out (a paused or slow leader) is asked again: the other
+//!   voters replace a leader that stays silent, and this node's vote then moves;
+//! - ten fetch timeouts passed (the leader answers but never reaches this node: a one-way
+//!   cut, where standing is the only way left to make progress).
 //!
 //! The node its vote names is looked up at every look, not once: a voter that was the leader
 //! before its restart comes back as leader of its old term (openraft restores it), learns the
@@ -44,7 +47,7 @@ use openraft::{Raft, ServerState};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::network::{ControlClient, ControlRequest, ControlResponse};
+use super::network::{CallError, ControlClient, ControlRequest, ControlResponse};
 use super::TypeConfig;
 
 /// When a restarted voter asks, and how long it holds (see [`super::QuorumOptions`]).
@@ -70,6 +73,19 @@ pub(super) enum Decision {
     Release(&'static str),
 }
 
+/// What the node a vote names answered to [`ControlRequest::LeaderCheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// It leads this term, with a majority heard within the fetch timeout.
+    Leads(u64),
+    /// It does not lead, or it answered something else (an older version).
+    DoesNotLead,
+    /// No connection could be made: refused, unresolvable or unreachable.
+    Unreachable,
+    /// Connected, but no answer within the timeout.
+    NoAnswerInTime,
+}
+
 /// What one look saw.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Look {
@@ -80,9 +96,8 @@ pub(super) struct Look {
     pub vote: Option<(u64, u64)>,
     /// Whether a leader's AppendEntries or InstallSnapshot reached it.
     pub leader_reached: bool,
-    /// What the node the vote names answered, when asked: `Some(term)` it leads that term,
-    /// `None` it does not lead or did not answer.
-    pub answer: Option<Option<u64>>,
+    /// What the node the vote names answered, when asked.
+    pub answer: Option<Answer>,
     /// How long this node has held, and the most it may.
     pub held: Duration,
     pub give_up_after: Duration,
@@ -100,8 +115,13 @@ pub(super) fn decide(look: &Look) -> Decision {
         // Restored as the leader of its old term: it learns from its peers' answers whether
         // another one leads now.
         ServerState::Leader => return Decision::Hold,
+        // Not a voter yet (a new node before the leader sent it the membership), or Raft has
+        // not published its first metrics yet (they start as Learner): look again.
+        ServerState::Learner => return Decision::Hold,
         ServerState::Follower => {}
-        _ => return Decision::Release("an election is under way"),
+        ServerState::Candidate | ServerState::Shutdown => {
+            return Decision::Release("an election is under way")
+        }
     }
     let (term, leader) = match look.vote {
         Some((term, leader)) if leader != look.me => (term, leader),
@@ -109,8 +129,12 @@ pub(super) fn decide(look: &Look) -> Decision {
     };
     match look.answer {
         None => Decision::Ask(leader),
-        Some(Some(leading)) if leading >= term => Decision::Hold,
-        Some(_) => Decision::Release("the node its vote names does not answer that it leads"),
+        Some(Answer::Leads(leading)) if leading >= term => Decision::Hold,
+        Some(Answer::NoAnswerInTime) => Decision::Hold,
+        Some(Answer::Leads(_) | Answer::DoesNotLead) => {
+            Decision::Release("the node its vote names does not lead")
+        }
+        Some(Answer::Unreachable) => Decision::Release("the node its vote names cannot be reached"),
     }
 }
 
@@ -167,10 +191,14 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
                     .call(&ControlRequest::LeaderCheck, Some(timing.ask_timeout))
                     .await
                 {
-                    Ok(ControlResponse::LeaderCheck { leading_term }) => leading_term,
-                    _ => None,
+                    Ok(ControlResponse::LeaderCheck {
+                        leading_term: Some(term),
+                    }) => Answer::Leads(term),
+                    Ok(_) | Err(CallError::Io { .. }) => Answer::DoesNotLead,
+                    Err(CallError::Connect { .. }) => Answer::Unreachable,
+                    Err(CallError::Timeout { .. }) => Answer::NoAnswerInTime,
                 },
-                None => None,
+                None => Answer::Unreachable,
             };
             look.answer = Some(answer);
             look.leader_reached = leader_reached.load(Ordering::Relaxed);
@@ -188,10 +216,17 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
         match decision {
             Decision::Hold | Decision::Ask(_) => tokio::time::sleep(timing.recheck).await,
             Decision::Release(why) => {
+                let held_ms = look.held.as_millis() as u64;
                 if look.held >= look.give_up_after {
-                    warn!(reason = why, "standing for election is allowed again");
-                } else if announced.is_some() {
-                    info!(reason = why, "standing for election is allowed again");
+                    warn!(
+                        reason = why,
+                        held_ms, "standing for election is allowed again"
+                    );
+                } else {
+                    info!(
+                        reason = why,
+                        held_ms, "standing for election is allowed again"
+                    );
                 }
                 raft.runtime_config().elect(true);
                 return;
@@ -224,7 +259,7 @@ mod tests {
     fn a_follower_asks_the_node_its_vote_names_and_holds_while_it_leads() {
         assert_eq!(decide(&look()), Decision::Ask(0));
         let leads = |term| Look {
-            answer: Some(Some(term)),
+            answer: Some(Answer::Leads(term)),
             ..look()
         };
         assert_eq!(decide(&leads(5)), Decision::Hold);
@@ -265,6 +300,16 @@ mod tests {
     }
 
     #[test]
+    fn a_learner_holds_until_raft_says_more() {
+        // Raft's first metrics say Learner before the core reports the loaded state.
+        let first = Look {
+            state: ServerState::Learner,
+            ..look()
+        };
+        assert_eq!(decide(&first), Decision::Hold);
+    }
+
+    #[test]
     fn releases_once_a_leader_reached_it() {
         assert!(released(Look {
             leader_reached: true,
@@ -279,7 +324,7 @@ mod tests {
 
     #[test]
     fn releases_when_the_leader_is_gone_deposed_or_stale() {
-        for answer in [None, Some(4)] {
+        for answer in [Answer::DoesNotLead, Answer::Unreachable, Answer::Leads(4)] {
             assert!(released(Look {
                 answer: Some(answer),
                 ..look()
@@ -288,10 +333,19 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_that_does_not_answer_in_time_is_asked_again() {
+        let silent = Look {
+            answer: Some(Answer::NoAnswerInTime),
+            ..look()
+        };
+        assert_eq!(decide(&silent), Decision::Hold);
+    }
+
+    #[test]
     fn releases_after_holding_too_long_even_if_the_leader_answers() {
         assert!(released(Look {
             held: Duration::from_secs(10),
-            answer: Some(Some(5)),
+            answer: Some(Answer::Leads(5)),
             ..look()
         }));
     }
