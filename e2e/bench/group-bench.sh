@@ -39,7 +39,7 @@
 #
 # Environment:
 #   BENCH_ROUNDS         alternating rounds                        (default 3)
-#   BENCH_CYCLES         join/leave cycles per round, broker and protocol (default 3)
+#   BENCH_CYCLES         join/leave cycles per round, broker and protocol (default 5)
 #   BENCH_PROTOCOLS      group protocols, in order                 (default "classic consumer")
 #   BENCH_STEPS          measurements per round                    (default "rebalance perf")
 #   BENCH_RB_PARTITIONS  partitions of the rebalance topic         (default 12)
@@ -55,6 +55,9 @@
 #   BENCH_TIMEOUT        seconds allowed per tool run              (default 900)
 #   BENCH_OUT            also write the Markdown table here        (optional)
 #   BENCH_KEEP           keep the work directory (logs, events)    (optional)
+#   BENCH_MEMBER_LOG4J_OPTS  KAFKA_LOG4J_OPTS of the members only (e.g. a log4j2 file with
+#                        org.apache.kafka.clients.consumer.internals at DEBUG), to see their
+#                        heartbeats in member-*.log                 (optional)
 #   OXBOW_BROKER_BIN     oxbow binary (default: cargo build --release, target/release/oxbow-broker)
 #   OXBOW_CACHE          tool cache (see e2e/scripts/install-tools.sh)
 #
@@ -63,7 +66,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ROUNDS="${BENCH_ROUNDS:-3}"
-CYCLES="${BENCH_CYCLES:-3}"
+CYCLES="${BENCH_CYCLES:-5}"
 PROTOCOLS="${BENCH_PROTOCOLS:-classic consumer}"
 STEPS="${BENCH_STEPS:-rebalance perf}"
 RB_PARTITIONS="${BENCH_RB_PARTITIONS:-12}"
@@ -190,8 +193,11 @@ class Member:
         else:
             args += ["--group-remote-assignor", "range"]
         self.err = open(os.path.join(logdir, "member-%s.log" % name), "w")
+        env = dict(os.environ)
+        if os.environ.get("BENCH_MEMBER_LOG4J_OPTS"):
+            env["KAFKA_LOG4J_OPTS"] = os.environ["BENCH_MEMBER_LOG4J_OPTS"]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         threading.Thread(target=self.read, daemon=True).start()
     def read(self):
         for line in self.proc.stdout:
