@@ -448,14 +448,15 @@ row() { # label key
 table() {
   echo "### Consumer groups: oxbow-broker vs Apache Kafka 4.1 (single node), $ROUNDS alternating rounds"
   echo
-  echo "Rebalance: kafka-verifiable-consumer.sh members on $RB_PARTITIONS partitions fed one record" \
+  step rebalance && echo "Rebalance: kafka-verifiable-consumer.sh members on $RB_PARTITIONS partitions fed one record" \
     "per partition every $PRODUCE_MS ms, $CYCLES join/leave cycles of a second member per round," \
     "broker and protocol (a round's value is their median); classic: RangeAssignor (eager)," \
     "heartbeat.interval.ms=$HEARTBEAT, session.timeout.ms=$SESSION; consumer:" \
     "group.remote.assignor=range, group.consumer.heartbeat.interval.ms=$HEARTBEAT and" \
     "group.consumer.session.timeout.ms=$SESSION on both brokers. \"Consuming again\": every member" \
     "holds its final assignment and every partition's final owner has consumed a record produced" \
-    "after the change. Median (range) per side and of the per-round oxbow/kafka ratios." \
+    "after the change."
+  echo "Median (range) per side and of the per-round oxbow/kafka ratios." \
     "$(nproc) cores, $(date -u +%Y-%m-%d). Lower is better for latencies."
   echo
   echo "| metric | oxbow | kafka | oxbow/kafka |"
