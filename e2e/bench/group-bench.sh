@@ -160,8 +160,13 @@ class Feed:
         while not self.stopping:
             for p in range(partitions):
                 sent = now_ms()
-                self.producer.produce(topic, str(n).encode(), partition=p,
-                                      on_delivery=lambda err, msg, sent=sent: self.delivered(err, msg, sent))
+                try:
+                    self.producer.produce(topic, str(n).encode(), partition=p,
+                                          on_delivery=lambda err, msg, sent=sent: self.delivered(err, msg, sent))
+                except BufferError:
+                    # The local queue is full (the broker stalls): skip this record, the next
+                    # tick tries again; a record that was never sent cannot end a measurement.
+                    self.producer.poll(0)
                 n += 1
             next_tick += produce_s
             while True:
