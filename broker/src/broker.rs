@@ -2,7 +2,7 @@
 //! CreateTopics and by auto-creation), partition lookup, producer-id allocation, and the
 //! background tasks (retention, checkpoints) with their clean shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use crate::replica::fetch_session::FetchSessionCache;
 use crate::replica::{Partition, ReplicaManager};
 use crate::time::now_ms;
 use crate::txn::coordinator::{TxnCoordinator, TxnHost};
+use crate::txn::markers::{self, MarkerChannels};
 use crate::txn::state::TxnPartition;
 use crate::txn::TRANSACTION_STATE_TOPIC;
 
@@ -64,6 +65,9 @@ pub struct Broker {
     groups: GroupCoordinator,
     /// The transaction coordinator (its completions run in the background, hence shared).
     txns: Arc<TxnCoordinator>,
+    /// The transaction coordinator's connections to the other brokers, for the markers of
+    /// partitions they lead.
+    markers: MarkerChannels,
     /// This broker itself, for the transaction coordinator's background work.
     me: std::sync::OnceLock<std::sync::Weak<Broker>>,
     /// Serialises topic-level administration so two CreateTopics for one name cannot race.
@@ -75,6 +79,11 @@ pub struct Broker {
     /// The last metadata image this node acted on (see [`Broker::react`]).
     applied: tokio::sync::Mutex<Arc<MetadataImage>>,
 }
+
+/// How long a WriteTxnMarkers request to another broker waits for its answer (Kafka's marker
+/// channel uses `request.timeout.ms`, 30 s by default); the leader answers sooner, after its
+/// acks=all wait of at most `offsets.commit.timeout.ms`.
+const MARKER_REQUEST_TIMEOUT: Duration = Duration::from_millis(30_000);
 
 /// How long an administrative request waits for the controller's answer and for this
 /// node's image to include the change (Kafka's default `request.timeout.ms`).
@@ -201,6 +210,7 @@ impl Broker {
         let broker = Broker {
             groups: GroupCoordinator::new(limits),
             txns: Arc::new(TxnCoordinator::default()),
+            markers: MarkerChannels::new(config.node_id, MARKER_REQUEST_TIMEOUT),
             me: std::sync::OnceLock::new(),
             effective: std::sync::RwLock::new(Arc::new(effective)),
             // Ids come in blocks from the controller; the first request fetches one.
@@ -1114,8 +1124,8 @@ impl TxnHost for Broker {
     }
 
     /// What Kafka's WriteTxnMarkers handler does on the partition leader: the control batch
-    /// appended with acks=all. Only partitions this broker leads are written (transactions
-    /// are served on a single node; see [`crate::txn`]). On a `__consumer_offsets`
+    /// appended with acks=all. Only partitions this broker leads are written (the coordinator
+    /// sends the others' markers to their leaders: [`TxnHost::write_markers`]). On a `__consumer_offsets`
     /// partition the group coordinator then ends the transaction's pending offsets there
     /// (committed or dropped), as Kafka's handler tells it.
     async fn write_marker(
@@ -1144,6 +1154,71 @@ impl TxnHost for Broker {
         }
     }
 
+    /// Routed by this broker's current image (Kafka's marker channel asks its metadata
+    /// cache the same way); the local writes and the requests to other brokers run at once.
+    async fn write_markers(
+        &self,
+        partitions: &BTreeSet<TxnPartition>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Vec<(TxnPartition, i16)> {
+        let image = self.image();
+        let routes = markers::route(partitions, self.node_id(), |(topic, index)| {
+            let t = image.topic(topic)?;
+            let p = t.partitions.get(usize::try_from(*index).ok()?)?;
+            Some(p.leader)
+        });
+        let mut results: Vec<(TxnPartition, i16)> =
+            routes.gone.into_iter().map(|tp| (tp, 0)).collect();
+        let not_leader = ResponseError::NotLeaderOrFollower.code();
+        results.extend(routes.leaderless.into_iter().map(|tp| (tp, not_leader)));
+        let local = futures::future::join_all(routes.local.into_iter().map(|tp| async move {
+            let written = self
+                .write_marker(
+                    tp.clone(),
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    coordinator_epoch,
+                )
+                .await;
+            (tp, written.map_or_else(|e| e.code, |()| 0))
+        }));
+        let remote = futures::future::join_all(routes.remote.into_iter().map(
+            |(leader, tps)| {
+                let address = self.inter_broker_address(&image, leader);
+                async move {
+                    let Some(address) = address else {
+                        // Known as leader but not reachable on the inter-broker listener
+                        // (Kafka's `Node.noNode`): retried with a later image.
+                        return tps.into_iter().map(|tp| (tp, not_leader)).collect();
+                    };
+                    let request = markers::request(
+                        producer_id,
+                        producer_epoch,
+                        commit,
+                        coordinator_epoch,
+                        &tps,
+                    );
+                    match self.markers.send(leader, &address, &request).await {
+                        Ok(response) => markers::results(&response, producer_id, &tps),
+                        Err(e) => {
+                            warn!(broker = leader, %address, error = %e, "cannot send transaction markers");
+                            let code = ResponseError::NetworkException.code();
+                            tps.into_iter().map(|tp| (tp, code)).collect::<Vec<_>>()
+                        }
+                    }
+                }
+            },
+        ));
+        let (local, remote) = tokio::join!(local, remote);
+        results.extend(local);
+        results.extend(remote.into_iter().flatten());
+        results
+    }
+
     fn max_transaction_timeout_ms(&self) -> i32 {
         self.config.transaction_max_timeout_ms
     }
@@ -1157,6 +1232,26 @@ impl TxnHost for Broker {
 }
 
 impl Broker {
+    /// `host:port` of broker `id`'s inter-broker listener (`inter.broker.listener.name`,
+    /// PLAINTEXT by default) as it registered it, `None` if it is unknown or fenced.
+    fn inter_broker_address(&self, image: &MetadataImage, id: i32) -> Option<String> {
+        let listener = self
+            .config
+            .inter_broker_listener_name
+            .as_deref()
+            .unwrap_or("PLAINTEXT");
+        let broker = image.brokers.get(&id).filter(|b| !b.fenced)?;
+        let endpoint = broker
+            .endpoints
+            .iter()
+            .find(|e| e.listener.eq_ignore_ascii_case(listener))?;
+        Some(if endpoint.host.contains(':') {
+            format!("[{}]:{}", endpoint.host, endpoint.port)
+        } else {
+            format!("{}:{}", endpoint.host, endpoint.port)
+        })
+    }
+
     /// The end-transaction marker appended to `partition` as its leader, acks=all.
     async fn append_marker(
         &self,

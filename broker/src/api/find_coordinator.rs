@@ -1,9 +1,8 @@
 //! FindCoordinator (key 10): the broker that coordinates a group — the leader of the group's
 //! `__consumer_offsets` partition (created on first use) — and the broker that coordinates a
 //! transactional id, the leader of its `__transaction_state` partition (created on first
-//! use too). Transactions are served on a single node only (their markers are not sent
-//! between brokers yet): on a replicated cluster transactional ids get
-//! COORDINATOR_NOT_AVAILABLE.
+//! use too, with `transaction.state.log.replication.factor`), on a single node and on the
+//! replicated cluster alike.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -60,28 +59,23 @@ pub(crate) async fn handle(
 
 async fn find(ctx: &Ctx<'_>, key_type: i8, key: &str) -> Result<(i32, String, i32), ApiError> {
     let broker = ctx.broker;
-    let (topic, partition) =
-        match key_type {
-            KEY_TYPE_GROUP => (
-                OFFSETS_TOPIC,
-                broker.groups().partition_for(broker, key).await?,
-            ),
-            KEY_TYPE_TRANSACTION if !broker.is_single_node() => return Err(ApiError::new(
-                ResponseError::CoordinatorNotAvailable,
-                "Transactions are served on a single node only, not on a replicated cluster yet.",
-            )),
-            KEY_TYPE_TRANSACTION => {
-                let partition = broker.txns().partition_for(broker, key).await?;
-                (TRANSACTION_STATE_TOPIC, partition)
-            }
-            // Share coordinators (type 2) are not served, and Kafka refuses unknown types too.
-            _ => {
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!("Unknown coordinator type {key_type}"),
-                ))
-            }
-        };
+    let (topic, partition) = match key_type {
+        KEY_TYPE_GROUP => (
+            OFFSETS_TOPIC,
+            broker.groups().partition_for(broker, key).await?,
+        ),
+        KEY_TYPE_TRANSACTION => {
+            let partition = broker.txns().partition_for(broker, key).await?;
+            (TRANSACTION_STATE_TOPIC, partition)
+        }
+        // Share coordinators (type 2) are not served, and Kafka refuses unknown types too.
+        _ => {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Unknown coordinator type {key_type}"),
+            ))
+        }
+    };
     let leader = broker
         .image()
         .topic(topic)

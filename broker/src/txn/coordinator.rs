@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::listing::ListFilter;
+use super::markers::{self, Outcome};
 use super::records::{self, TxnLogValue};
 use super::state::{InitPlan, TxnMetadata, TxnPartition, TxnState, TxnTransit};
 use crate::error::ApiError;
@@ -66,6 +67,21 @@ pub trait TxnHost: Send + Sync {
         commit: bool,
         coordinator_epoch: i32,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Writes the end-transaction marker of one transaction to every partition of
+    /// `partitions`, each at its current leader: locally ([`Self::write_marker`]) where this
+    /// broker leads it, otherwise with one WriteTxnMarkers request per leading broker over
+    /// the inter-broker listener ([`super::markers`]). Answers the error code of each
+    /// partition (0 written); a partition that no longer exists is answered 0 (nothing left
+    /// to mark), one without a reachable leader NOT_LEADER_OR_FOLLOWER or NETWORK_EXCEPTION.
+    fn write_markers(
+        &self,
+        partitions: &BTreeSet<TxnPartition>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> impl Future<Output = Vec<(TxnPartition, i16)>> + Send;
 
     /// `transaction.max.timeout.ms`.
     fn max_transaction_timeout_ms(&self) -> i32;
@@ -359,6 +375,9 @@ impl TxnCoordinator {
     }
 
     async fn complete(&self, host: &impl TxnHost, at: Serving, transactional_id: &str) {
+        // Partitions whose marker is written: only the others are sent again (Kafka
+        // re-enqueues just the partitions to retry).
+        let mut written: BTreeSet<TxnPartition> = BTreeSet::new();
         loop {
             // What is left to mark, read afresh each round: a resignation ends the work.
             let snapshot = self.with_txn(at, transactional_id, |m| {
@@ -378,17 +397,24 @@ impl TxnCoordinator {
             let Ok((producer_id, producer_epoch, commit, partitions)) = snapshot else {
                 return;
             };
+            let left: BTreeSet<TxnPartition> = partitions.difference(&written).cloned().collect();
             let mut failed = false;
-            for tp in partitions {
-                match host
-                    .write_marker(tp.clone(), producer_id, producer_epoch, commit, at.epoch)
-                    .await
-                {
-                    Ok(()) => {}
-                    // A deleted partition has nothing left to mark (Kafka drops it too).
-                    Err(e) if e.code == ResponseError::UnknownTopicOrPartition.code() => {}
-                    Err(e) => {
-                        warn!(transactional_id, topic = %tp.0, partition = tp.1, code = e.code, "marker not written; retrying");
+            let results = host
+                .write_markers(&left, producer_id, producer_epoch, commit, at.epoch)
+                .await;
+            for (tp, code) in results {
+                match markers::outcome(code) {
+                    Outcome::Done => {
+                        written.insert(tp);
+                    }
+                    Outcome::Fenced => {
+                        // A newer producer epoch or coordinator wrote there: this
+                        // coordinator's completion is obsolete (Kafka drops its markers).
+                        info!(transactional_id, topic = %tp.0, partition = tp.1, code, "marker fenced; no longer completing the transaction here");
+                        return;
+                    }
+                    Outcome::Retry => {
+                        warn!(transactional_id, topic = %tp.0, partition = tp.1, code, "marker not written; retrying");
                         failed = true;
                     }
                 }

@@ -42,6 +42,7 @@
 
 pub mod coordinator;
 pub mod listing;
+pub mod markers;
 pub mod records;
 pub mod state;
 

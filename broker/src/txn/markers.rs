@@ -1,0 +1,326 @@
+//! The coordinator's marker sender on a replicated cluster, as Kafka's
+//! `TransactionMarkerChannelManager`: the markers of one transaction are grouped by the
+//! broker that leads each partition ([`route`]); the partitions this broker leads are
+//! written locally, the others in one WriteTxnMarkers request per destination broker
+//! ([`request`], [`results`]) sent over the inter-broker listener ([`MarkerChannels`]).
+//!
+//! What is retried is the coordinator's decision ([`outcome`], used by
+//! [`super::coordinator`]): a partition without a leader, a NOT_LEADER_OR_FOLLOWER, a lost
+//! connection are tried again (with the leader the next metadata image names) until the
+//! marker is written or the coordinator stops serving the transactional id at its epoch.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{
+    ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use oxbow_client::{Connection, ConnectionConfig};
+
+use super::state::TxnPartition;
+
+/// Where the markers of one transaction go.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Partitions this broker leads: written through the local append path.
+    pub local: Vec<TxnPartition>,
+    /// Partitions led by other brokers, by broker id: one request per broker.
+    pub remote: BTreeMap<i32, Vec<TxnPartition>>,
+    /// Partitions whose topic or partition no longer exists: nothing left to mark.
+    pub gone: Vec<TxnPartition>,
+    /// Partitions with no leader now: retried with a later image.
+    pub leaderless: Vec<TxnPartition>,
+}
+
+/// Groups `partitions` by destination. `leader_of` answers `None` for a partition that does
+/// not exist, `Some(leader)` otherwise (`-1` when it has no leader).
+pub fn route(
+    partitions: &BTreeSet<TxnPartition>,
+    node_id: i32,
+    leader_of: impl Fn(&TxnPartition) -> Option<i32>,
+) -> Routes {
+    let mut routes = Routes::default();
+    for tp in partitions {
+        match leader_of(tp) {
+            None => routes.gone.push(tp.clone()),
+            Some(l) if l == node_id => routes.local.push(tp.clone()),
+            Some(l) if l < 0 => routes.leaderless.push(tp.clone()),
+            Some(l) => routes.remote.entry(l).or_default().push(tp.clone()),
+        }
+    }
+    routes
+}
+
+/// The WriteTxnMarkers request that writes one transaction's marker to `partitions`.
+pub fn request(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    partitions: &[TxnPartition],
+) -> WriteTxnMarkersRequest {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, index) in partitions {
+        by_topic.entry(topic.as_str()).or_default().push(*index);
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, indexes)| {
+            WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_partition_indexes(indexes)
+        })
+        .collect();
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch)
+        .with_transaction_result(commit)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_topics(topics);
+    WriteTxnMarkersRequest::default().with_markers(vec![marker])
+}
+
+/// The error code of each of `partitions` in `response` (0 for written). A partition the
+/// response does not name gets UNKNOWN_SERVER_ERROR, which is retried.
+pub fn results(
+    response: &WriteTxnMarkersResponse,
+    producer_id: i64,
+    partitions: &[TxnPartition],
+) -> Vec<(TxnPartition, i16)> {
+    let mut codes: HashMap<(&str, i32), i16> = HashMap::new();
+    for marker in response
+        .markers
+        .iter()
+        .filter(|m| m.producer_id.0 == producer_id)
+    {
+        for topic in &marker.topics {
+            for p in &topic.partitions {
+                codes.insert((topic.name.0.as_str(), p.partition_index), p.error_code);
+            }
+        }
+    }
+    partitions
+        .iter()
+        .map(|tp| {
+            let code = codes
+                .get(&(tp.0.as_str(), tp.1))
+                .copied()
+                .unwrap_or(ResponseError::UnknownServerError.code());
+            (tp.clone(), code)
+        })
+        .collect()
+}
+
+/// What the coordinator does with a partition's marker after a write answered `code`, as
+/// Kafka's `TransactionMarkerRequestCompletionHandler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written, or the partition cannot hold a marker (UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    /// UNSUPPORTED_VERSION: the producer could not have written there either): nothing left
+    /// to do. A deleted partition is dropped by [`route`] instead.
+    Done,
+    /// This coordinator is fenced (TRANSACTION_COORDINATOR_FENCED, or INVALID_PRODUCER_EPOCH:
+    /// a newer epoch wrote there): stop sending this transaction's markers; the newer
+    /// coordinator completes it.
+    Fenced,
+    /// Any other error (UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
+    /// NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT, a lost connection…): sent again after a
+    /// backoff, to the leader the metadata names then. (Kafka throws on the errors it calls
+    /// fatal, CORRUPT_MESSAGE and the like; retrying them here keeps the transaction
+    /// prepared, which `kafka-transactions.sh` shows.)
+    Retry,
+}
+
+/// See [`Outcome`].
+pub fn outcome(code: i16) -> Outcome {
+    if code == 0
+        || code == ResponseError::UnsupportedForMessageFormat.code()
+        || code == ResponseError::UnsupportedVersion.code()
+    {
+        Outcome::Done
+    } else if code == ResponseError::TransactionCoordinatorFenced.code()
+        || code == ResponseError::InvalidProducerEpoch.code()
+    {
+        Outcome::Fenced
+    } else {
+        Outcome::Retry
+    }
+}
+
+/// The connections of one coordinator to the other brokers' inter-broker listeners, one per
+/// broker, opened on first use and reopened after a failure or an address change (Kafka's
+/// marker channel keeps one `NetworkClient` for all destinations).
+pub struct MarkerChannels {
+    config: ConnectionConfig,
+    connections: tokio::sync::Mutex<HashMap<i32, (String, Arc<Connection>)>>,
+}
+
+impl MarkerChannels {
+    /// Channels identifying as Kafka's do (`broker-<id>-txn-marker-sender`), with
+    /// `request_timeout` per request.
+    pub fn new(node_id: i32, request_timeout: Duration) -> Self {
+        MarkerChannels {
+            config: ConnectionConfig {
+                client_id: Some(format!("broker-{node_id}-txn-marker-sender")),
+                request_timeout,
+                ..ConnectionConfig::default()
+            },
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn connection(&self, broker: i32, address: &str) -> Result<Arc<Connection>, String> {
+        let mut connections = self.connections.lock().await;
+        if let Some((a, c)) = connections.get(&broker) {
+            if a == address && !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        connections.remove(&broker);
+        let c = Arc::new(
+            Connection::connect(address, self.config.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        connections.insert(broker, (address.to_string(), c.clone()));
+        Ok(c)
+    }
+
+    /// Sends `request` to broker `broker` at `address` (`host:port`); `Err` when no response
+    /// came (refused, lost, timed out), which the caller retries.
+    pub async fn send(
+        &self,
+        broker: i32,
+        address: &str,
+        request: &WriteTxnMarkersRequest,
+    ) -> Result<WriteTxnMarkersResponse, String> {
+        let c = self.connection(broker, address).await?;
+        c.send(request, None).await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+
+    fn tp(t: &str, p: i32) -> TxnPartition {
+        (t.to_string(), p)
+    }
+
+    #[test]
+    fn routes_by_leader() {
+        let parts: BTreeSet<TxnPartition> = [
+            tp("a", 0),
+            tp("a", 1),
+            tp("a", 2),
+            tp("b", 0),
+            tp("gone", 0),
+            tp("c", 0),
+        ]
+        .into_iter()
+        .collect();
+        let leaders: HashMap<TxnPartition, i32> = [
+            (tp("a", 0), 1),
+            (tp("a", 1), 2),
+            (tp("a", 2), 3),
+            (tp("b", 0), 2),
+            (tp("c", 0), -1),
+        ]
+        .into_iter()
+        .collect();
+        let routes = route(&parts, 1, |p| leaders.get(p).copied());
+        assert_eq!(routes.local, vec![tp("a", 0)]);
+        assert_eq!(routes.remote.len(), 2);
+        assert_eq!(routes.remote[&2], vec![tp("a", 1), tp("b", 0)]);
+        assert_eq!(routes.remote[&3], vec![tp("a", 2)]);
+        assert_eq!(routes.gone, vec![tp("gone", 0)]);
+        assert_eq!(routes.leaderless, vec![tp("c", 0)]);
+    }
+
+    #[test]
+    fn one_request_per_destination_and_its_results() {
+        let parts = vec![tp("a", 1), tp("b", 0), tp("a", 4)];
+        let req = request(7, 3, true, 5, &parts);
+        assert_eq!(req.markers.len(), 1);
+        let m = &req.markers[0];
+        assert_eq!(
+            (
+                m.producer_id.0,
+                m.producer_epoch,
+                m.transaction_result,
+                m.coordinator_epoch
+            ),
+            (7, 3, true, 5)
+        );
+        let topics: Vec<(String, Vec<i32>)> = m
+            .topics
+            .iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .collect();
+        assert_eq!(
+            topics,
+            vec![("a".to_string(), vec![1, 4]), ("b".to_string(), vec![0])]
+        );
+
+        let not_leader = ResponseError::NotLeaderOrFollower.code();
+        let response = WriteTxnMarkersResponse::default().with_markers(vec![
+            WritableTxnMarkerResult::default()
+                .with_producer_id(ProducerId(7))
+                .with_topics(vec![WritableTxnMarkerTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_static_str("a")))
+                    .with_partitions(vec![
+                        WritableTxnMarkerPartitionResult::default().with_partition_index(1),
+                        WritableTxnMarkerPartitionResult::default()
+                            .with_partition_index(4)
+                            .with_error_code(not_leader),
+                    ])]),
+        ]);
+        let got = results(&response, 7, &parts);
+        assert_eq!(
+            got,
+            vec![
+                (tp("a", 1), 0),
+                (tp("b", 0), ResponseError::UnknownServerError.code()),
+                (tp("a", 4), not_leader),
+            ]
+        );
+        // Another producer's answer is not this transaction's.
+        assert!(results(&response, 8, &parts).iter().all(|(_, c)| *c != 0));
+    }
+
+    #[test]
+    fn outcomes_as_kafka_completion_handler() {
+        assert_eq!(outcome(0), Outcome::Done);
+        assert_eq!(
+            outcome(ResponseError::UnsupportedForMessageFormat.code()),
+            Outcome::Done
+        );
+        assert_eq!(
+            outcome(ResponseError::TransactionCoordinatorFenced.code()),
+            Outcome::Fenced
+        );
+        assert_eq!(
+            outcome(ResponseError::InvalidProducerEpoch.code()),
+            Outcome::Fenced
+        );
+        for retried in [
+            ResponseError::UnknownTopicOrPartition,
+            ResponseError::NotLeaderOrFollower,
+            ResponseError::NotEnoughReplicas,
+            ResponseError::NotEnoughReplicasAfterAppend,
+            ResponseError::RequestTimedOut,
+            ResponseError::NetworkException,
+        ] {
+            assert_eq!(outcome(retried.code()), Outcome::Retry, "{retried:?}");
+        }
+    }
+}
