@@ -5,9 +5,10 @@
 //! markers ([`crate::txn::coordinator::TxnHost::write_marker`]), so a marker to
 //! `__consumer_offsets` also ends the transaction's pending offsets there.
 //!
-//! Oxbow's coordinator writes its markers in-process (transactions are served on a single
-//! node); this request is what `Admin.abortTransaction` (`kafka-transactions.sh abort`)
-//! sends to the leader of a partition with a hanging transaction. Per partition errors as
+//! A transaction coordinator sends it to the leaders of its transaction's partitions on
+//! other brokers ([`crate::txn::markers`]; its own partitions it writes in-process), and
+//! `Admin.abortTransaction` (`kafka-transactions.sh abort`) to the leader of a partition
+//! with a hanging transaction. Per partition errors as
 //! Kafka's: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, INVALID_PRODUCER_EPOCH for
 //! an epoch older than the partition has seen, TRANSACTION_COORDINATOR_FENCED for an older
 //! coordinator epoch, and the errors of an acks=all append.

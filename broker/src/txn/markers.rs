@@ -153,12 +153,16 @@ pub fn outcome(code: i16) -> Outcome {
     }
 }
 
+/// One broker's connection slot: its address and connection, reopened when closed.
+type Slot = Arc<tokio::sync::Mutex<Option<(String, Arc<Connection>)>>>;
+
 /// The connections of one coordinator to the other brokers' inter-broker listeners, one per
 /// broker, opened on first use and reopened after a failure or an address change (Kafka's
-/// marker channel keeps one `NetworkClient` for all destinations).
+/// marker channel keeps one `NetworkClient` for all destinations). Each broker has its own
+/// slot, so a connect to a dead broker (up to the connect timeout) holds up no other.
 pub struct MarkerChannels {
     config: ConnectionConfig,
-    connections: tokio::sync::Mutex<HashMap<i32, (String, Arc<Connection>)>>,
+    slots: std::sync::Mutex<HashMap<i32, Slot>>,
 }
 
 impl MarkerChannels {
@@ -171,24 +175,31 @@ impl MarkerChannels {
                 request_timeout,
                 ..ConnectionConfig::default()
             },
-            connections: tokio::sync::Mutex::new(HashMap::new()),
+            slots: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     async fn connection(&self, broker: i32, address: &str) -> Result<Arc<Connection>, String> {
-        let mut connections = self.connections.lock().await;
-        if let Some((a, c)) = connections.get(&broker) {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(broker)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some((a, c)) = slot.as_ref() {
             if a == address && !c.is_closed() {
                 return Ok(c.clone());
             }
         }
-        connections.remove(&broker);
+        *slot = None;
         let c = Arc::new(
             Connection::connect(address, self.config.clone())
                 .await
                 .map_err(|e| e.to_string())?,
         );
-        connections.insert(broker, (address.to_string(), c.clone()));
+        *slot = Some((address.to_string(), c.clone()));
         Ok(c)
     }
 

@@ -8,8 +8,11 @@
 //! - [`coordinator`]: the coordinator — these states per `__transaction_state` partition,
 //!   loaded and dropped with its leadership as the group coordinator does, the
 //!   FindCoordinator / InitProducerId / AddPartitionsToTxn / AddOffsetsToTxn / EndTxn
-//!   paths, end markers written by the partition leaders, timed-out transactions aborted,
+//!   paths, end markers written by the partition leaders (this broker's own, or sent to
+//!   the others by [`markers`]), timed-out transactions aborted,
 //!   and what DescribeTransactions and ListTransactions report;
+//! - [`markers`]: the markers to partitions other brokers lead, grouped by destination and
+//!   sent as WriteTxnMarkers over the inter-broker listener, and which answers are retried;
 //! - [`listing`]: ListTransactions' filters (states, producer ids, KIP-994's duration,
 //!   KIP-1152's transactional id pattern).
 //!
@@ -33,12 +36,16 @@
 //! 0, as a Kafka coordinator at `transaction.version` 0 does. v2 would need verification of
 //! every transactional produce with the coordinator first.
 //!
-//! Served on a single node only: on a replicated cluster FindCoordinator answers
-//! COORDINATOR_NOT_AVAILABLE for transactional ids, because the markers of partitions led
-//! by other brokers would need the coordinator to send WriteTxnMarkers over the
-//! inter-broker connections, which is not written yet (a broker does serve WriteTxnMarkers
-//! for the partitions it leads). Not served yet either: the expiry of idle transactional
-//! ids.
+//! Served on a single node and on the replicated cluster alike: `__transaction_state` is
+//! replicated like every internal topic (`transaction.state.log.replication.factor`,
+//! `transaction.state.log.min.isr`), the coordinator of an id is the leader of its
+//! partition and moves with that leadership (the new leader loads the partition and
+//! completes the transactions it finds prepared), and [`markers`] sends the markers of
+//! partitions led by other brokers as WriteTxnMarkers requests over the inter-broker
+//! listener, one request per destination broker and transaction, retried as Kafka's
+//! `TransactionMarkerChannelManager` retries them. Not served yet: the expiry of idle
+//! transactional ids; markers of several transactions to one broker are not merged into one
+//! request as Kafka's channel does (each transaction's completion sends its own).
 
 pub mod coordinator;
 pub mod listing;
