@@ -159,6 +159,19 @@ fn transactions_commit_and_abort_across_brokers_through_a_coordinator_kill() {
     let (old, _) = poll_until("the transaction's coordinator", WAIT, || {
         describe_txn(&t, &c, &[], id)
     });
+    // Created on first use with `transaction.state.log.replication.factor` (3).
+    let state = poll_until("__transaction_state's partitions", WAIT, || {
+        let state = describe(&c, "__transaction_state");
+        if state.is_empty() {
+            Err("no answer".to_string())
+        } else {
+            Ok(state)
+        }
+    });
+    assert!(
+        state.values().all(|p| p.replicas.len() == 3),
+        "__transaction_state is not replicated to all three brokers: {state:?}"
+    );
     progress(&mut producer, 10, "ten transactions");
     let killed = usize::try_from(old).expect("node ids are small");
     c.node_mut(killed).kill9();
