@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use oxbow_e2e::cluster_tools::{create_topic, describe, wait_for_isr};
+use oxbow_e2e::cluster_tools::{create_topic, describe, topics, wait_for_isr};
 use oxbow_e2e::{poll_until, tools_or_skip, Background, Cluster, Flavor, Tools};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -380,4 +380,133 @@ fn the_transactional_copier_survives_a_kill_9_of_the_coordinators_broker() {
         describe_txn(&t, &c, &[killed], id)
     });
     assert_ne!(new, old, "the coordinator did not move");
+}
+
+/// A commit left prepared by a dead coordinator is completed by the next one. A
+/// transaction writes to six partitions of RF 3 and to a partition of RF 1 on broker B (not
+/// the coordinator). B is killed with -9 before the commit: the coordinator writes
+/// PrepareCommit but cannot write B's marker (that partition has no leader), so
+/// `kafka-transactions.sh describe` shows PrepareCommit. Then the coordinator's broker is
+/// killed and B started again: the broker that takes the `__transaction_state` partition
+/// over loads the prepared commit, sends the markers (B's partition is back) and writes
+/// CompleteCommit; a read_committed consumer reads every record of the transaction.
+#[test]
+fn a_new_coordinator_completes_a_commit_its_predecessor_left_prepared() {
+    let t = tools_or_skip!();
+    let mut c = Cluster::start(Flavor::from_env(), 3, &[]);
+    let (spread, pinned, id) = ("held-spread", "held-pinned", "txn-held");
+    create_topic(&t, &c, spread, PARTITIONS, 3, &["min.insync.replicas=2"]);
+    // Partition i on broker i only.
+    topics(
+        &t,
+        &c,
+        &[
+            "--create",
+            "--topic",
+            pinned,
+            "--replica-assignment",
+            "0,1,2",
+        ],
+    )
+    .ok();
+    wait_for_isr(&c, spread, PARTITIONS as usize, 3);
+    wait_for_isr(&c, pinned, 3, 1);
+
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let dir_arg = dir.path().to_string_lossy().to_string();
+    let bs = c.bootstrap();
+    let mut producer = Background::tool(&t, "python", &[SCRIPT, &bs, "hold", id, &dir_arg]);
+    let printed = |p: &mut Background, line: &str, what: &str| {
+        poll_until(what, WAIT, || {
+            if p.stdout().lines().any(|l| l == line) {
+                return Ok(());
+            }
+            if let Some(status) = p.try_status() {
+                panic!("the producer exited ({status}) before {what}:\n{p}");
+            }
+            Err(p.stdout())
+        })
+    };
+    printed(&mut producer, "ready", "the producer to initialise");
+    let (coordinator, _) = poll_until("the transaction's coordinator", WAIT, || {
+        describe_txn(&t, &c, &[], id)
+    });
+    let b = (coordinator + 1) % 3;
+    let mut partitions: Vec<String> = (0..PARTITIONS).map(|p| format!("{spread}:{p}")).collect();
+    partitions.push(format!("{pinned}:{b}"));
+    std::fs::write(dir.path().join("partitions"), partitions.join("\n") + "\n")
+        .expect("the partitions file");
+    printed(
+        &mut producer,
+        "produced",
+        "the transaction's records delivered",
+    );
+
+    let (b, coord) = (
+        usize::try_from(b).expect("small"),
+        usize::try_from(coordinator).expect("small"),
+    );
+    c.node_mut(b).kill9();
+    std::fs::write(dir.path().join("go"), "").expect("the go file");
+    printed(&mut producer, "committed", "EndTxn(commit) answered");
+    // B's marker cannot be written: the commit stays prepared at the same coordinator.
+    let held = poll_until("the commit prepared", WAIT, || {
+        match describe_txn(&t, &c, &[b], id)? {
+            (at, state) if state == "PrepareCommit" => Ok(at),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(
+        held, coordinator,
+        "the coordinator moved before it was killed"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        describe_txn(&t, &c, &[b], id).map(|(_, s)| s),
+        Ok("PrepareCommit".to_string()),
+        "the commit completed without B's marker"
+    );
+
+    c.node_mut(coord).kill9();
+    c.node_mut(b).start_again();
+    let new = poll_until(
+        "the new coordinator's completion",
+        WAIT,
+        || match describe_txn(&t, &c, &[coord], id)? {
+            (at, state) if state == "CompleteCommit" => Ok(at),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_ne!(new, coordinator, "the coordinator did not move");
+
+    let mut want: Vec<String> = partitions
+        .iter()
+        .map(|tp| format!("held-{}", tp.replace(':', "-")))
+        .collect();
+    want.sort();
+    let mut got = consume(&t, &c, &[coord], spread, "read_committed");
+    // Only B's partition: the dead coordinator's has no other replica.
+    let only_b = format!("={b}");
+    got.extend(poll_until("B's partition readable", WAIT, || {
+        let bs = c.bootstrap_excluding(&[coord]);
+        let out = t.run(
+            "python",
+            &[SCRIPT, &bs, "consume", pinned, &only_b, "read_committed"],
+        );
+        if out.success() {
+            Ok(out
+                .lines()
+                .into_iter()
+                .filter(|l| *l != "end")
+                .map(str::to_string)
+                .collect::<Vec<_>>())
+        } else {
+            Err(out.to_string())
+        }
+    }));
+    got.sort();
+    assert_eq!(
+        got, want,
+        "read_committed does not show the completed commit"
+    );
 }

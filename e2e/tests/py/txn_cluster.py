@@ -6,12 +6,18 @@ usage: txn_cluster.py BOOTSTRAP produce TOPIC PARTITIONS TXN_ID N
          "aborted <i>" once each ends, then "done". A commit or abort that fails with a
          retriable error is called again (librdkafka's contract); a transaction that needs
          an abort (a record not delivered) is aborted and printed as aborted.
+       txn_cluster.py BOOTSTRAP hold TXN_ID DIR
+         initialises TXN_ID and prints "ready"; waits for DIR/partitions (lines of
+         TOPIC:PARTITION), opens a transaction writing "held-TOPIC-PARTITION" to each and
+         prints "produced" once all are delivered; waits for DIR/go, commits and prints
+         "committed".
        txn_cluster.py BOOTSTRAP consume TOPIC PARTITIONS ISOLATION
-         reads every partition from the beginning to its end (the last stable offset with
+         (PARTITIONS: a count, or =P,Q,... for those partitions only) reads each partition from the beginning to its end (the last stable offset with
          read_committed) and prints each value, then "end".
 Exits 1 on anything unexpected.
 """
 
+import os
 import sys
 import time
 import uuid
@@ -60,6 +66,35 @@ def produce(bootstrap, topic, partitions, txn_id, n):
     print("done", flush=True)
 
 
+def wait_for(path):
+    while not os.path.exists(path):
+        time.sleep(0.1)
+
+
+def hold(bootstrap, txn_id, directory):
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": txn_id,
+            # Longer than the test holds it open: the coordinator must not abort it.
+            "transaction.timeout.ms": 300000,
+        }
+    )
+    p.init_transactions(60)
+    print("ready", flush=True)
+    wait_for(os.path.join(directory, "partitions"))
+    with open(os.path.join(directory, "partitions")) as f:
+        tps = [line.strip().rsplit(":", 1) for line in f if line.strip()]
+    p.begin_transaction()
+    for topic, part in tps:
+        p.produce(topic, value=("held-%s-%s" % (topic, part)).encode(), partition=int(part))
+    if p.flush(60) != 0:
+        sys.exit("records not delivered")
+    print("produced", flush=True)
+    wait_for(os.path.join(directory, "go"))
+    print(end(p, True), flush=True)
+
+
 def consume(bootstrap, topic, partitions, isolation):
     c = Consumer(
         {
@@ -70,10 +105,10 @@ def consume(bootstrap, topic, partitions, isolation):
             "enable.partition.eof": True,
         }
     )
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    c.assign([TopicPartition(topic, p, 0) for p in partitions])
     at_end = set()
     deadline = time.time() + 60
-    while len(at_end) < partitions:
+    while len(at_end) < len(partitions):
         if time.time() > deadline:
             sys.exit("not at the end of every partition within 60 s: %s" % sorted(at_end))
         m = c.poll(1)
@@ -95,9 +130,15 @@ def main():
     if mode == "produce":
         topic, partitions, txn_id, n = sys.argv[3:7]
         produce(bootstrap, topic, int(partitions), txn_id, int(n))
+    elif mode == "hold":
+        hold(bootstrap, sys.argv[3], sys.argv[4])
     elif mode == "consume":
         topic, partitions, isolation = sys.argv[3:6]
-        consume(bootstrap, topic, int(partitions), isolation)
+        if partitions.startswith("="):
+            parts = [int(p) for p in partitions[1:].split(",")]
+        else:
+            parts = list(range(int(partitions)))
+        consume(bootstrap, topic, parts, isolation)
     else:
         sys.exit("unknown mode " + mode)
 
