@@ -57,8 +57,9 @@ pub trait TxnHost: Send + Sync {
 
     /// Writes the end-transaction marker of `producer_id`/`producer_epoch` (commit or
     /// abort, stamped with `coordinator_epoch`) to `partition` as its leader (acks=all), as
-    /// a WriteTxnMarkers request does. UNKNOWN_TOPIC_OR_PARTITION when the partition is
-    /// gone (nothing left to mark); other errors are retried.
+    /// a WriteTxnMarkers request does, with that request's per-partition errors
+    /// (NOT_LEADER_OR_FOLLOWER where this broker does not lead it). What the coordinator
+    /// does with each is [`super::markers::outcome`].
     fn write_marker(
         &self,
         partition: TxnPartition,
