@@ -496,35 +496,6 @@ done
 # --------------------------------------------------------------------------
 # Markdown table: medians with ranges over the rounds
 # --------------------------------------------------------------------------
-stats() { # values... -> "median (min–max)" of the numeric ones, or the first failure
-  local nums=() v
-  for v in "$@"; do num "$v" && nums+=("$v"); done
-  if ((${#nums[@]} == 0)); then
-    for v in "$@"; do [[ -n $v ]] && echo "$v" && return; done
-    echo "–"
-    return
-  fi
-  printf '%s\n' "${nums[@]}" | sort -g | awk '{a[NR] = $1} END {
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-    if (NR == 1) printf "%g", m; else printf "%g (%g–%g)", m, a[1], a[NR]
-    if (NR < '"$ROUNDS"') printf " [%d of '"$ROUNDS"' rounds]", NR
-  }'
-}
-
-row() { # label key
-  local label=$1 key=$2 o=() k=() q=() r x
-  for ((r = 1; r <= ROUNDS; r++)); do
-    o+=("${R[oxbow.$key.$r]:-}")
-    k+=("${R[kafka.$key.$r]:-}")
-    x=$(ratio "${R[oxbow.$key.$r]:-}" "${R[kafka.$key.$r]:-}")
-    q+=("${x%x}")
-  done
-  local qs
-  qs=$(stats "${q[@]}")
-  [[ $qs != "–" ]] && qs="${qs/ /x }" && [[ $qs != *x* ]] && qs="${qs}x"
-  printf '| %s | %s | %s | %s |\n' "$label" "$(stats "${o[@]}")" "$(stats "${k[@]}")" "$qs"
-}
-
 table() {
   echo "### 3-node oxbow vs 3-node Apache Kafka 4.1 (KRaft, combined nodes)"
   echo
@@ -538,16 +509,16 @@ table() {
   echo
   echo "| metric | oxbow | kafka | oxbow/kafka |"
   echo "| --- | ---: | ---: | ---: |"
-  row "saturation records/s" "sat.rps"
-  row "saturation MB/s" "sat.mbs"
-  row "saturation p50 (ms)" "sat.p50"
-  row "saturation p99 (ms)" "sat.p99"
-  row "fixed rate p50 (ms)" "fixed.p50"
-  row "fixed rate p99 (ms)" "fixed.p99"
-  row "kill -9 of a leader → writes on every partition (s)" "failover"
-  row "kill -9 of the controller → CreateTopics works (s)" "controller"
-  row "restarted broker catch-up (MB/s)" "catchup"
-  row "peak RSS of the largest broker (MiB)" "rss"
+  round_row "saturation records/s" "sat.rps"
+  round_row "saturation MB/s" "sat.mbs"
+  round_row "saturation p50 (ms)" "sat.p50"
+  round_row "saturation p99 (ms)" "sat.p99"
+  round_row "fixed rate p50 (ms)" "fixed.p50"
+  round_row "fixed rate p99 (ms)" "fixed.p99"
+  round_row "kill -9 of a leader → writes on every partition (s)" "failover"
+  round_row "kill -9 of the controller → CreateTopics works (s)" "controller"
+  round_row "restarted broker catch-up (MB/s)" "catchup"
+  round_row "peak RSS of the largest broker (MiB)" "rss"
   local b
   for b in $BROKERS; do
     for ((r = 1; r <= ROUNDS; r++)); do

@@ -422,34 +422,6 @@ UPTIME_END=$(uptime)
 # --------------------------------------------------------------------------
 # Markdown table: medians with ranges over the rounds
 # --------------------------------------------------------------------------
-stats() { # values... -> "median (min–max)" of the numeric ones, or the first failure
-  local nums=() v
-  for v in "$@"; do num "$v" && nums+=("$v"); done
-  if ((${#nums[@]} == 0)); then
-    for v in "$@"; do [[ -n $v ]] && echo "$v" && return; done
-    echo "–"
-    return
-  fi
-  printf '%s\n' "${nums[@]}" | sort -g | awk '{a[NR] = $1} END {
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-    if (NR == 1) printf "%g", m; else printf "%g (%g–%g)", m, a[1], a[NR]
-    if (NR < '"$ROUNDS"') printf " [%d of '"$ROUNDS"' rounds]", NR
-  }'
-}
-
-row() { # label key
-  local label=$1 key=$2 o=() k=() q=() r x qs
-  for ((r = 1; r <= ROUNDS; r++)); do
-    o+=("${R[oxbow.$key.$r]:-}")
-    k+=("${R[kafka.$key.$r]:-}")
-    x=$(ratio "${R[oxbow.$key.$r]:-}" "${R[kafka.$key.$r]:-}")
-    q+=("${x%x}")
-  done
-  qs=$(stats "${q[@]}")
-  [[ $qs != "–" ]] && qs="${qs/ /x }" && [[ $qs != *x* ]] && qs="${qs}x"
-  printf '| %s | %s | %s | %s |\n' "$label" "$(stats "${o[@]}")" "$(stats "${k[@]}")" "$qs"
-}
-
 table() {
   echo "### Consumer groups: oxbow-broker vs Apache Kafka 4.1 (single node), $ROUNDS alternating rounds"
   echo
@@ -469,17 +441,17 @@ table() {
   local proto
   if step rebalance; then
     for proto in $PROTOCOLS; do
-      row "$proto join: second member starts → both consuming again (ms)" "$proto.join"
-      row "$proto join: second member starts → both assigned (ms)" "$proto.join_assigned"
-      row "$proto leave: SIGTERM → the other consuming everything (ms)" "$proto.leave"
-      row "$proto leave: SIGTERM → the other assigned everything (ms)" "$proto.leave_assigned"
+      round_row "$proto join: second member starts → both consuming again (ms)" "$proto.join"
+      round_row "$proto join: second member starts → both assigned (ms)" "$proto.join_assigned"
+      round_row "$proto leave: SIGTERM → the other consuming everything (ms)" "$proto.leave"
+      round_row "$proto leave: SIGTERM → the other assigned everything (ms)" "$proto.leave_assigned"
     done
   fi
   if step perf; then
-    row "consumer-perf-test --group records/s ($RECORDS × $SIZE B, $PARTITIONS partitions)" "c.rps"
-    row "consumer-perf-test --group MB/s" "c.mbs"
-    row "consumer-perf-test fetch records/s (after rebalance)" "c.fetchrps"
-    row "consumer-perf-test rebalance.time.ms" "c.rebalance"
+    round_row "consumer-perf-test --group records/s ($RECORDS × $SIZE B, $PARTITIONS partitions)" "c.rps"
+    round_row "consumer-perf-test --group MB/s" "c.mbs"
+    round_row "consumer-perf-test fetch records/s (after rebalance)" "c.fetchrps"
+    round_row "consumer-perf-test rebalance.time.ms" "c.rebalance"
   fi
   for b in $BROKERS; do
     [[ -n ${R[$b.start]:-} ]] && echo && echo "_${b}: ${R[$b.start]}_"

@@ -104,3 +104,35 @@ ratio() { # oxbow kafka
     echo "–"
   fi
 }
+
+# Per-round results live in the caller's associative array R as R[<broker>.<key>.<round>], for
+# rounds 1..$ROUNDS. stats and round_row turn them into "median (min–max)" cells.
+
+stats() { # values... -> "median (min–max)" of the numeric ones, or the first failure
+  local nums=() v
+  for v in "$@"; do num "$v" && nums+=("$v"); done
+  if ((${#nums[@]} == 0)); then
+    for v in "$@"; do [[ -n $v ]] && echo "$v" && return; done
+    echo "–"
+    return
+  fi
+  printf '%s\n' "${nums[@]}" | sort -g | awk -v rounds="$ROUNDS" '{a[NR] = $1} END {
+    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+    if (NR == 1) printf "%g", m; else printf "%g (%g–%g)", m, a[1], a[NR]
+    if (NR < rounds) printf " [%d of %d rounds]", NR, rounds
+  }'
+}
+
+round_row() { # label key: a Markdown row with oxbow, kafka and the per-round ratios
+  local label=$1 key=$2 o=() k=() q=() r x
+  for ((r = 1; r <= ROUNDS; r++)); do
+    o+=("${R[oxbow.$key.$r]:-}")
+    k+=("${R[kafka.$key.$r]:-}")
+    x=$(ratio "${R[oxbow.$key.$r]:-}" "${R[kafka.$key.$r]:-}")
+    q+=("${x%x}")
+  done
+  local qs
+  qs=$(stats "${q[@]}")
+  [[ $qs != "–" ]] && qs="${qs/ /x }" && [[ $qs != *x* ]] && qs="${qs}x"
+  printf '| %s | %s | %s | %s |\n' "$label" "$(stats "${o[@]}")" "$(stats "${k[@]}")" "$qs"
+}
