@@ -29,6 +29,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod cluster_tools;
+pub mod copier;
 pub mod group_member;
 pub mod netns;
 pub mod target;

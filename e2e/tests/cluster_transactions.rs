@@ -255,16 +255,6 @@ fn transactions_commit_and_abort_across_brokers_through_a_coordinator_kill() {
 /// How many records the copier test copies.
 const COPIED: u64 = 20_000;
 
-/// The `totalProcessed` of the copier's last status line (0 before the first).
-fn copier_processed(stdout: &str) -> u64 {
-    stdout
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| v.get("totalProcessed").and_then(|n| n.as_u64()))
-        .unwrap_or(0)
-}
-
 /// Kafka's exactly-once copier (`TransactionalMessageCopier`, group mode with the group's
 /// metadata, transactions of 200) copies 20 000 records from a one-partition topic to a
 /// six-partition one, both RF 3: each transaction's markers go to output partitions on all
@@ -299,29 +289,10 @@ fn the_transactional_copier_survives_a_kill_9_of_the_coordinators_broker() {
     .ok()
     .expect_contains(&format!("\"acked\":{COPIED}"));
 
-    let args = [
-        "org.apache.kafka.tools.TransactionalMessageCopier",
-        "--broker-list",
-        &bs,
-        "--input-topic",
-        input,
-        "--input-partition",
-        "0",
-        "--output-topic",
-        output,
-        "--transactional-id",
-        id,
-        "--consumer-group",
-        group,
-        "--transaction-size",
-        "200",
-        "--group-mode",
-        "--use-group-metadata",
-    ];
-    let mut copier = Background::tool(&t, "kafka-run-class.sh", &args);
+    let mut copier = oxbow_e2e::copier::start(&t, &bs, input, output, id, group);
     let copied_at_least = |copier: &mut Background, n: u64, what: &str| {
         poll_until(what, Duration::from_secs(180), || {
-            let processed = copier_processed(&copier.stdout());
+            let processed = oxbow_e2e::copier::processed(&copier.stdout());
             if let Some(status) = copier.try_status() {
                 panic!("the copier exited ({status}) before {what}:\n{copier}");
             }
@@ -341,13 +312,16 @@ fn the_transactional_copier_survives_a_kill_9_of_the_coordinators_broker() {
     c.node_mut(killed).kill9();
     eprintln!(
         "killed the coordinator, node {old}, at {} copied",
-        copier_processed(&copier.stdout())
+        oxbow_e2e::copier::processed(&copier.stdout())
     );
 
     let status = poll_until("the copier to finish", Duration::from_secs(300), || {
-        copier
-            .try_status()
-            .ok_or_else(|| format!("processed {}", copier_processed(&copier.stdout())))
+        copier.try_status().ok_or_else(|| {
+            format!(
+                "processed {}",
+                oxbow_e2e::copier::processed(&copier.stdout())
+            )
+        })
     });
     assert!(status.success(), "the copier failed:\n{copier}");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_offsets.py");

@@ -29,34 +29,50 @@ fn create_topic(t: &Tools, b: &Broker, topic: &str) {
     .ok();
 }
 
-/// The values of the first `n` records of `topic` from the beginning, read with
-/// `isolation` (`read_committed` or `read_uncommitted`).
-fn consume(t: &Tools, b: &Broker, topic: &str, isolation: &str, n: usize) -> Vec<String> {
+/// `kafka-console-consumer.sh` reading up to `n` records of `topic` from the beginning with
+/// `isolation` (`read_committed` or `read_uncommitted`), giving up after `timeout_ms` without
+/// a record.
+fn read(
+    t: &Tools,
+    b: &Broker,
+    topic: &str,
+    isolation: &str,
+    n: usize,
+    timeout_ms: &str,
+) -> ToolOutput {
     let bs = b.bootstrap();
     let n = n.to_string();
-    let out: ToolOutput = t
-        .run(
-            "kafka-console-consumer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                topic,
-                "--from-beginning",
-                "--isolation-level",
-                isolation,
-                "--max-messages",
-                &n,
-                "--timeout-ms",
-                "30000",
-            ],
-        )
-        .ok();
+    t.run(
+        "kafka-console-consumer.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--isolation-level",
+            isolation,
+            "--max-messages",
+            &n,
+            "--timeout-ms",
+            timeout_ms,
+        ],
+    )
+}
+
+/// The record values a consumer printed, one a line.
+fn printed_values(out: &ToolOutput) -> Vec<String> {
     out.stdout
         .lines()
         .map(str::to_string)
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// The values of the first `n` records of `topic` from the beginning, read with
+/// `isolation` (`read_committed` or `read_uncommitted`); the consumer must succeed.
+fn consume(t: &Tools, b: &Broker, topic: &str, isolation: &str, n: usize) -> Vec<String> {
+    printed_values(&read(t, b, topic, isolation, n, "30000").ok())
 }
 
 fn values(prefix: &str) -> Vec<String> {
@@ -197,16 +213,6 @@ fn offsets_sent_to_a_transaction_are_committed_with_it_only() {
     assert_eq!(consume(&t, &b, "txo-out", "read_committed", 5), copied);
 }
 
-/// The `totalProcessed` of the copier's last status line (0 before the first).
-fn copier_processed(stdout: &str) -> u64 {
-    stdout
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| v.get("totalProcessed").and_then(|n| n.as_u64()))
-        .unwrap_or(0)
-}
-
 /// How many records the copier tests copy.
 const COPIED: u64 = 20_000;
 
@@ -232,36 +238,15 @@ fn produce_copier_input(t: &Tools, b: &Broker, topic: &str) {
     produced.expect_contains(&format!("\"acked\":{COPIED}"));
 }
 
-/// Kafka's `TransactionalMessageCopier` from `input` to `output` in transactions of 200, as
-/// one member of `group` (subscribing) sending its offsets with the group's metadata.
+/// [`oxbow_e2e::copier`] from `input` to `output` on broker `b`.
 fn copier(t: &Tools, b: &Broker, input: &str, output: &str, id: &str, group: &str) -> Background {
-    let bs = b.bootstrap();
-    let args = [
-        "org.apache.kafka.tools.TransactionalMessageCopier",
-        "--broker-list",
-        &bs,
-        "--input-topic",
-        input,
-        "--input-partition",
-        "0",
-        "--output-topic",
-        output,
-        "--transactional-id",
-        id,
-        "--consumer-group",
-        group,
-        "--transaction-size",
-        "200",
-        "--group-mode",
-        "--use-group-metadata",
-    ];
-    Background::tool(t, "kafka-run-class.sh", &args)
+    oxbow_e2e::copier::start(t, &b.bootstrap(), input, output, id, group)
 }
 
 /// Waits until `copier` has committed at least `n` records; panics if it exits first.
 fn copied_at_least(copier: &mut Background, n: u64, what: &str) {
     poll_until(what, Duration::from_secs(180), || {
-        let processed = copier_processed(&copier.stdout());
+        let processed = oxbow_e2e::copier::processed(&copier.stdout());
         if let Some(status) = copier.try_status() {
             panic!("the copier exited ({status}) before {what}:\n{copier}");
         }
@@ -279,9 +264,12 @@ fn copier_finished(copier: &mut Background) -> bool {
         "the copier to copy the rest and exit",
         Duration::from_secs(300),
         || {
-            copier
-                .try_status()
-                .ok_or_else(|| format!("processed {}", copier_processed(&copier.stdout())))
+            copier.try_status().ok_or_else(|| {
+                format!(
+                    "processed {}",
+                    oxbow_e2e::copier::processed(&copier.stdout())
+                )
+            })
         },
     );
     status.success()
@@ -324,7 +312,7 @@ fn the_transactional_copier_killed_twice_copies_every_record_exactly_once() {
     let mut c = copier(&t, &b, "copy-in", "copy-out", "copier-1", "copier-group");
     assert!(copier_finished(&mut c), "the copier failed:\n{c}");
     // It resumed from the offsets the killed copiers committed (at least 3000 each).
-    let resumed = copier_processed(&c.stdout());
+    let resumed = oxbow_e2e::copier::processed(&c.stdout());
     assert!(
         resumed > 0 && resumed <= COPIED - 6000,
         "the last copier processed {resumed} records:\n{c}"
@@ -669,29 +657,7 @@ fn kafka_transactions_sh_lists_describes_and_aborts_hanging_transactions() {
 }
 
 /// The values a read_committed consumer of `topic` gets from the beginning, up to `n`,
-/// waiting at most `timeout_ms` for them.
+/// waiting at most `timeout_ms` for them (fewer, or none, are not an error here).
 fn consume_within(t: &Tools, b: &Broker, topic: &str, n: usize, timeout_ms: &str) -> Vec<String> {
-    let bs = b.bootstrap();
-    let n = n.to_string();
-    let out = t.run(
-        "kafka-console-consumer.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--isolation-level",
-            "read_committed",
-            "--max-messages",
-            &n,
-            "--timeout-ms",
-            timeout_ms,
-        ],
-    );
-    out.stdout
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect()
+    printed_values(&read(t, b, topic, "read_committed", n, timeout_ms))
 }
