@@ -194,7 +194,10 @@ node_start() {
   start coredns coredns -conf "$NODE_DIR/coredns/Corefile" -dns.port 53
   wait_for "node $NODE_NAME Ready (kubelet)" 90 kc_admin wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
   check_alive kubelet; check_alive kube-proxy; check_alive kube-scheduler; check_alive coredns
-  wait_for "CoreDNS ready" 30 curl -sf "http://127.0.0.1:$((KUBELET_PORT + 10))/ready"
+  # CoreDNS is ready once its kubernetes plugin has listed Services and EndpointSlices from
+  # the API server; on a loaded machine (the fuzz build starts beside this phase) that once
+  # took more than 30 s in CI, so it gets the 90 s the node and the API server get.
+  wait_for "CoreDNS ready" 90 curl -sf "http://127.0.0.1:$((KUBELET_PORT + 10))/ready"
   # PersistentVolumes for the StatefulSets' claims: hostPath under the run dir, world-writable
   # as a local-path provisioner makes them (hostPath volumes ignore fsGroup).
   local i manifest=""
