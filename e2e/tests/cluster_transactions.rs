@@ -290,24 +290,11 @@ fn the_transactional_copier_survives_a_kill_9_of_the_coordinators_broker() {
     .expect_contains(&format!("\"acked\":{COPIED}"));
 
     let mut copier = oxbow_e2e::copier::start(&t, &bs, input, output, id, group);
-    let copied_at_least = |copier: &mut Background, n: u64, what: &str| {
-        poll_until(what, Duration::from_secs(180), || {
-            let processed = oxbow_e2e::copier::processed(&copier.stdout());
-            if let Some(status) = copier.try_status() {
-                panic!("the copier exited ({status}) before {what}:\n{copier}");
-            }
-            if processed >= n {
-                Ok(())
-            } else {
-                Err(format!("processed {processed}"))
-            }
-        })
-    };
-    copied_at_least(&mut copier, 1000, "the copier copied 1000 records");
+    oxbow_e2e::copier::wait_processed(&mut copier, 1000, "the copier copied 1000 records");
     let (old, _) = poll_until("the copier's coordinator", WAIT, || {
         describe_txn(&t, &c, &[], id)
     });
-    copied_at_least(&mut copier, 3000, "the copier copied 3000 records");
+    oxbow_e2e::copier::wait_processed(&mut copier, 3000, "the copier copied 3000 records");
     let killed = usize::try_from(old).expect("node ids are small");
     c.node_mut(killed).kill9();
     eprintln!(

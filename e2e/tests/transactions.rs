@@ -243,21 +243,6 @@ fn copier(t: &Tools, b: &Broker, input: &str, output: &str, id: &str, group: &st
     oxbow_e2e::copier::start(t, &b.bootstrap(), input, output, id, group)
 }
 
-/// Waits until `copier` has committed at least `n` records; panics if it exits first.
-fn copied_at_least(copier: &mut Background, n: u64, what: &str) {
-    poll_until(what, Duration::from_secs(180), || {
-        let processed = oxbow_e2e::copier::processed(&copier.stdout());
-        if let Some(status) = copier.try_status() {
-            panic!("the copier exited ({status}) before {what}:\n{copier}");
-        }
-        if processed >= n {
-            Ok(())
-        } else {
-            Err(format!("processed {processed}"))
-        }
-    });
-}
-
 /// Waits (up to 5 min) for `copier` to exit and returns whether it succeeded.
 fn copier_finished(copier: &mut Background) -> bool {
     let status = poll_until(
@@ -306,7 +291,11 @@ fn the_transactional_copier_killed_twice_copies_every_record_exactly_once() {
     for round in 1..=2 {
         let mut c = copier(&t, &b, "copy-in", "copy-out", "copier-1", "copier-group");
         // Killed once it has committed some transactions (and is inside another).
-        copied_at_least(&mut c, 3000, &format!("copier {round} copied 3000 records"));
+        oxbow_e2e::copier::wait_processed(
+            &mut c,
+            3000,
+            &format!("copier {round} copied 3000 records"),
+        );
         c.kill9();
     }
     let mut c = copier(&t, &b, "copy-in", "copy-out", "copier-1", "copier-group");
@@ -340,7 +329,7 @@ fn the_transactional_copier_survives_a_kill_9_of_the_broker() {
         "copier-k",
         "copier-k-group",
     );
-    copied_at_least(&mut c, 3000, "the copier copied 3000 records");
+    oxbow_e2e::copier::wait_processed(&mut c, 3000, "the copier copied 3000 records");
     b.kill9();
     b.start_again();
     // The same copier finishes: its clients ride out the broker's absence (as they do
