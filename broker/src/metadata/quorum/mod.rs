@@ -451,6 +451,7 @@ impl QuorumStore {
                     .collect(),
                 leader_reached,
                 options.rejoin_timing(),
+                options.voters.len(),
             ),
         ));
         tasks.push(tokio::spawn(leader_probe::stand_when_leader_gone(

@@ -140,22 +140,23 @@ pub(super) fn decide(look: &Look) -> Decision {
 
 /// Runs the rules of the module docs for a voter that just started, then ends; `peers` are
 /// the other voters' control clients by Raft id, `leader_reached` is set by the control
-/// server.
+/// server, `configured_voters` is the size of the configured voter list (the one that set
+/// `enable_elect` off).
 pub(super) async fn hold_elections_until_the_leader_reaches_us(
     raft: Raft<TypeConfig>,
     me: u64,
     peers: BTreeMap<u64, Arc<ControlClient>>,
     leader_reached: Arc<AtomicBool>,
     timing: RejoinTiming,
+    configured_voters: usize,
 ) {
-    let voters = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .count();
-    if voters <= 1 {
+    // The configured list, not Raft's metrics: this task starts beside Raft's own start-up,
+    // and metrics read before openraft has loaded the membership from the log hold an empty
+    // one. Counting that as "a quorum of one" turned elections on at once in a restarted
+    // voter of three, which then deposed the live controller in the next election timeout
+    // (seen in pod logs of e2e/k8s scenario 87: no "holding elections" line, an election
+    // 2 s after start, the active controller moved during a roll).
+    if configured_voters <= 1 {
         // A quorum of one elects itself at once (openraft does not wait for its timer
         // there); nothing to hold.
         raft.runtime_config().elect(true);
