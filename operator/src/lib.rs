@@ -18,6 +18,7 @@
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod leader;
 pub mod metrics;
 pub mod probe;
 pub mod rack;

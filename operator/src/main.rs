@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context as _;
 use clap::Parser;
+use oxbow_operator::leader;
 use tracing_subscriber::EnvFilter;
 
 /// Command line of the operator.
@@ -26,6 +27,17 @@ struct Args {
     /// unset.
     #[arg(long)]
     metrics_address: Option<std::net::SocketAddr>,
+    /// Reconcile only while holding a `coordination.k8s.io` Lease, so that several replicas
+    /// (a Deployment with `replicas: 2`) take turns instead of acting together. The chart
+    /// turns it on; off by default for one operator run by hand.
+    #[arg(long)]
+    leader_election: bool,
+    /// Name of that Lease.
+    #[arg(long, default_value = "oxbow-operator")]
+    leader_election_lease: String,
+    /// Namespace of that Lease; the pod's own (`POD_NAMESPACE`) if unset.
+    #[arg(long)]
+    leader_election_namespace: Option<String>,
 }
 
 #[tokio::main]
@@ -56,10 +68,42 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot bind --metrics-address {addr}"))?;
     }
     // KafkaClusters and KafkaTopics are reconciled side by side, each by its own controller.
-    tokio::join!(
-        oxbow_operator::controller::run(client.clone(), args.namespace.clone(), instance.clone()),
-        oxbow_operator::topic::controller::run(client, args.namespace, instance),
-    );
-    tracing::info!("oxbow-operator stopped");
-    Ok(())
+    let controllers = {
+        let (client, namespace, instance) = (client.clone(), args.namespace, instance.clone());
+        async move {
+            tokio::join!(
+                oxbow_operator::controller::run(
+                    client.clone(),
+                    namespace.clone(),
+                    instance.clone()
+                ),
+                oxbow_operator::topic::controller::run(client, namespace, instance),
+            );
+        }
+    };
+    if !args.leader_election {
+        controllers.await;
+        tracing::info!("oxbow-operator stopped");
+        return Ok(());
+    }
+    let election = leader::Election {
+        lease: args.leader_election_lease,
+        namespace: args
+            .leader_election_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .context("--leader-election needs --leader-election-namespace or POD_NAMESPACE")?,
+        // Two processes must never share an identity: outside a pod, a random one.
+        identity: instance.unwrap_or_else(|| format!("oxbow-operator-{}", uuid::Uuid::new_v4())),
+    };
+    match leader::run_as_leader(client, &election, controllers).await? {
+        leader::Outcome::Done(()) | leader::Outcome::Stopped => {
+            tracing::info!("oxbow-operator stopped");
+            Ok(())
+        }
+        leader::Outcome::Lost => anyhow::bail!(
+            "lost Lease {}/{} to another replica",
+            election.namespace,
+            election.lease
+        ),
+    }
 }

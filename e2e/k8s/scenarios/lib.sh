@@ -79,7 +79,7 @@ kafka_tool() {
 install_operator() {
   helm upgrade --install oxbow-operator "$REPO/charts/oxbow-operator" --namespace oxbow-system --create-namespace \
     --set image.repository="${OXBOW_OPERATOR_IMAGE%:*}" --set image.tag="${OXBOW_OPERATOR_IMAGE##*:}" \
-    >/dev/null
+    ${OXBOW_OPERATOR_HELM_ARGS:-} >/dev/null
   kc -n oxbow-system rollout status deploy/oxbow-operator --timeout=60s >&2
 }
 
