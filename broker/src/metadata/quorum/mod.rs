@@ -452,6 +452,7 @@ impl QuorumStore {
                 leader_reached,
                 options.rejoin_timing(),
                 options.voters.len(),
+                !pristine,
             ),
         ));
         tasks.push(tokio::spawn(leader_probe::stand_when_leader_gone(

@@ -141,7 +141,7 @@ pub(super) fn decide(look: &Look) -> Decision {
 /// Runs the rules of the module docs for a voter that just started, then ends; `peers` are
 /// the other voters' control clients by Raft id, `leader_reached` is set by the control
 /// server, `configured_voters` is the size of the configured voter list (the one that set
-/// `enable_elect` off).
+/// `enable_elect` off), `restored` whether this node's log or vote was on disk at start.
 pub(super) async fn hold_elections_until_the_leader_reaches_us(
     raft: Raft<TypeConfig>,
     me: u64,
@@ -149,6 +149,7 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
     leader_reached: Arc<AtomicBool>,
     timing: RejoinTiming,
     configured_voters: usize,
+    restored: bool,
 ) {
     // The configured list, not Raft's metrics: this task starts beside Raft's own start-up,
     // and metrics read before openraft has loaded the membership from the log hold an empty
@@ -163,6 +164,27 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
         return;
     }
     let started = Instant::now();
+    // Raft's metrics start as a follower with no vote and no log until its core has loaded
+    // what is on disk; a look before that sees "its vote names no other node" and releases
+    // at once (seen in the same pod logs as above). A node with nothing on disk has nothing
+    // to load: its first look releases it, rightly (a new quorum).
+    if restored {
+        let loaded = raft
+            .wait(Some(timing.give_up_after))
+            .metrics(
+                |m| {
+                    m.vote.leader_id().term > 0
+                        || m.last_log_index.is_some()
+                        || m.purged.is_some()
+                        || m.snapshot.is_some()
+                },
+                "the stored vote and log loaded",
+            )
+            .await;
+        if let Err(e) = loaded {
+            warn!(error = %e, "Raft did not publish its restored state; deciding on what it shows");
+        }
+    }
     let mut announced: Option<u64> = None;
     loop {
         let (state, vote) = {
