@@ -2042,3 +2042,111 @@ fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// 10. Online migration between the classic and the consumer protocol
+// ---------------------------------------------------------------------------
+
+/// The type `kafka-consumer-groups.sh --list --type` prints for `group` ("Classic",
+/// "Consumer"), with the tool's output.
+fn group_type(t: &Tools, b: &Target, group: &str) -> (String, ToolOutput) {
+    let out = groups(t, b, &["--list", "--type"]).ok();
+    let kind = out
+        .lines()
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.first() == Some(&group))
+        .and_then(|cols| cols.get(1).map(|c| c.to_string()))
+        .unwrap_or_default();
+    (kind, out)
+}
+
+/// Online migration (KIP-848's `group.consumer.migration.policy=bidirectional`, Kafka 4.x's
+/// default): three Java members (kafka-verifiable-consumer.sh) of a classic group are rolled
+/// one by one to `--group-protocol consumer`. The first one's ConsumerGroupHeartbeat turns
+/// the group into a consumer group while the two classic members keep consuming in it (the
+/// broker assigns their partitions through JoinGroup and SyncGroup); then they are rolled
+/// back one by one to `--group-protocol classic`, and when the last member of the consumer
+/// protocol leaves, the group is a classic group again. After every step the three members
+/// split the six partitions two each, every record produced so far was consumed exactly once
+/// and committed, and `kafka-consumer-groups.sh` shows the group's type and assignor change.
+#[test]
+fn classic_group_migrates_to_consumer_and_back_online() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "classic_group_migrates_to_consumer_and_back_online",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = Target::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.consumer.min.heartbeat.interval.ms", "1000"),
+        ("group.consumer.heartbeat.interval.ms", "1000"),
+    ]);
+    let (topic, group) = ("migrate-six", "migrate-group");
+    create_topic(&t, &b, topic, 6);
+    let classic = ["--group-protocol", "classic"];
+    let consumer = ["--group-protocol", "consumer"];
+
+    let mut live = [
+        Member::java(&t, &b, "A-classic", topic, group, &classic),
+        Member::java(&t, &b, "B-classic", topic, group, &classic),
+        Member::java(&t, &b, "C-classic", topic, group, &classic),
+    ];
+    wait_assignment(&live.iter().collect::<Vec<_>>(), 6, Some(&[2, 2, 2]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "start", 120);
+    wait_delivered_once(&live.iter().collect::<Vec<_>>(), &all);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Classic", "{out}");
+
+    // (new member's label, its protocol, the type and assignor the group has after the step)
+    let steps: [(&'static str, &[&str], &str, &str); 6] = [
+        ("A-consumer", &consumer, "Consumer", "uniform"),
+        ("B-consumer", &consumer, "Consumer", "uniform"),
+        ("C-consumer", &consumer, "Consumer", "uniform"),
+        ("A-classic-again", &classic, "Consumer", "uniform"),
+        ("B-classic-again", &classic, "Consumer", "uniform"),
+        ("C-classic-again", &classic, "Classic", "range"),
+    ];
+    let mut retired: Vec<Member> = Vec::new();
+    for (step, (label, protocol, want_type, want_assignor)) in steps.into_iter().enumerate() {
+        let slot = step % 3;
+        // Rolling: the old member closes (it leaves the group), then its successor starts.
+        live[slot].bg.term();
+        assert!(
+            live[slot].bg.stdout().contains("shutdown_complete"),
+            "{}",
+            live[slot].bg
+        );
+        let next = Member::java(&t, &b, label, topic, group, protocol);
+        retired.push(std::mem::replace(&mut live[slot], next));
+        wait_assignment(&live.iter().collect::<Vec<_>>(), 6, Some(&[2, 2, 2]), WAIT);
+        all.extend(produce_keyed(&t, &b, topic, label, 120));
+        let everyone: Vec<&Member> = live.iter().chain(retired.iter()).collect();
+        wait_delivered_once(&everyone, &all);
+        assert!(
+            got_some(&live[slot], label),
+            "{}",
+            describe_members(&everyone)
+        );
+        let (kind, out) = group_type(&t, &b, group);
+        assert_eq!(kind, want_type, "after {label} joined: {out}");
+        wait_until("the group stable with its assignor", WAIT, || {
+            let out = groups(&t, &b, &["--group", group, "--describe", "--state"]);
+            let rows = table(&out, "GROUP");
+            let row = rows.first().map(|r| {
+                (
+                    r["STATE"].clone(),
+                    r["#MEMBERS"].clone(),
+                    r["ASSIGNMENT-STRATEGY"].clone(),
+                )
+            });
+            if row == Some(("Stable".into(), "3".into(), want_assignor.to_string())) {
+                Ok(())
+            } else {
+                Err(format!("after {label} joined: {out}"))
+            }
+        });
+    }
+}

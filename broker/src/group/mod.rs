@@ -637,7 +637,7 @@ impl GroupCoordinator {
         };
         let token = self.token();
         let (tx, rx) = oneshot::channel();
-        let immediate = {
+        let (immediate, written) = {
             let mut inner = self.lock();
             if let Err(e) = Self::check_serving(&inner, partition) {
                 return error(e);
@@ -647,17 +647,37 @@ impl GroupCoordinator {
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now));
-            let replies = group.join(token, request, now, &self.limits);
-            let replies = Self::after_change(&mut inner, group_id, replies);
-            match Self::deliver(&mut inner, replies, token) {
-                Some(Reply::Join(_, r)) => Some(r),
-                _ => {
-                    inner.waiters.insert(token, Waiter::Join(tx));
-                    None
+            if let Some(c) = group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+                // A consumer group with members serves classic members itself; the answer
+                // goes out once the member's records are written, as Kafka's does.
+                let response = c.classic_join(
+                    &request,
+                    &HostTopics(host),
+                    now,
+                    self.limits.consumer_max_size,
+                    || uuid::Uuid::new_v4().to_string(),
+                );
+                Self::schedule(&mut inner, group_id);
+                let written = Self::queue_consumer_records(&mut inner, group_id);
+                (Some(response), written)
+            } else {
+                let replies = group.join(token, request, now, &self.limits);
+                let replies = Self::after_change(&mut inner, group_id, replies);
+                match Self::deliver(&mut inner, replies, token) {
+                    Some(Reply::Join(_, r)) => (Some(r), None),
+                    _ => {
+                        inner.waiters.insert(token, Waiter::Join(tx));
+                        (None, None)
+                    }
                 }
             }
         };
         self.flush_partition(host, partition).await;
+        if let Some(written) = written {
+            if let Err(e) = Self::written(written).await {
+                return JoinResponse::error(e, &member_id);
+            }
+        }
         match immediate {
             Some(r) => r,
             None => rx.await.unwrap_or_else(|_| {
@@ -693,6 +713,11 @@ impl GroupCoordinator {
             let Some(group) = inner.groups.get_mut(group_id) else {
                 return SyncResponse::error(ResponseError::UnknownMemberId);
             };
+            if let Some(c) = group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+                let response = c.classic_sync(&request, now);
+                Self::schedule(&mut inner, group_id);
+                return response;
+            }
             let replies = group.sync(token, request, now, &self.limits);
             let replies = Self::after_change(&mut inner, group_id, replies);
             match Self::deliver(&mut inner, replies, token) {
@@ -732,9 +757,17 @@ impl GroupCoordinator {
             };
         }
         let mut inner = self.lock();
-        match inner.groups.get_mut(group_id) {
-            Some(group) => group.heartbeat(member_id, instance, generation_id, now_ms()),
-            None => ResponseError::UnknownMemberId.code(),
+        let Some(group) = inner.groups.get_mut(group_id) else {
+            return ResponseError::UnknownMemberId.code();
+        };
+        match group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+            Some(c) => {
+                let code = c.classic_heartbeat(member_id, instance, generation_id, now_ms());
+                // A member told to rejoin has a join deadline now.
+                Self::schedule(&mut inner, group_id);
+                code
+            }
+            None => group.heartbeat(member_id, instance, generation_id, now_ms()),
         }
     }
 
@@ -776,18 +809,63 @@ impl GroupCoordinator {
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now));
-            if group.members().next().is_some() {
-                return Err(consumer::Refusal {
-                    error: ResponseError::GroupIdNotFound,
-                    message: format!("Group {group_id} is not a consumer group."),
-                });
-            }
-            let reply = group
-                .consumer
-                .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
-                .heartbeat(&hb, &HostTopics(host), now, config, || {
-                    uuid::Uuid::new_v4().to_string()
-                });
+            let new_id = || uuid::Uuid::new_v4().to_string();
+            let policy = self.limits.migration_policy;
+            let mut conversion = Conversion::None;
+            let reply = if group.members().next().is_some() {
+                // A classic group with members: the first heartbeat (epoch 0) of a member
+                // of the consumer protocol upgrades it, if the policy allows.
+                if hb.member_epoch != 0 {
+                    return Err(consumer::migration::not_a_consumer_group(group_id));
+                }
+                if let Some(reason) =
+                    consumer::migration::upgrade_refusal(policy, group, config.max_size)
+                {
+                    info!(group = %group_id, reason, "cannot upgrade the classic group to a consumer group");
+                    return Err(consumer::migration::not_a_consumer_group(group_id));
+                }
+                let Some(mut converted) =
+                    consumer::ConsumerGroup::from_classic(group, &HostTopics(host))
+                else {
+                    warn!(group = %group_id, "cannot upgrade the classic group: malformed embedded consumer protocol");
+                    return Err(consumer::Refusal {
+                        error: ResponseError::GroupIdNotFound,
+                        message: format!(
+                            "Cannot upgrade the classic group {group_id} to consumer group because the embedded consumer protocol is malformed."
+                        ),
+                    });
+                };
+                // A refused heartbeat leaves the classic group as it was.
+                let reply = converted.heartbeat(&hb, &HostTopics(host), now, config, new_id)?;
+                info!(group = %group_id, epoch = converted.group_epoch, "upgraded the classic group to a consumer group");
+                conversion = Conversion::Upgraded(group.upgrade(converted, now));
+                Ok(reply)
+            } else if hb.member_epoch == consumer::LEAVE_GROUP_MEMBER_EPOCH
+                && group.consumer.as_ref().is_some_and(|c| {
+                    consumer::migration::downgrade_allowed(
+                        policy,
+                        c,
+                        &hb.member_id,
+                        self.limits.max_size,
+                    )
+                })
+            {
+                // The last member of the consumer protocol leaves classic members behind.
+                let replies = group.downgrade(&hb.member_id, now, &self.limits);
+                info!(group = %group_id, "downgraded the consumer group to a classic group");
+                conversion = Conversion::Downgraded(replies);
+                Ok(consumer::HeartbeatReply {
+                    member_id: hb.member_id.clone(),
+                    member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
+                    heartbeat_interval_ms: config.heartbeat_interval_ms,
+                    assignment: None,
+                })
+            } else {
+                group
+                    .consumer
+                    .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
+                    .heartbeat(&hb, &HostTopics(host), now, config, new_id)
+            };
             if group
                 .consumer
                 .as_ref()
@@ -796,8 +874,27 @@ impl GroupCoordinator {
             {
                 inner.groups.remove(group_id);
             }
-            Self::schedule(&mut inner, group_id);
-            let written = Self::queue_consumer_records(&mut inner, group_id);
+            let written = match conversion {
+                Conversion::None => {
+                    Self::schedule(&mut inner, group_id);
+                    Self::queue_consumer_records(&mut inner, group_id)
+                }
+                Conversion::Upgraded(parked) => {
+                    // Kafka's order: the classic group's tombstone, then the consumer
+                    // group's records.
+                    Self::enqueue_group(&mut inner, group_id, None, Vec::new());
+                    Self::schedule(&mut inner, group_id);
+                    let written = Self::queue_consumer_records(&mut inner, group_id);
+                    Self::deliver(&mut inner, parked, 0);
+                    written
+                }
+                Conversion::Downgraded(replies) => {
+                    // The consumer group's tombstones, then the classic group's record.
+                    let replies = Self::after_change(&mut inner, group_id, replies);
+                    Self::deliver(&mut inner, replies, 0);
+                    None
+                }
+            };
             (reply, written)
         };
         self.flush_partition(host, partition).await;
@@ -875,7 +972,21 @@ impl GroupCoordinator {
             let Some(group) = inner.groups.get_mut(group_id) else {
                 return Err(ResponseError::UnknownMemberId.code());
             };
-            let (codes, replies) = group.leave(members, now_ms(), &self.limits);
+            let (codes, replies) = match group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+                Some(c) => {
+                    let codes = members
+                        .iter()
+                        .map(
+                            |(id, instance)| match c.classic_leave(id, instance.as_deref()) {
+                                Ok(()) => 0,
+                                Err(e) => e.code(),
+                            },
+                        )
+                        .collect();
+                    (codes, Vec::new())
+                }
+                None => group.leave(members, now_ms(), &self.limits),
+            };
             let replies = Self::after_change(&mut inner, group_id, replies);
             Self::deliver(&mut inner, replies, 0);
             codes
@@ -1386,6 +1497,15 @@ impl GroupCoordinator {
     /// deliver now; successful SyncGroup replies of a change that wrote the group's record
     /// are held by that write (the assignment goes out once it is replicated).
     fn after_change(inner: &mut Inner, group_id: &str, replies: Vec<Reply>) -> Vec<Reply> {
+        // The tombstones of a consumer group that is gone (downgraded, or empty and turned
+        // classic by a join) go before the classic group's record, as Kafka writes them.
+        let consumer_gone = inner
+            .groups
+            .get(group_id)
+            .is_none_or(|g| g.consumer.is_none());
+        if consumer_gone {
+            let _ = Self::queue_consumer_records(inner, group_id);
+        }
         let changed = inner
             .groups
             .get_mut(group_id)
@@ -1400,9 +1520,11 @@ impl GroupCoordinator {
             }
             None => replies,
         };
-        // Members fenced by a tick, or an empty consumer group turned classic by a join:
-        // nobody waits for these records (Kafka writes them the same way, unanswered).
-        let _ = Self::queue_consumer_records(inner, group_id);
+        // Members fenced by a tick, or classic members that left a consumer group: nobody
+        // waits for these records (Kafka writes them the same way, unanswered).
+        if !consumer_gone {
+            let _ = Self::queue_consumer_records(inner, group_id);
+        }
         Self::schedule(inner, group_id);
         now
     }
@@ -1678,6 +1800,15 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+/// A conversion a ConsumerGroupHeartbeat made, with the replies it owes parked requests.
+enum Conversion {
+    None,
+    /// The classic group became a consumer group.
+    Upgraded(Vec<Reply>),
+    /// The consumer group became a classic group.
+    Downgraded(Vec<Reply>),
 }
 
 /// The broker's topics as consumer groups see them.
@@ -2055,6 +2186,9 @@ fn replay(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option
             Some(Err(e)) => warn!(error = %e, "skipping __consumer_offsets record"),
             None => {
                 if let Some(g) = groups.get_mut(&group) {
+                    // The classic membership is gone (deleted, or upgraded to the consumer
+                    // group whose records follow).
+                    let _ = g.clear_membership(now);
                     if g.offsets.is_empty() && g.consumer.is_none() {
                         g.mark_dead(now);
                     }
@@ -2116,6 +2250,8 @@ mod tests {
         initial_rebalance_delay_ms: 0,
         max_size: 100,
         consumer_session_timeout_ms: 45_000,
+        consumer_max_size: usize::MAX,
+        migration_policy: consumer::migration::MigrationPolicy::Bidirectional,
     };
 
     /// A group with one member (joined without MEMBER_ID_REQUIRED) whose session is 10 s.
