@@ -2150,3 +2150,81 @@ fn classic_group_migrates_to_consumer_and_back_online() {
         });
     }
 }
+
+/// The one-way policies refuse the other direction as Kafka does. With
+/// `group.consumer.migration.policy=downgrade` a Java member of the consumer protocol that
+/// joins a classic group with members is refused (GROUP_ID_NOT_FOUND, "Cannot upgrade
+/// classic group … because online upgrade is disabled.": the Java client gives up with
+/// GroupIdNotFoundException) and the classic members consume on. With `upgrade`, the group upgrades, but when its consumer-protocol
+/// member leaves, the classic members stay in a consumer group (no downgrade) and take its
+/// partitions.
+#[test]
+fn one_way_migration_policies_refuse_the_other_direction() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "one_way_migration_policies_refuse_the_other_direction",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let classic = ["--group-protocol", "classic"];
+    let consumer = ["--group-protocol", "consumer"];
+    let broker = |policy: &str| {
+        Target::start(&[
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("group.consumer.min.heartbeat.interval.ms", "1000"),
+            ("group.consumer.heartbeat.interval.ms", "1000"),
+            ("group.consumer.migration.policy", policy),
+        ])
+    };
+
+    // downgrade only: no upgrade.
+    let b = broker("downgrade");
+    let (topic, group) = ("no-upgrade", "no-upgrade-group");
+    create_topic(&t, &b, topic, 4);
+    let a = Member::java(&t, &b, "A-classic", topic, group, &classic);
+    let bm = Member::java(&t, &b, "B-classic", topic, group, &classic);
+    wait_assignment(&[&a, &bm], 4, Some(&[2, 2]), WAIT);
+    let mut c = Member::java(&t, &b, "C-consumer", topic, group, &consumer);
+    wait_until("the consumer-protocol member gives up", WAIT, || {
+        match c.bg.try_status() {
+            Some(_) => Ok(()),
+            None => Err(c.bg.to_string()),
+        }
+    });
+    let refused = c.bg.to_string();
+    assert!(
+        refused.contains("GroupIdNotFoundException")
+            && refused.contains(&format!(
+                "Cannot upgrade classic group {group} to consumer group because online upgrade is disabled."
+            )),
+        "{refused}"
+    );
+    let all = produce_keyed(&t, &b, topic, "after-refusal", 100);
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    assert_eq!(c.values().len(), 0);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Classic", "{out}");
+    drop((a, bm, c, b));
+
+    // upgrade only: no downgrade.
+    let b = broker("upgrade");
+    let (topic, group) = ("no-downgrade", "no-downgrade-group");
+    create_topic(&t, &b, topic, 6);
+    let a = Member::java(&t, &b, "A-classic", topic, group, &classic);
+    let bm = Member::java(&t, &b, "B-classic", topic, group, &classic);
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    let mut c = Member::java(&t, &b, "C-consumer", topic, group, &consumer);
+    wait_assignment(&[&a, &bm, &c], 6, Some(&[2, 2, 2]), WAIT);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Consumer", "{out}");
+    let mut all = produce_keyed(&t, &b, topic, "upgraded", 120);
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    c.bg.term();
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    all.extend(produce_keyed(&t, &b, topic, "left", 120));
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    assert!(!got_some(&c, "left-"));
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Consumer", "still a consumer group: {out}");
+}

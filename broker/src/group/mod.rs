@@ -822,18 +822,16 @@ impl GroupCoordinator {
                     consumer::migration::upgrade_refusal(policy, group, config.max_size)
                 {
                     info!(group = %group_id, reason, "cannot upgrade the classic group to a consumer group");
-                    return Err(consumer::migration::not_a_consumer_group(group_id));
+                    return Err(consumer::migration::upgrade_refused(group_id, reason));
                 }
                 let Some(mut converted) =
                     consumer::ConsumerGroup::from_classic(group, &HostTopics(host))
                 else {
                     warn!(group = %group_id, "cannot upgrade the classic group: malformed embedded consumer protocol");
-                    return Err(consumer::Refusal {
-                        error: ResponseError::GroupIdNotFound,
-                        message: format!(
-                            "Cannot upgrade the classic group {group_id} to consumer group because the embedded consumer protocol is malformed."
-                        ),
-                    });
+                    return Err(consumer::migration::upgrade_refused(
+                        group_id,
+                        consumer::migration::MALFORMED_PROTOCOL,
+                    ));
                 };
                 // A refused heartbeat leaves the classic group as it was.
                 let reply = converted.heartbeat(&hb, &HostTopics(host), now, config, new_id)?;
@@ -2617,6 +2615,161 @@ mod tests {
             client_host: "/127.0.0.1".into(),
             ..consumer::Heartbeat::default()
         }
+    }
+
+    /// The keys of every record in the group's `__consumer_offsets` partition, in log
+    /// order, with whether each is a tombstone.
+    fn logged_keys(host: &TestHost, group: &str) -> Vec<(RecordKey, bool)> {
+        let partition = records::partition_for(group, TestHost::OFFSETS_PARTITIONS);
+        let (log, _) = host.offsets_log(partition).unwrap();
+        let mut keys = Vec::new();
+        crate::log::replay_records(&log, OFFSETS_TOPIC, partition, |r| {
+            if let Some(Ok(Some(key))) = r.key.map(RecordKey::decode) {
+                keys.push((key, r.value.is_none()));
+            }
+        });
+        keys
+    }
+
+    /// Online migration through the coordinator, across restarts. A classic member (A) of a
+    /// stable classic group; a member of the consumer protocol (C) joins: the classic
+    /// group's record is tombstoned, then the consumer group's records follow (Kafka's
+    /// order), and a restarted coordinator has A as a classic member of the consumer group
+    /// at its generation (its Heartbeat is told to rejoin, for C's epoch). When C leaves,
+    /// the consumer group's tombstones come first, then the classic group's record, and a
+    /// restarted coordinator has the classic group with A again.
+    #[tokio::test]
+    async fn migration_is_written_in_kafkas_records_and_survives_restarts() {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let host = TestHost::new();
+        let config = consumer::ConsumerGroupConfig::default();
+        let group = "migrating";
+        let mut subscription = BytesMut::new();
+        bytes::BufMut::put_i16(&mut subscription, 3);
+        ConsumerProtocolSubscription::default()
+            .with_topics(vec![StrBytes::from_static_str("orders")])
+            .encode(&mut subscription, 3)
+            .unwrap();
+        let first = GroupCoordinator::new(LIMITS);
+        let joined = first
+            .join(
+                &host,
+                group,
+                JoinRequest {
+                    protocols: vec![("range".into(), subscription.freeze())],
+                    require_known_member_id: false,
+                    ..join_request()
+                },
+            )
+            .await;
+        assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+        let a = joined.member_id.clone();
+        let assignment = consumer::migration::encode_assignment(
+            &[("orders".to_string(), [0, 1].into())].into(),
+            3,
+        );
+        let synced = first
+            .sync(
+                &host,
+                group,
+                SyncRequest {
+                    member_id: a.clone(),
+                    group_instance_id: None,
+                    generation_id: 1,
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: Some("range".into()),
+                    assignments: vec![(a.clone(), assignment)],
+                },
+            )
+            .await;
+        assert_eq!(synced.error_code, 0);
+        let before = logged_keys(&host, group).len();
+
+        let c = first
+            .consumer_heartbeat(&host, group, consumer_heartbeat("C", 0, &[]), &config)
+            .await
+            .unwrap();
+        assert_eq!(c.member_epoch, 2, "the group epoch after the generation");
+        let upgrade = logged_keys(&host, group).split_off(before);
+        assert_eq!(
+            upgrade.first(),
+            Some(&(
+                RecordKey::Group {
+                    group: group.into()
+                },
+                true
+            )),
+            "{upgrade:?}"
+        );
+        assert!(upgrade[1..]
+            .iter()
+            .all(|(k, tombstone)| !tombstone && !matches!(k, RecordKey::Group { .. })));
+        assert!(upgrade.iter().any(|(k, _)| matches!(
+            k,
+            RecordKey::ConsumerGroupMemberMetadata { member, .. } if *member == a
+        )));
+
+        let restarted = GroupCoordinator::new(LIMITS);
+        restarted.load(&host);
+        let loaded = restarted.describe(&host, group).await.unwrap().unwrap();
+        assert!(
+            loaded.members().next().is_none(),
+            "no classic membership left"
+        );
+        let cg = loaded.consumer.as_ref().unwrap();
+        assert_eq!(cg.members[&a].member_epoch, 1);
+        assert!(cg.members[&a].uses_classic());
+        assert!(!cg.members["C"].uses_classic());
+        assert_eq!(
+            restarted.heartbeat(&host, group, &a, None, 1).await,
+            ResponseError::RebalanceInProgress.code()
+        );
+
+        let before = logged_keys(&host, group).len();
+        let left = restarted
+            .consumer_heartbeat(
+                &host,
+                group,
+                consumer_heartbeat("C", consumer::LEAVE_GROUP_MEMBER_EPOCH, &[]),
+                &config,
+            )
+            .await
+            .unwrap();
+        assert_eq!(left.member_epoch, consumer::LEAVE_GROUP_MEMBER_EPOCH);
+        let downgrade = logged_keys(&host, group).split_off(before);
+        let (last, consumer_records) = downgrade.split_last().unwrap();
+        assert_eq!(
+            last,
+            &(
+                RecordKey::Group {
+                    group: group.into()
+                },
+                false
+            ),
+            "{downgrade:?}"
+        );
+        assert!(
+            consumer_records.iter().all(|(_, tombstone)| *tombstone),
+            "{downgrade:?}"
+        );
+        assert!(consumer_records
+            .iter()
+            .any(|(k, _)| matches!(k, RecordKey::ConsumerGroupMetadata { .. })));
+
+        let again = GroupCoordinator::new(LIMITS);
+        again.load(&host);
+        let classic = again.describe(&host, group).await.unwrap().unwrap();
+        assert!(classic.consumer.is_none(), "a classic group again");
+        assert_eq!(
+            classic
+                .members()
+                .map(|m| m.member_id.clone())
+                .collect::<Vec<_>>(),
+            vec![a.clone()]
+        );
+        assert_eq!(classic.generation_id, 2);
+        assert_eq!(classic.protocol_name.as_deref(), Some("range"));
     }
 
     /// A consumer group (KIP-848) is written to `__consumer_offsets` before its heartbeats

@@ -79,15 +79,15 @@ impl MigrationPolicy {
 }
 
 /// Why the classic group `group` (with members) may not become a consumer group, or `None`
-/// when it may (Kafka's `validateOnlineUpgrade`; a refused member gets GROUP_ID_NOT_FOUND,
-/// "Group … is not a consumer group"). `consumer_max_size` is `group.consumer.max.size`.
+/// when it may (Kafka's `validateOnlineUpgrade`; the member that asked is refused with
+/// [`upgrade_refused`]). `consumer_max_size` is `group.consumer.max.size`.
 pub fn upgrade_refusal(
     policy: MigrationPolicy,
     group: &Group,
     consumer_max_size: usize,
 ) -> Option<&'static str> {
     if !policy.upgrade_enabled() {
-        Some("the online upgrade is disabled")
+        Some("online upgrade is disabled")
     } else if group.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
         Some("the group does not use the consumer embedded protocol")
     } else if group.members().count() > consumer_max_size {
@@ -593,13 +593,27 @@ impl ConsumerGroup {
     }
 }
 
-/// A refusal of an upgrade, as the member that asked for it is answered.
+/// The answer to a ConsumerGroupHeartbeat that is not a join (epoch 0) for a classic
+/// group with members.
 pub fn not_a_consumer_group(group_id: &str) -> Refusal {
     refuse(
         ResponseError::GroupIdNotFound,
         format!("Group {group_id} is not a consumer group."),
     )
 }
+
+/// The answer to a join that may not upgrade the classic group, `reason` from
+/// [`upgrade_refusal`] or a malformed embedded protocol: GROUP_ID_NOT_FOUND with Kafka
+/// 4.1's message (the Java client gives up with GroupIdNotFoundException).
+pub fn upgrade_refused(group_id: &str, reason: &str) -> Refusal {
+    refuse(
+        ResponseError::GroupIdNotFound,
+        format!("Cannot upgrade classic group {group_id} to consumer group because {reason}."),
+    )
+}
+
+/// Why a classic group whose embedded protocol cannot be read does not upgrade.
+pub const MALFORMED_PROTOCOL: &str = "the embedded consumer protocol is malformed";
 
 #[cfg(test)]
 mod tests {
@@ -773,11 +787,11 @@ mod tests {
         assert_eq!(upgrade_refusal(MigrationPolicy::Upgrade, &group, 2), None);
         assert_eq!(
             upgrade_refusal(MigrationPolicy::Downgrade, &group, 2),
-            Some("the online upgrade is disabled")
+            Some("online upgrade is disabled")
         );
         assert_eq!(
             upgrade_refusal(MigrationPolicy::Disabled, &group, 2),
-            Some("the online upgrade is disabled")
+            Some("online upgrade is disabled")
         );
         assert_eq!(
             upgrade_refusal(MigrationPolicy::Bidirectional, &group, 1),
@@ -786,6 +800,10 @@ mod tests {
         assert_eq!(
             upgrade_refusal(MigrationPolicy::Bidirectional, &classic_group("connect"), 2),
             Some("the group does not use the consumer embedded protocol")
+        );
+        assert_eq!(
+            upgrade_refused("g", "online upgrade is disabled").message,
+            "Cannot upgrade classic group g to consumer group because online upgrade is disabled."
         );
     }
 
