@@ -647,7 +647,39 @@ impl GroupCoordinator {
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now));
-            if let Some(c) = group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+            // A classic static member that takes the place of the last static member of the
+            // consumer protocol (joining without a member id) turns the group back into a
+            // classic group, if the policy allows.
+            let replaced = group
+                .consumer
+                .as_ref()
+                .filter(|c| {
+                    request.member_id.is_empty()
+                        && c.supports_classic_protocols(&request.protocol_type, &request.protocols)
+                })
+                .and_then(|c| {
+                    let instance = request.group_instance_id.as_deref()?;
+                    let replaced = c.static_member(instance)?.member_id.clone();
+                    consumer::migration::downgrade_allowed_replacing(
+                        self.limits.migration_policy,
+                        c,
+                        &replaced,
+                        self.limits.max_size,
+                    )
+                    .then_some(replaced)
+                });
+            if let Some(replaced) = replaced {
+                let new_id = uuid::Uuid::new_v4().to_string();
+                let replies =
+                    group.downgrade_replacing(token, &replaced, new_id, request, now, &self.limits);
+                info!(group = %group_id, "downgraded the consumer group to a classic group (static member replaced)");
+                let replies = Self::after_change(&mut inner, group_id, replies);
+                let own = match Self::deliver(&mut inner, replies, token) {
+                    Some(Reply::Join(_, r)) => Some(r),
+                    _ => None,
+                };
+                (own, None)
+            } else if let Some(c) = group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
                 // A consumer group with members serves classic members itself; the answer
                 // goes out once the member's records are written, as Kafka's does.
                 let response = c.classic_join(

@@ -7,13 +7,16 @@
 //! (re)join) → `CompletingRebalance` (the leader computes assignments) → `Stable`, back to
 //! `PreparingRebalance` whenever membership or subscriptions change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
 
-use super::consumer::migration::{downgrade_allowed, MigrationPolicy, CONSUMER_PROTOCOL_TYPE};
+use super::consumer::migration::{
+    decode_subscription, downgrade_allowed, protocols_version, MigrationPolicy,
+    CONSUMER_PROTOCOL_TYPE,
+};
 use super::consumer::ConsumerGroup;
 use super::records::{GroupValue, StoredMember};
 
@@ -457,6 +460,80 @@ impl Group {
             self.consumer = Some(consumer);
             return Vec::new();
         }
+        self.downgrade_members(consumer, leaving, now_ms);
+        self.prepare_rebalance(now_ms, limits)
+    }
+
+    /// Turns the consumer group back into a classic group as a classic static member joins
+    /// (without a member id, under `new_id`) in the place of `replaced`, the last static
+    /// member of the consumer protocol (Kafka's `convertToClassicGroup` with a joining
+    /// member; the caller checked `downgrade_allowed_replacing`). The joining member takes
+    /// the replaced one's target assignment and is answered at once, without a leader; the
+    /// group rebalances only if its subscription differs from the replaced member's.
+    pub fn downgrade_replacing(
+        &mut self,
+        token: Token,
+        replaced: &str,
+        new_id: String,
+        req: JoinRequest,
+        now_ms: i64,
+        limits: &GroupLimits,
+    ) -> Vec<Reply> {
+        let Some(consumer) = self.consumer.clone() else {
+            return Vec::new();
+        };
+        let Some(old) = consumer.members.get(replaced) else {
+            return Vec::new();
+        };
+        let subscription_changed = req
+            .protocols
+            .first()
+            .and_then(|(_, m)| decode_subscription(m))
+            .is_none_or(|s| {
+                s.topics.into_iter().collect::<BTreeSet<_>>() != old.subscribed_topic_names
+            });
+        let assignment =
+            consumer.classic_target_assignment_at(replaced, protocols_version(&req.protocols));
+        // As if `replaced` left; there is no other member of the consumer protocol.
+        let mut replies = Vec::new();
+        self.downgrade_members(consumer, replaced, now_ms);
+        if let Some(instance) = &req.group_instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        self.members.insert(
+            new_id.clone(),
+            Member {
+                member_id: new_id.clone(),
+                group_instance_id: req.group_instance_id.clone(),
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                session_timeout_ms: req.session_timeout_ms,
+                rebalance_timeout_ms: req.rebalance_timeout_ms,
+                protocols: req.protocols,
+                assignment,
+                last_heartbeat_ms: now_ms,
+                awaiting_join: None,
+                awaiting_sync: None,
+            },
+        );
+        self.protocol_name = self.select_protocol();
+        let mut response = self.join_response(&new_id, Vec::new());
+        response.protocol_name = self
+            .members
+            .get(&new_id)
+            .and_then(|m| m.protocols.first())
+            .map(|(n, _)| n.clone());
+        replies.push(Reply::Join(token, response));
+        if subscription_changed {
+            replies.extend(self.prepare_rebalance(now_ms, limits));
+        }
+        replies
+    }
+
+    /// The classic group `consumer` becomes without `leaving`: generation = group epoch,
+    /// each classic member with its session, protocols and target assignment; Stable, its
+    /// record to be written.
+    fn downgrade_members(&mut self, consumer: ConsumerGroup, leaving: &str, now_ms: i64) {
         let mut group = Group::new(&self.group_id, now_ms);
         group.offsets = std::mem::take(&mut self.offsets);
         group.generation_id = consumer.group_epoch;
@@ -489,7 +566,6 @@ impl Group {
         group.state = GroupState::Stable;
         group.dirty = true;
         *self = group;
-        self.prepare_rebalance(now_ms, limits)
     }
 
     /// Marks the group deleted (DeleteGroups, or expiry of an empty group's last offsets).

@@ -123,6 +123,30 @@ pub fn downgrade_allowed(
         && others <= classic_max_size
 }
 
+/// True if the consumer group turns back into a classic group when a classic member with
+/// the instance id of static member `replaced` (of the consumer protocol) joins in its
+/// place: every other member speaks the classic protocol, the policy allows it and the
+/// classic group would not be too large (Kafka's
+/// `validateOnlineDowngradeWithReplacedMember`).
+pub fn downgrade_allowed_replacing(
+    policy: MigrationPolicy,
+    group: &ConsumerGroup,
+    replaced: &str,
+    classic_max_size: usize,
+) -> bool {
+    group
+        .members
+        .get(replaced)
+        .is_some_and(|m| !m.uses_classic())
+        && group
+            .members
+            .values()
+            .filter(|m| m.member_id != replaced)
+            .all(ConsumerMember::uses_classic)
+        && policy.downgrade_enabled()
+        && group.members.len() <= classic_max_size
+}
+
 /// A member's subscription in the embedded consumer protocol, as its JoinGroup carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -216,8 +240,12 @@ fn to_ids(partitions: &[(String, Vec<i32>)], topics: &dyn Topics) -> Assignment 
 
 /// The consumer-protocol version of a member's subscription (the first protocol's).
 fn subscription_version(classic: &ClassicMemberMetadata) -> i16 {
-    classic
-        .supported_protocols
+    protocols_version(&classic.supported_protocols)
+}
+
+/// The consumer-protocol version of the first protocol's metadata.
+pub fn protocols_version(protocols: &[(String, Bytes)]) -> i16 {
+    protocols
         .first()
         .and_then(|(_, m)| split_version(m))
         .map_or(0, |(v, _)| v)
@@ -286,16 +314,22 @@ impl ConsumerGroup {
     /// `member`'s target assignment in the embedded consumer protocol, at the version of
     /// its subscription (what a downgraded classic group starts from).
     pub fn classic_target_assignment(&self, member: &ConsumerMember) -> Bytes {
-        let empty = Assignment::new();
-        let target = self.target.get(&member.member_id).unwrap_or(&empty);
         let version = member.classic.as_ref().map_or(0, subscription_version);
+        self.classic_target_assignment_at(&member.member_id, version)
+    }
+
+    /// The target assignment of member `member_id` in the embedded consumer protocol of
+    /// `version`.
+    pub fn classic_target_assignment_at(&self, member_id: &str, version: i16) -> Bytes {
+        let empty = Assignment::new();
+        let target = self.target.get(member_id).unwrap_or(&empty);
         encode_assignment(&self.topic_names(target), version)
     }
 
     /// True if a member joining with `protocol_type` and `protocols` can be served: the
     /// consumer protocol type, and a protocol every classic member supports (Kafka's
     /// `supportsClassicProtocols`).
-    fn supports_classic_protocols(
+    pub fn supports_classic_protocols(
         &self,
         protocol_type: &str,
         protocols: &[(String, Bytes)],
@@ -340,7 +374,8 @@ impl ConsumerGroup {
         Ok(member)
     }
 
-    fn static_member(&self, instance: &str) -> Option<&ConsumerMember> {
+    /// The member with `group.instance.id` `instance`.
+    pub fn static_member(&self, instance: &str) -> Option<&ConsumerMember> {
         self.members
             .values()
             .find(|m| m.instance_id.as_deref() == Some(instance))
@@ -1167,6 +1202,111 @@ mod tests {
             .collect();
         assert_eq!(generations, vec![epoch + 1, epoch + 1], "{replies:?}");
         assert_eq!(group.state(), GroupState::CompletingRebalance);
+    }
+
+    /// A classic static member takes the place of the last static member of the consumer
+    /// protocol: a classic group at once, the newcomer with the replaced member's target,
+    /// answered without a rebalance; one with another subscription starts a rebalance.
+    #[test]
+    fn a_classic_static_member_replacing_the_last_consumer_member_downgrades() {
+        let lim = limits(MigrationPolicy::Bidirectional);
+        let setup = || {
+            let mut group = classic_group("consumer");
+            let mut c = ConsumerGroup::from_classic(&group, &cluster).unwrap();
+            let static_join = Heartbeat {
+                instance_id: Some("i".into()),
+                ..consumer_join("S")
+            };
+            c.heartbeat(
+                &static_join,
+                &cluster,
+                2_000,
+                &ConsumerGroupConfig::default(),
+                || unreachable!(),
+            )
+            .unwrap();
+            group.upgrade(c, 2_000);
+            group
+        };
+        let group = setup();
+        let c = group.consumer.as_ref().unwrap();
+        assert!(downgrade_allowed_replacing(
+            MigrationPolicy::Downgrade,
+            c,
+            "S",
+            3
+        ));
+        assert!(!downgrade_allowed_replacing(
+            MigrationPolicy::Upgrade,
+            c,
+            "S",
+            3
+        ));
+        assert!(!downgrade_allowed_replacing(
+            MigrationPolicy::Bidirectional,
+            c,
+            "S",
+            2
+        ));
+        assert!(!downgrade_allowed_replacing(
+            MigrationPolicy::Bidirectional,
+            c,
+            "A",
+            3
+        ));
+        let epoch = c.group_epoch;
+        let target_s = c.topic_names(&c.target["S"]);
+
+        let mut same = setup();
+        let req = JoinRequest {
+            group_instance_id: Some("i".into()),
+            ..join_request("", &["range"], &[])
+        };
+        let replies = same.downgrade_replacing(7, "S", "S2".into(), req.clone(), 3_000, &lim);
+        let Some(Reply::Join(7, joined)) = replies.first() else {
+            panic!("{replies:?}")
+        };
+        assert_eq!(
+            (
+                joined.error_code,
+                joined.generation_id,
+                joined.member_id.as_str()
+            ),
+            (0, epoch, "S2")
+        );
+        assert_eq!(
+            (joined.leader.as_str(), joined.protocol_name.as_deref()),
+            ("", Some("range"))
+        );
+        assert!(same.consumer.is_none());
+        assert_eq!(
+            same.state(),
+            GroupState::Stable,
+            "same subscription: no rebalance"
+        );
+        let s2 = same.members().find(|m| m.member_id == "S2").unwrap();
+        assert_eq!(
+            decode_assignment(&s2.assignment).unwrap(),
+            target_s
+                .into_iter()
+                .map(|(t, ps)| (t, ps.into_iter().collect()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(same.members().count(), 3);
+
+        let mut other = setup();
+        let mut changed = req;
+        changed.protocols = vec![("range".into(), {
+            let mut buf = BytesMut::new();
+            buf.put_i16(0);
+            ConsumerProtocolSubscription::default()
+                .with_topics(vec![StrBytes::from_static_str("other")])
+                .encode(&mut buf, 0)
+                .unwrap();
+            buf.freeze()
+        })];
+        other.downgrade_replacing(8, "S", "S2".into(), changed, 3_000, &lim);
+        assert_eq!(other.state(), GroupState::PreparingRebalance);
     }
 
     #[test]
