@@ -2228,3 +2228,49 @@ fn one_way_migration_policies_refuse_the_other_direction() {
     let (kind, out) = group_type(&t, &b, group);
     assert_eq!(kind, "Consumer", "still a consumer group: {out}");
 }
+
+/// A static member (`--group-instance-id`) rolled from the consumer protocol back to the
+/// classic one: the group of a classic static member and a static member of the consumer
+/// protocol is a consumer group; that member closes (it leaves for now, keeping its
+/// partitions), and a classic member with its instance id takes its place: the group is a
+/// classic group again at once (Kafka's downgrade on a static member's replacement), the
+/// newcomer consumes the replaced member's partitions, and every record is consumed once.
+#[test]
+fn a_classic_static_member_replacing_the_last_consumer_member_downgrades() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "a_classic_static_member_replacing_the_last_consumer_member_downgrades",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = Target::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.consumer.min.heartbeat.interval.ms", "1000"),
+        ("group.consumer.heartbeat.interval.ms", "1000"),
+    ]);
+    let (topic, group) = ("static-migrate", "static-migrate-group");
+    create_topic(&t, &b, topic, 4);
+    let classic_a = ["--group-protocol", "classic", "--group-instance-id", "a"];
+    let consumer_s = ["--group-protocol", "consumer", "--group-instance-id", "s"];
+    let classic_s = ["--group-protocol", "classic", "--group-instance-id", "s"];
+    let a = Member::java(&t, &b, "A-classic", topic, group, &classic_a);
+    wait_assignment(&[&a], 4, Some(&[4]), WAIT);
+    let mut s = Member::java(&t, &b, "S-consumer", topic, group, &consumer_s);
+    wait_assignment(&[&a, &s], 4, Some(&[2, 2]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "upgraded", 100);
+    wait_delivered_once(&[&a, &s], &all);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Consumer", "{out}");
+    let s_owned = s.owned();
+
+    s.bg.term();
+    let s2 = Member::java(&t, &b, "S-classic", topic, group, &classic_s);
+    wait_assignment(&[&a, &s2], 4, Some(&[2, 2]), WAIT);
+    assert_eq!(s2.owned(), s_owned, "the replaced member's partitions");
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Classic", "{out}");
+    all.extend(produce_keyed(&t, &b, topic, "downgraded", 100));
+    wait_delivered_once(&[&a, &s, &s2], &all);
+    assert!(got_some(&s2, "downgraded-"));
+}
