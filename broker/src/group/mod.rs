@@ -1,7 +1,9 @@
-//! The group coordinator: consumer group membership (the classic rebalance protocol) and
-//! committed offsets, kept as records in the internal topic `__consumer_offsets`.
+//! The group coordinator: consumer group membership (the classic rebalance protocol and
+//! the consumer protocol of KIP-848, with online migration between them) and committed
+//! offsets, kept as records in the internal topic `__consumer_offsets`.
 //!
-//! [`state`] holds the pure state machine; this module is the thin layer around it: it
+//! [`state`] and [`consumer`] hold the pure state machines ([`consumer::migration`] the
+//! conversions and the classic members of a consumer group); this module is the thin layer around it: it
 //! parks JoinGroup/SyncGroup requests until the state machine replies, writes offsets and
 //! group metadata to the group's `__consumer_offsets` partition (chosen like Kafka, by the
 //! group id's Java hash), loads a partition's groups when this broker becomes its leader

@@ -272,9 +272,10 @@ pub struct Group {
     dirty: bool,
     /// The membership of a group that uses the consumer rebalance protocol (KIP-848), set by
     /// its first ConsumerGroupHeartbeat; `None` for a classic group. A group is one or the
-    /// other while it has members: a JoinGroup to a consumer group with members is refused
-    /// (INCONSISTENT_GROUP_PROTOCOL), a heartbeat to a classic group with members too (see
-    /// `GroupCoordinator::consumer_heartbeat`); an empty group becomes what its next member
+    /// other: while it is a consumer group its classic members are in here too (served by
+    /// `ConsumerGroup::classic_join` and the others), and `members` is empty; it converts
+    /// between the two as `group.consumer.migration.policy` allows (`upgrade`,
+    /// `downgrade`, see `consumer::migration`); an empty group becomes what its next member
     /// speaks. Committed offsets are shared by both.
     pub consumer: Option<ConsumerGroup>,
 }
