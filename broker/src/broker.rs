@@ -184,6 +184,9 @@ impl Broker {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             max_size: usize::MAX,
             consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
+            consumer_max_size: usize::try_from(config.group_consumer_max_size)
+                .unwrap_or(usize::MAX),
+            migration_policy: config.group_consumer_migration_policy,
         };
         let is_controller = config.process_roles.is_empty()
             || config.process_roles.iter().any(|r| r == "controller");

@@ -2042,3 +2042,235 @@ fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// 10. Online migration between the classic and the consumer protocol
+// ---------------------------------------------------------------------------
+
+/// The type `kafka-consumer-groups.sh --list --type` prints for `group` ("Classic",
+/// "Consumer"), with the tool's output.
+fn group_type(t: &Tools, b: &Target, group: &str) -> (String, ToolOutput) {
+    let out = groups(t, b, &["--list", "--type"]).ok();
+    let kind = out
+        .lines()
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.first() == Some(&group))
+        .and_then(|cols| cols.get(1).map(|c| c.to_string()))
+        .unwrap_or_default();
+    (kind, out)
+}
+
+/// Online migration (KIP-848's `group.consumer.migration.policy=bidirectional`, Kafka 4.x's
+/// default): three Java members (kafka-verifiable-consumer.sh) of a classic group are rolled
+/// one by one to `--group-protocol consumer`. The first one's ConsumerGroupHeartbeat turns
+/// the group into a consumer group while the two classic members keep consuming in it (the
+/// broker assigns their partitions through JoinGroup and SyncGroup); then they are rolled
+/// back one by one to `--group-protocol classic`, and when the last member of the consumer
+/// protocol leaves, the group is a classic group again. After every step the three members
+/// split the six partitions two each, every record produced so far was consumed exactly once
+/// and committed, and `kafka-consumer-groups.sh` shows the group's type and assignor change.
+#[test]
+fn classic_group_migrates_to_consumer_and_back_online() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "classic_group_migrates_to_consumer_and_back_online",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = Target::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.consumer.min.heartbeat.interval.ms", "1000"),
+        ("group.consumer.heartbeat.interval.ms", "1000"),
+    ]);
+    let (topic, group) = ("migrate-six", "migrate-group");
+    create_topic(&t, &b, topic, 6);
+    let classic = ["--group-protocol", "classic"];
+    let consumer = ["--group-protocol", "consumer"];
+
+    let mut live = [
+        Member::java(&t, &b, "A-classic", topic, group, &classic),
+        Member::java(&t, &b, "B-classic", topic, group, &classic),
+        Member::java(&t, &b, "C-classic", topic, group, &classic),
+    ];
+    wait_assignment(&live.iter().collect::<Vec<_>>(), 6, Some(&[2, 2, 2]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "start", 120);
+    wait_delivered_once(&live.iter().collect::<Vec<_>>(), &all);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Classic", "{out}");
+
+    // (new member's label, its protocol, the type and assignor the group has after the step)
+    let steps: [(&'static str, &[&str], &str, &str); 6] = [
+        ("A-consumer", &consumer, "Consumer", "uniform"),
+        ("B-consumer", &consumer, "Consumer", "uniform"),
+        ("C-consumer", &consumer, "Consumer", "uniform"),
+        ("A-classic-again", &classic, "Consumer", "uniform"),
+        ("B-classic-again", &classic, "Consumer", "uniform"),
+        ("C-classic-again", &classic, "Classic", "range"),
+    ];
+    let mut retired: Vec<Member> = Vec::new();
+    for (step, (label, protocol, want_type, want_assignor)) in steps.into_iter().enumerate() {
+        let slot = step % 3;
+        // Rolling: the old member closes (it leaves the group), then its successor starts.
+        live[slot].bg.term();
+        assert!(
+            live[slot].bg.stdout().contains("shutdown_complete"),
+            "{}",
+            live[slot].bg
+        );
+        let next = Member::java(&t, &b, label, topic, group, protocol);
+        retired.push(std::mem::replace(&mut live[slot], next));
+        wait_assignment(&live.iter().collect::<Vec<_>>(), 6, Some(&[2, 2, 2]), WAIT);
+        all.extend(produce_keyed(&t, &b, topic, label, 120));
+        let everyone: Vec<&Member> = live.iter().chain(retired.iter()).collect();
+        wait_delivered_once(&everyone, &all);
+        assert!(
+            got_some(&live[slot], label),
+            "{}",
+            describe_members(&everyone)
+        );
+        let (kind, out) = group_type(&t, &b, group);
+        assert_eq!(kind, want_type, "after {label} joined: {out}");
+        wait_until("the group stable with its assignor", WAIT, || {
+            let out = groups(&t, &b, &["--group", group, "--describe", "--state"]);
+            let rows = table(&out, "GROUP");
+            let row = rows.first().map(|r| {
+                (
+                    r["STATE"].clone(),
+                    r["#MEMBERS"].clone(),
+                    r["ASSIGNMENT-STRATEGY"].clone(),
+                )
+            });
+            if row == Some(("Stable".into(), "3".into(), want_assignor.to_string())) {
+                Ok(())
+            } else {
+                Err(format!("after {label} joined: {out}"))
+            }
+        });
+    }
+}
+
+/// The one-way policies refuse the other direction as Kafka does. With
+/// `group.consumer.migration.policy=downgrade` a Java member of the consumer protocol that
+/// joins a classic group with members is refused (GROUP_ID_NOT_FOUND, "Cannot upgrade
+/// classic group … because online upgrade is disabled.": the Java client gives up with
+/// GroupIdNotFoundException) and the classic members consume on. With `upgrade`, the group upgrades, but when its consumer-protocol
+/// member leaves, the classic members stay in a consumer group (no downgrade) and take its
+/// partitions.
+#[test]
+fn one_way_migration_policies_refuse_the_other_direction() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "one_way_migration_policies_refuse_the_other_direction",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let classic = ["--group-protocol", "classic"];
+    let consumer = ["--group-protocol", "consumer"];
+    let broker = |policy: &str| {
+        Target::start(&[
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("group.consumer.min.heartbeat.interval.ms", "1000"),
+            ("group.consumer.heartbeat.interval.ms", "1000"),
+            ("group.consumer.migration.policy", policy),
+        ])
+    };
+
+    // downgrade only: no upgrade.
+    let b = broker("downgrade");
+    let (topic, group) = ("no-upgrade", "no-upgrade-group");
+    create_topic(&t, &b, topic, 4);
+    let a = Member::java(&t, &b, "A-classic", topic, group, &classic);
+    let bm = Member::java(&t, &b, "B-classic", topic, group, &classic);
+    wait_assignment(&[&a, &bm], 4, Some(&[2, 2]), WAIT);
+    let mut c = Member::java(&t, &b, "C-consumer", topic, group, &consumer);
+    wait_until("the consumer-protocol member gives up", WAIT, || {
+        match c.bg.try_status() {
+            Some(_) => Ok(()),
+            None => Err(c.bg.to_string()),
+        }
+    });
+    let refused = c.bg.to_string();
+    assert!(
+        refused.contains("GroupIdNotFoundException")
+            && refused.contains(&format!(
+                "Cannot upgrade classic group {group} to consumer group because online upgrade is disabled."
+            )),
+        "{refused}"
+    );
+    let all = produce_keyed(&t, &b, topic, "after-refusal", 100);
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    assert_eq!(c.values().len(), 0);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Classic", "{out}");
+    drop((a, bm, c, b));
+
+    // upgrade only: no downgrade.
+    let b = broker("upgrade");
+    let (topic, group) = ("no-downgrade", "no-downgrade-group");
+    create_topic(&t, &b, topic, 6);
+    let a = Member::java(&t, &b, "A-classic", topic, group, &classic);
+    let bm = Member::java(&t, &b, "B-classic", topic, group, &classic);
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    let mut c = Member::java(&t, &b, "C-consumer", topic, group, &consumer);
+    wait_assignment(&[&a, &bm, &c], 6, Some(&[2, 2, 2]), WAIT);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Consumer", "{out}");
+    let mut all = produce_keyed(&t, &b, topic, "upgraded", 120);
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    c.bg.term();
+    wait_assignment(&[&a, &bm], 6, Some(&[3, 3]), WAIT);
+    all.extend(produce_keyed(&t, &b, topic, "left", 120));
+    wait_delivered_once(&[&a, &bm, &c], &all);
+    assert!(!got_some(&c, "left-"));
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Consumer", "still a consumer group: {out}");
+}
+
+/// A static member (`--group-instance-id`) rolled from the consumer protocol back to the
+/// classic one: the group of a classic static member and a static member of the consumer
+/// protocol is a consumer group; that member closes (it leaves for now, keeping its
+/// partitions), and a classic member with its instance id takes its place: the group is a
+/// classic group again at once (Kafka's downgrade on a static member's replacement), the
+/// newcomer consumes the replaced member's partitions, and every record is consumed once.
+#[test]
+fn a_classic_static_member_replacing_the_last_consumer_member_downgrades() {
+    let t = tools_or_skip!();
+    if Target::single_broker_only(
+        "a_classic_static_member_replacing_the_last_consumer_member_downgrades",
+        COVERED_BY_ONE_BROKER,
+    ) {
+        return;
+    }
+    let b = Target::start(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.consumer.min.heartbeat.interval.ms", "1000"),
+        ("group.consumer.heartbeat.interval.ms", "1000"),
+    ]);
+    let (topic, group) = ("static-migrate", "static-migrate-group");
+    create_topic(&t, &b, topic, 4);
+    let classic_a = ["--group-protocol", "classic", "--group-instance-id", "a"];
+    let consumer_s = ["--group-protocol", "consumer", "--group-instance-id", "s"];
+    let classic_s = ["--group-protocol", "classic", "--group-instance-id", "s"];
+    let a = Member::java(&t, &b, "A-classic", topic, group, &classic_a);
+    wait_assignment(&[&a], 4, Some(&[4]), WAIT);
+    let mut s = Member::java(&t, &b, "S-consumer", topic, group, &consumer_s);
+    wait_assignment(&[&a, &s], 4, Some(&[2, 2]), WAIT);
+    let mut all = produce_keyed(&t, &b, topic, "upgraded", 100);
+    wait_delivered_once(&[&a, &s], &all);
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Consumer", "{out}");
+    let s_owned = s.owned();
+
+    s.bg.term();
+    let s2 = Member::java(&t, &b, "S-classic", topic, group, &classic_s);
+    wait_assignment(&[&a, &s2], 4, Some(&[2, 2]), WAIT);
+    assert_eq!(s2.owned(), s_owned, "the replaced member's partitions");
+    let (kind, out) = group_type(&t, &b, group);
+    assert_eq!(kind, "Classic", "{out}");
+    all.extend(produce_keyed(&t, &b, topic, "downgraded", 100));
+    wait_delivered_once(&[&a, &s, &s2], &all);
+    assert!(got_some(&s2, "downgraded-"));
+}

@@ -19,6 +19,8 @@ use crate::group::consumer;
 
 /// `MemberType` of a member that speaks the consumer protocol (v1+).
 const CONSUMER_MEMBER_TYPE: i8 = 1;
+/// `MemberType` of a member that speaks the classic protocol in a consumer group (v1+).
+const CLASSIC_MEMBER_TYPE: i8 = 0;
 
 pub(crate) async fn handle(
     ctx: &Ctx<'_>,
@@ -101,7 +103,11 @@ async fn describe(ctx: &Ctx<'_>, id: GroupId) -> DescribedGroup {
                 .with_target_assignment(assignment(
                     group.target.get(&m.member_id).unwrap_or(&empty),
                 ))
-                .with_member_type(CONSUMER_MEMBER_TYPE)
+                .with_member_type(if m.uses_classic() {
+                    CLASSIC_MEMBER_TYPE
+                } else {
+                    CONSUMER_MEMBER_TYPE
+                })
         })
         .collect();
     described

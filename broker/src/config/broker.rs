@@ -123,6 +123,7 @@ static BROKER_CONFIGS: &[BrokerConfigKey] = &[
     k("group.consumer.max.heartbeat.interval.ms", T::Int, Some("15000"), V::AtLeast(1), RO, "Maximum heartbeat interval of consumer-protocol groups."),
     k("group.consumer.max.session.timeout.ms", T::Int, Some("60000"), V::AtLeast(1), RO, "Maximum session timeout of consumer-protocol groups."),
     k("group.consumer.max.size", T::Int, INT_MAX, V::AtLeast(1), RO, "Maximum members of a consumer-protocol group."),
+    k("group.consumer.migration.policy", T::String, Some("bidirectional"), V::OneOf(&["disabled", "upgrade", "downgrade", "bidirectional"]), RO, "Which online conversions between classic and consumer groups are allowed."),
     k("group.consumer.min.heartbeat.interval.ms", T::Int, Some("5000"), V::AtLeast(1), RO, "Minimum heartbeat interval of consumer-protocol groups."),
     k("group.consumer.min.session.timeout.ms", T::Int, Some("45000"), V::AtLeast(1), RO, "Minimum session timeout of consumer-protocol groups."),
     k("group.consumer.session.timeout.ms", T::Int, Some("45000"), V::AtLeast(1), RO, "Session timeout of consumer-protocol group members."),
@@ -502,6 +503,9 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: i32,
     /// `group.consumer.max.size` (no limit).
     pub group_consumer_max_size: i32,
+    /// `group.consumer.migration.policy` (bidirectional): online conversions between
+    /// classic and consumer groups.
+    pub group_consumer_migration_policy: crate::group::consumer::migration::MigrationPolicy,
     /// `transaction.state.log.num.partitions` (50).
     pub transaction_state_log_num_partitions: i32,
     /// `transaction.state.log.replication.factor` (3; same capping rule as the offsets topic).
@@ -1132,6 +1136,10 @@ impl BrokerConfig {
             group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms")?,
             group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms")?,
             group_consumer_max_size: int("group.consumer.max.size")?,
+            group_consumer_migration_policy: string("group.consumer.migration.policy")?
+                .as_deref()
+                .and_then(crate::group::consumer::migration::MigrationPolicy::parse)
+                .unwrap_or(crate::group::consumer::migration::MigrationPolicy::Bidirectional),
             transaction_state_log_num_partitions: int("transaction.state.log.num.partitions")?,
             transaction_state_log_replication_factor: short(
                 "transaction.state.log.replication.factor",

@@ -1,7 +1,9 @@
-//! The group coordinator: consumer group membership (the classic rebalance protocol) and
-//! committed offsets, kept as records in the internal topic `__consumer_offsets`.
+//! The group coordinator: consumer group membership (the classic rebalance protocol and
+//! the consumer protocol of KIP-848, with online migration between them) and committed
+//! offsets, kept as records in the internal topic `__consumer_offsets`.
 //!
-//! [`state`] holds the pure state machine; this module is the thin layer around it: it
+//! [`state`] and [`consumer`] hold the pure state machines ([`consumer::migration`] the
+//! conversions and the classic members of a consumer group); this module is the thin layer around it: it
 //! parks JoinGroup/SyncGroup requests until the state machine replies, writes offsets and
 //! group metadata to the group's `__consumer_offsets` partition (chosen like Kafka, by the
 //! group id's Java hash), loads a partition's groups when this broker becomes its leader
@@ -637,7 +639,7 @@ impl GroupCoordinator {
         };
         let token = self.token();
         let (tx, rx) = oneshot::channel();
-        let immediate = {
+        let (immediate, written) = {
             let mut inner = self.lock();
             if let Err(e) = Self::check_serving(&inner, partition) {
                 return error(e);
@@ -647,17 +649,69 @@ impl GroupCoordinator {
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now));
-            let replies = group.join(token, request, now, &self.limits);
-            let replies = Self::after_change(&mut inner, group_id, replies);
-            match Self::deliver(&mut inner, replies, token) {
-                Some(Reply::Join(_, r)) => Some(r),
-                _ => {
-                    inner.waiters.insert(token, Waiter::Join(tx));
-                    None
+            // A classic static member that takes the place of the last static member of the
+            // consumer protocol (joining without a member id) turns the group back into a
+            // classic group, if the policy allows.
+            let replaced = group
+                .consumer
+                .as_ref()
+                .filter(|c| {
+                    request.member_id.is_empty()
+                        && c.supports_classic_protocols(&request.protocol_type, &request.protocols)
+                })
+                .and_then(|c| {
+                    let instance = request.group_instance_id.as_deref()?;
+                    let replaced = c.static_member(instance)?.member_id.clone();
+                    consumer::migration::downgrade_allowed_replacing(
+                        self.limits.migration_policy,
+                        c,
+                        &replaced,
+                        self.limits.max_size,
+                    )
+                    .then_some(replaced)
+                });
+            if let Some(replaced) = replaced {
+                let new_id = uuid::Uuid::new_v4().to_string();
+                let replies =
+                    group.downgrade_replacing(token, &replaced, new_id, request, now, &self.limits);
+                info!(group = %group_id, "downgraded the consumer group to a classic group (static member replaced)");
+                let replies = Self::after_change(&mut inner, group_id, replies);
+                let own = match Self::deliver(&mut inner, replies, token) {
+                    Some(Reply::Join(_, r)) => Some(r),
+                    _ => None,
+                };
+                (own, None)
+            } else if let Some(c) = group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+                // A consumer group with members serves classic members itself; the answer
+                // goes out once the member's records are written, as Kafka's does.
+                let response = c.classic_join(
+                    &request,
+                    &HostTopics(host),
+                    now,
+                    self.limits.consumer_max_size,
+                    || uuid::Uuid::new_v4().to_string(),
+                );
+                Self::schedule(&mut inner, group_id);
+                let written = Self::queue_consumer_records(&mut inner, group_id);
+                (Some(response), written)
+            } else {
+                let replies = group.join(token, request, now, &self.limits);
+                let replies = Self::after_change(&mut inner, group_id, replies);
+                match Self::deliver(&mut inner, replies, token) {
+                    Some(Reply::Join(_, r)) => (Some(r), None),
+                    _ => {
+                        inner.waiters.insert(token, Waiter::Join(tx));
+                        (None, None)
+                    }
                 }
             }
         };
         self.flush_partition(host, partition).await;
+        if let Some(written) = written {
+            if let Err(e) = Self::written(written).await {
+                return JoinResponse::error(e, &member_id);
+            }
+        }
         match immediate {
             Some(r) => r,
             None => rx.await.unwrap_or_else(|_| {
@@ -693,6 +747,11 @@ impl GroupCoordinator {
             let Some(group) = inner.groups.get_mut(group_id) else {
                 return SyncResponse::error(ResponseError::UnknownMemberId);
             };
+            if let Some(c) = group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+                let response = c.classic_sync(&request, now);
+                Self::schedule(&mut inner, group_id);
+                return response;
+            }
             let replies = group.sync(token, request, now, &self.limits);
             let replies = Self::after_change(&mut inner, group_id, replies);
             match Self::deliver(&mut inner, replies, token) {
@@ -732,9 +791,17 @@ impl GroupCoordinator {
             };
         }
         let mut inner = self.lock();
-        match inner.groups.get_mut(group_id) {
-            Some(group) => group.heartbeat(member_id, instance, generation_id, now_ms()),
-            None => ResponseError::UnknownMemberId.code(),
+        let Some(group) = inner.groups.get_mut(group_id) else {
+            return ResponseError::UnknownMemberId.code();
+        };
+        match group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+            Some(c) => {
+                let code = c.classic_heartbeat(member_id, instance, generation_id, now_ms());
+                // A member told to rejoin has a join deadline now.
+                Self::schedule(&mut inner, group_id);
+                code
+            }
+            None => group.heartbeat(member_id, instance, generation_id, now_ms()),
         }
     }
 
@@ -776,18 +843,61 @@ impl GroupCoordinator {
                 .groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now));
-            if group.members().next().is_some() {
-                return Err(consumer::Refusal {
-                    error: ResponseError::GroupIdNotFound,
-                    message: format!("Group {group_id} is not a consumer group."),
-                });
-            }
-            let reply = group
-                .consumer
-                .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
-                .heartbeat(&hb, &HostTopics(host), now, config, || {
-                    uuid::Uuid::new_v4().to_string()
-                });
+            let new_id = || uuid::Uuid::new_v4().to_string();
+            let policy = self.limits.migration_policy;
+            let mut conversion = Conversion::None;
+            let reply = if group.members().next().is_some() {
+                // A classic group with members: the first heartbeat (epoch 0) of a member
+                // of the consumer protocol upgrades it, if the policy allows.
+                if hb.member_epoch != 0 {
+                    return Err(consumer::migration::not_a_consumer_group(group_id));
+                }
+                if let Some(reason) =
+                    consumer::migration::upgrade_refusal(policy, group, config.max_size)
+                {
+                    info!(group = %group_id, reason, "cannot upgrade the classic group to a consumer group");
+                    return Err(consumer::migration::upgrade_refused(group_id, reason));
+                }
+                let Some(mut converted) =
+                    consumer::ConsumerGroup::from_classic(group, &HostTopics(host))
+                else {
+                    warn!(group = %group_id, "cannot upgrade the classic group: malformed embedded consumer protocol");
+                    return Err(consumer::migration::upgrade_refused(
+                        group_id,
+                        consumer::migration::MALFORMED_PROTOCOL,
+                    ));
+                };
+                // A refused heartbeat leaves the classic group as it was.
+                let reply = converted.heartbeat(&hb, &HostTopics(host), now, config, new_id)?;
+                info!(group = %group_id, epoch = converted.group_epoch, "upgraded the classic group to a consumer group");
+                conversion = Conversion::Upgraded(group.upgrade(converted, now));
+                Ok(reply)
+            } else if hb.member_epoch == consumer::LEAVE_GROUP_MEMBER_EPOCH
+                && group.consumer.as_ref().is_some_and(|c| {
+                    consumer::migration::downgrade_allowed(
+                        policy,
+                        c,
+                        &hb.member_id,
+                        self.limits.max_size,
+                    )
+                })
+            {
+                // The last member of the consumer protocol leaves classic members behind.
+                let replies = group.downgrade(&hb.member_id, now, &self.limits);
+                info!(group = %group_id, "downgraded the consumer group to a classic group");
+                conversion = Conversion::Downgraded(replies);
+                Ok(consumer::HeartbeatReply {
+                    member_id: hb.member_id.clone(),
+                    member_epoch: consumer::LEAVE_GROUP_MEMBER_EPOCH,
+                    heartbeat_interval_ms: config.heartbeat_interval_ms,
+                    assignment: None,
+                })
+            } else {
+                group
+                    .consumer
+                    .get_or_insert_with(|| consumer::ConsumerGroup::new(group_id))
+                    .heartbeat(&hb, &HostTopics(host), now, config, new_id)
+            };
             if group
                 .consumer
                 .as_ref()
@@ -796,8 +906,27 @@ impl GroupCoordinator {
             {
                 inner.groups.remove(group_id);
             }
-            Self::schedule(&mut inner, group_id);
-            let written = Self::queue_consumer_records(&mut inner, group_id);
+            let written = match conversion {
+                Conversion::None => {
+                    Self::schedule(&mut inner, group_id);
+                    Self::queue_consumer_records(&mut inner, group_id)
+                }
+                Conversion::Upgraded(parked) => {
+                    // Kafka's order: the classic group's tombstone, then the consumer
+                    // group's records.
+                    Self::enqueue_group(&mut inner, group_id, None, Vec::new());
+                    Self::schedule(&mut inner, group_id);
+                    let written = Self::queue_consumer_records(&mut inner, group_id);
+                    Self::deliver(&mut inner, parked, 0);
+                    written
+                }
+                Conversion::Downgraded(replies) => {
+                    // The consumer group's tombstones, then the classic group's record.
+                    let replies = Self::after_change(&mut inner, group_id, replies);
+                    Self::deliver(&mut inner, replies, 0);
+                    None
+                }
+            };
             (reply, written)
         };
         self.flush_partition(host, partition).await;
@@ -875,7 +1004,21 @@ impl GroupCoordinator {
             let Some(group) = inner.groups.get_mut(group_id) else {
                 return Err(ResponseError::UnknownMemberId.code());
             };
-            let (codes, replies) = group.leave(members, now_ms(), &self.limits);
+            let (codes, replies) = match group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
+                Some(c) => {
+                    let codes = members
+                        .iter()
+                        .map(
+                            |(id, instance)| match c.classic_leave(id, instance.as_deref()) {
+                                Ok(()) => 0,
+                                Err(e) => e.code(),
+                            },
+                        )
+                        .collect();
+                    (codes, Vec::new())
+                }
+                None => group.leave(members, now_ms(), &self.limits),
+            };
             let replies = Self::after_change(&mut inner, group_id, replies);
             Self::deliver(&mut inner, replies, 0);
             codes
@@ -1386,6 +1529,15 @@ impl GroupCoordinator {
     /// deliver now; successful SyncGroup replies of a change that wrote the group's record
     /// are held by that write (the assignment goes out once it is replicated).
     fn after_change(inner: &mut Inner, group_id: &str, replies: Vec<Reply>) -> Vec<Reply> {
+        // The tombstones of a consumer group that is gone (downgraded, or empty and turned
+        // classic by a join) go before the classic group's record, as Kafka writes them.
+        let consumer_gone = inner
+            .groups
+            .get(group_id)
+            .is_none_or(|g| g.consumer.is_none());
+        if consumer_gone {
+            let _ = Self::queue_consumer_records(inner, group_id);
+        }
         let changed = inner
             .groups
             .get_mut(group_id)
@@ -1400,9 +1552,11 @@ impl GroupCoordinator {
             }
             None => replies,
         };
-        // Members fenced by a tick, or an empty consumer group turned classic by a join:
-        // nobody waits for these records (Kafka writes them the same way, unanswered).
-        let _ = Self::queue_consumer_records(inner, group_id);
+        // Members fenced by a tick, or classic members that left a consumer group: nobody
+        // waits for these records (Kafka writes them the same way, unanswered).
+        if !consumer_gone {
+            let _ = Self::queue_consumer_records(inner, group_id);
+        }
         Self::schedule(inner, group_id);
         now
     }
@@ -1678,6 +1832,15 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+/// A conversion a ConsumerGroupHeartbeat made, with the replies it owes parked requests.
+enum Conversion {
+    None,
+    /// The classic group became a consumer group.
+    Upgraded(Vec<Reply>),
+    /// The consumer group became a classic group.
+    Downgraded(Vec<Reply>),
 }
 
 /// The broker's topics as consumer groups see them.
@@ -2055,6 +2218,9 @@ fn replay(groups: &mut HashMap<String, Group>, key: Option<Bytes>, value: Option
             Some(Err(e)) => warn!(error = %e, "skipping __consumer_offsets record"),
             None => {
                 if let Some(g) = groups.get_mut(&group) {
+                    // The classic membership is gone (deleted, or upgraded to the consumer
+                    // group whose records follow).
+                    let _ = g.clear_membership(now);
                     if g.offsets.is_empty() && g.consumer.is_none() {
                         g.mark_dead(now);
                     }
@@ -2116,6 +2282,8 @@ mod tests {
         initial_rebalance_delay_ms: 0,
         max_size: 100,
         consumer_session_timeout_ms: 45_000,
+        consumer_max_size: usize::MAX,
+        migration_policy: consumer::migration::MigrationPolicy::Bidirectional,
     };
 
     /// A group with one member (joined without MEMBER_ID_REQUIRED) whose session is 10 s.
@@ -2481,6 +2649,161 @@ mod tests {
             client_host: "/127.0.0.1".into(),
             ..consumer::Heartbeat::default()
         }
+    }
+
+    /// The keys of every record in the group's `__consumer_offsets` partition, in log
+    /// order, with whether each is a tombstone.
+    fn logged_keys(host: &TestHost, group: &str) -> Vec<(RecordKey, bool)> {
+        let partition = records::partition_for(group, TestHost::OFFSETS_PARTITIONS);
+        let (log, _) = host.offsets_log(partition).unwrap();
+        let mut keys = Vec::new();
+        crate::log::replay_records(&log, OFFSETS_TOPIC, partition, |r| {
+            if let Some(Ok(Some(key))) = r.key.map(RecordKey::decode) {
+                keys.push((key, r.value.is_none()));
+            }
+        });
+        keys
+    }
+
+    /// Online migration through the coordinator, across restarts. A classic member (A) of a
+    /// stable classic group; a member of the consumer protocol (C) joins: the classic
+    /// group's record is tombstoned, then the consumer group's records follow (Kafka's
+    /// order), and a restarted coordinator has A as a classic member of the consumer group
+    /// at its generation (its Heartbeat is told to rejoin, for C's epoch). When C leaves,
+    /// the consumer group's tombstones come first, then the classic group's record, and a
+    /// restarted coordinator has the classic group with A again.
+    #[tokio::test]
+    async fn migration_is_written_in_kafkas_records_and_survives_restarts() {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let host = TestHost::new();
+        let config = consumer::ConsumerGroupConfig::default();
+        let group = "migrating";
+        let mut subscription = BytesMut::new();
+        bytes::BufMut::put_i16(&mut subscription, 3);
+        ConsumerProtocolSubscription::default()
+            .with_topics(vec![StrBytes::from_static_str("orders")])
+            .encode(&mut subscription, 3)
+            .unwrap();
+        let first = GroupCoordinator::new(LIMITS);
+        let joined = first
+            .join(
+                &host,
+                group,
+                JoinRequest {
+                    protocols: vec![("range".into(), subscription.freeze())],
+                    require_known_member_id: false,
+                    ..join_request()
+                },
+            )
+            .await;
+        assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+        let a = joined.member_id.clone();
+        let assignment = consumer::migration::encode_assignment(
+            &[("orders".to_string(), [0, 1].into())].into(),
+            3,
+        );
+        let synced = first
+            .sync(
+                &host,
+                group,
+                SyncRequest {
+                    member_id: a.clone(),
+                    group_instance_id: None,
+                    generation_id: 1,
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: Some("range".into()),
+                    assignments: vec![(a.clone(), assignment)],
+                },
+            )
+            .await;
+        assert_eq!(synced.error_code, 0);
+        let before = logged_keys(&host, group).len();
+
+        let c = first
+            .consumer_heartbeat(&host, group, consumer_heartbeat("C", 0, &[]), &config)
+            .await
+            .unwrap();
+        assert_eq!(c.member_epoch, 2, "the group epoch after the generation");
+        let upgrade = logged_keys(&host, group).split_off(before);
+        assert_eq!(
+            upgrade.first(),
+            Some(&(
+                RecordKey::Group {
+                    group: group.into()
+                },
+                true
+            )),
+            "{upgrade:?}"
+        );
+        assert!(upgrade[1..]
+            .iter()
+            .all(|(k, tombstone)| !tombstone && !matches!(k, RecordKey::Group { .. })));
+        assert!(upgrade.iter().any(|(k, _)| matches!(
+            k,
+            RecordKey::ConsumerGroupMemberMetadata { member, .. } if *member == a
+        )));
+
+        let restarted = GroupCoordinator::new(LIMITS);
+        restarted.load(&host);
+        let loaded = restarted.describe(&host, group).await.unwrap().unwrap();
+        assert!(
+            loaded.members().next().is_none(),
+            "no classic membership left"
+        );
+        let cg = loaded.consumer.as_ref().unwrap();
+        assert_eq!(cg.members[&a].member_epoch, 1);
+        assert!(cg.members[&a].uses_classic());
+        assert!(!cg.members["C"].uses_classic());
+        assert_eq!(
+            restarted.heartbeat(&host, group, &a, None, 1).await,
+            ResponseError::RebalanceInProgress.code()
+        );
+
+        let before = logged_keys(&host, group).len();
+        let left = restarted
+            .consumer_heartbeat(
+                &host,
+                group,
+                consumer_heartbeat("C", consumer::LEAVE_GROUP_MEMBER_EPOCH, &[]),
+                &config,
+            )
+            .await
+            .unwrap();
+        assert_eq!(left.member_epoch, consumer::LEAVE_GROUP_MEMBER_EPOCH);
+        let downgrade = logged_keys(&host, group).split_off(before);
+        let (last, consumer_records) = downgrade.split_last().unwrap();
+        assert_eq!(
+            last,
+            &(
+                RecordKey::Group {
+                    group: group.into()
+                },
+                false
+            ),
+            "{downgrade:?}"
+        );
+        assert!(
+            consumer_records.iter().all(|(_, tombstone)| *tombstone),
+            "{downgrade:?}"
+        );
+        assert!(consumer_records
+            .iter()
+            .any(|(k, _)| matches!(k, RecordKey::ConsumerGroupMetadata { .. })));
+
+        let again = GroupCoordinator::new(LIMITS);
+        again.load(&host);
+        let classic = again.describe(&host, group).await.unwrap().unwrap();
+        assert!(classic.consumer.is_none(), "a classic group again");
+        assert_eq!(
+            classic
+                .members()
+                .map(|m| m.member_id.clone())
+                .collect::<Vec<_>>(),
+            vec![a.clone()]
+        );
+        assert_eq!(classic.generation_id, 2);
+        assert_eq!(classic.protocol_name.as_deref(), Some("range"));
     }
 
     /// A consumer group (KIP-848) is written to `__consumer_offsets` before its heartbeats

@@ -20,9 +20,10 @@ use uuid::Uuid;
 
 pub use crate::codec::DecodeError;
 use crate::codec::{
-    get_bytes, get_compact_array, get_compact_nullable_str, get_compact_str, get_i16, get_i32,
-    get_i64, get_i8, get_nullable_str, get_str, get_uuid, put_bytes, put_compact_len,
-    put_compact_str, put_empty_tagged_fields, put_nullable_str, put_str, skip_tagged_fields,
+    get_bytes, get_compact_array, get_compact_len, get_compact_nullable_str, get_compact_str,
+    get_i16, get_i32, get_i64, get_i8, get_nullable_str, get_str, get_uuid, get_uvarint, put_bytes,
+    put_compact_len, put_compact_str, put_empty_tagged_fields, put_nullable_str, put_str,
+    put_uvarint, skip_tagged_fields,
 };
 
 /// What a `__consumer_offsets` record key names.
@@ -400,6 +401,53 @@ pub struct ConsumerGroupMemberMetadataValue {
     pub rebalance_timeout_ms: i32,
     /// The server-side assignor it asked for.
     pub server_assignor: Option<String>,
+    /// Set for a member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat)
+    /// in a consumer group (tagged field 0, Kafka's `ClassicMemberMetadata`).
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// `ClassicMemberMetadata`: what a classic-protocol member of a consumer group said in its
+/// last JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicMemberMetadata {
+    /// Its session timeout.
+    pub session_timeout_ms: i32,
+    /// Its protocols (assignor names) in preference order, with their metadata (the
+    /// embedded consumer protocol's subscription).
+    pub supported_protocols: Vec<(String, Bytes)>,
+}
+
+impl ClassicMemberMetadata {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_i32(self.session_timeout_ms);
+        put_compact_len(buf, Some(self.supported_protocols.len()));
+        for (name, metadata) in &self.supported_protocols {
+            put_compact_str(buf, Some(name));
+            put_compact_len(buf, Some(metadata.len()));
+            buf.put_slice(metadata);
+            put_empty_tagged_fields(buf);
+        }
+        put_empty_tagged_fields(buf);
+    }
+
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        let session_timeout_ms = get_i32(buf)?;
+        let supported_protocols = get_compact_array(buf, |buf| {
+            let name = get_compact_str(buf)?;
+            let len = get_compact_len(buf)?.ok_or(DecodeError("unexpected null bytes"))?;
+            if buf.len() < len {
+                return Err(DecodeError("truncated bytes"));
+            }
+            let metadata = buf.split_to(len);
+            skip_tagged_fields(buf)?;
+            Ok((name, metadata))
+        })?;
+        skip_tagged_fields(buf)?;
+        Ok(ClassicMemberMetadata {
+            session_timeout_ms,
+            supported_protocols,
+        })
+    }
 }
 
 /// `ConsumerGroupTargetAssignmentMetadataValue`: the epoch of the target assignment.
@@ -536,7 +584,7 @@ impl ConsumerGroupPartitionMetadataValue {
 }
 
 impl ConsumerGroupMemberMetadataValue {
-    /// Value v0 (without the tagged classic-member metadata: members of this protocol only).
+    /// Value v0, with the classic-member metadata as tagged field 0 when set.
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
         buf.put_i16(0);
@@ -551,14 +599,24 @@ impl ConsumerGroupMemberMetadataValue {
         put_compact_str(&mut buf, self.subscribed_topic_regex.as_deref());
         buf.put_i32(self.rebalance_timeout_ms);
         put_compact_str(&mut buf, self.server_assignor.as_deref());
-        put_empty_tagged_fields(&mut buf);
+        match &self.classic {
+            None => put_empty_tagged_fields(&mut buf),
+            Some(classic) => {
+                let mut field = BytesMut::new();
+                classic.encode(&mut field);
+                put_uvarint(&mut buf, 1);
+                put_uvarint(&mut buf, 0);
+                put_uvarint(&mut buf, field.len() as u32);
+                buf.put_slice(&field);
+            }
+        }
         buf.freeze()
     }
 
-    /// Decodes value v0.
+    /// Decodes value v0 (tagged field 0 is the classic-member metadata; others are skipped).
     pub fn decode(mut buf: Bytes) -> Result<Self, DecodeError> {
         get_version_zero(&mut buf)?;
-        let value = ConsumerGroupMemberMetadataValue {
+        let mut value = ConsumerGroupMemberMetadataValue {
             instance_id: get_compact_nullable_str(&mut buf)?,
             rack_id: get_compact_nullable_str(&mut buf)?,
             client_id: get_compact_str(&mut buf)?,
@@ -567,8 +625,20 @@ impl ConsumerGroupMemberMetadataValue {
             subscribed_topic_regex: get_compact_nullable_str(&mut buf)?,
             rebalance_timeout_ms: get_i32(&mut buf)?,
             server_assignor: get_compact_nullable_str(&mut buf)?,
+            classic: None,
         };
-        skip_tagged_fields(&mut buf)?;
+        for _ in 0..get_uvarint(&mut buf)? {
+            let tag = get_uvarint(&mut buf)?;
+            let size = get_uvarint(&mut buf)? as usize;
+            if buf.len() < size {
+                return Err(DecodeError("truncated tagged field"));
+            }
+            let mut field = buf.split_to(size);
+            if tag == 0 {
+                // A nullable struct: Kafka writes the tag only when it is set.
+                value.classic = Some(ClassicMemberMetadata::decode(&mut field)?);
+            }
+        }
         Ok(value)
     }
 }
@@ -847,6 +917,7 @@ mod tests {
             subscribed_topic_regex: None,
             rebalance_timeout_ms: 300_000,
             server_assignor: Some("uniform".into()),
+            classic: None,
         };
         let mut want = vec![0u8, 0]; // version 0
         want.push(0); // InstanceId: null
@@ -863,6 +934,51 @@ mod tests {
         assert_eq!(
             ConsumerGroupMemberMetadataValue::decode(Bytes::from(want)).unwrap(),
             value
+        );
+    }
+
+    #[test]
+    fn classic_member_metadata_is_tagged_field_zero() {
+        let value = ConsumerGroupMemberMetadataValue {
+            instance_id: None,
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            subscribed_topic_names: vec!["t".into()],
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: 5,
+            server_assignor: None,
+            classic: Some(ClassicMemberMetadata {
+                session_timeout_ms: 45_000,
+                supported_protocols: vec![("range".into(), Bytes::from_static(&[0, 3, 9]))],
+            }),
+        };
+        let mut want = vec![0u8, 0, 0, 0, 2, b'c', 3, b'/', b'h', 2, 2, b't', 0];
+        want.extend(5i32.to_be_bytes());
+        want.push(0); // ServerAssignor: null
+        let mut field = 45_000i32.to_be_bytes().to_vec();
+        field.extend([2, 6]); // one protocol, its name
+        field.extend(b"range");
+        field.extend([4, 0, 3, 9, 0]); // compact bytes, the protocol's tagged fields
+        field.push(0); // the struct's tagged fields
+        want.extend([1, 0, field.len() as u8]); // one tagged field: tag 0, its size
+        want.extend(field);
+        assert_eq!(value.encode().to_vec(), want);
+        assert_eq!(
+            ConsumerGroupMemberMetadataValue::decode(Bytes::from(want)).unwrap(),
+            value
+        );
+        // Another tag alone is skipped: a member of the consumer protocol.
+        let plain = ConsumerGroupMemberMetadataValue {
+            classic: None,
+            ..value
+        };
+        let mut other = plain.encode().to_vec();
+        other.pop();
+        other.extend([1, 5, 1, 0xaa]);
+        assert_eq!(
+            ConsumerGroupMemberMetadataValue::decode(Bytes::from(other)).unwrap(),
+            plain
         );
     }
 

@@ -7,12 +7,16 @@
 //! (re)join) → `CompletingRebalance` (the leader computes assignments) → `Stable`, back to
 //! `PreparingRebalance` whenever membership or subscriptions change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
 
+use super::consumer::migration::{
+    decode_subscription, downgrade_allowed, protocols_version, MigrationPolicy,
+    CONSUMER_PROTOCOL_TYPE,
+};
 use super::consumer::ConsumerGroup;
 use super::records::{GroupValue, StoredMember};
 
@@ -61,6 +65,12 @@ pub struct GroupLimits {
     /// `group.consumer.session.timeout.ms`: the session a consumer-protocol member gets when
     /// its group is loaded from `__consumer_offsets`.
     pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.max.size`: a classic group larger than this does not upgrade, and a
+    /// classic member does not join a consumer group this large.
+    pub consumer_max_size: usize,
+    /// `group.consumer.migration.policy`: which conversions between the two kinds of group
+    /// happen.
+    pub migration_policy: MigrationPolicy,
 }
 
 /// A JoinGroup request, as the state machine needs it.
@@ -262,9 +272,10 @@ pub struct Group {
     dirty: bool,
     /// The membership of a group that uses the consumer rebalance protocol (KIP-848), set by
     /// its first ConsumerGroupHeartbeat; `None` for a classic group. A group is one or the
-    /// other while it has members: a JoinGroup to a consumer group with members is refused
-    /// (INCONSISTENT_GROUP_PROTOCOL), a heartbeat to a classic group with members too (see
-    /// `GroupCoordinator::consumer_heartbeat`); an empty group becomes what its next member
+    /// other: while it is a consumer group its classic members are in here too (served by
+    /// `ConsumerGroup::classic_join` and the others), and `members` is empty; it converts
+    /// between the two as `group.consumer.migration.policy` allows (`upgrade`,
+    /// `downgrade`, see `consumer::migration`); an empty group becomes what its next member
     /// speaks. Committed offsets are shared by both.
     pub consumer: Option<ConsumerGroup>,
 }
@@ -394,6 +405,170 @@ impl Group {
         std::mem::take(&mut self.dirty)
     }
 
+    /// Drops the classic membership (members, generation, protocol), keeping the offsets
+    /// and the consumer group: the group's metadata record was tombstoned (an upgrade to a
+    /// consumer group). Returns error replies for the requests its members had parked.
+    pub fn clear_membership(&mut self, now_ms: i64) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        for m in self.members.values() {
+            if let Some(t) = m.awaiting_join {
+                replies.push(Reply::Join(
+                    t,
+                    JoinResponse::error(ResponseError::RebalanceInProgress, &m.member_id),
+                ));
+            }
+            if let Some(t) = m.awaiting_sync {
+                replies.push(Reply::Sync(
+                    t,
+                    SyncResponse::error(ResponseError::RebalanceInProgress),
+                ));
+            }
+        }
+        let fresh = Group::new(&self.group_id, now_ms);
+        let offsets = std::mem::take(&mut self.offsets);
+        let consumer = self.consumer.take();
+        *self = Group {
+            offsets,
+            consumer,
+            ..fresh
+        };
+        replies
+    }
+
+    /// Turns this classic group into `converted` (its consumer group form, see
+    /// `ConsumerGroup::from_classic`): the classic membership goes, requests parked in a
+    /// rebalance are answered REBALANCE_IN_PROGRESS (their members rejoin the consumer
+    /// group), as Kafka's `convertToConsumerGroup` does. The caller writes the tombstone of
+    /// the classic group's record.
+    pub fn upgrade(&mut self, converted: ConsumerGroup, now_ms: i64) -> Vec<Reply> {
+        let replies = self.clear_membership(now_ms);
+        self.consumer = Some(converted);
+        replies
+    }
+
+    /// Turns the consumer group back into a classic group without `leaving` (its last
+    /// member of the consumer protocol, which leaves or is fenced), as Kafka's
+    /// `ClassicGroup.fromConsumerGroup` and `convertToClassicGroup` do: the generation is the
+    /// group epoch, every member keeps its id, session, protocols and target assignment;
+    /// then a rebalance starts (the members rejoin through JoinGroup). The group's record
+    /// is written (dirty); the caller writes the consumer group's tombstones before it.
+    /// Nothing happens if `downgrade_allowed` says no.
+    pub fn downgrade(&mut self, leaving: &str, now_ms: i64, limits: &GroupLimits) -> Vec<Reply> {
+        let Some(consumer) = self.consumer.take() else {
+            return Vec::new();
+        };
+        if !downgrade_allowed(limits.migration_policy, &consumer, leaving, limits.max_size) {
+            self.consumer = Some(consumer);
+            return Vec::new();
+        }
+        self.downgrade_members(consumer, leaving, now_ms);
+        self.prepare_rebalance(now_ms, limits)
+    }
+
+    /// Turns the consumer group back into a classic group as a classic static member joins
+    /// (without a member id, under `new_id`) in the place of `replaced`, the last static
+    /// member of the consumer protocol (Kafka's `convertToClassicGroup` with a joining
+    /// member; the caller checked `downgrade_allowed_replacing`). The joining member takes
+    /// the replaced one's target assignment and is answered at once, without a leader; the
+    /// group rebalances only if its subscription differs from the replaced member's.
+    pub fn downgrade_replacing(
+        &mut self,
+        token: Token,
+        replaced: &str,
+        new_id: String,
+        req: JoinRequest,
+        now_ms: i64,
+        limits: &GroupLimits,
+    ) -> Vec<Reply> {
+        let Some(consumer) = self.consumer.clone() else {
+            return Vec::new();
+        };
+        let Some(old) = consumer.members.get(replaced) else {
+            return Vec::new();
+        };
+        let subscription_changed = req
+            .protocols
+            .first()
+            .and_then(|(_, m)| decode_subscription(m))
+            .is_none_or(|s| {
+                s.topics.into_iter().collect::<BTreeSet<_>>() != old.subscribed_topic_names
+            });
+        let assignment =
+            consumer.classic_target_assignment_at(replaced, protocols_version(&req.protocols));
+        // As if `replaced` left; there is no other member of the consumer protocol.
+        let mut replies = Vec::new();
+        self.downgrade_members(consumer, replaced, now_ms);
+        if let Some(instance) = &req.group_instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        self.members.insert(
+            new_id.clone(),
+            Member {
+                member_id: new_id.clone(),
+                group_instance_id: req.group_instance_id.clone(),
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                session_timeout_ms: req.session_timeout_ms,
+                rebalance_timeout_ms: req.rebalance_timeout_ms,
+                protocols: req.protocols,
+                assignment,
+                last_heartbeat_ms: now_ms,
+                awaiting_join: None,
+                awaiting_sync: None,
+            },
+        );
+        self.protocol_name = self.select_protocol();
+        let mut response = self.join_response(&new_id, Vec::new());
+        response.protocol_name = self
+            .members
+            .get(&new_id)
+            .and_then(|m| m.protocols.first())
+            .map(|(n, _)| n.clone());
+        replies.push(Reply::Join(token, response));
+        if subscription_changed {
+            replies.extend(self.prepare_rebalance(now_ms, limits));
+        }
+        replies
+    }
+
+    /// The classic group `consumer` becomes without `leaving`: generation = group epoch,
+    /// each classic member with its session, protocols and target assignment; Stable, its
+    /// record to be written.
+    fn downgrade_members(&mut self, consumer: ConsumerGroup, leaving: &str, now_ms: i64) {
+        let mut group = Group::new(&self.group_id, now_ms);
+        group.offsets = std::mem::take(&mut self.offsets);
+        group.generation_id = consumer.group_epoch;
+        group.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
+        for m in consumer.members.values().filter(|m| m.member_id != leaving) {
+            let Some(classic) = &m.classic else { continue };
+            if let Some(instance) = &m.instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: classic.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: classic.supported_protocols.clone(),
+                    assignment: consumer.classic_target_assignment(m),
+                    last_heartbeat_ms: now_ms,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                },
+            );
+        }
+        group.protocol_name = group.select_protocol();
+        group.state = GroupState::Stable;
+        group.dirty = true;
+        *self = group;
+    }
+
     /// Marks the group deleted (DeleteGroups, or expiry of an empty group's last offsets).
     pub fn mark_dead(&mut self, now_ms: i64) {
         self.transition(GroupState::Dead, now_ms);
@@ -443,7 +618,8 @@ impl Group {
             return reject(ResponseError::InvalidSessionTimeout);
         }
         if self.has_consumer_members() {
-            // Members of the two protocols cannot share a group (no online migration yet).
+            // The coordinator hands a JoinGroup to a consumer group with members to
+            // `ConsumerGroup::classic_join`; this path serves classic groups only.
             return reject(ResponseError::InconsistentGroupProtocol);
         }
         self.consumer = None;
@@ -1137,8 +1313,23 @@ impl Group {
     /// completes joins and syncs whose deadlines passed.
     pub fn tick(&mut self, now_ms: i64, limits: &GroupLimits) -> Vec<Reply> {
         let mut replies = Vec::new();
-        if let Some(consumer) = &mut self.consumer {
-            consumer.tick(now_ms);
+        let expired = self
+            .consumer
+            .as_ref()
+            .map(|c| c.expired(now_ms))
+            .unwrap_or_default();
+        for id in expired {
+            // A fenced member of the consumer protocol may leave only classic members: the
+            // group turns back into a classic group (and the others go with the rebalance).
+            let downgrade = self.consumer.as_ref().is_some_and(|c| {
+                downgrade_allowed(limits.migration_policy, c, &id, limits.max_size)
+            });
+            if downgrade {
+                return self.downgrade(&id, now_ms, limits);
+            }
+            if let Some(c) = &mut self.consumer {
+                c.remove_member(&id);
+            }
         }
         self.pending_members.retain(|_, expires| *expires > now_ms);
         // Members parked in JoinGroup are alive by definition; others must heartbeat.
@@ -1276,6 +1467,8 @@ mod tests {
         initial_rebalance_delay_ms: 0,
         max_size: 100,
         consumer_session_timeout_ms: 45_000,
+        consumer_max_size: usize::MAX,
+        migration_policy: MigrationPolicy::Bidirectional,
     };
 
     fn join(member_id: &str, protocols: &[&str]) -> JoinRequest {

@@ -16,6 +16,7 @@
 //!   partition is ever consumed by two members and nobody stops for the others.
 
 pub mod assignor;
+pub mod migration;
 pub mod persist;
 pub mod reconcile;
 pub mod topic_regex;
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::records::ClassicMemberMetadata;
 use assignor::{MemberSpec, ASSIGNORS};
 use reconcile::Reconcile;
 use topic_regex::{ResolvedRegex, REGEX_BATCH_REFRESH_MIN_INTERVAL_MS};
@@ -136,8 +138,13 @@ pub struct ConsumerMember {
     pub pending_revocation: Assignment,
     /// When its session ends unless it heartbeats.
     pub session_deadline_ms: i64,
-    /// When it is fenced unless it has revoked what it was asked to.
+    /// When it is fenced unless it has revoked what it was asked to; for a member of the
+    /// classic protocol, unless it has sent the JoinGroup or SyncGroup it was asked for
+    /// (Kafka's join and sync timeouts).
     pub revocation_deadline_ms: Option<i64>,
+    /// Set when it speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat) in this
+    /// group: its session timeout and its protocols with their metadata (see [`migration`]).
+    pub classic: Option<ClassicMemberMetadata>,
 }
 
 impl ConsumerMember {
@@ -160,7 +167,13 @@ impl ConsumerMember {
             pending_revocation: Assignment::new(),
             session_deadline_ms: now_ms,
             revocation_deadline_ms: None,
+            classic: None,
         }
+    }
+
+    /// True if it speaks the classic protocol.
+    pub fn uses_classic(&self) -> bool {
+        self.classic.is_some()
     }
 
     /// The regular expression it subscribes with, if any (not empty).
@@ -241,6 +254,17 @@ fn refuse(error: ResponseError, message: impl Into<String>) -> Refusal {
     Refusal {
         error,
         message: message.into(),
+    }
+}
+
+/// The error for a request at another epoch than `member`'s: ILLEGAL_GENERATION for a
+/// member of the classic protocol (its generation is its epoch), STALE_MEMBER_EPOCH
+/// otherwise, as Kafka's `validateMemberEpoch`.
+fn stale_epoch(member: &ConsumerMember) -> ResponseError {
+    if member.uses_classic() {
+        ResponseError::IllegalGeneration
+    } else {
+        ResponseError::StaleMemberEpoch
     }
 }
 
@@ -472,39 +496,8 @@ impl ConsumerGroup {
         member.client_id = hb.client_id.clone();
         member.client_host = hb.client_host.clone();
 
-        let mut bump = !self.members.contains_key(&member_id)
-            || member.subscribed_topic_names != before.subscribed_topic_names
-            || member.regex() != before.regex()
-            || member.server_assignor != before.server_assignor;
-        self.members.insert(member_id.clone(), member);
-        bump |= self.refresh_regexes(topics, now_ms);
-        // Topics are looked up on every heartbeat, so a created, deleted or grown topic is
-        // noticed by the next heartbeat of any member.
-        let subscribed = self.lookup_subscribed_topics(topics);
-        if subscribed != self.subscribed_topics {
-            self.subscribed_topics = subscribed;
-            bump = true;
-        }
-        if bump {
-            self.group_epoch += 1;
-        }
-        if self.group_epoch > self.assignment_epoch {
-            self.compute_target();
-        }
-
-        let Some(current) = self.members.get(&member_id) else {
-            return Err(refuse(ResponseError::UnknownMemberId, "member vanished"));
-        };
-        let empty = Assignment::new();
-        let target = self.target.get(&member_id).unwrap_or(&empty);
-        let owner_epoch = |t: Uuid, p: i32| self.owner_epoch(&member_id, t, p);
-        let mut next = Reconcile {
-            target_epoch: self.assignment_epoch,
-            target,
-            owned: hb.owned.as_ref(),
-            owner_epoch: &owner_epoch,
-        }
-        .next(current);
+        let current = self.update_member(&before, member, topics, now_ms);
+        let mut next = self.reconcile(&current, hb.owned.as_ref());
         next.session_deadline_ms = now_ms + i64::from(config.session_timeout_ms);
         next.revocation_deadline_ms = match (next.state, current.revocation_deadline_ms) {
             (MemberState::UnrevokedPartitions, Some(deadline))
@@ -530,6 +523,56 @@ impl ConsumerGroup {
         };
         self.members.insert(member_id, next);
         Ok(reply)
+    }
+
+    /// Puts `member` (what `before` became with a request's news) in the group, bumps the
+    /// group epoch if what the group must consume changed (the member is new, its
+    /// subscription changed, its regular expressions or the subscribed topics resolve
+    /// differently) and computes the target assignment if it is behind. Returns the member
+    /// as it is in the group now (the steps of a heartbeat or a classic JoinGroup before
+    /// the member reconciles).
+    fn update_member(
+        &mut self,
+        before: &ConsumerMember,
+        member: ConsumerMember,
+        topics: &dyn Topics,
+        now_ms: i64,
+    ) -> ConsumerMember {
+        let member_id = member.member_id.clone();
+        let mut bump = !self.members.contains_key(&member_id)
+            || member.subscribed_topic_names != before.subscribed_topic_names
+            || member.regex() != before.regex()
+            || member.server_assignor != before.server_assignor;
+        self.members.insert(member_id.clone(), member.clone());
+        bump |= self.refresh_regexes(topics, now_ms);
+        // Topics are looked up on every heartbeat, so a created, deleted or grown topic is
+        // noticed by the next heartbeat of any member.
+        let subscribed = self.lookup_subscribed_topics(topics);
+        if subscribed != self.subscribed_topics {
+            self.subscribed_topics = subscribed;
+            bump = true;
+        }
+        if bump {
+            self.group_epoch += 1;
+        }
+        if self.group_epoch > self.assignment_epoch {
+            self.compute_target();
+        }
+        member
+    }
+
+    /// The next step of `current` towards its target, given what it reports owning.
+    fn reconcile(&self, current: &ConsumerMember, owned: Option<&Assignment>) -> ConsumerMember {
+        let empty = Assignment::new();
+        let target = self.target.get(&current.member_id).unwrap_or(&empty);
+        let owner_epoch = |t: Uuid, p: i32| self.owner_epoch(&current.member_id, t, p);
+        Reconcile {
+            target_epoch: self.assignment_epoch,
+            target,
+            owned,
+            owner_epoch: &owner_epoch,
+        }
+        .next(current)
     }
 
     /// The member a join (epoch 0) starts from. A static member that comes back takes over
@@ -777,15 +820,7 @@ impl ConsumerGroup {
     /// Fences the members whose session ended or that did not revoke in time; returns their
     /// ids.
     pub fn tick(&mut self, now_ms: i64) -> Vec<String> {
-        let expired: Vec<String> = self
-            .members
-            .values()
-            .filter(|m| {
-                m.session_deadline_ms <= now_ms
-                    || m.revocation_deadline_ms.is_some_and(|d| d <= now_ms)
-            })
-            .map(|m| m.member_id.clone())
-            .collect();
+        let expired = self.expired(now_ms);
         for id in &expired {
             self.remove_member(id);
         }
@@ -818,7 +853,7 @@ impl ConsumerGroup {
             return Err(ResponseError::UnknownMemberId);
         };
         if member_epoch != member.member_epoch {
-            return Err(ResponseError::StaleMemberEpoch);
+            return Err(stale_epoch(member));
         }
         Ok(())
     }
@@ -837,7 +872,7 @@ impl ConsumerGroup {
             return Err(ResponseError::UnknownMemberId);
         };
         if member_epoch != member.member_epoch {
-            return Err(ResponseError::StaleMemberEpoch);
+            return Err(stale_epoch(member));
         }
         Ok(())
     }

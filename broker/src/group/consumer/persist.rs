@@ -135,6 +135,7 @@ fn values(group: &ConsumerGroup) -> BTreeMap<(Kind, String), Bytes> {
                 subscribed_topic_regex: m.subscribed_topic_regex.clone(),
                 rebalance_timeout_ms: m.rebalance_timeout_ms,
                 server_assignor: m.server_assignor.clone(),
+                classic: m.classic.clone(),
             }
             .encode(),
         );
@@ -262,6 +263,7 @@ pub fn replay(
                 m.subscribed_topic_regex = v.subscribed_topic_regex;
                 m.rebalance_timeout_ms = v.rebalance_timeout_ms;
                 m.server_assignor = v.server_assignor;
+                m.classic = v.classic;
             }
             None => {
                 group.members.remove(member);
@@ -317,13 +319,17 @@ pub fn replay(
 }
 
 /// Starts the timers of a loaded group's members from `now_ms` (Kafka's `onLoaded`): every
-/// member gets a full session, and one that still has partitions to revoke its rebalance
-/// timeout again. Its regular expressions are resolved again at its first heartbeat (topics
+/// member gets a full session (a classic member its own session timeout), and one that
+/// still has partitions to revoke its rebalance timeout again. Its regular expressions are resolved again at its first heartbeat (topics
 /// may have come and gone while no coordinator had the group).
 pub fn start_timers(group: &mut ConsumerGroup, now_ms: i64, session_timeout_ms: i32) {
     group.regexes_refreshed_ms = i64::MIN;
     for m in group.members.values_mut() {
-        m.session_deadline_ms = now_ms + i64::from(session_timeout_ms);
+        let session = m
+            .classic
+            .as_ref()
+            .map_or(session_timeout_ms, |c| c.session_timeout_ms);
+        m.session_deadline_ms = now_ms + i64::from(session);
         m.revocation_deadline_ms = (m.state == MemberState::UnrevokedPartitions)
             .then(|| now_ms + i64::from(m.rebalance_timeout_ms));
     }
