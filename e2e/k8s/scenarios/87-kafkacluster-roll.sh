@@ -184,7 +184,7 @@ producer_pid=""
 kafka_tool kafka-console-consumer.sh --bootstrap-server "$bootstrap" --topic "$topic" --from-beginning \
   --property print.partition=true --property print.offset=true --timeout-ms 20000 \
   >"$work/consumed" 2>"$work/consumer.err" || true
-python3 - "$work/producer.out" "$work/consumed" "$roll_secs" "$apply_ready" "$stopped_ms" <<'PY' || fail "acknowledged records missing or sends failed (above)"
+python3 - "$work/producer.out" "$work/consumed" "$roll_secs" "$apply_ready" "$stopped_ms" <<'PY' || { grep -v '^ *$' "$work/consumer.err" | tail -20 >&2; fail "acknowledged records missing or sends failed (above; the consumer's stderr before)"; }
 import json, re, sys
 acked, errors, tool = [], [], {}
 for line in open(sys.argv[1]):
