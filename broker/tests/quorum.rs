@@ -31,6 +31,8 @@ fn options(c: &Cluster, i: usize) -> QuorumOptions {
         node_id: c.voters[i].id,
         log_dir: c.paths[i].clone(),
         voters: c.voters.clone(),
+        bootstrap_servers: Vec::new(),
+        own_address: String::new(),
         controller_listener: "CONTROLLER".into(),
         cluster_id: None,
         election_timeout: c.election_timeout,

@@ -50,7 +50,15 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVe
                 .with_min_version(GROUP_VERSION.0)
                 .with_max_version(GROUP_VERSION.1),
         );
+        // kraft.version 1 (KIP-853): the voter set can change at runtime.
+        supported.push(
+            SupportedFeatureKey::default()
+                .with_name(str_bytes("kraft.version"))
+                .with_min_version(0)
+                .with_max_version(1),
+        );
     }
+    let kraft_version = ctx.broker.kraft_version();
     ApiVersionsResponse::default()
         .with_api_keys(api_keys())
         .with_supported_features(supported)
@@ -64,6 +72,10 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVe
                 .with_name(str_bytes("group.version"))
                 .with_min_version_level(GROUP_VERSION_FINALIZED)
                 .with_max_version_level(GROUP_VERSION_FINALIZED),
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes("kraft.version"))
+                .with_min_version_level(kraft_version)
+                .with_max_version_level(kraft_version),
         ])
 }
 
