@@ -752,7 +752,14 @@ impl Broker {
                 &format!("PLAINTEXT://127.0.0.1:{}", self.port),
             );
             put("process.roles", "broker,controller");
-            put("controller.quorum.voters", &format!("0@127.0.0.1:{c}"));
+            // A dynamic quorum (KIP-853) is found through its bootstrap servers instead.
+            if !self
+                .overrides
+                .iter()
+                .any(|(k, _)| k == "controller.quorum.bootstrap.servers")
+            {
+                put("controller.quorum.voters", &format!("0@127.0.0.1:{c}"));
+            }
             put("controller.listener.names", "CONTROLLER");
             put(
                 "listener.security.protocol.map",

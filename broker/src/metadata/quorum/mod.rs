@@ -741,8 +741,9 @@ impl QuorumStore {
     }
 
     /// Carries out a voter change on this node, the leader (see [`voters`] for the rules):
-    /// an added node becomes a learner and is caught up, then a voter; a removed one becomes
-    /// a learner again (the leader itself steps down once that commits). Bounded by the
+    /// an added node becomes a learner and is caught up, then a voter; a removed one stays a
+    /// learner if it is caught up, else leaves the membership (the leader itself steps down
+    /// once that commits). Bounded by the
     /// request's TimeoutMs for an add and by three quarters of
     /// `controller.quorum.request.timeout.ms` (the bound of the hop a broker forwards it on),
     /// REQUEST_TIMED_OUT past it. The membership change runs to its end even then, so the
@@ -766,7 +767,7 @@ impl QuorumStore {
             .map_err(|_| refused(voters::Refusal::ChangePending))?;
         let view = self.quorum_view();
         let hop = self.request_timeout * 3 / 4;
-        let (id, changes, bound) = match &change {
+        let (id, changes, bound, retain) = match &change {
             VoterChange::Add {
                 id,
                 directory_id,
@@ -804,6 +805,7 @@ impl QuorumStore {
                     *id,
                     changes,
                     deadline.saturating_duration_since(tokio::time::Instant::now()),
+                    true,
                 )
             }
             VoterChange::Remove { id, .. } => {
@@ -811,19 +813,23 @@ impl QuorumStore {
                 let rid = raft_id(*id);
                 voters::check_remove(&view, rid).map_err(refused)?;
                 info!(voter = id, "removing a voter");
+                // A removed voter that still replicates (caught up) stays a learner, so a node
+                // that goes on running (a combined broker) keeps the log, as Kafka's removed
+                // controller goes on as an observer; one that is gone (behind) leaves the
+                // membership, so the leader stops sending to it, as Kafka forgets observers
+                // that stopped fetching.
+                let retain = view.caught_up.contains(&rid);
                 (
                     *id,
                     ChangeMembers::RemoveVoters([rid].into_iter().collect()),
                     hop,
+                    retain,
                 )
             }
         };
         let raft = self.raft.clone();
         let run = tokio::spawn(async move {
-            // retain: a removed voter stays a learner, so a node that still runs (a combined
-            // broker) keeps replicating the log, as Kafka's removed controller goes on as an
-            // observer.
-            let result = raft.change_membership(changes, true).await;
+            let result = raft.change_membership(changes, retain).await;
             drop(guard);
             result
         });
