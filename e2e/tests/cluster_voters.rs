@@ -105,7 +105,39 @@ fn controllers_are_added_and_removed_at_runtime() {
         "a second add-controller of node 3:\n{again}\nstatus before:\n{status}"
     );
 
+    // kraft.version 1: the voter set is dynamic (kafka-features.sh reads ApiVersions).
+    let features = t
+        .run(
+            "kafka-features.sh",
+            &["--bootstrap-server", &bs, "describe"],
+        )
+        .ok();
+    let kraft: Vec<&str> = features
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("Feature: kraft.version"))
+        .unwrap_or_else(|| panic!("no kraft.version line:\n{features}"))
+        .split('\t')
+        .map(str::trim)
+        .filter(|f| !f.starts_with("Epoch:"))
+        .collect();
+    assert_eq!(
+        kraft,
+        [
+            "Feature: kraft.version",
+            "SupportedMinVersion: 0",
+            "SupportedMaxVersion: 1",
+            "FinalizedVersionLevel: 1"
+        ],
+        "{features}"
+    );
+
     produce_and_consume(&t, &c, "four-voters", 300);
+
+    // The membership is in the metadata log: the added voter, restarted with the same
+    // configuration (bootstrap servers only), is a voter again.
+    c.node_mut(3).restart();
+    wait_for_quorum(&t, &c, &[0, 1, 2, 3], &[]);
 
     // kill -9 of the active controller: another of the four takes over.
     let leader = active_controller(&t, &c).expect("an active controller");
