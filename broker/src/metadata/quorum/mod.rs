@@ -721,11 +721,24 @@ impl QuorumStore {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let committed = m.last_applied.map(|l| l.index);
+        // Caught up: it has everything committed, or its log advanced within the fetch
+        // timeout (a live follower under a stream of writes is often an entry behind).
+        let recent = crate::time::now_ms() - self.fetch_timeout.as_millis() as i64;
+        let progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut caught_up: std::collections::BTreeSet<u64> = m
             .replication
             .iter()
             .flatten()
-            .filter(|(_, matched)| matched.map(|l| l.index) >= committed)
+            .filter(|(id, matched)| {
+                matched.map(|l| l.index) >= committed
+                    || progress
+                        .get(id)
+                        .is_some_and(|p| p.matched.is_some() && p.last_fetch_ms >= recent)
+            })
             .map(|(id, _)| *id)
             .collect();
         caught_up.insert(m.id);

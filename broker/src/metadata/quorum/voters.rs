@@ -32,7 +32,8 @@ pub struct QuorumView {
     /// The learners (Kafka's observers among the controllers: nodes that joined through
     /// `controller.quorum.bootstrap.servers` and replicate the log).
     pub learners: BTreeSet<u64>,
-    /// Replicas whose log has everything the leader committed (the leader itself included).
+    /// Replicas whose log has everything the leader committed, or advanced within the fetch
+    /// timeout (the leader itself included).
     pub caught_up: BTreeSet<u64>,
     /// A membership change is under way: a joint config, or one not committed yet.
     pub change_pending: bool,
