@@ -263,6 +263,42 @@ impl QuorumOptions {
     }
 }
 
+/// The leader as the rest of Oxbow should see it: openraft's, except that a leader the
+/// membership no longer names as a voter (it removed itself) is no longer taken as the
+/// active controller, although openraft 0.9 lets it go on leading (see [`resign`]).
+fn effective_leader(m: &openraft::RaftMetrics<u64, BasicNode>) -> Option<u64> {
+    match m.current_leader {
+        Some(leader) if leader == m.id => m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == m.id)
+            .then_some(leader),
+        other => other,
+    }
+}
+
+/// A leader that removed itself from the voters resigns. openraft 0.9's leader "steps down"
+/// after such a change but keeps its committed vote, so it goes on leading and heartbeating
+/// as a learner and the voters never elect another. So its heartbeats stop (it proposes
+/// nothing either: [`effective_leader`] makes it refuse), the voters elect a new leader after
+/// `controller.quorum.fetch.timeout.ms` (Kafka's resigning leader sends EndQuorumEpoch,
+/// which is faster), and once another leads its heartbeats are switched on again for a later
+/// term in which it might lead.
+async fn resign(raft: Raft<TypeConfig>) {
+    let me = raft.metrics().borrow().id;
+    info!(
+        node_id = me,
+        "removed from the voters while leading: stepping down"
+    );
+    raft.runtime_config().heartbeat(false);
+    let _ = raft
+        .metrics()
+        .wait_for(|m| m.current_leader != Some(me))
+        .await;
+    raft.runtime_config().heartbeat(true);
+}
+
 /// Kafka node ids are non-negative i32; openraft's are u64.
 fn raft_id(node_id: i32) -> u64 {
     u64::try_from(node_id).unwrap_or(u64::MAX)
@@ -745,7 +781,7 @@ impl QuorumStore {
         let membership_index = m.membership_config.log_id().map(|l| l.index);
         voters::QuorumView {
             me: m.id,
-            leader: m.current_leader,
+            leader: effective_leader(&m),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
             caught_up,
@@ -841,9 +877,13 @@ impl QuorumStore {
             }
         };
         let raft = self.raft.clone();
+        let resigns = matches!(change, VoterChange::Remove { id, .. } if id == self.node_id);
         let run = tokio::spawn(async move {
             let result = raft.change_membership(changes, retain).await;
             drop(guard);
+            if resigns && result.is_ok() {
+                tokio::spawn(resign(raft));
+            }
             result
         });
         match tokio::time::timeout(bound, run).await {
@@ -1325,7 +1365,7 @@ impl MetadataStore for QuorumStore {
             let (leader, quorum_ack) = {
                 let m = self.raft.metrics();
                 let m = m.borrow();
-                (m.current_leader, m.millis_since_quorum_ack)
+                (effective_leader(&m), m.millis_since_quorum_ack)
             };
             if leader != Some(raft_id(self.node_id)) {
                 return Err(ProposeError::NotController {
@@ -1355,14 +1395,14 @@ impl MetadataStore for QuorumStore {
     }
 
     fn active_controller(&self) -> Option<i32> {
-        self.raft.metrics().borrow().current_leader.map(kafka_id)
+        effective_leader(&self.raft.metrics().borrow()).map(kafka_id)
     }
 
     fn active_controller_changed(&self, seen: Option<i32>) -> BoxFuture<'_, ()> {
         let mut metrics = self.raft.metrics();
         Box::pin(async move {
             let changed = metrics
-                .wait_for(|m| m.current_leader.map(kafka_id) != seen)
+                .wait_for(|m| effective_leader(m).map(kafka_id) != seen)
                 .await
                 .is_ok();
             if !changed {
