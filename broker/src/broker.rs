@@ -359,6 +359,12 @@ impl Broker {
         self.metadata.quorum_info()
     }
 
+    /// The `kraft.version` feature level of this node's metadata store (ApiVersions): 1 in a
+    /// replicated cluster, whose voters can change at runtime, 0 for the single node.
+    pub fn kraft_version(&self) -> i16 {
+        self.metadata.kraft_version()
+    }
+
     /// The group coordinator.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups

@@ -31,6 +31,8 @@ fn options(c: &Cluster, i: usize) -> QuorumOptions {
         node_id: c.voters[i].id,
         log_dir: c.paths[i].clone(),
         voters: c.voters.clone(),
+        bootstrap_servers: Vec::new(),
+        own_address: String::new(),
         controller_listener: "CONTROLLER".into(),
         cluster_id: None,
         election_timeout: c.election_timeout,
@@ -734,4 +736,95 @@ async fn a_broker_only_node_observes_the_log_across_failover_and_restart() {
     assert_eq!(o2.active_controller(), Some(leader as i32));
     o.shutdown().await;
     o2.shutdown().await;
+}
+
+/// KIP-853 on the store: a fourth node that knows the quorum by its bootstrap servers only
+/// joins as a learner (listed as an observer); two AddRaftVoter at once get one success and
+/// REQUEST_TIMED_OUT (one change at a time); the new voter is listed; adding it again is
+/// DUPLICATE_VOTER; removing the leader commits, the old leader steps down (a learner again,
+/// being caught up) and the other three elect a new one among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_is_added_as_a_voter_and_a_removed_leader_steps_down() {
+    use oxbow_broker::metadata::VoterChange;
+    let mut c = Cluster::start(1000).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let joiner = QuorumOptions {
+        node_id: 3,
+        log_dir: dir.path().to_path_buf(),
+        voters: Vec::new(),
+        bootstrap_servers: c.voters.iter().map(QuorumVoter::address).collect(),
+        own_address: format!("127.0.0.1:{port}"),
+        ..options(&c, 0)
+    };
+    let joined = QuorumStore::start_with_listener(joiner, listener, None)
+        .await
+        .unwrap();
+    c.nodes.push(Some(joined));
+    c.voters.push(QuorumVoter {
+        id: 3,
+        host: "127.0.0.1".into(),
+        port,
+    });
+    let leader = c.agreed_leader().await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let q = c.node(leader).quorum_info();
+        let observers: Vec<i32> = q.observers.iter().map(|o| o.id).collect();
+        let voters: Vec<i32> = q.voters.iter().map(|v| v.id).collect();
+        if observers == [3] && voters == [0, 1, 2] && c.node(3).image().offset >= first {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 not an observer: {voters:?} {observers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let add = || VoterChange::Add {
+        id: 3,
+        directory_id: uuid::Uuid::from_u128(3),
+        host: "127.0.0.1".into(),
+        port,
+        timeout_ms: 5000,
+    };
+    let store = c.node(leader).clone();
+    let (a, b) = tokio::join!(store.change_voters(add()), store.change_voters(add()));
+    let codes = [a.err().map(|e| e.code), b.err().map(|e| e.code)];
+    assert_eq!(codes, [None, Some(7)], "one change at a time");
+    let voters: Vec<i32> = store.quorum_info().voters.iter().map(|v| v.id).collect();
+    assert_eq!(voters, [0, 1, 2, 3]);
+    let again = store.change_voters(add()).await.unwrap_err();
+    assert_eq!(again.code, 126, "{again:?}");
+    let offset = c.propose(200).await;
+    c.converged(offset).await;
+
+    let removed = store
+        .change_voters(VoterChange::Remove {
+            id: leader as i32,
+            directory_id: uuid::Uuid::nil(),
+        })
+        .await;
+    assert_eq!(removed, Ok(()));
+    let rest: Vec<usize> = (0..4).filter(|i| *i != leader).collect();
+    let new_leader = c.leader_among(&rest).await;
+    assert_ne!(new_leader, leader);
+    let q = c.node(new_leader).quorum_info();
+    let voters: Vec<i32> = q.voters.iter().map(|v| v.id).collect();
+    assert_eq!(
+        voters,
+        rest.iter().map(|i| *i as i32).collect::<Vec<_>>(),
+        "{q:?}"
+    );
+    assert_eq!(
+        c.node(leader).raft_metrics().state,
+        openraft::ServerState::Learner
+    );
+    let offset = c.propose(300).await;
+    c.converged(offset).await;
 }

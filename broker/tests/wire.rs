@@ -152,6 +152,50 @@ async fn api_versions_advertise_group_version() {
     assert_eq!(finalized(&v3), Some((1, 1)));
 }
 
+/// A single node has no metadata quorum whose voters could change: kraft.version is
+/// supported 0-1 but not finalized (level 0), and AddRaftVoter / RemoveRaftVoter answer
+/// UNSUPPORTED_VERSION, as Kafka's leader does when kraft.version is 0.
+#[tokio::test]
+async fn a_single_node_refuses_voter_changes_with_kraft_version_0() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let r: ApiVersionsResponse = c.call(4, &ApiVersionsRequest::default()).await;
+    let name = StrBytes::from_static_str("kraft.version");
+    let supported = r
+        .supported_features
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| (f.min_version, f.max_version));
+    assert_eq!(supported, Some((0, 1)));
+    assert!(r.finalized_features.iter().all(|f| f.name != name));
+
+    let add: AddRaftVoterResponse = c
+        .call(
+            0,
+            &AddRaftVoterRequest::default()
+                // null: any cluster (kafka-metadata-quorum.sh sends none).
+                .with_cluster_id(None)
+                .with_timeout_ms(1000)
+                .with_voter_id(1)
+                .with_voter_directory_id(uuid::Uuid::from_u128(7))
+                .with_listeners(vec![add_raft_voter_request::Listener::default()
+                    .with_name(StrBytes::from_static_str("CONTROLLER"))
+                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_port(9093)]),
+        )
+        .await;
+    assert_eq!(add.error_code, 35, "{add:?}");
+    let remove: RemoveRaftVoterResponse = c
+        .call(
+            0,
+            &RemoveRaftVoterRequest::default()
+                .with_cluster_id(None)
+                .with_voter_id(0),
+        )
+        .await;
+    assert_eq!(remove.error_code, 35, "{remove:?}");
+}
+
 fn batch(values: &[&str]) -> Bytes {
     let records: Vec<Record> = values
         .iter()

@@ -4,7 +4,7 @@
 //! whose acknowledgements are counted, and the check that every acknowledged record is read
 //! back (with kcat) at the partition and offset it was acknowledged at.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -392,4 +392,78 @@ impl VerifiableProducer {
     pub fn output(&self) -> String {
         self.process.to_string()
     }
+}
+
+/// The ids in a `kafka-metadata-quorum.sh describe --status` line such as
+/// `CurrentObservers: [{"id": 3, "directoryId": "…"}, …]`.
+pub fn ids_in(line: &str) -> BTreeSet<i32> {
+    line.split("\"id\":")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+/// Waits until `describe --status` lists exactly `voters` and `observers`, and
+/// `describe --replication` names each voter Leader or Follower and each observer Observer,
+/// as Kafka prints them; answers the status output.
+pub fn wait_for_quorum(t: &Tools, c: &Cluster, voters: &[i32], observers: &[i32]) -> String {
+    let voters: BTreeSet<i32> = voters.iter().copied().collect();
+    let observers: BTreeSet<i32> = observers.iter().copied().collect();
+    let mut last = String::new();
+    c.wait_until(
+        Duration::from_secs(90),
+        "the quorum's voters and observers",
+        |c| {
+            let bs = c.bootstrap();
+            let status = t.run_with(
+                "kafka-metadata-quorum.sh",
+                &["--bootstrap-server", &bs, "describe", "--status"],
+                None,
+                Duration::from_secs(60),
+            );
+            let replication = t.run_with(
+                "kafka-metadata-quorum.sh",
+                &["--bootstrap-server", &bs, "describe", "--replication"],
+                None,
+                Duration::from_secs(60),
+            );
+            last = format!("{status}\n{replication}");
+            if !status.success() || !replication.success() {
+                return false;
+            }
+            let line = |prefix: &str| {
+                status
+                    .stdout
+                    .lines()
+                    .find(|l| l.starts_with(prefix))
+                    .map(ids_in)
+                    .unwrap_or_default()
+            };
+            // --replication: one row per replica, its node id first and its status last.
+            let rows: BTreeMap<i32, String> = replication
+                .stdout
+                .lines()
+                .filter_map(|l| {
+                    let mut cols = l.split_whitespace();
+                    let id = cols.next()?.parse().ok()?;
+                    Some((id, cols.last()?.to_string()))
+                })
+                .collect();
+            line("CurrentVoters:") == voters
+                && line("CurrentObservers:") == observers
+                && voters.iter().all(|v| {
+                    rows.get(v)
+                        .is_some_and(|s| s == "Leader" || s == "Follower")
+                })
+                && observers
+                    .iter()
+                    .all(|o| rows.get(o).is_some_and(|s| s == "Observer"))
+        },
+    );
+    last
 }

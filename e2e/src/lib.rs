@@ -402,6 +402,9 @@ pub struct Broker {
     /// False for a controller-only node: it has no client listener, so readiness is its
     /// CONTROLLER port and clients are never pointed at it.
     serves_clients: bool,
+    /// Extra arguments for Kafka's `kafka-storage.sh format` (a dynamic quorum's
+    /// `--initial-controllers …` or `--no-initial-controllers`).
+    format_args: Vec<String>,
 }
 
 /// Where a broker listens and runs: its client address, network namespace and ports.
@@ -530,6 +533,7 @@ impl Broker {
                 .collect(),
             open_files_limit: None,
             serves_clients: true,
+            format_args: Vec::new(),
             dir,
         };
         adjust(&mut broker);
@@ -748,7 +752,14 @@ impl Broker {
                 &format!("PLAINTEXT://127.0.0.1:{}", self.port),
             );
             put("process.roles", "broker,controller");
-            put("controller.quorum.voters", &format!("0@127.0.0.1:{c}"));
+            // A dynamic quorum (KIP-853) is found through its bootstrap servers instead.
+            if !self
+                .overrides
+                .iter()
+                .any(|(k, _)| k == "controller.quorum.bootstrap.servers")
+            {
+                put("controller.quorum.voters", &format!("0@127.0.0.1:{c}"));
+            }
             put("controller.listener.names", "CONTROLLER");
             put(
                 "listener.security.protocol.map",
@@ -805,11 +816,13 @@ impl Broker {
         let mut cmd = Command::new(bin.join("kafka-storage.sh"));
         let cluster_id = "b3hib3ctZTJlLWNsdXN0QQ"; // any 16-byte base64 id
         let cfg = self.config_path().display().to_string();
-        cmd.args(["format", "-t", cluster_id, "-c", &cfg]);
+        let mut args = vec!["format", "-t", cluster_id, "-c", &cfg];
+        args.extend(self.format_args.iter().map(String::as_str));
+        cmd.args(&args);
         let out = run_command(
             cmd,
             "kafka-storage.sh",
-            &["format", "-t", cluster_id, "-c", &cfg],
+            &args,
             None,
             Duration::from_secs(120),
         );
@@ -1024,14 +1037,74 @@ impl Cluster {
 
     /// `n` nodes of `flavor`, all started before any is waited for.
     pub fn start(flavor: Flavor, n: usize, overrides: &[(&str, &str)]) -> Cluster {
-        Cluster::launch(flavor, &vec![Role::Combined; n], overrides, None)
+        Cluster::launch(flavor, &vec![Role::Combined; n], overrides, None, false)
+    }
+
+    /// `n` combined voters whose quorum can change its voters at runtime (KIP-853), so that
+    /// [`Cluster::add_joining_node`] and `kafka-metadata-quorum.sh add-controller` /
+    /// `remove-controller` can change it. Apache Kafka needs it formatted so
+    /// (`kafka-storage.sh format --initial-controllers id@host:port:directory-id,…`, the nodes
+    /// configured with `controller.quorum.bootstrap.servers`, kraft.version 1); oxbow's
+    /// quorum keeps its membership in its Raft log, so its voters start from
+    /// `controller.quorum.voters` as usual.
+    pub fn start_dynamic(flavor: Flavor, n: usize, overrides: &[(&str, &str)]) -> Cluster {
+        Cluster::launch(flavor, &vec![Role::Combined; n], overrides, None, true)
+    }
+
+    /// Starts one more combined node (`node.id` the next index, answered) that joins the
+    /// quorum through `controller.quorum.bootstrap.servers` (every voter's CONTROLLER
+    /// listener) without being a voter: a non-voter until AddRaftVoter adds it (Kafka's
+    /// storage is formatted with `--no-initial-controllers`). Waits until it is ready.
+    pub fn add_joining_node(&mut self) -> usize {
+        assert!(self.net.is_none(), "joining nodes run on loopback only");
+        let index = self.nodes.len();
+        let flavor = self.flavor();
+        let bootstrap_servers = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.overrides
+                    .iter()
+                    .any(|(k, v)| k == "process.roles" && v.contains("controller"))
+            })
+            .map(|n| format!("127.0.0.1:{}", n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let id = index.to_string();
+        let mut props: Vec<(&str, &str)> = self.nodes[0]
+            .overrides
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "node.id" | "controller.quorum.voters" | "controller.quorum.bootstrap.servers"
+                )
+            })
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        props.push(("node.id", &id));
+        props.push(("controller.quorum.bootstrap.servers", &bootstrap_servers));
+        let mut node = Broker::prepare_with(
+            flavor,
+            Endpoint::loopback(free_port(), free_port()),
+            &props,
+            &[],
+            |b| {
+                if flavor == Flavor::Kafka {
+                    b.format_args = vec!["--no-initial-controllers".to_string()];
+                }
+            },
+        );
+        node.spawn();
+        self.nodes.push(node);
+        index
     }
 
     /// One node of `flavor` per entry of `roles` (node `i` has `node.id` `i`); the voters are
     /// the combined and controller-only nodes. Waits until Metadata lists every node that
     /// has the broker role.
     pub fn start_roles(flavor: Flavor, roles: &[Role], overrides: &[(&str, &str)]) -> Cluster {
-        Cluster::launch(flavor, roles, overrides, None)
+        Cluster::launch(flavor, roles, overrides, None, false)
     }
 
     /// `n` nodes of `flavor`, each in its own network namespace (see [`netns`]): clients reach
@@ -1051,6 +1124,7 @@ impl Cluster {
             &vec![Role::Combined; n],
             overrides,
             Some(lab),
+            false,
         ))
     }
 
@@ -1059,6 +1133,7 @@ impl Cluster {
         roles: &[Role],
         overrides: &[(&str, &str)],
         net: Option<netns::NetLab>,
+        dynamic: bool,
     ) -> Cluster {
         let n = roles.len();
         let endpoints: Vec<Endpoint> = (0..n)
@@ -1079,6 +1154,27 @@ impl Cluster {
             .map(|(id, e)| match &net {
                 None => format!("{id}@127.0.0.1:{}", e.controller_port),
                 Some(lab) => format!("{id}@{}:{}", lab.internal_addr(id), e.controller_port),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        // A dynamic quorum on Kafka: the voters' directory ids are chosen here and written by
+        // `kafka-storage.sh format --initial-controllers`; the nodes find the quorum through
+        // `controller.quorum.bootstrap.servers`.
+        let dynamic_kafka = dynamic && flavor == Flavor::Kafka;
+        let voter_ids: Vec<usize> = (0..n).filter(|i| roles[*i].votes()).collect();
+        let bootstrap_servers = voter_ids
+            .iter()
+            .map(|i| format!("127.0.0.1:{}", endpoints[*i].controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let initial_controllers = voter_ids
+            .iter()
+            .map(|i| {
+                format!(
+                    "{i}@127.0.0.1:{}:{}",
+                    endpoints[*i].controller_port,
+                    directory_id(*i)
+                )
             })
             .collect::<Vec<_>>()
             .join(",");
@@ -1160,6 +1256,10 @@ impl Cluster {
                     ("broker.heartbeat.interval.ms", "2000"),
                     ("replica.lag.time.max.ms", "30000"),
                 ];
+                if dynamic_kafka {
+                    props.retain(|(k, _)| *k != "controller.quorum.voters");
+                    props.push(("controller.quorum.bootstrap.servers", &bootstrap_servers));
+                }
                 props.extend(overrides.iter().copied());
                 // Later entries win; keep the last value of each key only.
                 let mut seen = std::collections::HashSet::new();
@@ -1175,6 +1275,16 @@ impl Cluster {
                 }
                 Broker::prepare_with(flavor, endpoint, &deduped, &[], |b| {
                     b.serves_clients = role != Role::Controller;
+                    if dynamic_kafka {
+                        b.format_args = if role.votes() {
+                            vec![
+                                "--initial-controllers".to_string(),
+                                initial_controllers.clone(),
+                            ]
+                        } else {
+                            vec!["--no-initial-controllers".to_string()]
+                        };
+                    }
                 })
             })
             .collect();
@@ -1644,4 +1754,31 @@ macro_rules! tools_or_skip {
             None => return,
         }
     };
+}
+
+/// A Kafka directory id (a uuid in URL-safe base64 without padding) for node `node`: the
+/// clock and the node id, so ids differ between nodes and runs.
+fn directory_id(node: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&(nanos ^ 0x5a5a_5a5a_5a5a_5a5a).to_be_bytes());
+    bytes[8..].copy_from_slice(&(node as u64 + 1).to_be_bytes());
+    let mut out = String::with_capacity(22);
+    let (mut acc, mut bits) = (0u32, 0);
+    for b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
 }

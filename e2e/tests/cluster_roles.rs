@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use oxbow_e2e::cluster_tools::{
     active_controller, assert_acknowledged_are_stored, create_topic as create, describe, read_all,
-    wait_for_isr, VerifiableProducer,
+    wait_for_isr, wait_for_quorum, VerifiableProducer,
 };
-use oxbow_e2e::{tools_or_skip, Cluster, Flavor, Role, Tools};
+use oxbow_e2e::{tools_or_skip, Cluster, Flavor, Role};
 
 /// The fault tests' equal, short failure detection on both implementations.
 const FAST_FAILURE_DETECTION: &[(&str, &str)] = &[
@@ -19,80 +19,6 @@ const FAST_FAILURE_DETECTION: &[(&str, &str)] = &[
     ("broker.heartbeat.interval.ms", "1000"),
     ("replica.lag.time.max.ms", "6000"),
 ];
-
-/// The ids in a `kafka-metadata-quorum.sh describe --status` line such as
-/// `CurrentObservers: [{"id": 3, "directoryId": "…"}, …]`.
-fn ids_in(line: &str) -> BTreeSet<i32> {
-    line.split("\"id\":")
-        .skip(1)
-        .filter_map(|rest| {
-            rest.trim_start()
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse().ok())
-        })
-        .collect()
-}
-
-/// Waits until `describe --status` lists exactly `voters` and `observers`, and
-/// `describe --replication` names each voter Leader or Follower and each observer Observer,
-/// as Kafka prints them; answers the status output.
-fn wait_for_quorum(t: &Tools, c: &Cluster, voters: &[i32], observers: &[i32]) -> String {
-    let voters: BTreeSet<i32> = voters.iter().copied().collect();
-    let observers: BTreeSet<i32> = observers.iter().copied().collect();
-    let mut last = String::new();
-    c.wait_until(
-        Duration::from_secs(90),
-        "the quorum's voters and observers",
-        |c| {
-            let bs = c.bootstrap();
-            let status = t.run_with(
-                "kafka-metadata-quorum.sh",
-                &["--bootstrap-server", &bs, "describe", "--status"],
-                None,
-                Duration::from_secs(60),
-            );
-            let replication = t.run_with(
-                "kafka-metadata-quorum.sh",
-                &["--bootstrap-server", &bs, "describe", "--replication"],
-                None,
-                Duration::from_secs(60),
-            );
-            last = format!("{status}\n{replication}");
-            if !status.success() || !replication.success() {
-                return false;
-            }
-            let line = |prefix: &str| {
-                status
-                    .stdout
-                    .lines()
-                    .find(|l| l.starts_with(prefix))
-                    .map(ids_in)
-                    .unwrap_or_default()
-            };
-            // --replication: one row per replica, its node id first and its status last.
-            let rows: BTreeMap<i32, String> = replication
-                .stdout
-                .lines()
-                .filter_map(|l| {
-                    let mut cols = l.split_whitespace();
-                    let id = cols.next()?.parse().ok()?;
-                    Some((id, cols.last()?.to_string()))
-                })
-                .collect();
-            line("CurrentVoters:") == voters
-                && line("CurrentObservers:") == observers
-                && voters.iter().all(|v| {
-                    rows.get(v)
-                        .is_some_and(|s| s == "Leader" || s == "Follower")
-                })
-                && observers
-                    .iter()
-                    .all(|o| rows.get(o).is_some_and(|s| s == "Observer"))
-        },
-    );
-    last
-}
 
 /// The ids Metadata lists as brokers and the controller id it names (`kcat -L -J`).
 fn metadata_brokers(c: &Cluster) -> (BTreeSet<i32>, i32) {

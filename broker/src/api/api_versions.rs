@@ -50,21 +50,40 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, _request: ApiVersionsRequest) -> ApiVe
                 .with_min_version(GROUP_VERSION.0)
                 .with_max_version(GROUP_VERSION.1),
         );
+        // kraft.version 1 (KIP-853): the voter set can change at runtime.
+        supported.push(
+            SupportedFeatureKey::default()
+                .with_name(str_bytes("kraft.version"))
+                .with_min_version(0)
+                .with_max_version(1),
+        );
+    }
+    let mut finalized = vec![
+        FinalizedFeatureKey::default()
+            .with_name(str_bytes("metadata.version"))
+            .with_min_version_level(METADATA_VERSION_LEVEL)
+            .with_max_version_level(METADATA_VERSION_LEVEL),
+        FinalizedFeatureKey::default()
+            .with_name(str_bytes("group.version"))
+            .with_min_version_level(GROUP_VERSION_FINALIZED)
+            .with_max_version_level(GROUP_VERSION_FINALIZED),
+    ];
+    // kraft.version 1 where the voters can change at runtime (a replicated quorum); a
+    // feature at level 0 is not finalized at all, as in Kafka.
+    let kraft_version = ctx.broker.kraft_version();
+    if kraft_version > 0 {
+        finalized.push(
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes("kraft.version"))
+                .with_min_version_level(kraft_version)
+                .with_max_version_level(kraft_version),
+        );
     }
     ApiVersionsResponse::default()
         .with_api_keys(api_keys())
         .with_supported_features(supported)
         .with_finalized_features_epoch(0)
-        .with_finalized_features(vec![
-            FinalizedFeatureKey::default()
-                .with_name(str_bytes("metadata.version"))
-                .with_min_version_level(METADATA_VERSION_LEVEL)
-                .with_max_version_level(METADATA_VERSION_LEVEL),
-            FinalizedFeatureKey::default()
-                .with_name(str_bytes("group.version"))
-                .with_min_version_level(GROUP_VERSION_FINALIZED)
-                .with_max_version_level(GROUP_VERSION_FINALIZED),
-        ])
+        .with_finalized_features(finalized)
 }
 
 /// The response to an ApiVersions request of a version we do not serve: v0 encoding,

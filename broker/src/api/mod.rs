@@ -6,6 +6,7 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod add_raft_voter;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
@@ -43,6 +44,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod remove_raft_voter;
 mod sync_group;
 mod txn_offset_commit;
 mod write_txn_markers;
@@ -227,6 +229,8 @@ apis! {
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest, incremental_alter_configs, 0..=1;
     DescribeCluster => DescribeClusterRequest, describe_cluster, 0..=1;
     DescribeQuorum => DescribeQuorumRequest, describe_quorum, 0..=2;
+    AddRaftVoter => AddRaftVoterRequest, add_raft_voter, 0..=0;
+    RemoveRaftVoter => RemoveRaftVoterRequest, remove_raft_voter, 0..=0;
     ElectLeaders => ElectLeadersRequest, elect_leaders, 0..=2;
     AlterPartitionReassignments => AlterPartitionReassignmentsRequest, alter_partition_reassignments, 0..=0;
     ListPartitionReassignments => ListPartitionReassignmentsRequest, list_partition_reassignments, 0..=0;

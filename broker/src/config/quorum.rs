@@ -13,9 +13,13 @@
 //! - a voter list without this node while `process.roles` has `controller` (and one with it
 //!   while it is `broker` only), as Kafka refuses them; a broker-only node serving a
 //!   controller listener, or naming neither voters nor bootstrap servers;
-//! - `controller.quorum.bootstrap.servers` naming other nodes without `controller.quorum.voters`:
-//!   that is KIP-853's dynamic quorum, where voters join by `kafka-metadata-quorum.sh
-//!   add-controller`; Oxbow's quorum membership is static (the voter list);
+//! - `controller.quorum.bootstrap.servers` naming other nodes without `controller.quorum.voters`
+//!   and without `process.roles` (Kafka needs the roles for KRaft).
+//!
+//! With `process.roles` naming `controller`, `controller.quorum.bootstrap.servers` naming other
+//! nodes and no voter list, the node joins an existing quorum as a non-voter (KIP-853's
+//! dynamic quorum, [`QuorumConfig::joins_dynamically`]): it replicates the log and becomes a
+//! voter only when `kafka-metadata-quorum.sh add-controller` (AddRaftVoter) adds it.
 //! - `process.roles=broker` alone: such a node would be a quorum observer that only replays
 //!   the log, which is not served yet.
 //!
@@ -62,6 +66,9 @@ pub struct QuorumConfig {
     pub voters: Vec<QuorumVoter>,
     /// `controller.quorum.bootstrap.servers` as (host, port).
     pub bootstrap_servers: Vec<(String, u16)>,
+    /// A controller without a voter list whose bootstrap servers name other nodes: it joins
+    /// the quorum they run as a non-voter (see [`QuorumConfig::joins_dynamically`]).
+    pub dynamic: bool,
     /// `controller.quorum.election.timeout.ms` (1000): a candidate that has not won waits a
     /// random time up to this long before the next election.
     pub election_timeout_ms: u64,
@@ -83,6 +90,7 @@ impl QuorumConfig {
             controller: true,
             voters: Vec::new(),
             bootstrap_servers: Vec::new(),
+            dynamic: false,
             election_timeout_ms: 1000,
             fetch_timeout_ms: 2000,
             request_timeout_ms: 2000,
@@ -95,7 +103,15 @@ impl QuorumConfig {
     /// controller-only one serves other nodes), so the broker must run the quorum store or
     /// observer rather than `LocalMetadataStore`.
     pub fn is_replicated(&self) -> bool {
-        self.voters.len() > 1 || !self.broker || !self.controller
+        self.voters.len() > 1 || !self.broker || !self.controller || self.dynamic
+    }
+
+    /// True for a controller that joins a running quorum through
+    /// `controller.quorum.bootstrap.servers` (no `controller.quorum.voters`; KIP-853): it
+    /// starts as a non-voter (an openraft learner, listed as an observer) and votes once
+    /// AddRaftVoter added it; after that its log's membership says it is a voter.
+    pub fn joins_dynamically(&self) -> bool {
+        self.dynamic
     }
 
     /// True for `process.roles=broker`: a quorum observer that replays the metadata log
@@ -168,6 +184,7 @@ pub(crate) fn parse_quorum(
             .into_iter()
             .map(|s| parse_endpoint("controller.quorum.bootstrap.servers", bootstrap_raw, s))
             .collect::<Result<_, _>>()?,
+        dynamic: false,
         election_timeout_ms: timeout(
             "controller.quorum.election.timeout.ms",
             timeouts.election_timeout_ms,
@@ -284,13 +301,32 @@ pub(crate) fn parse_quorum(
         return Ok(config);
     }
 
-    // No voter list: only a bootstrap list that names this node alone describes a quorum
-    // (of one) that Oxbow can serve without KIP-853's dynamic membership.
+    // No voter list: a bootstrap list that names this node alone is a single node; one that
+    // names others is a quorum this node joins as a non-voter (KIP-853), when the roles say
+    // it is a KRaft controller.
+    let names_others = config
+        .bootstrap_servers
+        .iter()
+        .any(|(host, port)| !is_self(host, *port));
+    if names_others && !process_roles.is_empty() {
+        if controllers.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "controller.quorum.bootstrap.servers={bootstrap_raw}: a controller that joins a \
+                 quorum needs a controller listener ({})",
+                own()
+            )));
+        }
+        return Ok(QuorumConfig {
+            dynamic: true,
+            ..config
+        });
+    }
     if config.bootstrap_servers.len() > 1 {
         return Err(ConfigError::Invalid(format!(
             "controller.quorum.bootstrap.servers={bootstrap_raw} names {} controllers but \
-             controller.quorum.voters is not set: a dynamic quorum (KIP-853) is not served; \
-             list the voters as controller.quorum.voters=id@host:port,...",
+             neither controller.quorum.voters nor process.roles is set: set process.roles to \
+             join that quorum (KIP-853), or list the voters as \
+             controller.quorum.voters=id@host:port,...",
             config.bootstrap_servers.len()
         )));
     }
@@ -298,8 +334,9 @@ pub(crate) fn parse_quorum(
         if !is_self(host, *port) {
             return Err(ConfigError::Invalid(format!(
                 "controller.quorum.bootstrap.servers={bootstrap_raw}: {host}:{port} is not this \
-                 node ({}) and controller.quorum.voters is not set: a dynamic quorum (KIP-853) \
-                 is not served; list the voters as controller.quorum.voters=id@host:port,...",
+                 node ({}) and neither controller.quorum.voters nor process.roles is set: set \
+                 process.roles to join that quorum (KIP-853), or list the voters as \
+                 controller.quorum.voters=id@host:port,...",
                 own()
             )));
         }
@@ -494,6 +531,20 @@ mod tests {
         );
         let e = check("broker,broker,controller", "", "").unwrap_err();
         assert!(e.contains("Duplicate role names"), "{e}");
+    }
+
+    #[test]
+    fn a_controller_with_bootstrap_servers_naming_others_joins_dynamically() {
+        for roles in ["broker,controller", "controller"] {
+            let q = check(roles, "", "a:9093,b:9093").unwrap();
+            assert!(q.joins_dynamically() && q.is_replicated(), "{roles}");
+            assert!(q.voters.is_empty());
+        }
+        // Naming this node alone is still the single node; a voter list is the static quorum.
+        let q = check("broker,controller", "", "127.0.0.1:9093").unwrap();
+        assert!(!q.joins_dynamically() && !q.is_replicated());
+        let q = check("broker,controller", "1@127.0.0.1:9093,2@b:9093", "a:9093").unwrap();
+        assert!(!q.joins_dynamically() && q.is_replicated());
     }
 
     fn broker_only(voters: &str, bootstrap: &str) -> Result<QuorumConfig, String> {

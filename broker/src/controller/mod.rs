@@ -327,6 +327,10 @@ pub enum ControllerRequest {
     /// it to the active controller, since only the leader knows every voter's log end
     /// offset and last fetch; answered from the quorum's state, commits nothing.
     DescribeQuorum,
+    /// AddRaftVoter / RemoveRaftVoter (KIP-853, `kafka-metadata-quorum.sh add-controller` /
+    /// `remove-controller`): carried out by the metadata store of the active controller,
+    /// not decided on an image.
+    ChangeVoters(crate::metadata::VoterChange),
 }
 
 /// The result of one partition of ElectLeaders or AlterPartitionReassignments.
@@ -569,10 +573,12 @@ pub fn decide(
         )),
         // The image does not hold the quorum's replication progress: the service answers it
         // from the metadata store before deciding anything (`Controller::handle_at`).
-        ControllerRequest::DescribeQuorum => Err(ControllerError::new(
-            ResponseError::UnknownServerError,
-            "DescribeQuorum is answered from the quorum's state, not decided on an image",
-        )),
+        ControllerRequest::DescribeQuorum | ControllerRequest::ChangeVoters(_) => {
+            Err(ControllerError::new(
+                ResponseError::UnknownServerError,
+                "quorum requests are answered from the quorum's state, not decided on an image",
+            ))
+        }
     }
 }
 

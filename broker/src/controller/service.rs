@@ -118,6 +118,21 @@ impl Controller {
                 _ => Err(ControllerError::not_controller(active)),
             };
         }
+        // Voter changes are the store's (Raft membership), not records decided on the image;
+        // the store itself answers NOT_CONTROLLER off the leader and runs one at a time.
+        if let ControllerRequest::ChangeVoters(change) = request {
+            return match self.store.change_voters(change).await {
+                Ok(()) => Ok(ControllerReply::Done),
+                Err(e) if e.code == ResponseError::NotController.code() => Err(
+                    ControllerError::not_controller(self.store.active_controller()),
+                ),
+                Err(e) => Err(ControllerError {
+                    code: e.code,
+                    message: Some(e.message),
+                    active_controller: None,
+                }),
+            };
+        }
         let mut inner = self.inner.lock().await;
         self.check_active(&mut inner)?;
         let image = self.store.image();

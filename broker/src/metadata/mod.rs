@@ -425,6 +425,41 @@ pub struct QuorumInfo {
     pub observers: Vec<QuorumReplica>,
 }
 
+/// A KIP-853 change of the quorum's voters, as AddRaftVoter and RemoveRaftVoter ask it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoterChange {
+    /// Make `id`, reached at `host:port` on its controller listener, a voter: caught up as a
+    /// non-voter first, within `timeout_ms`.
+    Add {
+        /// Its node id.
+        id: i32,
+        /// Its metadata log dir's `directory.id` (nil: none given).
+        directory_id: Uuid,
+        /// Its controller listener's host.
+        host: String,
+        /// Its controller listener's port.
+        port: u16,
+        /// The request's TimeoutMs.
+        timeout_ms: i32,
+    },
+    /// Make `id` a voter no more.
+    Remove {
+        /// Its node id.
+        id: i32,
+        /// Its `directory.id` as the request names it.
+        directory_id: Uuid,
+    },
+}
+
+/// A refused or failed [`VoterChange`]: Kafka's error code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterChangeError {
+    /// Kafka's error code.
+    pub code: i16,
+    /// Its message.
+    pub message: String,
+}
+
 /// The one interface to cluster metadata.
 pub trait MetadataStore: Send + Sync {
     /// The latest image this node has applied.
@@ -453,6 +488,27 @@ pub trait MetadataStore: Send + Sync {
 
     /// The quorum's state for DescribeQuorum.
     fn quorum_info(&self) -> QuorumInfo;
+
+    /// Carries out `change` on the active controller of a replicated quorum and resolves once
+    /// it is committed. Stores without Raft voters (the single node) answer
+    /// UNSUPPORTED_VERSION, as Kafka does when `kraft.version` is 0.
+    fn change_voters(&self, change: VoterChange) -> BoxFuture<'_, Result<(), VoterChangeError>> {
+        let _ = change;
+        Box::pin(async {
+            Err(VoterChangeError {
+                code: kafka_protocol::ResponseError::UnsupportedVersion.code(),
+                message: "Cluster doesn't support changing voters because the kraft.version \
+                          feature is 0 (a single node has no metadata quorum)"
+                    .to_string(),
+            })
+        })
+    }
+
+    /// The `kraft.version` feature level: 1 where the voter set can change at runtime (the
+    /// replicated quorum, whose membership is in its Raft log), 0 for the single node.
+    fn kraft_version(&self) -> i16 {
+        0
+    }
 }
 
 /// A new cluster id in Kafka's format: a random UUID as 22 characters of URL-safe base64.

@@ -8,7 +8,10 @@
 //! - [`network`]: the control channel on the CONTROLLER listener (client, server, framing).
 //!
 //! Decisions (written down for the lead and the README):
-//! - **Membership is static**: the voters are `controller.quorum.voters`. A new quorum is
+//! - **Membership** starts as `controller.quorum.voters` and then is what the Raft log says:
+//!   AddRaftVoter and RemoveRaftVoter change it one voter at a time ([`voters`]), and a
+//!   controller configured with `controller.quorum.bootstrap.servers` alone joins as a
+//!   learner ([`join_quorum`]) until it is added. A new quorum is
 //!   bootstrapped by the voter with the lowest id once every configured voter answers and
 //!   none has quorum state yet; the others wait to hear from the leader. After that each node
 //!   restarts from its own log (a voter that lost its disk rejoins empty and is caught up by
@@ -52,6 +55,7 @@ pub mod network;
 pub mod observer;
 mod rejoin;
 pub mod state_machine;
+pub mod voters;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -63,7 +67,9 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
-use openraft::{BasicNode, Config, Raft, RaftLogReader, ServerState, SnapshotPolicy};
+use openraft::{
+    BasicNode, ChangeMembers, Config, Raft, RaftLogReader, ServerState, SnapshotPolicy,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
@@ -78,7 +84,8 @@ use self::network::{
 use self::state_machine::StateMachine;
 use super::{
     BoxFuture, BrokerEndpoint, Error, MetadataBatch, MetadataImage, MetadataRecord, MetadataStore,
-    ProposeError, QuorumInfo, QuorumReplica, METADATA_RECORD_VERSION,
+    ProposeError, QuorumInfo, QuorumReplica, VoterChange, VoterChangeError,
+    METADATA_RECORD_VERSION,
 };
 use crate::config::{BrokerConfig, QuorumVoter};
 
@@ -116,8 +123,14 @@ pub struct QuorumOptions {
     pub node_id: i32,
     /// The first log dir: its `meta.properties` pins node and cluster id.
     pub log_dir: PathBuf,
-    /// `controller.quorum.voters`.
+    /// `controller.quorum.voters`; empty for a node that joins through `bootstrap_servers`.
     pub voters: Vec<QuorumVoter>,
+    /// `controller.quorum.bootstrap.servers` as `host:port`: with no voter list naming this
+    /// node, it joins the quorum they run as a non-voter (KIP-853, see [`join_quorum`]).
+    pub bootstrap_servers: Vec<String>,
+    /// This node's control address as the leader should dial it (its first controller
+    /// listener; a wildcard host is taken as `localhost`), sent when it joins.
+    pub own_address: String,
     /// The name voters' control listeners go by (the first of `controller.listener.names`),
     /// as DescribeQuorum v2 lists them.
     pub controller_listener: String,
@@ -151,6 +164,34 @@ impl QuorumOptions {
             node_id: config.node_id,
             log_dir,
             voters: q.voters.clone(),
+            bootstrap_servers: q
+                .bootstrap_servers
+                .iter()
+                .map(|(host, port)| {
+                    QuorumVoter {
+                        id: -1,
+                        host: host.clone(),
+                        port: *port,
+                    }
+                    .address()
+                })
+                .collect(),
+            own_address: config
+                .controller_listeners()
+                .first()
+                .map(|l| {
+                    let host = match l.host.as_str() {
+                        "" | "0.0.0.0" | "::" => "localhost".to_string(),
+                        host => host.to_string(),
+                    };
+                    QuorumVoter {
+                        id: config.node_id,
+                        host,
+                        port: l.port,
+                    }
+                    .address()
+                })
+                .unwrap_or_default(),
             controller_listener: config
                 .controller_listener_names
                 .first()
@@ -212,13 +253,50 @@ impl QuorumOptions {
             max_in_snapshot_log_to_keep: self.entries_kept_after_snapshot,
             // A voter of a quorum of several starts with its election timer off; [`rejoin`]
             // turns it on once it knows no live leader would be deposed by it.
-            enable_elect: self.voters.len() <= 1,
+            // A node that joins (no voter list) is not a voter yet: it waits like a restarted one.
+            enable_elect: self.voters.len() == 1,
             ..Config::default()
         };
         config
             .validate()
             .map_err(|e| StartError::Refused(format!("invalid quorum timeouts: {e}")))
     }
+}
+
+/// The leader as the rest of Oxbow should see it: openraft's, except that a leader the
+/// membership no longer names as a voter (it removed itself) is no longer taken as the
+/// active controller, although openraft 0.9 lets it go on leading (see [`resign`]).
+fn effective_leader(m: &openraft::RaftMetrics<u64, BasicNode>) -> Option<u64> {
+    match m.current_leader {
+        Some(leader) if leader == m.id => m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == m.id)
+            .then_some(leader),
+        other => other,
+    }
+}
+
+/// A leader that removed itself from the voters resigns. openraft 0.9's leader "steps down"
+/// after such a change but keeps its committed vote, so it goes on leading and heartbeating
+/// as a learner and the voters never elect another. So its heartbeats stop (it proposes
+/// nothing either: [`effective_leader`] makes it refuse), the voters elect a new leader after
+/// `controller.quorum.fetch.timeout.ms` (Kafka's resigning leader sends EndQuorumEpoch,
+/// which is faster), and once another leads its heartbeats are switched on again for a later
+/// term in which it might lead.
+async fn resign(raft: Raft<TypeConfig>) {
+    let me = raft.metrics().borrow().id;
+    info!(
+        node_id = me,
+        "removed from the voters while leading: stepping down"
+    );
+    raft.runtime_config().heartbeat(false);
+    let _ = raft
+        .metrics()
+        .wait_for(|m| m.current_leader != Some(me))
+        .await;
+    raft.runtime_config().heartbeat(true);
 }
 
 /// Kafka node ids are non-negative i32; openraft's are u64.
@@ -239,20 +317,27 @@ pub struct QuorumStore {
     local_addr: SocketAddr,
     /// Installed by the broker once its controller service exists.
     controller: Arc<RwLock<Option<ControllerHandler>>>,
-    /// Control clients to the other voters, for forwarding controller requests.
+    /// Control clients to the other voters of `controller.quorum.voters`, for forwarding
+    /// controller requests.
     peers: BTreeMap<i32, Arc<ControlClient>>,
+    /// Control clients to voters that joined at runtime (KIP-853), by id, with the address
+    /// the membership names (a new address replaces the client).
+    dynamic_peers: Mutex<BTreeMap<i32, (String, Arc<ControlClient>)>>,
+    request_timeout: Duration,
+    /// Held while a voter change (AddRaftVoter, RemoveRaftVoter) runs: one at a time.
+    voter_change: Arc<tokio::sync::Mutex<()>>,
     fetch_timeout: Duration,
     propose_timeout: Duration,
     /// Set when this node found it belongs to another cluster than its quorum's log.
     refusal: Arc<Mutex<Option<String>>>,
     /// Voters' control listeners, for DescribeQuorum.
     listeners: BTreeMap<i32, Vec<BrokerEndpoint>>,
+    /// The name of the control listener (for voters that joined at runtime).
+    controller_listener: String,
     /// When the leader last saw each replica's log advance and catch up (ms since the epoch).
     progress: Arc<Mutex<BTreeMap<u64, ReplicaProgress>>>,
     /// Observers' last fetches, while this node leads (cleared when it stops leading).
     observers: Mutex<ObserverFetches>,
-    /// Every voter's id and control address, told to observers.
-    voter_addresses: Vec<(i32, String)>,
     /// The log and state machine Raft drives, read to answer observers.
     log: LogStore,
     state_machine: StateMachine,
@@ -328,7 +413,8 @@ impl QuorumStore {
         handler: Option<ControllerHandler>,
     ) -> Result<Arc<QuorumStore>, StartError> {
         let node_id = options.node_id;
-        if !options.voters.iter().any(|v| v.id == node_id) {
+        let joins = options.voters.is_empty() && !options.bootstrap_servers.is_empty();
+        if !joins && !options.voters.iter().any(|v| v.id == node_id) {
             return Err(StartError::Refused(format!(
                 "node.id {node_id} is not one of controller.quorum.voters"
             )));
@@ -376,6 +462,9 @@ impl QuorumStore {
             local_addr,
             controller: controller.clone(),
             peers,
+            dynamic_peers: Mutex::new(BTreeMap::new()),
+            request_timeout: options.request_timeout,
+            voter_change: Arc::new(tokio::sync::Mutex::new(())),
             fetch_timeout: options.fetch_timeout,
             propose_timeout: options.fetch_timeout + options.election_timeout,
             refusal: Arc::new(Mutex::new(None)),
@@ -395,9 +484,9 @@ impl QuorumStore {
                     )
                 })
                 .collect(),
+            controller_listener: options.controller_listener.clone(),
             progress: Arc::new(Mutex::new(BTreeMap::new())),
             observers: Mutex::new(ObserverFetches::default()),
-            voter_addresses: options.voters.iter().map(|v| (v.id, v.address())).collect(),
             log: log.clone(),
             state_machine,
             tasks: Mutex::new(Vec::new()),
@@ -467,7 +556,9 @@ impl QuorumStore {
             closed,
             options.probe_timing(),
         )));
-        if pristine {
+        if joins {
+            tasks.push(tokio::spawn(join_quorum(options.clone(), raft.clone())));
+        } else if pristine {
             tasks.push(tokio::spawn(bootstrap(
                 options.clone(),
                 raft.clone(),
@@ -507,7 +598,7 @@ impl QuorumStore {
         };
         let respond = |records, quorum| FetchMetadataResponse {
             leader_id: leader.map(kafka_id),
-            voters: self.voter_addresses.clone(),
+            voters: self.voter_addresses(),
             quorum,
             records,
         };
@@ -610,8 +701,7 @@ impl QuorumStore {
         request: serde_json::Value,
     ) -> Result<serde_json::Value, String> {
         let client = self
-            .peers
-            .get(&node_id)
+            .peer(node_id)
             .ok_or_else(|| format!("node {node_id} is not another voter of this quorum"))?;
         match client
             .call(&ControlRequest::Controller(request), None)
@@ -620,6 +710,215 @@ impl QuorumStore {
             Ok(ControlResponse::Controller(reply)) => reply,
             Ok(other) => Err(format!("unexpected answer from node {node_id}: {other:?}")),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The control client of node `node_id`: a configured voter's, else one to the address
+    /// the Raft membership names (a voter or learner that joined at runtime).
+    fn peer(&self, node_id: i32) -> Option<Arc<ControlClient>> {
+        if let Some(client) = self.peers.get(&node_id) {
+            return Some(client.clone());
+        }
+        let addr = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.membership_config
+                .membership()
+                .get_node(&raft_id(node_id))
+                .map(|n| n.addr.clone())?
+        };
+        let mut dynamic = self.dynamic_peers.lock().unwrap_or_else(|p| p.into_inner());
+        match dynamic.get(&node_id) {
+            Some((known, client)) if *known == addr => Some(client.clone()),
+            _ => {
+                let client = Arc::new(ControlClient::new(addr.clone(), self.request_timeout));
+                dynamic.insert(node_id, (addr, client.clone()));
+                Some(client)
+            }
+        }
+    }
+
+    /// Every voter's id and control address as the Raft membership has them, told to
+    /// observers (so they follow voters added or removed at runtime).
+    fn voter_addresses(&self) -> Vec<(i32, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| {
+                membership
+                    .get_node(&id)
+                    .map(|n| (kafka_id(id), n.addr.clone()))
+            })
+            .collect()
+    }
+
+    /// What [`voters`]' decisions look at, from openraft's metrics.
+    fn quorum_view(&self) -> voters::QuorumView {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let committed = m.last_applied.map(|l| l.index);
+        // Caught up: it has everything committed, or its log advanced within the fetch
+        // timeout (a live follower under a stream of writes is often an entry behind).
+        let recent = crate::time::now_ms() - self.fetch_timeout.as_millis() as i64;
+        let progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut caught_up: std::collections::BTreeSet<u64> = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, matched)| {
+                matched.map(|l| l.index) >= committed
+                    || progress
+                        .get(id)
+                        .is_some_and(|p| p.matched.is_some() && p.last_fetch_ms >= recent)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        caught_up.insert(m.id);
+        let membership_index = m.membership_config.log_id().map(|l| l.index);
+        voters::QuorumView {
+            me: m.id,
+            leader: effective_leader(&m),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            caught_up,
+            change_pending: membership.get_joint_config().len() > 1 || membership_index > committed,
+        }
+    }
+
+    /// Carries out a voter change on this node, the leader (see [`voters`] for the rules):
+    /// an added node becomes a learner and is caught up, then a voter; a removed one stays a
+    /// learner if it is caught up, else leaves the membership (the leader itself steps down
+    /// once that commits). Bounded by the
+    /// request's TimeoutMs for an add and by three quarters of
+    /// `controller.quorum.request.timeout.ms` (the bound of the hop a broker forwards it on),
+    /// REQUEST_TIMED_OUT past it. The membership change runs to its end even then, so the
+    /// quorum is never left in a joint configuration by a caller that gave up.
+    async fn run_voter_change(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        let refused = |r: voters::Refusal| {
+            let (error, message) = r.error();
+            VoterChangeError {
+                code: error.code(),
+                message,
+            }
+        };
+        let timed_out = |message: String| VoterChangeError {
+            code: kafka_protocol::ResponseError::RequestTimedOut.code(),
+            message,
+        };
+        let guard = self
+            .voter_change
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| refused(voters::Refusal::ChangePending))?;
+        let view = self.quorum_view();
+        let hop = self.request_timeout * 3 / 4;
+        let (id, changes, bound, retain) = match &change {
+            VoterChange::Add {
+                id,
+                directory_id,
+                host,
+                port,
+                timeout_ms,
+            } => {
+                let rid = raft_id(*id);
+                voters::check_add(&view, rid, !directory_id.is_nil()).map_err(refused)?;
+                let addr = QuorumVoter {
+                    id: *id,
+                    host: host.clone(),
+                    port: *port,
+                }
+                .address();
+                let bound = Duration::from_millis(u64::try_from(*timeout_ms).unwrap_or(0)).min(hop);
+                let deadline = tokio::time::Instant::now() + bound;
+                info!(voter = id, %addr, "adding a voter: catching it up as a learner");
+                match tokio::time::timeout_at(
+                    deadline,
+                    self.raft.add_learner(rid, BasicNode { addr }, true),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(self.change_failed(e)),
+                    Err(_) => {
+                        return Err(timed_out(format!(
+                            "voter {id} did not catch up with the leader within {bound:?}"
+                        )))
+                    }
+                }
+                let changes = ChangeMembers::AddVoterIds([rid].into_iter().collect());
+                (
+                    *id,
+                    changes,
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                    true,
+                )
+            }
+            VoterChange::Remove { id, .. } => {
+                // openraft's membership holds no directory ids: the id names the voter.
+                let rid = raft_id(*id);
+                voters::check_remove(&view, rid).map_err(refused)?;
+                info!(voter = id, "removing a voter");
+                // A removed voter that still replicates (caught up) stays a learner, so a node
+                // that goes on running (a combined broker) keeps the log, as Kafka's removed
+                // controller goes on as an observer; one that is gone (behind) leaves the
+                // membership, so the leader stops sending to it, as Kafka forgets observers
+                // that stopped fetching.
+                let retain = view.caught_up.contains(&rid);
+                (
+                    *id,
+                    ChangeMembers::RemoveVoters([rid].into_iter().collect()),
+                    hop,
+                    retain,
+                )
+            }
+        };
+        let raft = self.raft.clone();
+        let resigns = matches!(change, VoterChange::Remove { id, .. } if id == self.node_id);
+        let run = tokio::spawn(async move {
+            let result = raft.change_membership(changes, retain).await;
+            drop(guard);
+            if resigns && result.is_ok() {
+                tokio::spawn(resign(raft));
+            }
+            result
+        });
+        match tokio::time::timeout(bound, run).await {
+            Ok(Ok(Ok(_))) => {
+                info!(voter = id, "voter change committed");
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => Err(self.change_failed(e)),
+            Ok(Err(e)) => Err(timed_out(format!("the voter change stopped: {e}"))),
+            Err(_) => Err(timed_out(format!(
+                "the voter change of {id} did not commit within {bound:?} (it goes on)"
+            ))),
+        }
+    }
+
+    fn change_failed(
+        &self,
+        e: RaftError<u64, ClientWriteError<u64, BasicNode>>,
+    ) -> VoterChangeError {
+        use kafka_protocol::ResponseError as E;
+        let (error, message) = match &e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                (E::NotController, e.to_string())
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => {
+                (E::RequestTimedOut, e.to_string())
+            }
+            RaftError::Fatal(_) => (E::UnknownServerError, e.to_string()),
+        };
+        warn!(error = %e, "voter change failed");
+        VoterChangeError {
+            code: error.code(),
+            message,
         }
     }
 
@@ -815,6 +1114,63 @@ async fn accept_loop(
     }
 }
 
+/// A controller that joins through `controller.quorum.bootstrap.servers` (KIP-853) asks the
+/// leader to add it as a learner, which then replicates the log to it like to any voter
+/// (so it learns the cluster id and DescribeQuorum lists it as an observer), until the
+/// membership names it; a restarted node whose log already names it asks nothing. The leader
+/// may be any of the bootstrap servers, or the one a non-leader names.
+async fn join_quorum(options: QuorumOptions, raft: Raft<TypeConfig>) {
+    let me = raft_id(options.node_id);
+    let backoff = options.retry_backoff.max(Duration::from_millis(200));
+    let mut targets: Vec<String> = options.bootstrap_servers.clone();
+    loop {
+        let member = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.membership_config.membership().get_node(&me).is_some()
+        };
+        if member {
+            info!(
+                node_id = options.node_id,
+                "this node is in the quorum's membership"
+            );
+            return;
+        }
+        let mut next = Vec::new();
+        for addr in &targets {
+            let client = ControlClient::new(addr.clone(), options.request_timeout);
+            let request = ControlRequest::Join {
+                node_id: options.node_id,
+                addr: options.own_address.clone(),
+            };
+            match client.call(&request, None).await {
+                Ok(ControlResponse::Joined {
+                    added: true,
+                    error: None,
+                    ..
+                }) => {
+                    info!(leader = %addr, "asked the active controller to add this node as a non-voter");
+                }
+                Ok(ControlResponse::Joined {
+                    leader: Some((_, leader)),
+                    ..
+                }) if leader != *addr => next.push(leader),
+                Ok(ControlResponse::Joined { error: Some(e), .. }) => {
+                    warn!(controller = %addr, error = %e, "cannot join the quorum yet")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(controller = %addr, error = %e, "cannot reach a bootstrap controller")
+                }
+            }
+        }
+        targets = next;
+        targets.extend(options.bootstrap_servers.iter().cloned());
+        targets.dedup();
+        tokio::time::sleep(backoff).await;
+    }
+}
+
 /// Bootstraps a never-initialized quorum: the lowest voter id initializes the membership
 /// once every other voter answers and none has quorum state; if one has, this node was
 /// wiped and the leader will catch it up, so it does nothing.
@@ -990,6 +1346,14 @@ async fn guard_cluster_id(
 }
 
 impl MetadataStore for QuorumStore {
+    fn change_voters(&self, change: VoterChange) -> BoxFuture<'_, Result<(), VoterChangeError>> {
+        Box::pin(self.run_voter_change(change))
+    }
+
+    fn kraft_version(&self) -> i16 {
+        1
+    }
+
     fn image(&self) -> Arc<MetadataImage> {
         self.images.borrow().clone()
     }
@@ -1003,7 +1367,7 @@ impl MetadataStore for QuorumStore {
             let (leader, quorum_ack) = {
                 let m = self.raft.metrics();
                 let m = m.borrow();
-                (m.current_leader, m.millis_since_quorum_ack)
+                (effective_leader(&m), m.millis_since_quorum_ack)
             };
             if leader != Some(raft_id(self.node_id)) {
                 return Err(ProposeError::NotController {
@@ -1033,14 +1397,14 @@ impl MetadataStore for QuorumStore {
     }
 
     fn active_controller(&self) -> Option<i32> {
-        self.raft.metrics().borrow().current_leader.map(kafka_id)
+        effective_leader(&self.raft.metrics().borrow()).map(kafka_id)
     }
 
     fn active_controller_changed(&self, seen: Option<i32>) -> BoxFuture<'_, ()> {
         let mut metrics = self.raft.metrics();
         Box::pin(async move {
             let changed = metrics
-                .wait_for(|m| m.current_leader.map(kafka_id) != seen)
+                .wait_for(|m| effective_leader(m).map(kafka_id) != seen)
                 .await
                 .is_ok();
             if !changed {
@@ -1069,6 +1433,7 @@ impl MetadataStore for QuorumStore {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let now = crate::time::now_ms();
+        let membership = m.membership_config.membership();
         let replica = |id: u64| {
             let (last_fetch_ms, last_caught_up_ms) = if id == m.id {
                 // The leader is always caught up with itself; a follower knows nothing.
@@ -1092,10 +1457,23 @@ impl MetadataStore for QuorumStore {
                     .listeners
                     .get(&kafka_id(id))
                     .cloned()
+                    .or_else(|| {
+                        // A voter that joined at runtime: its membership address.
+                        let addr = &membership.get_node(&id)?.addr;
+                        let (host, port) = addr.rsplit_once(':')?;
+                        Some(vec![BrokerEndpoint {
+                            listener: self.controller_listener.clone(),
+                            host: host
+                                .trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .to_string(),
+                            port: port.parse().ok()?,
+                            security_protocol: "PLAINTEXT".to_string(),
+                        }])
+                    })
                     .unwrap_or_default(),
             }
         };
-        let membership = m.membership_config.membership();
         let mut observers: Vec<QuorumReplica> = membership.learner_ids().map(replica).collect();
         if m.state == ServerState::Leader {
             let fetches = self.observers.lock().unwrap_or_else(|p| p.into_inner());
@@ -1140,6 +1518,8 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 1,
             }],
+            bootstrap_servers: Vec::new(),
+            own_address: String::new(),
             controller_listener: "CONTROLLER".into(),
             cluster_id: cluster_id.map(str::to_string),
             election_timeout: Duration::from_millis(100),

@@ -64,6 +64,15 @@ pub enum ControlRequest {
     /// "Do you lead, with a majority heard within the fetch timeout?", asked by a voter that
     /// restarted and has not heard from the leader it remembers yet (see [`super::rejoin`]).
     LeaderCheck,
+    /// "Add me as a non-voter", from a controller that joins through
+    /// `controller.quorum.bootstrap.servers` (KIP-853; see [`super::join_quorum`]): the
+    /// leader adds it as an openraft learner reached at `addr`.
+    Join {
+        /// The joining node's id.
+        node_id: i32,
+        /// Its control listener's address.
+        addr: String,
+    },
 }
 
 /// An observer's fetch of the committed metadata log, Kafka's Fetch of `__cluster_metadata`
@@ -135,6 +144,15 @@ pub enum ControlResponse {
         node_id: i32,
         /// Whether it has a vote, a log or a snapshot (it is or was part of a quorum).
         initialized: bool,
+    },
+    /// Answer to [`ControlRequest::Join`].
+    Joined {
+        /// The leader as the answering node knows it: id and control address.
+        leader: Option<(i32, String)>,
+        /// The joining node is in the membership now (it was added, or was already).
+        added: bool,
+        /// Why the leader could not add it (a membership change under way: try again).
+        error: Option<String>,
     },
     /// Answer to [`ControlRequest::LeaderCheck`].
     LeaderCheck {
@@ -313,6 +331,7 @@ pub async fn serve_control_connection(
                 initialized: (local.initialized)(),
             },
             ControlRequest::LeaderCheck => local.leader_check(&raft),
+            ControlRequest::Join { node_id, addr } => answer_join(&raft, node_id, addr).await,
         };
         if let Err(e) = write_frame(&mut stream, &response).await {
             debug!(?peer, error = %e, "closing control connection");
@@ -500,6 +519,42 @@ impl RaftNetwork<TypeConfig> for ControlNetwork {
             }
             other => Err(self.unexpected(other)),
         }
+    }
+}
+
+/// Answers [`ControlRequest::Join`]: the leader adds the node as a learner (without waiting
+/// for it to catch up); any other node names the leader it knows.
+async fn answer_join(raft: &Raft<TypeConfig>, node_id: i32, addr: String) -> ControlResponse {
+    let m = raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let leader = m.current_leader.and_then(|l| {
+        membership
+            .get_node(&l)
+            .map(|n| (i32::try_from(l).unwrap_or(-1), n.addr.clone()))
+    });
+    let answer = |added: bool, error: Option<String>| ControlResponse::Joined {
+        leader: leader.clone(),
+        added,
+        error,
+    };
+    let Ok(id) = u64::try_from(node_id) else {
+        return answer(false, Some(format!("invalid node id {node_id}")));
+    };
+    if m.current_leader != Some(m.id) {
+        return answer(false, None);
+    }
+    if membership.get_node(&id).is_some() {
+        return answer(true, None);
+    }
+    match raft
+        .add_learner(id, BasicNode { addr: addr.clone() }, false)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(node_id, %addr, "added a joining controller as a non-voter");
+            answer(true, None)
+        }
+        Err(e) => answer(false, Some(e.to_string())),
     }
 }
 

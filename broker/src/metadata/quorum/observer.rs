@@ -474,6 +474,11 @@ impl MetadataStore for ObserverStore {
         self.learnt.lock().unwrap_or_else(|p| p.into_inner()).leader
     }
 
+    fn kraft_version(&self) -> i16 {
+        // The quorum it observes can change its voters (see `super::voters`).
+        1
+    }
+
     fn quorum_info(&self) -> QuorumInfo {
         let learnt = self.learnt.lock().unwrap_or_else(|p| p.into_inner());
         let mut info = learnt.quorum.clone();

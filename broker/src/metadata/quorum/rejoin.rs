@@ -157,7 +157,9 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
     // voter of three, which then deposed the live controller in the next election timeout
     // (seen in pod logs of e2e/k8s scenario 87: no "holding elections" line, an election
     // 2 s after start, the active controller moved during a roll).
-    if configured_voters <= 1 {
+    // A node that joins a dynamic quorum (KIP-853) has no configured list (0): it goes on below
+    // and decides by what Raft restored.
+    if configured_voters == 1 {
         // A quorum of one elects itself at once (openraft does not wait for its timer
         // there); nothing to hold.
         raft.runtime_config().elect(true);
