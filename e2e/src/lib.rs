@@ -32,6 +32,7 @@ pub mod cluster_tools;
 pub mod copier;
 pub mod group_member;
 pub mod netns;
+pub mod streams;
 pub mod target;
 
 pub use target::Target;
