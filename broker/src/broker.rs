@@ -1229,6 +1229,17 @@ impl TxnHost for Broker {
                 .transaction_abort_timed_out_transaction_cleanup_interval_ms,
         )
     }
+
+    fn transactional_id_expiration_ms(&self) -> i64 {
+        i64::from(self.config.transactional_id_expiration_ms)
+    }
+
+    fn remove_expired_interval_ms(&self) -> i64 {
+        i64::from(
+            self.config
+                .transaction_remove_expired_transaction_cleanup_interval_ms,
+        )
+    }
 }
 
 impl Broker {
