@@ -74,6 +74,8 @@ public class StreamsWordCount {
                 try {
                     Thread.sleep(delayMs);
                 } catch (InterruptedException e) {
+                    // Only pacing: shown, not passed on (a set interrupt flag would end
+                    // every later sleep at once).
                     emit("\"name\":\"interrupted\"");
                 }
                 emit("\"name\":\"processed\",\"count\":" + processed.incrementAndGet());
