@@ -67,7 +67,7 @@ pub struct Broker {
     txns: Arc<TxnCoordinator>,
     /// The transaction coordinator's connections to the other brokers, for the markers of
     /// partitions they lead.
-    markers: MarkerChannels,
+    markers: Arc<MarkerChannels>,
     /// This broker itself, for the transaction coordinator's background work.
     me: std::sync::OnceLock<std::sync::Weak<Broker>>,
     /// Serialises topic-level administration so two CreateTopics for one name cannot race.
@@ -213,7 +213,7 @@ impl Broker {
         let broker = Broker {
             groups: GroupCoordinator::new(limits),
             txns: Arc::new(TxnCoordinator::default()),
-            markers: MarkerChannels::new(config.node_id, MARKER_REQUEST_TIMEOUT),
+            markers: Arc::new(MarkerChannels::new(config.node_id, MARKER_REQUEST_TIMEOUT)),
             me: std::sync::OnceLock::new(),
             effective: std::sync::RwLock::new(Arc::new(effective)),
             // Ids come in blocks from the controller; the first request fetches one.
@@ -1204,15 +1204,17 @@ impl TxnHost for Broker {
                         // (Kafka's `Node.noNode`): retried with a later image.
                         return tps.into_iter().map(|tp| (tp, not_leader)).collect();
                     };
-                    let request = markers::request(
+                    // Queued for that broker: sent with the markers of the other
+                    // transactions queued for it meanwhile, in one request.
+                    let marker = markers::PendingMarker {
                         producer_id,
                         producer_epoch,
                         commit,
                         coordinator_epoch,
-                        &tps,
-                    );
-                    match self.markers.send(leader, &address, &request).await {
-                        Ok(response) => markers::results(&response, producer_id, &tps),
+                        partitions: tps.clone(),
+                    };
+                    match self.markers.write(leader, address.clone(), marker).await {
+                        Ok(codes) => codes,
                         Err(e) => {
                             warn!(broker = leader, %address, error = %e, "cannot send transaction markers");
                             let code = ResponseError::NetworkException.code();
@@ -1236,6 +1238,17 @@ impl TxnHost for Broker {
         i64::from(
             self.config
                 .transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        )
+    }
+
+    fn transactional_id_expiration_ms(&self) -> i64 {
+        i64::from(self.config.transactional_id_expiration_ms)
+    }
+
+    fn remove_expired_interval_ms(&self) -> i64 {
+        i64::from(
+            self.config
+                .transaction_remove_expired_transaction_cleanup_interval_ms,
         )
     }
 }

@@ -3,12 +3,15 @@
 #
 #   * Apache Kafka 4.1.0 (jars from Maven Central) with wrapper scripts carrying
 #     Kafka's usual names (kafka-topics.sh, kafka-console-producer.sh, ...),
+#   * Kafka Streams 4.1.0 and its dependencies (rocksdbjni, ...) from Maven Central in
+#     kafka-streams-4.1.0/libs, for the Streams application the e2e tests compile,
 #   * kcat (Debian package),
 #   * a Python venv with kafka-python and confluent-kafka (PyPI).
 #
 # Everything goes into ${OXBOW_CACHE:-$HOME/.cache/oxbow}. Idempotent: a stamp
-# file records what was installed, a re-run with the stamp in place only checks
-# it and returns. Versions are pinned below.
+# file records what was installed (one for Kafka and the clients, one in the Streams
+# directory), a re-run with the stamps in place only checks them and returns. Versions
+# are pinned below.
 #
 # Usage:
 #   e2e/scripts/install-tools.sh              install (or verify) everything
@@ -29,6 +32,11 @@ KAFKA_HOME="$CACHE/kafka-$KAFKA_VERSION"
 VENV="$CACHE/venv"
 STAMP="$CACHE/.tools-stamp"
 STAMP_CONTENT="stamp=$STAMP_VERSION kafka=$KAFKA_VERSION log4j=$LOG4J_VERSION kafka-python=$KAFKA_PYTHON_VERSION confluent-kafka=$CONFLUENT_KAFKA_VERSION"
+# Kafka Streams has a directory and stamp of its own, so adding it did not make every
+# existing cache reinstall Kafka.
+STREAMS_HOME="$CACHE/kafka-streams-$KAFKA_VERSION"
+STREAMS_STAMP="$STREAMS_HOME/.stamp"
+STREAMS_STAMP_CONTENT="kafka-streams=$KAFKA_VERSION log4j=$LOG4J_VERSION"
 
 PRINT_BIN=0
 FORCE=0
@@ -83,8 +91,13 @@ TOOLS=(
   "kafka-server-start.sh kafka.Kafka"
 )
 
+streams_ok() {
+  [[ $FORCE == 0 && -f $STREAMS_STAMP && "$(cat "$STREAMS_STAMP")" == "$STREAMS_STAMP_CONTENT" ]]
+}
+
 stamp_ok() {
   [[ $FORCE == 0 && -f $STAMP && "$(cat "$STAMP")" == "$STAMP_CONTENT" ]] || return 1
+  streams_ok || return 1
   [[ -x $KAFKA_HOME/bin/kafka-topics.sh && -x $VENV/bin/python ]] || return 1
   command -v kcat >/dev/null 2>&1 || return 1
   return 0
@@ -246,6 +259,57 @@ EOF
 }
 
 # --------------------------------------------------------------------------
+# 1b. Kafka Streams (its own directory: the tools' classpath stays Kafka's)
+# --------------------------------------------------------------------------
+install_streams() {
+  local build="$CACHE/.streams-build"
+  rm -rf "$build" "$STREAMS_HOME.tmp"
+  mkdir -p "$build" "$STREAMS_HOME.tmp/libs" "$STREAMS_HOME.tmp/config"
+  # kafka-streams-examples (WordCountDemo) is not published on Maven Central for 4.x,
+  # so the tests compile a word count of their own (e2e/tests/java/StreamsWordCount.java).
+  cat >"$build/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.oxbow.e2e</groupId>
+  <artifactId>kafka-streams-bundle</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-streams</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-api</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+EOF
+  log "downloading Kafka Streams $KAFKA_VERSION jars from Maven Central (mvn dependency:copy-dependencies)"
+  local mvn_flags=(-B -q -Dstyle.color=never)
+  [[ ${CI:-} == true ]] && mvn_flags+=(-ntp)
+  (cd "$build" && mvn "${mvn_flags[@]}" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$STREAMS_HOME.tmp/libs") >&2
+  if ! unzip -Z1 "$STREAMS_HOME.tmp/libs/kafka-streams-$KAFKA_VERSION.jar" \
+    org/apache/kafka/streams/KafkaStreams.class >/dev/null 2>&1; then
+    log "ERROR: org.apache.kafka.streams.KafkaStreams not found in kafka-streams-$KAFKA_VERSION.jar"
+    exit 1
+  fi
+  # WARN and above to stderr (a properties file: log4j2's YAML needs Jackson's YAML
+  # module); OXBOW_STREAMS_LOG_LEVEL=INFO to see more.
+  cat >"$STREAMS_HOME.tmp/config/log4j2.properties" <<'EOF'
+appender.stderr.type = Console
+appender.stderr.name = STDERR
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = ${env:OXBOW_STREAMS_LOG_LEVEL:-WARN}
+rootLogger.appenderRef.stderr.ref = STDERR
+EOF
+  echo "$STREAMS_STAMP_CONTENT" >"$STREAMS_HOME.tmp/.stamp"
+  rm -rf "$STREAMS_HOME" "$build"
+  mv "$STREAMS_HOME.tmp" "$STREAMS_HOME"
+  log "installed Kafka Streams $KAFKA_VERSION: $(find "$STREAMS_HOME/libs" -name '*.jar' | wc -l) jars in $STREAMS_HOME/libs"
+}
+
+# --------------------------------------------------------------------------
 # 2. kcat
 # --------------------------------------------------------------------------
 install_kcat() {
@@ -303,6 +367,7 @@ if [[ $FORCE == 1 || ! -x $KAFKA_HOME/bin/kafka-topics.sh || ! -f $STAMP || "$(c
   rm -f "$STAMP"
   install_kafka
 fi
+streams_ok || install_streams
 install_kcat
 if [[ $FORCE == 1 || ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c "import kafka, confluent_kafka; assert kafka.__version__ == '$KAFKA_PYTHON_VERSION'; assert confluent_kafka.__version__ == '$CONFLUENT_KAFKA_VERSION'" 2>/dev/null; then
   install_python

@@ -32,6 +32,7 @@ pub mod cluster_tools;
 pub mod copier;
 pub mod group_member;
 pub mod netns;
+pub mod streams;
 pub mod target;
 
 pub use target::Target;
@@ -677,6 +678,15 @@ impl Broker {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Sets `key` to `value` in the stopped broker's server.properties (replacing an
+    /// override of the same key) for the starts that follow.
+    pub fn set_override(&mut self, key: &str, value: &str) {
+        assert!(self.child.is_none(), "broker is still running");
+        self.overrides.retain(|(k, _)| k != key);
+        self.overrides.push((key.to_string(), value.to_string()));
+        self.write_config();
     }
 
     /// Starts again after [`Broker::stop`] or [`Broker::kill9`].

@@ -4,7 +4,7 @@
 //! (`TransactionalMessageCopier`) killed with -9. Against oxbow, or Apache Kafka 4.1 with
 //! `OXBOW_E2E_TARGET=kafka`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oxbow_e2e::{poll_until, tools_or_skip, Background, Broker, ToolOutput, Tools};
 
@@ -649,4 +649,101 @@ fn kafka_transactions_sh_lists_describes_and_aborts_hanging_transactions() {
 /// waiting at most `timeout_ms` for them (fewer, or none, are not an error here).
 fn consume_within(t: &Tools, b: &Broker, topic: &str, n: usize, timeout_ms: &str) -> Vec<String> {
     printed_values(&read(t, b, topic, "read_committed", n, timeout_ms))
+}
+
+/// The transactional ids `kafka-transactions.sh list` prints (the first column), polled
+/// until the coordinator answers (it may still be loading after a start).
+fn listed_ids(t: &Tools, b: &Broker) -> Vec<String> {
+    let out = transactions_tool(t, b, &["list"]);
+    table(&out, &LIST_HEADER)
+        .into_iter()
+        .filter_map(|row| row.into_iter().next())
+        .collect()
+}
+
+/// `transactional.id.expiration.ms` (here 20 s, checked every second): a transactional id
+/// that committed its transaction and stays idle is listed by `kafka-transactions.sh list`
+/// until it has been idle 20 s, then no longer, and `describe` no longer finds it; a
+/// restart (with the 7-day default expiration, so an id read back from the log would stay)
+/// lists an id committed just before the stop but not the expired one: the coordinator
+/// wrote a tombstone for it to `__transaction_state`.
+#[test]
+fn an_idle_transactional_id_expires_and_a_restart_does_not_revive_it() {
+    let t = tools_or_skip!();
+    const EXPIRATION: Duration = Duration::from_secs(20);
+    let expiration_ms = EXPIRATION.as_millis().to_string();
+    let mut b = Broker::start_target(&[
+        ("transactional.id.expiration.ms", expiration_ms.as_str()),
+        (
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            "1000",
+        ),
+    ]);
+    create_topic(&t, &b, "txn-expire");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_producer.py");
+    let bs = b.bootstrap();
+    let produced = Instant::now();
+    t.run(
+        "python",
+        &[script, &bs, "txn-expire", "tx-expire", "abort-then-commit"],
+    )
+    .ok()
+    .expect_line("done");
+    let ids = listed_ids(&t, &b);
+    assert!(
+        produced.elapsed() < EXPIRATION && ids.contains(&"tx-expire".to_string()),
+        "tx-expire not listed {:?} after its commit: {ids:?}",
+        produced.elapsed()
+    );
+    poll_until("tx-expire to expire", Duration::from_secs(120), || {
+        let ids = listed_ids(&t, &b);
+        if ids.contains(&"tx-expire".to_string()) {
+            Err(format!("listed: {ids:?}"))
+        } else {
+            Ok(())
+        }
+    });
+    let gone_after = produced.elapsed();
+    assert!(
+        gone_after >= EXPIRATION,
+        "tx-expire expired {gone_after:?} after its producer started, before being idle {EXPIRATION:?}"
+    );
+    t.run(
+        "kafka-transactions.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "describe",
+            "--transactional-id",
+            "tx-expire",
+        ],
+    )
+    .failed()
+    .expect_contains("failed because the ID could not be found");
+
+    // An id committed just before the stop, to show that the restarted coordinator lists
+    // what its log holds.
+    t.run(
+        "python",
+        &[script, &bs, "txn-expire", "tx-kept", "abort-then-commit"],
+    )
+    .ok()
+    .expect_line("done");
+    b.stop();
+    b.set_override("transactional.id.expiration.ms", "604800000");
+    b.start_again();
+    let ids = poll_until(
+        "the restarted coordinator to list tx-kept",
+        Duration::from_secs(120),
+        || {
+            let ids = listed_ids(&t, &b);
+            if ids.contains(&"tx-kept".to_string()) {
+                Ok(ids)
+            } else {
+                Err(format!("listed: {ids:?}"))
+            }
+        },
+    );
+    assert_eq!(ids, ["tx-kept"], "after the restart");
+    eprintln!("tx-expire gone from the list {gone_after:?} after its producer started; after a restart only tx-kept is listed");
 }

@@ -520,6 +520,12 @@ pub struct BrokerConfig {
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (10000): how often
     /// open transactions past their timeout are looked for and aborted.
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: i32,
+    /// `transactional.id.expiration.ms` (604800000, 7 days): how long a transactional id
+    /// without an open transaction may stay idle before the coordinator expires it.
+    pub transactional_id_expiration_ms: i32,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms` (3600000): how often
+    /// expired transactional ids are looked for.
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: i32,
     /// `num.network.threads` (3), accepted and recorded.
     pub num_network_threads: i32,
     /// `num.io.threads` (8), accepted and recorded.
@@ -1149,6 +1155,10 @@ impl BrokerConfig {
             transaction_state_log_min_isr: int("transaction.state.log.min.isr")?,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: int(
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            )?,
+            transactional_id_expiration_ms: int("transactional.id.expiration.ms")?,
+            transaction_remove_expired_transaction_cleanup_interval_ms: int(
+                "transaction.remove.expired.transaction.cleanup.interval.ms",
             )?,
             num_network_threads: int("num.network.threads")?,
             num_io_threads: int("num.io.threads")?,

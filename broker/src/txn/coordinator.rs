@@ -7,7 +7,10 @@
 //! end-transaction markers are written to every partition of the transaction, then the
 //! CompleteCommit/CompleteAbort record. A load replays the partition and completes the
 //! transactions it finds prepared. Open transactions past their timeout are fenced and
-//! aborted (epoch bumped) every `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+//! aborted (epoch bumped) every `transaction.abort.timed.out.transaction.cleanup.interval.ms`,
+//! and transactional ids idle longer than `transactional.id.expiration.ms` are expired (a
+//! tombstone of their key written, then forgotten) every
+//! `transaction.remove.expired.transaction.cleanup.interval.ms`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -22,7 +25,7 @@ use tracing::{info, warn};
 use super::listing::ListFilter;
 use super::markers::{self, Outcome};
 use super::records::{self, TxnLogValue};
-use super::state::{InitPlan, TxnMetadata, TxnPartition, TxnState, TxnTransit};
+use super::state::{self, InitPlan, TxnMetadata, TxnPartition, TxnState, TxnTransit};
 use crate::error::ApiError;
 use crate::log::PartitionLog;
 use crate::time::now_ms;
@@ -30,6 +33,10 @@ use crate::time::now_ms;
 /// How long a failed marker or completion write waits before it is tried again (Kafka's
 /// marker channel retries on its `retry.backoff.ms`-like request loop).
 const MARKER_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The most key bytes one batch of expiry tombstones carries: well under the default
+/// `max.message.bytes` of `__transaction_state` (Kafka fills batches up to it).
+const TOMBSTONE_BATCH_KEY_BYTES: usize = 256 * 1024;
 
 /// What the transaction coordinator needs from the broker it runs in.
 pub trait TxnHost: Send + Sync {
@@ -89,6 +96,30 @@ pub trait TxnHost: Send + Sync {
 
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
     fn abort_timed_out_interval_ms(&self) -> i64;
+
+    /// `transactional.id.expiration.ms`.
+    fn transactional_id_expiration_ms(&self) -> i64;
+
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    fn remove_expired_interval_ms(&self) -> i64;
+}
+
+/// `ids` cut into runs whose keys add up to at most `max_key_bytes` (at least one id a
+/// run): one tombstone batch each.
+fn tombstone_runs(ids: &[String], max_key_bytes: usize) -> Vec<&[String]> {
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        if i > start && bytes + id.len() > max_key_bytes {
+            runs.push(&ids[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += id.len();
+    }
+    if start < ids.len() {
+        runs.push(&ids[start..]);
+    }
+    runs
 }
 
 /// A `__transaction_state` partition this broker leads.
@@ -577,21 +608,87 @@ impl TxnCoordinator {
     }
 
     /// Fences and aborts every open transaction past its timeout (Kafka's
-    /// `abortTimedOutTransactions`), every cleanup interval until shutdown.
+    /// `abortTimedOutTransactions`) every
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, and expires idle
+    /// transactional ids ([`Self::remove_expired`]) every
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`, until shutdown.
     pub async fn run(
         self: &Arc<Self>,
         host: &Arc<impl TxnHost + 'static>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let period = Duration::from_millis(host.abort_timed_out_interval_ms().max(1) as u64);
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = |ms: i64| {
+            let period = Duration::from_millis(ms.max(1) as u64);
+            // The first pass one period after start, as Kafka schedules both.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        };
+        let mut abort_tick = every(host.abort_timed_out_interval_ms());
+        let mut expire_tick = every(host.remove_expired_interval_ms());
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = abort_tick.tick() => self.abort_timed_out(host, now_ms()).await,
+                _ = expire_tick.tick() => self.remove_expired(host.as_ref(), now_ms()).await,
                 _ = shutdown.changed() => return,
             }
-            self.abort_timed_out(host, now_ms()).await;
+        }
+    }
+
+    /// One pass of Kafka's `removeExpiredTransactionalIds` at `now`: in every loaded
+    /// partition, the ids [`state::expired_ids`] picks are marked Dead (pending), a batch
+    /// of tombstones of their keys is written (acks=all), and each is forgotten if the
+    /// write succeeded and nothing changed it meanwhile (same coordinator epoch, still
+    /// pending Dead); otherwise it stays as it was. A restart replays the tombstones, so
+    /// the ids do not come back.
+    pub async fn remove_expired(&self, host: &impl TxnHost, now: i64) {
+        let expiration_ms = host.transactional_id_expiration_ms();
+        let mut picked: Vec<(Serving, Vec<String>)> = Vec::new();
+        {
+            let mut inner = self.lock();
+            for (&partition, h) in inner.hosted.iter_mut().filter(|(_, h)| !h.loading) {
+                let ids: Vec<String> = state::expired_ids(h.txns.values(), now, expiration_ms)
+                    .into_iter()
+                    .filter(|id| h.txns.get_mut(id).is_some_and(|m| m.prepare_dead().is_ok()))
+                    .collect();
+                if !ids.is_empty() {
+                    let at = Serving {
+                        partition,
+                        epoch: h.epoch,
+                    };
+                    picked.push((at, ids));
+                }
+            }
+        }
+        for (at, ids) in picked {
+            for run in tombstone_runs(&ids, TOMBSTONE_BATCH_KEY_BYTES) {
+                let entries: Vec<(Bytes, Option<Bytes>)> = run
+                    .iter()
+                    .map(|id| (records::encode_key(id), None))
+                    .collect();
+                let written = match crate::group::encode_coordinator_batch(entries.iter()) {
+                    Ok(batch) => host.append_txn(at.partition, batch).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                let mut inner = self.lock();
+                let Some(h) = inner.hosted.get_mut(&at.partition) else {
+                    continue;
+                };
+                let same_epoch = h.epoch == at.epoch;
+                for id in run {
+                    let dead = h
+                        .txns
+                        .get(id)
+                        .is_some_and(|m| m.pending_state() == Some(TxnState::Dead));
+                    if written.is_ok() && same_epoch && dead {
+                        h.txns.remove(id);
+                        info!(transactional_id = %id, partition = at.partition, "expired transactional id");
+                    } else if let Some(m) = h.txns.get_mut(id).filter(|_| dead) {
+                        warn!(transactional_id = %id, code = written.as_ref().err().map(|e| e.code), "cannot expire transactional id");
+                        m.abandon();
+                    }
+                }
+            }
         }
     }
 
@@ -664,5 +761,27 @@ fn replay(
                 warn!(partition, transactional_id = %id, error = %e, "skipping a __transaction_state record")
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tombstones_are_cut_into_batches_by_key_bytes() {
+        let all = ids(&["aaaa", "bbbb", "cccc", "dd", "eeeeeeeeee"]);
+        let runs = tombstone_runs(&all, 8);
+        assert_eq!(
+            runs,
+            vec![&all[0..2], &all[2..4], &all[4..5]],
+            "8 bytes: two ids of 4, then 4 + 2, then an id longer than the bound alone"
+        );
+        assert_eq!(tombstone_runs(&all, 1 << 20), vec![&all[..]]);
+        assert!(tombstone_runs(&[], 8).is_empty());
     }
 }

@@ -1,8 +1,11 @@
 //! The coordinator's marker sender on a replicated cluster, as Kafka's
 //! `TransactionMarkerChannelManager`: the markers of one transaction are grouped by the
 //! broker that leads each partition ([`route`]); the partitions this broker leads are
-//! written locally, the others in one WriteTxnMarkers request per destination broker
-//! ([`request`], [`results`]) sent over the inter-broker listener ([`MarkerChannels`]).
+//! written locally, the others queued per destination broker and sent over the
+//! inter-broker listener ([`MarkerChannels::write`]). As Kafka's channel drains a queue per
+//! broker with one request in flight, each request to a broker carries the markers of every
+//! transaction queued for it meanwhile ([`drain`], [`request_many`], [`results`]), so
+//! transactions completing together share one WriteTxnMarkers request per broker.
 //!
 //! What is retried is the coordinator's decision ([`outcome`], used by
 //! [`super::coordinator`]): a partition without a leader, a NOT_LEADER_OR_FOLLOWER, a lost
@@ -22,6 +25,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use oxbow_client::{Connection, ConnectionConfig};
+use tokio::sync::oneshot;
+use tracing::debug;
 
 use super::state::TxnPartition;
 
@@ -57,6 +62,35 @@ pub fn route(
     routes
 }
 
+/// One transaction's end marker for the partitions one broker leads, as it waits in that
+/// broker's queue (Kafka's `TxnIdAndMarkerEntry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMarker {
+    /// The transaction's producer id.
+    pub producer_id: i64,
+    /// Its producer epoch.
+    pub producer_epoch: i16,
+    /// COMMIT (`true`) or ABORT.
+    pub commit: bool,
+    /// The coordinator epoch stamped on the markers.
+    pub coordinator_epoch: i32,
+    /// The partitions to mark, all led by the destination broker.
+    pub partitions: Vec<TxnPartition>,
+}
+
+/// Takes from `queue` what the next request to its broker carries: every queued
+/// transaction in order, except a later one of a producer id already taken, which stays
+/// queued for the request after (a response answers per producer id, as Kafka's
+/// `errorsByProducerId` reads it, so one request holds one marker per producer id).
+pub fn drain<T>(queue: &mut Vec<T>, producer_id: impl Fn(&T) -> i64) -> Vec<T> {
+    let mut taken_ids = BTreeSet::new();
+    let (taken, left): (Vec<T>, Vec<T>) = std::mem::take(queue)
+        .into_iter()
+        .partition(|entry| taken_ids.insert(producer_id(entry)));
+    *queue = left;
+    taken
+}
+
 /// The WriteTxnMarkers request that writes one transaction's marker to `partitions`.
 pub fn request(
     producer_id: i64,
@@ -65,25 +99,42 @@ pub fn request(
     coordinator_epoch: i32,
     partitions: &[TxnPartition],
 ) -> WriteTxnMarkersRequest {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, index) in partitions {
-        by_topic.entry(topic.as_str()).or_default().push(*index);
-    }
-    let topics = by_topic
-        .into_iter()
-        .map(|(name, indexes)| {
-            WritableTxnMarkerTopic::default()
-                .with_name(TopicName(StrBytes::from_string(name.to_string())))
-                .with_partition_indexes(indexes)
+    request_many(&[PendingMarker {
+        producer_id,
+        producer_epoch,
+        commit,
+        coordinator_epoch,
+        partitions: partitions.to_vec(),
+    }])
+}
+
+/// The WriteTxnMarkers request that writes the markers of every transaction of `markers`
+/// (one `WritableTxnMarker` each, in order, its partitions grouped by topic).
+pub fn request_many(markers: &[PendingMarker]) -> WriteTxnMarkersRequest {
+    let markers = markers
+        .iter()
+        .map(|m| {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (topic, index) in &m.partitions {
+                by_topic.entry(topic.as_str()).or_default().push(*index);
+            }
+            let topics = by_topic
+                .into_iter()
+                .map(|(name, indexes)| {
+                    WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                        .with_partition_indexes(indexes)
+                })
+                .collect();
+            WritableTxnMarker::default()
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.producer_epoch)
+                .with_transaction_result(m.commit)
+                .with_coordinator_epoch(m.coordinator_epoch)
+                .with_topics(topics)
         })
         .collect();
-    let marker = WritableTxnMarker::default()
-        .with_producer_id(ProducerId(producer_id))
-        .with_producer_epoch(producer_epoch)
-        .with_transaction_result(commit)
-        .with_coordinator_epoch(coordinator_epoch)
-        .with_topics(topics);
-    WriteTxnMarkersRequest::default().with_markers(vec![marker])
+    WriteTxnMarkersRequest::default().with_markers(markers)
 }
 
 /// The error code of each of `partitions` in `response` (0 for written). A partition the
@@ -156,6 +207,19 @@ pub fn outcome(code: i16) -> Outcome {
 /// One broker's connection slot: its address and connection, reopened when closed.
 type Slot = Arc<tokio::sync::Mutex<Option<(String, Arc<Connection>)>>>;
 
+/// What a queued transaction's writer is told: the code of each of its partitions, or why
+/// no response came.
+type Answer = Result<Vec<(TxnPartition, i16)>, String>;
+
+/// The markers waiting for one broker, and whether a sender drains them now.
+#[derive(Default)]
+struct Queue {
+    /// The broker's inter-broker address, as the latest writer routed it.
+    address: String,
+    pending: Vec<(PendingMarker, oneshot::Sender<Answer>)>,
+    draining: bool,
+}
+
 /// The connections of one coordinator to the other brokers' inter-broker listeners, one per
 /// broker, opened on first use and reopened after a failure or an address change (Kafka's
 /// marker channel keeps one `NetworkClient` for all destinations). Each broker has its own
@@ -163,6 +227,7 @@ type Slot = Arc<tokio::sync::Mutex<Option<(String, Arc<Connection>)>>>;
 pub struct MarkerChannels {
     config: ConnectionConfig,
     slots: std::sync::Mutex<HashMap<i32, Slot>>,
+    queues: std::sync::Mutex<HashMap<i32, Queue>>,
 }
 
 impl MarkerChannels {
@@ -176,6 +241,75 @@ impl MarkerChannels {
                 ..ConnectionConfig::default()
             },
             slots: std::sync::Mutex::new(HashMap::new()),
+            queues: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Queue>> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `marker` at broker `broker` (at `address`): queued for that broker, and sent
+    /// in the next request to it together with every other transaction's markers queued by
+    /// then (one request in flight per broker, as Kafka's marker channel). Answers the code
+    /// of each of its partitions ([`results`]), `Err` when no response came (the caller
+    /// retries).
+    pub async fn write(
+        self: &Arc<Self>,
+        broker: i32,
+        address: String,
+        marker: PendingMarker,
+    ) -> Answer {
+        let (answer, answered) = oneshot::channel();
+        let start = {
+            let mut queues = self.queues();
+            let q = queues.entry(broker).or_default();
+            q.address = address;
+            q.pending.push((marker, answer));
+            !std::mem::replace(&mut q.draining, true)
+        };
+        if start {
+            let this = self.clone();
+            tokio::spawn(async move { this.drain_queue(broker).await });
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err("the marker sender stopped".to_string()))
+    }
+
+    /// Sends what [`drain`] takes from `broker`'s queue, one request at a time, until the
+    /// queue is empty.
+    async fn drain_queue(&self, broker: i32) {
+        loop {
+            let (batch, address) = {
+                let mut queues = self.queues();
+                let Some(q) = queues.get_mut(&broker) else {
+                    return;
+                };
+                let batch = drain(&mut q.pending, |(m, _)| m.producer_id);
+                if batch.is_empty() {
+                    q.draining = false;
+                    return;
+                }
+                (batch, q.address.clone())
+            };
+            let markers: Vec<PendingMarker> = batch.iter().map(|(m, _)| m.clone()).collect();
+            if markers.len() > 1 {
+                debug!(
+                    broker,
+                    transactions = markers.len(),
+                    "transaction markers merged into one request"
+                );
+            }
+            let response = self.send(broker, &address, &request_many(&markers)).await;
+            for (m, answer) in batch {
+                let codes = match &response {
+                    Ok(r) => Ok(results(r, m.producer_id, &m.partitions)),
+                    Err(e) => Err(e.clone()),
+                };
+                // The writer may have given up (its completion was dropped): nothing to tell.
+                let _ = answer.send(codes);
+            }
         }
     }
 
@@ -306,6 +440,101 @@ mod tests {
         );
         // Another producer's answer is not this transaction's.
         assert!(results(&response, 8, &parts).iter().all(|(_, c)| *c != 0));
+    }
+
+    fn pending(producer_id: i64, partitions: &[TxnPartition]) -> PendingMarker {
+        PendingMarker {
+            producer_id,
+            producer_epoch: 2,
+            commit: producer_id % 2 == 0,
+            coordinator_epoch: 9,
+            partitions: partitions.to_vec(),
+        }
+    }
+
+    #[test]
+    fn queued_transactions_to_one_broker_share_a_request() {
+        // Three transactions queued for one broker, the third a later one of producer 10.
+        let mut queue = vec![
+            pending(10, &[tp("a", 1), tp("b", 0)]),
+            pending(11, &[tp("a", 1)]),
+            pending(10, &[tp("c", 0)]),
+            pending(12, &[tp("a", 3)]),
+        ];
+        let first = drain(&mut queue, |m| m.producer_id);
+        let ids: Vec<i64> = first.iter().map(|m| m.producer_id).collect();
+        assert_eq!(ids, vec![10, 11, 12], "one request for three transactions");
+        assert_eq!(
+            queue,
+            vec![pending(10, &[tp("c", 0)])],
+            "producer 10's second waits"
+        );
+        let second = drain(&mut queue, |m| m.producer_id);
+        assert_eq!(second, vec![pending(10, &[tp("c", 0)])]);
+        assert!(queue.is_empty());
+        assert!(drain(&mut queue, |m| m.producer_id).is_empty());
+
+        let req = request_many(&first);
+        // (producer id, commit, [(topic, partitions)]) of each marker.
+        type Marker = (i64, bool, Vec<(String, Vec<i32>)>);
+        let markers: Vec<Marker> = req
+            .markers
+            .iter()
+            .map(|m| {
+                (
+                    m.producer_id.0,
+                    m.transaction_result,
+                    m.topics
+                        .iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            markers,
+            vec![
+                (10, true, vec![("a".into(), vec![1]), ("b".into(), vec![0])]),
+                (11, false, vec![("a".into(), vec![1])]),
+                (12, true, vec![("a".into(), vec![3])]),
+            ]
+        );
+        assert!(req
+            .markers
+            .iter()
+            .all(|m| (m.producer_epoch, m.coordinator_epoch) == (2, 9)));
+
+        // One response answers each transaction its own partitions, by producer id.
+        let fenced = ResponseError::InvalidProducerEpoch.code();
+        let answer = |pid: i64, topic: &'static str, index: i32, code: i16| {
+            WritableTxnMarkerResult::default()
+                .with_producer_id(ProducerId(pid))
+                .with_topics(vec![WritableTxnMarkerTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_partitions(vec![WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(code)])])
+        };
+        let response = WriteTxnMarkersResponse::default().with_markers(vec![
+            answer(11, "a", 1, fenced),
+            answer(10, "a", 1, 0),
+            answer(12, "a", 3, 0),
+        ]);
+        assert_eq!(
+            results(&response, 11, &first[1].partitions),
+            vec![(tp("a", 1), fenced)]
+        );
+        assert_eq!(
+            results(&response, 10, &first[0].partitions),
+            vec![
+                (tp("a", 1), 0),
+                (tp("b", 0), ResponseError::UnknownServerError.code())
+            ]
+        );
+        assert_eq!(
+            results(&response, 12, &first[2].partitions),
+            vec![(tp("a", 3), 0)]
+        );
     }
 
     #[test]

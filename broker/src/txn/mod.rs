@@ -9,10 +9,14 @@
 //!   loaded and dropped with its leadership as the group coordinator does, the
 //!   FindCoordinator / InitProducerId / AddPartitionsToTxn / AddOffsetsToTxn / EndTxn
 //!   paths, end markers written by the partition leaders (this broker's own, or sent to
-//!   the others by [`markers`]), timed-out transactions aborted,
+//!   the others by [`markers`]), timed-out transactions aborted, idle transactional ids
+//!   expired (`transactional.id.expiration.ms`: [`state::expired_ids`] picks them, a
+//!   tombstone of each key is written so a restart does not bring them back),
 //!   and what DescribeTransactions and ListTransactions report;
-//! - [`markers`]: the markers to partitions other brokers lead, grouped by destination and
-//!   sent as WriteTxnMarkers over the inter-broker listener, and which answers are retried;
+//! - [`markers`]: the markers to partitions other brokers lead, grouped by destination,
+//!   queued per broker and sent as WriteTxnMarkers over the inter-broker listener (one
+//!   request in flight per broker, carrying every transaction queued for it), and which
+//!   answers are retried;
 //! - [`listing`]: ListTransactions' filters (states, producer ids, KIP-994's duration,
 //!   KIP-1152's transactional id pattern).
 //!
@@ -42,10 +46,10 @@
 //! partition and moves with that leadership (the new leader loads the partition and
 //! completes the transactions it finds prepared), and [`markers`] sends the markers of
 //! partitions led by other brokers as WriteTxnMarkers requests over the inter-broker
-//! listener, one request per destination broker and transaction, retried as Kafka's
-//! `TransactionMarkerChannelManager` retries them. Not served yet: the expiry of idle
-//! transactional ids; markers of several transactions to one broker are not merged into one
-//! request as Kafka's channel does (each transaction's completion sends its own).
+//! listener, retried as Kafka's `TransactionMarkerChannelManager` retries them. As that
+//! channel drains one queue per broker, the markers of every transaction queued for a broker
+//! while its previous request is in flight go together in its next request (one marker per
+//! producer id a request, since answers are read by producer id).
 
 pub mod coordinator;
 pub mod listing;

@@ -123,6 +123,23 @@ pub fn is_epoch_exhausted(epoch: i16) -> bool {
 /// A topic partition in a transaction.
 pub type TxnPartition = (String, i32);
 
+/// The transactional ids of `txns` to expire at `now` with `transactional.id.expiration.ms`
+/// `expiration_ms` ([`TxnMetadata::should_expire`]), sorted: what one pass of Kafka's
+/// `removeExpiredTransactionalIds` tombstones in a partition.
+pub fn expired_ids<'a>(
+    txns: impl IntoIterator<Item = &'a TxnMetadata>,
+    now: i64,
+    expiration_ms: i64,
+) -> Vec<String> {
+    let mut ids: Vec<String> = txns
+        .into_iter()
+        .filter(|m| m.should_expire(now, expiration_ms))
+        .map(|m| m.transactional_id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// A transactional id's state as the coordinator holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMetadata {
@@ -538,6 +555,35 @@ impl TxnMetadata {
             && self.start_timestamp_ms + i64::from(self.timeout_ms) < now
     }
 
+    /// Whether this transactional id has been idle long enough at `now` to be expired
+    /// after `expiration_ms` (`transactional.id.expiration.ms`), as Kafka's
+    /// `TransactionStateManager.shouldExpire`: no transaction open or ending (Empty,
+    /// CompleteCommit or CompleteAbort, nothing being written) and the last state change
+    /// at least `expiration_ms` before `now`.
+    pub fn should_expire(&self, now: i64, expiration_ms: i64) -> bool {
+        matches!(
+            self.state,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        ) && self.pending.is_none()
+            && self.last_update_timestamp_ms <= now.saturating_sub(expiration_ms)
+    }
+
+    /// The Dead transit of an expired id (Kafka's `prepareDead`): the tombstone of its key
+    /// is written, then the id is forgotten. Its timestamps are not changed.
+    pub fn prepare_dead(&mut self) -> Result<TxnTransit, ResponseError> {
+        self.transit(
+            TxnState::Dead,
+            self.producer_id,
+            self.previous_producer_id,
+            self.producer_epoch,
+            self.last_producer_epoch,
+            self.timeout_ms,
+            BTreeSet::new(),
+            self.start_timestamp_ms,
+            self.last_update_timestamp_ms,
+        )
+    }
+
     /// Applies `transit` once its record is written (Kafka's `completeTransitionTo`).
     /// `false` (and nothing changed but the pending mark) if it is not the pending transit.
     pub fn complete(&mut self, transit: &TxnTransit) -> bool {
@@ -854,6 +900,65 @@ mod tests {
         write(&mut m, t);
         assert_eq!((m.state, m.producer_epoch), (TxnState::PrepareAbort, 1));
         assert_eq!(m.prepare_end_txn(1000, 0, true, T0), Err(E::ProducerFenced));
+    }
+
+    #[test]
+    fn only_idle_ids_without_a_transaction_expire() {
+        const WEEK: i64 = 604_800_000;
+        let empty = initialised(); // last update T0
+        let mut ongoing = initialised();
+        ongoing.transactional_id = "ongoing".into();
+        let t = ongoing
+            .prepare_add_partitions(1000, 0, &set(&[tp("a", 0)]), T0)
+            .unwrap()
+            .unwrap();
+        write(&mut ongoing, t);
+        let mut committed = ongoing.clone();
+        committed.transactional_id = "committed".into();
+        let t = committed
+            .prepare_end_txn(1000, 0, true, T0)
+            .unwrap()
+            .unwrap();
+        write(&mut committed, t);
+        let mut prepared = committed.clone();
+        prepared.transactional_id = "prepared".into();
+        let t = committed.prepare_complete(T0).unwrap();
+        write(&mut committed, t);
+        let mut aborted = ongoing.clone();
+        aborted.transactional_id = "aborted".into();
+        let t = aborted
+            .prepare_end_txn(1000, 0, false, T0)
+            .unwrap()
+            .unwrap();
+        write(&mut aborted, t);
+        let t = aborted.prepare_complete(T0 + 5).unwrap();
+        write(&mut aborted, t);
+        let all = [&empty, &ongoing, &committed, &prepared, &aborted];
+        // Idle exactly the expiration: Empty, CompleteCommit expire; CompleteAbort (last
+        // updated 5 ms later) not yet; Ongoing and PrepareCommit never.
+        assert_eq!(
+            expired_ids(all, T0 + WEEK, WEEK),
+            vec!["committed".to_string(), "tx".to_string()]
+        );
+        assert!(expired_ids(all, T0 + WEEK - 1, WEEK).is_empty());
+        assert_eq!(
+            expired_ids(all, T0 + 10 * WEEK, WEEK),
+            vec!["aborted".to_string(), "committed".into(), "tx".into()]
+        );
+        // An id with a write pending is left alone (Kafka: pendingState must be empty).
+        let mut busy = initialised();
+        let _pending = busy.prepare_init_producer_id(60_000, None, None, T0 + WEEK);
+        assert!(!busy.should_expire(T0 + WEEK, WEEK));
+        // Preparing Dead keeps the timestamps and marks the id pending (not picked twice).
+        let mut dead = initialised();
+        let t = dead.prepare_dead().unwrap();
+        assert_eq!(
+            (t.state, t.last_update_timestamp_ms, t.producer_epoch),
+            (TxnState::Dead, T0, 0)
+        );
+        assert!(!dead.should_expire(T0 + WEEK, WEEK));
+        // An open transaction cannot die.
+        assert_eq!(ongoing.prepare_dead(), Err(E::UnknownServerError));
     }
 
     #[test]
