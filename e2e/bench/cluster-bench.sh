@@ -19,6 +19,9 @@
 #     succeeds;
 #   * catch-up: a broker killed with -9 misses BENCH_CATCHUP_MB MB (acks=1); from the moment
 #     it is ready again, MB/s until it is back in every ISR;
+#   * rolling restart (step "roll", not in the default steps): SIGTERM, restart and ISR rejoin
+#     of each node in turn, the controller last, under a fixed-rate acks=all producer
+#     (BENCH_ROLL_RATE, default 500 records/s): its p99 and slowest send;
 #   * peak RSS of the largest broker (VmHWM, sampled before every kill and at the end).
 #
 # This is a benchmark, not a test: it prints a Markdown table and exits 0 even when runs
@@ -364,6 +367,56 @@ EOF
   wait_node "$b" "$dir" "$victim" && BS=$(bootstrap) && wait_for "$topic back in sync" isr_is "$topic" 3
 }
 
+# A rolling restart as an operator does it: each node in turn gets SIGTERM (controlled shutdown),
+# is started again and rejoins every ISR before the next, the active controller last, while
+# kafka-producer-perf-test.sh writes at a fixed rate (acks=all, the Java producer's retries).
+# Reports the p99 and the slowest send of that run, and prints its 5-second windows whose
+# slowest send took over a second.
+rolling_restart() { # flavor dir round
+  local b=$1 dir=$2 r=$3 topic="bench-roll-$3" rate=${BENCH_ROLL_RATE:-500} secs i ctl order=() line
+  create_topic "$topic" || {
+    R[$b.roll.p99.$r]="failed (topic)"
+    return 1
+  }
+  ctl=$(timeout "$TIMEOUT" "$KAFKA_BIN/kafka-metadata-quorum.sh" --bootstrap-server "$BS" describe --status 2>/dev/null |
+    awk -F'[: \t]+' '/^LeaderId/ {print $2}')
+  for ((i = 0; i < N; i++)); do [[ $i != "$ctl" ]] && order+=("$i"); done
+  [[ -n $ctl ]] && order+=("$ctl")
+  secs=$((20 + 15 * N))
+  KAFKA_HEAP_OPTS="$TOOL_HEAP" timeout "$TIMEOUT" "$KAFKA_BIN/kafka-producer-perf-test.sh" \
+    --topic "$topic" --num-records $((rate * secs)) --record-size 100 --throughput "$rate" \
+    --producer-props "bootstrap.servers=$BS" acks=all linger.ms=1 2>&1 |
+    while IFS= read -r line; do echo "$(date +%T.%3N) $line"; done >"$WORK/$b-$r-roll.txt" &
+  local perf_pid=$!
+  BG_PIDS+=("$perf_pid")
+  sleep 10
+  for i in "${order[@]}"; do
+    say "$b round $r: rolling node $i (SIGTERM) at $(date +%T.%3N)"
+    note_rss
+    kill -TERM "${NODE_PID[$i]}" 2>/dev/null
+    for _ in $(seq 1 600); do kill -0 "${NODE_PID[$i]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${NODE_PID[$i]}" 2>/dev/null
+    wait "${NODE_PID[$i]}" 2>/dev/null
+    start_node "$b" "$dir" "$i"
+    wait_node "$b" "$dir" "$i" && BS=$(bootstrap) && wait_for "$topic in sync after node $i" isr_is "$topic" 3 || {
+      R[$b.roll.p99.$r]="failed (node $i did not rejoin)"
+      return 1
+    }
+    sleep 2
+  done
+  wait "$perf_pid"
+  line=$(grep -E ' records sent, .* 99th' "$WORK/$b-$r-roll.txt" | tail -1)
+  if [[ -z $line ]]; then
+    R[$b.roll.p99.$r]="failed (no summary)"
+    tail -3 "$WORK/$b-$r-roll.txt" >&2
+    return 1
+  fi
+  R[$b.roll.p99.$r]=$(sed -E 's/.* ([0-9.]+) ms 99th.*/\1/' <<<"$line")
+  R[$b.roll.max.$r]=$(sed -E 's/.* ([0-9.]+) ms max latency.*/\1/' <<<"$line")
+  awk '/records sent/ && !/99th/ && $(NF-3) + 0 > 1000' "$WORK/$b-$r-roll.txt" | sed "s/^/cluster-bench: $b slow window /" >&2
+  say "$b round $r roll (order ${order[*]}): $line"
+}
+
 controller_failover() { # flavor dir round
   local b=$1 dir=$2 r=$3 leader ms
   leader=$(timeout "$TIMEOUT" "$KAFKA_BIN/kafka-metadata-quorum.sh" --bootstrap-server "$BS" describe --status 2>/dev/null |
@@ -487,6 +540,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     step failover && leader_failover "$b" "$dir" "$r"
     step controller && controller_failover "$b" "$dir" "$r"
     step catchup && catch_up "$b" "$dir" "$r"
+    step roll && rolling_restart "$b" "$dir" "$r"
     stop_cluster
     R[$b.rss.$r]=$(awk -v k="$RSS_PEAK" 'BEGIN {printf "%.1f", k / 1024}')
     say "$b round $r: peak RSS of the largest broker ${R[$b.rss.$r]} MiB"
@@ -518,6 +572,8 @@ table() {
   round_row "kill -9 of a leader → writes on every partition (s)" "failover"
   round_row "kill -9 of the controller → CreateTopics works (s)" "controller"
   round_row "restarted broker catch-up (MB/s)" "catchup"
+  round_row "rolling restart: p99 of a fixed-rate producer (ms)" "roll.p99"
+  round_row "rolling restart: slowest send (ms)" "roll.max"
   round_row "peak RSS of the largest broker (MiB)" "rss"
   local b
   for b in $BROKERS; do
