@@ -11,6 +11,8 @@
 #   produce acks=all at a fixed rate, half of Kafka's acks=all saturation rate of the
 #     same round (BENCH_FIXED_RATE to set it): p50 and p99 latency, where queueing
 #     in the client does not dominate as it does at saturation;
+#   transactional produce at saturation (--transactional-id, a commit every
+#     BENCH_TXN_MS ms): records/s and p99;
 #   consume with a group (kafka-consumer-perf-test.sh) and without (kcat);
 #   the broker's peak RSS.
 # The table gives per side the median (range) over the rounds, and the median (range)
@@ -30,6 +32,7 @@
 #   BENCH_KAFKA_HEAP   heap of the Kafka broker        (default "-Xmx1G -Xms1G")
 #   BENCH_TOOL_HEAP    heap of the perf tools          (default "-Xmx1G")
 #   BENCH_TIMEOUT      seconds allowed per tool run    (default 900)
+#   BENCH_TXN_MS       --transaction-duration-ms of the transactional run (default 100)
 #   BENCH_OUT          also write the Markdown table here (optional)
 #   OXBOW_BROKER_BIN   oxbow binary (default: cargo build --release, target/release/oxbow-broker)
 #   OXBOW_CACHE        tool cache (see e2e/scripts/install-tools.sh)
@@ -48,6 +51,7 @@ BROKERS="${BENCH_BROKERS:-kafka oxbow}"
 KAFKA_HEAP="${BENCH_KAFKA_HEAP:--Xmx1G -Xms1G}"
 TOOL_HEAP="${BENCH_TOOL_HEAP:--Xmx1G}"
 TIMEOUT="${BENCH_TIMEOUT:-900}"
+TXN_MS="${BENCH_TXN_MS:-100}"
 
 say() { echo "bench: $*" >&2; }
 source "$ROOT/e2e/bench/lib.sh"
@@ -97,15 +101,16 @@ start_sampler() { # pid file
 # Results: R[<broker>.<metric>]
 declare -A R
 
-producer_run() { # broker round bootstrap topic acks throughput key
+producer_run() { # broker round bootstrap topic acks throughput key [extra perf-test args...]
   local b=$1 r=$2 bs=$3 topic=$4 acks=$5 rate=$6 key=$7 records=$RECORDS line
+  shift 7
   local out="$WORK/$b-$r-$key.txt"
   # At a fixed rate the run lasts FIXED_SECONDS.
   [[ $rate != -1 ]] && records=$((rate * FIXED_SECONDS))
   say "$b round $r: kafka-producer-perf-test.sh --num-records $records --record-size $SIZE --throughput $rate acks=$acks"
   KAFKA_HEAP_OPTS="$TOOL_HEAP" timeout "$TIMEOUT" "$KAFKA_BIN/kafka-producer-perf-test.sh" \
     --topic "$topic" --num-records "$records" --record-size "$SIZE" --throughput "$rate" \
-    --producer-props "bootstrap.servers=$bs" "acks=$acks" >"$out" 2>&1
+    --producer-props "bootstrap.servers=$bs" "acks=$acks" "$@" >"$out" 2>&1
   local rc=$?
   # Final line: N records sent, X records/sec (Y MB/sec), A ms avg latency, M ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th.
   line=$(grep -E '^[0-9]+ records sent, .* 50th' "$out" | tail -1)
@@ -187,6 +192,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
     else
       R[$b.fixed.p50.$r]="no Kafka rate"
     fi
+    # Transactions: every TXN_MS a commit (kafka-producer-perf-test.sh's own transactional
+    # mode: idempotent, acks=all, one transactional id).
+    "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$bs" --create --topic "bench-txn" \
+      --partitions "$PARTITIONS" --replication-factor 1 >/dev/null 2>"$WORK/$b-$r-create.err" ||
+      say "$b: creating bench-txn failed: $(tail -1 "$WORK/$b-$r-create.err")"
+    producer_run "$b" "$r" "$bs" "bench-txn" all -1 txn \
+      --transactional-id "bench-txn-$$-$r" --transaction-duration-ms "$TXN_MS"
     consumer_run "$b" "$r" "$bs" "bench-acks1"
     # Final peak: VmHWM is the kernel's own high-water mark.
     hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$BROKER_PID/status" 2>/dev/null || echo 0)
@@ -223,6 +235,8 @@ table() {
   done
   round_row "produce acks=all, fixed rate, p50 latency (ms)" "fixed.p50"
   round_row "produce acks=all, fixed rate, p99 latency (ms)" "fixed.p99"
+  round_row "transactional produce (a commit every ${TXN_MS} ms) records/s" "txn.rps"
+  round_row "transactional produce p99 latency (ms)" "txn.p99"
   round_row "consume (consumer-perf-test, group) records/s" "c.rps"
   round_row "consume (consumer-perf-test, group) MB/s" "c.mbs"
   round_row "consume (kcat, no group) records/s" "k.rps"
