@@ -56,6 +56,12 @@ async fn add(ctx: &Ctx<'_>, request: AddRaftVoterRequest) -> Result<(), ApiError
         port: listener.port,
         timeout_ms: request.timeout_ms,
     };
+    change_voters(ctx, change).await
+}
+
+/// Hands a voter change to the active controller (through this node's controller channel)
+/// and waits until it is committed or refused.
+pub(crate) async fn change_voters(ctx: &Ctx<'_>, change: VoterChange) -> Result<(), ApiError> {
     match ctx
         .broker
         .submit(ControllerRequest::ChangeVoters(change))

@@ -7,11 +7,9 @@
 //! (Kafka answers VOTER_NOT_FOUND).
 
 use kafka_protocol::messages::{RemoveRaftVoterRequest, RemoveRaftVoterResponse};
-use kafka_protocol::ResponseError;
 
-use super::add_raft_voter::check_cluster_id;
+use super::add_raft_voter::{change_voters, check_cluster_id};
 use super::{ApiError, Ctx};
-use crate::controller::{ControllerReply, ControllerRequest};
 use crate::metadata::VoterChange;
 
 pub(crate) async fn handle(
@@ -32,15 +30,5 @@ async fn remove(ctx: &Ctx<'_>, request: RemoveRaftVoterRequest) -> Result<(), Ap
         id: request.voter_id,
         directory_id: request.voter_directory_id,
     };
-    match ctx
-        .broker
-        .submit(ControllerRequest::ChangeVoters(change))
-        .await?
-    {
-        ControllerReply::Done => Ok(()),
-        other => Err(ApiError::new(
-            ResponseError::UnknownServerError,
-            format!("unexpected controller reply {other:?}"),
-        )),
-    }
+    change_voters(ctx, change).await
 }
