@@ -796,7 +796,28 @@ async fn a_joining_node_is_added_as_a_voter_and_a_removed_leader_steps_down() {
     let store = c.node(leader).clone();
     let (a, b) = tokio::join!(store.change_voters(add()), store.change_voters(add()));
     let codes = [a.err().map(|e| e.code), b.err().map(|e| e.code)];
-    assert_eq!(codes, [None, Some(7)], "one change at a time");
+    // One change at a time: never two successes, and the other is REQUEST_TIMED_OUT. On a
+    // loaded machine the one that ran may time out too (an add is bounded by 3/4 of the
+    // 500 ms request timeout here; the CI run of 37e5c7f saw [7, 7]): then it is retried as
+    // a client would, and its change, which runs to the end, may already have committed.
+    assert!(codes.contains(&Some(7)), "one change at a time: {codes:?}");
+    assert!(
+        codes.iter().all(|c| c.is_none() || *c == Some(7)),
+        "{codes:?}"
+    );
+    if !codes.contains(&None) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match store.change_voters(add()).await {
+                Ok(()) => break,
+                Err(e) if e.code == 126 => break,
+                Err(e) if e.code == 7 && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("adding voter 3 again: {e:?}"),
+            }
+        }
+    }
     let voters: Vec<i32> = store.quorum_info().voters.iter().map(|v| v.id).collect();
     assert_eq!(voters, [0, 1, 2, 3]);
     let again = store.change_voters(add()).await.unwrap_err();
