@@ -25,14 +25,29 @@ PHASES=()
 RESULTS=()
 FAILED=0
 
+# Failed tests by name, printed after the summary: a CI log that keeps only its tail still
+# says what failed (cargo's "test … FAILED" lines and panics; the k8s phase's own report).
+FAILURE_REPORT="$ROOT/target/failure-report.log"
+mkdir -p "$ROOT/target"
+: >"$FAILURE_REPORT"
+export OXBOW_K8S_FAILURE_REPORT="$ROOT/target/k8s-failure-report.log"
+: >"$OXBOW_K8S_FAILURE_REPORT"
+
 phase() { # name command...
   local name=$1
   shift
   echo
   echo "==================== run-tests: $name ===================="
   local start=$SECONDS
-  "$@"
-  local rc=$?
+  local log
+  log=$(mktemp)
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if [[ $rc != 0 ]]; then
+    { echo "---- $name: failed tests and panics (first 40):"
+      grep -E '^test .* FAILED$|panicked at|^---- .* stdout ----$' "$log" | head -n 40; } >>"$FAILURE_REPORT"
+  fi
+  rm -f "$log"
   local took=$((SECONDS - start))
   PHASES+=("$name")
   if [[ $rc == 0 ]]; then
@@ -179,6 +194,11 @@ echo "==================== run-tests: summary ===================="
 for i in "${!PHASES[@]}"; do
   printf '  %-55s %s\n' "${PHASES[$i]}" "${RESULTS[$i]}"
 done
+if [[ -s $FAILURE_REPORT || -s $OXBOW_K8S_FAILURE_REPORT ]]; then
+  echo
+  echo "==================== run-tests: what failed ===================="
+  cat "$FAILURE_REPORT" "$OXBOW_K8S_FAILURE_REPORT"
+fi
 if [[ $FAILED == 0 ]]; then
   echo "run-tests: all phases passed"
 else

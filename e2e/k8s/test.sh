@@ -12,7 +12,10 @@
 #      OXBOW_K8S_FAKE_BROKER=1 (test the platform with testdata/fake-bin/oxbow-broker instead of
 #      the real broker), OXBOW_K8S_KEEP=1 (leave the cluster up for debugging),
 #      OXBOW_E2E_EXPECT_CLUSTER (1, or 0 with the fake broker: whether the `# needs-cluster`
-#      scenarios, where the StatefulSet's pods form one cluster, must pass; see lib/xfail.sh)
+#      scenarios, where the StatefulSet's pods form one cluster, must pass; see lib/xfail.sh),
+#      OXBOW_K8S_FAILURE_REPORT (a file: the last lines of each failed scenario's output are
+#      appended to it, for run-tests.sh to print after its summary, where a CI log that keeps
+#      only its tail still shows them)
 #
 # A scenario whose second line is `# expected-failure: <reason>` checks something not built
 # yet: its failure is reported as XFAIL (not a pass, not a failure of the run), and its
@@ -90,7 +93,8 @@ fi
 for s in "$K8S_DIR"/scenarios/$pattern.sh; do
   name=$(basename "$s" .sh) ts=$SECONDS
   xfail=$(scenario_xfail "$s")
-  rc=0; bash "$s" || rc=$?
+  scenario_log=$(mktemp)
+  bash "$s" 2>&1 | tee "$scenario_log"; rc=${PIPESTATUS[0]}
   if ((rc == 77)); then
     skipped=$((skipped + 1)); echo "[test] SKIP $name: not for this platform ($OXBOW_K8S_PLATFORM)" >&2
   elif [[ -n $xfail ]]; then
@@ -104,9 +108,14 @@ for s in "$K8S_DIR"/scenarios/$pattern.sh; do
     passed=$((passed + 1)); echo "[test] PASS $name ($((SECONDS - ts))s)" >&2
   else
     failed=$((failed + 1)); failures+=("$name"); echo "[test] FAIL $name ($((SECONDS - ts))s)" >&2
+    if [[ -n ${OXBOW_K8S_FAILURE_REPORT:-} ]]; then
+      { echo "---- k8s scenario $name failed after $((SECONDS - ts))s; its last 60 lines:"
+        tail -n 60 "$scenario_log"; } >>"$OXBOW_K8S_FAILURE_REPORT"
+    fi
     kubectl get pods -A -o wide >&2 || true
     if [[ $NODE_MODE == real ]]; then kubectl get events -A --sort-by=.lastTimestamp 2>&1 | tail -n 30 >&2
     else tail -n 40 "$RUN/logs/podrunner.log" >&2 || true; fi
   fi
+  rm -f "$scenario_log"
 done
 finish
