@@ -77,8 +77,8 @@ impl RollFlush {
     }
 }
 
-/// Kafka's default `producer.id.expiration.ms` (1 day): producer state idle for longer is
-/// dropped at retention time.
+/// Kafka's default `producer.id.expiration.ms` (1 day), the default of
+/// [`LogConfig::producer_id_expiration_ms`].
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Lifecycle of a log handle (a handle may outlive the log's presence in the manager).
@@ -376,8 +376,10 @@ impl PartitionLog {
         }
         let loading = std::time::Instant::now();
         let from = log.restore_producer_state(snapshot_limit)?;
-        log.producers
-            .expire(segment::wall_clock_ms(), PRODUCER_ID_EXPIRATION_MS);
+        log.producers.expire(
+            segment::wall_clock_ms(),
+            log.config.producer_id_expiration_ms,
+        );
         tracing::info!(
             tp = %log.tp, snapshot = ?from, replayed_from = from.unwrap_or(log.log_start_offset),
             leo, producers = log.producers.len(), elapsed_ms = loading.elapsed().as_millis() as u64,
@@ -1357,8 +1359,8 @@ impl PartitionLog {
     /// Retention per config: deletes whole closed segments (never the active one) whose
     /// newest record is older than `retention.ms`, then oldest ones while the log exceeds
     /// `retention.bytes`; first rolls the active segment if `segment.ms` has elapsed and it
-    /// is non-empty. Also expires idempotent producer state idle for
-    /// [`PRODUCER_ID_EXPIRATION_MS`]. Returns the number of segments deleted.
+    /// is non-empty. Also expires producer state idle for `producer.id.expiration.ms`
+    /// ([`LogConfig::producer_id_expiration_ms`]). Returns the number of segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.ensure_open()?;
         let seg = self.active();
@@ -1371,7 +1373,9 @@ impl PartitionLog {
         {
             self.roll(now_ms)?;
         }
-        let expired = self.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        let expired = self
+            .producers
+            .expire(now_ms, self.config.producer_id_expiration_ms);
         if expired > 0 {
             tracing::debug!(tp = %self.tp, expired, "expired idle idempotent producers");
         }

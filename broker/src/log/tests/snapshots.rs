@@ -242,3 +242,38 @@ fn truncation_drops_snapshots_beyond_the_new_log_end() {
         .unwrap();
     assert_eq!(next.base_offset, cut);
 }
+
+#[test]
+fn producers_idle_past_producer_id_expiration_ms_are_not_loaded() {
+    use super::super::batch::test_util::{batch, Spec};
+    let root = tempfile::tempdir().unwrap();
+    let mut log = open(root.path(), small_config());
+    let now = segment::wall_clock_ms();
+    let idle = batch(&Spec {
+        producer_id: 5,
+        producer_epoch: 0,
+        base_sequence: 0,
+        timestamp: now - 60_000,
+        ..Spec::default()
+    });
+    log.append(&idle, 0, 0).unwrap();
+    log.append(&idempotent(1, PID, 0, 0), 0, 0).unwrap();
+    log.close().unwrap();
+    drop(log);
+    std::fs::write(root.path().join(CLEAN_SHUTDOWN_FILE), b"").unwrap();
+    let config = LogConfig {
+        producer_id_expiration_ms: 30_000,
+        ..small_config()
+    };
+    let log = open(root.path(), config);
+    let ids: Vec<i64> = log
+        .active_producers()
+        .iter()
+        .map(|p| p.producer_id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![PID],
+        "producer 5 was idle for 60 s, past the 30 s setting"
+    );
+}
