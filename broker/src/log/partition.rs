@@ -380,8 +380,8 @@ impl PartitionLog {
             segment::wall_clock_ms(),
             log.config.producer_id_expiration_ms,
         );
-        tracing::info!(
-            tp = %log.tp, snapshot = ?from, replayed_from = from.unwrap_or(log.log_start_offset),
+        tracing::debug!(
+            tp = %log.tp, snapshot = ?from, replayed_from = from.unwrap_or(first_base),
             leo, producers = log.producers.len(), elapsed_ms = loading.elapsed().as_millis() as u64,
             "loaded producer state"
         );
