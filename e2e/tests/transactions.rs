@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use oxbow_e2e::{poll_until, tools_or_skip, Background, Broker, ToolOutput, Tools};
+use oxbow_e2e::{poll_until, tools_or_skip, Background, Broker, Flavor, ToolOutput, Tools};
 
 fn start() -> Broker {
     Broker::start_target(&[])
@@ -746,4 +746,192 @@ fn an_idle_transactional_id_expires_and_a_restart_does_not_revive_it() {
     );
     assert_eq!(ids, ["tx-kept"], "after the restart");
     eprintln!("tx-expire gone from the list {gone_after:?} after its producer started; after a restart only tx-kept is listed");
+}
+
+// ---------------------------------------------------------------------------
+// Producer state across restarts (producer state snapshots)
+// ---------------------------------------------------------------------------
+
+/// `producer_state.py` (kafka-python at the protocol level) with `args`; must succeed.
+fn producer_state(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/producer_state.py");
+    let bs = b.bootstrap();
+    let mut all = vec![script, bs.as_str()];
+    all.extend_from_slice(args);
+    t.run("python", &all).ok()
+}
+
+/// `(log start, high watermark, last stable offset)` of partition 0.
+fn partition_offsets(t: &Tools, b: &Broker, topic: &str) -> (i64, i64, i64) {
+    let out = producer_state(t, b, &["offsets", topic]);
+    let line = out.line_starting_with("start=");
+    let v: Vec<i64> = line
+        .split_whitespace()
+        .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
+        .collect();
+    (v[0], v[1], v[2])
+}
+
+/// An idempotent producer writes two batches (offsets 0..=4 and 5..=9); 2.6 MB of other
+/// records roll two 1 MiB segments; a transactional producer opens a transaction and keeps
+/// it open; DeleteRecords deletes the first segment, so none of the idempotent producer's
+/// batches is left. Then the broker restarts (SIGTERM, or kill -9 if `killed`), and:
+/// - a retry of the producer's last batch is acknowledged with its original offset (5) and
+///   not written again (the high watermark does not move): Kafka's duplicate detection,
+///   from state whose batches are gone;
+/// - its next batch continues the sequence;
+/// - the open transaction still holds the last stable offset at its first offset.
+fn producer_state_survives(killed: bool, topic: &str) {
+    let t = tools_or_skip!();
+    let mut b = start();
+    let bs = b.bootstrap();
+    t.run(
+        "kafka-topics.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            "1",
+            "--config",
+            "segment.bytes=1048576",
+        ],
+    )
+    .ok();
+    let init = producer_state(&t, &b, &["init"]);
+    let ids = init.line_starting_with("pid=").to_string();
+    let (pid, epoch) = ids.split_once(' ').unwrap();
+    let (pid, epoch) = (&pid["pid=".len()..], &epoch["epoch=".len()..]);
+    let first = producer_state(&t, &b, &["produce", topic, pid, epoch, "0", "5", "a"]);
+    first.expect_line("error=0 base_offset=0");
+    let last = ["produce", topic, pid, epoch, "5", "5", "b"];
+    producer_state(&t, &b, &last).expect_line("error=0 base_offset=5");
+
+    let props = format!("bootstrap.servers={bs}");
+    t.run(
+        "kafka-producer-perf-test.sh",
+        &[
+            "--topic",
+            topic,
+            "--num-records",
+            "2600",
+            "--record-size",
+            "1000",
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &props,
+            "acks=all",
+        ],
+    )
+    .ok();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_producer.py");
+    let txn_id = format!("{topic}-holder");
+    let mut holder = Background::tool(&t, "python", &[script, &bs, topic, &txn_id, "hold-open"]);
+    poll_until(
+        "the transaction to be open",
+        Duration::from_secs(60),
+        || {
+            if holder.stdout().lines().any(|l| l == "open") {
+                Ok(())
+            } else {
+                Err(format!("{holder}"))
+            }
+        },
+    );
+    let (_, hw, lso) = partition_offsets(&t, &b, topic);
+    assert_eq!(
+        (hw, lso),
+        (2615, 2610),
+        "the open transaction holds the LSO"
+    );
+
+    let dir = b.data_dir().join(format!("{topic}-0"));
+    let mut bases: Vec<i64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    assert!(bases.len() >= 3, "two rolls: {bases:?}");
+    let json = b.scratch().join("delete.json");
+    std::fs::write(
+        &json,
+        format!(
+            r#"{{"partitions":[{{"topic":"{topic}","partition":0,"offset":{}}}],"version":1}}"#,
+            bases[1]
+        ),
+    )
+    .unwrap();
+    t.run(
+        "kafka-delete-records.sh",
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--offset-json-file",
+            json.to_str().unwrap(),
+        ],
+    )
+    .ok()
+    .expect_line(&format!(
+        "partition: {topic}-0\tlow_watermark: {}",
+        bases[1]
+    ));
+
+    if killed {
+        b.kill9();
+        b.start_again();
+    } else {
+        b.restart();
+    }
+
+    let (start_after, hw_after, lso_after) = partition_offsets(&t, &b, topic);
+    assert_eq!(
+        (hw_after, lso_after),
+        (hw, lso),
+        "after the restart: the high watermark, and the LSO still at the open transaction"
+    );
+    // oxbow checkpoints a DeleteRecords at once; Kafka every 60 s
+    // (`log.flush.start.offset.checkpoint.interval.ms`) and deletes the segment at its next
+    // retention check, so after a kill -9 Kafka may come back with its old log start.
+    if b.flavor() == Flavor::Oxbow || !killed {
+        assert_eq!(start_after, bases[1], "the log start after the restart");
+    }
+    // Kafka's own tool reads the snapshot files (Kafka's format): the latest one holds the
+    // producer with its last batch.
+    let latest = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".snapshot"))
+        .max()
+        .expect("a producer snapshot in the partition directory");
+    let dumped = dir.join(&latest);
+    let dump = t
+        .run("kafka-dump-log.sh", &["--files", dumped.to_str().unwrap()])
+        .ok();
+    let entry = dump.line_starting_with(&format!("producerId: {pid} producerEpoch: {epoch} "));
+    assert!(
+        entry.contains("firstSequence: 5 lastSequence: 9 lastOffset: 9 offsetDelta: 4"),
+        "{dump}"
+    );
+    producer_state(&t, &b, &last).expect_line("error=0 base_offset=5");
+    let (_, hw_after_retry, _) = partition_offsets(&t, &b, topic);
+    assert_eq!(hw_after_retry, hw, "the retry was not written again");
+    let next = ["produce", topic, pid, epoch, "10", "1", "c"];
+    producer_state(&t, &b, &next).expect_line(&format!("error=0 base_offset={hw}"));
+    holder.kill9();
+}
+
+#[test]
+fn producer_state_survives_a_clean_restart_after_its_batches_are_deleted() {
+    producer_state_survives(false, "pstate-clean");
+}
+
+#[test]
+fn producer_state_survives_a_kill_9_after_its_batches_are_deleted() {
+    producer_state_survives(true, "pstate-kill");
 }

@@ -1681,10 +1681,12 @@ log.retention.check.interval.ms=300000
              log.roll.hours=1\nlog.cleanup.policy=compact,delete\n\
              log.message.timestamp.type=LogAppendTime\nmessage.max.bytes=2000000\n\
              log.segment.delete.delay.ms=5\nlog.index.interval.bytes=100\n\
-             log.index.size.max.bytes=4096\nlog.retention.bytes=1000\n",
+             log.index.size.max.bytes=4096\nlog.retention.bytes=1000\n\
+             producer.id.expiration.ms=60000\n",
         )
         .unwrap();
         let l = &c.log_defaults;
+        assert_eq!(l.producer_id_expiration_ms, 60_000);
         assert_eq!(l.retention_ms, 86_400_000);
         assert_eq!(l.segment_bytes, 2_097_152);
         assert_eq!(l.segment_ms, 3_600_000);

@@ -283,6 +283,12 @@ pub(crate) fn build_log_config(
         },
         flush_messages: long("flush.messages", d.flush_messages),
         flush_ms: long("flush.ms", d.flush_ms),
+        // A broker key only: Kafka has no topic-level override for it.
+        producer_id_expiration_ms: broker
+            .get("producer.id.expiration.ms")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|&ms| ms >= 1)
+            .unwrap_or(d.producer_id_expiration_ms),
     }
 }
 

@@ -51,6 +51,10 @@ pub struct LogConfig {
     /// `flush.ms`: the log flusher fsyncs a log whose last flush is at least this old
     /// (checked every `log.flush.scheduler.interval.ms`); `i64::MAX` = never.
     pub flush_ms: i64,
+    /// `producer.id.expiration.ms` (a broker setting, no topic override): a producer id
+    /// idle for longer, without an open transaction, is forgotten at retention time and when
+    /// the log is loaded.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl LogConfig {
@@ -87,6 +91,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: 0.5,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            producer_id_expiration_ms: super::PRODUCER_ID_EXPIRATION_MS,
         }
     }
 }

@@ -11,6 +11,9 @@
 //! - sparse `.index` (offset -> position) and `.timeindex` (timestamp -> offset) files,
 //! - `.txnindex` files (aborted transactions, Kafka's format) beside the segments holding
 //!   an ABORT marker,
+//! - `<20-digit offset>.snapshot` producer state snapshots (Kafka's format), taken at every
+//!   segment roll and at a clean close, loaded at open so only the batches after the
+//!   latest one are replayed,
 //! - `leader-epoch-checkpoint` and `partition.metadata` (topic id).
 //!
 //! Compacted topics (`cleanup.policy=compact`) are cleaned by [`PartitionLog::compact`]
@@ -30,6 +33,7 @@ mod leader_epoch;
 mod manager;
 mod meta;
 mod partition;
+mod producer_snapshot;
 mod producer_state;
 mod records;
 mod replay;

@@ -18,6 +18,7 @@ use super::config::{LogConfig, TimestampType};
 use super::error::{Error, IoContext, Result};
 use super::leader_epoch::LeaderEpochCache;
 use super::meta;
+use super::producer_snapshot;
 use super::producer_state::{PendingUpdates, ProducerStateManager, SeqCheck};
 use super::records::{self, Detail, RecordStream};
 use super::segment::{
@@ -76,8 +77,8 @@ impl RollFlush {
     }
 }
 
-/// Kafka's default `producer.id.expiration.ms` (1 day): producer state idle for longer is
-/// dropped at retention time.
+/// Kafka's default `producer.id.expiration.ms` (1 day), the default of
+/// [`LogConfig::producer_id_expiration_ms`].
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Lifecycle of a log handle (a handle may outlive the log's presence in the manager).
@@ -215,11 +216,10 @@ impl PartitionLog {
 
         let mut epochs = LeaderEpochCache::load(dir)?;
         let epochs_on_disk = epochs.entries().to_vec();
-        let mut producers = ProducerStateManager::default();
-        let mut aborted: BTreeMap<i64, Vec<AbortedTxn>> = BTreeMap::new();
-        // Set when a segment trusted after a clean shutdown turns out inconsistent: the
-        // producer state replayed from its first scan is then rebuilt once all is loaded.
-        let mut replay_again = false;
+        // Base of the first segment recovered (CRC-checked, indexes rebuilt): producer state
+        // is then loaded from a snapshot no later than it, so the transaction indexes of the
+        // recovered segments are recomputed from their batches.
+        let mut first_recovered: Option<i64> = None;
         let mut segments = BTreeMap::new();
         let recover_from = if options.clean_shutdown {
             i64::MAX
@@ -238,11 +238,9 @@ impl PartitionLog {
             let base = bases[i];
             i += 1;
             let (mut seg, indexes_ok) = Segment::open_existing(dir, base)?;
-            let mut seg_aborted = Vec::new();
-            let mut on_batch = |h: &BatchHeader, marker: Option<EndTxnMarker>| {
-                if let Some(c) = producers.replay(h, marker) {
-                    seg_aborted.extend(complete_txn(&mut producers, &c));
-                }
+            // Producer state is loaded after the segments (from a snapshot, then replaying
+            // what follows it): the scan only restores segment statistics and epochs.
+            let mut on_batch = |h: &BatchHeader, _: Option<EndTxnMarker>| {
                 epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
             };
             let mut stop = ScanStop::Eof;
@@ -260,17 +258,10 @@ impl PartitionLog {
                 if stop != ScanStop::Eof || !seg.indexes_consistent() {
                     tracing::warn!(%tp, base, ?stop, "segment inconsistent after clean shutdown; recovering it");
                     needs_recovery = true;
-                    replay_again = true;
                 }
             }
             if needs_recovery {
-                seg_aborted.clear();
-                let mut on_batch = |h: &BatchHeader, marker: Option<EndTxnMarker>| {
-                    if let Some(c) = producers.replay(h, marker) {
-                        seg_aborted.extend(complete_txn(&mut producers, &c));
-                    }
-                    epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
-                };
+                first_recovered = Some(first_recovered.map_or(base, |f| f.min(base)));
                 stop = seg.scan(
                     ScanMode {
                         verify_crc: true,
@@ -280,9 +271,6 @@ impl PartitionLog {
                     &mut on_batch,
                 )?;
                 recovered_any = true;
-            }
-            if !seg_aborted.is_empty() {
-                aborted.insert(base, seg_aborted);
             }
             if let ScanStop::Invalid { position, reason } = &stop {
                 tracing::warn!(
@@ -322,8 +310,8 @@ impl PartitionLog {
             recovery_point: 0,
             last_flush_ms: segment::wall_clock_ms(),
             epochs,
-            producers,
-            aborted,
+            producers: ProducerStateManager::default(),
+            aborted: BTreeMap::new(),
             topic_id: meta::read_partition_metadata(dir)?,
             topic_id_unflushed: false,
             checkpoints: options.checkpoints,
@@ -351,9 +339,6 @@ impl PartitionLog {
                 s.delete_files()?;
             }
         }
-        if replay_again {
-            log.rebuild_producer_state()?;
-        }
         if log.segments.is_empty() {
             let start = options.log_start_offset.unwrap_or(0).max(0);
             let seg = Segment::create(dir, start, segment::wall_clock_ms())?;
@@ -376,12 +361,30 @@ impl PartitionLog {
         if log.epochs.entries() != epochs_on_disk.as_slice() {
             log.epochs.flush()?;
         }
-        log.producers.on_log_start_offset(log.log_start_offset);
-        log.producers
-            .expire(segment::wall_clock_ms(), PRODUCER_ID_EXPIRATION_MS);
-        // The `.txnindex` files are derived from the batches just replayed: rewrite any
-        // that a crash (or an older version) left different.
-        log.write_changed_txn_indexes()?;
+        // Aborted transactions of the segments the producer snapshot covers come from their
+        // `.txnindex` files; a malformed one is recomputed, so no snapshot beyond its segment
+        // may be used.
+        let mut snapshot_limit = first_recovered.unwrap_or(i64::MAX);
+        for &base in log.segments.keys() {
+            match txn::read_txn_index(&txn::txn_index_path(dir, base))? {
+                Some(entries) if entries.is_empty() => {}
+                Some(entries) => {
+                    log.aborted.insert(base, entries);
+                }
+                None => snapshot_limit = snapshot_limit.min(base),
+            }
+        }
+        let loading = std::time::Instant::now();
+        let from = log.restore_producer_state(snapshot_limit)?;
+        log.producers.expire(
+            segment::wall_clock_ms(),
+            log.config.producer_id_expiration_ms,
+        );
+        tracing::debug!(
+            tp = %log.tp, snapshot = ?from, replayed_from = from.unwrap_or(first_base),
+            leo, producers = log.producers.len(), elapsed_ms = loading.elapsed().as_millis() as u64,
+            "loaded producer state"
+        );
         if recovered_any {
             log.flush_all_segments()?;
         }
@@ -983,6 +986,10 @@ impl PartitionLog {
         }
         let seg = Segment::create(&self.dir, leo, now_ms)?;
         self.segments.insert(leo, seg);
+        // Kafka snapshots the producer state at every roll, so a load replays at most the
+        // segments after the latest one; a deferred roll leaves the snapshot's fsync to the
+        // roll flush like the segment's.
+        self.take_producer_snapshot(!deferred);
         match &self.rolled {
             Some(rolled) => {
                 self.roll_flush_target = Some(self.roll_flush_target.map_or(leo, |t| t.max(leo)));
@@ -1016,6 +1023,13 @@ impl PartitionLog {
         let mut files = Vec::new();
         for seg in self.segments.range(from..target).map(|(_, s)| s) {
             files.extend(seg.sync_handles()?);
+        }
+        // The snapshots the rolls took (at the bases of the segments they created).
+        for (&base, _) in self.segments.range(from + 1..=target) {
+            let path = producer_snapshot::snapshot_path(&self.dir, base);
+            if let Ok(file) = File::open(&path) {
+                files.push((file, path));
+            }
         }
         Ok(Some(RollFlush {
             target,
@@ -1325,6 +1339,10 @@ impl PartitionLog {
             self.epochs.flush()?;
         }
         self.producers.on_log_start_offset(self.log_start_offset);
+        // Snapshots go with the segments below them (Kafka deletes the one at a deleted
+        // segment's base); the one at the first segment's base stays: it holds the state of
+        // producers whose batches were just deleted.
+        self.delete_snapshots(|offset| offset < first);
         self.persist_log_start()
     }
 
@@ -1341,8 +1359,8 @@ impl PartitionLog {
     /// Retention per config: deletes whole closed segments (never the active one) whose
     /// newest record is older than `retention.ms`, then oldest ones while the log exceeds
     /// `retention.bytes`; first rolls the active segment if `segment.ms` has elapsed and it
-    /// is non-empty. Also expires idempotent producer state idle for
-    /// [`PRODUCER_ID_EXPIRATION_MS`]. Returns the number of segments deleted.
+    /// is non-empty. Also expires producer state idle for `producer.id.expiration.ms`
+    /// ([`LogConfig::producer_id_expiration_ms`]). Returns the number of segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.ensure_open()?;
         let seg = self.active();
@@ -1355,7 +1373,9 @@ impl PartitionLog {
         {
             self.roll(now_ms)?;
         }
-        let expired = self.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        let expired = self
+            .producers
+            .expire(now_ms, self.config.producer_id_expiration_ms);
         if expired > 0 {
             tracing::debug!(tp = %self.tp, expired, "expired idle idempotent producers");
         }
@@ -1445,7 +1465,7 @@ impl PartitionLog {
         if self.epochs.truncate_from_end(leo) {
             self.epochs.flush()?;
         }
-        self.rebuild_producer_state()?;
+        self.restore_producer_state(leo)?;
         self.high_watermark = self.high_watermark.min(leo);
         self.recovery_point = self.recovery_point.min(leo);
         Ok(())
@@ -1487,6 +1507,7 @@ impl PartitionLog {
             self.epochs.commit(Vec::new())?;
         }
         self.producers.clear();
+        self.delete_snapshots(|_| true);
         self.aborted.clear();
         // A segment reused at `offset` was emptied: so is its transaction index.
         txn::write_txn_index(&txn::txn_index_path(&self.dir, offset), &[])?;
@@ -1498,23 +1519,75 @@ impl PartitionLog {
         self.persist_log_start()
     }
 
-    /// Replays every batch into fresh producer state and recomputes the aborted
-    /// transactions of each segment (rewriting the `.txnindex` files that change).
-    fn rebuild_producer_state(&mut self) -> Result<()> {
+    /// Rebuilds the producer state (Kafka's `rebuildProducerState`): deletes snapshots
+    /// beyond the log end offset or below the first segment, loads the latest snapshot at or
+    /// below `limit` that decodes (a damaged one is logged and deleted, and the next older
+    /// one tried), then replays the batches from its offset (from the first segment without
+    /// one) and recomputes the aborted transactions whose marker follows it: those before it
+    /// are kept as they are in `self.aborted` (read from the `.txnindex` files at load).
+    /// Rewrites the `.txnindex` files that change. Returns the offset of the snapshot used.
+    fn restore_producer_state(&mut self, limit: i64) -> Result<Option<i64>> {
+        let leo = self.log_end_offset();
+        let first = self.first_segment().base_offset();
+        let mut snapshots = producer_snapshot::list(&self.dir)?;
+        snapshots.retain(|&offset, path| {
+            let keep = (first..=leo).contains(&offset);
+            if !keep {
+                tracing::info!(tp = %self.tp, offset, "deleting producer snapshot outside the log");
+                if let Err(e) = producer_snapshot::delete(path) {
+                    tracing::warn!(tp = %self.tp, error = %e, "cannot delete producer snapshot");
+                }
+            }
+            keep
+        });
         self.producers.clear();
-        self.aborted.clear();
+        let mut loaded = None;
+        for (&offset, path) in snapshots.range(..=limit.min(leo)).rev() {
+            match producer_snapshot::read(path) {
+                Ok(Ok(entries)) => {
+                    self.producers.load_snapshot(&entries);
+                    loaded = Some(offset);
+                    break;
+                }
+                Ok(Err(reason)) => {
+                    // Never trusted, never fatal: the log still holds the batches to replay.
+                    tracing::warn!(tp = %self.tp, path = %path.display(), %reason, "ignoring corrupt producer snapshot");
+                    if let Err(e) = producer_snapshot::delete(path) {
+                        tracing::warn!(tp = %self.tp, error = %e, "cannot delete producer snapshot");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(tp = %self.tp, error = %e, "ignoring unreadable producer snapshot")
+                }
+            }
+        }
+        let from = loaded.unwrap_or(i64::MIN);
+        for entries in self.aborted.values_mut() {
+            entries.retain(|a| a.last_offset < from);
+        }
+        self.aborted.retain(|_, entries| !entries.is_empty());
+        let producers = &mut self.producers;
         for (&base, seg) in &self.segments {
-            let producers = &mut self.producers;
+            if seg.next_offset() <= from {
+                continue;
+            }
             let mut seg_aborted = Vec::new();
-            let mut pos = 0u64;
+            // The offset index leads to the batch holding `from` (or one before it).
+            let mut pos = if base < from {
+                seg.offset_lookup_position(from)
+            } else {
+                0
+            };
             loop {
                 // One buffered pass over the data batches, stopping at each control batch:
                 // its marker is in its record.
                 let found = seg.find_from(pos, |h| {
                     if h.is_control() {
-                        return true;
+                        return h.last_offset() >= from;
                     }
-                    producers.replay(h, None);
+                    if h.last_offset() >= from {
+                        producers.replay(h, None);
+                    }
                     false
                 })?;
                 let Some((p, h)) = found else { break };
@@ -1529,12 +1602,48 @@ impl PartitionLog {
                 pos = p + h.size() as u64;
             }
             if !seg_aborted.is_empty() {
-                self.aborted.insert(base, seg_aborted);
+                self.aborted.entry(base).or_default().extend(seg_aborted);
             }
         }
         self.producers.on_log_start_offset(self.log_start_offset);
         self.producers.on_high_watermark(self.high_watermark);
-        self.write_changed_txn_indexes()
+        self.write_changed_txn_indexes()?;
+        Ok(loaded)
+    }
+
+    /// Writes a snapshot of the producer state at the log end offset (Kafka's
+    /// `takeSnapshot`), fsynced if `sync`. A failure is logged, not returned: a missing
+    /// snapshot only means a longer replay at the next load.
+    fn take_producer_snapshot(&self, sync: bool) {
+        let offset = self.log_end_offset();
+        let entries = self.producers.snapshot();
+        match producer_snapshot::write(&self.dir, offset, &entries, sync) {
+            Ok(()) => {
+                tracing::debug!(tp = %self.tp, offset, producers = entries.len(), "wrote producer snapshot")
+            }
+            Err(e) => {
+                tracing::warn!(tp = %self.tp, offset, error = %e, "cannot write producer snapshot")
+            }
+        }
+    }
+
+    /// Deletes the snapshot files whose offset matches `doomed` (failures are logged: a stale
+    /// snapshot is deleted at the next load, as it lies outside the log).
+    fn delete_snapshots(&self, doomed: impl Fn(i64) -> bool) {
+        let snapshots = match producer_snapshot::list(&self.dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(tp = %self.tp, error = %e, "cannot list producer snapshots");
+                return;
+            }
+        };
+        for (offset, path) in snapshots {
+            if doomed(offset) {
+                if let Err(e) = producer_snapshot::delete(&path) {
+                    tracing::warn!(tp = %self.tp, error = %e, "cannot delete producer snapshot");
+                }
+            }
+        }
     }
 
     fn flush_all_segments(&mut self) -> Result<()> {
@@ -1603,6 +1712,8 @@ impl PartitionLog {
         }
         self.active_mut().on_become_inactive()?;
         self.flush()?;
+        // The next load starts from this snapshot and replays nothing (Kafka's close).
+        self.take_producer_snapshot(true);
         self.state = State::Closed;
         Ok(())
     }

@@ -3,13 +3,17 @@
 //! the open transaction's first offset and the coordinator epoch of the last marker. The
 //! partition's open transactions (by first offset) give its last stable offset.
 //!
-//! The state is rebuilt on open from the batches (headers, plus the marker of each control
-//! batch), so it needs no file of its own.
+//! The partition log snapshots this state at every segment roll and at a clean close
+//! (`producer_snapshot`, Kafka's `<offset>.snapshot` files) and, on open, loads the latest
+//! usable snapshot and replays only the batches after it (headers, plus the marker of each
+//! control batch). Producers outlive the batches that taught us about them (retention,
+//! compaction): they are forgotten only after `producer.id.expiration.ms` of silence.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::batch::{AppendOrigin, BatchHeader};
 use super::error::{Error, Result};
+use super::producer_snapshot::SnapshotEntry;
 use super::txn::{CompletedTxn, ControlRecordType, EndTxnMarker};
 
 /// Kafka keeps the metadata of this many recent batches per producer; the Java producer
@@ -397,6 +401,60 @@ impl ProducerStateManager {
         before - self.producers.len()
     }
 
+    /// The state as Kafka's snapshot holds it: per producer its epoch, last batch, last
+    /// timestamp, coordinator epoch and open transaction, by producer id. Ended transactions
+    /// awaiting replication of their marker are not kept (Kafka does not keep them either):
+    /// a snapshot is loaded with the high watermark at or above them.
+    pub(crate) fn snapshot(&self) -> Vec<SnapshotEntry> {
+        let mut out: Vec<SnapshotEntry> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| {
+                let last = e.batches.back();
+                SnapshotEntry {
+                    producer_id,
+                    epoch: e.epoch,
+                    last_sequence: last.map_or(-1, |b| b.last_seq),
+                    last_offset: last.map_or(-1, |b| b.last_offset),
+                    // A batch's offsets and sequences span the same count.
+                    offset_delta: last.map_or(0, |b| (b.last_offset - b.first_offset) as i32),
+                    timestamp: e.last_timestamp,
+                    coordinator_epoch: e.coordinator_epoch,
+                    current_txn_first_offset: e.current_txn_first_offset.unwrap_or(-1),
+                }
+            })
+            .collect();
+        out.sort_by_key(|e| e.producer_id);
+        out
+    }
+
+    /// Replaces the state with a snapshot's (Kafka's `loadFromSnapshot`): each producer with
+    /// its last batch only, open transactions back among the ongoing ones. Call
+    /// [`Self::expire`] afterwards to drop producers idle too long.
+    pub(crate) fn load_snapshot(&mut self, entries: &[SnapshotEntry]) {
+        self.clear();
+        for e in entries {
+            let mut entry = new_entry(e.epoch);
+            entry.coordinator_epoch = e.coordinator_epoch;
+            entry.last_timestamp = e.timestamp;
+            if e.last_offset >= 0 {
+                entry.batches.push_back(BatchMetadata {
+                    first_seq: decrement_sequence(e.last_sequence, e.offset_delta),
+                    last_seq: e.last_sequence,
+                    first_offset: e.last_offset - i64::from(e.offset_delta),
+                    last_offset: e.last_offset,
+                    timestamp: e.timestamp,
+                });
+            }
+            if e.current_txn_first_offset >= 0 {
+                entry.current_txn_first_offset = Some(e.current_txn_first_offset);
+                self.ongoing
+                    .insert(e.current_txn_first_offset, e.producer_id);
+            }
+            self.producers.insert(e.producer_id, entry);
+        }
+    }
+
     /// Forgets everything (before a rebuild).
     pub(crate) fn clear(&mut self) {
         self.producers.clear();
@@ -404,16 +462,23 @@ impl ProducerStateManager {
         self.unreplicated.clear();
     }
 
-    /// Drops producers whose last batch is below the new log start offset: their data is
-    /// gone, so like Kafka we stop deduplicating against it. Producers with an open
-    /// transaction stay (their marker is still to come), and ended transactions whose
-    /// marker is gone are forgotten.
+    /// Forgets ended transactions whose marker is below the new log start offset (Kafka's
+    /// `onLogStartOffsetIncremented`). Producers stay even when their batches are gone:
+    /// since KIP-360 Kafka keeps them until `producer.id.expiration.ms`, so a producer
+    /// whose data retention deleted still has its retries recognised and its epoch fenced.
     pub(crate) fn on_log_start_offset(&mut self, log_start_offset: i64) {
-        self.producers.retain(|_, e| {
-            e.current_txn_first_offset.is_some() || e.last_offset() >= log_start_offset
-        });
         self.unreplicated
             .retain(|_, &mut last| last >= log_start_offset);
+    }
+}
+
+/// The sequence `decrement` before `sequence`, wrapping below 0 to `i32::MAX` as producer
+/// sequences do (Kafka's `DefaultRecordBatch.decrementSequence`).
+fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
+    if sequence < decrement {
+        (i64::from(i32::MAX) - i64::from(decrement - sequence) + 1) as i32
+    } else {
+        sequence - decrement
     }
 }
 
@@ -501,6 +566,63 @@ mod tests {
         m.commit(p);
         assert_eq!(m.expire(6_000, 2_000), 1);
         assert!(m.get(1).is_none() && m.get(2).is_some());
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_last_batch_epochs_and_open_transactions() {
+        let mut m = ProducerStateManager::default();
+        for i in 0..3 {
+            append(&mut m, &hdr(4, 7, 2, i * 4), i64::from(i) * 4).unwrap();
+        }
+        // Sequences wrapping past i32::MAX: the first sequence is recovered across the wrap.
+        append(&mut m, &hdr(3, 8, 0, i32::MAX - 1), 20).unwrap();
+        let mut p = PendingUpdates::default();
+        let h = BatchHeader::parse(&crate::log::test_util::transactional(2, 9, 1, 0)).unwrap();
+        m.stage(&mut p, &h, 30, 5);
+        m.commit(p);
+        let entries = m.snapshot();
+        assert_eq!(
+            entries.iter().map(|e| e.producer_id).collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
+
+        let mut loaded = ProducerStateManager::default();
+        loaded.load_snapshot(&entries);
+        assert_eq!(loaded.active(), m.active());
+        assert_eq!(loaded.snapshot(), entries);
+        // The last batch is still a duplicate with its original offsets; the open
+        // transaction still holds the last stable offset.
+        match append(&mut loaded, &hdr(4, 7, 2, 8), 99).unwrap() {
+            SeqCheck::Duplicate(b) => assert_eq!((b.first_offset, b.last_offset), (8, 11)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            append(&mut loaded, &hdr(3, 8, 0, i32::MAX - 1), 99).unwrap(),
+            SeqCheck::Duplicate(_)
+        ));
+        assert_eq!(loaded.first_unstable_offset(100), Some(30));
+        // The epoch is still fenced and the sequence continues.
+        assert_eq!(
+            append(&mut loaded, &hdr(1, 7, 1, 12), 40)
+                .unwrap_err()
+                .kafka_code(),
+            47
+        );
+        assert_eq!(
+            append(&mut loaded, &hdr(1, 7, 2, 12), 40).unwrap(),
+            SeqCheck::Append
+        );
+    }
+
+    #[test]
+    fn producers_outlive_their_deleted_batches() {
+        let mut m = ProducerStateManager::default();
+        append(&mut m, &hdr(2, 7, 0, 0), 0).unwrap();
+        m.on_log_start_offset(1_000);
+        assert!(matches!(
+            append(&mut m, &hdr(2, 7, 0, 0), 1_000).unwrap(),
+            SeqCheck::Duplicate(_)
+        ));
     }
 
     #[test]

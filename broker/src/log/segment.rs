@@ -312,14 +312,21 @@ impl Segment {
         self.files.reader()
     }
 
-    /// Duplicated handles on the segment's three files with their paths: a closed segment is
-    /// fsynced through them without its partition's lock (see `PartitionLog::roll`).
+    /// Duplicated handles on the segment's files with their paths (the `.txnindex` too when
+    /// it exists): a closed segment is fsynced through them without its partition's lock
+    /// (see `PartitionLog::roll`).
     pub(crate) fn sync_handles(&self) -> Result<Vec<(File, PathBuf)>> {
         let log = self
             .log()?
             .try_clone()
             .ctx("duplicating handle of", self.log_path())?;
-        Ok(vec![
+        let mut handles = Vec::new();
+        if let Some(path) = self.txn_index_path() {
+            if let Ok(file) = File::open(&path) {
+                handles.push((file, path));
+            }
+        }
+        handles.extend([
             (log, self.log_path().to_path_buf()),
             (
                 self.offset_index.sync_handle()?,
@@ -329,7 +336,16 @@ impl Segment {
                 self.time_index.sync_handle()?,
                 self.time_index.path().to_path_buf(),
             ),
-        ])
+        ]);
+        Ok(handles)
+    }
+
+    /// The `.txnindex` beside a live segment (none for a cleaner's `.cleaned`/`.swap` one).
+    fn txn_index_path(&self) -> Option<PathBuf> {
+        let dir = self.log_path().parent().unwrap_or(Path::new("."));
+        let live_name = file_name(self.base_offset, LOG_SUFFIX);
+        (self.log_path().file_name() == Some(std::ffi::OsStr::new(&live_name)))
+            .then(|| txn::txn_index_path(dir, self.base_offset))
     }
 
     /// Modification time of the `.log` file (from its path: no need to open it).
@@ -827,11 +843,20 @@ impl Segment {
         self.offset_index.lookup(offset).1
     }
 
-    /// fsyncs data and indexes.
+    /// fsyncs data and indexes, the `.txnindex` included (Kafka's `LogSegment.flush`): a
+    /// load trusts the aborted transactions of segments below the producer snapshot it uses.
     pub(crate) fn flush(&self) -> Result<()> {
         self.log()?.sync_data().ctx("syncing", self.log_path())?;
         self.offset_index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        if let Some(path) = self.txn_index_path() {
+            match File::open(&path) {
+                Ok(f) => f.sync_data().ctx("syncing", &path)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("opening", &path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Removes the segment's files (missing files are fine: a previous attempt may have

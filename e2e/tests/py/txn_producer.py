@@ -7,20 +7,24 @@ usage: txn_producer.py BOOTSTRAP TOPIC TXN_ID abort-then-commit
          producer A opens a transaction (zombie-0..4), producer B with the same
          transactional.id initialises (fencing A), A's commit must fail; B commits
          fresh-0..4. Prints "A: <error name> fatal=<bool>" and "done".
+       txn_producer.py BOOTSTRAP TOPIC TXN_ID hold-open
+         opens a transaction of open-0..4 (transaction.timeout.ms 10 minutes), prints
+         "open" and keeps it open (sleeps) until killed.
 Exits 1 on anything unexpected.
 """
 
 import sys
+import time
 
 from confluent_kafka import KafkaException, Producer
 
 
-def producer(bootstrap, txn_id):
+def producer(bootstrap, txn_id, timeout_ms=60000):
     return Producer(
         {
             "bootstrap.servers": bootstrap,
             "transactional.id": txn_id,
-            "transaction.timeout.ms": 60000,
+            "transaction.timeout.ms": timeout_ms,
             "linger.ms": 5,
         }
     )
@@ -60,6 +64,14 @@ def main():
         b.begin_transaction()
         produce(b, topic, "fresh")
         b.commit_transaction(60)
+    elif mode == "hold-open":
+        p = producer(bootstrap, txn_id, 600000)
+        p.init_transactions(60)
+        p.begin_transaction()
+        produce(p, topic, "open")
+        print("open", flush=True)
+        time.sleep(600)
+        sys.exit("still open after 10 minutes")
     else:
         sys.exit("unknown mode " + mode)
     print("done")

@@ -2,6 +2,7 @@
 //! would notice (data read back intact, offsets, files on disk, recovery, retention).
 
 mod compaction;
+mod snapshots;
 mod transactions;
 
 use std::path::{Path, PathBuf};
