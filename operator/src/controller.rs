@@ -42,7 +42,10 @@ use crate::crd::{
     BrokerStatus, Condition, KafkaCluster, KafkaClusterStatus, RebalanceStatus,
     RollingUpdateStatus, MANUAL_ROLLING_UPDATE_ANNOTATION, PAUSE_ANNOTATION,
 };
-use crate::desired::{desired, Desired, CLUSTER_LABEL, CONFIG_HASH_ANNOTATION};
+use crate::desired::{
+    desired, Desired, BROKER_SERVICE_COMPONENT, CLUSTER_LABEL, COMPONENT_LABEL,
+    CONFIG_HASH_ANNOTATION,
+};
 use crate::probe::{config_changes, ClusterView, ConfigChange, Probe};
 use crate::quorum::{self, VoterStep};
 use crate::rack::{self, RackAnnotation, RACK_ANNOTATION};
@@ -1045,13 +1048,47 @@ async fn roll_step(
     Ok(Some(rolling))
 }
 
-/// Server-side applies every desired object; returns `Kind/name` of those created or changed.
+/// Server-side applies every desired object; returns `Kind/name` of those created or changed
+/// (or deleted: the per-broker Services of brokers scaled away).
 async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Result<Vec<String>, Error> {
     let mut changed = Vec::new();
     changed.extend(apply(client, ns, &desired.config_map).await?);
     changed.extend(apply(client, ns, &desired.headless_service).await?);
     for s in &desired.bootstrap_services {
         changed.extend(apply(client, ns, s).await?);
+    }
+    for s in &desired.broker_services {
+        changed.extend(apply(client, ns, s).await?);
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let name = desired
+        .stateful_set
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_default();
+    let listed = services
+        .list(&ListParams::default().labels(&format!(
+            "{CLUSTER_LABEL}={name},{COMPONENT_LABEL}={BROKER_SERVICE_COMPONENT}"
+        )))
+        .await
+        .map_err(kube_err(format!("list the broker Services of {name}")))?;
+    for stale in listed
+        .items
+        .iter()
+        .filter_map(|s| s.metadata.name.as_ref())
+        .filter(|n| {
+            !desired
+                .broker_services
+                .iter()
+                .any(|s| s.metadata.name.as_ref() == Some(n))
+        })
+    {
+        services
+            .delete(stale, &DeleteParams::default())
+            .await
+            .map_err(kube_err(format!("delete Service/{stale}")))?;
+        changed.push(format!("Service/{stale} (deleted)"));
     }
     changed.extend(apply(client, ns, &desired.stateful_set).await?);
     changed.extend(apply(client, ns, &desired.pod_disruption_budget).await?);

@@ -161,6 +161,8 @@ kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --delete --topic wide
 shrunk() { balanced_over 0 1 2 && [[ -z $(k get pods -l "$sel" -o name | grep -E -- "-[34]$") ]]; }
 wait_until 300 "replicas moved off 3 and 4 and the broker pods gone" shrunk
 down_secs=$((SECONDS - t0))
+services_gone() { [[ -z $(k get svc "$kc_name-3" "$kc_name-4" --ignore-not-found -o name) ]]; }
+wait_until 60 "the Services of brokers 3 and 4 deleted" services_gone
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=""
