@@ -411,6 +411,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         target_port: Some(IntOrString::Int(l.port)),
         ..ServicePort::default()
     });
+    let client_ports: Vec<ServicePort> = listener_ports.clone().collect();
     let headless_service = Service {
         metadata: meta(headless.clone()),
         spec: Some(ServiceSpec {
@@ -765,17 +766,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             // listens (a partition may be given to it before its readiness probe passes), and
             // each Service selects that one pod only.
             publish_not_ready_addresses: Some(true),
-            ports: Some(
-                spec.listeners
-                    .iter()
-                    .map(|l| ServicePort {
-                        name: Some(l.name.clone()),
-                        port: l.port,
-                        target_port: Some(IntOrString::Int(l.port)),
-                        ..ServicePort::default()
-                    })
-                    .collect(),
-            ),
+            ports: Some(client_ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()
