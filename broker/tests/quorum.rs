@@ -24,13 +24,40 @@ struct Cluster {
     /// `controller.quorum.fetch.timeout.ms` and `controller.quorum.election.timeout.ms`.
     fetch_timeout: Duration,
     election_timeout: Duration,
+    /// `oxbow.initial.controllers` (node indexes), when the nodes share one config with
+    /// every node's address as `controller.quorum.bootstrap.servers` instead of a voter list.
+    initial: Option<Vec<usize>>,
 }
 
 fn options(c: &Cluster, i: usize) -> QuorumOptions {
+    let base = static_options(c, i);
+    match &c.initial {
+        None => base,
+        // What QuorumOptions::from_config makes of one shared config with
+        // oxbow.initial.controllers: a listed node takes that list as its voters.
+        Some(initial) => {
+            let listed = initial.contains(&i);
+            QuorumOptions {
+                voters: if listed {
+                    initial.iter().map(|j| c.voters[*j].clone()).collect()
+                } else {
+                    Vec::new()
+                },
+                initial_controllers: listed,
+                bootstrap_servers: c.voters.iter().map(QuorumVoter::address).collect(),
+                own_address: c.voters[i].address(),
+                ..base
+            }
+        }
+    }
+}
+
+fn static_options(c: &Cluster, i: usize) -> QuorumOptions {
     QuorumOptions {
         node_id: c.voters[i].id,
         log_dir: c.paths[i].clone(),
         voters: c.voters.clone(),
+        initial_controllers: false,
         bootstrap_servers: Vec::new(),
         own_address: String::new(),
         controller_listener: "CONTROLLER".into(),
@@ -59,9 +86,39 @@ impl Cluster {
         fetch_timeout: Duration,
         election_timeout: Duration,
     ) -> Cluster {
+        Self::launch(
+            3,
+            None,
+            snapshot_after_entries,
+            fetch_timeout,
+            election_timeout,
+        )
+        .await
+    }
+
+    /// `n` nodes sharing one config: every node's address as the bootstrap servers, and
+    /// `oxbow.initial.controllers` naming the nodes `initial`.
+    async fn start_initial(n: usize, initial: &[usize]) -> Cluster {
+        Self::launch(
+            n,
+            Some(initial.to_vec()),
+            1000,
+            Duration::from_millis(400),
+            Duration::from_millis(300),
+        )
+        .await
+    }
+
+    async fn launch(
+        n: usize,
+        initial: Option<Vec<usize>>,
+        snapshot_after_entries: u64,
+        fetch_timeout: Duration,
+        election_timeout: Duration,
+    ) -> Cluster {
         let mut listeners = Vec::new();
         let mut voters = Vec::new();
-        for id in 0..3 {
+        for id in 0..n as i32 {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             voters.push(QuorumVoter {
                 id,
@@ -70,15 +127,16 @@ impl Cluster {
             });
             listeners.push(l);
         }
-        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut c = Cluster {
             paths: dirs.iter().map(|d| d.path().to_path_buf()).collect(),
             _dirs: dirs,
             voters,
-            nodes: vec![None, None, None],
+            nodes: (0..n).map(|_| None).collect(),
             snapshot_after_entries,
             fetch_timeout,
             election_timeout,
+            initial,
         };
         for (i, l) in listeners.into_iter().enumerate() {
             let store = QuorumStore::start_with_listener(options(&c, i), l, None)
@@ -759,7 +817,7 @@ async fn a_joining_node_is_added_as_a_voter_and_a_removed_leader_steps_down() {
         voters: Vec::new(),
         bootstrap_servers: c.voters.iter().map(QuorumVoter::address).collect(),
         own_address: format!("127.0.0.1:{port}"),
-        ..options(&c, 0)
+        ..static_options(&c, 0)
     };
     let joined = QuorumStore::start_with_listener(joiner, listener, None)
         .await
@@ -848,4 +906,219 @@ async fn a_joining_node_is_added_as_a_voter_and_a_removed_leader_steps_down() {
     );
     let offset = c.propose(300).await;
     c.converged(offset).await;
+}
+
+/// Voter and observer ids as node `i` reports them (DescribeQuorum's view).
+fn quorum_ids(c: &Cluster, i: usize) -> (Vec<i32>, Vec<i32>) {
+    let q = c.node(i).quorum_info();
+    let mut observers: Vec<i32> = q.observers.iter().map(|o| o.id).collect();
+    observers.sort();
+    observers.dedup();
+    (q.voters.iter().map(|v| v.id).collect(), observers)
+}
+
+/// Waits until the leader `leader` lists `voters` and `observers`.
+async fn quorum_is(c: &Cluster, leader: usize, voters: &[i32], observers: &[i32]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let seen = quorum_ids(c, leader);
+        if seen.0 == voters && seen.1 == observers {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected voters {voters:?} and observers {observers:?}, the leader lists {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// AddRaftVoter of node `i` on the leader, retried while it times out (one change at a time;
+/// on a loaded machine a catch-up may outlast the 375 ms bound) until it is a voter.
+async fn add_voter(c: &Cluster, leader: usize, i: usize) {
+    use oxbow_broker::metadata::VoterChange;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let add = VoterChange::Add {
+            id: i as i32,
+            directory_id: uuid::Uuid::from_u128(i as u128 + 1),
+            host: c.voters[i].host.clone(),
+            port: c.voters[i].port,
+            timeout_ms: 5000,
+        };
+        match c.node(leader).change_voters(add).await {
+            Ok(()) => return,
+            // DUPLICATE_VOTER: an earlier try that timed out committed meanwhile.
+            Err(e) if e.code == 126 => return,
+            Err(e) if e.code == 7 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("adding voter {i}: {e:?}"),
+        }
+    }
+}
+
+/// `oxbow.initial.controllers` on four nodes sharing one config: the three it lists form the
+/// quorum, the fourth joins through the bootstrap servers as a learner (an observer in
+/// DescribeQuorum) and AddRaftVoter makes it a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_controllers_form_the_quorum_and_the_others_join_as_observers() {
+    let c = Cluster::start_initial(4, &[0, 1, 2]).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+    let leader = c.agreed_leader().await;
+    assert!(leader < 3, "node {leader} leads, not an initial controller");
+    quorum_is(&c, leader, &[0, 1, 2], &[3]).await;
+    assert_eq!(
+        c.node(3).raft_metrics().state,
+        openraft::ServerState::Learner
+    );
+
+    add_voter(&c, leader, 3).await;
+    quorum_is(&c, leader, &[0, 1, 2, 3], &[]).await;
+    let offset = c.propose(200).await;
+    c.converged(offset).await;
+    assert_eq!(
+        c.node(3).raft_metrics().state,
+        openraft::ServerState::Follower
+    );
+}
+
+/// One initial controller runs a replicated quorum of one voter (not the single-node mode), so
+/// the two nodes that join as learners can be added: 1 → 2 → 3 voters, writes commit at each
+/// size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_initial_controller_grows_to_three_voters() {
+    let c = Cluster::start_initial(3, &[0]).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+    assert_eq!(c.agreed_leader().await, 0);
+    quorum_is(&c, 0, &[0], &[1, 2]).await;
+
+    add_voter(&c, 0, 1).await;
+    quorum_is(&c, 0, &[0, 1], &[2]).await;
+    let offset = c.propose(200).await;
+    c.converged(offset).await;
+
+    add_voter(&c, 0, 2).await;
+    quorum_is(&c, 0, &[0, 1, 2], &[]).await;
+    let offset = c.propose(300).await;
+    c.converged(offset).await;
+    for i in 1..3 {
+        assert_eq!(
+            c.node(i).raft_metrics().state,
+            openraft::ServerState::Follower,
+            "node {i}"
+        );
+    }
+    assert_eq!(c.node(2).image().next_producer_id, 300);
+}
+
+/// The lowest initial controller, removed from the voters while it was down (so the leader
+/// forgets it) and restarted with its data wiped, neither bootstraps a second quorum nor
+/// waits forever for a leader that no longer sends to it: it rejoins the running quorum as a
+/// learner, and the leader (and its term) stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_initial_controller_that_lost_its_data_rejoins_as_a_learner() {
+    let mut c = Cluster::start_initial(3, &[0, 1, 2]).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+    c.stop(0).await;
+    let leader = c.leader_among(&[1, 2]).await;
+    let offset = c.propose(200).await;
+    c.converged(offset).await;
+    remove_voter(&c, leader, 0).await;
+    // Behind when removed: it left the membership, the leader sends it nothing.
+    quorum_is(&c, leader, &[1, 2], &[]).await;
+    rejoins_wiped_as_a_learner(&mut c, leader, 0).await;
+}
+
+/// A single initial controller, grown to three voters, then removed while down and restarted
+/// wiped: it has no other listed node to ask, so unless it asks the bootstrap servers it
+/// starts a second quorum of one at once. Here the leader cannot reach it back (it joins
+/// with an address where nothing listens), so such a second quorum would stay visible: the
+/// node must stay without log and never lead, while the running quorum lists it as a learner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_initial_controller_that_lost_its_data_does_not_start_a_second_quorum() {
+    let mut c = Cluster::start_initial(3, &[0]).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+    add_voter(&c, 0, 1).await;
+    add_voter(&c, 0, 2).await;
+    quorum_is(&c, 0, &[0, 1, 2], &[]).await;
+    c.stop(0).await;
+    let leader = c.leader_among(&[1, 2]).await;
+    let offset = c.propose(200).await;
+    c.converged(offset).await;
+    remove_voter(&c, leader, 0).await;
+    quorum_is(&c, leader, &[1, 2], &[]).await;
+
+    std::fs::remove_dir_all(&c.paths[0]).unwrap();
+    std::fs::create_dir_all(&c.paths[0]).unwrap();
+    let term = c.node(leader).raft_metrics().current_term;
+    let listener = TcpListener::bind(("127.0.0.1", c.voters[0].port))
+        .await
+        .unwrap();
+    let unreachable = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = unreachable.local_addr().unwrap().to_string();
+    drop(unreachable);
+    let wiped = QuorumOptions {
+        own_address: nowhere,
+        ..options(&c, 0)
+    };
+    c.nodes[0] = Some(
+        QuorumStore::start_with_listener(wiped, listener, None)
+            .await
+            .unwrap(),
+    );
+    quorum_is(&c, leader, &[1, 2], &[0]).await;
+    tokio::time::sleep(c.fetch_timeout * 3).await;
+    let m = c.node(0).raft_metrics();
+    assert_eq!(
+        m.last_log_index, None,
+        "node 0 started a quorum of its own: {m:?}"
+    );
+    assert_ne!(m.state, openraft::ServerState::Leader);
+    assert_eq!(c.node(leader).active_controller(), Some(leader as i32));
+    assert_eq!(c.node(leader).raft_metrics().current_term, term);
+}
+
+/// RemoveRaftVoter of node `id` on the leader, retried while it times out.
+async fn remove_voter(c: &Cluster, leader: usize, id: i32) {
+    use oxbow_broker::metadata::VoterChange;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let remove = VoterChange::Remove {
+            id,
+            directory_id: uuid::Uuid::nil(),
+        };
+        match c.node(leader).change_voters(remove).await {
+            Ok(()) => return,
+            Err(e) if e.code == 7 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("removing voter {id}: {e:?}"),
+        }
+    }
+}
+
+/// Wipes stopped node `i`'s directory and restarts it: it must come back as a learner of the
+/// running quorum (listed as an observer, replicating the log), with no election: `leader`
+/// still leads in the same term. The voters are the other live nodes.
+async fn rejoins_wiped_as_a_learner(c: &mut Cluster, leader: usize, i: usize) {
+    std::fs::remove_dir_all(&c.paths[i]).unwrap();
+    std::fs::create_dir_all(&c.paths[i]).unwrap();
+    let (voters, _) = quorum_ids(c, leader);
+    let term = c.node(leader).raft_metrics().current_term;
+    c.restart(i).await;
+    quorum_is(c, leader, &voters, &[i as i32]).await;
+    let offset = c.propose(300).await;
+    c.converged(offset).await;
+    assert_eq!(
+        c.node(i).raft_metrics().state,
+        openraft::ServerState::Learner
+    );
+    assert_eq!(c.node(i).image().next_producer_id, 300);
+    assert_eq!(c.agreed_leader().await, leader);
+    assert_eq!(c.node(leader).raft_metrics().current_term, term);
 }

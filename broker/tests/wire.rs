@@ -2729,3 +2729,39 @@ async fn an_abort_marker_ends_an_open_transaction_on_its_partition() {
     let (_, epoch, _, coordinator_epoch, txn_start) = producers(&r.topics[0].partitions[0])[0];
     assert_eq!((epoch, coordinator_epoch, txn_start), (1, 3, -1));
 }
+
+/// DescribeQuorum at every version it is served: a v0 or v1 client (the operator's probe and
+/// `kafka_probe.py` ask v0) gets an answer, not a closed connection, with the fields its
+/// version has (v1: the fetch timestamps; v2: the voters' endpoints).
+#[tokio::test]
+async fn describe_quorum_answers_every_version() {
+    let b = start(&[]).await;
+    let mut c = Client::connect(b.addr).await;
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![
+                describe_quorum_request::PartitionData::default().with_partition_index(0)
+            ]),
+    ]);
+    for version in [0, 1, 2] {
+        let r: DescribeQuorumResponse = c.call(version, &request).await;
+        assert_eq!(r.error_code, 0, "v{version}: {:?}", r.error_message);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0, "v{version}");
+        assert_eq!(p.leader_id.0, 0, "v{version}: the single node leads");
+        let voters: Vec<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
+        assert_eq!(voters, vec![0], "v{version}");
+        assert!(p.current_voters[0].log_end_offset >= 0, "v{version}");
+        assert_eq!(
+            p.current_voters[0].last_fetch_timestamp == -1,
+            version == 0,
+            "v{version}: fetch timestamps from v1 only"
+        );
+        assert_eq!(
+            r.nodes.is_empty(),
+            version < 2,
+            "v{version}: endpoints from v2 only"
+        );
+    }
+}

@@ -1054,9 +1054,10 @@ impl Cluster {
     /// [`Cluster::add_joining_node`] and `kafka-metadata-quorum.sh add-controller` /
     /// `remove-controller` can change it. Apache Kafka needs it formatted so
     /// (`kafka-storage.sh format --initial-controllers id@host:port:directory-id,…`, the nodes
-    /// configured with `controller.quorum.bootstrap.servers`, kraft.version 1); oxbow's
-    /// quorum keeps its membership in its Raft log, so its voters start from
-    /// `controller.quorum.voters` as usual.
+    /// configured with `controller.quorum.bootstrap.servers`, kraft.version 1); oxbow's nodes
+    /// get the same list as its config key `oxbow.initial.controllers` beside the same
+    /// bootstrap servers (one shared config, as the operator writes it; oxbow has no format
+    /// step).
     pub fn start_dynamic(flavor: Flavor, n: usize, overrides: &[(&str, &str)]) -> Cluster {
         Cluster::launch(flavor, &vec![Role::Combined; n], overrides, None, true)
     }
@@ -1169,7 +1170,8 @@ impl Cluster {
             .join(",");
         // A dynamic quorum on Kafka: the voters' directory ids are chosen here and written by
         // `kafka-storage.sh format --initial-controllers`; the nodes find the quorum through
-        // `controller.quorum.bootstrap.servers`.
+        // `controller.quorum.bootstrap.servers`. Oxbow takes the same list as
+        // `oxbow.initial.controllers` (its directory ids are accepted and ignored).
         let dynamic_kafka = dynamic && flavor == Flavor::Kafka;
         let voter_ids: Vec<usize> = (0..n).filter(|i| roles[*i].votes()).collect();
         let bootstrap_servers = voter_ids
@@ -1266,9 +1268,12 @@ impl Cluster {
                     ("broker.heartbeat.interval.ms", "2000"),
                     ("replica.lag.time.max.ms", "30000"),
                 ];
-                if dynamic_kafka {
+                if dynamic {
                     props.retain(|(k, _)| *k != "controller.quorum.voters");
                     props.push(("controller.quorum.bootstrap.servers", &bootstrap_servers));
+                    if flavor == Flavor::Oxbow {
+                        props.push(("oxbow.initial.controllers", &initial_controllers));
+                    }
                 }
                 props.extend(overrides.iter().copied());
                 // Later entries win; keep the last value of each key only.

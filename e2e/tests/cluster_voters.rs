@@ -3,7 +3,8 @@
 //! `kafka-metadata-quorum.sh add-controller` makes it a voter, and `remove-controller` takes a
 //! voter out, one change at a time, without the quorum losing its majority. Driven by Apache
 //! Kafka's own tool; passes against Apache Kafka 4.1 (`OXBOW_E2E_TARGET=kafka`, its quorum
-//! formatted with `--initial-controllers`) as well as against oxbow.
+//! formatted with `--initial-controllers`) as well as against oxbow (the same list given as
+//! `oxbow.initial.controllers`, every node with one shared set of quorum keys).
 
 use std::time::Duration;
 

@@ -42,8 +42,12 @@ use crate::crd::{
     BrokerStatus, Condition, KafkaCluster, KafkaClusterStatus, RebalanceStatus,
     RollingUpdateStatus, MANUAL_ROLLING_UPDATE_ANNOTATION, PAUSE_ANNOTATION,
 };
-use crate::desired::{broker_set_name, desired, Desired, CLUSTER_LABEL, CONFIG_HASH_ANNOTATION};
+use crate::desired::{
+    desired, Desired, BROKER_SERVICE_COMPONENT, CLUSTER_LABEL, COMPONENT_LABEL,
+    CONFIG_HASH_ANNOTATION,
+};
 use crate::probe::{config_changes, ClusterView, ConfigChange, Probe};
+use crate::quorum::{self, VoterStep};
 use crate::rack::{self, RackAnnotation, RACK_ANNOTATION};
 use crate::rebalance;
 use crate::reconcile::{key, kube_err, Backoff, KubeError};
@@ -248,9 +252,8 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         }
     };
 
-    let (broker_set_exists, scale_down_held) =
-        hold_scale_down(&ctx.client, &ns, &name, &mut desired).await?;
-    let changed = apply_all(&ctx.client, &ns, &desired, broker_set_exists).await?;
+    let scale_down_held = hold_scale_down(&ctx.client, &ns, &name, &mut desired).await?;
+    let changed = apply_all(&ctx.client, &ns, &desired).await?;
     if !changed.is_empty() {
         let note = changed.join(", ");
         info!(cluster = %key(cluster.as_ref()), applied = %note, "objects created or updated");
@@ -355,6 +358,18 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         };
     }
 
+    status.quorum_change = if status.rolling_update.is_some() {
+        // A pod of the roll is down or catching up: no voter changes meanwhile.
+        old.quorum_change.clone()
+    } else {
+        voter_step(&ctx, &cluster, &desired, &observed, &probe).await
+    };
+    status.voters = observed
+        .view
+        .as_ref()
+        .and_then(|v| v.quorum.as_ref())
+        .map(quorum::QuorumView::voter_ids);
+
     let ready = observed.ready_reason(&desired);
     let (previous_balanced, previous_rebalance) = ctx
         .rebalances
@@ -438,7 +453,10 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     }
     ctx.backoff.succeeded(&key(cluster.as_ref()));
     Ok(Action::requeue(
-        if status.rolling_update.is_some() || status.rebalance.is_some() {
+        if status.rolling_update.is_some()
+            || status.rebalance.is_some()
+            || status.quorum_change.is_some()
+        {
             ROLLING_REQUEUE
         } else if ready.is_ok() {
             READY_REQUEUE
@@ -462,37 +480,51 @@ async fn sync_dynamic_config(
     Ok(changes)
 }
 
-/// Holds a scale-down of the brokers that are not voters while the brokers that would go
-/// still host replicas (or while that cannot be told): `desired` keeps running them until the
-/// rebalance ([`rebalance_step`]) has moved every replica off. Returns whether `<name>-broker`
-/// exists, and a message for a `ScaleDownBlocked` Warning when the scale-down cannot be done
-/// safely (a topic with more replicas than the brokers left) or its safety cannot be told.
+/// Holds a scale-down while the brokers that would go still host replicas or are voters of
+/// the metadata quorum (or while that cannot be told): `desired` keeps running them until the
+/// rebalance ([`rebalance_step`]) has moved every replica off and [`voter_step`] has removed
+/// their votes (the active controller's last, so it moves before its pod goes). Returns a
+/// message for a `ScaleDownBlocked` Warning when the scale-down cannot be done safely (a topic
+/// with more replicas than the brokers left) or its safety cannot be told.
 async fn hold_scale_down(
     client: &Client,
     ns: &str,
     name: &str,
     desired: &mut Desired,
-) -> Result<(bool, Option<String>), Error> {
-    let set_name = broker_set_name(name);
+) -> Result<Option<String>, Error> {
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let current = statefulsets
-        .get_opt(&set_name)
+        .get_opt(name)
         .await
-        .map_err(kube_err(format!("get StatefulSet/{set_name}")))?;
+        .map_err(kube_err(format!("get StatefulSet/{name}")))?;
     let Some(current) = current else {
-        return Ok((false, None));
+        return Ok(None);
     };
-    let running = current.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let total = current.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let wanted = desired.brokers;
-    let total = desired.controllers + running;
     if wanted >= total {
-        return Ok((true, None));
+        return Ok(None);
     }
     // Ask every broker still running, those that would go included.
     let mut all = desired.clone();
     all.hold_brokers(total);
     let leaving: Vec<i32> = (wanted..total).collect();
-    let (hold, warning) = match Probe::new(&all.broker_addresses).partitions().await {
+    let probe = Probe::new(&all.broker_addresses);
+    let voting = match probe.cluster().await {
+        Ok(view) => view.quorum.map(|q| {
+            q.voter_ids()
+                .into_iter()
+                .filter(|id| leaving.contains(id))
+                .collect::<Vec<_>>()
+        }),
+        Err(_) => None,
+    };
+    if voting.as_ref().is_none_or(|v| !v.is_empty()) {
+        // Not a Warning: the voter step is taking their votes away (status.quorumChange).
+        desired.hold_brokers(total);
+        return Ok(None);
+    }
+    let (hold, warning) = match probe.partitions().await {
         Err(e) => (
             true,
             Some(format!(
@@ -525,7 +557,77 @@ async fn hold_scale_down(
     if hold {
         desired.hold_brokers(total);
     }
-    Ok((true, warning))
+    Ok(warning)
+}
+
+/// One step of the metadata quorum following `spec.controllers` ([`quorum::next_step`]
+/// decides): at most one AddRaftVoter or RemoveRaftVoter per pass, answered once the active
+/// controller has committed it. Returns the change made or awaited, `None` when the voters are
+/// the first `controllers` brokers (or no broker described the quorum: nothing to go on).
+async fn voter_step(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    desired: &Desired,
+    observed: &Observed,
+    probe: &Probe,
+) -> Option<String> {
+    let view = observed.view.as_ref()?;
+    let q = view.quorum.as_ref()?;
+    let ready: std::collections::BTreeSet<i32> = observed
+        .brokers
+        .iter()
+        .filter(|b| b.ready)
+        .map(|b| b.id)
+        .collect();
+    let want = desired.controllers;
+    let voters = q.voter_ids();
+    let (action, id, result) = match quorum::next_step(want, q, &ready) {
+        VoterStep::Settled => return None,
+        VoterStep::Wait(why) => {
+            return Some(format!(
+                "voters {voters:?}, spec.controllers {want}: waiting: {why}"
+            ))
+        }
+        VoterStep::Add(id) => {
+            let (host, port) = desired.controller_address(id);
+            let result = probe
+                .add_voter(view.cluster_id.as_deref(), id, &host, port)
+                .await;
+            ("VoterAdded", id, result)
+        }
+        VoterStep::Remove(id) => {
+            let result = probe.remove_voter(view.cluster_id.as_deref(), id).await;
+            ("VoterRemoved", id, result)
+        }
+    };
+    let verb = if action == "VoterAdded" {
+        "add"
+    } else {
+        "remove"
+    };
+    match result {
+        Ok(()) => {
+            let note =
+                format!("voters were {voters:?}: {verb}ed node {id} (spec.controllers {want})");
+            info!(cluster = %key(cluster), %note, "metadata quorum changed");
+            event(
+                ctx,
+                cluster,
+                EventType::Normal,
+                action,
+                "Quorum",
+                Some(note.clone()),
+            )
+            .await;
+            Some(note)
+        }
+        Err(e) => {
+            warn!(cluster = %key(cluster), node = id, error = %e, "voter change failed; retried next pass");
+            Some(format!(
+                "voters {voters:?}, spec.controllers {want}: could not {verb} node {id}: {e}"
+            ))
+        }
+    }
 }
 
 /// How many partitions one AlterPartitionReassignments of a rebalance moves: the next batch
@@ -946,25 +1048,49 @@ async fn roll_step(
     Ok(Some(rolling))
 }
 
-/// Server-side applies every desired object; returns `Kind/name` of those created or changed.
-/// The StatefulSet of brokers that are not voters is applied once it has pods to run, and
-/// from then on (scaled to 0 rather than deleted: the operator deletes no StatefulSet).
-async fn apply_all(
-    client: &Client,
-    ns: &str,
-    desired: &Desired,
-    broker_set_exists: bool,
-) -> Result<Vec<String>, Error> {
+/// Server-side applies every desired object; returns `Kind/name` of those created or changed
+/// (or deleted: the per-broker Services of brokers scaled away).
+async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Result<Vec<String>, Error> {
     let mut changed = Vec::new();
     changed.extend(apply(client, ns, &desired.config_map).await?);
     changed.extend(apply(client, ns, &desired.headless_service).await?);
     for s in &desired.bootstrap_services {
         changed.extend(apply(client, ns, s).await?);
     }
-    changed.extend(apply(client, ns, &desired.stateful_set).await?);
-    if broker_set_exists || desired.brokers > desired.controllers {
-        changed.extend(apply(client, ns, &desired.broker_stateful_set).await?);
+    for s in &desired.broker_services {
+        changed.extend(apply(client, ns, s).await?);
     }
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let name = desired
+        .stateful_set
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_default();
+    let listed = services
+        .list(&ListParams::default().labels(&format!(
+            "{CLUSTER_LABEL}={name},{COMPONENT_LABEL}={BROKER_SERVICE_COMPONENT}"
+        )))
+        .await
+        .map_err(kube_err(format!("list the broker Services of {name}")))?;
+    for stale in listed
+        .items
+        .iter()
+        .filter_map(|s| s.metadata.name.as_ref())
+        .filter(|n| {
+            !desired
+                .broker_services
+                .iter()
+                .any(|s| s.metadata.name.as_ref() == Some(n))
+        })
+    {
+        services
+            .delete(stale, &DeleteParams::default())
+            .await
+            .map_err(kube_err(format!("delete Service/{stale}")))?;
+        changed.push(format!("Service/{stale} (deleted)"));
+    }
+    changed.extend(apply(client, ns, &desired.stateful_set).await?);
     changed.extend(apply(client, ns, &desired.pod_disruption_budget).await?);
     Ok(changed)
 }
@@ -1071,25 +1197,20 @@ async fn observe(
     probe: &Probe,
 ) -> Result<Observed, Error> {
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    let (mut ready_pods, mut statefulset_current) = (0, true);
-    for (set_name, needed) in [
-        (name.to_string(), true),
-        (broker_set_name(name), desired.brokers > desired.controllers),
-    ] {
-        let sts = statefulsets
-            .get_opt(&set_name)
-            .await
-            .map_err(kube_err(format!("get StatefulSet/{set_name}")))?;
-        match &sts {
-            Some(s) => {
-                let st = s.status.clone().unwrap_or_default();
-                ready_pods += st.ready_replicas.unwrap_or(0);
-                statefulset_current &= st.observed_generation.is_some()
-                    && st.observed_generation >= s.metadata.generation;
-            }
-            None => statefulset_current &= !needed,
+    let (ready_pods, statefulset_current) = match statefulsets
+        .get_opt(name)
+        .await
+        .map_err(kube_err(format!("get StatefulSet/{name}")))?
+    {
+        Some(s) => {
+            let st = s.status.clone().unwrap_or_default();
+            (
+                st.ready_replicas.unwrap_or(0),
+                st.observed_generation.is_some() && st.observed_generation >= s.metadata.generation,
+            )
         }
-    }
+        None => (0, false),
+    };
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let listed = pods
         .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={name}")))
@@ -1121,6 +1242,10 @@ async fn observe(
             }
         })
         .collect();
+    let voters = view
+        .as_ref()
+        .and_then(|v| v.quorum.as_ref())
+        .map(quorum::QuorumView::voter_ids);
     let brokers = pods
         .iter()
         .zip(0..)
@@ -1131,11 +1256,8 @@ async fn observe(
                 pod: pod.name.clone(),
                 ready,
                 registered: view.as_ref().is_some_and(|v| v.brokers.contains(&id)),
-                roles: if id < desired.controllers {
-                    "broker,controller".into()
-                } else {
-                    "broker".into()
-                },
+                roles: "broker,controller".into(),
+                voter: voters.as_ref().map(|v| v.contains(&id)),
             }
         })
         .collect();

@@ -44,6 +44,7 @@ pub const OWNED_CONFIG_KEYS: &[(&str, &str)] = &[
         "controller.quorum.bootstrap.servers",
         "follows from spec.controllers",
     ),
+    ("oxbow.initial.controllers", "follows from spec.controllers"),
     (
         "controller.listener.names",
         "the operator's CONTROLLER listener",
@@ -107,7 +108,8 @@ pub struct KafkaClusterSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
     /// How many of the brokers (those with the lowest ordinals) are KRaft voters. Default: 3, or
-    /// `replicas` when fewer.
+    /// `replicas` when fewer. A change is carried out on the running quorum, one voter at a
+    /// time and without a restart (KIP-853's AddRaftVoter and RemoveRaftVoter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 9))]
     pub controllers: Option<i32>,
@@ -127,7 +129,7 @@ pub struct KafkaClusterSpec {
     /// Broker configuration (`server.properties` keys). Keys the operator owns are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir', 'oxbow.metrics.listener', 'broker.rack', 'oxbow.rack.annotations.file', 'oxbow.rack.annotation']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir, oxbow.metrics.listener, broker.rack, oxbow.rack.*): use spec.replicas, spec.controllers, spec.listeners, spec.storage or spec.rack instead"}]))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'oxbow.initial.controllers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir', 'oxbow.metrics.listener', 'broker.rack', 'oxbow.rack.annotations.file', 'oxbow.rack.annotation']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, oxbow.initial.controllers, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir, oxbow.metrics.listener, broker.rack, oxbow.rack.*): use spec.replicas, spec.controllers, spec.listeners, spec.storage or spec.rack instead"}]))]
     pub config: BTreeMap<String, ConfigValue>,
     /// CPU and memory of the broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,6 +326,14 @@ pub struct KafkaClusterStatus {
     /// (Serialised even when `None`, as `rollingUpdate`.)
     #[serde(default)]
     pub rebalance: Option<RebalanceStatus>,
+    /// The metadata quorum's voters (node ids) as the active controller lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voters: Option<Vec<i32>>,
+    /// While the voters are not the first `spec.controllers` brokers: the voter change just
+    /// made, or what the next one waits for. `null` when they are. (Serialised even when
+    /// `None`, as `rollingUpdate`.)
+    #[serde(default)]
+    pub quorum_change: Option<String>,
 }
 
 /// A rebalance in progress: the operator's planner ([`crate::rebalance`]) spreads every
@@ -435,8 +445,12 @@ pub struct BrokerStatus {
     pub ready: bool,
     /// Whether the cluster's Metadata lists it.
     pub registered: bool,
-    /// `broker` or `broker,controller`.
+    /// Its `process.roles`: `broker,controller` (every broker can be made a voter).
     pub roles: String,
+    /// Whether it is a voter of the metadata quorum (else an observer); `null` when no
+    /// broker answered DescribeQuorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voter: Option<bool>,
 }
 
 impl KafkaClusterSpec {

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetOrdinals, StatefulSetPersistentVolumeClaimRetentionPolicy,
-    StatefulSetSpec, StatefulSetUpdateStrategy,
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
@@ -44,9 +44,25 @@ pub const CONFIG_HASH_ANNOTATION: &str = "oxbow.dev/config-hash";
 /// The label naming the KafkaCluster an object belongs to.
 pub const CLUSTER_LABEL: &str = "oxbow.dev/cluster";
 
-/// The label of the pods of `<name>-broker` (value `broker`), part of that StatefulSet's
-/// selector so that it never claims a voter's pod.
-pub const ROLE_LABEL: &str = "oxbow.dev/role";
+/// The recommended label for an object's part in the application.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+
+/// [`COMPONENT_LABEL`] of the per-broker Services, by which the operator finds those of
+/// brokers scaled away.
+pub const BROKER_SERVICE_COMPONENT: &str = "broker-service";
+
+/// The label the StatefulSet controller gives each of its pods, with the pod's name.
+const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
+/// `server.properties` keys that name the quorum's voters as the operator last chose them.
+/// They are read only by a broker whose metadata log is empty (the voters live in the Raft
+/// log after that), so a change of `spec.controllers` restarts no broker: they stay out of
+/// the config hash, and the operator changes the voters of the running quorum itself
+/// (AddRaftVoter/RemoveRaftVoter, [`crate::quorum`]).
+pub const QUORUM_START_KEYS: &[&str] = &[
+    "controller.quorum.bootstrap.servers",
+    "oxbow.initial.controllers",
+];
 
 /// Broker keys a running broker takes as cluster-wide dynamic defaults (IncrementalAlterConfigs
 /// on the broker resource `""`, as `kafka-configs.sh --entity-type brokers --entity-default`
@@ -125,18 +141,18 @@ pub struct Desired {
     pub headless_service: Service,
     /// `<name>-<listener>-bootstrap`, one per listener: ready brokers only.
     pub bootstrap_services: Vec<Service>,
-    /// `<name>`: the brokers that are also KRaft voters (ordinals `0..controllers`).
+    /// `<name>-<id>`, one ClusterIP Service per broker, whose name each broker advertises on
+    /// its client listeners ([`Desired::hold_brokers`] sizes them).
+    pub broker_services: Vec<Service>,
+    /// `<name>`: every broker, each `process.roles=broker,controller`; the first
+    /// `controllers` ordinals are the KRaft voters, the others the quorum's observers.
     pub stateful_set: StatefulSet,
-    /// `<name>-broker`: the brokers that are not voters (`process.roles=broker`), ordinals
-    /// from `controllers` up; 0 replicas when every broker is a voter (the operator creates it
-    /// only when it has pods to run).
-    pub broker_stateful_set: StatefulSet,
     /// `<name>`: at most one broker voluntarily down at a time.
     pub pod_disruption_budget: PodDisruptionBudget,
     /// How many brokers run: `spec.replicas`, unless a scale-down is held
     /// ([`Desired::hold_brokers`]).
     pub brokers: i32,
-    /// How many of them are KRaft voters (ordinals `0..controllers`).
+    /// How many of them should be KRaft voters (ordinals `0..controllers`).
     pub controllers: i32,
     /// Bootstrap addresses per listener, for the status.
     pub listeners: Vec<ListenerStatus>,
@@ -151,10 +167,10 @@ pub struct Desired {
     pub dynamic_config: BTreeMap<String, String>,
     /// Every broker, by node id.
     pub nodes: Vec<Node>,
-    /// The config hash of the voters' pod template ([`CONFIG_HASH_ANNOTATION`]).
-    pub voter_hash: String,
-    /// The config hash of the other brokers' pod template.
-    pub broker_hash: String,
+    /// The config hash of the pod template ([`CONFIG_HASH_ANNOTATION`]).
+    pub config_hash: String,
+    /// The template of [`Desired::broker_services`] (all but name and selector).
+    broker_service: Service,
     /// The KafkaCluster's name and namespace, and the port of the inter-broker listener.
     name: String,
     namespace: String,
@@ -168,7 +184,7 @@ pub struct Node {
     pub id: i32,
     /// Its pod's name.
     pub pod: String,
-    /// Whether it is a KRaft voter.
+    /// Whether it should be a KRaft voter (`id < controllers`).
     pub voter: bool,
     /// The config hash its pod should carry.
     pub config_hash: String,
@@ -223,12 +239,15 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
             format!("must be between 1 and spec.replicas ({})", spec.replicas),
         ));
     }
-    // Brokers that are not voters (ordinals from `controllers` up) need other arguments than
-    // the voters (process.roles=broker, no CONTROLLER listener), and a StatefulSet gives all its
-    // pods the same ones: they are a second StatefulSet, `<name>-broker`, whose ordinals start
-    // at `controllers` (`spec.ordinals.start`) so that a pod's index is still its node id. Two
-    // sets rather than roles picked by the broker from its ordinal: the broker takes Kafka's
-    // `process.roles` as given, and a voter and an observer differ in more than that key.
+    // Every broker is a combined node (process.roles=broker,controller, a CONTROLLER
+    // listener), and which of them vote is a property of the running quorum, not of the pods:
+    // the first `controllers` ordinals start it (`oxbow.initial.controllers`, read on an empty
+    // metadata log only), the others join it as observers through
+    // `controller.quorum.bootstrap.servers`, and the operator adds and removes voters at
+    // runtime with AddRaftVoter/RemoveRaftVoter (KIP-853) to follow `spec.controllers`. So a
+    // broker can become a voter without a restart, and one StatefulSet gives all pods the
+    // same arguments. (Until this, brokers beyond the voters were a second StatefulSet of
+    // broker-only pods, which could never become voters: another pod name, another volume.)
     let brokers = spec.replicas;
 
     let internal = spec
@@ -274,11 +293,15 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     let pod_dns = |id: i32| {
         format!(
             "{}.{headless}.{namespace}.svc.{CLUSTER_DOMAIN}",
-            pod_name(&name, controllers, id)
+            pod_name(&name, id)
         )
     };
     let voters = (0..controllers)
         .map(|i| format!("{i}@{}:{CONTROLLER_PORT}", pod_dns(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let bootstrap_servers = (0..controllers)
+        .map(|i| format!("{}:{CONTROLLER_PORT}", pod_dns(i)))
         .collect::<Vec<_>>()
         .join(",");
     let listener_name = |l: &str| l.to_ascii_uppercase();
@@ -294,7 +317,11 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     // user's keys (which may override the defaults, never the operator's keys).
     let mut owned: BTreeMap<String, String> = BTreeMap::new();
     owned.insert("process.roles".into(), "broker,controller".into());
-    owned.insert("controller.quorum.voters".into(), voters);
+    owned.insert(
+        "controller.quorum.bootstrap.servers".into(),
+        bootstrap_servers,
+    );
+    owned.insert("oxbow.initial.controllers".into(), voters);
     owned.insert("controller.listener.names".into(), "CONTROLLER".into());
     owned.insert("listener.security.protocol.map".into(), protocol_map);
     owned.insert(
@@ -359,7 +386,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         "app.kubernetes.io/managed-by".into(),
         "oxbow-operator".into(),
     );
-    labels.insert("app.kubernetes.io/component".into(), "broker".into());
+    labels.insert(COMPONENT_LABEL.into(), "broker".into());
     let meta = |object_name: String| ObjectMeta {
         name: Some(object_name),
         namespace: Some(namespace.clone()),
@@ -384,6 +411,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         target_port: Some(IntOrString::Int(l.port)),
         ..ServicePort::default()
     });
+    let client_ports: Vec<ServicePort> = listener_ports.clone().collect();
     let headless_service = Service {
         metadata: meta(headless.clone()),
         spec: Some(ServiceSpec {
@@ -453,19 +481,17 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         )))
         .collect::<Vec<_>>()
         .join(",");
-    // Brokers that are not voters bind no CONTROLLER listener (Kafka refuses one on them).
-    let broker_bind = spec
-        .listeners
-        .iter()
-        .map(|l| format!("{}://$(POD_IP):{}", listener_name(&l.name), l.port))
-        .collect::<Vec<_>>()
-        .join(",");
+    // Each broker advertises its own ClusterIP Service (named after its pod), not its pod's
+    // DNS name: a Service's address outlives the pod, so a client that cached the name's
+    // address (the JVM does for 30 s) reaches the restarted broker at once instead of retrying
+    // the old pod IP until its cache expires, which stalled producers for ~20 s per restart
+    // in a roll (README, the operator's figures).
     let advertise = spec
         .listeners
         .iter()
         .map(|l| {
             format!(
-                "{}://$(POD_NAME).{headless}.$(POD_NAMESPACE).svc.{CLUSTER_DOMAIN}:{}",
+                "{}://$(POD_NAME).$(POD_NAMESPACE).svc.{CLUSTER_DOMAIN}:{}",
                 listener_name(&l.name),
                 l.port
             )
@@ -646,30 +672,10 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     if !template.tolerations.is_empty() {
         pod_spec.tolerations = Some(template.tolerations.clone());
     }
-    // Brokers that are not voters: the same pod but for their roles and the CONTROLLER
-    // listener they neither bind nor expose.
-    let mut broker_pod_spec = pod_spec.clone();
-    if let Some(c) = broker_pod_spec.containers.first_mut() {
-        c.args = Some(vec![
-            format!("{CONFIG_DIR}/server.properties"),
-            "--override".into(),
-            "node.id=$(NODE_ID)".into(),
-            "--override".into(),
-            "process.roles=broker".into(),
-            "--override".into(),
-            format!("listeners={broker_bind}"),
-            "--override".into(),
-            format!("advertised.listeners={advertise}"),
-            "--override".into(),
-            format!("oxbow.metrics.listener=$(POD_IP):{METRICS_PORT}"),
-        ]);
-        if let Some(ports) = c.ports.as_mut() {
-            ports.retain(|p| p.container_port != CONTROLLER_PORT);
-        }
-    }
     // The hash covers what the broker reads at start and cannot change while it runs: its
-    // properties but the cluster-wide dynamic ones (applied at runtime instead), and its pod
-    // spec. The ConfigMap keeps every key, so a restarted broker starts with them all.
+    // properties but the cluster-wide dynamic ones (applied at runtime instead) and the
+    // quorum's starting voters (read on an empty metadata log only), and its pod spec. The
+    // ConfigMap keeps every key, so a restarted broker starts with them all.
     let dynamic_config: BTreeMap<String, String> = settings
         .iter()
         .filter(|(k, _)| is_cluster_wide_dynamic(k))
@@ -678,7 +684,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     let config_hash = |pod_spec: &PodSpec| {
         let mut hasher = Sha256::new();
         for (key, value) in owned.iter().chain(settings.iter()) {
-            if !is_cluster_wide_dynamic(key) {
+            if !is_cluster_wide_dynamic(key) && !QUORUM_START_KEYS.contains(&key.as_str()) {
                 hasher.update(format!("{key}={value}\n").as_bytes());
             }
         }
@@ -697,72 +703,40 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
                 s
             })
     };
-    let voter_hash = config_hash(&pod_spec);
-    let broker_hash = config_hash(&broker_pod_spec);
-    let stateful_set_of = |set_name: String,
-                           replicas: i32,
-                           first_ordinal: Option<i32>,
-                           extra: &BTreeMap<String, String>,
-                           hash: &str,
-                           pod_spec: PodSpec| {
-        let mut set_selector = selector.clone();
-        set_selector.extend(extra.clone());
-        let mut set_labels = pod_labels.clone();
-        set_labels.extend(extra.clone());
-        let mut annotations = template.annotations.clone();
-        annotations.insert(CONFIG_HASH_ANNOTATION.into(), hash.to_string());
-        // The operator writes each pod's rack; a template value would be read as the rack by a
-        // broker started before the operator replaced it.
-        annotations.remove(rack::RACK_ANNOTATION);
-        StatefulSet {
-            metadata: meta(set_name),
-            spec: Some(StatefulSetSpec {
-                replicas: Some(replicas),
-                ordinals: first_ordinal.map(|start| StatefulSetOrdinals { start: Some(start) }),
-                service_name: Some(headless.clone()),
-                pod_management_policy: Some("Parallel".into()),
-                update_strategy: Some(StatefulSetUpdateStrategy {
-                    type_: Some("OnDelete".into()),
-                    ..StatefulSetUpdateStrategy::default()
-                }),
-                selector: LabelSelector {
-                    match_labels: Some(set_selector),
-                    ..LabelSelector::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(set_labels),
-                        annotations: Some(annotations),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(pod_spec),
-                },
-                volume_claim_templates: claims.clone(),
-                persistent_volume_claim_retention_policy: retention.clone(),
-                ..StatefulSetSpec::default()
+    let config_hash = config_hash(&pod_spec);
+    let mut annotations = template.annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.clone());
+    // The operator writes each pod's rack; a template value would be read as the rack by a
+    // broker started before the operator replaced it.
+    annotations.remove(rack::RACK_ANNOTATION);
+    let stateful_set = StatefulSet {
+        metadata: meta(name.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(brokers),
+            service_name: Some(headless.clone()),
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..StatefulSetUpdateStrategy::default()
             }),
-            ..StatefulSet::default()
-        }
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: claims,
+            persistent_volume_claim_retention_policy: retention,
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
     };
-    // The voters' selector stays what it always was (a StatefulSet's selector is immutable);
-    // it matches the other set's pods too, which the StatefulSet controller leaves alone: it
-    // only manages pods named after itself.
-    let stateful_set = stateful_set_of(
-        name.clone(),
-        controllers,
-        None,
-        &BTreeMap::new(),
-        &voter_hash,
-        pod_spec,
-    );
-    let broker_stateful_set = stateful_set_of(
-        broker_set_name(&name),
-        brokers - controllers,
-        Some(controllers),
-        &BTreeMap::from([(ROLE_LABEL.to_string(), "broker".to_string())]),
-        &broker_hash,
-        broker_pod_spec,
-    );
 
     let pod_disruption_budget = PodDisruptionBudget {
         metadata: meta(name.clone()),
@@ -777,12 +751,34 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         ..PodDisruptionBudget::default()
     };
 
+    let mut service_labels = labels.clone();
+    service_labels.insert(COMPONENT_LABEL.into(), BROKER_SERVICE_COMPONENT.into());
+    let broker_service = Service {
+        metadata: ObjectMeta {
+            namespace: Some(namespace.clone()),
+            labels: Some(service_labels),
+            owner_references: Some(vec![owner.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            // As the pod DNS names this replaces: a broker is reached from the moment it
+            // listens (a partition may be given to it before its readiness probe passes), and
+            // each Service selects that one pod only.
+            publish_not_ready_addresses: Some(true),
+            ports: Some(client_ports),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+
     let mut desired = Desired {
         config_map,
         headless_service,
         bootstrap_services,
+        broker_services: Vec::new(),
+        broker_service,
         stateful_set,
-        broker_stateful_set,
         pod_disruption_budget,
         brokers,
         controllers,
@@ -791,8 +787,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         nodes: Vec::new(),
         warnings,
         dynamic_config,
-        voter_hash,
-        broker_hash,
+        config_hash,
         name,
         namespace,
         internal_port: internal.port,
@@ -801,43 +796,42 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     Ok(desired)
 }
 
-/// The StatefulSet of the brokers that are not voters.
-pub fn broker_set_name(cluster: &str) -> String {
-    format!("{cluster}-broker")
-}
-
-/// The pod of node `id`: `<cluster>-<id>` for a voter, `<cluster>-broker-<id>` for the others.
-pub fn pod_name(cluster: &str, controllers: i32, id: i32) -> String {
-    if id < controllers {
-        format!("{cluster}-{id}")
-    } else {
-        format!("{cluster}-broker-{id}")
-    }
+/// The pod of node `id`: `<cluster>-<id>`.
+pub fn pod_name(cluster: &str, id: i32) -> String {
+    format!("{cluster}-{id}")
 }
 
 impl Desired {
     /// Runs `total` brokers instead of `spec.replicas` (never fewer than the voters): the
-    /// operator holds a scale-down whose brokers still host replicas. Sets the broker
+    /// operator holds a scale-down whose brokers still host replicas or votes. Sets the
     /// StatefulSet's replicas, [`Desired::brokers`], the nodes and their addresses.
     pub fn hold_brokers(&mut self, total: i32) {
         let total = total.max(self.controllers);
         self.brokers = total;
-        if let Some(spec) = self.broker_stateful_set.spec.as_mut() {
-            spec.replicas = Some(total - self.controllers);
+        if let Some(spec) = self.stateful_set.spec.as_mut() {
+            spec.replicas = Some(total);
         }
         self.nodes = (0..total)
-            .map(|id| {
-                let voter = id < self.controllers;
-                Node {
-                    id,
-                    pod: pod_name(&self.name, self.controllers, id),
-                    voter,
-                    config_hash: if voter {
-                        self.voter_hash.clone()
-                    } else {
-                        self.broker_hash.clone()
-                    },
+            .map(|id| Node {
+                id,
+                pod: pod_name(&self.name, id),
+                voter: id < self.controllers,
+                config_hash: self.config_hash.clone(),
+            })
+            .collect();
+        self.broker_services = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut service = self.broker_service.clone();
+                service.metadata.name = Some(n.pod.clone());
+                if let Some(spec) = service.spec.as_mut() {
+                    spec.selector = Some(BTreeMap::from([
+                        (CLUSTER_LABEL.to_string(), self.name.clone()),
+                        (POD_NAME_LABEL.to_string(), n.pod.clone()),
+                    ]));
                 }
+                service
             })
             .collect();
         self.broker_addresses = self
@@ -852,6 +846,25 @@ impl Desired {
             .collect();
     }
 }
+
+impl Desired {
+    /// Where node `id`'s CONTROLLER listener is reached: its pod's DNS name and the port.
+    pub fn controller_address(&self, id: i32) -> (String, u16) {
+        (
+            format!(
+                "{}.{}-brokers.{}.svc.{CLUSTER_DOMAIN}",
+                pod_name(&self.name, id),
+                self.name,
+                self.namespace
+            ),
+            CONTROLLER_PORT_U16,
+        )
+    }
+}
+
+/// [`CONTROLLER_PORT`] as the protocol's port type.
+const CONTROLLER_PORT_U16: u16 = 9093;
+const _: () = assert!(CONTROLLER_PORT_U16 as i32 == CONTROLLER_PORT);
 
 /// The labels that select a cluster's broker pods.
 pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
@@ -928,7 +941,7 @@ mod tests {
         let p = properties(&d);
         assert_eq!(p["process.roles"], "broker,controller");
         assert_eq!(
-            p["controller.quorum.voters"],
+            p["oxbow.initial.controllers"],
             "0@kc1-0.kc1-brokers.ns1.svc.cluster.local:9093,\
              1@kc1-1.kc1-brokers.ns1.svc.cluster.local:9093,\
              2@kc1-2.kc1-brokers.ns1.svc.cluster.local:9093"
@@ -959,7 +972,8 @@ mod tests {
             "{args:?}"
         );
         assert!(args.contains(
-            &"advertised.listeners=PLAIN://$(POD_NAME).kc1-brokers.$(POD_NAMESPACE).svc.cluster.local:9092".to_string()
+            &"advertised.listeners=PLAIN://$(POD_NAME).$(POD_NAMESPACE).svc.cluster.local:9092"
+                .to_string()
         ));
         let headless = d.headless_service.spec.as_ref().expect("spec");
         assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
@@ -1006,14 +1020,19 @@ mod tests {
     }
 
     #[test]
-    fn a_single_broker_is_its_own_quorum_with_replication_factor_one() {
+    fn a_single_broker_starts_a_quorum_of_one_with_replication_factor_one() {
         let d = ok("replicas: 1");
         let p = properties(&d);
         assert_eq!(d.controllers, 1);
         assert_eq!(
-            p["controller.quorum.voters"],
+            p["oxbow.initial.controllers"],
             "0@kc1-0.kc1-brokers.ns1.svc.cluster.local:9093"
         );
+        assert_eq!(
+            p["controller.quorum.bootstrap.servers"],
+            "kc1-0.kc1-brokers.ns1.svc.cluster.local:9093"
+        );
+        assert!(!p.contains_key("controller.quorum.voters"), "{p:?}");
         assert_eq!(p["default.replication.factor"], "1");
         assert_eq!(p["offsets.topic.replication.factor"], "1");
         assert_eq!(p["min.insync.replicas"], "1");
@@ -1024,65 +1043,37 @@ mod tests {
     }
 
     #[test]
-    fn brokers_beyond_the_controllers_run_as_broker_only_pods_numbered_after_the_voters() {
+    fn every_broker_is_a_combined_node_of_one_statefulset_and_the_first_ones_start_the_quorum() {
         let d = ok("replicas: 5\ncontrollers: 3");
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
         assert_eq!(d.brokers, 5);
-        assert_eq!(sts_spec(&d).replicas, Some(3));
+        assert_eq!(sts_spec(&d).replicas, Some(5));
+        assert_eq!(sts_spec(&d).ordinals, None);
+        let p = properties(&d);
+        assert_eq!(p["process.roles"], "broker,controller");
         assert_eq!(
-            properties(&d)["controller.quorum.voters"],
-            properties(&ok("replicas: 3"))["controller.quorum.voters"],
-            "the voters stay the first three"
+            p["oxbow.initial.controllers"],
+            "0@kc1-0.kc1-brokers.ns1.svc.cluster.local:9093,\
+             1@kc1-1.kc1-brokers.ns1.svc.cluster.local:9093,\
+             2@kc1-2.kc1-brokers.ns1.svc.cluster.local:9093"
         );
-        let set = &d.broker_stateful_set;
-        assert_eq!(set.metadata.name.as_deref(), Some("kc1-broker"));
-        let spec = set.spec.as_ref().expect("spec");
-        assert_eq!(spec.replicas, Some(2));
-        // Ordinals 3 and 4: the pod index is the node id, as for the voters.
-        assert_eq!(spec.ordinals.as_ref().and_then(|o| o.start), Some(3));
-        assert_eq!(spec.service_name.as_deref(), Some("kc1-brokers"));
         assert_eq!(
-            spec.update_strategy
-                .as_ref()
-                .and_then(|u| u.type_.as_deref()),
-            Some("OnDelete")
+            p["controller.quorum.bootstrap.servers"],
+            "kc1-0.kc1-brokers.ns1.svc.cluster.local:9093,\
+             kc1-1.kc1-brokers.ns1.svc.cluster.local:9093,\
+             kc1-2.kc1-brokers.ns1.svc.cluster.local:9093"
         );
-        let selector = spec.selector.match_labels.as_ref().expect("selector");
-        assert_eq!(selector[ROLE_LABEL], "broker");
-        let labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.as_ref())
-            .expect("labels");
-        assert_eq!(labels[ROLE_LABEL], "broker");
-        assert_eq!(labels[CLUSTER_LABEL], "kc1", "the Services select them too");
-        let container = &spec.template.spec.as_ref().expect("pod").containers[0];
-        let args = container.args.clone().expect("args");
+        let args = pod_spec(&d).containers[0].args.clone().expect("args");
         assert!(
-            args.contains(&"process.roles=broker".to_string()),
+            args.contains(
+                &"listeners=PLAIN://$(POD_IP):9092,CONTROLLER://$(POD_IP):9093".to_string()
+            ),
+            "every pod binds a CONTROLLER listener: {args:?}"
+        );
+        assert!(
+            !args.iter().any(|a| a.starts_with("process.roles")),
             "{args:?}"
         );
-        assert!(
-            args.contains(&"listeners=PLAIN://$(POD_IP):9092".to_string()),
-            "no CONTROLLER listener: {args:?}"
-        );
-        assert!(args.contains(&"node.id=$(NODE_ID)".to_string()));
-        // They serve the metrics port they declare, as the voters do.
-        assert!(
-            args.contains(&format!("oxbow.metrics.listener=$(POD_IP):{METRICS_PORT}")),
-            "{args:?}"
-        );
-        assert!(container
-            .ports
-            .iter()
-            .flatten()
-            .any(|p| p.container_port == METRICS_PORT));
-        assert!(container
-            .ports
-            .iter()
-            .flatten()
-            .all(|p| p.container_port != CONTROLLER_PORT));
         let pods: Vec<(&str, bool)> = d.nodes.iter().map(|n| (n.pod.as_str(), n.voter)).collect();
         assert_eq!(
             pods,
@@ -1090,28 +1081,61 @@ mod tests {
                 ("kc1-0", true),
                 ("kc1-1", true),
                 ("kc1-2", true),
-                ("kc1-broker-3", false),
-                ("kc1-broker-4", false)
+                ("kc1-3", false),
+                ("kc1-4", false)
             ]
         );
-        assert_eq!(d.nodes[0].config_hash, d.voter_hash);
-        assert_eq!(d.nodes[4].config_hash, d.broker_hash);
-        assert_ne!(d.voter_hash, d.broker_hash);
+        assert!(d.nodes.iter().all(|n| n.config_hash == d.config_hash));
         assert_eq!(
             d.broker_addresses[4],
-            "kc1-broker-4.kc1-brokers.ns1.svc.cluster.local:9092"
+            "kc1-4.kc1-brokers.ns1.svc.cluster.local:9092"
         );
-        // Every broker a voter: the other set has nothing to run.
-        let three = ok("replicas: 3");
         assert_eq!(
-            three
-                .broker_stateful_set
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas),
-            Some(0)
+            d.controller_address(4),
+            ("kc1-4.kc1-brokers.ns1.svc.cluster.local".to_string(), 9093)
         );
-        assert_eq!(three.nodes.len(), 3);
+    }
+
+    #[test]
+    fn each_broker_has_a_clusterip_service_named_after_its_pod_selecting_only_that_pod() {
+        let mut d = ok("replicas: 3\nlisteners: [{name: plain, port: 9092, type: internal}, {name: tls, port: 9094, type: internal}]");
+        let names: Vec<_> = d
+            .broker_services
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["kc1-0", "kc1-1", "kc1-2"]);
+        let s = &d.broker_services[1];
+        let spec = s.spec.as_ref().expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+        let selector = spec.selector.as_ref().expect("selector");
+        assert_eq!(selector["statefulset.kubernetes.io/pod-name"], "kc1-1");
+        assert_eq!(selector[CLUSTER_LABEL], "kc1");
+        let ports: Vec<i32> = spec.ports.iter().flatten().map(|p| p.port).collect();
+        assert_eq!(ports, [9092, 9094], "the client listeners, not CONTROLLER");
+        let labels = s.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels[COMPONENT_LABEL], BROKER_SERVICE_COMPONENT);
+        assert_eq!(
+            s.metadata.owner_references.as_ref().map(Vec::len),
+            Some(1),
+            "deleted with the cluster"
+        );
+        // A held scale-down keeps the Services of the brokers that still run.
+        d.hold_brokers(5);
+        assert_eq!(d.broker_services.len(), 5);
+        assert_eq!(d.broker_services[4].metadata.name.as_deref(), Some("kc1-4"));
+    }
+
+    #[test]
+    fn another_controller_count_restarts_no_broker() {
+        // The voters change on the running quorum (crate::quorum), not through the pods.
+        let three = ok("replicas: 5\ncontrollers: 3");
+        let five = ok("replicas: 5\ncontrollers: 5");
+        assert_ne!(properties(&three), properties(&five));
+        assert_eq!(three.config_hash, five.config_hash);
+        assert_eq!(three.stateful_set, five.stateful_set);
+        assert_eq!(five.nodes.iter().filter(|n| n.voter).count(), 5);
     }
 
     #[test]
@@ -1119,11 +1143,8 @@ mod tests {
         let mut d = ok("replicas: 3");
         d.hold_brokers(5);
         assert_eq!(d.brokers, 5);
-        assert_eq!(
-            d.broker_stateful_set.spec.as_ref().and_then(|s| s.replicas),
-            Some(2)
-        );
-        assert_eq!(d.nodes[3].pod, "kc1-broker-3");
+        assert_eq!(sts_spec(&d).replicas, Some(5));
+        assert_eq!(d.nodes[3].pod, "kc1-3");
         assert_eq!(d.broker_addresses.len(), 5);
         // Never fewer than the voters.
         d.hold_brokers(1);
@@ -1198,7 +1219,7 @@ mod tests {
             base.dynamic_config,
             BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())])
         );
-        assert_eq!(base.voter_hash, hash(&base));
+        assert_eq!(base.config_hash, hash(&base));
         let dynamic = ok("replicas: 3\nconfig:\n  log.retention.ms: 3600000\n  message.max.bytes: 2000000\n  min.insync.replicas: 1");
         assert_eq!(
             hash(&base),
@@ -1387,7 +1408,7 @@ mod tests {
             !p.contains_key("broker.rack"),
             "each broker's rack is its own"
         );
-        for set in [&d.stateful_set, &d.broker_stateful_set] {
+        for set in [&d.stateful_set] {
             let template = &set.spec.as_ref().expect("spec").template;
             let pod = template.spec.as_ref().expect("pod");
             let volume = pod
@@ -1432,11 +1453,9 @@ mod tests {
             ok("replicas: 4\ncontrollers: 3\nrack: {topologyKey: topology.kubernetes.io/zone}");
         let host = ok("replicas: 4\ncontrollers: 3\nrack: {topologyKey: kubernetes.io/hostname}");
         let none = ok("replicas: 4\ncontrollers: 3");
-        assert_ne!(zone.voter_hash, none.voter_hash);
-        assert_ne!(zone.broker_hash, none.broker_hash);
+        assert_ne!(zone.config_hash, none.config_hash);
         // Another label gives the brokers other racks, which they take at start only.
-        assert_ne!(zone.voter_hash, host.voter_hash);
-        assert_ne!(zone.broker_hash, host.broker_hash);
+        assert_ne!(zone.config_hash, host.config_hash);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`reconcile`]: what both reconcile loops share (API errors, backoff).
 //! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum,
 //!   DescribeConfigs) and the dynamic broker defaults the operator sets.
+//! - [`quorum`]: which voter to add or remove next so the metadata quorum's voters follow
+//!   `spec.controllers`, a pure function.
 //! - [`roll`]: which broker to restart next in a rolling restart, a pure function.
 //! - [`rack`]: rack awareness, the node label copied onto broker pods (a pure decision).
 //! - [`rebalance`]: new replica lists spreading replicas and leaders over a set of brokers (for
@@ -21,6 +23,7 @@ pub mod desired;
 pub mod leader;
 pub mod metrics;
 pub mod probe;
+pub mod quorum;
 pub mod rack;
 pub mod rebalance;
 pub mod reconcile;

@@ -13,23 +13,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use oxbow_client::kafka_protocol::messages::add_raft_voter_request;
 use oxbow_client::kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use oxbow_client::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use oxbow_client::kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use oxbow_client::kafka_protocol::messages::describe_quorum_response::ReplicaState;
 use oxbow_client::kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use oxbow_client::kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use oxbow_client::kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, DescribeConfigsRequest, DescribeQuorumRequest,
-    ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
-    MetadataRequest, TopicName,
+    AddRaftVoterRequest, AlterPartitionReassignmentsRequest, BrokerId, DescribeConfigsRequest,
+    DescribeQuorumRequest, ElectLeadersRequest, IncrementalAlterConfigsRequest,
+    ListPartitionReassignmentsRequest, MetadataRequest, RemoveRaftVoterRequest, TopicName,
 };
 use oxbow_client::kafka_protocol::protocol::StrBytes;
 use oxbow_client::{Client, ConnectionConfig};
 
+use crate::quorum::{QuorumReplica, QuorumView};
 use crate::rebalance::Assignment;
 use crate::roll::PartitionState;
 
@@ -45,6 +48,9 @@ const ELECTION_PREFERRED: i8 = 0;
 const ELECTION_NOT_NEEDED: i16 = 84;
 /// How long the controller may take over a reassignment or an election before it answers.
 const ADMIN_TIMEOUT_MS: i32 = 4_000;
+/// How long the active controller may take to catch a new voter up and commit a voter change
+/// before it answers REQUEST_TIMED_OUT (the pass after tries again).
+const VOTER_CHANGE_TIMEOUT_MS: i32 = 4_000;
 /// IncrementalAlterConfigs' operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -83,6 +89,8 @@ pub struct ClusterView {
     pub controller_id: Option<i32>,
     /// Node ids of the registered brokers, sorted.
     pub brokers: Vec<i32>,
+    /// The metadata quorum's voters and observers, when DescribeQuorum named a leader.
+    pub quorum: Option<QuorumView>,
 }
 
 /// One change of a cluster-wide dynamic broker default.
@@ -164,21 +172,85 @@ impl Probe {
             .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
             .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
         let mut controller_id = None;
+        let mut quorum_view = None;
         if let Some(&broker) = brokers.first() {
             let answer = self.client.send(broker, &quorum).await?;
-            let leader = answer
+            let partition = answer
                 .topics
                 .first()
                 .and_then(|t| t.partitions.first())
-                .filter(|p| p.error_code == 0)
-                .map(|p| p.leader_id.0);
-            controller_id = leader.filter(|id| *id >= 0);
+                .filter(|p| p.error_code == 0 && p.leader_id.0 >= 0);
+            if let Some(p) = partition {
+                controller_id = Some(p.leader_id.0);
+                let replicas = |states: &[ReplicaState]| {
+                    states
+                        .iter()
+                        .map(|r| QuorumReplica {
+                            id: r.replica_id.0,
+                            log_end_offset: r.log_end_offset,
+                        })
+                        .collect()
+                };
+                quorum_view = Some(QuorumView {
+                    leader: p.leader_id.0,
+                    high_watermark: p.high_watermark,
+                    voters: replicas(&p.current_voters),
+                    observers: replicas(&p.observers),
+                });
+            }
         }
         Ok(ClusterView {
             cluster_id: response.cluster_id.as_ref().map(|s| s.to_string()),
             controller_id,
             brokers,
+            quorum: quorum_view,
         })
+    }
+
+    /// AddRaftVoter for node `id`, reachable on its CONTROLLER listener at `host:port` (as
+    /// `kafka-metadata-quorum.sh add-controller` sends it). Kafka's voters carry the directory
+    /// id of their metadata log dir; Oxbow's keep none and only check that one is given, so a
+    /// fresh one is sent. Any broker takes it and the active controller carries it out; the
+    /// answer comes once the change is committed or refused.
+    pub async fn add_voter(
+        &self,
+        cluster_id: Option<&str>,
+        id: i32,
+        host: &str,
+        port: u16,
+    ) -> Result<(), Error> {
+        let request = AddRaftVoterRequest::default()
+            .with_cluster_id(cluster_id.map(|c| StrBytes::from_string(c.to_string())))
+            .with_timeout_ms(VOTER_CHANGE_TIMEOUT_MS)
+            .with_voter_id(id)
+            .with_voter_directory_id(uuid::Uuid::new_v4())
+            .with_listeners(vec![add_raft_voter_request::Listener::default()
+                .with_name(StrBytes::from_static_str("CONTROLLER"))
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(port)]);
+        let broker = self.any_broker().await?;
+        let answer = self.client.send(broker, &request).await?;
+        kafka_error(
+            format!("AddRaftVoter {id}"),
+            answer.error_code,
+            answer.error_message.as_ref().map(|m| m.to_string()),
+        )
+    }
+
+    /// RemoveRaftVoter for node `id` (as `kafka-metadata-quorum.sh remove-controller` sends
+    /// it; Oxbow's voters are named by their node id alone, see [`Probe::add_voter`]).
+    pub async fn remove_voter(&self, cluster_id: Option<&str>, id: i32) -> Result<(), Error> {
+        let request = RemoveRaftVoterRequest::default()
+            .with_cluster_id(cluster_id.map(|c| StrBytes::from_string(c.to_string())))
+            .with_voter_id(id)
+            .with_voter_directory_id(uuid::Uuid::new_v4());
+        let broker = self.any_broker().await?;
+        let answer = self.client.send(broker, &request).await?;
+        kafka_error(
+            format!("RemoveRaftVoter {id}"),
+            answer.error_code,
+            answer.error_message.as_ref().map(|m| m.to_string()),
+        )
     }
 
     /// Every partition of every topic (internal ones included: `__consumer_offsets` matters
@@ -489,6 +561,19 @@ fn first_broker(
         .map(|b| b.node_id.0)
         .min()
         .ok_or(Error::NoBroker)
+}
+
+/// `Ok` for error code 0, else the Kafka error of `what`.
+fn kafka_error(what: String, code: i16, message: Option<String>) -> Result<(), Error> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Error::Kafka {
+            what,
+            code,
+            message,
+        })
+    }
 }
 
 #[cfg(test)]

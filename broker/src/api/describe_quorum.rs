@@ -7,6 +7,10 @@
 //! end and a negative lag for the follower). Oxbow's nodes do the same through the controller
 //! channel ([`ControllerRequest::DescribeQuorum`]), which retries while there is no leader;
 //! a request that still finds none is answered with the channel's error at the top level.
+//!
+//! Fields newer than the request's version stay unset (the codec refuses to encode them, which
+//! closed the connection of every v0 and v1 client): v1 added the replicas' fetch timestamps,
+//! v2 the top-level error message and the voters' endpoints.
 
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
@@ -30,19 +34,28 @@ pub(crate) async fn handle(
     let quorum = match ctx.broker.submit(ControllerRequest::DescribeQuorum).await {
         Ok(ControllerReply::Quorum(quorum)) => quorum,
         Ok(other) => {
-            return error_response(ApiError::new(
-                ResponseError::UnknownServerError,
-                format!("unexpected controller reply {other:?}"),
-            ))
+            return error_response(
+                ApiError::new(
+                    ResponseError::UnknownServerError,
+                    format!("unexpected controller reply {other:?}"),
+                ),
+                ctx.version,
+            )
         }
-        Err(e) => return error_response(e),
+        Err(e) => return error_response(e, ctx.version),
     };
+    let version = ctx.version;
     let replica = |r: &QuorumReplica| {
-        ReplicaState::default()
+        let state = ReplicaState::default()
             .with_replica_id(BrokerId(r.id))
-            .with_log_end_offset(r.log_end_offset)
-            .with_last_fetch_timestamp(r.last_fetch_ms)
-            .with_last_caught_up_timestamp(r.last_caught_up_ms)
+            .with_log_end_offset(r.log_end_offset);
+        if version >= 1 {
+            state
+                .with_last_fetch_timestamp(r.last_fetch_ms)
+                .with_last_caught_up_timestamp(r.last_caught_up_ms)
+        } else {
+            state
+        }
     };
     let topics = request
         .topics
@@ -89,14 +102,21 @@ pub(crate) async fn handle(
             )
         })
         .collect();
-    DescribeQuorumResponse::default()
-        .with_topics(topics)
-        .with_nodes(nodes)
+    let response = DescribeQuorumResponse::default().with_topics(topics);
+    if version >= 2 {
+        response.with_nodes(nodes)
+    } else {
+        response
+    }
 }
 
-/// Kafka's `DescribeQuorumRequest.getErrorResponse`: the error at the top level.
-fn error_response(error: ApiError) -> DescribeQuorumResponse {
-    DescribeQuorumResponse::default()
-        .with_error_code(error.code)
-        .with_error_message(error.message_str())
+/// Kafka's `DescribeQuorumRequest.getErrorResponse`: the error at the top level (its
+/// message from v2).
+fn error_response(error: ApiError, version: i16) -> DescribeQuorumResponse {
+    let response = DescribeQuorumResponse::default().with_error_code(error.code);
+    if version >= 2 {
+        response.with_error_message(error.message_str())
+    } else {
+        response
+    }
 }

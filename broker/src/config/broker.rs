@@ -212,6 +212,7 @@ static BROKER_CONFIGS: &[BrokerConfigKey] = &[
     k("offsets.topic.num.partitions", T::Int, Some("50"), V::AtLeast(1), RO, "Partitions of the offsets topic."),
     k("offsets.topic.replication.factor", T::Short, Some("3"), V::AtLeast(1), RO, "Replication factor of the offsets topic."),
     k("offsets.topic.segment.bytes", T::Int, Some("104857600"), V::AtLeast(1), RO, "Segment size of the offsets topic."),
+    k("oxbow.initial.controllers", T::List, Some(""), V::None, RO, "The first voters of a new dynamic quorum, as id@host:port[:directoryId] (Kafka's kafka-storage.sh format --initial-controllers as a key; Oxbow's own key; read only on a pristine metadata log)."),
     k("oxbow.metrics.listener", T::String, None, V::None, RO, "host:port serving Prometheus metrics on /metrics (Oxbow's own key; unset: off)."),
     k("oxbow.rack.annotation", T::String, Some(DEFAULT_RACK_ANNOTATION), V::None, RO, "The pod annotation in oxbow.rack.annotations.file whose value becomes broker.rack (Oxbow's own key)."),
     k("oxbow.rack.annotations.file", T::String, None, V::None, RO, "A Kubernetes downward-API file of the pod's annotations; when set and broker.rack is not, the broker waits at start until it holds oxbow.rack.annotation and takes its value as broker.rack (Oxbow's own key; unset: off)."),
@@ -284,6 +285,10 @@ pub(crate) const LISTENER_ONLY_DYNAMIC: &[&str] = &[
 
 /// Keys Oxbow accepts without a warning although Kafka does not define them.
 pub const OXBOW_EXTRA_KEYS: &[&str] = &["cluster.id", MAX_PARTITIONS_KEY, SEGMENT_CACHE_SLOTS_KEY];
+
+/// `oxbow.initial.controllers`: the first voters of a new dynamic quorum (see
+/// [`QuorumConfig::initial_controllers`]).
+pub const INITIAL_CONTROLLERS_KEY: &str = "oxbow.initial.controllers";
 
 /// Oxbow's key naming the downward-API file of the pod's annotations that `broker.rack` is
 /// read from (see [`BrokerConfig::rack_annotations_file`]).
@@ -983,6 +988,7 @@ impl BrokerConfig {
             layers
                 .get("controller.quorum.bootstrap.servers")
                 .unwrap_or(""),
+            layers.get(INITIAL_CONTROLLERS_KEY).unwrap_or(""),
             &listeners,
             &controller_listener_names,
             super::quorum::QuorumTimeouts {
@@ -1638,6 +1644,36 @@ log.retention.check.interval.ms=300000
                       controller.quorum.bootstrap.servers=localhost:9093\n";
         let (c, _) = parse(broker).unwrap();
         assert!(c.quorum.is_observer());
+    }
+
+    /// The operator's shared server.properties: every pod the same file, its node.id given
+    /// per pod; pods 0 and 1 are initial controllers, pod 2 joins (and the key warns nothing).
+    #[test]
+    fn one_shared_config_with_initial_controllers_serves_every_pod() {
+        let shared = "process.roles=broker,controller\n\
+                      listeners=PLAINTEXT://:9092,CONTROLLER://:9093\n\
+                      controller.listener.names=CONTROLLER\n\
+                      controller.quorum.bootstrap.servers=b-0.b:9093,b-1.b:9093\n\
+                      oxbow.initial.controllers=0@b-0.b:9093,1@b-1.b:9093\n";
+        for (id, listed) in [(0, true), (1, true), (2, false)] {
+            let (c, w) = parse(&format!("{shared}node.id={id}\n")).unwrap();
+            assert!(w.is_empty(), "{w:?}");
+            assert!(c.quorum.is_replicated(), "{id}");
+            assert_eq!(c.quorum.is_initial_controller(id), listed);
+            assert_eq!(c.quorum.joins_dynamically(), !listed);
+            assert_eq!(c.quorum.initial_controllers.len(), 2);
+        }
+        let err = parse(&format!(
+            "{shared}node.id=0\ncontroller.quorum.voters=0@b-0.b:9093\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "oxbow.initial.controllers and controller.quorum.voters cannot both be set"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

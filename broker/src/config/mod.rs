@@ -31,8 +31,8 @@ mod types;
 pub use broker::{
     broker_config_key, broker_config_keys, BrokerConfig, BrokerConfigKey, Listener, UpdateMode,
     DEFAULT_LISTENER_SECURITY_PROTOCOL_MAP, DEFAULT_MAX_PARTITIONS, DEFAULT_RACK_ANNOTATION,
-    MAX_PARTITIONS_KEY, OXBOW_EXTRA_KEYS, RACK_ANNOTATIONS_FILE_KEY, RACK_ANNOTATION_KEY,
-    SEGMENT_CACHE_SLOTS_KEY,
+    INITIAL_CONTROLLERS_KEY, MAX_PARTITIONS_KEY, OXBOW_EXTRA_KEYS, RACK_ANNOTATIONS_FILE_KEY,
+    RACK_ANNOTATION_KEY, SEGMENT_CACHE_SLOTS_KEY,
 };
 pub use describe::{
     describe_broker_configs, describe_cluster_default_broker_configs, describe_topic_configs,

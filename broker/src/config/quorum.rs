@@ -23,6 +23,16 @@
 //! - `process.roles=broker` alone: such a node would be a quorum observer that only replays
 //!   the log, which is not served yet.
 //!
+//! `oxbow.initial.controllers` (Oxbow's key: Kafka's `kafka-storage.sh format
+//! --initial-controllers` as a config key, since Oxbow has no format step) names the first
+//! voters of a new dynamic quorum, so that nodes sharing one config file (a StatefulSet's pods)
+//! can start one: with `controller.quorum.bootstrap.servers`, a controller role and no
+//! `controller.quorum.voters` (other combinations are refused naming the keys). A node it
+//! lists bootstraps a pristine quorum like a static voter of that list and also joins through
+//! the bootstrap servers (see [`QuorumConfig::initial_controllers`]); a node it does not list
+//! joins dynamically. Even one entry runs the replicated quorum (a single voter), so voters can
+//! be added later.
+//!
 //! A controller listener is a `listeners` entry named in `controller.listener.names`. An
 //! endpoint matches it on the port, and on the host unless the listener binds every
 //! interface (then any host name is taken as this node: a wildcard listener cannot tell).
@@ -30,7 +40,7 @@
 //! `controller.quorum.voters` entry matches on the port alone when it names a host rather
 //! than an address (a Kubernetes pod's DNS name while the listener binds the pod's IP).
 
-use super::broker::Listener;
+use super::broker::{Listener, INITIAL_CONTROLLERS_KEY};
 use super::error::ConfigError;
 
 /// One `controller.quorum.voters` entry: `id@host:port`.
@@ -69,6 +79,13 @@ pub struct QuorumConfig {
     /// A controller without a voter list whose bootstrap servers name other nodes: it joins
     /// the quorum they run as a non-voter (see [`QuorumConfig::joins_dynamically`]).
     pub dynamic: bool,
+    /// `oxbow.initial.controllers`, in the order given (empty when unset): the voters a
+    /// pristine dynamic quorum starts with. Read only while this node's metadata log is
+    /// pristine; after that the log's membership counts. A node listed here bootstraps the
+    /// quorum like a voter of `controller.quorum.voters` and also joins through the bootstrap
+    /// servers (so a listed node that lost its disk, or is no longer a voter, rejoins as a
+    /// learner); a node not listed joins dynamically ([`QuorumConfig::joins_dynamically`]).
+    pub initial_controllers: Vec<QuorumVoter>,
     /// `controller.quorum.election.timeout.ms` (1000): a candidate that has not won waits a
     /// random time up to this long before the next election.
     pub election_timeout_ms: u64,
@@ -91,6 +108,7 @@ impl QuorumConfig {
             voters: Vec::new(),
             bootstrap_servers: Vec::new(),
             dynamic: false,
+            initial_controllers: Vec::new(),
             election_timeout_ms: 1000,
             fetch_timeout_ms: 2000,
             request_timeout_ms: 2000,
@@ -103,7 +121,17 @@ impl QuorumConfig {
     /// controller-only one serves other nodes), so the broker must run the quorum store or
     /// observer rather than `LocalMetadataStore`.
     pub fn is_replicated(&self) -> bool {
-        self.voters.len() > 1 || !self.broker || !self.controller || self.dynamic
+        self.voters.len() > 1
+            || !self.broker
+            || !self.controller
+            || self.dynamic
+            || !self.initial_controllers.is_empty()
+    }
+
+    /// True for a node that `oxbow.initial.controllers` lists: it may bootstrap a pristine
+    /// quorum with that list as its voters (and joins through the bootstrap servers too).
+    pub fn is_initial_controller(&self, node_id: i32) -> bool {
+        self.initial_controllers.iter().any(|v| v.id == node_id)
     }
 
     /// True for a controller that joins a running quorum through
@@ -133,11 +161,13 @@ pub(crate) struct QuorumTimeouts {
 /// Checks the KRaft keys against each other and against this node's listeners (see the
 /// module docs for the rules) and returns the quorum this node belongs to. Errors name the
 /// key and its value.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn parse_quorum(
     node_id: i32,
     process_roles: &[String],
     voters_raw: &str,
     bootstrap_raw: &str,
+    initial_raw: &str,
     listeners: &[Listener],
     controller_listener_names: &[String],
     timeouts: QuorumTimeouts,
@@ -185,6 +215,7 @@ pub(crate) fn parse_quorum(
             .map(|s| parse_endpoint("controller.quorum.bootstrap.servers", bootstrap_raw, s))
             .collect::<Result<_, _>>()?,
         dynamic: false,
+        initial_controllers: parse_initial_controllers(initial_raw)?,
         election_timeout_ms: timeout(
             "controller.quorum.election.timeout.ms",
             timeouts.election_timeout_ms,
@@ -232,6 +263,17 @@ pub(crate) fn parse_quorum(
             )
         }
     };
+
+    if !config.initial_controllers.is_empty() {
+        return check_initial_controllers(
+            config,
+            node_id,
+            process_roles,
+            initial_raw,
+            &controllers,
+            own(),
+        );
+    }
 
     if !controller {
         // A broker-only node is a quorum observer: it reaches the controllers through
@@ -284,14 +326,7 @@ pub(crate) fn parse_quorum(
                  included in the set of voters controller.quorum.voters={voters_raw}"
             )));
         };
-        // A host name is taken as this node: Kafka does not compare the voter's address with
-        // the listeners at all, and a name cannot be checked at start-up without DNS, which in
-        // Kubernetes publishes a pod's name only once the pod runs (a StatefulSet's voters are
-        // its pods' names while each binds its own pod IP). Addresses and ports are compared.
-        let named = me.host.parse::<std::net::IpAddr>().is_err()
-            && !me.host.eq_ignore_ascii_case("localhost");
-        let port_is_own = controllers.iter().any(|l| l.port == me.port);
-        if !(is_self(&me.host, me.port) || (named && port_is_own)) {
+        if !is_own_endpoint(&controllers, me) {
             return Err(ConfigError::Invalid(format!(
                 "controller.quorum.voters={voters_raw}: {} (voter {node_id}) is not this node ({})",
                 me.address(),
@@ -342,6 +377,112 @@ pub(crate) fn parse_quorum(
         }
     }
     Ok(config)
+}
+
+/// Whether `me`, this node's entry of a voter list, names one of its controller listeners.
+/// A host name is taken as this node: Kafka does not compare the voter's address with the
+/// listeners at all, and a name cannot be checked at start-up without DNS, which in
+/// Kubernetes publishes a pod's name only once the pod runs (a StatefulSet's voters are its
+/// pods' names while each binds its own pod IP). Addresses and ports are compared.
+fn is_own_endpoint(controllers: &[&Listener], me: &QuorumVoter) -> bool {
+    let named =
+        me.host.parse::<std::net::IpAddr>().is_err() && !me.host.eq_ignore_ascii_case("localhost");
+    controllers
+        .iter()
+        .any(|l| l.port == me.port && (named || host_matches(&l.host, &me.host)))
+}
+
+/// The rules of `oxbow.initial.controllers` (see the module docs), for a `config` whose list
+/// is not empty: it needs the bootstrap servers and a controller role, excludes a static voter
+/// list, and this node's own entry, if any, must name its controller listener.
+fn check_initial_controllers(
+    config: QuorumConfig,
+    node_id: i32,
+    process_roles: &[String],
+    initial_raw: &str,
+    controllers: &[&Listener],
+    own: String,
+) -> Result<QuorumConfig, ConfigError> {
+    let key = INITIAL_CONTROLLERS_KEY;
+    if !config.voters.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{key} and controller.quorum.voters cannot both be set: {key} starts a dynamic \
+             quorum (KIP-853) whose voters change at runtime, controller.quorum.voters fixes \
+             them; use {key} with controller.quorum.bootstrap.servers"
+        )));
+    }
+    if config.bootstrap_servers.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{key}={initial_raw} needs controller.quorum.bootstrap.servers: the nodes it does \
+             not list, and listed nodes that lost their data, join the quorum through them"
+        )));
+    }
+    if process_roles.is_empty() || !config.controller {
+        return Err(ConfigError::Invalid(format!(
+            "{key}={initial_raw} needs process.roles with the 'controller' role (process.roles={})",
+            process_roles.join(",")
+        )));
+    }
+    if controllers.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{key}={initial_raw}: a controller of a dynamic quorum needs a controller listener \
+             ({own})"
+        )));
+    }
+    let listed = config.initial_controllers.iter().find(|v| v.id == node_id);
+    if let Some(me) = listed {
+        if !is_own_endpoint(controllers, me) {
+            return Err(ConfigError::Invalid(format!(
+                "{key}={initial_raw}: {} (controller {node_id}) is not this node ({own})",
+                me.address()
+            )));
+        }
+    }
+    Ok(QuorumConfig {
+        // A node not listed joins exactly as a node without the key would.
+        dynamic: listed.is_none(),
+        ..config
+    })
+}
+
+/// `id@host:port[:directoryId],...` (Kafka's `--initial-controllers`): the directory id is
+/// accepted and dropped, since Oxbow's membership keeps no directory ids; duplicate ids are an
+/// error.
+fn parse_initial_controllers(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let key = INITIAL_CONTROLLERS_KEY;
+    let bad = || {
+        ConfigError::invalid_value(
+            key,
+            raw,
+            "Expected entries of the form {id}@{host}:{port}[:{directoryId}]",
+        )
+    };
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in entries(raw) {
+        let (id, endpoint) = entry.split_once('@').ok_or_else(bad)?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(bad)?;
+        // A last part that is not a port is the directory id (a 22-character base64 uuid,
+        // never a number).
+        let endpoint = match endpoint.rsplit_once(':') {
+            Some((rest, last)) if last.parse::<u16>().is_err() && !last.is_empty() => rest,
+            _ => endpoint,
+        };
+        let (host, port) = parse_endpoint(key, raw, endpoint)?;
+        if voters.iter().any(|v| v.id == id) {
+            return Err(ConfigError::invalid_value(
+                key,
+                raw,
+                format!("Duplicate controller id {id}"),
+            ));
+        }
+        voters.push(QuorumVoter { id, host, port });
+    }
+    Ok(voters)
 }
 
 /// `id@host:port,...`; duplicate ids are an error, as in Kafka.
@@ -439,6 +580,7 @@ mod tests {
             &roles,
             voters,
             bootstrap,
+            "",
             &[
                 listener("PLAINTEXT", "0.0.0.0", 9092),
                 listener("CONTROLLER", "127.0.0.1", 9093),
@@ -547,12 +689,158 @@ mod tests {
         assert!(!q.joins_dynamically() && q.is_replicated());
     }
 
+    fn initial(
+        roles: &str,
+        voters: &str,
+        bootstrap: &str,
+        initial: &str,
+    ) -> Result<QuorumConfig, String> {
+        let roles: Vec<String> = entries(roles).into_iter().map(String::from).collect();
+        parse_quorum(
+            1,
+            &roles,
+            voters,
+            bootstrap,
+            initial,
+            &[
+                listener("PLAINTEXT", "0.0.0.0", 9092),
+                listener("CONTROLLER", "127.0.0.1", 9093),
+            ],
+            &["CONTROLLER".to_string()],
+            TIMEOUTS,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_node_listed_in_the_initial_controllers_bootstraps_and_joins() {
+        // Kafka's --initial-controllers form: the directory ids are accepted and dropped.
+        let q = initial(
+            "broker,controller",
+            "",
+            "127.0.0.1:9093,h2:9093",
+            "0@h0:9093:K90IZ-0DRNazJ49kCZ1EMQ, 1@127.0.0.1:9093:AAAAAAAAAAAAAAAAAAAAAQ,2@[::1]:9093",
+        )
+        .unwrap();
+        assert!(q.is_replicated() && q.is_initial_controller(1));
+        assert!(!q.joins_dynamically() && q.voters.is_empty());
+        let ids: Vec<_> = q.initial_controllers.iter().map(|v| v.address()).collect();
+        assert_eq!(ids, ["h0:9093", "127.0.0.1:9093", "[::1]:9093"]);
+        // A pod named by its DNS name is this node on its controller port.
+        let q = initial(
+            "controller",
+            "",
+            "oxbow-0.oxbow:9093",
+            "0@oxbow-0.oxbow:9093,1@oxbow-1.oxbow:9093",
+        )
+        .unwrap();
+        assert!(q.is_initial_controller(1) && q.is_replicated());
+    }
+
+    #[test]
+    fn a_single_initial_controller_runs_the_replicated_quorum() {
+        // Unlike a one-entry controller.quorum.voters (a single node), so that voters can be
+        // added later.
+        let q = initial(
+            "broker,controller",
+            "",
+            "127.0.0.1:9093",
+            "1@127.0.0.1:9093",
+        )
+        .unwrap();
+        assert!(q.is_replicated() && q.is_initial_controller(1));
+        let single = check("broker,controller", "1@127.0.0.1:9093", "").unwrap();
+        assert!(!single.is_replicated());
+    }
+
+    #[test]
+    fn a_node_not_in_the_initial_controllers_joins_dynamically() {
+        let q = initial(
+            "broker,controller",
+            "",
+            "h0:9093,h2:9093",
+            "0@h0:9093,2@h2:9093",
+        )
+        .unwrap();
+        assert!(q.joins_dynamically() && q.is_replicated() && !q.is_initial_controller(1));
+        assert_eq!(q.initial_controllers.len(), 2);
+    }
+
+    #[test]
+    fn initial_controllers_in_the_wrong_company_are_refused_naming_the_keys() {
+        let key = INITIAL_CONTROLLERS_KEY;
+        let e = initial(
+            "broker,controller",
+            "1@127.0.0.1:9093,2@h:9093",
+            "h:9093",
+            "1@127.0.0.1:9093",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "{key} and controller.quorum.voters cannot both be set"
+            )),
+            "{e}"
+        );
+        let e = initial("broker,controller", "", "", "1@127.0.0.1:9093").unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "{key}=1@127.0.0.1:9093 needs controller.quorum.bootstrap.servers"
+            )),
+            "{e}"
+        );
+        for roles in ["", "broker"] {
+            let e = initial(roles, "", "h:9093", "0@h:9093").unwrap_err();
+            assert!(
+                e.contains("needs process.roles with the 'controller' role"),
+                "{roles}: {e}"
+            );
+        }
+        let e = initial("broker,controller", "", "h:9093", "1@127.0.0.1:9999").unwrap_err();
+        assert!(
+            e.contains("127.0.0.1:9999 (controller 1) is not this node")
+                && e.contains("controller listeners are 127.0.0.1:9093"),
+            "{e}"
+        );
+        let e = parse_quorum(
+            1,
+            &["broker".to_string(), "controller".to_string()],
+            "",
+            "h:9093",
+            "0@h:9093",
+            &[listener("PLAINTEXT", "127.0.0.1", 9092)],
+            &["CONTROLLER".to_string()],
+            TIMEOUTS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs a controller listener"), "{e}");
+    }
+
+    #[test]
+    fn malformed_initial_controllers_are_refused_naming_the_key() {
+        for (value, why) in [
+            ("1@h", "Expected endpoints of the form host:port"),
+            ("h:9093", "Expected entries of the form"),
+            ("-1@h:9093", "Expected entries of the form"),
+            ("1@h:dir", "Expected endpoints of the form host:port"),
+            ("0@h:9093,0@g:9093", "Duplicate controller id 0"),
+        ] {
+            let e = initial("broker,controller", "", "h:9093", value).unwrap_err();
+            assert!(
+                e.contains(INITIAL_CONTROLLERS_KEY) && e.contains(why),
+                "{value}: {e}"
+            );
+        }
+    }
+
     fn broker_only(voters: &str, bootstrap: &str) -> Result<QuorumConfig, String> {
         parse_quorum(
             3,
             &["broker".to_string()],
             voters,
             bootstrap,
+            "",
             &[listener("PLAINTEXT", "127.0.0.1", 9092)],
             &["CONTROLLER".to_string()],
             TIMEOUTS,
@@ -589,6 +877,7 @@ mod tests {
             &["broker".to_string()],
             "0@h0:9093",
             "",
+            "",
             &[listener("PLAINTEXT", "127.0.0.1", 9092)],
             &[],
             TIMEOUTS,
@@ -604,6 +893,7 @@ mod tests {
             1,
             &["controller".to_string()],
             "1@127.0.0.1:9093",
+            "",
             "",
             &[listener("CONTROLLER", "127.0.0.1", 9093)],
             &["CONTROLLER".to_string()],
@@ -621,6 +911,7 @@ mod tests {
             &[],
             "1@localhost:9093,2@localhost:9094",
             "",
+            "",
             &[listener("PLAINTEXT", "127.0.0.1", 9092)],
             &[],
             TIMEOUTS,
@@ -635,6 +926,7 @@ mod tests {
         let e = parse_quorum(
             1,
             &[],
+            "",
             "",
             "",
             &[listener("PLAINTEXT", "127.0.0.1", 9092)],

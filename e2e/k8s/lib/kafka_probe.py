@@ -19,6 +19,10 @@
     kafka_probe.py describe HOST:PORT TOPIC
         Metadata v2 of TOPIC as HOST:PORT sees it; prints {"brokers": [ids], "controller_id",
         "partitions": [{"partition", "error", "leader", "replicas", "isr"}, ...]}.
+    kafka_probe.py quorum HOST:PORT
+        DescribeQuorum v0 of the metadata quorum (as `kafka-metadata-quorum.sh describe
+        --status` asks it); prints {"leader", "epoch", "high_watermark", "voters": [ids],
+        "observers": [ids]}.
 Kept dependency-free so that the kind path can run it with a stock python image and the local
 path with the host's python3.
 """
@@ -253,6 +257,54 @@ def describe(addr, topic):
     return {"brokers": sorted(brokers), "controller_id": controller, "partitions": sorted(partitions, key=lambda p: p["partition"])}
 
 
+def uvarint(b, o):
+    v = shift = 0
+    while True:
+        c = b[o]; o += 1
+        v |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return v, o
+        shift += 7
+
+
+def quorum(addr):
+    # DescribeQuorum (key 55) is flexible from v0: request header v2 (tagged fields after the
+    # client id), compact arrays and strings, and a response header with tagged fields.
+    name = b"__cluster_metadata"
+    body = (bytes([2, len(name) + 1]) + name + bytes([2]) + struct.pack(">i", 0) + b"\0\0\0")
+    client = b"oxbow-e2e"
+    msg = struct.pack(">hhih", 55, 0, 11, len(client)) + client + b"\0" + body
+    with connect(addr) as s:
+        s.sendall(struct.pack(">i", len(msg)) + msg)
+        n = struct.unpack(">i", recvn(s, 4))[0]
+        b = recvn(s, n)
+    o = 4
+    _tags, o = uvarint(b, o)
+    (err,) = struct.unpack_from(">h", b, o); o += 2
+    if err:
+        raise IOError(f"DescribeQuorum: error {err}")
+    topics, o = uvarint(b, o)
+    for _ in range(topics - 1):
+        ln, o = uvarint(b, o); o += ln - 1
+        parts, o = uvarint(b, o)
+        for _ in range(parts - 1):
+            _idx, perr, leader, epoch, hw = struct.unpack_from(">ihiiq", b, o); o += 22
+            if perr:
+                raise IOError(f"DescribeQuorum partition: error {perr}")
+            lists = []
+            for _ in range(2):
+                count, o = uvarint(b, o)
+                ids = []
+                for _ in range(count - 1):
+                    (rid,) = struct.unpack_from(">i", b, o); o += 12
+                    _t, o = uvarint(b, o)
+                    ids.append(rid)
+                lists.append(sorted(ids))
+            return {"leader": leader, "epoch": epoch, "high_watermark": hw,
+                    "voters": lists[0], "observers": lists[1]}
+    raise IOError("empty DescribeQuorum response")
+
+
 def produce(addr, topic, broker_id, value):
     # One partition, its only replica on BROKER_ID; min.insync.replicas=1 so that acks=all is
     # served by that one replica whatever the broker's default (the StatefulSet's is 2).
@@ -303,7 +355,7 @@ def fetch(addr, topic):
 
 def main():
     commands = {"produce": (produce, 4), "fetch": (fetch, 2), "create": (create, 5), "send": (send, 3),
-                "describe": (describe, 2)}
+                "describe": (describe, 2), "quorum": (quorum, 1)}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         command, argc = commands[sys.argv[1]]
         try:

@@ -45,6 +45,20 @@ got=$(kafka_tool kafka-console-consumer.sh --bootstrap-server "$bootstrap" --top
   --from-beginning --max-messages 100 --timeout-ms 60000 2>/dev/null | sort -u | wc -l)
 [[ $got == 100 ]] || fail "consumed $got distinct records of 100 through $bootstrap"
 say "produced and consumed 100 records through $bootstrap"
+# Each broker advertises its own ClusterIP Service (named after its pod), whose address
+# outlives the pod; the Service routes to that broker.
+advertised=$(kafka_probe "$bootstrap") || fail "kafka_probe $bootstrap: $advertised"
+python3 - "$advertised" "$kc_name" "$ns" <<'PY' || fail "advertised addresses: $advertised"
+import json, sys
+view, name, ns = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+hosts = sorted((b[0], b[1]) for b in view["brokers"])
+assert hosts == [(i, f"{name}-{i}.{ns}.svc.cluster.local") for i in range(3)], hosts
+PY
+for i in 0 1 2; do
+  [[ $(k get svc "$kc_name-$i" -o jsonpath='{.spec.type} {.spec.selector.statefulset\.kubernetes\.io/pod-name}') == "ClusterIP $kc_name-$i" ]] ||
+    fail "Service $kc_name-$i: $(k get svc "$kc_name-$i" -o yaml)"
+done
+say "brokers advertise their Services: $(python3 -c 'import json,sys; print(" ".join(b[1] for b in json.loads(sys.argv[1])["brokers"]))' "$advertised")"
 
 # Prometheus metrics: every broker on port 9404 of its pod, the operator on 8080 of its own.
 scrape() { curl -sf --max-time 10 "http://$1/metrics"; }

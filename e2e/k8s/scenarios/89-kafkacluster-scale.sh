@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # needs-cluster
-# Scaling a KafkaCluster beyond its voters and back while kafka-verifiable-producer.sh writes
-# with acks=all: 3 → 5 adds broker-only pods `<name>-broker-3`/`-4` (process.roles=broker,
-# node ids 3 and 4) without restarting the voters, and the operator's rebalance spreads an
-# existing topic's replicas and leaders onto them (status.rebalance while it runs, Events
-# RebalanceStarted/RebalanceDone, status.balancedBrokers [0..4]); 5 → 3 with a topic of 5
-# replicas is refused (Warning ScaleDownBlocked, the broker pods keep running); once that topic
-# is gone, the operator moves every replica off brokers 3 and 4 before their StatefulSet
-# shrinks (sampled: never a replica on a broker whose pod is gone), and every acknowledged
-# record is read back at its partition and offset, with no failed send.
+# Scaling a KafkaCluster and its controller quorum up and back down while
+# kafka-verifiable-producer.sh writes with acks=all: `replicas: 5, controllers: 5` adds pods
+# `<name>-3`/`-4` that join the metadata quorum as observers, and the operator makes them voters
+# one at a time with AddRaftVoter (DescribeQuorum: voters 0..4; Events VoterAdded) without
+# restarting any pod, and its rebalance spreads an existing topic's replicas and leaders onto
+# them (status.rebalance while it runs, Events RebalanceStarted/RebalanceDone,
+# status.balancedBrokers [0..4]); `replicas: 3, controllers: 3` removes voters 3 and 4
+# (RemoveRaftVoter, the active controller last, so it moves off a broker that goes), then,
+# with a topic of 5 replicas, is refused (Warning ScaleDownBlocked, all five pods keep
+# running); once that topic is gone, the operator moves every replica off brokers 3 and 4
+# before the StatefulSet shrinks (sampled: never a replica, a vote or the active controller on
+# a broker whose pod is gone), and every acknowledged record is read back at its partition
+# and offset, with no failed send.
 . "$(dirname "$0")/lib.sh"
 ns=$NS-scale kc_name=scaling topic=spread
 work=$(mktemp -d)
@@ -71,17 +75,36 @@ acked() { grep -c '"name":"producer_send_success"' "$work/producer.out" 2>/dev/n
 acks_beyond() { (($(acked) >= $1)); }
 wait_until 90 "200 acknowledged records before scaling" acks_beyond 200
 
-# 3 -> 5: broker-only pods, then the rebalance onto them.
-voters=$(uids)
+# The metadata quorum as a broker describes it (DescribeQuorum, not the operator's status):
+# "leader=N voters=a,b,c".
+quorum_of() {
+  kafka_probe quorum "$bootstrap" | python3 -c '
+import json, sys
+q = json.load(sys.stdin)
+print("leader=%d voters=%s" % (q["leader"], ",".join(map(str, q["voters"]))))'
+}
+voters_are() { [[ $(quorum_of 2>/dev/null) == *" voters=$1" ]]; }
+[[ $(quorum_of) == *" voters=0,1,2" ]] || fail "the quorum before scaling: $(quorum_of)"
+
+# 3 -> 5 brokers and 5 voters: the new pods join as observers and are made voters, then the
+# rebalance onto them.
+before=$(uids)
 t0=$SECONDS
-k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":5}}' >/dev/null
+k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":5,"controllers":5}}' >/dev/null
 rebalancing() { [[ -n $(jp '{.status.rebalance.startedAt}') ]]; }
 wait_until 120 "status.rebalance after the scale-up" rebalancing
 wait_until 300 "5 brokers ready and the replicas balanced over 0..4" balanced_over 0 1 2 3 4
+wait_until 120 "DescribeQuorum lists voters 0..4" voters_are 0,1,2,3,4
+settled() { [[ -z $(jp '{.status.quorumChange}') && $(jp '{.status.voters}' | tr -d '[] ') == "$1" ]]; }
+wait_until 60 "status.voters 0..4 and no quorumChange" settled 0,1,2,3,4
 up_secs=$((SECONDS - t0))
-[[ $(jp '{.status.brokers[3].pod} {.status.brokers[3].roles} {.status.brokers[4].pod} {.status.brokers[4].roles}') == \
-  "$kc_name-broker-3 broker $kc_name-broker-4 broker" ]] || fail "status.brokers: $(jp '{.status.brokers}')"
-[[ $(uids | grep -v -- "-broker-") == "$voters" ]] || fail "the voters restarted on scale-up: $voters -> $(uids)"
+say "3 -> 5: $(quorum_of) $up_secs s after the patch"
+[[ $(jp '{.status.brokers[3].pod} {.status.brokers[3].roles} {.status.brokers[3].voter} {.status.brokers[4].pod} {.status.brokers[4].voter}') == \
+  "$kc_name-3 broker,controller true $kc_name-4 true" ]] || fail "status.brokers: $(jp '{.status.brokers}')"
+[[ $(uids | grep -E -- "^$kc_name-[012]=") == "$before" ]] || fail "a pod restarted on scale-up: $before -> $(uids)"
+events=$(k get events --field-selector "involvedObject.name=$kc_name" -o jsonpath='{.items[*].reason}')
+# (The Events of two adds may be one with a count of 2: the recorder folds a repeated reason.)
+[[ $events == *VoterAdded* ]] || fail "Events VoterAdded: $events"
 spread=$(spread_of "$topic")
 say "3 -> 5: balanced in $up_secs s; $topic replicas per broker | leaders per broker: $spread"
 python3 - "$spread" <<'PY' || fail "$topic is not spread over 5 brokers: $spread"
@@ -95,15 +118,19 @@ events=$(k get events --field-selector "involvedObject.name=$kc_name" -o jsonpat
 n=$(acked)
 wait_until 60 "100 more acknowledged records after the scale-up" acks_beyond $((n + 100))
 
-# 5 -> 3 is unsafe while a topic has 5 replicas: refused with a Warning, nothing shrinks.
+# 5 -> 3 brokers and 3 voters: voters 3 and 4 are removed first (the sampler below checks the
+# order); then the scale-down is unsafe while a topic has 5 replicas: refused with a Warning,
+# nothing shrinks.
 kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --create --topic wide --partitions 1 \
   --replication-factor 5 >/dev/null || fail "creating wide (RF 5)"
-k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":3}}' >/dev/null
+k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":3,"controllers":3}}' >/dev/null
+wait_until 120 "DescribeQuorum lists voters 0..2" voters_are 0,1,2
+say "5 -> 3 voters: $(quorum_of)"
 blocked() { [[ $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].status}') == True ]]; }
-wait_until 60 "Warning ScaleDownBlocked" blocked
+wait_until 120 "Warning ScaleDownBlocked" blocked
 say "refused: $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].message}')"
-[[ $(k get sts "$kc_name-broker" -o jsonpath='{.spec.replicas}') == 2 ]] ||
-  fail "the broker StatefulSet shrank with a topic of 5 replicas"
+[[ $(k get sts "$kc_name" -o jsonpath='{.spec.replicas}') == 5 ]] ||
+  fail "the StatefulSet shrank with a topic of 5 replicas"
 [[ $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].message}') == *wide* ]] ||
   fail "the Warning does not name the topic"
 
@@ -123,18 +150,20 @@ for p in json.load(sys.stdin)["partitions"]:
 print(" ".join(map(str, reps)), "|", " ".join(map(str, leads)))'
 }
 sample_once() {
-  # The StatefulSet first, the replicas second: a replica still on 3 or 4 after the set shrank
-  # is a replica on a broker going away (nothing moves replicas back onto them).
-  echo "sts=$(k get sts "$kc_name-broker" -o jsonpath='{.spec.replicas}' 2>/dev/null) spread=$(probe_spread "$topic" 2>/dev/null)"
+  # The StatefulSet first, the replicas and the quorum second: a replica or a vote still on 3
+  # or 4 after the set shrank is one on a broker going away (nothing moves them back).
+  echo "sts=$(k get sts "$kc_name" -o jsonpath='{.spec.replicas}' 2>/dev/null) spread=$(probe_spread "$topic" 2>/dev/null)| $(quorum_of 2>/dev/null)"
 }
 sample() { while :; do sample_once; sleep 0.2; done; }
 sample >"$work/samples" 2>/dev/null &
 sampler_pid=$!
 t0=$SECONDS
 kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --delete --topic wide >/dev/null || fail "deleting wide"
-shrunk() { balanced_over 0 1 2 && [[ -z $(k get pods -l "$sel" -o name | grep -- -broker-) ]]; }
+shrunk() { balanced_over 0 1 2 && [[ -z $(k get pods -l "$sel" -o name | grep -E -- "-[34]$") ]]; }
 wait_until 300 "replicas moved off 3 and 4 and the broker pods gone" shrunk
 down_secs=$((SECONDS - t0))
+services_gone() { [[ -z $(k get svc "$kc_name-3" "$kc_name-4" --ignore-not-found -o name) ]]; }
+wait_until 60 "the Services of brokers 3 and 4 deleted" services_gone
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=""
@@ -147,9 +176,13 @@ for line in open(sys.argv[1]):
     if not m:  # kubectl or the probe failed for this sample: nothing known
         continue
     sts, reps = int(m.group(1)), list(map(int, m.group(2).split()))
-    assert not (sts < 2 and (reps[3] or reps[4])), line
-    before += sts == 2 and (reps[3] + reps[4]) > 0
-    after += sts == 0
+    assert not (sts < 5 and (reps[3] or reps[4])), line
+    q = re.search(r"leader=(-?\d+) voters=([\d,]*)", line)
+    if q and sts < 5:
+        assert int(q.group(1)) not in (3, 4), line
+        assert not {3, 4} & set(map(int, filter(None, q.group(2).split(",")))), line
+    before += sts == 5 and (reps[3] + reps[4]) > 0
+    after += sts == 3
 # Not vacuous: the sampler saw replicas on 3 and 4 before the drain and the set shrunk after.
 print(f"samples: {before} with replicas on 3 or 4, {after} after the shrink", file=sys.stderr)
 assert before and after, (before, after)

@@ -73,7 +73,7 @@ pub(super) async fn listener_refuses(addr: &str) -> bool {
 }
 
 /// Watches the leader of this voter (`me`) and stands for election when its control listener
-/// (`addresses`, by voter id) refuses connections (see the module docs). `closed` is notified
+/// (`addresses`, by voter id, else the address the Raft membership names) refuses connections (see the module docs). `closed` is notified
 /// whenever an inbound control connection closes. Runs until aborted or Raft stops.
 pub(super) async fn stand_when_leader_gone(
     raft: Raft<TypeConfig>,
@@ -136,10 +136,21 @@ pub(super) async fn stand_when_leader_gone(
         {
             continue;
         }
-        let Some(addr) = addresses.get(&target) else {
-            continue;
+        // A configured voter's address, else the membership's (a voter added at runtime).
+        let addr = match addresses.get(&target) {
+            Some(addr) => addr.clone(),
+            None => match raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&target)
+            {
+                Some(node) => node.addr.clone(),
+                None => continue,
+            },
         };
-        if listener_refuses(addr).await {
+        if listener_refuses(&addr).await {
             if gone.is_none_or(|(g, _)| g != target) {
                 info!(
                     leader = target,

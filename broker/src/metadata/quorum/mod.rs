@@ -8,12 +8,15 @@
 //! - [`network`]: the control channel on the CONTROLLER listener (client, server, framing).
 //!
 //! Decisions (written down for the lead and the README):
-//! - **Membership** starts as `controller.quorum.voters` and then is what the Raft log says:
+//! - **Membership** starts as `controller.quorum.voters` (or `oxbow.initial.controllers`,
+//!   KIP-853's `--initial-controllers` as a config key) and then is what the Raft log says:
 //!   AddRaftVoter and RemoveRaftVoter change it one voter at a time ([`voters`]), and a
-//!   controller configured with `controller.quorum.bootstrap.servers` alone joins as a
-//!   learner ([`join_quorum`]) until it is added. A new quorum is
-//!   bootstrapped by the voter with the lowest id once every configured voter answers and
-//!   none has quorum state yet; the others wait to hear from the leader. After that each node
+//!   controller configured with `controller.quorum.bootstrap.servers` alone (or not named by
+//!   `oxbow.initial.controllers`) joins as a learner ([`join_quorum`]) until it is added. A
+//!   new quorum is bootstrapped by the voter with the lowest id once every configured voter
+//!   answers and none has quorum state yet ([`bootstrap`]); the others wait to hear from the
+//!   leader. An initial controller also joins, so it rejoins as a learner when it lost its
+//!   data after the membership changed. After that each node
 //!   restarts from its own log (a voter that lost its disk rejoins empty and is caught up by
 //!   the leader, from a snapshot if the log was purged).
 //! - **Cluster id**: `cluster.id` when configured, else a random Kafka uuid. The first active
@@ -123,13 +126,21 @@ pub struct QuorumOptions {
     pub node_id: i32,
     /// The first log dir: its `meta.properties` pins node and cluster id.
     pub log_dir: PathBuf,
-    /// `controller.quorum.voters`; empty for a node that joins through `bootstrap_servers`.
+    /// `controller.quorum.voters`, or `oxbow.initial.controllers` when that lists this node
+    /// (see `initial_controllers`); empty for a node that joins through `bootstrap_servers`.
     pub voters: Vec<QuorumVoter>,
+    /// `voters` is `oxbow.initial.controllers` (KIP-853's `--initial-controllers`), not a
+    /// static voter list: it only bootstraps a pristine quorum (as a static list would), the
+    /// node also joins through `bootstrap_servers` ([`join_quorum`]), and the restart hold
+    /// and leader probe take the list as their first guess of the voters (see
+    /// [`QuorumStore::start_with_listener`]).
+    pub initial_controllers: bool,
     /// `controller.quorum.bootstrap.servers` as `host:port`: with no voter list naming this
     /// node, it joins the quorum they run as a non-voter (KIP-853, see [`join_quorum`]).
     pub bootstrap_servers: Vec<String>,
     /// This node's control address as the leader should dial it (its first controller
-    /// listener; a wildcard host is taken as `localhost`), sent when it joins.
+    /// listener as `advertised.listeners` names it, else as bound, a wildcard host taken as
+    /// `localhost`), sent when it joins.
     pub own_address: String,
     /// The name voters' control listeners go by (the first of `controller.listener.names`),
     /// as DescribeQuorum v2 lists them.
@@ -160,10 +171,17 @@ impl QuorumOptions {
             .cloned()
             .ok_or_else(|| StartError::Refused("log.dirs is empty".to_string()))?;
         let q = &config.quorum;
+        let initial_controllers = q.is_initial_controller(config.node_id);
         Ok(QuorumOptions {
             node_id: config.node_id,
             log_dir,
-            voters: q.voters.clone(),
+            // A node the initial list does not name joins like one without it.
+            voters: if initial_controllers {
+                q.initial_controllers.clone()
+            } else {
+                q.voters.clone()
+            },
+            initial_controllers,
             bootstrap_servers: q
                 .bootstrap_servers
                 .iter()
@@ -176,9 +194,19 @@ impl QuorumOptions {
                     .address()
                 })
                 .collect(),
+            // Kafka's controllers advertise their CONTROLLER listener in advertised.listeners
+            // (KIP-853): a stable name there (a pod's DNS name) beats the bound address (the
+            // pod's IP, which changes on restart) in the membership the leader dials.
             own_address: config
                 .controller_listeners()
                 .first()
+                .map(|bound| {
+                    config
+                        .advertised_listeners
+                        .iter()
+                        .find(|a| a.name == bound.name && !a.host.is_empty())
+                        .unwrap_or(bound)
+                })
                 .map(|l| {
                     let host = match l.host.as_str() {
                         "" | "0.0.0.0" | "::" => "localhost".to_string(),
@@ -254,7 +282,10 @@ impl QuorumOptions {
             // A voter of a quorum of several starts with its election timer off; [`rejoin`]
             // turns it on once it knows no live leader would be deposed by it.
             // A node that joins (no voter list) is not a voter yet: it waits like a restarted one.
-            enable_elect: self.voters.len() == 1,
+            // So does an initial controller, even a single one: its quorum may have grown since
+            // it bootstrapped (a new quorum of one elects itself when it initializes, whatever
+            // this switch says).
+            enable_elect: self.voters.len() == 1 && !self.initial_controllers,
             ..Config::default()
         };
         config
@@ -413,10 +444,21 @@ impl QuorumStore {
         handler: Option<ControllerHandler>,
     ) -> Result<Arc<QuorumStore>, StartError> {
         let node_id = options.node_id;
+        // Joins only: no voter list, the bootstrap servers lead it to the quorum.
         let joins = options.voters.is_empty() && !options.bootstrap_servers.is_empty();
+        let list_key = if options.initial_controllers {
+            crate::config::INITIAL_CONTROLLERS_KEY
+        } else {
+            "controller.quorum.voters"
+        };
         if !joins && !options.voters.iter().any(|v| v.id == node_id) {
             return Err(StartError::Refused(format!(
-                "node.id {node_id} is not one of controller.quorum.voters"
+                "node.id {node_id} is not one of {list_key}"
+            )));
+        }
+        if options.initial_controllers && options.bootstrap_servers.is_empty() {
+            return Err(StartError::Refused(format!(
+                "{list_key} needs controller.quorum.bootstrap.servers"
             )));
         }
         let expected_cluster = check_meta_properties(&options)?;
@@ -540,10 +582,20 @@ impl QuorumStore {
                     .collect(),
                 leader_reached,
                 options.rejoin_timing(),
-                options.voters.len(),
+                // An initial controller's quorum may have grown since it bootstrapped: even a
+                // list of one holds like a node that joined (decided by what Raft restored).
+                if options.initial_controllers {
+                    0
+                } else {
+                    options.voters.len()
+                },
                 !pristine,
             ),
         ));
+        // The restart hold above and this probe reach a voter at its configured address, else
+        // at the one the Raft membership names. For an initial controller the configured list
+        // is the initial one: a fine first guess (the voters it bootstrapped keep those
+        // addresses), and voters added at runtime are found in the membership.
         tasks.push(tokio::spawn(leader_probe::stand_when_leader_gone(
             raft.clone(),
             raft_id(node_id),
@@ -556,9 +608,14 @@ impl QuorumStore {
             closed,
             options.probe_timing(),
         )));
-        if joins {
+        // An initial controller also joins: it returns at once when the membership names it,
+        // and makes a listed node that lost its data after the membership changed (or that
+        // is no longer a voter) rejoin as a learner instead of waiting for a leader that no
+        // longer sends to it.
+        if joins || options.initial_controllers {
             tasks.push(tokio::spawn(join_quorum(options.clone(), raft.clone())));
-        } else if pristine {
+        }
+        if !joins && pristine {
             tasks.push(tokio::spawn(bootstrap(
                 options.clone(),
                 raft.clone(),
@@ -1173,7 +1230,10 @@ async fn join_quorum(options: QuorumOptions, raft: Raft<TypeConfig>) {
 
 /// Bootstraps a never-initialized quorum: the lowest voter id initializes the membership
 /// once every other voter answers and none has quorum state; if one has, this node was
-/// wiped and the leader will catch it up, so it does nothing.
+/// wiped and the leader will catch it up, so it does nothing. An initial controller also asks
+/// the bootstrap servers that answer (not all need to: a StatefulSet starts its pods one by
+/// one), so that a listed node that lost its data after the quorum grew beyond the initial
+/// list does not start a second quorum when the other listed nodes are fresh too.
 async fn bootstrap(
     options: QuorumOptions,
     raft: Raft<TypeConfig>,
@@ -1189,10 +1249,33 @@ async fn bootstrap(
         .iter()
         .map(|v| (raft_id(v.id), BasicNode { addr: v.address() }))
         .collect();
+    let others: Vec<(String, ControlClient)> = if options.initial_controllers {
+        options
+            .bootstrap_servers
+            .iter()
+            .map(|addr| {
+                (
+                    addr.clone(),
+                    ControlClient::new(addr.clone(), options.request_timeout),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     loop {
         if !log.is_pristine() {
             // A leader reached this node first.
             return;
+        }
+        for (addr, client) in &others {
+            if let Ok(ControlResponse::Hello {
+                initialized: true, ..
+            }) = client.call(&ControlRequest::Hello, None).await
+            {
+                info!(controller = %addr, "a bootstrap controller has quorum state: joining its quorum");
+                return;
+            }
         }
         let mut all_fresh = true;
         for (id, client) in &peers {
@@ -1518,6 +1601,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 1,
             }],
+            initial_controllers: false,
             bootstrap_servers: Vec::new(),
             own_address: String::new(),
             controller_listener: "CONTROLLER".into(),
@@ -1529,6 +1613,46 @@ mod tests {
             snapshot_after_entries: 10,
             entries_kept_after_snapshot: 0,
         }
+    }
+
+    /// The operator's shared config on pod 1 (listed) and pod 2 (not): a listed node takes the
+    /// initial list as its voters, the other joins; both send the leader their advertised
+    /// CONTROLLER name (stable across restarts), not the pod IP they bind.
+    #[test]
+    fn options_of_a_shared_config_with_initial_controllers() {
+        let shared = "process.roles=broker,controller\n\
+                      listeners=PLAINTEXT://10.0.0.7:9092,CONTROLLER://10.0.0.7:9093\n\
+                      advertised.listeners=PLAINTEXT://b-1.b:9092,CONTROLLER://b-1.b:9093\n\
+                      controller.listener.names=CONTROLLER\n\
+                      log.dirs=/data\n\
+                      controller.quorum.bootstrap.servers=b-0.b:9093,b-1.b:9093\n\
+                      oxbow.initial.controllers=0@b-0.b:9093:AAAAAAAAAAAAAAAAAAAAAA,1@b-1.b:9093\n";
+        let config = |id: i32| {
+            BrokerConfig::from_properties(&format!("{shared}node.id={id}\n"), &[])
+                .unwrap()
+                .0
+        };
+        let listed = QuorumOptions::from_config(&config(1)).unwrap();
+        assert!(listed.initial_controllers);
+        let voters: Vec<String> = listed.voters.iter().map(QuorumVoter::address).collect();
+        assert_eq!(voters, ["b-0.b:9093", "b-1.b:9093"]);
+        assert_eq!(listed.bootstrap_servers, ["b-0.b:9093", "b-1.b:9093"]);
+        assert_eq!(listed.own_address, "b-1.b:9093");
+        assert!(!listed.raft_config().unwrap().enable_elect);
+
+        let joining = QuorumOptions::from_config(&config(2)).unwrap();
+        assert!(!joining.initial_controllers && joining.voters.is_empty());
+        // Without an advertised CONTROLLER listener: the bound address.
+        let bound = BrokerConfig::from_properties(
+            &format!("{shared}node.id=2\n").replace(",CONTROLLER://b-1.b:9093", ""),
+            &[],
+        )
+        .unwrap()
+        .0;
+        assert_eq!(
+            QuorumOptions::from_config(&bound).unwrap().own_address,
+            "10.0.0.7:9093"
+        );
     }
 
     #[test]

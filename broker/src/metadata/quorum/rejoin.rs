@@ -139,7 +139,8 @@ pub(super) fn decide(look: &Look) -> Decision {
 }
 
 /// Runs the rules of the module docs for a voter that just started, then ends; `peers` are
-/// the other voters' control clients by Raft id, `leader_reached` is set by the control
+/// the other configured voters' control clients by Raft id (a node its vote names that is not
+/// among them, a voter added at runtime, is asked at the address the Raft membership names), `leader_reached` is set by the control
 /// server, `configured_voters` is the size of the configured voter list (the one that set
 /// `enable_elect` off), `restored` whether this node's log or vote was on disk at start.
 pub(super) async fn hold_elections_until_the_leader_reaches_us(
@@ -188,6 +189,8 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
         }
     }
     let mut announced: Option<u64> = None;
+    // Clients to voters found in the membership only, with the address they were made for.
+    let mut found: BTreeMap<u64, (String, Arc<ControlClient>)> = BTreeMap::new();
     loop {
         let (state, vote) = {
             let m = raft.metrics();
@@ -211,7 +214,24 @@ pub(super) async fn hold_elections_until_the_leader_reaches_us(
         };
         let mut decision = decide(&look);
         if let Decision::Ask(leader) = decision {
-            let answer = match peers.get(&leader) {
+            let client = peers.get(&leader).cloned().or_else(|| {
+                let addr = raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| n.addr.clone())?;
+                match found.get(&leader) {
+                    Some((known, client)) if *known == addr => Some(client.clone()),
+                    _ => {
+                        let client = Arc::new(ControlClient::new(addr.clone(), timing.ask_timeout));
+                        found.insert(leader, (addr, client.clone()));
+                        Some(client)
+                    }
+                }
+            });
+            let answer = match client {
                 Some(client) => match client
                     .call(&ControlRequest::LeaderCheck, Some(timing.ask_timeout))
                     .await
