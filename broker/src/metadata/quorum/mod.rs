@@ -1263,43 +1263,77 @@ async fn bootstrap(
     } else {
         Vec::new()
     };
-    loop {
-        if !log.is_pristine() {
-            // A leader reached this node first.
-            return;
+    // Whether a node has quorum state, as its Hello says (None: no answer).
+    async fn initialized(client: &ControlClient) -> Option<bool> {
+        match client.call(&ControlRequest::Hello, None).await {
+            Ok(ControlResponse::Hello { initialized, .. }) => Some(initialized),
+            _ => None,
         }
+    }
+    loop {
+        let mut voters = Vec::new();
+        for (id, client) in &peers {
+            let answer = initialized(client).await;
+            if answer == Some(true) {
+                info!(voter = id, "voter has quorum state: waiting for its leader");
+            }
+            voters.push(answer);
+        }
+        let mut servers = Vec::new();
         for (addr, client) in &others {
-            if let Ok(ControlResponse::Hello {
-                initialized: true, ..
-            }) = client.call(&ControlRequest::Hello, None).await
-            {
+            let answer = initialized(client).await;
+            if answer == Some(true) {
                 info!(controller = %addr, "a bootstrap controller has quorum state: joining its quorum");
+            }
+            servers.push(answer);
+        }
+        match bootstrap_step(log.is_pristine(), &voters, &servers) {
+            BootstrapStep::Stop => return,
+            BootstrapStep::Wait => tokio::time::sleep(options.retry_backoff).await,
+            BootstrapStep::Initialize => {
+                match raft.initialize(members).await {
+                    Ok(()) => info!("initialized the metadata quorum"),
+                    Err(e) => warn!(error = %e, "metadata quorum initialization refused"),
+                }
                 return;
             }
         }
-        let mut all_fresh = true;
-        for (id, client) in &peers {
-            match client.call(&ControlRequest::Hello, None).await {
-                Ok(ControlResponse::Hello {
-                    initialized: false, ..
-                }) => {}
-                Ok(ControlResponse::Hello {
-                    initialized: true, ..
-                }) => {
-                    info!(voter = id, "voter has quorum state: waiting for its leader");
-                    return;
-                }
-                _ => all_fresh = false,
-            }
-        }
-        if all_fresh {
-            match raft.initialize(members).await {
-                Ok(()) => info!("initialized the metadata quorum"),
-                Err(e) => warn!(error = %e, "metadata quorum initialization refused"),
-            }
-            return;
-        }
-        tokio::time::sleep(options.retry_backoff).await;
+    }
+}
+
+/// What the bootstrapping voter does after one look (see [`bootstrap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BootstrapStep {
+    /// Every other listed voter answered and none, nor any bootstrap server that answered, has
+    /// quorum state: this node initializes the membership.
+    Initialize,
+    /// A listed voter has not answered yet: look again.
+    Wait,
+    /// The quorum exists: a leader reached this node, or another node has quorum state (this
+    /// node was wiped; the leader catches it up, or it joins).
+    Stop,
+}
+
+/// The rule of [`bootstrap`] for one look: `pristine` is this node's log; `voters` the other
+/// listed voters' answers and `bootstrap_servers` the asked bootstrap servers' (whether the
+/// node has quorum state; `None`: no answer). Bootstrap servers need not answer: a
+/// StatefulSet starts its pods one by one.
+fn bootstrap_step(
+    pristine: bool,
+    voters: &[Option<bool>],
+    bootstrap_servers: &[Option<bool>],
+) -> BootstrapStep {
+    if !pristine
+        || voters
+            .iter()
+            .chain(bootstrap_servers)
+            .any(|a| *a == Some(true))
+    {
+        BootstrapStep::Stop
+    } else if voters.iter().all(Option::is_some) {
+        BootstrapStep::Initialize
+    } else {
+        BootstrapStep::Wait
     }
 }
 
@@ -1653,6 +1687,23 @@ mod tests {
             QuorumOptions::from_config(&bound).unwrap().own_address,
             "10.0.0.7:9093"
         );
+    }
+
+    #[test]
+    fn the_lowest_voter_initializes_only_a_quorum_nobody_has() {
+        use BootstrapStep::*;
+        let fresh = Some(false);
+        let has = Some(true);
+        assert_eq!(bootstrap_step(true, &[fresh, fresh], &[]), Initialize);
+        // A single initial controller: no other voter to wait for.
+        assert_eq!(bootstrap_step(true, &[], &[fresh, None]), Initialize);
+        assert_eq!(bootstrap_step(true, &[fresh, None], &[]), Wait);
+        // This node was wiped: a voter or a bootstrap server holds the quorum.
+        assert_eq!(bootstrap_step(true, &[fresh, has], &[]), Stop);
+        assert_eq!(bootstrap_step(true, &[], &[None, has]), Stop);
+        assert_eq!(bootstrap_step(true, &[None], &[has]), Stop);
+        // A leader reached it meanwhile.
+        assert_eq!(bootstrap_step(false, &[fresh], &[]), Stop);
     }
 
     #[test]
