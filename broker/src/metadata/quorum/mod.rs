@@ -893,6 +893,37 @@ impl QuorumStore {
                 .address();
                 let bound = Duration::from_millis(u64::try_from(*timeout_ms).unwrap_or(0)).min(hop);
                 let deadline = tokio::time::Instant::now() + bound;
+                // A learner already in the membership (it joined, or a removed voter kept as
+                // one) may be known at another address (the pod IP it joined with): Kafka takes a
+                // voter's endpoint from AddRaftVoter, and openraft's add_learner keeps a known
+                // node's address, so the request's address replaces it first.
+                let known = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&rid)
+                    .map(|n| n.addr.clone());
+                if known.as_ref().is_some_and(|known| *known != addr) {
+                    info!(voter = id, %addr, ?known, "adding a voter: updating its address");
+                    let set = ChangeMembers::SetNodes(
+                        [(rid, BasicNode { addr: addr.clone() })]
+                            .into_iter()
+                            .collect(),
+                    );
+                    match tokio::time::timeout_at(deadline, self.raft.change_membership(set, true))
+                        .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(self.change_failed(e)),
+                        Err(_) => {
+                            return Err(timed_out(format!(
+                                "the address of voter {id} did not change within {bound:?}"
+                            )))
+                        }
+                    }
+                }
                 info!(voter = id, %addr, "adding a voter: catching it up as a learner");
                 match tokio::time::timeout_at(
                     deadline,
@@ -907,6 +938,29 @@ impl QuorumStore {
                             "voter {id} did not catch up with the leader within {bound:?}"
                         )))
                     }
+                }
+                // openraft's blocking add_learner takes a learner within
+                // `replication_lag_threshold` (5000) entries as caught up, even one it never
+                // reached; Kafka adds only a caught-up observer (a voter the leader cannot
+                // reach would stall a quorum of one grown to two): wait until its log reaches
+                // the leader's log end as it is now.
+                let mut metrics = self.raft.metrics();
+                let target = metrics.borrow().last_log_index;
+                let reached = tokio::time::timeout_at(
+                    deadline,
+                    metrics.wait_for(|m| {
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&rid).cloned().flatten())
+                            .map(|l| l.index)
+                            >= target
+                    }),
+                )
+                .await;
+                if !matches!(reached, Ok(Ok(_))) {
+                    return Err(timed_out(format!(
+                        "voter {id} did not catch up with the leader within {bound:?}"
+                    )));
                 }
                 let changes = ChangeMembers::AddVoterIds([rid].into_iter().collect());
                 (
