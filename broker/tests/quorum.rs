@@ -1122,3 +1122,63 @@ async fn rejoins_wiped_as_a_learner(c: &mut Cluster, leader: usize, i: usize) {
     assert_eq!(c.agreed_leader().await, leader);
     assert_eq!(c.node(leader).raft_metrics().current_term, term);
 }
+
+/// A learner that joined with an address the leader cannot dial (a pod IP gone since) is
+/// reached at the address AddRaftVoter names: Kafka takes a voter's endpoint from the request,
+/// and openraft would keep the one it knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_raft_voter_replaces_the_address_a_learner_joined_with() {
+    let mut c = Cluster::start(1000).await;
+    let first = c.propose(100).await;
+    c.converged(first).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = gone.local_addr().unwrap().to_string();
+    drop(gone);
+    let joiner = QuorumOptions {
+        node_id: 3,
+        log_dir: dir.path().to_path_buf(),
+        voters: Vec::new(),
+        bootstrap_servers: c.voters.iter().map(QuorumVoter::address).collect(),
+        own_address: nowhere.clone(),
+        ..static_options(&c, 0)
+    };
+    let joined = QuorumStore::start_with_listener(joiner, listener, None)
+        .await
+        .unwrap();
+    c.nodes.push(Some(joined));
+    c.voters.push(QuorumVoter {
+        id: 3,
+        host: "127.0.0.1".into(),
+        port,
+    });
+    let leader = c.leader_among(&[0, 1, 2]).await;
+    quorum_is(&c, leader, &[0, 1, 2], &[3]).await;
+    assert!(
+        c.node(3).image().offset < 0,
+        "the leader cannot reach it yet"
+    );
+    // At the address it joined with it cannot catch up: not added (Kafka's REQUEST_TIMED_OUT).
+    let (host, port) = nowhere.rsplit_once(':').unwrap();
+    let unreachable = c
+        .node(leader)
+        .change_voters(oxbow_broker::metadata::VoterChange::Add {
+            id: 3,
+            directory_id: uuid::Uuid::from_u128(4),
+            host: host.to_string(),
+            port: port.parse().unwrap(),
+            timeout_ms: 5000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unreachable.code, 7, "{unreachable:?}");
+    quorum_is(&c, leader, &[0, 1, 2], &[3]).await;
+
+    add_voter(&c, leader, 3).await;
+    quorum_is(&c, leader, &[0, 1, 2, 3], &[]).await;
+    let offset = c.propose(200).await;
+    c.converged(offset).await;
+}

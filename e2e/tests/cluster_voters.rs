@@ -184,3 +184,33 @@ fn controllers_are_added_and_removed_at_runtime() {
 
     produce_and_consume(&t, &c, "three-voters", 300);
 }
+
+/// A one-controller cluster grows to three voters, as a 1-broker KafkaCluster scaled to 3
+/// does: the single initial controller (oxbow: `oxbow.initial.controllers` with one entry,
+/// a replicated quorum of one voter, not the single-node mode; Kafka: formatted with one
+/// `--initial-controllers` entry) is joined by two nodes with the same quorum keys, which are
+/// observers until `add-controller` makes each a voter: 1 → 2 → 3 voters, then RF-3 acks=all
+/// writes are read back.
+#[test]
+fn a_single_controller_grows_to_three_voters() {
+    let t = tools_or_skip!();
+    let flavor = Flavor::from_env();
+    let mut c = Cluster::start_dynamic(flavor, 1, FAST_FAILURE_DETECTION);
+    wait_for_quorum(&t, &c, &[0], &[]);
+    for id in 1..3 {
+        assert_eq!(c.add_joining_node(), id);
+    }
+    wait_for_quorum(&t, &c, &[0], &[1, 2]);
+    for id in 1..3 {
+        let config = c.node(id).config_path().display().to_string();
+        let added = quorum_tool(&t, &c, &["--command-config", &config, "add-controller"]);
+        assert!(
+            added.contains(&format!("Added controller {id} with directory id")),
+            "{added}"
+        );
+        let voters: Vec<i32> = (0..=id as i32).collect();
+        let observers: Vec<i32> = (id as i32 + 1..3).collect();
+        wait_for_quorum(&t, &c, &voters, &observers);
+    }
+    produce_and_consume(&t, &c, "grown-to-three", 300);
+}

@@ -893,6 +893,37 @@ impl QuorumStore {
                 .address();
                 let bound = Duration::from_millis(u64::try_from(*timeout_ms).unwrap_or(0)).min(hop);
                 let deadline = tokio::time::Instant::now() + bound;
+                // A learner already in the membership (it joined, or a removed voter kept as
+                // one) may be known at another address (the pod IP it joined with): Kafka takes a
+                // voter's endpoint from AddRaftVoter, and openraft's add_learner keeps a known
+                // node's address, so the request's address replaces it first.
+                let known = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&rid)
+                    .map(|n| n.addr.clone());
+                if known.as_ref().is_some_and(|known| *known != addr) {
+                    info!(voter = id, %addr, ?known, "adding a voter: updating its address");
+                    let set = ChangeMembers::SetNodes(
+                        [(rid, BasicNode { addr: addr.clone() })]
+                            .into_iter()
+                            .collect(),
+                    );
+                    match tokio::time::timeout_at(deadline, self.raft.change_membership(set, true))
+                        .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(self.change_failed(e)),
+                        Err(_) => {
+                            return Err(timed_out(format!(
+                                "the address of voter {id} did not change within {bound:?}"
+                            )))
+                        }
+                    }
+                }
                 info!(voter = id, %addr, "adding a voter: catching it up as a learner");
                 match tokio::time::timeout_at(
                     deadline,
@@ -907,6 +938,29 @@ impl QuorumStore {
                             "voter {id} did not catch up with the leader within {bound:?}"
                         )))
                     }
+                }
+                // openraft's blocking add_learner takes a learner within
+                // `replication_lag_threshold` (5000) entries as caught up, even one it never
+                // reached; Kafka adds only a caught-up observer (a voter the leader cannot
+                // reach would stall a quorum of one grown to two): wait until its log reaches
+                // the leader's log end as it is now.
+                let mut metrics = self.raft.metrics();
+                let target = metrics.borrow().last_log_index;
+                let reached = tokio::time::timeout_at(
+                    deadline,
+                    metrics.wait_for(|m| {
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&rid).cloned().flatten())
+                            .map(|l| l.index)
+                            >= target
+                    }),
+                )
+                .await;
+                if !matches!(reached, Ok(Ok(_))) {
+                    return Err(timed_out(format!(
+                        "voter {id} did not catch up with the leader within {bound:?}"
+                    )));
                 }
                 let changes = ChangeMembers::AddVoterIds([rid].into_iter().collect());
                 (
@@ -1263,43 +1317,77 @@ async fn bootstrap(
     } else {
         Vec::new()
     };
-    loop {
-        if !log.is_pristine() {
-            // A leader reached this node first.
-            return;
+    // Whether a node has quorum state, as its Hello says (None: no answer).
+    async fn initialized(client: &ControlClient) -> Option<bool> {
+        match client.call(&ControlRequest::Hello, None).await {
+            Ok(ControlResponse::Hello { initialized, .. }) => Some(initialized),
+            _ => None,
         }
+    }
+    loop {
+        let mut voters = Vec::new();
+        for (id, client) in &peers {
+            let answer = initialized(client).await;
+            if answer == Some(true) {
+                info!(voter = id, "voter has quorum state: waiting for its leader");
+            }
+            voters.push(answer);
+        }
+        let mut servers = Vec::new();
         for (addr, client) in &others {
-            if let Ok(ControlResponse::Hello {
-                initialized: true, ..
-            }) = client.call(&ControlRequest::Hello, None).await
-            {
+            let answer = initialized(client).await;
+            if answer == Some(true) {
                 info!(controller = %addr, "a bootstrap controller has quorum state: joining its quorum");
+            }
+            servers.push(answer);
+        }
+        match bootstrap_step(log.is_pristine(), &voters, &servers) {
+            BootstrapStep::Stop => return,
+            BootstrapStep::Wait => tokio::time::sleep(options.retry_backoff).await,
+            BootstrapStep::Initialize => {
+                match raft.initialize(members).await {
+                    Ok(()) => info!("initialized the metadata quorum"),
+                    Err(e) => warn!(error = %e, "metadata quorum initialization refused"),
+                }
                 return;
             }
         }
-        let mut all_fresh = true;
-        for (id, client) in &peers {
-            match client.call(&ControlRequest::Hello, None).await {
-                Ok(ControlResponse::Hello {
-                    initialized: false, ..
-                }) => {}
-                Ok(ControlResponse::Hello {
-                    initialized: true, ..
-                }) => {
-                    info!(voter = id, "voter has quorum state: waiting for its leader");
-                    return;
-                }
-                _ => all_fresh = false,
-            }
-        }
-        if all_fresh {
-            match raft.initialize(members).await {
-                Ok(()) => info!("initialized the metadata quorum"),
-                Err(e) => warn!(error = %e, "metadata quorum initialization refused"),
-            }
-            return;
-        }
-        tokio::time::sleep(options.retry_backoff).await;
+    }
+}
+
+/// What the bootstrapping voter does after one look (see [`bootstrap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BootstrapStep {
+    /// Every other listed voter answered and none, nor any bootstrap server that answered, has
+    /// quorum state: this node initializes the membership.
+    Initialize,
+    /// A listed voter has not answered yet: look again.
+    Wait,
+    /// The quorum exists: a leader reached this node, or another node has quorum state (this
+    /// node was wiped; the leader catches it up, or it joins).
+    Stop,
+}
+
+/// The rule of [`bootstrap`] for one look: `pristine` is this node's log; `voters` the other
+/// listed voters' answers and `bootstrap_servers` the asked bootstrap servers' (whether the
+/// node has quorum state; `None`: no answer). Bootstrap servers need not answer: a
+/// StatefulSet starts its pods one by one.
+fn bootstrap_step(
+    pristine: bool,
+    voters: &[Option<bool>],
+    bootstrap_servers: &[Option<bool>],
+) -> BootstrapStep {
+    if !pristine
+        || voters
+            .iter()
+            .chain(bootstrap_servers)
+            .any(|a| *a == Some(true))
+    {
+        BootstrapStep::Stop
+    } else if voters.iter().all(Option::is_some) {
+        BootstrapStep::Initialize
+    } else {
+        BootstrapStep::Wait
     }
 }
 
@@ -1653,6 +1741,23 @@ mod tests {
             QuorumOptions::from_config(&bound).unwrap().own_address,
             "10.0.0.7:9093"
         );
+    }
+
+    #[test]
+    fn the_lowest_voter_initializes_only_a_quorum_nobody_has() {
+        use BootstrapStep::*;
+        let fresh = Some(false);
+        let has = Some(true);
+        assert_eq!(bootstrap_step(true, &[fresh, fresh], &[]), Initialize);
+        // A single initial controller: no other voter to wait for.
+        assert_eq!(bootstrap_step(true, &[], &[fresh, None]), Initialize);
+        assert_eq!(bootstrap_step(true, &[fresh, None], &[]), Wait);
+        // This node was wiped: a voter or a bootstrap server holds the quorum.
+        assert_eq!(bootstrap_step(true, &[fresh, has], &[]), Stop);
+        assert_eq!(bootstrap_step(true, &[], &[None, has]), Stop);
+        assert_eq!(bootstrap_step(true, &[None], &[has]), Stop);
+        // A leader reached it meanwhile.
+        assert_eq!(bootstrap_step(false, &[fresh], &[]), Stop);
     }
 
     #[test]
