@@ -1408,46 +1408,45 @@ mod tests {
             !p.contains_key("broker.rack"),
             "each broker's rack is its own"
         );
-        for set in [&d.stateful_set] {
-            let template = &set.spec.as_ref().expect("spec").template;
-            let pod = template.spec.as_ref().expect("pod");
-            let volume = pod
-                .volumes
-                .iter()
-                .flatten()
-                .find(|v| v.name == "podinfo")
-                .expect("a podinfo volume");
-            let files = volume
-                .downward_api
-                .as_ref()
-                .and_then(|d| d.items.as_ref())
-                .expect("downward API items");
-            assert_eq!(files.len(), 1);
-            assert_eq!(files[0].path, "annotations");
-            assert_eq!(
-                files[0].field_ref.as_ref().map(|f| f.field_path.as_str()),
-                Some("metadata.annotations")
-            );
-            let mount = pod.containers[0]
-                .volume_mounts
-                .iter()
-                .flatten()
-                .find(|m| m.name == "podinfo")
-                .expect("mounted");
-            assert_eq!(mount.mount_path, "/etc/podinfo");
-            assert_eq!(mount.read_only, Some(true));
-            // Only the operator says a pod's rack: a template value would be read first.
-            let annotations = template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.annotations.as_ref())
-                .expect("annotations");
-            assert!(
-                !annotations.contains_key("oxbow.dev/rack"),
-                "{annotations:?}"
-            );
-            assert_eq!(annotations["a"], "b");
-        }
+        let set = &d.stateful_set;
+        let template = &set.spec.as_ref().expect("spec").template;
+        let pod = template.spec.as_ref().expect("pod");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "podinfo")
+            .expect("a podinfo volume");
+        let files = volume
+            .downward_api
+            .as_ref()
+            .and_then(|d| d.items.as_ref())
+            .expect("downward API items");
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, "annotations");
+        assert_eq!(
+            files[0].field_ref.as_ref().map(|f| f.field_path.as_str()),
+            Some("metadata.annotations")
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "podinfo")
+            .expect("mounted");
+        assert_eq!(mount.mount_path, "/etc/podinfo");
+        assert_eq!(mount.read_only, Some(true));
+        // Only the operator says a pod's rack: a template value would be read first.
+        let annotations = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .expect("annotations");
+        assert!(
+            !annotations.contains_key("oxbow.dev/rack"),
+            "{annotations:?}"
+        );
+        assert_eq!(annotations["a"], "b");
         // Setting, changing or removing spec.rack changes what brokers read at start: they roll.
         let zone =
             ok("replicas: 4\ncontrollers: 3\nrack: {topologyKey: topology.kubernetes.io/zone}");
