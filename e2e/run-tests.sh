@@ -39,10 +39,14 @@ phase() { # name command...
   echo
   echo "==================== run-tests: $name ===================="
   local start=$SECONDS
-  local log
+  local log rc
   log=$(mktemp)
-  "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
+  # Not a pipeline: the command runs in this shell (`collect` waits for this shell's
+  # background jobs, which a pipeline's subshell cannot), its output copied by a tee that is
+  # waited for before the log is read.
+  "$@" > >(tee "$log") 2>&1
+  rc=$?
+  wait $!
   if [[ $rc != 0 ]]; then
     { echo "---- $name: failed tests and panics (first 40):"
       grep -E '^test .* FAILED$|panicked at|^---- .* stdout ----$' "$log" | head -n 40; } >>"$FAILURE_REPORT"
