@@ -1411,11 +1411,15 @@ impl ControllerForwarder for QuorumForwarder {
 }
 
 /// The endpoints this broker registers: its advertised listeners with their security
-/// protocols (wildcard hosts advertised as loopback, as [`Broker::advertised_endpoint`]).
+/// protocols (wildcard hosts advertised as loopback, as [`Broker::advertised_endpoint`]),
+/// less the controller listeners: a combined node may advertise its CONTROLLER listener (a
+/// KIP-853 controller joins at that address), which is not a broker endpoint, as Kafka's
+/// `effectiveAdvertisedBrokerListeners` leaves it out too.
 fn registration_endpoints(config: &BrokerConfig) -> Vec<BrokerEndpoint> {
     config
         .advertised_listeners
         .iter()
+        .filter(|l| !config.controller_listener_names.contains(&l.name))
         .map(|l| BrokerEndpoint {
             listener: l.name.clone(),
             host: if l.host.is_empty() || l.host == "0.0.0.0" {

@@ -74,7 +74,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(async {
+        let config = resolve_advertised_listeners(config, &args).await?;
+        run(config).await
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -130,15 +133,59 @@ async fn resolve_rack(config: &mut BrokerConfig) -> anyhow::Result<()> {
         info!(rack = %rack, "broker.rack is set: oxbow.rack.annotations.file is not read");
         return Ok(());
     }
-    // Long.MAX_VALUE (the default) or anything too long for a deadline: no limit.
-    let max = u64::try_from(config.server_max_startup_time_ms)
-        .ok()
-        .map(Duration::from_millis)
-        .filter(|d| tokio::time::Instant::now().checked_add(*d).is_some());
+    let max = startup_limit(config);
     let rack =
         oxbow_broker::config::rack::wait_for_rack(&file, &config.rack_annotation, max).await?;
     config.set_rack(rack);
     Ok(())
+}
+
+/// `server.max.startup.time.ms` as a bound on a wait; `None` for Long.MAX_VALUE (the default)
+/// or anything too long for a deadline: no limit.
+fn startup_limit(config: &BrokerConfig) -> Option<Duration> {
+    u64::try_from(config.server_max_startup_time_ms)
+        .ok()
+        .map(Duration::from_millis)
+        .filter(|d| tokio::time::Instant::now().checked_add(*d).is_some())
+}
+
+/// With `oxbow.advertised.listeners.annotation`: waits (bounded by
+/// `server.max.startup.time.ms`) until the pod's annotations file holds it, then loads the
+/// configuration again with its value as `advertised.listeners`, as `--override` would give
+/// it, so the value is checked like any other (a listener name `listeners` lacks is refused).
+async fn resolve_advertised_listeners(
+    config: BrokerConfig,
+    args: &Args,
+) -> anyhow::Result<BrokerConfig> {
+    let Some(annotation) = config.advertised_listeners_annotation.clone() else {
+        return Ok(config);
+    };
+    let Some(file) = config.rack_annotations_file.clone() else {
+        anyhow::bail!(
+            "invalid configuration: oxbow.advertised.listeners.annotation needs \
+             oxbow.rack.annotations.file, the pod's annotations file it is read from"
+        );
+    };
+    let value = oxbow_broker::config::rack::wait_for_advertised_listeners(
+        &file,
+        &annotation,
+        startup_limit(&config),
+    )
+    .await?;
+    let mut overrides = args.overrides.clone();
+    overrides.push(("advertised.listeners".to_string(), value.clone()));
+    let loaded = match &args.config {
+        Some(path) => BrokerConfig::from_file(path, &overrides),
+        None => BrokerConfig::default_single_node(&overrides),
+    };
+    let (config, _warnings) = loaded.map_err(|e| {
+        anyhow::anyhow!(
+            "invalid configuration: advertised.listeners={value} from the pod annotation \
+             {annotation}: {e}"
+        )
+    })?;
+    info!(advertised_listeners = %value, annotation, "advertised.listeners from the pod's annotation");
+    Ok(config)
 }
 
 async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {

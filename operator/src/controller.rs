@@ -46,6 +46,7 @@ use crate::desired::{
     desired, Desired, BROKER_SERVICE_COMPONENT, CLUSTER_LABEL, COMPONENT_LABEL,
     CONFIG_HASH_ANNOTATION,
 };
+use crate::external::{self, Endpoint, ADVERTISED_LISTENERS_ANNOTATION};
 use crate::probe::{config_changes, ClusterView, ConfigChange, Probe};
 use crate::quorum::{self, VoterStep};
 use crate::rack::{self, RackAnnotation, RACK_ANNOTATION};
@@ -270,10 +271,20 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
 
     let probe = Probe::new(&desired.broker_addresses);
     let mut observed = observe(&ctx.client, &ns, &name, &desired, &probe).await?;
-    let rack_warnings = match &cluster.spec.rack {
+    let mut pod_warnings = match &cluster.spec.rack {
         Some(r) => annotate_racks(&ctx, &cluster, &r.topology_key, &observed).await?,
         None => Vec::new(),
     };
+    let mut listeners = desired.listeners.clone();
+    if !desired.external_listeners.is_empty() {
+        let (warnings, bootstrap) = annotate_external(&ctx, &cluster, &desired, &observed).await?;
+        pod_warnings.extend(warnings);
+        for l in &mut listeners {
+            if let Some(addresses) = bootstrap.get(&l.name) {
+                l.bootstrap_servers = addresses.clone();
+            }
+        }
+    }
 
     if cluster
         .annotations()
@@ -397,7 +408,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             roll_key,
             (status.balanced_brokers.clone(), status.rebalance.clone()),
         );
-    status.listeners = desired.listeners.clone();
+    status.listeners = listeners;
     status.ready_brokers = observed.ready_pods;
     status.brokers = observed.brokers.clone();
     if let Some(view) = &observed.view {
@@ -426,7 +437,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             message,
         ));
     }
-    for (reason, message) in &rack_warnings {
+    for (reason, message) in &pod_warnings {
         conditions.push(condition(&old, "Warning", "True", reason, message));
     }
     if let Some(e) = &dynamic_config_error {
@@ -772,6 +783,150 @@ async fn rebalance_step(
 /// [`rack::rack_annotation`] decides). Pods not bound to a node yet, or terminating, are left
 /// alone; each node is read once per pass. Returns `Warning` conditions (reason, message) for
 /// nodes without the label (their brokers keep waiting) and nodes that cannot be read.
+/// With external listeners: writes each bound broker pod's `advertised.listeners`
+/// ([`external::advertised_listeners`] from its node's address and its own Services' node
+/// ports or load balancer addresses) as [`ADVERTISED_LISTENERS_ANNOTATION`], which its broker
+/// waits for at start. Returns `ExternalAddressPending` Warnings for the brokers whose
+/// addresses are not known yet, and each external listener's bootstrap addresses for the
+/// status (the brokers' node addresses with the bootstrap Service's node port, or its load
+/// balancer).
+async fn annotate_external(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    desired: &Desired,
+    observed: &Observed,
+) -> Result<(Vec<(String, String)>, BTreeMap<String, String>), Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let endpoint = |service: Option<Service>, kind: crate::crd::ListenerType, port: i32| {
+        let node_port = service
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .and_then(|p| p.node_port);
+        let ingress = service
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .and_then(|i| i.first())
+            .and_then(|i| i.ip.clone().or_else(|| i.hostname.clone()));
+        match kind {
+            crate::crd::ListenerType::Loadbalancer => Endpoint::LoadBalancer(ingress, port),
+            _ => Endpoint::NodePort(node_port),
+        }
+    };
+    let mut node_addresses: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut pending = Vec::new();
+    let mut annotated = Vec::new();
+    for (pod, id) in observed.pods.iter().zip(0..) {
+        let Some(node) = &pod.node else { continue };
+        if !pod.observation.exists || pod.observation.terminating {
+            continue;
+        }
+        if !node_addresses.contains_key(node) {
+            let address = nodes
+                .get_opt(node)
+                .await
+                .map_err(kube_err(format!("get Node/{node}")))?
+                .and_then(|n| n.status)
+                .and_then(|s| s.addresses)
+                .map(|a| {
+                    let pairs: Vec<(String, String)> =
+                        a.into_iter().map(|a| (a.type_, a.address)).collect();
+                    external::node_address(&pairs)
+                })
+                .unwrap_or_default();
+            node_addresses.insert(node.clone(), address);
+        }
+        let mut endpoints = Vec::new();
+        for (listener, kind, port) in &desired.external_listeners {
+            let service_name = desired.external_service_name(id, listener);
+            let service = services
+                .get_opt(&service_name)
+                .await
+                .map_err(kube_err(format!("get Service/{service_name}")))?;
+            endpoints.push((
+                listener.to_ascii_uppercase(),
+                endpoint(service, *kind, *port),
+            ));
+        }
+        let node_address = node_addresses.get(node).cloned().flatten();
+        let internal = desired.internal_advertised(id, &cluster.spec.listeners);
+        match external::advertised_listeners(&internal, node_address.as_deref(), &endpoints) {
+            Ok(value) if pod.advertised.as_deref() != Some(value.as_str()) => {
+                pods.patch(
+                    &pod.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": { "annotations": {
+                        ADVERTISED_LISTENERS_ANNOTATION: value } } })),
+                )
+                .await
+                .map_err(kube_err(format!(
+                    "annotate Pod/{} {ADVERTISED_LISTENERS_ANNOTATION}",
+                    pod.name
+                )))?;
+                annotated.push(format!("{}: {value}", pod.name));
+            }
+            Ok(_) => {}
+            Err(why) => pending.push(format!("{} (node {node}): {why}", pod.name)),
+        }
+    }
+    if !annotated.is_empty() {
+        let note = annotated.join("; ");
+        info!(cluster = %key(cluster), "external addresses: {note}");
+        event(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "ExternalAddressAssigned",
+            "Listen",
+            Some(note),
+        )
+        .await;
+    }
+    let warnings = if pending.is_empty() {
+        Vec::new()
+    } else {
+        vec![(
+            "ExternalAddressPending".to_string(),
+            format!(
+                "brokers wait at start for their external addresses: {}",
+                pending.join("; ")
+            ),
+        )]
+    };
+    let mut bootstrap = BTreeMap::new();
+    for (listener, kind, port) in &desired.external_listeners {
+        let service_name = format!("{name}-{listener}-bootstrap");
+        let service = services
+            .get_opt(&service_name)
+            .await
+            .map_err(kube_err(format!("get Service/{service_name}")))?;
+        let addresses = match endpoint(service, *kind, *port) {
+            Endpoint::NodePort(Some(node_port)) => {
+                let hosts: std::collections::BTreeSet<String> =
+                    node_addresses.values().flatten().cloned().collect();
+                hosts
+                    .iter()
+                    .map(|h| format!("{h}:{node_port}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+            Endpoint::LoadBalancer(Some(host), port) => format!("{host}:{port}"),
+            _ => String::new(),
+        };
+        if !addresses.is_empty() {
+            bootstrap.insert(listener.clone(), addresses);
+        }
+    }
+    Ok((warnings, bootstrap))
+}
+
 async fn annotate_racks(
     ctx: &Context,
     cluster: &KafkaCluster,
@@ -1132,6 +1287,8 @@ struct BrokerPod {
     node: Option<String>,
     /// Its [`RACK_ANNOTATION`], if it has one.
     rack: Option<String>,
+    /// Its [`ADVERTISED_LISTENERS_ANNOTATION`], if it has one.
+    advertised: Option<String>,
 }
 
 /// The cluster as observed in the API server and from the brokers.
@@ -1239,6 +1396,9 @@ async fn observe(
                 rack: pod
                     .and_then(|p| p.metadata.annotations.as_ref())
                     .and_then(|a| a.get(RACK_ANNOTATION).cloned()),
+                advertised: pod
+                    .and_then(|p| p.metadata.annotations.as_ref())
+                    .and_then(|a| a.get(ADVERTISED_LISTENERS_ANNOTATION).cloned()),
             }
         })
         .collect();

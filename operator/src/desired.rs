@@ -34,7 +34,7 @@ use crate::crd::{
     owned_key_reason, KafkaCluster, ListenerStatus, ListenerType, StorageType, CONTROLLER_PORT,
     METRICS_PORT,
 };
-use crate::rack;
+use crate::{external, rack};
 
 /// The pod annotation carrying a hash of everything a broker reads at start (its
 /// `server.properties` and its pod template), so a change is visible on each pod: a pod whose
@@ -169,6 +169,8 @@ pub struct Desired {
     pub nodes: Vec<Node>,
     /// The config hash of the pod template ([`CONFIG_HASH_ANNOTATION`]).
     pub config_hash: String,
+    /// The external listeners: name, type and port.
+    pub external_listeners: Vec<(String, ListenerType, i32)>,
     /// The template of [`Desired::broker_services`] (all but name and selector).
     broker_service: Service,
     /// The KafkaCluster's name and namespace, and the port of the inter-broker listener.
@@ -227,7 +229,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         .controller_owner_ref(&())
         .ok_or_else(|| invalid("metadata.uid", "missing: read the object from the API"))?;
     let spec = &cluster.spec;
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
 
     if spec.replicas < 1 {
         return Err(invalid("spec.replicas", "must be at least 1"));
@@ -277,16 +279,6 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
                 "listener names and ports must be unique",
             ));
         }
-        if l.kind != ListenerType::Internal {
-            warnings.push(Warning {
-                reason: "ExternalListenerBootstrapOnly".to_string(),
-                message: format!(
-                    "listener {}: its bootstrap Service is exposed, but brokers advertise their \
-                     internal DNS names on it, which clients outside the cluster cannot resolve",
-                    l.name
-                ),
-            });
-        }
     }
 
     let headless = format!("{name}-brokers");
@@ -329,14 +321,30 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         listener_name(&internal.name),
     );
     owned.insert("log.dirs".into(), DATA_DIR.into());
-    if spec.rack.is_some() {
-        // The broker waits at start for the rack the operator copies from the node onto the
-        // pod (crate::rack says why it is done this way).
+    let external: Vec<(String, ListenerType, i32)> = spec
+        .listeners
+        .iter()
+        .filter(|l| l.kind != ListenerType::Internal)
+        .map(|l| (l.name.clone(), l.kind, l.port))
+        .collect();
+    // The pod's annotations as a downward-API file: the broker waits at start for the rack
+    // and the external addresses the operator writes onto the pod (crate::rack and
+    // crate::external say why it is done this way).
+    let pod_info = spec.rack.is_some() || !external.is_empty();
+    if pod_info {
         owned.insert(
             rack::ANNOTATIONS_FILE_KEY.into(),
             rack::ANNOTATIONS_FILE.into(),
         );
+    }
+    if spec.rack.is_some() {
         owned.insert(rack::ANNOTATION_KEY.into(), rack::RACK_ANNOTATION.into());
+    }
+    if !external.is_empty() {
+        owned.insert(
+            external::ANNOTATION_KEY.into(),
+            external::ADVERTISED_LISTENERS_ANNOTATION.into(),
+        );
     }
     let rf = brokers.min(3);
     let min_isr = if rf >= 3 { 2 } else { 1 };
@@ -445,14 +453,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         bootstrap_services.push(Service {
             metadata: meta(service),
             spec: Some(ServiceSpec {
-                type_: Some(
-                    match l.kind {
-                        ListenerType::Internal => "ClusterIP",
-                        ListenerType::Nodeport => "NodePort",
-                        ListenerType::Loadbalancer => "LoadBalancer",
-                    }
-                    .into(),
-                ),
+                type_: Some(service_type(l.kind).into()),
                 selector: Some(selector.clone()),
                 ports: Some(vec![port]),
                 ..ServiceSpec::default()
@@ -486,9 +487,11 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     // address (the JVM does for 30 s) reaches the restarted broker at once instead of retrying
     // the old pod IP until its cache expires, which stalled producers for ~20 s per restart
     // in a roll (README, the operator's figures).
+    // External listeners' addresses come from the pod's annotation (crate::external).
     let advertise = spec
         .listeners
         .iter()
+        .filter(|l| l.kind == ListenerType::Internal)
         .map(|l| {
             format!(
                 "{}://$(POD_NAME).$(POD_NAMESPACE).svc.{CLUSTER_DOMAIN}:{}",
@@ -496,6 +499,12 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
                 l.port
             )
         })
+        // The CONTROLLER listener at the pod's stable DNS name: a broker that joins the quorum
+        // as an observer is dialled there by the leader, and must be after a restart too (its
+        // pod IP changes).
+        .chain(std::iter::once(format!(
+            "CONTROLLER://$(POD_NAME).{headless}.$(POD_NAMESPACE).svc.{CLUSTER_DOMAIN}:{CONTROLLER_PORT}"
+        )))
         .collect::<Vec<_>>()
         .join(",");
     let mut container = Container {
@@ -578,7 +587,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         }),
         ..Volume::default()
     }];
-    if spec.rack.is_some() {
+    if pod_info {
         volumes.push(Volume {
             name: "podinfo".into(),
             downward_api: Some(DownwardAPIVolumeSource {
@@ -778,6 +787,7 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
         bootstrap_services,
         broker_services: Vec::new(),
         broker_service,
+        external_listeners: external,
         stateful_set,
         pod_disruption_budget,
         brokers,
@@ -819,21 +829,38 @@ impl Desired {
                 config_hash: self.config_hash.clone(),
             })
             .collect();
-        self.broker_services = self
-            .nodes
-            .iter()
-            .map(|n| {
+        let selector = |pod: &str| {
+            BTreeMap::from([
+                (CLUSTER_LABEL.to_string(), self.name.clone()),
+                (POD_NAME_LABEL.to_string(), pod.to_string()),
+            ])
+        };
+        self.broker_services = Vec::new();
+        for n in &self.nodes {
+            let mut service = self.broker_service.clone();
+            service.metadata.name = Some(n.pod.clone());
+            if let Some(spec) = service.spec.as_mut() {
+                spec.selector = Some(selector(&n.pod));
+            }
+            self.broker_services.push(service);
+            // One per external listener: the broker's own node port or load balancer.
+            for (listener, kind, port) in &self.external_listeners {
                 let mut service = self.broker_service.clone();
-                service.metadata.name = Some(n.pod.clone());
-                if let Some(spec) = service.spec.as_mut() {
-                    spec.selector = Some(BTreeMap::from([
-                        (CLUSTER_LABEL.to_string(), self.name.clone()),
-                        (POD_NAME_LABEL.to_string(), n.pod.clone()),
-                    ]));
-                }
-                service
-            })
-            .collect();
+                service.metadata.name = Some(self.external_service_name(n.id, listener));
+                service.spec = Some(ServiceSpec {
+                    type_: Some(service_type(*kind).into()),
+                    selector: Some(selector(&n.pod)),
+                    ports: Some(vec![ServicePort {
+                        name: Some(listener.clone()),
+                        port: *port,
+                        target_port: Some(IntOrString::Int(*port)),
+                        ..ServicePort::default()
+                    }]),
+                    ..ServiceSpec::default()
+                });
+                self.broker_services.push(service);
+            }
+        }
         self.broker_addresses = self
             .nodes
             .iter()
@@ -848,6 +875,33 @@ impl Desired {
 }
 
 impl Desired {
+    /// The Service of broker `id` for external listener `listener`: `<pod>-<listener>`.
+    pub fn external_service_name(&self, id: i32, listener: &str) -> String {
+        format!("{}-{listener}", pod_name(&self.name, id))
+    }
+
+    /// Broker `id`'s `advertised.listeners` entries but the external ones, as its pod's
+    /// arguments give them: its Service's DNS name on the internal listeners, its pod's on
+    /// the CONTROLLER listener.
+    pub fn internal_advertised(&self, id: i32, listeners: &[crate::crd::Listener]) -> Vec<String> {
+        let (pod, ns) = (pod_name(&self.name, id), &self.namespace);
+        listeners
+            .iter()
+            .filter(|l| l.kind == ListenerType::Internal)
+            .map(|l| {
+                format!(
+                    "{}://{pod}.{ns}.svc.{CLUSTER_DOMAIN}:{}",
+                    l.name.to_ascii_uppercase(),
+                    l.port
+                )
+            })
+            .chain(std::iter::once(format!(
+                "CONTROLLER://{pod}.{}-brokers.{ns}.svc.{CLUSTER_DOMAIN}:{CONTROLLER_PORT}",
+                self.name
+            )))
+            .collect()
+    }
+
     /// Where node `id`'s CONTROLLER listener is reached: its pod's DNS name and the port.
     pub fn controller_address(&self, id: i32) -> (String, u16) {
         (
@@ -865,6 +919,15 @@ impl Desired {
 /// [`CONTROLLER_PORT`] as the protocol's port type.
 const CONTROLLER_PORT_U16: u16 = 9093;
 const _: () = assert!(CONTROLLER_PORT_U16 as i32 == CONTROLLER_PORT);
+
+/// The Service type of a listener type.
+fn service_type(kind: ListenerType) -> &'static str {
+    match kind {
+        ListenerType::Internal => "ClusterIP",
+        ListenerType::Nodeport => "NodePort",
+        ListenerType::Loadbalancer => "LoadBalancer",
+    }
+}
 
 /// The labels that select a cluster's broker pods.
 pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
@@ -972,7 +1035,8 @@ mod tests {
             "{args:?}"
         );
         assert!(args.contains(
-            &"advertised.listeners=PLAIN://$(POD_NAME).$(POD_NAMESPACE).svc.cluster.local:9092"
+            &"advertised.listeners=PLAIN://$(POD_NAME).$(POD_NAMESPACE).svc.cluster.local:9092,\
+              CONTROLLER://$(POD_NAME).kc1-brokers.$(POD_NAMESPACE).svc.cluster.local:9093"
                 .to_string()
         ));
         let headless = d.headless_service.spec.as_ref().expect("spec");
@@ -1319,8 +1383,55 @@ mod tests {
             (port.port, port.target_port.clone()),
             (9094, Some(IntOrString::Int(9094)))
         );
-        assert_eq!(d.warnings[0].reason, "ExternalListenerBootstrapOnly");
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        // Each broker: its own NodePort Service for the external listener, and the broker
+        // waits for the addresses the operator writes onto its pod (crate::external).
+        let names: Vec<_> = d
+            .broker_services
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "kc1-0",
+                "kc1-0-ext",
+                "kc1-1",
+                "kc1-1-ext",
+                "kc1-2",
+                "kc1-2-ext"
+            ]
+        );
+        let own = d.broker_services[3].spec.as_ref().expect("spec");
+        assert_eq!(own.type_.as_deref(), Some("NodePort"));
+        assert_eq!(
+            own.selector.as_ref().expect("selector")["statefulset.kubernetes.io/pod-name"],
+            "kc1-1"
+        );
+        assert_eq!(
+            d.internal_advertised(1, &cluster("replicas: 3").spec.listeners),
+            [
+                "PLAIN://kc1-1.ns1.svc.cluster.local:9092",
+                "CONTROLLER://kc1-1.kc1-brokers.ns1.svc.cluster.local:9093"
+            ]
+        );
+        let args = pod_spec(&d).containers[0].args.clone().expect("args");
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("advertised.listeners=PLAIN://") && !a.contains("EXT://")),
+            "external addresses come from the annotation: {args:?}"
+        );
+        assert!(pod_spec(&d)
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "podinfo"));
         let p = properties(&d);
+        assert_eq!(
+            p[external::ANNOTATION_KEY],
+            external::ADVERTISED_LISTENERS_ANNOTATION
+        );
+        assert_eq!(p[rack::ANNOTATIONS_FILE_KEY], rack::ANNOTATIONS_FILE);
         assert_eq!(
             p["listener.security.protocol.map"],
             "PLAIN:PLAINTEXT,EXT:PLAINTEXT,CONTROLLER:PLAINTEXT"

@@ -6,6 +6,8 @@
 //! - [`crd`]: the resource's types, from which the CRD is generated (`crdgen`).
 //! - [`desired`]: the objects a KafkaCluster should have, a pure function.
 //! - [`controller`]: the reconcile loop.
+//! - [`external`]: the addresses brokers advertise on external (node-port, load-balancer)
+//!   listeners, pure functions.
 //! - [`reconcile`]: what both reconcile loops share (API errors, backoff).
 //! - [`probe`]: what the brokers say about their cluster (Metadata, DescribeQuorum,
 //!   DescribeConfigs) and the dynamic broker defaults the operator sets.
@@ -20,6 +22,7 @@
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod external;
 pub mod leader;
 pub mod metrics;
 pub mod probe;

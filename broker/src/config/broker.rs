@@ -212,6 +212,7 @@ static BROKER_CONFIGS: &[BrokerConfigKey] = &[
     k("offsets.topic.num.partitions", T::Int, Some("50"), V::AtLeast(1), RO, "Partitions of the offsets topic."),
     k("offsets.topic.replication.factor", T::Short, Some("3"), V::AtLeast(1), RO, "Replication factor of the offsets topic."),
     k("offsets.topic.segment.bytes", T::Int, Some("104857600"), V::AtLeast(1), RO, "Segment size of the offsets topic."),
+    k("oxbow.advertised.listeners.annotation", T::String, None, V::None, RO, "A pod annotation in oxbow.rack.annotations.file whose value the broker waits for at start and takes as advertised.listeners (Oxbow's own key, for addresses known only once the pod is placed: a node port on its node; unset: off)."),
     k("oxbow.initial.controllers", T::List, Some(""), V::None, RO, "The first voters of a new dynamic quorum, as id@host:port[:directoryId] (Kafka's kafka-storage.sh format --initial-controllers as a key; Oxbow's own key; read only on a pristine metadata log)."),
     k("oxbow.metrics.listener", T::String, None, V::None, RO, "host:port serving Prometheus metrics on /metrics (Oxbow's own key; unset: off)."),
     k("oxbow.rack.annotation", T::String, Some(DEFAULT_RACK_ANNOTATION), V::None, RO, "The pod annotation in oxbow.rack.annotations.file whose value becomes broker.rack (Oxbow's own key)."),
@@ -296,6 +297,11 @@ pub const RACK_ANNOTATIONS_FILE_KEY: &str = "oxbow.rack.annotations.file";
 
 /// Oxbow's key naming the annotation of that file that holds the rack.
 pub const RACK_ANNOTATION_KEY: &str = "oxbow.rack.annotation";
+
+/// The key naming the pod annotation taken as `advertised.listeners` (see
+/// [`BrokerConfig::advertised_listeners_annotation`]).
+pub(super) const ADVERTISED_LISTENERS_ANNOTATION_KEY: &str =
+    "oxbow.advertised.listeners.annotation";
 
 /// Default of [`RACK_ANNOTATION_KEY`]: the annotation oxbow-operator writes on each broker pod
 /// from its node's `spec.rack.topologyKey` label.
@@ -425,6 +431,13 @@ pub struct BrokerConfig {
     /// `oxbow.rack.annotation` ([`DEFAULT_RACK_ANNOTATION`]): the annotation of that file
     /// naming the rack.
     pub rack_annotation: String,
+    /// `oxbow.advertised.listeners.annotation` (null: off): an annotation of
+    /// [`BrokerConfig::rack_annotations_file`] (the pod's annotations, whatever they are read
+    /// for) that the broker waits for at start and takes as `advertised.listeners`, as if given
+    /// with `--override`. Oxbow's own key: the operator sets it for external listeners, whose
+    /// address (the node's, with the broker's own node port) is known only once the pod is
+    /// placed, so no pod template can say it.
+    pub advertised_listeners_annotation: Option<String>,
     /// `oxbow.metrics.listener` (null: off): where Prometheus metrics are served on
     /// `/metrics` (crate::metrics). Oxbow's own key: Kafka exports metrics through JMX, and
     /// its `metrics.*` keys configure that, so the name stays out of Kafka's namespace.
@@ -1101,6 +1114,9 @@ impl BrokerConfig {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            advertised_listeners_annotation: string(ADVERTISED_LISTENERS_ANNOTATION_KEY)?
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
             rack_annotation: match string(RACK_ANNOTATION_KEY)? {
                 Some(s) if !s.trim().is_empty() => s.trim().to_string(),
                 _ => {
@@ -1351,6 +1367,17 @@ mod tests {
             c.explicit.get("broker.rack").map(String::as_str),
             Some("zone-a"),
             "DescribeConfigs shows it as a static broker config"
+        );
+        assert_eq!(c.advertised_listeners_annotation, None, "off by default");
+        let (c, warnings) = parse(
+            "node.id=0\noxbow.rack.annotations.file=/etc/podinfo/annotations\n\
+             oxbow.advertised.listeners.annotation=oxbow.dev/advertised-listeners",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            c.advertised_listeners_annotation.as_deref(),
+            Some("oxbow.dev/advertised-listeners")
         );
         let empty = parse("oxbow.rack.annotation=").unwrap_err();
         assert!(

@@ -42,7 +42,7 @@ pub enum RackError {
     /// `server.max.startup.time.ms` passed before the annotation appeared.
     #[error(
         "annotation {annotation} did not appear in {file} within server.max.startup.time.ms \
-         ({waited:?}): is the pod's node labelled with the KafkaCluster's spec.rack.topologyKey?"
+         ({waited:?}): {hint}"
     )]
     TimedOut {
         /// The annotation looked for.
@@ -51,6 +51,8 @@ pub enum RackError {
         file: String,
         /// How long the broker waited.
         waited: Duration,
+        /// What usually keeps it from appearing.
+        hint: &'static str,
     },
 }
 
@@ -171,6 +173,45 @@ pub async fn wait_for_rack(
     annotation: &str,
     max: Option<Duration>,
 ) -> Result<String, RackError> {
+    wait_for_annotation(
+        file,
+        annotation,
+        max,
+        "naming this broker's rack (oxbow-operator writes it from the node's \
+         spec.rack.topologyKey label)",
+        "is the pod's node labelled with the KafkaCluster's spec.rack.topologyKey?",
+    )
+    .await
+}
+
+/// As [`wait_for_rack`], for the annotation taken as `advertised.listeners`
+/// (`oxbow.advertised.listeners.annotation`).
+pub async fn wait_for_advertised_listeners(
+    file: &Path,
+    annotation: &str,
+    max: Option<Duration>,
+) -> Result<String, RackError> {
+    wait_for_annotation(
+        file,
+        annotation,
+        max,
+        "naming this broker's advertised listeners (oxbow-operator writes it once the pod is \
+         on a node and its external Services have their ports and addresses)",
+        "does every external listener's per-broker Service have its node port or load \
+         balancer address?",
+    )
+    .await
+}
+
+/// Waits until `file` holds `annotation` (`what` it names, for the log; `hint` for the
+/// timeout's error) and answers its value.
+async fn wait_for_annotation(
+    file: &Path,
+    annotation: &str,
+    max: Option<Duration>,
+    what: &str,
+    hint: &'static str,
+) -> Result<String, RackError> {
     let shown = file.display().to_string();
     let started = tokio::time::Instant::now();
     let mut logged: Option<tokio::time::Instant> = None;
@@ -178,7 +219,7 @@ pub async fn wait_for_rack(
         let text = tokio::fs::read_to_string(file).await;
         if let Ok(text) = &text {
             if let Some(rack) = rack_from_annotations(text, annotation, &shown)? {
-                info!(rack = %rack, annotation, file = %shown, "broker.rack from the pod's annotation");
+                info!(value = %rack, annotation, file = %shown, "read the pod's annotation");
                 return Ok(rack);
             }
         }
@@ -188,6 +229,7 @@ pub async fn wait_for_rack(
                 annotation: annotation.to_string(),
                 file: shown,
                 waited,
+                hint,
             });
         }
         if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
@@ -199,8 +241,7 @@ pub async fn wait_for_rack(
                 annotation,
                 file = %shown,
                 waited_s = waited.as_secs(),
-                "waiting for the pod annotation naming this broker's rack (oxbow-operator \
-                 writes it from the node's spec.rack.topologyKey label): {state}"
+                "waiting for the pod annotation {what}: {state}"
             );
             logged = Some(tokio::time::Instant::now());
         }
