@@ -160,10 +160,14 @@ async fn resolve_advertised_listeners(
     let Some(annotation) = config.advertised_listeners_annotation.clone() else {
         return Ok(config);
     };
-    let Some(file) = config.rack_annotations_file.clone() else {
+    let Some(file) = config
+        .pod_annotations_file
+        .clone()
+        .or_else(|| config.rack_annotations_file.clone())
+    else {
         anyhow::bail!(
             "invalid configuration: oxbow.advertised.listeners.annotation needs \
-             oxbow.rack.annotations.file, the pod's annotations file it is read from"
+             oxbow.pod.annotations.file, the pod's annotations file it is read from"
         );
     };
     let value = oxbow_broker::config::rack::wait_for_advertised_listeners(

@@ -50,6 +50,10 @@ pub const OWNED_CONFIG_KEYS: &[(&str, &str)] = &[
         "external listeners' addresses are written by the operator",
     ),
     (
+        "oxbow.pod.annotations.file",
+        "external listeners' addresses are written by the operator",
+    ),
+    (
         "controller.listener.names",
         "the operator's CONTROLLER listener",
     ),
@@ -133,7 +137,7 @@ pub struct KafkaClusterSpec {
     /// Broker configuration (`server.properties` keys). Keys the operator owns are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'oxbow.initial.controllers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir', 'oxbow.metrics.listener', 'broker.rack', 'oxbow.rack.annotations.file', 'oxbow.rack.annotation', 'oxbow.advertised.listeners.annotation']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, oxbow.initial.controllers, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir, oxbow.metrics.listener, broker.rack, oxbow.rack.*, oxbow.advertised.listeners.annotation): use spec.replicas, spec.controllers, spec.listeners, spec.storage or spec.rack instead"}]))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(k, !(k in ['node.id', 'broker.id', 'process.roles', 'controller.quorum.voters', 'controller.quorum.bootstrap.servers', 'oxbow.initial.controllers', 'controller.listener.names', 'listeners', 'advertised.listeners', 'listener.security.protocol.map', 'inter.broker.listener.name', 'security.inter.broker.protocol', 'log.dirs', 'log.dir', 'metadata.log.dir', 'oxbow.metrics.listener', 'broker.rack', 'oxbow.rack.annotations.file', 'oxbow.rack.annotation', 'oxbow.advertised.listeners.annotation', 'oxbow.pod.annotations.file']))", "message": "spec.config sets a key the operator owns (node.id, broker.id, process.roles, controller.*, oxbow.initial.controllers, listeners, advertised.listeners, listener.security.protocol.map, inter.broker.listener.name, security.inter.broker.protocol, log.dirs, log.dir, metadata.log.dir, oxbow.metrics.listener, broker.rack, oxbow.rack.*, oxbow.advertised.listeners.annotation, oxbow.pod.annotations.file): use spec.replicas, spec.controllers, spec.listeners, spec.storage or spec.rack instead"}]))]
     pub config: BTreeMap<String, ConfigValue>,
     /// CPU and memory of the broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -331,16 +331,19 @@ pub fn desired(cluster: &KafkaCluster) -> Result<Desired, InvalidSpec> {
     // and the external addresses the operator writes onto the pod (crate::rack and
     // crate::external say why it is done this way).
     let pod_info = spec.rack.is_some() || !external.is_empty();
-    if pod_info {
+    if spec.rack.is_some() {
+        // This key also tells the broker to wait for a rack: only with spec.rack.
         owned.insert(
             rack::ANNOTATIONS_FILE_KEY.into(),
             rack::ANNOTATIONS_FILE.into(),
         );
-    }
-    if spec.rack.is_some() {
         owned.insert(rack::ANNOTATION_KEY.into(), rack::RACK_ANNOTATION.into());
     }
     if !external.is_empty() {
+        owned.insert(
+            external::POD_ANNOTATIONS_FILE_KEY.into(),
+            rack::ANNOTATIONS_FILE.into(),
+        );
         owned.insert(
             external::ANNOTATION_KEY.into(),
             external::ADVERTISED_LISTENERS_ANNOTATION.into(),
@@ -1431,7 +1434,14 @@ mod tests {
             p[external::ANNOTATION_KEY],
             external::ADVERTISED_LISTENERS_ANNOTATION
         );
-        assert_eq!(p[rack::ANNOTATIONS_FILE_KEY], rack::ANNOTATIONS_FILE);
+        assert_eq!(
+            p[external::POD_ANNOTATIONS_FILE_KEY],
+            rack::ANNOTATIONS_FILE
+        );
+        assert!(
+            !p.contains_key(rack::ANNOTATIONS_FILE_KEY),
+            "that key makes the broker wait for a rack"
+        );
         assert_eq!(
             p["listener.security.protocol.map"],
             "PLAIN:PLAINTEXT,EXT:PLAINTEXT,CONTROLLER:PLAINTEXT"

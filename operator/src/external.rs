@@ -20,6 +20,10 @@ pub const ADVERTISED_LISTENERS_ANNOTATION: &str = "oxbow.dev/advertised-listener
 /// The broker key naming that annotation (the broker's `ADVERTISED_LISTENERS_ANNOTATION_KEY`).
 pub const ANNOTATION_KEY: &str = "oxbow.advertised.listeners.annotation";
 
+/// The broker key naming the pod's annotations file it is read from (not the rack's
+/// `oxbow.rack.annotations.file`, which also makes the broker wait for a rack).
+pub const POD_ANNOTATIONS_FILE_KEY: &str = "oxbow.pod.annotations.file";
+
 /// Which of a node's addresses (Kubernetes' `NodeAddress` types) a node-port listener
 /// advertises, in order of preference: Strimzi's default order, an address reachable from
 /// outside first.

@@ -212,9 +212,10 @@ static BROKER_CONFIGS: &[BrokerConfigKey] = &[
     k("offsets.topic.num.partitions", T::Int, Some("50"), V::AtLeast(1), RO, "Partitions of the offsets topic."),
     k("offsets.topic.replication.factor", T::Short, Some("3"), V::AtLeast(1), RO, "Replication factor of the offsets topic."),
     k("offsets.topic.segment.bytes", T::Int, Some("104857600"), V::AtLeast(1), RO, "Segment size of the offsets topic."),
-    k("oxbow.advertised.listeners.annotation", T::String, None, V::None, RO, "A pod annotation in oxbow.rack.annotations.file whose value the broker waits for at start and takes as advertised.listeners (Oxbow's own key, for addresses known only once the pod is placed: a node port on its node; unset: off)."),
+    k("oxbow.advertised.listeners.annotation", T::String, None, V::None, RO, "A pod annotation in oxbow.pod.annotations.file whose value the broker waits for at start and takes as advertised.listeners (Oxbow's own key, for addresses known only once the pod is placed: a node port on its node; unset: off)."),
     k("oxbow.initial.controllers", T::List, Some(""), V::None, RO, "The first voters of a new dynamic quorum, as id@host:port[:directoryId] (Kafka's kafka-storage.sh format --initial-controllers as a key; Oxbow's own key; read only on a pristine metadata log)."),
     k("oxbow.metrics.listener", T::String, None, V::None, RO, "host:port serving Prometheus metrics on /metrics (Oxbow's own key; unset: off)."),
+    k("oxbow.pod.annotations.file", T::String, None, V::None, RO, "A Kubernetes downward-API file of the pod's annotations, where oxbow.advertised.listeners.annotation is read (Oxbow's own key; unset: oxbow.rack.annotations.file)."),
     k("oxbow.rack.annotation", T::String, Some(DEFAULT_RACK_ANNOTATION), V::None, RO, "The pod annotation in oxbow.rack.annotations.file whose value becomes broker.rack (Oxbow's own key)."),
     k("oxbow.rack.annotations.file", T::String, None, V::None, RO, "A Kubernetes downward-API file of the pod's annotations; when set and broker.rack is not, the broker waits at start until it holds oxbow.rack.annotation and takes its value as broker.rack (Oxbow's own key; unset: off)."),
     k("principal.builder.class", T::Class, Some("org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"), V::None, PB, "Class building the principal of a connection."),
@@ -431,9 +432,13 @@ pub struct BrokerConfig {
     /// `oxbow.rack.annotation` ([`DEFAULT_RACK_ANNOTATION`]): the annotation of that file
     /// naming the rack.
     pub rack_annotation: String,
+    /// `oxbow.pod.annotations.file` (null: [`BrokerConfig::rack_annotations_file`]): the pod's
+    /// annotations as the downward API writes them, where
+    /// [`BrokerConfig::advertised_listeners_annotation`] is read. Not the rack's key: setting
+    /// that one makes the broker wait for a rack.
+    pub pod_annotations_file: Option<PathBuf>,
     /// `oxbow.advertised.listeners.annotation` (null: off): an annotation of
-    /// [`BrokerConfig::rack_annotations_file`] (the pod's annotations, whatever they are read
-    /// for) that the broker waits for at start and takes as `advertised.listeners`, as if given
+    /// [`BrokerConfig::pod_annotations_file`] that the broker waits for at start and takes as `advertised.listeners`, as if given
     /// with `--override`. Oxbow's own key: the operator sets it for external listeners, whose
     /// address (the node's, with the broker's own node port) is known only once the pod is
     /// placed, so no pod template can say it.
@@ -1114,6 +1119,10 @@ impl BrokerConfig {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            pod_annotations_file: string("oxbow.pod.annotations.file")?
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             advertised_listeners_annotation: string(ADVERTISED_LISTENERS_ANNOTATION_KEY)?
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty()),
@@ -1370,7 +1379,7 @@ mod tests {
         );
         assert_eq!(c.advertised_listeners_annotation, None, "off by default");
         let (c, warnings) = parse(
-            "node.id=0\noxbow.rack.annotations.file=/etc/podinfo/annotations\n\
+            "node.id=0\noxbow.pod.annotations.file=/etc/podinfo/annotations\n\
              oxbow.advertised.listeners.annotation=oxbow.dev/advertised-listeners",
         )
         .unwrap();
@@ -1379,6 +1388,11 @@ mod tests {
             c.advertised_listeners_annotation.as_deref(),
             Some("oxbow.dev/advertised-listeners")
         );
+        assert_eq!(
+            c.pod_annotations_file.as_deref(),
+            Some(Path::new("/etc/podinfo/annotations"))
+        );
+        assert_eq!(c.rack_annotations_file, None, "no rack is waited for");
         let empty = parse("oxbow.rack.annotation=").unwrap_err();
         assert!(
             empty.to_string().contains("oxbow.rack.annotation"),

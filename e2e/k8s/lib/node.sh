@@ -196,8 +196,8 @@ node_start() {
   check_alive kubelet; check_alive kube-proxy; check_alive kube-scheduler; check_alive coredns
   # CoreDNS is ready once its kubernetes plugin has listed Services and EndpointSlices from
   # the API server; on a loaded machine (the fuzz build starts beside this phase) that once
-  # took more than 30 s in CI, so it gets the 90 s the node and the API server get.
-  wait_for "CoreDNS ready" 90 curl -sf "http://127.0.0.1:$((KUBELET_PORT + 10))/ready"
+  # took more than 30 s in CI, and once more than 90 s with builds beside it: 180 s.
+  wait_for "CoreDNS ready" 180 curl -sf "http://127.0.0.1:$((KUBELET_PORT + 10))/ready"
   # PersistentVolumes for the StatefulSets' claims: hostPath under the run dir, world-writable
   # as a local-path provisioner makes them (hostPath volumes ignore fsGroup).
   local i manifest=""

@@ -54,15 +54,24 @@ logs_of "$standby" | grep -q 'cluster=' && fail "the standby $standby reconciled
 t0=$(date +%s%N)
 kc -n "$ons" delete pod "$leader" --wait=false >/dev/null
 new_holder() { local h; h=$(holder) && [[ -n $h && $h != "$1" ]]; }
-wait_until 30 "the lease handed over from $leader" new_holder "$leader"
-handover_ms=$((($(date +%s%N) - t0) / 1000000))
+# Sampled every ~0.1 s: first the lease emptied (released on SIGTERM), then a new holder.
+released_ms="" handover_ms=""
+for ((i = 0; i < 300; i++)); do
+  h=$(holder) now_ms=$((($(date +%s%N) - t0) / 1000000))
+  [[ -z $released_ms && $h != "$leader" ]] && released_ms=$now_ms
+  if [[ -n $h && $h != "$leader" ]]; then handover_ms=$now_ms; break; fi
+  sleep 0.1
+done
+[[ -n $handover_ms ]] || fail "no replica took the lease within 30 s of deleting $leader"
 # The released lease goes to whichever replica asks first: often the Deployment's new pod,
 # which asks as it starts, while the standby asks again only when the lease it saw would
-# have expired. Either way one replica, not the deleted one, leads within seconds.
+# have expired. So a replica that asked just before the release waits for that expiry
+# (kube-lease-manager's timing, up to the 15 s lease): what must be quick is the release.
 leader=$(holder)
-pods | grep -qxF "$leader" || fail "the lease went to $leader, not a running replica"
-say "deleted leader: $leader leads ${handover_ms} ms later"
-((handover_ms < 12000)) || fail "hand-over took ${handover_ms} ms: the lease was not released on SIGTERM"
+running_holder() { pods | grep -qxF "$leader"; }
+wait_until 20 "the new holder $leader running" running_holder
+say "deleted leader: released after ${released_ms} ms, $leader leads ${handover_ms} ms later"
+((released_ms < 5000)) || fail "the lease stayed with the deleted leader for ${released_ms} ms: it was not released on SIGTERM"
 paused_cluster le-2
 wait_until 30 "le-2 reconciled by the new leader" reconciled le-2
 wait_until 60 "two operator replicas running again" two_running
