@@ -445,18 +445,41 @@ fn check_initial_controllers(
     })
 }
 
-/// `id@host:port[:directoryId],...` (Kafka's `--initial-controllers`): the directory id is
-/// accepted and dropped, since Oxbow's membership keeps no directory ids; duplicate ids are an
-/// error.
+/// `oxbow.initial.controllers`: `id@host:port[:directoryId]` entries, as Kafka's
+/// `--initial-controllers` takes them (the directory id is accepted and dropped: Oxbow's
+/// membership keeps none); duplicate ids are an error.
 fn parse_initial_controllers(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
-    let key = INITIAL_CONTROLLERS_KEY;
-    let bad = || {
-        ConfigError::invalid_value(
-            key,
-            raw,
-            "Expected entries of the form {id}@{host}:{port}[:{directoryId}]",
-        )
-    };
+    parse_voter_list(
+        INITIAL_CONTROLLERS_KEY,
+        raw,
+        "Expected entries of the form {id}@{host}:{port}[:{directoryId}]",
+        "Duplicate controller id",
+        true,
+    )
+}
+
+/// `id@host:port,...`; duplicate ids are an error, as in Kafka.
+fn parse_voters(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
+    parse_voter_list(
+        "controller.quorum.voters",
+        raw,
+        "Expected entries of the form {id}@{host}:{port}",
+        "Duplicate voter id",
+        false,
+    )
+}
+
+/// `id@host:port` entries of `key` (with `directory_ids`, each may end in `:directoryId`,
+/// dropped); errors in Kafka's words: `form` for an entry that does not parse, `duplicate`
+/// for an id given twice.
+fn parse_voter_list(
+    key: &str,
+    raw: &str,
+    form: &str,
+    duplicate: &str,
+    directory_ids: bool,
+) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let bad = || ConfigError::invalid_value(key, raw, form);
     let mut voters: Vec<QuorumVoter> = Vec::new();
     for entry in entries(raw) {
         let (id, endpoint) = entry.split_once('@').ok_or_else(bad)?;
@@ -469,7 +492,11 @@ fn parse_initial_controllers(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError>
         // A last part that is not a port is the directory id (a 22-character base64 uuid,
         // never a number).
         let endpoint = match endpoint.rsplit_once(':') {
-            Some((rest, last)) if last.parse::<u16>().is_err() && !last.is_empty() => rest,
+            Some((rest, last))
+                if directory_ids && last.parse::<u16>().is_err() && !last.is_empty() =>
+            {
+                rest
+            }
             _ => endpoint,
         };
         let (host, port) = parse_endpoint(key, raw, endpoint)?;
@@ -477,38 +504,7 @@ fn parse_initial_controllers(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError>
             return Err(ConfigError::invalid_value(
                 key,
                 raw,
-                format!("Duplicate controller id {id}"),
-            ));
-        }
-        voters.push(QuorumVoter { id, host, port });
-    }
-    Ok(voters)
-}
-
-/// `id@host:port,...`; duplicate ids are an error, as in Kafka.
-fn parse_voters(raw: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
-    let bad = || {
-        ConfigError::invalid_value(
-            "controller.quorum.voters",
-            raw,
-            "Expected entries of the form {id}@{host}:{port}",
-        )
-    };
-    let mut voters: Vec<QuorumVoter> = Vec::new();
-    for entry in entries(raw) {
-        let (id, endpoint) = entry.split_once('@').ok_or_else(bad)?;
-        let id: i32 = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|id| *id >= 0)
-            .ok_or_else(bad)?;
-        let (host, port) = parse_endpoint("controller.quorum.voters", raw, endpoint)?;
-        if voters.iter().any(|v| v.id == id) {
-            return Err(ConfigError::invalid_value(
-                "controller.quorum.voters",
-                raw,
-                format!("Duplicate voter id {id}"),
+                format!("{duplicate} {id}"),
             ));
         }
         voters.push(QuorumVoter { id, host, port });
