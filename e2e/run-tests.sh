@@ -39,14 +39,22 @@ phase() { # name command...
   echo
   echo "==================== run-tests: $name ===================="
   local start=$SECONDS
-  local log rc
+  local log rc out tee_pid
   log=$(mktemp)
   # Not a pipeline: the command runs in this shell (`collect` waits for this shell's
   # background jobs, which a pipeline's subshell cannot), its output copied by a tee that is
-  # waited for before the log is read.
-  "$@" > >(tee "$log") 2>&1
+  # waited for (once its input is closed) before the log is read.
+  exec {out}> >(tee "$log")
+  tee_pid=${!:-}
+  "$@" >&"$out" 2>&1
   rc=$?
-  wait $!
+  exec {out}>&-
+  # Bounded: a process the command left behind may still hold the pipe open.
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ -n $tee_pid ]] && kill -0 "$tee_pid" 2>/dev/null || break
+    sleep 0.1
+  done
   if [[ $rc != 0 ]]; then
     { echo "---- $name: failed tests and panics (first 40):"
       grep -E '^test .* FAILED$|panicked at|^---- .* stdout ----$' "$log" | head -n 40; } >>"$FAILURE_REPORT"
