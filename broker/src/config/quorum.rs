@@ -570,21 +570,7 @@ mod tests {
     };
 
     fn check(roles: &str, voters: &str, bootstrap: &str) -> Result<QuorumConfig, String> {
-        let roles: Vec<String> = entries(roles).into_iter().map(String::from).collect();
-        parse_quorum(
-            1,
-            &roles,
-            voters,
-            bootstrap,
-            "",
-            &[
-                listener("PLAINTEXT", "0.0.0.0", 9092),
-                listener("CONTROLLER", "127.0.0.1", 9093),
-            ],
-            &["CONTROLLER".to_string()],
-            TIMEOUTS,
-        )
-        .map_err(|e| e.to_string())
+        initial(roles, voters, bootstrap, "")
     }
 
     #[test]
