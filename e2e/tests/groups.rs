@@ -2099,6 +2099,7 @@ fn classic_group_migrates_to_consumer_and_back_online() {
     wait_delivered_once(&live.iter().collect::<Vec<_>>(), &all);
     let (kind, out) = group_type(&t, &b, group);
     assert_eq!(kind, "Classic", "{out}");
+    let mut ids = member_ids(&t, &b, group);
 
     // (new member's label, its protocol, the type and assignor the group has after the step)
     let steps: [(&'static str, &[&str], &str, &str); 6] = [
@@ -2148,7 +2149,26 @@ fn classic_group_migrates_to_consumer_and_back_online() {
                 Err(format!("after {label} joined: {out}"))
             }
         });
+        // The two members that were not rolled went through the conversion as members: the
+        // group kept their ids (a member fenced by the conversion rejoins under a new one).
+        let now = member_ids(&t, &b, group);
+        assert_eq!(
+            ids.intersection(&now).count(),
+            2,
+            "after {label} joined: members before {ids:?}, now {now:?}\n{}",
+            describe_members(&everyone)
+        );
+        ids = now;
     }
+}
+
+/// The member ids `kafka-consumer-groups.sh --describe --members` lists for `group`.
+fn member_ids(t: &Tools, b: &Target, group: &str) -> BTreeSet<String> {
+    let d = groups(t, b, &["--group", group, "--describe", "--members"]).ok();
+    table(&d, "GROUP")
+        .iter()
+        .map(|r| r["CONSUMER-ID"].clone())
+        .collect()
 }
 
 /// The one-way policies refuse the other direction as Kafka does. With

@@ -41,15 +41,19 @@ async fn describe(ctx: &Ctx<'_>, id: kafka_protocol::messages::GroupId) -> Descr
     };
     // A consumer-protocol (KIP-848) group is not a classic group: Kafka answers as for an
     // unknown one, and the admin client describes it with ConsumerGroupDescribe.
+    let consumer_group = g.as_ref().is_some_and(|g| g.consumer.is_some());
     let Some(g) = g.filter(|g| g.consumer.is_none()) else {
-        // Kafka 4.x answers v6+ with GROUP_ID_NOT_FOUND; older versions get "Dead".
+        // Kafka 4.x answers v6+ with GROUP_ID_NOT_FOUND and says which of the two it is;
+        // older versions get "Dead".
         if ctx.version >= 6 {
+            let message = if consumer_group {
+                format!("Group {} is not a classic group.", id.0.as_str())
+            } else {
+                format!("Group {} not found.", id.0.as_str())
+            };
             return described
                 .with_error_code(ResponseError::GroupIdNotFound.code())
-                .with_error_message(Some(str_bytes(format!(
-                    "Group {} not found.",
-                    id.0.as_str()
-                ))))
+                .with_error_message(Some(str_bytes(message)))
                 .with_group_state(str_bytes(GroupState::Dead.name()));
         }
         return described.with_group_state(str_bytes(GroupState::Dead.name()));

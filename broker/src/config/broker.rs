@@ -123,7 +123,7 @@ static BROKER_CONFIGS: &[BrokerConfigKey] = &[
     k("group.consumer.max.heartbeat.interval.ms", T::Int, Some("15000"), V::AtLeast(1), RO, "Maximum heartbeat interval of consumer-protocol groups."),
     k("group.consumer.max.session.timeout.ms", T::Int, Some("60000"), V::AtLeast(1), RO, "Maximum session timeout of consumer-protocol groups."),
     k("group.consumer.max.size", T::Int, INT_MAX, V::AtLeast(1), RO, "Maximum members of a consumer-protocol group."),
-    k("group.consumer.migration.policy", T::String, Some("bidirectional"), V::OneOf(&["disabled", "upgrade", "downgrade", "bidirectional"]), RO, "Which online conversions between classic and consumer groups are allowed."),
+    k("group.consumer.migration.policy", T::String, Some("bidirectional"), V::OneOfIgnoreCase(&["disabled", "upgrade", "downgrade", "bidirectional"]), RO, "Which online conversions between classic and consumer groups are allowed."),
     k("group.consumer.min.heartbeat.interval.ms", T::Int, Some("5000"), V::AtLeast(1), RO, "Minimum heartbeat interval of consumer-protocol groups."),
     k("group.consumer.min.session.timeout.ms", T::Int, Some("45000"), V::AtLeast(1), RO, "Minimum session timeout of consumer-protocol groups."),
     k("group.consumer.session.timeout.ms", T::Int, Some("45000"), V::AtLeast(1), RO, "Session timeout of consumer-protocol group members."),
@@ -1435,6 +1435,21 @@ mod tests {
         );
         let err = parse("replica.fetch.max.bytes=-1").unwrap_err().to_string();
         assert!(err.contains("replica.fetch.max.bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_migration_policy_is_read_in_any_case_as_kafka_does() {
+        use crate::group::consumer::migration::MigrationPolicy;
+        let (c, _) = parse("group.consumer.migration.policy=UPGRADE").unwrap();
+        assert_eq!(c.group_consumer_migration_policy, MigrationPolicy::Upgrade);
+        let (c, _) = parse("group.consumer.migration.policy=Disabled").unwrap();
+        assert_eq!(c.group_consumer_migration_policy, MigrationPolicy::Disabled);
+        let err = parse("group.consumer.migration.policy=sideways").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("String must be one of (case insensitive): disabled, upgrade"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub enum Validator {
     Between(i64, i64),
     /// `ValidString.in(...)`, case-sensitive: "String must be one of: a, b".
     OneOf(&'static [&'static str]),
+    /// `CaseInsensitiveValidString.in(...)`: "String must be one of (case insensitive): a, b".
+    OneOfIgnoreCase(&'static [&'static str]),
     /// `ValidList.in(...)`: every element must be one of these.
     ListOf(&'static [&'static str]),
     /// gzip level: 1..=9 or -1.
@@ -89,6 +91,7 @@ impl Validator {
             Validator::AtLeast(n) => Some(format!("[{n},...]")),
             Validator::Between(a, b) => Some(format!("[{a},...,{b}]")),
             Validator::OneOf(v) | Validator::ListOf(v) => Some(format!("[{}]", v.join(", "))),
+            Validator::OneOfIgnoreCase(v) => Some(format!("(case insensitive) [{}]", v.join(", "))),
             Validator::GzipLevel => Some("[1,...,9] or -1".to_string()),
             Validator::ThrottledReplicas => {
                 Some("[partitionId]:[brokerId],[partitionId]:[brokerId],...".to_string())
@@ -280,6 +283,19 @@ fn validate(name: &str, raw: &str, value: &Value, validator: Validator) -> Resul
                 raw,
                 format!("String must be one of: {}", valid.join(", ")),
             )),
+            _ => Ok(()),
+        },
+        Validator::OneOfIgnoreCase(valid) => match value {
+            Value::Str(s) if !valid.iter().any(|v| v.eq_ignore_ascii_case(s)) => {
+                Err(ConfigError::invalid_value(
+                    name,
+                    raw,
+                    format!(
+                        "String must be one of (case insensitive): {}",
+                        valid.join(", ")
+                    ),
+                ))
+            }
             _ => Ok(()),
         },
         Validator::ListOf(valid) => match value {

@@ -51,7 +51,7 @@ use kafka_protocol::records::{
 };
 use kafka_protocol::ResponseError;
 use tokio::sync::{oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::ApiError;
 use crate::log::PartitionLog;
@@ -691,6 +691,7 @@ impl GroupCoordinator {
                     self.limits.consumer_max_size,
                     || uuid::Uuid::new_v4().to_string(),
                 );
+                debug!(group = %group_id, asked = %request.member_id, member = %response.member_id, generation = response.generation_id, error = response.error_code, "classic JoinGroup to a consumer group");
                 Self::schedule(&mut inner, group_id);
                 let written = Self::queue_consumer_records(&mut inner, group_id);
                 (Some(response), written)
@@ -749,6 +750,7 @@ impl GroupCoordinator {
             };
             if let Some(c) = group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
                 let response = c.classic_sync(&request, now);
+                debug!(group = %group_id, member = %request.member_id, generation = request.generation_id, error = response.error_code, assignment = response.assignment.len(), "classic SyncGroup to a consumer group");
                 Self::schedule(&mut inner, group_id);
                 return response;
             }
@@ -797,6 +799,9 @@ impl GroupCoordinator {
         match group.consumer.as_mut().filter(|c| !c.members.is_empty()) {
             Some(c) => {
                 let code = c.classic_heartbeat(member_id, instance, generation_id, now_ms());
+                if code != 0 {
+                    debug!(group = %group_id, member = %member_id, generation = generation_id, error = code, "classic Heartbeat to a consumer group");
+                }
                 // A member told to rejoin has a join deadline now.
                 Self::schedule(&mut inner, group_id);
                 code
@@ -859,7 +864,7 @@ impl GroupCoordinator {
                     return Err(consumer::migration::upgrade_refused(group_id, reason));
                 }
                 let Some(mut converted) =
-                    consumer::ConsumerGroup::from_classic(group, &HostTopics(host))
+                    consumer::ConsumerGroup::from_classic(group, &HostTopics(host), now)
                 else {
                     warn!(group = %group_id, "cannot upgrade the classic group: malformed embedded consumer protocol");
                     return Err(consumer::migration::upgrade_refused(
@@ -1091,6 +1096,7 @@ impl GroupCoordinator {
             .or_insert_with(|| Group::new(group_id, now));
         if let Err(e) = group.validate_offset_commit(member_id, instance, generation_id) {
             let code = e.code();
+            debug!(group = %group_id, member = %member_id, generation = generation_id, error = code, "offset commit refused");
             if group.state() == GroupState::Empty
                 && group.offsets.is_empty()
                 && group.members().next().is_none()
@@ -2725,6 +2731,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(c.member_epoch, 2, "the group epoch after the generation");
+        // The classic member has a whole session from the upgrade on: the next tick does
+        // not fence it (it did, and its next commit failed with UNKNOWN_MEMBER_ID).
+        let upgraded = first.describe(&host, group).await.unwrap().unwrap();
+        let session = upgraded.consumer.as_ref().unwrap().members[&a].session_deadline_ms;
+        assert!(session > now_ms() + 5_000, "{session}");
         let upgrade = logged_keys(&host, group).split_off(before);
         assert_eq!(
             upgrade.first(),

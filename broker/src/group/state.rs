@@ -1324,6 +1324,7 @@ impl Group {
             let downgrade = self.consumer.as_ref().is_some_and(|c| {
                 downgrade_allowed(limits.migration_policy, c, &id, limits.max_size)
             });
+            tracing::info!(group = %self.group_id, member = %id, "member fenced: its session or rebalance deadline passed");
             if downgrade {
                 return self.downgrade(&id, now_ms, limits);
             }

@@ -264,9 +264,11 @@ fn protocol_name(classic: &ClassicMemberMetadata) -> String {
 impl ConsumerGroup {
     /// The consumer group a classic group becomes (Kafka's `fromClassicGroup`): the group
     /// and target epochs are its generation; each member keeps its id, session, protocols
-    /// and assignment (as its target too) at the generation's epoch, stable. `None` if a
-    /// member's subscription or assignment is not the embedded consumer protocol.
-    pub fn from_classic(group: &Group, topics: &dyn Topics) -> Option<ConsumerGroup> {
+    /// and assignment (as its target too) at the generation's epoch, stable, and its session
+    /// starts again at `now_ms` (as Kafka schedules each converted member's session
+    /// timeout). `None` if a member's subscription or assignment is not the embedded
+    /// consumer protocol.
+    pub fn from_classic(group: &Group, topics: &dyn Topics, now_ms: i64) -> Option<ConsumerGroup> {
         let mut converted = ConsumerGroup::new(&group.group_id);
         converted.group_epoch = group.generation_id;
         converted.assignment_epoch = group.generation_id;
@@ -289,7 +291,10 @@ impl ConsumerGroup {
                     session_timeout_ms: m.session_timeout_ms,
                     supported_protocols: m.protocols.clone(),
                 }),
-                ..ConsumerMember::new(&m.member_id, 0)
+                // Not the classic member's last heartbeat: a member that was waiting in
+                // JoinGroup has none to go by, and Kafka gives every member a full session.
+                session_deadline_ms: now_ms + i64::from(m.session_timeout_ms),
+                ..ConsumerMember::new(&m.member_id, now_ms)
             };
             converted.target.insert(m.member_id.clone(), assigned);
             converted.members.insert(m.member_id.clone(), member);
@@ -791,7 +796,7 @@ mod tests {
     }
 
     fn converted() -> ConsumerGroup {
-        ConsumerGroup::from_classic(&classic_group("consumer"), &cluster).unwrap()
+        ConsumerGroup::from_classic(&classic_group("consumer"), &cluster, 1_000).unwrap()
     }
 
     #[test]
@@ -858,6 +863,10 @@ mod tests {
         let classic = a.classic.as_ref().unwrap();
         assert_eq!(classic.session_timeout_ms, 10_000);
         assert_eq!(classic.supported_protocols[0].0, "range");
+        // Each member's session starts again at the conversion (here at 1 s): the classic
+        // members are not fenced by the first tick after it.
+        assert!(c.expired(1_000 + 9_999).is_empty());
+        assert_eq!(c.expired(1_000 + 10_000), ["A", "B"]);
         assert_eq!(c.subscribed_topics[TOPIC], (topic_id(), 4));
         // Malformed embedded protocol: no conversion.
         let mut bad = classic_group("consumer");
@@ -872,7 +881,7 @@ mod tests {
             },
             1_000,
         );
-        assert!(ConsumerGroup::from_classic(&bad, &cluster).is_none());
+        assert!(ConsumerGroup::from_classic(&bad, &cluster, 1_000).is_none());
     }
 
     /// What a model client owns, as its last answer said.
@@ -1145,7 +1154,7 @@ mod tests {
     fn the_group_downgrades_and_its_members_rebalance() {
         let mut group = classic_group("consumer");
         let lim = limits(MigrationPolicy::Bidirectional);
-        let mut c = ConsumerGroup::from_classic(&group, &cluster).unwrap();
+        let mut c = ConsumerGroup::from_classic(&group, &cluster, 1_000).unwrap();
         c.heartbeat(
             &consumer_join("C"),
             &cluster,
@@ -1212,7 +1221,7 @@ mod tests {
         let lim = limits(MigrationPolicy::Bidirectional);
         let setup = || {
             let mut group = classic_group("consumer");
-            let mut c = ConsumerGroup::from_classic(&group, &cluster).unwrap();
+            let mut c = ConsumerGroup::from_classic(&group, &cluster, 1_000).unwrap();
             let static_join = Heartbeat {
                 instance_id: Some("i".into()),
                 ..consumer_join("S")
