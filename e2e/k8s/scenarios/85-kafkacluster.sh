@@ -7,20 +7,11 @@
 # operator created is gone.
 . "$(dirname "$0")/lib.sh"
 ns=$NS-kc kc_name=my-cluster
-cleanup() {
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-install_operator || fail "operator did not become available"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
-jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+kafkacluster_scenario
 
 t0=$SECONDS
 k apply -f "$REPO/examples/kafka-cluster.yaml" >/dev/null
-ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
-wait_until 240 "KafkaCluster $kc_name Ready" ready
+wait_until 240 "KafkaCluster $kc_name Ready" kc_ready
 say "Ready $((SECONDS - t0)) s after kubectl apply: $(k get kc "$kc_name" --no-headers)"
 bootstrap=$(jp '{.status.listeners[0].bootstrapServers}')
 [[ $bootstrap == "$kc_name-plain-bootstrap.$ns.svc:9092" ]] || fail "bootstrap address in status: '$bootstrap'"
@@ -101,7 +92,7 @@ has_setting() { k get cm "$kc_name-config" -o jsonpath='{.data.server\.propertie
 ! has_setting || fail "a paused KafkaCluster's config reached its ConfigMap"
 k annotate kc "$kc_name" oxbow.dev/pause-reconciliation- >/dev/null
 wait_until 30 "the config applied once unpaused" has_setting
-unpaused() { ! paused && ready; }
+unpaused() { ! paused && kc_ready; }
 wait_until 60 "ReconciliationPaused gone and Ready again" unpaused
 
 # Delete: everything it created goes with it (owner references, no finalizer).

@@ -11,19 +11,11 @@
 ns=$NS-rack kc_name=racked label=topology.kubernetes.io/zone
 nodes=$(kc get nodes -o name)
 unlabel() { for n in $nodes; do kc label "$n" "$label-" >/dev/null 2>&1 || true; done; }
-cleanup() {
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  unlabel
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+scenario_cleanup() { unlabel; }
+kafkacluster_scenario
 unlabel
-install_operator || fail "operator did not become available"
 [[ $(kc auth can-i get nodes --as=system:serviceaccount:oxbow-system:oxbow-operator 2>/dev/null) == yes ]] ||
   fail "the chart's RBAC does not let the operator get nodes"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
-jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
 
 kc_refused "$ns" "spec.rack.topologyKey" "  replicas: 1
   rack: {topologyKey: ''}"
@@ -57,8 +49,7 @@ fi
 
 for n in $nodes; do kc label "$n" "$label=zone-a" --overwrite >/dev/null; done
 t1=$SECONDS
-ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
-wait_until 120 "KafkaCluster $kc_name Ready once the node is labelled" ready
+wait_until 120 "KafkaCluster $kc_name Ready once the node is labelled" kc_ready
 say "Ready $((SECONDS - t1)) s after labelling the node ($((SECONDS - t0)) s after kubectl apply)"
 annotations=$(k get pods -l "oxbow.dev/cluster=$kc_name" -o jsonpath='{.items[*].metadata.annotations.oxbow\.dev/rack}')
 [[ $annotations == "zone-a zone-a zone-a" ]] || fail "pods' oxbow.dev/rack: '$annotations'"

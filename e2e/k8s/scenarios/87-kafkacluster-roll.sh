@@ -10,20 +10,8 @@
 # that pod only. Prints the figures: apply→Ready, full roll duration, failed sends.
 . "$(dirname "$0")/lib.sh"
 ns=$NS-roll kc_name=rolling topic=rolled
-work=$(mktemp -d)
 producer_pid="" sampler_pid=""
-cleanup() {
-  [[ -z $producer_pid ]] || kill -TERM -- "-$producer_pid" 2>/dev/null || true
-  [[ -z $sampler_pid ]] || kill "$sampler_pid" 2>/dev/null || true
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-install_operator || fail "operator did not become available"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
-jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+kafkacluster_scenario
 sel="oxbow.dev/cluster=$kc_name"
 # name=uid=ready=deletionTimestamp for each pod, sorted by name.
 pod_line() {
@@ -40,8 +28,7 @@ spec:
   replicas: 3
   storage: {type: persistent-claim, size: 1Gi, deleteClaim: true}
 EOF
-ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
-wait_until 240 "KafkaCluster $kc_name Ready" ready
+wait_until 240 "KafkaCluster $kc_name Ready" kc_ready
 apply_ready=$((SECONDS - t0))
 say "Ready $apply_ready s after kubectl apply"
 bootstrap=$(jp '{.status.listeners[0].bootstrapServers}')
@@ -96,7 +83,7 @@ k patch kc "$kc_name" --type merge -p '{"spec":{"config":{"num.partitions":2}}}'
 rolling() { [[ -n $(jp '{.status.rollingUpdate.startedAt}') ]]; }
 wait_until 30 "status.rollingUpdate" rolling
 rolled() {
-  [[ -z $(jp '{.status.rollingUpdate}') ]] && ready &&
+  [[ -z $(jp '{.status.rollingUpdate}') ]] && kc_ready &&
     [[ $(k get events --field-selector "involvedObject.name=$kc_name,reason=RollingUpdateDone" -o name) ]]
 }
 wait_until 600 "the roll to finish (rollingUpdate gone, Ready, RollingUpdateDone)" rolled
@@ -223,7 +210,7 @@ only_0() {
   local now; now=$(uids)
   [[ $(grep "^$kc_name-0=" <<<"$now") != "$(grep "^$kc_name-0=" <<<"$before")" ]] &&
     [[ $(grep -v "^$kc_name-0=" <<<"$now") == "$(grep -v "^$kc_name-0=" <<<"$before")" ]] &&
-    [[ -z $(jp '{.status.rollingUpdate}') ]] && ready
+    [[ -z $(jp '{.status.rollingUpdate}') ]] && kc_ready
 }
 wait_until 180 "pod $kc_name-0 restarted by the manual annotation, the others not" only_0
 [[ -z $(k get pod "$kc_name-0" -o jsonpath='{.metadata.annotations.oxbow\.dev/manual-rolling-update}') ]] ||

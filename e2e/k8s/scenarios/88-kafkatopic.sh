@@ -11,11 +11,7 @@
 # KafkaTopic whose cluster is gone is deleted without hanging.
 . "$(dirname "$0")/lib.sh"
 ns=$NS-kt kc_name=my-cluster
-cleanup() {
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+kafkacluster_scenario
 # On a failure, show what the operator and Kafka saw before the namespace goes.
 fail() {
   say "FAIL: $*"
@@ -25,11 +21,7 @@ fail() {
   kc -n oxbow-system logs deploy/oxbow-operator --tail=40 2>&1 | cut -c1-400 >&2
   exit 1
 }
-install_operator || fail "operator did not become available"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
 k apply -f "$REPO/examples/kafka-cluster.yaml" >/dev/null
-kc_ready() { [[ $(k get kc "$kc_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
 wait_until 400 "KafkaCluster $kc_name Ready" kc_ready
 bs=$(k get kc "$kc_name" -o 'jsonpath={.status.listeners[0].bootstrapServers}')
 say "cluster Ready, bootstrap $bs"
@@ -77,7 +69,6 @@ topic orders 5 1 "retention.ms: 300000, min.insync.replicas: 1"
 wait_until 30 "orders Ready after restoring spec.partitions" ready_at_gen orders
 
 # 4. Replicas 1→3 while a producer writes with acks=all; every acknowledged record comes back.
-work=$(mktemp -d)
 kafka_tool kafka-verifiable-producer.sh --bootstrap-server "$bs" --topic orders --acks -1 \
   --max-messages 3000 --throughput 300 --value-prefix 7 >"$work/produced" 2>"$work/producer.err" &
 producer=$!
@@ -145,5 +136,4 @@ has keep "PartitionCount: 1" || fail "an unmanaged KafkaTopic's topic was delete
 # 9. The cluster goes first: deleting its KafkaTopic does not hang.
 k delete kc "$kc_name" --wait=true --timeout=60s >/dev/null
 k delete kt hello --timeout=30s >/dev/null || fail "a KafkaTopic whose cluster is gone hangs on deletion"
-rm -rf "$work"
 say "PASS"

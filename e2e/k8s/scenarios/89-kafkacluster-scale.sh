@@ -15,26 +15,13 @@
 # and offset, with no failed send.
 . "$(dirname "$0")/lib.sh"
 ns=$NS-scale kc_name=scaling topic=spread
-work=$(mktemp -d)
 producer_pid="" sampler_pid=""
-cleanup() {
-  [[ -z $producer_pid ]] || kill -TERM -- "-$producer_pid" 2>/dev/null || true
-  [[ -z $sampler_pid ]] || kill "$sampler_pid" 2>/dev/null || true
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-install_operator || fail "operator did not become available"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
-jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+kafkacluster_scenario
 sel="oxbow.dev/cluster=$kc_name"
 uids() { k get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}{"\n"}{end}' | sort; }
-ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
 balanced_over() { # ids...
   local want; want=$(printf '%s,' "$@")
-  ready && [[ -z $(jp '{.status.rebalance}') ]] &&
+  kc_ready && [[ -z $(jp '{.status.rebalance}') ]] &&
     [[ $(jp '{.status.balancedBrokers}' | tr -d '[] ') == "${want%,}" ]]
 }
 # "count of replicas per broker | count of leaders per broker" of a topic, brokers 0..4.

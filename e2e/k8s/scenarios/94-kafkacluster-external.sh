@@ -10,17 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 if [[ $OXBOW_K8S_PLATFORM == local ]]; then skip "the pod runner routes no node ports"; fi
 ns=$NS-ext kc_name=outside
-work=$(mktemp -d)
-cleanup() {
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-install_operator || fail "operator did not become available"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
-jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+kafkacluster_scenario
 # An outside client: the host's Kafka tools with the host's own name resolution (no cluster
 # DNS), or, on kind, a pod's (any address it advertises must be an IP or a name it resolves).
 outside_tool() {
@@ -40,8 +30,7 @@ spec:
     - {name: plain, port: 9092, type: internal}
     - {name: ext, port: 9094, type: nodeport}
 YAML
-ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
-wait_until 240 "KafkaCluster $kc_name Ready" ready
+wait_until 240 "KafkaCluster $kc_name Ready" kc_ready
 external=$(jp '{.status.listeners[?(@.name=="ext")].bootstrapServers}')
 say "Ready $((SECONDS - t0)) s after kubectl apply; ext bootstrap: $external"
 [[ $external =~ ^[0-9a-f.:]+:[0-9]+$ ]] || fail "status.listeners ext bootstrapServers: '$external'"
@@ -82,7 +71,7 @@ say "produced and consumed 100 records through $external from outside"
 # new pod is annotated again before its broker starts).
 before=$(k get pod "$kc_name-1" -o jsonpath='{.metadata.uid}')
 k delete pod "$kc_name-1" --wait=false >/dev/null
-replaced() { [[ $(k get pod "$kc_name-1" -o jsonpath='{.metadata.uid}' 2>/dev/null) != "$before" ]] && ready &&
+replaced() { [[ $(k get pod "$kc_name-1" -o jsonpath='{.metadata.uid}' 2>/dev/null) != "$before" ]] && kc_ready &&
   [[ $(k get pod "$kc_name-1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
 wait_until 180 "pod $kc_name-1 replaced and ready" replaced
 [[ $(advertised) == "$seen" ]] || fail "addresses after the restart: $(advertised) (were $seen)"

@@ -17,19 +17,8 @@
 . "$(dirname "$0")/lib.sh"
 ns=$NS-bench-op kc_name=bench topic=bench
 rate=${BENCH_RATE:-500} quiet_s=${BENCH_QUIET_SECONDS:-30} roll_s=${BENCH_ROLL_SECONDS:-90}
-work=$(mktemp -d)
 producer_pid=""
-cleanup() {
-  [[ -z $producer_pid ]] || kill -TERM -- "-$producer_pid" 2>/dev/null || true
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-install_operator || fail "operator did not become available"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
-jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+kafkacluster_scenario
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 bench() { echo "BENCH $1 $2"; say "$1 = $2"; }
 
@@ -42,8 +31,7 @@ spec:
   replicas: 3
   storage: {type: persistent-claim, size: 1Gi, deleteClaim: true}
 EOF
-ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
-wait_until 300 "KafkaCluster $kc_name Ready" ready
+wait_until 300 "KafkaCluster $kc_name Ready" kc_ready
 bench apply_to_ready_ms "$(ms_since "$t0")"
 bootstrap=$(jp '{.status.listeners[0].bootstrapServers}')
 wait_until 60 "kafka-topics.sh --create $topic" \
@@ -80,7 +68,7 @@ k patch kc "$kc_name" --type merge -p '{"spec":{"config":{"num.partitions":2}}}'
 rolling() { [[ -n $(jp '{.status.rollingUpdate.startedAt}') ]]; }
 wait_until 30 "status.rollingUpdate" rolling
 rolled() {
-  [[ -z $(jp '{.status.rollingUpdate}') ]] && ready &&
+  [[ -z $(jp '{.status.rollingUpdate}') ]] && kc_ready &&
     [[ $(k get events --field-selector "involvedObject.name=$kc_name,reason=RollingUpdateDone" -o name) ]]
 }
 wait_until 600 "the roll to finish" rolled
@@ -99,7 +87,7 @@ bench roll_p99_vs_quiet "$(python3 -c "print(round($roll_p99 / max($quiet_p99, 0
 t0=$(date +%s%N)
 k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":5}}' >/dev/null
 balanced_5() {
-  ready && [[ -z $(jp '{.status.rebalance}') ]] && [[ $(jp '{.status.balancedBrokers}' | tr -d '[] ') == 0,1,2,3,4 ]]
+  kc_ready && [[ -z $(jp '{.status.rebalance}') ]] && [[ $(jp '{.status.balancedBrokers}' | tr -d '[] ') == 0,1,2,3,4 ]]
 }
 wait_until 400 "5 brokers, replicas balanced over 0..4" balanced_5
 bench scale_up_to_balanced_ms "$(ms_since "$t0")"

@@ -9,16 +9,8 @@
 . "$(dirname "$0")/lib.sh"
 ns=$NS-bench kc_name=my-cluster
 many=${BENCH_TOPICS:-200} single=${BENCH_SINGLE:-10}
-cleanup() {
-  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
-  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-install_operator || fail "operator did not become available"
-kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
-k() { kc -n "$ns" "$@"; }
+kafkacluster_scenario
 k apply -f "$REPO/examples/kafka-cluster.yaml" >/dev/null
-kc_ready() { [[ $(k get kc "$kc_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
 wait_until 400 "KafkaCluster $kc_name Ready" kc_ready
 bs=$(k get kc "$kc_name" -o 'jsonpath={.status.listeners[0].bootstrapServers}')
 say "cluster Ready, bootstrap $bs"

@@ -129,3 +129,29 @@ kc_refused() {
   [[ $out == *"$want"* ]] || fail "refusal of '$spec' does not name $want: $out"
   say "refused: $spec -> $out"
 }
+
+# kafkacluster_scenario: the prologue of a scenario about KafkaCluster $kc_name in namespace
+# $ns (both set before the call). Installs the operator, creates the namespace and a scratch
+# directory $work. On exit, whatever the outcome: the scenario's own `scenario_cleanup` if it
+# defines one, the producer process group $producer_pid and the sampler $sampler_pid if set,
+# then the namespace (deleted without waiting), the operator and $work.
+kafkacluster_scenario() {
+  work=$(mktemp -d)
+  trap kafkacluster_cleanup EXIT
+  install_operator || fail "operator did not become available"
+  kc get ns "$ns" >/dev/null 2>&1 || kc create ns "$ns" >/dev/null
+}
+kafkacluster_cleanup() {
+  [[ -z ${producer_pid:-} ]] || kill -TERM -- "-$producer_pid" 2>/dev/null || true
+  [[ -z ${sampler_pid:-} ]] || kill "$sampler_pid" 2>/dev/null || true
+  if declare -F scenario_cleanup >/dev/null; then scenario_cleanup || true; fi
+  kc delete ns "$ns" --wait=false >/dev/null 2>&1 || true
+  helm uninstall oxbow-operator -n oxbow-system --wait --timeout 90s >/dev/null 2>&1 || true
+  rm -rf "${work:?}"
+}
+# k ARGS...: kubectl in the scenario's namespace $ns.
+k() { kc -n "$ns" "$@"; }
+# jp JSONPATH: that field of KafkaCluster $kc_name.
+jp() { k get kc "$kc_name" -o "jsonpath=$1"; }
+# kc_ready: KafkaCluster $kc_name has condition Ready=True.
+kc_ready() { [[ $(jp '{.status.conditions[?(@.type=="Ready")].status}') == True ]]; }
