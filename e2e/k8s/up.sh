@@ -46,9 +46,14 @@ start() { # name cmd...
   echo $! > "$RUN/$name.pid"
 }
 wait_for() { # what seconds cmd...
-  local what=$1 secs=$2 i; shift 2
-  for ((i = 0; i < secs * 5; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  die "$what not ready after ${secs}s; see $RUN/logs/"
+  local what=$1 secs=$2; shift 2
+  wait_for_quietly "$secs" "$@" || die "$what not ready after ${secs}s; see $RUN/logs/"
+}
+wait_for_quietly() { # seconds cmd...: status 1 if cmd never succeeded within that time
+  local secs=$1 deadline; shift
+  deadline=$((SECONDS + secs))
+  while ((SECONDS < deadline)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
 }
 check_alive() { kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null || { tail -20 "$RUN/logs/$1.log" >&2; die "$1 exited"; }; }
 

@@ -10,8 +10,12 @@ PKI=$RUN/pki
 # Ports on 127.0.0.1; off the well-known ones so a developer's other clusters are not disturbed.
 ETCD_PORT=${OXBOW_ETCD_PORT:-32379}
 ETCD_PEER_PORT=${OXBOW_ETCD_PEER_PORT:-32380}
-APISERVER_PORT=${OXBOW_APISERVER_PORT:-36443}
-KCM_PORT=${OXBOW_KCM_PORT:-36257}
+# Below the kernel's ephemeral range (32768-60999 here): a port in it may be taken at any
+# moment by another process's outgoing connection or a test broker bound to port 0, and a
+# component that cannot bind its port leaves the plane half up. (The defaults were 36443 and
+# 36257 until CoreDNS's ready endpoint, at the API server's port + 11, once never answered.)
+APISERVER_PORT=${OXBOW_APISERVER_PORT:-26443}
+KCM_PORT=${OXBOW_KCM_PORT:-26257}
 OXBOW_BIN_DIR=${OXBOW_BIN_DIR:-$WORKSPACE/target/debug}
 KUBECONFIG_PATH=$RUN/kubeconfig
 export PATH="$K8S_BIN:$PATH"

@@ -22,7 +22,7 @@
     kafka_probe.py quorum HOST:PORT
         DescribeQuorum v0 of the metadata quorum (as `kafka-metadata-quorum.sh describe
         --status` asks it); prints {"leader", "epoch", "high_watermark", "voters": [ids],
-        "observers": [ids]}.
+        "observers": [ids], "log_end_offsets": {id: offset}}.
 Kept dependency-free so that the kind path can run it with a stock python image and the local
 path with the host's python3.
 """
@@ -291,17 +291,18 @@ def quorum(addr):
             _idx, perr, leader, epoch, hw = struct.unpack_from(">ihiiq", b, o); o += 22
             if perr:
                 raise IOError(f"DescribeQuorum partition: error {perr}")
-            lists = []
+            lists, ends = [], {}
             for _ in range(2):
                 count, o = uvarint(b, o)
                 ids = []
                 for _ in range(count - 1):
-                    (rid,) = struct.unpack_from(">i", b, o); o += 12
+                    rid, leo = struct.unpack_from(">iq", b, o); o += 12
                     _t, o = uvarint(b, o)
                     ids.append(rid)
+                    ends[str(rid)] = leo
                 lists.append(sorted(ids))
             return {"leader": leader, "epoch": epoch, "high_watermark": hw,
-                    "voters": lists[0], "observers": lists[1]}
+                    "voters": lists[0], "observers": lists[1], "log_end_offsets": ends}
     raise IOError("empty DescribeQuorum response")
 
 

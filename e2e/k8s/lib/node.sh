@@ -197,7 +197,13 @@ node_start() {
   # CoreDNS is ready once its kubernetes plugin has listed Services and EndpointSlices from
   # the API server; on a loaded machine (the fuzz build starts beside this phase) that once
   # took more than 30 s in CI, and once more than 90 s with builds beside it: 180 s.
-  wait_for "CoreDNS ready" 180 curl -sf "http://127.0.0.1:$((KUBELET_PORT + 10))/ready"
+  local ready_url="http://127.0.0.1:$((KUBELET_PORT + 10))/ready"
+  if ! wait_for_quietly 180 curl -sf --max-time 5 "$ready_url"; then
+    # Say why: what answers on the port (CoreDNS, or another process that took it first).
+    curl -sv --max-time 5 "$ready_url" >&2 || true
+    ss -ltnp "sport = :$((KUBELET_PORT + 10))" >&2 || true
+    die "CoreDNS ready not ready after 180s; see $RUN/logs/"
+  fi
   # PersistentVolumes for the StatefulSets' claims: hostPath under the run dir, world-writable
   # as a local-path provisioner makes them (hostPath volumes ignore fsGroup).
   local i manifest=""

@@ -7,7 +7,8 @@
 # restarting any pod, and its rebalance spreads an existing topic's replicas and leaders onto
 # them (status.rebalance while it runs, Events RebalanceStarted/RebalanceDone,
 # status.balancedBrokers [0..4]); `replicas: 3, controllers: 3` removes voters 3 and 4
-# (RemoveRaftVoter, the active controller last, so it moves off a broker that goes), then,
+# (RemoveRaftVoter, the active controller last, so it moves off a broker that goes: its pod is
+# first deleted until the election puts it on 3 or 4), then,
 # with a topic of 5 replicas, is refused (Warning ScaleDownBlocked, all five pods keep
 # running); once that topic is gone, the operator moves every replica off brokers 3 and 4
 # before the StatefulSet shrinks (sampled: never a replica, a vote or the active controller on
@@ -105,14 +106,45 @@ events=$(k get events --field-selector "involvedObject.name=$kc_name" -o jsonpat
 n=$(acked)
 wait_until 60 "100 more acknowledged records after the scale-up" acks_beyond $((n + 100))
 
+# The active controller onto broker 3 or 4, so that the scale-down below must remove it: its
+# pod is deleted until the election after it picks 3 or 4 (each of the 4 others equally
+# likely), the quorum whole again between tries. The operator removes it last, and
+# RemoveRaftVoter of the active controller makes it resign to the voters that stay.
+leader_of() { quorum_of 2>/dev/null | sed -n 's/^leader=\(-\{0,1\}[0-9]*\) .*/\1/p'; }
+# All five voters caught up (log end offsets within 100 of the high watermark), all pods ready.
+quorum_whole() {
+  [[ $(k get sts "$kc_name" -o jsonpath='{.status.readyReplicas}') == 5 ]] &&
+    kafka_probe quorum "$bootstrap" | python3 -c '
+import json, sys
+q = json.load(sys.stdin)
+assert q["leader"] >= 0 and q["voters"] == [0, 1, 2, 3, 4], q
+assert all(q["high_watermark"] - q["log_end_offsets"][str(v)] <= 100 for v in q["voters"]), q'
+}
+for try in 1 2 3 4 5 6 7 8; do
+  leader=$(leader_of)
+  [[ $leader == 3 || $leader == 4 ]] && break
+  [[ -n $leader && $leader -ge 0 ]] || fail "no active controller: $(quorum_of)"
+  say "active controller $leader: deleting its pod (try $try)"
+  k delete pod "$kc_name-$leader" --wait=false >/dev/null
+  elsewhere() { local l; l=$(leader_of); [[ -n $l && $l -ge 0 && $l != "$leader" ]]; }
+  wait_until 60 "a new active controller after deleting $kc_name-$leader" elsewhere
+  wait_until 180 "the pod back and the five voters caught up" quorum_whole
+done
+leader=$(leader_of)
+[[ $leader == 3 || $leader == 4 ]] || fail "the active controller is not on 3 or 4 after 8 tries: $(quorum_of)"
+say "active controller now $leader, a broker the scale-down removes"
+
 # 5 -> 3 brokers and 3 voters: voters 3 and 4 are removed first (the sampler below checks the
 # order); then the scale-down is unsafe while a topic has 5 replicas: refused with a Warning,
 # nothing shrinks.
 kafka_tool kafka-topics.sh --bootstrap-server "$bootstrap" --create --topic wide --partitions 1 \
   --replication-factor 5 >/dev/null || fail "creating wide (RF 5)"
+t0=$SECONDS
 k patch kc "$kc_name" --type merge -p '{"spec":{"replicas":3,"controllers":3}}' >/dev/null
 wait_until 120 "DescribeQuorum lists voters 0..2" voters_are 0,1,2
-say "5 -> 3 voters: $(quorum_of)"
+say "5 -> 3 voters, the active controller $leader among those removed: $(quorum_of) $((SECONDS - t0)) s after the patch"
+leader=$(leader_of)
+[[ $leader == [012] ]] || fail "the active controller after removing voters 3 and 4: $(quorum_of)"
 blocked() { [[ $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].status}') == True ]]; }
 wait_until 120 "Warning ScaleDownBlocked" blocked
 say "refused: $(jp '{.status.conditions[?(@.reason=="ScaleDownBlocked")].message}')"
