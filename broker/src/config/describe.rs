@@ -827,6 +827,19 @@ mod tests {
             )]
         );
         assert_eq!(cluster[0].source, ConfigSource::DynamicDefaultBrokerConfig);
+        // A password set as a cluster default is withheld, in its synonym too.
+        let secret = map(&[("ssl.keystore.password", "secret")]);
+        let cluster = describe_cluster_default_broker_configs(&secret, None, true, false);
+        assert!(cluster[0].sensitive);
+        assert_eq!(cluster[0].value, None);
+        assert_eq!(
+            cluster[0].synonyms,
+            vec![ConfigSynonym {
+                name: "ssl.keystore.password".into(),
+                value: None,
+                source: ConfigSource::DynamicDefaultBrokerConfig,
+            }]
+        );
     }
 
     #[test]
