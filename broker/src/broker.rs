@@ -267,20 +267,13 @@ impl Broker {
         // Peers may not be reachable yet, nor even resolvable (a Kubernetes pod's DNS name
         // appears once the pod runs): keep trying for server.max.startup.time.ms, which is
         // unlimited by default, as Kafka's broker waits for the metadata log.
-        let max_startup =
-            Duration::from_millis(u64::try_from(config.server_max_startup_time_ms).unwrap_or(0));
         let cluster_id = quorum
-            .wait_for_cluster_id(max_startup)
+            .wait_for_cluster_id(config.server_max_startup_time())
             .await
             .context("cannot join the metadata quorum within server.max.startup.time.ms")?;
         info!(%cluster_id, "joined the metadata quorum");
-        let forwarder: Arc<dyn ControllerForwarder> = Arc::new(QuorumForwarder(quorum.clone()));
-        let store: Arc<dyn MetadataStore> = quorum.clone();
-        let broker = tokio::task::spawn_blocking(move || {
-            Broker::open_with_store(config, store, Some(forwarder))
-        })
-        .await
-        .context("start-up panicked")??;
+        let forwarder = Arc::new(QuorumForwarder(quorum.clone()));
+        let broker = Self::open_replicated(config, quorum.clone(), forwarder).await?;
         if let Some(controller) = broker.channel.local_controller().cloned() {
             quorum.set_controller_handler(Arc::new(move |request| {
                 let controller = controller.clone();
@@ -297,21 +290,28 @@ impl Broker {
         let observer = ObserverStore::start(&config)
             .await
             .context("cannot start observing the metadata quorum")?;
-        let max_startup =
-            Duration::from_millis(u64::try_from(config.server_max_startup_time_ms).unwrap_or(0));
         let cluster_id = observer
-            .wait_for_cluster_id(max_startup)
+            .wait_for_cluster_id(config.server_max_startup_time())
             .await
             .context("cannot fetch the metadata log within server.max.startup.time.ms")?;
         info!(%cluster_id, "caught up with the metadata quorum as an observer");
-        let forwarder: Arc<dyn ControllerForwarder> = Arc::new(ObserverForwarder(observer.clone()));
-        let store: Arc<dyn MetadataStore> = observer.clone();
-        let broker = tokio::task::spawn_blocking(move || {
-            Broker::open_with_store(config, store, Some(forwarder))
-        })
-        .await
-        .context("start-up panicked")??;
+        let forwarder = Arc::new(ObserverForwarder(observer.clone()));
+        let broker = Self::open_replicated(config, observer.clone(), forwarder).await?;
         Ok((broker, QuorumMember::Observer(observer)))
+    }
+
+    /// [`Self::open_with_store`] for a node of a replicated cluster, once its quorum member
+    /// (voter or observer) knows the cluster id: `store` is that member's view of the
+    /// metadata log and `forwarder` reaches the active controller. Opening the logs reads
+    /// the disk, so it runs on a blocking thread.
+    async fn open_replicated(
+        config: BrokerConfig,
+        store: Arc<dyn MetadataStore>,
+        forwarder: Arc<dyn ControllerForwarder>,
+    ) -> anyhow::Result<Arc<Broker>> {
+        tokio::task::spawn_blocking(move || Broker::open_with_store(config, store, Some(forwarder)))
+            .await
+            .context("start-up panicked")?
     }
 
     /// A single node is its own controller and trivially caught up with its own metadata:

@@ -7,7 +7,6 @@
 //! preferred elections) and answers the brokers' requests forwarded over the control channel.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
@@ -40,10 +39,8 @@ impl ControllerNode {
         let quorum = QuorumStore::start(&config, None)
             .await
             .context("cannot start the metadata quorum")?;
-        let max_startup =
-            Duration::from_millis(u64::try_from(config.server_max_startup_time_ms).unwrap_or(0));
         let cluster_id = quorum
-            .wait_for_cluster_id(max_startup)
+            .wait_for_cluster_id(config.server_max_startup_time())
             .await
             .context("cannot join the metadata quorum within server.max.startup.time.ms")?;
         if let Some(dir) = config.log_dirs.first() {

@@ -575,6 +575,14 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// `server.max.startup.time.ms` as the time a node of a replicated cluster waits for its
+    /// metadata quorum to name the cluster (a negative value reads as no time at all).
+    pub fn server_max_startup_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            u64::try_from(self.server_max_startup_time_ms).unwrap_or(0),
+        )
+    }
+
     /// Parses `server.properties` text, then applies `overrides` (which win). Returns the
     /// config and warnings, e.g. "The configuration 'x' was supplied but isn't a known
     /// config.". An invalid value fails with a message naming the key, the value and what

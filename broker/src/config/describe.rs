@@ -346,26 +346,18 @@ pub fn describe_broker_configs(
         .into_iter()
         .filter(|name| wanted(keys, name))
         .map(|name| {
-            let def = broker_config_key(name);
-            let sensitive = def.is_none_or(|d| d.config_type == ConfigType::Password);
-            let value = if sensitive {
-                None
-            } else {
-                canonical_broker_value(name, layers.get(name))
-            };
-            let synonyms = config_synonyms(
-                name,
-                dynamic_per_broker,
-                dynamic_default,
-                &broker.explicit,
-                sensitive,
-            );
             broker_entry(
                 name,
-                value,
-                def,
-                sensitive,
-                synonyms,
+                || canonical_broker_value(name, layers.get(name)),
+                |sensitive| {
+                    config_synonyms(
+                        name,
+                        dynamic_per_broker,
+                        dynamic_default,
+                        &broker.explicit,
+                        sensitive,
+                    )
+                },
                 include_synonyms,
                 include_docs,
             )
@@ -373,17 +365,22 @@ pub fn describe_broker_configs(
         .collect()
 }
 
-/// One broker config as DescribeConfigs reports it: the source is that of the first synonym
-/// (the one in effect), or DEFAULT_CONFIG.
+/// One broker config as DescribeConfigs reports it (Kafka's
+/// `ConfigHelper.createBrokerConfigEntry`): PASSWORD keys and keys of unknown type are
+/// sensitive, their value withheld (`value` is not called) and `synonyms` asked for
+/// withheld values; otherwise the value is `value()`. The source is that of the first
+/// synonym (the one in effect), or DEFAULT_CONFIG.
 fn broker_entry(
     name: &str,
-    value: Option<String>,
-    def: Option<&super::broker::BrokerConfigKey>,
-    sensitive: bool,
-    synonyms: Vec<ConfigSynonym>,
+    value: impl FnOnce() -> Option<String>,
+    synonyms: impl FnOnce(bool) -> Vec<ConfigSynonym>,
     include_synonyms: bool,
     include_docs: bool,
 ) -> DescribedConfig {
+    let def = broker_config_key(name);
+    let sensitive = def.is_none_or(|d| d.config_type == ConfigType::Password);
+    let value = if sensitive { None } else { value() };
+    let synonyms = synonyms(sensitive);
     let source = synonyms
         .first()
         .map_or(ConfigSource::DefaultConfig, |s| s.source);
@@ -421,20 +418,15 @@ pub fn describe_cluster_default_broker_configs(
         .iter()
         .filter(|(name, _)| wanted(keys, name))
         .map(|(name, raw)| {
-            let def = broker_config_key(name);
-            let sensitive = def.is_none_or(|d| d.config_type == ConfigType::Password);
-            let synonyms: Vec<ConfigSynonym> =
-                config_synonyms(name, &empty, dynamic_default, &empty, sensitive)
-                    .into_iter()
-                    .filter(|s| s.source == ConfigSource::DynamicDefaultBrokerConfig)
-                    .collect();
-            let value = if sensitive { None } else { Some(raw.clone()) };
             broker_entry(
                 name,
-                value,
-                def,
-                sensitive,
-                synonyms,
+                || Some(raw.clone()),
+                |sensitive| {
+                    config_synonyms(name, &empty, dynamic_default, &empty, sensitive)
+                        .into_iter()
+                        .filter(|s| s.source == ConfigSource::DynamicDefaultBrokerConfig)
+                        .collect()
+                },
                 include_synonyms,
                 include_docs,
             )
@@ -835,6 +827,19 @@ mod tests {
             )]
         );
         assert_eq!(cluster[0].source, ConfigSource::DynamicDefaultBrokerConfig);
+        // A password set as a cluster default is withheld, in its synonym too.
+        let secret = map(&[("ssl.keystore.password", "secret")]);
+        let cluster = describe_cluster_default_broker_configs(&secret, None, true, false);
+        assert!(cluster[0].sensitive);
+        assert_eq!(cluster[0].value, None);
+        assert_eq!(
+            cluster[0].synonyms,
+            vec![ConfigSynonym {
+                name: "ssl.keystore.password".into(),
+                value: None,
+                source: ConfigSource::DynamicDefaultBrokerConfig,
+            }]
+        );
     }
 
     #[test]

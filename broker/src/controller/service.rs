@@ -472,6 +472,21 @@ mod tests {
         join_with(controller, store, register_with(id, vec![endpoint]), now).await
     }
 
+    /// Creates topic "t" with one partition on `replicas` (the first is the preferred leader).
+    async fn create_topic_t(controller: &Controller, replicas: Vec<i32>) {
+        controller
+            .handle(ControllerRequest::CreateTopic {
+                topic: NewTopic {
+                    name: "t".into(),
+                    assignments: [(0, replicas)].into(),
+                    ..NewTopic::default()
+                },
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+    }
+
     async fn join_with(
         controller: &Controller,
         store: &Arc<dyn MetadataStore>,
@@ -584,19 +599,7 @@ mod tests {
         let now = wall_clock_ms();
         join(&controller, &store, 0, now).await;
         let epoch1 = join(&controller, &store, 1, now).await;
-        let mut assignments = std::collections::BTreeMap::new();
-        assignments.insert(0, vec![0, 1]);
-        controller
-            .handle(ControllerRequest::CreateTopic {
-                topic: NewTopic {
-                    name: "t".into(),
-                    assignments,
-                    ..NewTopic::default()
-                },
-                validate_only: false,
-            })
-            .await
-            .unwrap();
+        create_topic_t(&controller, vec![0, 1]).await;
         assert_eq!(store.image().topic("t").unwrap().partitions[0].leader, 0);
         let (stop, stopped) = watch::channel(false);
         let timers = ControllerTimers {
@@ -667,19 +670,7 @@ mod tests {
         )
         .await;
         join_at_port(&controller, &store, 2, closed_port, now).await;
-        let mut assignments = std::collections::BTreeMap::new();
-        assignments.insert(0, vec![2, 1]);
-        controller
-            .handle(ControllerRequest::CreateTopic {
-                topic: NewTopic {
-                    name: "t".into(),
-                    assignments,
-                    ..NewTopic::default()
-                },
-                validate_only: false,
-            })
-            .await
-            .unwrap();
+        create_topic_t(&controller, vec![2, 1]).await;
         assert_eq!(store.image().topic("t").unwrap().partitions[0].leader, 2);
         let (stop, stopped) = watch::channel(false);
         let timers = ControllerTimers {
@@ -750,19 +741,7 @@ mod tests {
         let now = wall_clock_ms();
         join(&controller, &store, 0, now).await;
         join(&controller, &store, 1, now).await;
-        let mut assignments = std::collections::BTreeMap::new();
-        assignments.insert(0, vec![0, 1]);
-        controller
-            .handle(ControllerRequest::CreateTopic {
-                topic: NewTopic {
-                    name: "t".into(),
-                    assignments,
-                    ..NewTopic::default()
-                },
-                validate_only: false,
-            })
-            .await
-            .unwrap();
+        create_topic_t(&controller, vec![0, 1]).await;
         // Reordering the in-sync replicas completes at once and keeps the leader: broker 1
         // is now preferred but does not lead.
         controller

@@ -1059,13 +1059,29 @@ impl GroupCoordinator {
         let Some(written) = written else {
             return codes;
         };
+        self.complete_offset_commit(host, partition, codes, written)
+            .await
+    }
+
+    /// Writes the queued offset commit `written` of `partition` and waits until it is
+    /// replicated; answers `codes` (one per partition of the request), with every accepted
+    /// partition (code 0) given the write's error code instead if it failed, and
+    /// COORDINATOR_NOT_AVAILABLE if the write was dropped without an outcome:
+    /// nothing is acknowledged that was not replicated. Serves OffsetCommit and
+    /// TxnOffsetCommit alike.
+    async fn complete_offset_commit(
+        &self,
+        host: &impl CoordinatorHost,
+        partition: i32,
+        codes: Vec<i16>,
+        written: oneshot::Receiver<Result<(), ApiError>>,
+    ) -> Vec<i16> {
         self.flush_partition(host, partition).await;
         let result = written
             .await
             .unwrap_or_else(|_| Err(ApiError::code(ResponseError::CoordinatorNotAvailable)));
         match result {
             Ok(()) => codes,
-            // Nothing is acknowledged that was not replicated.
             Err(e) => codes
                 .into_iter()
                 .map(|c| if c == 0 { e.code } else { c })
@@ -1258,17 +1274,8 @@ impl GroupCoordinator {
             (codes, rx)
         };
         let (codes, written) = written;
-        self.flush_partition(host, partition).await;
-        let result = written
+        self.complete_offset_commit(host, partition, codes, written)
             .await
-            .unwrap_or_else(|_| Err(ApiError::code(ResponseError::CoordinatorNotAvailable)));
-        match result {
-            Ok(()) => codes,
-            Err(e) => codes
-                .into_iter()
-                .map(|c| if c == 0 { e.code } else { c })
-                .collect(),
-        }
     }
 
     /// Writes the end marker of `producer_id`'s transaction to `__consumer_offsets`

@@ -1489,6 +1489,22 @@ mod tests {
         }
     }
 
+    /// A SyncGroup request of a dynamic member at `generation_id`, with the leader's
+    /// `assignments` (member id, assignment) or none.
+    fn sync(member_id: &str, generation_id: i32, assignments: &[(&str, &[u8])]) -> SyncRequest {
+        SyncRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            generation_id,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: assignments
+                .iter()
+                .map(|(m, a)| (m.to_string(), Bytes::copy_from_slice(a)))
+                .collect(),
+        }
+    }
+
     fn join_reply(replies: &[Reply], token: Token) -> JoinResponse {
         replies
             .iter()
@@ -1528,19 +1544,7 @@ mod tests {
         );
         assert_eq!(j.members.len(), 1);
         assert_eq!(j.protocol_name.as_deref(), Some("range"));
-        let s = g.sync(
-            3,
-            SyncRequest {
-                member_id: id.clone(),
-                group_instance_id: None,
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![(id.clone(), Bytes::from_static(b"a0"))],
-            },
-            1,
-            &LIMITS,
-        );
+        let s = g.sync(3, sync(&id, 1, &[(&id, b"a0")]), 1, &LIMITS);
         assert_eq!(sync_reply(&s, 3).assignment, Bytes::from_static(b"a0"));
         assert_eq!(g.state(), GroupState::Stable);
         assert_eq!(g.heartbeat(&id, None, 1, 2), 0);
@@ -1559,19 +1563,7 @@ mod tests {
         let mut g = Group::new("g", 0);
         let (a, replies) = new_member(&mut g, 1, 0);
         assert_eq!(join_reply(&replies, 2).generation_id, 1);
-        g.sync(
-            3,
-            SyncRequest {
-                member_id: a.clone(),
-                group_instance_id: None,
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![(a.clone(), Bytes::from_static(b"all"))],
-            },
-            0,
-            &LIMITS,
-        );
+        g.sync(3, sync(&a, 1, &[(&a, b"all")]), 0, &LIMITS);
         // B joins: A learns of the rebalance from its heartbeat and rejoins.
         let (b, replies) = new_member(&mut g, 10, 100);
         assert!(
@@ -1591,37 +1583,8 @@ mod tests {
         assert_eq!(ja.members.len(), 2);
         assert!(jb.members.is_empty());
         // Follower syncs first and waits for the leader.
-        assert!(g
-            .sync(
-                21,
-                SyncRequest {
-                    member_id: b.clone(),
-                    group_instance_id: None,
-                    generation_id: 2,
-                    protocol_type: None,
-                    protocol_name: None,
-                    assignments: vec![]
-                },
-                400,
-                &LIMITS
-            )
-            .is_empty());
-        let replies = g.sync(
-            22,
-            SyncRequest {
-                member_id: a.clone(),
-                group_instance_id: None,
-                generation_id: 2,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![
-                    (a.clone(), Bytes::from_static(b"p0")),
-                    (b.clone(), Bytes::from_static(b"p1")),
-                ],
-            },
-            500,
-            &LIMITS,
-        );
+        assert!(g.sync(21, sync(&b, 2, &[]), 400, &LIMITS).is_empty());
+        let replies = g.sync(22, sync(&a, 2, &[(&a, b"p0"), (&b, b"p1")]), 500, &LIMITS);
         assert_eq!(
             sync_reply(&replies, 21).assignment,
             Bytes::from_static(b"p1")
@@ -1638,49 +1601,13 @@ mod tests {
         let mut g = Group::new("g", 0);
         let (a, _) = new_member(&mut g, 1, 0);
         let (b, _) = {
-            g.sync(
-                3,
-                SyncRequest {
-                    member_id: a.clone(),
-                    group_instance_id: None,
-                    generation_id: 1,
-                    protocol_type: None,
-                    protocol_name: None,
-                    assignments: vec![],
-                },
-                0,
-                &LIMITS,
-            );
+            g.sync(3, sync(&a, 1, &[]), 0, &LIMITS);
             new_member(&mut g, 10, 0)
         };
         let replies = g.join(20, join(&a, &["range"]), 0, &LIMITS);
         assert_eq!(join_reply(&replies, 20).generation_id, 2);
-        g.sync(
-            21,
-            SyncRequest {
-                member_id: a.clone(),
-                group_instance_id: None,
-                generation_id: 2,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![],
-            },
-            0,
-            &LIMITS,
-        );
-        g.sync(
-            22,
-            SyncRequest {
-                member_id: b.clone(),
-                group_instance_id: None,
-                generation_id: 2,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![],
-            },
-            0,
-            &LIMITS,
-        );
+        g.sync(21, sync(&a, 2, &[]), 0, &LIMITS);
+        g.sync(22, sync(&b, 2, &[]), 0, &LIMITS);
         assert_eq!(g.next_deadline(), Some(10_000), "both sessions end at 10 s");
         // A keeps heartbeating, B goes silent (kill -9).
         for t in (1000..=9000).step_by(1000) {
@@ -1706,19 +1633,7 @@ mod tests {
     fn leave_hands_everything_to_the_rest_and_last_leave_empties() {
         let mut g = Group::new("g", 0);
         let (a, _) = new_member(&mut g, 1, 0);
-        g.sync(
-            3,
-            SyncRequest {
-                member_id: a.clone(),
-                group_instance_id: None,
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![],
-            },
-            0,
-            &LIMITS,
-        );
+        g.sync(3, sync(&a, 1, &[]), 0, &LIMITS);
         let (codes, _) = g.leave(&[(a.clone(), None)], 10, &LIMITS);
         assert_eq!(codes, vec![0]);
         assert_eq!(g.state(), GroupState::Empty);
@@ -1761,19 +1676,7 @@ mod tests {
             join_reply(&r1, 1).protocol_name.as_deref(),
             Some("cooperative-sticky")
         );
-        g.sync(
-            2,
-            SyncRequest {
-                member_id: a.clone(),
-                group_instance_id: None,
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![],
-            },
-            0,
-            &limits,
-        );
+        g.sync(2, sync(&a, 1, &[]), 0, &limits);
         // A member that only knows range joins: range is the only common protocol.
         let r = g.join(
             3,
@@ -1804,12 +1707,8 @@ mod tests {
         g.sync(
             2,
             SyncRequest {
-                member_id: first.member_id.clone(),
                 group_instance_id: Some("i-1".into()),
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![(first.member_id.clone(), Bytes::from_static(b"mine"))],
+                ..sync(&first.member_id, 1, &[(&first.member_id, b"mine")])
             },
             0,
             &LIMITS,
@@ -1823,12 +1722,8 @@ mod tests {
         let s = g.sync(
             4,
             SyncRequest {
-                member_id: again.member_id.clone(),
                 group_instance_id: Some("i-1".into()),
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![],
+                ..sync(&again.member_id, 1, &[])
             },
             5000,
             &LIMITS,
@@ -1850,12 +1745,8 @@ mod tests {
         g.sync(
             2,
             SyncRequest {
-                member_id: first.member_id.clone(),
                 group_instance_id: Some("i-1".into()),
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![(first.member_id.clone(), Bytes::from_static(b"mine"))],
+                ..sync(&first.member_id, 1, &[(&first.member_id, b"mine")])
             },
             0,
             &LIMITS,
@@ -1925,19 +1816,7 @@ mod tests {
             g.validate_offset_commit(&a, None, 1),
             Err(ResponseError::RebalanceInProgress)
         );
-        g.sync(
-            3,
-            SyncRequest {
-                member_id: a.clone(),
-                group_instance_id: None,
-                generation_id: 1,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![],
-            },
-            0,
-            &LIMITS,
-        );
+        g.sync(3, sync(&a, 1, &[]), 0, &LIMITS);
         assert_eq!(g.validate_offset_commit(&a, None, 1), Ok(()));
         assert_eq!(
             g.validate_offset_commit(&a, None, 0),

@@ -7,8 +7,12 @@
 //! never preallocated, so their length is always a whole number of entries.
 //!
 //! Lookups never touch the file, so an index holds a descriptor only while it is written:
-//! the file is opened on the first write and [`OffsetIndex::release`] closes it (a rolled
+//! the file is opened on the first write and [`Index::release`] closes it (a rolled
 //! segment's indexes cost no descriptor, see `segment_files`).
+//!
+//! Both indexes are one [`Index`] (Kafka's `AbstractIndex`) over their entry type
+//! ([`OffsetPosition`], [`TimestampOffset`]): opening, validating, writing, truncating and
+//! syncing the file are the same; only the lookups differ.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -16,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::{IoContext, Result};
 
-const OFFSET_ENTRY: usize = 8;
-const TIME_ENTRY: usize = 12;
+/// Size of the largest entry (a [`TimestampOffset`]), for a stack buffer of any entry.
+const MAX_ENTRY: usize = 12;
 
 fn open_rw(path: &Path) -> Result<File> {
     OpenOptions::new()
@@ -75,42 +79,122 @@ impl LazyFile {
     }
 }
 
-/// Maps offsets to file positions of the batch holding them (sparse: one entry every
-/// `index.interval.bytes`). Entry offsets are batch *last* offsets, as in Kafka.
-#[derive(Debug)]
-pub(crate) struct OffsetIndex {
-    file: LazyFile,
-    base_offset: i64,
-    /// (relative offset, position), strictly increasing in both.
-    entries: Vec<(u32, u32)>,
+/// One entry of an index file, in Kafka's on-disk layout.
+pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
+    /// Bytes of one entry in the file (at most [`MAX_ENTRY`]).
+    const SIZE: usize;
+    /// The entry stored in `bytes` (exactly [`Self::SIZE`] of them).
+    fn decode(bytes: &[u8]) -> Self;
+    /// Stores the entry in `bytes` (exactly [`Self::SIZE`] of them).
+    fn encode(&self, bytes: &mut [u8]);
+    /// Whether the entry may follow `last` in the index: the order lookups rely on. An
+    /// entry that may not is ignored when appended, and makes a loaded file invalid.
+    fn may_follow(&self, last: &Self) -> bool;
 }
 
-impl OffsetIndex {
+/// An offset index entry (Kafka's `OffsetPosition`): the file position of the batch whose
+/// last offset is the segment's base offset plus `relative_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetPosition {
+    relative_offset: u32,
+    position: u32,
+}
+
+impl IndexEntry for OffsetPosition {
+    const SIZE: usize = 8;
+
+    fn decode(b: &[u8]) -> Self {
+        OffsetPosition {
+            relative_offset: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            position: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+
+    fn encode(&self, bytes: &mut [u8]) {
+        bytes[..4].copy_from_slice(&self.relative_offset.to_be_bytes());
+        bytes[4..].copy_from_slice(&self.position.to_be_bytes());
+    }
+
+    /// Strictly increasing in both offset and position.
+    fn may_follow(&self, last: &Self) -> bool {
+        self.relative_offset > last.relative_offset && self.position > last.position
+    }
+}
+
+/// A time index entry (Kafka's `TimestampOffset`): up to the segment's base offset plus
+/// `relative_offset`, the largest timestamp seen is `timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimestampOffset {
+    timestamp: i64,
+    relative_offset: u32,
+}
+
+impl IndexEntry for TimestampOffset {
+    const SIZE: usize = 12;
+
+    fn decode(b: &[u8]) -> Self {
+        TimestampOffset {
+            timestamp: i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+
+    fn encode(&self, bytes: &mut [u8]) {
+        bytes[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.relative_offset.to_be_bytes());
+    }
+
+    /// Timestamps strictly increase; offsets do not go back.
+    fn may_follow(&self, last: &Self) -> bool {
+        self.timestamp > last.timestamp && self.relative_offset >= last.relative_offset
+    }
+}
+
+/// An index of one segment (Kafka's `AbstractIndex`): its entries in memory, in the order
+/// [`IndexEntry::may_follow`] gives, and the file they are written to.
+#[derive(Debug)]
+pub(crate) struct Index<E> {
+    file: LazyFile,
+    base_offset: i64,
+    entries: Vec<E>,
+}
+
+/// Maps offsets to file positions of the batch holding them (sparse: one entry every
+/// `index.interval.bytes`). Entry offsets are batch *last* offsets, as in Kafka.
+pub(crate) type OffsetIndex = Index<OffsetPosition>;
+
+/// Maps timestamps to offsets: each entry says "up to this offset, the largest timestamp
+/// seen is this". Timestamps strictly increase between entries.
+pub(crate) type TimeIndex = Index<TimestampOffset>;
+
+impl<E: IndexEntry> Index<E> {
     /// Opens (creating if missing) the index file and loads its entries. Returns
-    /// `Ok((index, false))` when the file content is not a valid index, with the index emptied,
-    /// so the caller rebuilds it from the log.
+    /// `Ok((index, false))` when the file content is not a valid index (not a whole number
+    /// of entries, or entries out of order), with the index emptied, so the caller rebuilds
+    /// it from the log.
     pub(crate) fn open(path: &Path, base_offset: i64) -> Result<(Self, bool)> {
         let bytes = read_all(&open_rw(path)?, path)?;
-        let mut idx = OffsetIndex {
+        let mut idx = Index {
             file: LazyFile {
                 path: path.to_path_buf(),
                 file: None,
             },
             base_offset,
-            entries: Vec::with_capacity(bytes.len() / OFFSET_ENTRY),
+            entries: Vec::with_capacity(bytes.len() / E::SIZE),
         };
-        let mut valid = bytes.len() % OFFSET_ENTRY == 0;
+        let mut valid = bytes.len() % E::SIZE == 0;
         if valid {
-            for chunk in bytes.chunks_exact(OFFSET_ENTRY) {
-                let rel = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                let pos = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
-                if let Some(&(lr, lp)) = idx.entries.last() {
-                    if rel <= lr || pos <= lp {
-                        valid = false;
-                        break;
-                    }
+            for chunk in bytes.chunks_exact(E::SIZE) {
+                let entry = E::decode(chunk);
+                if idx
+                    .entries
+                    .last()
+                    .is_some_and(|last| !entry.may_follow(last))
+                {
+                    valid = false;
+                    break;
                 }
-                idx.entries.push((rel, pos));
+                idx.entries.push(entry);
             }
         }
         if !valid {
@@ -119,99 +203,44 @@ impl OffsetIndex {
         Ok((idx, valid))
     }
 
+    /// Writes `entry` at the end of the file and keeps it, unless it may not follow the
+    /// last entry: then it is ignored (`Ok`), because the lookups rely on the order.
+    fn push(&mut self, entry: E) -> Result<()> {
+        if self
+            .entries
+            .last()
+            .is_some_and(|last| !entry.may_follow(last))
+        {
+            return Ok(());
+        }
+        let mut buf = [0u8; MAX_ENTRY];
+        entry.encode(&mut buf[..E::SIZE]);
+        self.file
+            .get()?
+            .write_all_at(&buf[..E::SIZE], (self.entries.len() * E::SIZE) as u64)
+            .ctx("writing", &self.file.path)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Last entry as (absolute offset, position).
-    pub(crate) fn last(&self) -> Option<(i64, u64)> {
-        self.entries
-            .last()
-            .map(|&(r, p)| (self.base_offset + i64::from(r), u64::from(p)))
-    }
-
     /// Whether `max_bytes` (`segment.index.bytes`) worth of entries exist; the segment must roll.
     pub(crate) fn is_full(&self, max_bytes: u64) -> bool {
-        (self.entries.len() as u64 + 1) * OFFSET_ENTRY as u64 > max_bytes.max(OFFSET_ENTRY as u64)
+        (self.entries.len() as u64 + 1) * E::SIZE as u64 > max_bytes.max(E::SIZE as u64)
     }
 
-    /// Adds an entry. Offsets/positions not beyond the last entry are ignored, because the
-    /// lookup relies on strict monotonicity.
-    pub(crate) fn append(&mut self, offset: i64, position: u64) -> Result<()> {
-        let rel = offset - self.base_offset;
-        if !(0..=i64::from(u32::MAX)).contains(&rel) || position > u64::from(u32::MAX) {
-            return Ok(());
-        }
-        let (rel, pos) = (rel as u32, position as u32);
-        if let Some(&(lr, lp)) = self.entries.last() {
-            if rel <= lr || pos <= lp {
-                return Ok(());
-            }
-        }
-        let mut buf = [0u8; OFFSET_ENTRY];
-        buf[..4].copy_from_slice(&rel.to_be_bytes());
-        buf[4..].copy_from_slice(&pos.to_be_bytes());
-        self.file
-            .get()?
-            .write_all_at(&buf, (self.entries.len() * OFFSET_ENTRY) as u64)
-            .ctx("writing", &self.file.path)?;
-        self.entries.push((rel, pos));
-        Ok(())
-    }
-
-    /// Greatest entry with offset <= `target`, as (offset, position); the segment start if none.
-    pub(crate) fn lookup(&self, target: i64) -> (i64, u64) {
-        let rel = target - self.base_offset;
-        if rel < 0 {
-            return (self.base_offset, 0);
-        }
-        let rel = rel.min(i64::from(u32::MAX)) as u32;
-        let n = self.entries.partition_point(|&(r, _)| r <= rel);
-        if n == 0 {
-            (self.base_offset, 0)
-        } else {
-            let (r, p) = self.entries[n - 1];
-            (self.base_offset + i64::from(r), u64::from(p))
-        }
-    }
-
-    /// Greatest indexed batch position <= `position` (a batch boundary), if any. Entries
-    /// are sorted by position too, so this is a binary search.
-    pub(crate) fn floor_position(&self, position: u64) -> Option<u64> {
-        let n = self
-            .entries
-            .partition_point(|&(_, p)| u64::from(p) <= position);
-        (n > 0).then(|| u64::from(self.entries[n - 1].1))
-    }
-
-    /// Offset of the first entry whose position is >= `position`, if any (Kafka's
-    /// `fetchUpperBoundOffset`).
-    pub(crate) fn first_at_or_after_position(&self, position: u64) -> Option<i64> {
-        let n = self
-            .entries
-            .partition_point(|&(_, p)| u64::from(p) < position);
-        self.entries
-            .get(n)
-            .map(|&(r, _)| self.base_offset + i64::from(r))
-    }
-
-    /// Drops entries pointing at or beyond `position` (the log was truncated there).
-    pub(crate) fn truncate_to_position(&mut self, position: u64) -> Result<()> {
-        let keep = self
-            .entries
-            .partition_point(|&(_, p)| u64::from(p) < position);
-        self.truncate_entries(keep)
-    }
-
-    /// Keeps only the first `n` entries (rollback of a failed append).
+    /// Keeps only the first `n` entries (rollback of a failed append, or a truncated log).
     pub(crate) fn truncate_entries(&mut self, n: usize) -> Result<()> {
         if n < self.entries.len() {
             self.entries.truncate(n);
         }
         self.file
             .get()?
-            .set_len((self.entries.len() * OFFSET_ENTRY) as u64)
+            .set_len((self.entries.len() * E::SIZE) as u64)
             .ctx("truncating", &self.file.path)
     }
 
@@ -250,63 +279,85 @@ impl OffsetIndex {
     pub(crate) fn rename_to(&mut self, new_path: &Path) -> Result<()> {
         self.file.rename_to(new_path)
     }
+
+    /// The absolute offset of `relative_offset`.
+    fn absolute(&self, relative_offset: u32) -> i64 {
+        self.base_offset + i64::from(relative_offset)
+    }
 }
 
-/// Maps timestamps to offsets: each entry says "up to this offset, the largest timestamp
-/// seen is this". Timestamps strictly increase between entries.
-#[derive(Debug)]
-pub(crate) struct TimeIndex {
-    file: LazyFile,
-    base_offset: i64,
-    /// (timestamp, relative offset).
-    entries: Vec<(i64, u32)>,
-}
-
-impl TimeIndex {
-    /// Opens (creating if missing) and loads the time index; `false` means the content was
-    /// invalid and has been discarded so the caller rebuilds it.
-    pub(crate) fn open(path: &Path, base_offset: i64) -> Result<(Self, bool)> {
-        let bytes = read_all(&open_rw(path)?, path)?;
-        let mut idx = TimeIndex {
-            file: LazyFile {
-                path: path.to_path_buf(),
-                file: None,
-            },
-            base_offset,
-            entries: Vec::with_capacity(bytes.len() / TIME_ENTRY),
-        };
-        let mut valid = bytes.len() % TIME_ENTRY == 0;
-        if valid {
-            for chunk in bytes.chunks_exact(TIME_ENTRY) {
-                let mut ts = [0u8; 8];
-                ts.copy_from_slice(&chunk[..8]);
-                let ts = i64::from_be_bytes(ts);
-                let rel = u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]);
-                if let Some(&(lt, lr)) = idx.entries.last() {
-                    if ts <= lt || rel < lr {
-                        valid = false;
-                        break;
-                    }
-                }
-                idx.entries.push((ts, rel));
-            }
-        }
-        if !valid {
-            idx.reset()?;
-        }
-        Ok((idx, valid))
+impl Index<OffsetPosition> {
+    /// Last entry as (absolute offset, position).
+    pub(crate) fn last(&self) -> Option<(i64, u64)> {
+        self.entries
+            .last()
+            .map(|e| (self.absolute(e.relative_offset), u64::from(e.position)))
     }
 
+    /// Adds an entry. Offsets/positions not beyond the last entry are ignored, because the
+    /// lookup relies on strict monotonicity.
+    pub(crate) fn append(&mut self, offset: i64, position: u64) -> Result<()> {
+        let rel = offset - self.base_offset;
+        if !(0..=i64::from(u32::MAX)).contains(&rel) || position > u64::from(u32::MAX) {
+            return Ok(());
+        }
+        self.push(OffsetPosition {
+            relative_offset: rel as u32,
+            position: position as u32,
+        })
+    }
+
+    /// Greatest entry with offset <= `target`, as (offset, position); the segment start if none.
+    pub(crate) fn lookup(&self, target: i64) -> (i64, u64) {
+        let rel = target - self.base_offset;
+        if rel < 0 {
+            return (self.base_offset, 0);
+        }
+        let rel = rel.min(i64::from(u32::MAX)) as u32;
+        let n = self.entries.partition_point(|e| e.relative_offset <= rel);
+        if n == 0 {
+            (self.base_offset, 0)
+        } else {
+            let e = self.entries[n - 1];
+            (self.absolute(e.relative_offset), u64::from(e.position))
+        }
+    }
+
+    /// Greatest indexed batch position <= `position` (a batch boundary), if any. Entries
+    /// are sorted by position too, so this is a binary search.
+    pub(crate) fn floor_position(&self, position: u64) -> Option<u64> {
+        let n = self
+            .entries
+            .partition_point(|e| u64::from(e.position) <= position);
+        (n > 0).then(|| u64::from(self.entries[n - 1].position))
+    }
+
+    /// Offset of the first entry whose position is >= `position`, if any (Kafka's
+    /// `fetchUpperBoundOffset`).
+    pub(crate) fn first_at_or_after_position(&self, position: u64) -> Option<i64> {
+        let n = self
+            .entries
+            .partition_point(|e| u64::from(e.position) < position);
+        self.entries
+            .get(n)
+            .map(|e| self.absolute(e.relative_offset))
+    }
+
+    /// Drops entries pointing at or beyond `position` (the log was truncated there).
+    pub(crate) fn truncate_to_position(&mut self, position: u64) -> Result<()> {
+        let keep = self
+            .entries
+            .partition_point(|e| u64::from(e.position) < position);
+        self.truncate_entries(keep)
+    }
+}
+
+impl Index<TimestampOffset> {
     /// Last entry as (timestamp, absolute offset).
     pub(crate) fn last(&self) -> Option<(i64, i64)> {
         self.entries
             .last()
-            .map(|&(t, r)| (t, self.base_offset + i64::from(r)))
-    }
-
-    /// Whether the index reached `segment.index.bytes`.
-    pub(crate) fn is_full(&self, max_bytes: u64) -> bool {
-        (self.entries.len() as u64 + 1) * TIME_ENTRY as u64 > max_bytes.max(TIME_ENTRY as u64)
+            .map(|e| (e.timestamp, self.absolute(e.relative_offset)))
     }
 
     /// Adds `(timestamp, offset)` only if `timestamp` is larger than the last entry's, keeping
@@ -316,31 +367,20 @@ impl TimeIndex {
         if !(0..=i64::from(u32::MAX)).contains(&rel) {
             return Ok(());
         }
-        let rel = rel as u32;
-        if let Some(&(lt, lr)) = self.entries.last() {
-            if timestamp <= lt || rel < lr {
-                return Ok(());
-            }
-        }
-        let mut buf = [0u8; TIME_ENTRY];
-        buf[..8].copy_from_slice(&timestamp.to_be_bytes());
-        buf[8..].copy_from_slice(&rel.to_be_bytes());
-        self.file
-            .get()?
-            .write_all_at(&buf, (self.entries.len() * TIME_ENTRY) as u64)
-            .ctx("writing", &self.file.path)?;
-        self.entries.push((timestamp, rel));
-        Ok(())
+        self.push(TimestampOffset {
+            timestamp,
+            relative_offset: rel as u32,
+        })
     }
 
     /// Offset to start a timestamp search from: the entry with the greatest timestamp strictly
     /// below `target` (every batch up to that offset is too old), else the segment start.
     pub(crate) fn lookup_before(&self, target: i64) -> i64 {
-        let n = self.entries.partition_point(|&(t, _)| t < target);
+        let n = self.entries.partition_point(|e| e.timestamp < target);
         if n == 0 {
             self.base_offset
         } else {
-            self.base_offset + i64::from(self.entries[n - 1].1)
+            self.absolute(self.entries[n - 1].relative_offset)
         }
     }
 
@@ -350,61 +390,10 @@ impl TimeIndex {
         let keep = if rel <= 0 {
             0
         } else {
-            self.entries.partition_point(|&(_, r)| i64::from(r) < rel)
+            self.entries
+                .partition_point(|e| i64::from(e.relative_offset) < rel)
         };
         self.truncate_entries(keep)
-    }
-
-    /// Keeps only the first `n` entries.
-    pub(crate) fn truncate_entries(&mut self, n: usize) -> Result<()> {
-        if n < self.entries.len() {
-            self.entries.truncate(n);
-        }
-        self.file
-            .get()?
-            .set_len((self.entries.len() * TIME_ENTRY) as u64)
-            .ctx("truncating", &self.file.path)
-    }
-
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Removes every entry.
-    pub(crate) fn reset(&mut self) -> Result<()> {
-        self.truncate_entries(0)
-    }
-
-    /// fsyncs the file.
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.file.sync()
-    }
-
-    /// A handle on the file, to fsync it without the owner's lock.
-    pub(crate) fn sync_handle(&self) -> Result<File> {
-        self.file.sync_handle()
-    }
-
-    /// Closes the file until the next write (entries stay in memory).
-    pub(crate) fn release(&mut self) {
-        self.file.file = None;
-    }
-
-    /// Whether the file is open now.
-    #[cfg(test)]
-    pub(crate) fn is_open(&self) -> bool {
-        self.file.file.is_some()
-    }
-
-    /// File path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.file.path
-    }
-
-    /// Renames the file (an open handle stays valid).
-    pub(crate) fn rename_to(&mut self, new_path: &Path) -> Result<()> {
-        self.file.rename_to(new_path)
     }
 }
 
@@ -460,6 +449,22 @@ mod tests {
         let (idx, ok) = OffsetIndex::open(&p, 0).unwrap();
         assert!(!ok);
         assert_eq!(idx.len(), 0);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn time_index_with_a_timestamp_going_back_is_reported_for_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("00000000000000000000.timeindex");
+        let entry = |ts: i64, rel: u32| [&ts.to_be_bytes()[..], &rel.to_be_bytes()].concat();
+        std::fs::write(&p, [entry(100, 5), entry(200, 9)].concat()).unwrap();
+        let (idx, ok) = TimeIndex::open(&p, 0).unwrap();
+        assert!(ok);
+        assert_eq!(idx.last(), Some((200, 9)));
+        std::fs::write(&p, [entry(200, 5), entry(100, 9)].concat()).unwrap();
+        let (idx, ok) = TimeIndex::open(&p, 0).unwrap();
+        assert!(!ok);
+        assert_eq!((idx.len(), idx.lookup_before(1000)), (0, 0));
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
     }
 }

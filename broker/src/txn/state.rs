@@ -278,40 +278,35 @@ impl TxnMetadata {
         self.pending
     }
 
-    /// Prepares `to` with the given fields, marking it pending. `to` must be reachable from
-    /// the current state: the callers below only ask for such transitions.
-    #[allow(clippy::too_many_arguments)]
-    fn transit(
-        &mut self,
-        to: TxnState,
-        producer_id: i64,
-        previous_producer_id: i64,
-        producer_epoch: i16,
-        last_producer_epoch: i16,
-        timeout_ms: i32,
-        partitions: BTreeSet<TxnPartition>,
-        start_timestamp_ms: i64,
-        now: i64,
-    ) -> Result<TxnTransit, ResponseError> {
+    /// A transit to `to` at `now` that changes nothing else: every other field is the
+    /// current one. Each transition below names only the fields it changes on top of it.
+    fn next(&self, to: TxnState, now: i64) -> TxnTransit {
+        TxnTransit {
+            producer_id: self.producer_id,
+            previous_producer_id: self.previous_producer_id,
+            producer_epoch: self.producer_epoch,
+            last_producer_epoch: self.last_producer_epoch,
+            timeout_ms: self.timeout_ms,
+            state: to,
+            partitions: self.partitions.clone(),
+            start_timestamp_ms: self.start_timestamp_ms,
+            last_update_timestamp_ms: now,
+        }
+    }
+
+    /// Prepares `next`, marking its state pending (Kafka's `prepareTransitionTo`). Its state
+    /// must be reachable from the current one: the callers below only ask for such
+    /// transitions. CONCURRENT_TRANSACTIONS while another transit is pending.
+    fn transit(&mut self, next: TxnTransit) -> Result<TxnTransit, ResponseError> {
         if self.pending.is_some() {
             return Err(ResponseError::ConcurrentTransactions);
         }
-        if !to.valid_previous().contains(&self.state) {
+        if !next.state.valid_previous().contains(&self.state) {
             // Kafka throws IllegalStateException here (an UNKNOWN_SERVER_ERROR to the client).
             return Err(ResponseError::UnknownServerError);
         }
-        self.pending = Some(to);
-        Ok(TxnTransit {
-            producer_id,
-            previous_producer_id,
-            producer_epoch,
-            last_producer_epoch,
-            timeout_ms,
-            state: to,
-            partitions,
-            start_timestamp_ms,
-            last_update_timestamp_ms: now,
-        })
+        self.pending = Some(next.state);
+        Ok(next)
     }
 
     /// InitProducerId with this transactional id (Kafka's `prepareInitProducerIdTransit`):
@@ -357,17 +352,16 @@ impl TxnMetadata {
                     } else {
                         NO_PRODUCER_EPOCH
                     };
-                    let t = self.transit(
-                        TxnState::Empty,
-                        new_id,
-                        self.producer_id,
-                        0,
-                        last,
+                    let t = self.transit(TxnTransit {
+                        producer_id: new_id,
+                        previous_producer_id: self.producer_id,
+                        producer_epoch: 0,
+                        last_producer_epoch: last,
                         timeout_ms,
-                        BTreeSet::new(),
-                        -1,
-                        now,
-                    )?;
+                        partitions: BTreeSet::new(),
+                        start_timestamp_ms: -1,
+                        ..self.next(TxnState::Empty, now)
+                    })?;
                     return Ok(InitPlan::Write(t));
                 }
                 let bumped = self.producer_epoch + 1;
@@ -384,17 +378,15 @@ impl TxnMetadata {
                     }
                     Some(_) => return Err(ResponseError::ProducerFenced),
                 };
-                let t = self.transit(
-                    TxnState::Empty,
-                    self.producer_id,
-                    self.producer_id,
-                    epoch,
-                    last,
+                let t = self.transit(TxnTransit {
+                    previous_producer_id: self.producer_id,
+                    producer_epoch: epoch,
+                    last_producer_epoch: last,
                     timeout_ms,
-                    BTreeSet::new(),
-                    -1,
-                    now,
-                )?;
+                    partitions: BTreeSet::new(),
+                    start_timestamp_ms: -1,
+                    ..self.next(TxnState::Empty, now)
+                })?;
                 Ok(InitPlan::Write(t))
             }
             TxnState::Ongoing => self
@@ -415,17 +407,11 @@ impl TxnMetadata {
         if self.producer_epoch == i16::MAX {
             return Err(ResponseError::UnknownServerError);
         }
-        self.transit(
-            TxnState::PrepareAbort,
-            self.producer_id,
-            self.previous_producer_id,
-            self.producer_epoch + 1,
-            NO_PRODUCER_EPOCH,
-            self.timeout_ms,
-            self.partitions.clone(),
-            self.start_timestamp_ms,
-            now,
-        )
+        self.transit(TxnTransit {
+            producer_epoch: self.producer_epoch + 1,
+            last_producer_epoch: NO_PRODUCER_EPOCH,
+            ..self.next(TxnState::PrepareAbort, now)
+        })
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn with the group's `__consumer_offsets`
@@ -459,17 +445,11 @@ impl TxnMetadata {
             _ => self.start_timestamp_ms,
         };
         let all = self.partitions.union(partitions).cloned().collect();
-        self.transit(
-            TxnState::Ongoing,
-            self.producer_id,
-            self.previous_producer_id,
-            self.producer_epoch,
-            self.last_producer_epoch,
-            self.timeout_ms,
-            all,
-            start,
-            now,
-        )
+        self.transit(TxnTransit {
+            partitions: all,
+            start_timestamp_ms: start,
+            ..self.next(TxnState::Ongoing, now)
+        })
         .map(Some)
     }
 
@@ -502,18 +482,7 @@ impl TxnMetadata {
                 } else {
                     TxnState::PrepareAbort
                 };
-                self.transit(
-                    to,
-                    self.producer_id,
-                    self.previous_producer_id,
-                    self.producer_epoch,
-                    self.last_producer_epoch,
-                    self.timeout_ms,
-                    self.partitions.clone(),
-                    self.start_timestamp_ms,
-                    now,
-                )
-                .map(Some)
+                self.transit(self.next(to, now)).map(Some)
             }
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(None),
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
@@ -532,17 +501,10 @@ impl TxnMetadata {
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             _ => return None,
         };
-        self.transit(
-            to,
-            self.producer_id,
-            self.previous_producer_id,
-            self.producer_epoch,
-            self.last_producer_epoch,
-            self.timeout_ms,
-            BTreeSet::new(),
-            self.start_timestamp_ms,
-            now,
-        )
+        self.transit(TxnTransit {
+            partitions: BTreeSet::new(),
+            ..self.next(to, now)
+        })
         .ok()
     }
 
@@ -571,17 +533,10 @@ impl TxnMetadata {
     /// The Dead transit of an expired id (Kafka's `prepareDead`): the tombstone of its key
     /// is written, then the id is forgotten. Its timestamps are not changed.
     pub fn prepare_dead(&mut self) -> Result<TxnTransit, ResponseError> {
-        self.transit(
-            TxnState::Dead,
-            self.producer_id,
-            self.previous_producer_id,
-            self.producer_epoch,
-            self.last_producer_epoch,
-            self.timeout_ms,
-            BTreeSet::new(),
-            self.start_timestamp_ms,
-            self.last_update_timestamp_ms,
-        )
+        self.transit(TxnTransit {
+            partitions: BTreeSet::new(),
+            ..self.next(TxnState::Dead, self.last_update_timestamp_ms)
+        })
     }
 
     /// Applies `transit` once its record is written (Kafka's `completeTransitionTo`).
