@@ -261,24 +261,12 @@ impl Broker {
         if config.quorum.is_observer() {
             return Self::start_observer(config).await;
         }
-        let quorum = QuorumStore::start(&config, None)
-            .await
-            .context("cannot start the metadata quorum")?;
-        // Peers may not be reachable yet, nor even resolvable (a Kubernetes pod's DNS name
-        // appears once the pod runs): keep trying for server.max.startup.time.ms, which is
-        // unlimited by default, as Kafka's broker waits for the metadata log.
-        let cluster_id = quorum
-            .wait_for_cluster_id(config.server_max_startup_time())
-            .await
-            .context("cannot join the metadata quorum within server.max.startup.time.ms")?;
+        let (quorum, cluster_id) = crate::controller_node::join_quorum(&config).await?;
         info!(%cluster_id, "joined the metadata quorum");
         let forwarder = Arc::new(QuorumForwarder(quorum.clone()));
         let broker = Self::open_replicated(config, quorum.clone(), forwarder).await?;
         if let Some(controller) = broker.channel.local_controller().cloned() {
-            quorum.set_controller_handler(Arc::new(move |request| {
-                let controller = controller.clone();
-                Box::pin(async move { controller.handle_json(request).await })
-            }));
+            crate::controller_node::serve_forwarded(&quorum, controller);
         }
         Ok((broker, QuorumMember::Voter(quorum)))
     }

@@ -36,13 +36,7 @@ impl ControllerNode {
     /// until the log names the cluster, pins node and cluster id in the first log dir's
     /// `meta.properties`, and installs the controller that answers forwarded requests.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<ControllerNode> {
-        let quorum = QuorumStore::start(&config, None)
-            .await
-            .context("cannot start the metadata quorum")?;
-        let cluster_id = quorum
-            .wait_for_cluster_id(config.server_max_startup_time())
-            .await
-            .context("cannot join the metadata quorum within server.max.startup.time.ms")?;
+        let (quorum, cluster_id) = join_quorum(&config).await?;
         if let Some(dir) = config.log_dirs.first() {
             let (dir, node_id, id) = (dir.clone(), config.node_id, cluster_id.clone());
             tokio::task::spawn_blocking(move || {
@@ -59,11 +53,7 @@ impl ControllerNode {
             store,
             ControllerConfig::from_broker(&config),
         ));
-        let handler = controller.clone();
-        quorum.set_controller_handler(Arc::new(move |request| {
-            let controller = handler.clone();
-            Box::pin(async move { controller.handle_json(request).await })
-        }));
+        serve_forwarded(&quorum, controller.clone());
         Ok(ControllerNode {
             config,
             controller,
@@ -86,4 +76,29 @@ impl ControllerNode {
     pub async fn shutdown(&self) {
         self.quorum.shutdown().await;
     }
+}
+
+/// Joins the metadata quorum as a voter and waits until its log names the cluster: peers may
+/// not be reachable yet, nor even resolvable (a Kubernetes pod's DNS name appears once the pod
+/// runs), so it keeps trying for `server.max.startup.time.ms`, unlimited by default, as
+/// Kafka's broker waits for the metadata log. Answers the quorum member and the cluster id.
+pub(crate) async fn join_quorum(
+    config: &BrokerConfig,
+) -> anyhow::Result<(Arc<QuorumStore>, String)> {
+    let quorum = QuorumStore::start(config, None)
+        .await
+        .context("cannot start the metadata quorum")?;
+    let cluster_id = quorum
+        .wait_for_cluster_id(config.server_max_startup_time())
+        .await
+        .context("cannot join the metadata quorum within server.max.startup.time.ms")?;
+    Ok((quorum, cluster_id))
+}
+
+/// Makes `controller` answer the controller requests other nodes forward to this voter.
+pub(crate) fn serve_forwarded(quorum: &QuorumStore, controller: Arc<Controller>) {
+    quorum.set_controller_handler(Arc::new(move |request| {
+        let controller = controller.clone();
+        Box::pin(async move { controller.handle_json(request).await })
+    }));
 }
