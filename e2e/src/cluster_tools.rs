@@ -358,6 +358,12 @@ impl VerifiableProducer {
         }
     }
 
+    /// Like [`VerifiableProducer::wait_acked`], for `more` acknowledgements beyond those so far.
+    pub fn wait_acked_more(&mut self, more: usize, timeout: Duration, what: &str) {
+        let now = self.acked_count();
+        self.wait_acked(now + more, timeout, what);
+    }
+
     /// Waits for the tool to finish (it stops after `--max-messages` sends resolved).
     pub fn wait_finished(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
