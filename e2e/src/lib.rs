@@ -1774,13 +1774,28 @@ macro_rules! tools_or_skip {
     };
 }
 
+/// The name of the function it is written in, without its module path: in a test, the
+/// test's name.
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        let path = ::std::any::type_name_of_val(&here);
+        let path = path.strip_suffix("::here").unwrap_or(path);
+        path.rsplit("::").next().unwrap_or(path)
+    }};
+}
+
 /// Gets the tools or returns from the calling test: without the tools as
 /// [`tools_or_skip!`] does, and when the suite runs on several brokers and the test
-/// (named `$test`) checks something only one broker has, saying why (`$reason`), as
-/// [`Target::single_broker_only`] does. Use it first: `let t =
-/// single_broker_tools_or_skip!("name", COVERED_BY_ONE_BROKER);`.
+/// (named `$test`, by default the calling function's name) checks something only one
+/// broker has, saying why (`$reason`), as [`Target::single_broker_only`] does. Use it
+/// first: `let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);`.
 #[macro_export]
 macro_rules! single_broker_tools_or_skip {
+    ($reason:expr $(,)?) => {
+        $crate::single_broker_tools_or_skip!($crate::test_name!(), $reason)
+    };
     ($test:expr, $reason:expr $(,)?) => {{
         let tools = $crate::tools_or_skip!();
         if $crate::Target::single_broker_only($test, $reason) {
@@ -1815,4 +1830,12 @@ fn directory_id(node: usize) -> String {
         out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn test_name_is_the_calling_functions_own() {
+        assert_eq!(test_name!(), "test_name_is_the_calling_functions_own");
+    }
 }

@@ -166,10 +166,7 @@ fn assert_partitions(b: &Target, out: &ToolOutput, topic: &str, count: usize) {
 /// supported 0-1, finalized at 1. (The epoch, Kafka's metadata offset, is not compared.)
 #[test]
 fn features_describe_shows_group_version() {
-    let t = single_broker_tools_or_skip!(
-        "features_describe_shows_group_version",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     let out = run_on(&t, &b, "kafka-features.sh", &["describe"]).ok();
     let line = out
@@ -196,7 +193,7 @@ fn features_describe_shows_group_version() {
 
 #[test]
 fn topics_create_list_describe() {
-    let t = single_broker_tools_or_skip!("topics_create_list_describe", COVERED_BY_ONE_BROKER);
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
 
     topics(&t, &b, &["--create", "--topic", "hello.kafka"])
@@ -287,7 +284,7 @@ fn topics_alter_partitions_on(t: &Tools, b: &Target) {
 
 #[test]
 fn topics_create_refusals() {
-    let t = single_broker_tools_or_skip!("topics_create_refusals", COVERED_BY_ONE_BROKER);
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
 
     // One more replica than there are brokers.
@@ -333,7 +330,7 @@ fn topics_create_refusals() {
 
 #[test]
 fn configs_topic_alter_describe() {
-    let t = single_broker_tools_or_skip!("configs_topic_alter_describe", COVERED_BY_ONE_BROKER);
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "cfg", 1);
     let topic = ["--entity-type", "topics", "--entity-name", "cfg"];
@@ -425,7 +422,7 @@ fn configs_topic_alter_describe() {
 
 #[test]
 fn configs_broker_all_describe() {
-    let t = single_broker_tools_or_skip!("configs_broker_all_describe", COVERED_BY_ONE_BROKER);
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[("num.partitions", "3")]);
 
     for args in [
@@ -560,10 +557,7 @@ fn console_producer_consumer_with_keys_on(t: &Tools, b: &Target) {
 
 #[test]
 fn console_producer_headers_and_null_values() {
-    let t = single_broker_tools_or_skip!(
-        "console_producer_headers_and_null_values",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "hdr", 1);
     produce_lines(
@@ -624,10 +618,7 @@ fn console_producer_headers_and_null_values() {
 
 #[test]
 fn console_consumer_from_beginning_with_group() {
-    let t = single_broker_tools_or_skip!(
-        "console_consumer_from_beginning_with_group",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "fb", 1);
     produce_lines(&t, &b, "fb", "a\nb\nc\n", &[]);
@@ -725,7 +716,7 @@ fn delete_records_moves_log_start_offset_on(t: &Tools, b: &Target) {
 
 #[test]
 fn broker_api_versions() {
-    let t = single_broker_tools_or_skip!("broker_api_versions", COVERED_BY_ONE_BROKER);
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     let out = run_on(&t, &b, "kafka-broker-api-versions.sh", &[]).ok();
     // One block per broker, each headed by its address and id.
@@ -1079,7 +1070,6 @@ fn python_roundtrip(t: &Tools, b: &Target, client: &str) {
 #[test]
 fn python_kafka_python_roundtrip() {
     let t = single_broker_tools_or_skip!(
-        "python_kafka_python_roundtrip",
         "confluent-kafka's round trip runs on the cluster; one Python client is enough there",
     );
     python_roundtrip(&t, &start(), "kafka-python");
@@ -1266,10 +1256,7 @@ fn restart_kill9_preserves_topics_configs_records() {
 
 #[test]
 fn auto_create_enabled_uses_num_partitions() {
-    let t = single_broker_tools_or_skip!(
-        "auto_create_enabled_uses_num_partitions",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[
         ("auto.create.topics.enable", "true"),
         ("num.partitions", "2"),
@@ -1293,10 +1280,7 @@ fn auto_create_enabled_uses_num_partitions() {
 
 #[test]
 fn auto_create_disabled_refuses_unknown_topics() {
-    let t = single_broker_tools_or_skip!(
-        "auto_create_disabled_refuses_unknown_topics",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[("auto.create.topics.enable", "false")]);
     let bs = b.bootstrap();
     let out = t.run_stdin(
@@ -1324,10 +1308,7 @@ fn auto_create_disabled_refuses_unknown_topics() {
 /// records disappear and consumers start at the new log start offset.
 #[test]
 fn time_retention_deletes_expired_segments() {
-    let t = single_broker_tools_or_skip!(
-        "time_retention_deletes_expired_segments",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[("log.retention.check.interval.ms", "500")]);
     topics(
         &t,
@@ -1387,10 +1368,7 @@ fn time_retention_deletes_expired_segments() {
 /// the default keeps the producer's CreateTime.
 #[test]
 fn timestamp_types_follow_the_topic_config() {
-    let t = single_broker_tools_or_skip!(
-        "timestamp_types_follow_the_topic_config",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "create-time", 1);
     topics(
@@ -1460,10 +1438,7 @@ fn timestamp_types_follow_the_topic_config() {
 /// producer, gzip, snappy, lz4 and zstd, to a plain and to a compacted topic.
 #[test]
 fn compressed_batches_from_real_clients_are_accepted() {
-    let t = single_broker_tools_or_skip!(
-        "compressed_batches_from_real_clients_are_accepted",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     let bs = b.bootstrap();
     topics(

@@ -233,10 +233,7 @@ fn got_some(m: &Member, prefix: &str) -> bool {
 
 #[test]
 fn console_consumer_group_from_beginning() {
-    let t = single_broker_tools_or_skip!(
-        "console_consumer_group_from_beginning",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     // Kafka's default initial rebalance delay (3 s), as users run it.
     let b = Target::start(&[("group.initial.rebalance.delay.ms", "3000")]);
     create_topic(&t, &b, "hello.kafka", 1);
@@ -1187,10 +1184,7 @@ fn assignor_cooperative_sticky() {
 
 #[test]
 fn static_member_restart_causes_no_rebalance() {
-    let t = single_broker_tools_or_skip!(
-        "static_member_restart_causes_no_rebalance",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "six", 6);
     let (topic, group) = ("six", "static-group");
@@ -1408,7 +1402,6 @@ fn log_bytes(dir: &std::path::Path) -> u64 {
 #[test]
 fn group_keeps_members_while_offsets_compact_and_topic_created() {
     let t = single_broker_tools_or_skip!(
-        "group_keeps_members_while_offsets_compact_and_topic_created",
         "200 MB of commits on RF 3 exceeds the cluster phase's budget; cluster.rs creates the \
          2,000 partitions on three brokers",
     );
@@ -1581,7 +1574,6 @@ fn keeps_members_while_offsets_compact_and_topic_created(t: &Tools) {
 #[test]
 fn consumer_protocol_members_split_leave_die_and_join() {
     let t = single_broker_tools_or_skip!(
-        "consumer_protocol_members_split_leave_die_and_join",
         "not run on three brokers yet (KIP-848 membership is not persisted across a \
          coordinator failover); the single-broker run covers the protocol",
     );
@@ -1679,7 +1671,6 @@ fn consumer_protocol_members_split_leave_die_and_join() {
 #[test]
 fn consumer_protocol_group_survives_a_broker_kill9() {
     let t = single_broker_tools_or_skip!(
-        "consumer_protocol_group_survives_a_broker_kill9",
         "it kills its one broker; the coordinator moving within a cluster is \
          cluster_groups.rs's",
     );
@@ -1759,10 +1750,7 @@ fn consumer_protocol_group_survives_a_broker_kill9() {
 /// partitions.
 #[test]
 fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
-    let t = single_broker_tools_or_skip!(
-        "consumer_protocol_regex_subscription_picks_up_a_created_topic",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[
         ("group.consumer.min.heartbeat.interval.ms", "1000"),
         ("group.consumer.heartbeat.interval.ms", "1000"),
@@ -1952,10 +1940,7 @@ fn group_type(t: &Tools, b: &Target, group: &str) -> (String, ToolOutput) {
 /// and committed, and `kafka-consumer-groups.sh` shows the group's type and assignor change.
 #[test]
 fn classic_group_migrates_to_consumer_and_back_online() {
-    let t = single_broker_tools_or_skip!(
-        "classic_group_migrates_to_consumer_and_back_online",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start_migrating(&[]);
     let (topic, group) = ("migrate-six", "migrate-group");
     create_topic(&t, &b, topic, 6);
@@ -2053,10 +2038,7 @@ fn member_ids(t: &Tools, b: &Target, group: &str) -> BTreeSet<String> {
 /// partitions.
 #[test]
 fn one_way_migration_policies_refuse_the_other_direction() {
-    let t = single_broker_tools_or_skip!(
-        "one_way_migration_policies_refuse_the_other_direction",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let classic = ["--group-protocol", "classic"];
     let consumer = ["--group-protocol", "consumer"];
     let broker = |policy: &str| start_migrating(&[("group.consumer.migration.policy", policy)]);
@@ -2120,10 +2102,7 @@ fn one_way_migration_policies_refuse_the_other_direction() {
 /// newcomer consumes the replaced member's partitions, and every record is consumed once.
 #[test]
 fn a_classic_static_member_replacing_the_last_consumer_member_downgrades() {
-    let t = single_broker_tools_or_skip!(
-        "a_classic_static_member_replacing_the_last_consumer_member_downgrades",
-        COVERED_BY_ONE_BROKER,
-    );
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start_migrating(&[]);
     let (topic, group) = ("static-migrate", "static-migrate-group");
     create_topic(&t, &b, topic, 4);
