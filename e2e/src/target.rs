@@ -133,7 +133,8 @@ pub fn run_on_one_cluster(t: &Tools, overrides: &[(&str, &str)], scenarios: &[Sc
 /// The whole of a test whose body also runs as a scenario on the suite's shared cluster:
 /// returns at once without the tools (see [`crate::tools_or_skip!`]) or when the suite runs
 /// on a cluster ([`Target::runs_on_the_shared_cluster`]: [`run_on_one_cluster`] runs `body`
-/// there); otherwise runs `body` on a target of its own from `start`.
+/// there); otherwise runs `body` on a target of its own from `start`. The whole test:
+/// `run_alone_unless_shared(test_name!(), start, name_on)`.
 pub fn run_alone_unless_shared(test: &str, start: fn() -> Target, body: fn(&Tools, &Target)) {
     let Some(t) = Tools::locate() else {
         return;

@@ -17,7 +17,7 @@ use oxbow_e2e::target::{
     run_alone_unless_shared, run_on_one_cluster, Scenario, COVERED_BY_ONE_BROKER,
 };
 use oxbow_e2e::tools::{configs, create_topic, get_offsets, produce_lines, run_on, topics};
-use oxbow_e2e::{single_broker_tools_or_skip, tools_or_skip, Target, ToolOutput, Tools};
+use oxbow_e2e::{single_broker_tools_or_skip, test_name, tools_or_skip, Target, ToolOutput, Tools};
 use std::fs;
 
 fn start() -> Target {
@@ -250,7 +250,7 @@ fn topics_create_list_describe() {
 
 #[test]
 fn topics_alter_partitions() {
-    run_alone_unless_shared("topics_alter_partitions", start, topics_alter_partitions_on);
+    run_alone_unless_shared(test_name!(), start, topics_alter_partitions_on);
 }
 
 /// The body of [`topics_alter_partitions`], also a scenario on the suite's shared cluster.
@@ -463,11 +463,7 @@ fn configs_broker_all_describe() {
 
 #[test]
 fn console_producer_consumer_with_keys() {
-    run_alone_unless_shared(
-        "console_producer_consumer_with_keys",
-        start,
-        console_producer_consumer_with_keys_on,
-    );
+    run_alone_unless_shared(test_name!(), start, console_producer_consumer_with_keys_on);
 }
 
 /// The body of [`console_producer_consumer_with_keys`], also a scenario on the suite's shared cluster.
@@ -647,7 +643,7 @@ fn console_consumer_from_beginning_with_group() {
 #[test]
 fn delete_records_moves_log_start_offset() {
     run_alone_unless_shared(
-        "delete_records_moves_log_start_offset",
+        test_name!(),
         start,
         delete_records_moves_log_start_offset_on,
     );
@@ -758,7 +754,7 @@ fn broker_api_versions() {
 
 #[test]
 fn verifiable_producer() {
-    run_alone_unless_shared("verifiable_producer", start, verifiable_producer_on);
+    run_alone_unless_shared(test_name!(), start, verifiable_producer_on);
 }
 
 /// The body of [`verifiable_producer`], also a scenario on the suite's shared cluster.
@@ -808,7 +804,7 @@ fn verifiable_producer_on(t: &Tools, b: &Target) {
 #[test]
 fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions() {
     run_alone_unless_shared(
-        "java_consumer_reads_many_partitions_through_incremental_fetch_sessions",
+        test_name!(),
         start,
         java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on,
     );
@@ -898,11 +894,7 @@ fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on(
 
 #[test]
 fn kcat_metadata_produce_consume() {
-    run_alone_unless_shared(
-        "kcat_metadata_produce_consume",
-        start,
-        kcat_metadata_produce_consume_on,
-    );
+    run_alone_unless_shared(test_name!(), start, kcat_metadata_produce_consume_on);
 }
 
 /// The body of [`kcat_metadata_produce_consume`], also a scenario on the suite's shared cluster.
@@ -1077,11 +1069,7 @@ fn python_kafka_python_roundtrip() {
 
 #[test]
 fn python_confluent_kafka_roundtrip() {
-    run_alone_unless_shared(
-        "python_confluent_kafka_roundtrip",
-        start,
-        python_confluent_kafka_roundtrip_on,
-    );
+    run_alone_unless_shared(test_name!(), start, python_confluent_kafka_roundtrip_on);
 }
 
 /// The body of [`python_confluent_kafka_roundtrip`], also a scenario on the suite's shared
@@ -1501,7 +1489,7 @@ fn compressed_batches_from_real_clients_are_accepted() {
 #[test]
 fn metadata_quorum_describes_the_voters_and_the_leader() {
     run_alone_unless_shared(
-        "metadata_quorum_describes_the_voters_and_the_leader",
+        test_name!(),
         start,
         metadata_quorum_describes_the_voters_and_the_leader_on,
     );

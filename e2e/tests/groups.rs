@@ -24,8 +24,8 @@ use oxbow_e2e::target::{
 };
 use oxbow_e2e::tools::{create_topic, end_offsets, groups, produce_lines, run_on, table};
 use oxbow_e2e::{
-    poll_until as wait_until, single_broker_tools_or_skip, tools_or_skip, Background as Bg, Target,
-    ToolOutput, Tools,
+    poll_until as wait_until, single_broker_tools_or_skip, test_name, tools_or_skip,
+    Background as Bg, Target, ToolOutput, Tools,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -311,7 +311,7 @@ fn console_consumer_group_from_beginning() {
 #[test]
 fn consumer_groups_list_describe_members_state() {
     run_alone_unless_shared(
-        "consumer_groups_list_describe_members_state",
+        test_name!(),
         start,
         consumer_groups_list_describe_members_state_on,
     );
@@ -520,7 +520,7 @@ fn iso_utc_formats() {
 #[test]
 fn consumer_groups_reset_offsets_and_delete() {
     run_alone_unless_shared(
-        "consumer_groups_reset_offsets_and_delete",
+        test_name!(),
         start,
         consumer_groups_reset_offsets_and_delete_on,
     );
@@ -709,7 +709,7 @@ fn consumer_groups_reset_offsets_and_delete_on(t: &Tools, b: &Target) {
 #[test]
 fn verifiable_consumer_consumes_and_commits() {
     run_alone_unless_shared(
-        "verifiable_consumer_consumes_and_commits",
+        test_name!(),
         start,
         verifiable_consumer_consumes_and_commits_on,
     );
@@ -850,7 +850,7 @@ fn verifiable_consumer_consumes_and_commits_on(t: &Tools, b: &Target) {
 #[test]
 fn group_members_share_partitions_and_take_over() {
     run_alone_unless_shared(
-        "group_members_share_partitions_and_take_over",
+        test_name!(),
         start,
         group_members_share_partitions_and_take_over_on,
     );
@@ -947,7 +947,7 @@ fn group_members_share_partitions_and_take_over_on(t: &Tools, b: &Target) {
 #[test]
 fn group_of_three_librdkafka_members_and_kcat() {
     run_alone_unless_shared(
-        "group_of_three_librdkafka_members_and_kcat",
+        test_name!(),
         start,
         group_of_three_librdkafka_members_and_kcat_on,
     );
@@ -1285,11 +1285,7 @@ fn static_member_restart_causes_no_rebalance() {
 
 #[test]
 fn bad_offset_commits_get_kafka_errors() {
-    run_alone_unless_shared(
-        "bad_offset_commits_get_kafka_errors",
-        start,
-        bad_offset_commits_get_kafka_errors_on,
-    );
+    run_alone_unless_shared(test_name!(), start, bad_offset_commits_get_kafka_errors_on);
 }
 
 /// The body of [`bad_offset_commits_get_kafka_errors`], also a scenario on the suite's shared cluster.
