@@ -927,6 +927,15 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
         assert_eq!(set(isrs), replicas, "{meta}");
     }
 
+    // kcat reading partition `p` to its end (after `from`: e.g. `-o 195`), one
+    // `key=value@offset` line a record.
+    let read = |p: u32, from: &[&str]| {
+        let p = p.to_string();
+        let mut args = vec!["-b", &bs, "-C", "-t", "kc", "-p", &p];
+        args.extend_from_slice(from);
+        args.extend_from_slice(&["-e", "-q", "-f", "%k=%s@%o\n"]);
+        t.run("kcat", &args).ok()
+    };
     let input = "k1:v1\nk2:v2\nk3:v3\nk4:\nk5:last value with spaces\n";
     t.run_stdin(
         "kcat",
@@ -934,24 +943,7 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
         input,
     )
     .ok();
-    let out = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "1",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    let out = read(1, &[]);
     assert_eq!(
         out.lines(),
         vec![
@@ -964,24 +956,7 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
         "{out}"
     );
     // Partition 0 is empty; consuming it to the end prints nothing.
-    let empty = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "0",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    let empty = read(0, &[]);
     assert_eq!(empty.lines(), Vec::<&str>::new(), "{empty}");
 
     // Many records, all partitions, offsets contiguous from 0 per partition.
@@ -992,49 +967,11 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
         &many,
     )
     .ok();
-    let out = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "0",
-                "-o",
-                "beginning",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    let out = read(0, &["-o", "beginning"]);
     let want: Vec<String> = (0..200).map(|i| format!("key{i}=value{i}@{i}")).collect();
     assert_eq!(out.lines(), want, "{out}");
     // From an offset.
-    let out = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "0",
-                "-o",
-                "195",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    let out = read(0, &["-o", "195"]);
     assert_eq!(out.lines(), want[195..].to_vec(), "{out}");
 }
 
