@@ -99,6 +99,21 @@ pub fn produce_lines(
     t.run_stdin("kafka-console-producer.sh", &args, lines).ok()
 }
 
+/// kcat producing one record per line of `input` to `topic` (`extra`: e.g. `-p 0`, `-K:`,
+/// `-X acks=all`); panics unless it exits 0.
+pub fn kcat_produce(
+    t: &Tools,
+    b: &(impl Bootstrap + ?Sized),
+    topic: &str,
+    extra: &[&str],
+    input: &str,
+) -> ToolOutput {
+    let bs = b.bootstrap_servers();
+    let mut args = vec!["-b", bs.as_str(), "-P", "-t", topic];
+    args.extend_from_slice(extra);
+    t.run_stdin("kcat", &args, input).ok()
+}
+
 /// The lines `kafka-get-offsets.sh --topic <topic> --time <time>` prints
 /// (`topic:partition:offset`, in partition order); panics unless it exits 0. `time` is `-1`
 /// (the log end offsets), `-2` (the log start offsets) or a timestamp.

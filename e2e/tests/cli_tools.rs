@@ -16,7 +16,9 @@
 use oxbow_e2e::target::{
     run_alone_unless_shared, run_on_one_cluster, Scenario, COVERED_BY_ONE_BROKER,
 };
-use oxbow_e2e::tools::{configs, create_topic, get_offsets, produce_lines, run_on, topics};
+use oxbow_e2e::tools::{
+    configs, create_topic, get_offsets, kcat_produce, produce_lines, run_on, topics,
+};
 use oxbow_e2e::{single_broker_tools_or_skip, test_name, tools_or_skip, Target, ToolOutput, Tools};
 use std::fs;
 
@@ -262,13 +264,7 @@ fn topics_alter_partitions_on(t: &Tools, b: &Target) {
     assert_partitions(b, &d, "grow", 4);
 
     // The new partition is usable.
-    let bs = b.bootstrap();
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "grow", "-p", "3"],
-        "in-p3\n",
-    )
-    .ok();
+    kcat_produce(t, b, "grow", &["-p", "3"], "in-p3\n");
     assert_eq!(
         get_offsets(t, b, "grow", "-1"),
         vec!["grow:0:0", "grow:1:0", "grow:2:0", "grow:3:1"]
@@ -937,12 +933,7 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
         t.run("kcat", &args).ok()
     };
     let input = "k1:v1\nk2:v2\nk3:v3\nk4:\nk5:last value with spaces\n";
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "kc", "-p", "1", "-K:"],
-        input,
-    )
-    .ok();
+    kcat_produce(t, b, "kc", &["-p", "1", "-K:"], input);
     let out = read(1, &[]);
     assert_eq!(
         out.lines(),
@@ -961,12 +952,7 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
 
     // Many records, all partitions, offsets contiguous from 0 per partition.
     let many: String = (0..200).map(|i| format!("key{i}:value{i}\n")).collect();
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "kc", "-p", "0", "-K:"],
-        &many,
-    )
-    .ok();
+    kcat_produce(t, b, "kc", &["-p", "0", "-K:"], &many);
     let out = read(0, &["-o", "beginning"]);
     let want: Vec<String> = (0..200).map(|i| format!("key{i}=value{i}@{i}")).collect();
     assert_eq!(out.lines(), want, "{out}");
@@ -1051,24 +1037,9 @@ fn restart_preserves_everything(kill9: bool) {
         ],
     )
     .ok();
-    let bs = b.bootstrap();
     for p in 0..2 {
         let lines: String = (0..10).map(|i| format!("k{p}.{i}:v{p}.{i}\n")).collect();
-        t.run_stdin(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-P",
-                "-t",
-                "durable",
-                "-p",
-                &p.to_string(),
-                "-K:",
-            ],
-            &lines,
-        )
-        .ok();
+        kcat_produce(&t, &b, "durable", &["-p", &p.to_string(), "-K:"], &lines);
     }
     produce_lines(&t, &b, "other", "x\ny\n", &[]);
     let before = get_offsets(&t, &b, "durable", "-1");
@@ -1196,9 +1167,7 @@ fn auto_create_enabled_uses_num_partitions() {
     assert_eq!(total, 2, "both records were written");
 
     // kcat auto-creates too.
-    let bs = b.bootstrap();
-    t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "auto.kcat"], "x\n")
-        .ok();
+    kcat_produce(&t, &b, "auto.kcat", &[], "x\n");
     let d = topics(&t, &b, &["--describe", "--topic", "auto.kcat"]).ok();
     assert_partitions(&b, &d, "auto.kcat", 2);
 }
@@ -1386,12 +1355,7 @@ fn compressed_batches_from_real_clients_are_accepted() {
         .collect();
     for topic in ["zipped", "zipped-compact"] {
         for codec in ["gzip", "snappy", "lz4", "zstd"] {
-            t.run_stdin(
-                "kcat",
-                &["-b", &bs, "-P", "-t", topic, "-K:", "-z", codec],
-                &lines,
-            )
-            .ok();
+            kcat_produce(&t, &b, topic, &["-K:", "-z", codec], &lines);
             produce_lines(
                 &t,
                 &b,

@@ -22,7 +22,9 @@ use oxbow_e2e::group_member::{describe_members, script, Member};
 use oxbow_e2e::target::{
     run_alone_unless_shared, run_on_one_cluster, Scenario, COVERED_BY_ONE_BROKER,
 };
-use oxbow_e2e::tools::{create_topic, end_offsets, groups, produce_lines, run_on, table};
+use oxbow_e2e::tools::{
+    create_topic, end_offsets, groups, kcat_produce, produce_lines, run_on, table,
+};
 use oxbow_e2e::{
     poll_until as wait_until, single_broker_tools_or_skip, test_name, tools_or_skip,
     Background as Bg, Target, ToolOutput, Tools,
@@ -89,22 +91,13 @@ fn produce_keyed(t: &Tools, b: &Target, topic: &str, prefix: &str, count: usize)
         .enumerate()
         .map(|(i, v)| format!("k{prefix}{i}:{v}\n"))
         .collect();
-    let bs = b.bootstrap();
-    t.run_stdin(
-        "kcat",
-        &[
-            "-b",
-            &bs,
-            "-P",
-            "-t",
-            topic,
-            "-K:",
-            "-X",
-            "topic.request.required.acks=-1",
-        ],
+    kcat_produce(
+        t,
+        b,
+        topic,
+        &["-K:", "-X", "topic.request.required.acks=-1"],
         &input,
-    )
-    .ok();
+    );
     values
 }
 
@@ -1292,12 +1285,7 @@ fn bad_offset_commits_get_kafka_errors() {
 fn bad_offset_commits_get_kafka_errors_on(t: &Tools, b: &Target) {
     create_topic(t, b, "bad", 2);
     let bs = b.bootstrap();
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "bad", "-p", "0"],
-        "a\nb\nc\n",
-    )
-    .ok();
+    kcat_produce(t, b, "bad", &["-p", "0"], "a\nb\nc\n");
     let out = t
         .run(
             "python",
@@ -1336,8 +1324,7 @@ fn bad_offset_commits_get_kafka_errors_on(t: &Tools, b: &Target) {
     let d = groups(t, b, &["--group", "g8", "--describe"]).ok();
     assert_eq!(describe_row(&d, "bad", 0)["CURRENT-OFFSET"], "13", "{d}");
     assert!(!d.stdout.contains("no-such-topic"), "{d}");
-    t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "bad", "-p", "1"], "x\ny\n")
-        .ok();
+    kcat_produce(t, b, "bad", &["-p", "1"], "x\ny\n");
     let v = t
         .run(
             "kafka-verifiable-consumer.sh",

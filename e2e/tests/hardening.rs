@@ -7,7 +7,7 @@
 //! assertions describe Kafka). Waits poll with deadlines.
 
 use oxbow_e2e::group_member::script;
-use oxbow_e2e::tools::{create_topic, create_topic_with, groups};
+use oxbow_e2e::tools::{create_topic, create_topic_with, groups, kcat_produce};
 use oxbow_e2e::{
     free_port, oxbow_broker_bin, run_command, tools_or_skip, Broker, ToolOutput, Tools,
 };
@@ -39,8 +39,7 @@ fn clients_cannot_write_or_truncate_consumer_offsets() {
     let mut b = Broker::start_target(&[("group.initial.rebalance.delay.ms", "0")]);
     let bs = b.bootstrap();
     create_topic(&t, &b, "owned", 1);
-    t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "owned"], "a\nb\nc\nd\ne\n")
-        .ok();
+    kcat_produce(&t, &b, "owned", &[], "a\nb\nc\nd\ne\n");
     // Commits offset 3 for the group (and so creates __consumer_offsets).
     groups(
         &t,
@@ -375,22 +374,13 @@ fn a_low_open_files_limit_still_serves_every_rolled_segment() {
     create_topic(&t, &b, "wide", 60);
     let records: Vec<String> = (0..2_400).map(|i| format!("record {i} of segs")).collect();
     let input: String = records.iter().map(|r| format!("{r}\n")).collect();
-    t.run_stdin(
-        "kcat",
-        &[
-            "-b",
-            &bs,
-            "-P",
-            "-t",
-            "segs",
-            "-p",
-            "0",
-            "-X",
-            "batch.num.messages=1",
-        ],
+    kcat_produce(
+        &t,
+        &b,
+        "segs",
+        &["-p", "0", "-X", "batch.num.messages=1"],
         &input,
-    )
-    .ok();
+    );
     b.stop();
     let segments = std::fs::read_dir(b.data_dir().join("segs-0"))
         .expect("segs-0")
