@@ -480,26 +480,24 @@ fn console_producer_consumer_with_keys_on(t: &Tools, b: &Target) {
         ],
     );
 
-    let out = run_on(
-        t,
-        b,
-        "kafka-console-consumer.sh",
-        &[
+    // The console consumer on partition 0 from `offset`, with `--property` settings `props`,
+    // `n` records.
+    let read = |offset: &str, props: &[&str], n: &str| {
+        let mut args = vec![
             "--topic",
             "hello.kafka",
             "--partition",
             "0",
             "--offset",
-            "earliest",
-            "--property",
-            "print.key=true",
-            "--property",
-            "key.separator=-",
-            "--max-messages",
-            "4",
-        ],
-    )
-    .ok();
+            offset,
+        ];
+        for p in props {
+            args.extend_from_slice(&["--property", p]);
+        }
+        args.extend_from_slice(&["--max-messages", n]);
+        run_on(t, b, "kafka-console-consumer.sh", &args).ok()
+    };
+    let out = read("earliest", &["print.key=true", "key.separator=-"], "4");
     assert_eq!(
         out.lines(),
         vec!["null-hello", "null-kafka", "key1-no1", "key2-no2"],
@@ -508,28 +506,15 @@ fn console_producer_consumer_with_keys_on(t: &Tools, b: &Target) {
     out.expect_contains("Processed a total of 4 messages");
 
     // From a given offset, with offsets, partitions and timestamps printed.
-    let out = run_on(
-        t,
-        b,
-        "kafka-console-consumer.sh",
+    let out = read(
+        "2",
         &[
-            "--topic",
-            "hello.kafka",
-            "--partition",
-            "0",
-            "--offset",
-            "2",
-            "--property",
             "print.partition=true",
-            "--property",
             "print.offset=true",
-            "--property",
             "print.timestamp=true",
-            "--max-messages",
-            "2",
         ],
-    )
-    .ok();
+        "2",
+    );
     let lines = out.lines();
     assert_eq!(lines.len(), 2, "{out}");
     for (line, (off, val)) in lines.iter().zip([(2, "no1"), (3, "no2")]) {
