@@ -9,15 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Background, Cluster, ToolOutput, Tools};
+use crate::{Background, Cluster, Tools};
 
-/// Runs `kafka-topics.sh --bootstrap-server <running nodes> <args>`.
-pub fn topics(t: &Tools, c: &Cluster, args: &[&str]) -> ToolOutput {
-    let bs = c.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run("kafka-topics.sh", &all)
-}
+/// `kafka-topics.sh --bootstrap-server <running nodes> <args>`, as for any target.
+pub use crate::tools::topics;
 
 /// One partition as `kafka-topics.sh --describe` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +356,12 @@ impl VerifiableProducer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Like [`VerifiableProducer::wait_acked`], for `more` acknowledgements beyond those so far.
+    pub fn wait_acked_more(&mut self, more: usize, timeout: Duration, what: &str) {
+        let now = self.acked_count();
+        self.wait_acked(now + more, timeout, what);
     }
 
     /// Waits for the tool to finish (it stops after `--max-messages` sends resolved).

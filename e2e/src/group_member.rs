@@ -7,25 +7,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::{Background, Broker, Cluster, Tools};
-
-/// What members connect to: one broker or a cluster.
-pub trait Bootstrap {
-    /// `host:port,…` for `--bootstrap-server`.
-    fn bootstrap_servers(&self) -> String;
-}
-
-impl Bootstrap for Broker {
-    fn bootstrap_servers(&self) -> String {
-        self.bootstrap()
-    }
-}
-
-impl Bootstrap for Cluster {
-    fn bootstrap_servers(&self) -> String {
-        self.bootstrap()
-    }
-}
+use crate::tools::Bootstrap;
+use crate::{Background, Tools};
 
 /// Path of a helper script in `e2e/tests/py`.
 pub fn script(name: &str) -> String {

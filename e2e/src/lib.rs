@@ -16,7 +16,9 @@
 //! * [`Target::start`] is what the CLI and group suites run against: one broker, or a
 //!   cluster of three with `OXBOW_E2E_BROKERS=3` (replication factor 3, min.insync.replicas
 //!   2), of `OXBOW_E2E_TARGET`'s implementation.
-//! * [`Tools::run`] runs a tool with a timeout and returns what it printed.
+//! * [`Tools::run`] runs a tool with a timeout and returns what it printed; [`tools`] runs
+//!   Kafka's tools against a broker, a cluster or a [`Target`] (topics, configs, groups,
+//!   offsets, their tables) the same way for every suite.
 
 use std::fmt;
 use std::fs;
@@ -34,6 +36,7 @@ pub mod group_member;
 pub mod netns;
 pub mod streams;
 pub mod target;
+pub mod tools;
 
 pub use target::Target;
 
@@ -1771,6 +1774,37 @@ macro_rules! tools_or_skip {
     };
 }
 
+/// The name of the function it is written in, without its module path: in a test, the
+/// test's name.
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        let path = ::std::any::type_name_of_val(&here);
+        let path = path.strip_suffix("::here").unwrap_or(path);
+        path.rsplit("::").next().unwrap_or(path)
+    }};
+}
+
+/// Gets the tools or returns from the calling test: without the tools as
+/// [`tools_or_skip!`] does, and when the suite runs on several brokers and the test
+/// (named `$test`, by default the calling function's name) checks something only one
+/// broker has, saying why (`$reason`), as [`Target::single_broker_only`] does. Use it
+/// first: `let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);`.
+#[macro_export]
+macro_rules! single_broker_tools_or_skip {
+    ($reason:expr $(,)?) => {
+        $crate::single_broker_tools_or_skip!($crate::test_name!(), $reason)
+    };
+    ($test:expr, $reason:expr $(,)?) => {{
+        let tools = $crate::tools_or_skip!();
+        if $crate::Target::single_broker_only($test, $reason) {
+            return;
+        }
+        tools
+    }};
+}
+
 /// A Kafka directory id (a uuid in URL-safe base64 without padding) for node `node`: the
 /// clock and the node id, so ids differ between nodes and runs.
 fn directory_id(node: usize) -> String {
@@ -1796,4 +1830,12 @@ fn directory_id(node: usize) -> String {
         out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn test_name_is_the_calling_functions_own() {
+        assert_eq!(test_name!(), "test_name_is_the_calling_functions_own");
+    }
 }

@@ -20,8 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::group_member::Bootstrap;
+use crate::tools::Bootstrap;
 use crate::{Broker, Cluster, Flavor, Tools};
+
+/// Why a test that checks nothing replication-specific skips the cluster phase (the reason
+/// given to [`Target::single_broker_only`] by most single-broker tests).
+pub const COVERED_BY_ONE_BROKER: &str =
+    "nothing replication-specific: the single-broker run covers it, and the cluster phase \
+     keeps to CI's time budget";
 
 /// `OXBOW_E2E_BROKERS`: how many brokers the CLI and group suites run against (default 1).
 /// Panics on anything but a positive number.
@@ -122,6 +128,21 @@ pub fn run_on_one_cluster(t: &Tools, overrides: &[(&str, &str)], scenarios: &[Sc
             target.log_tail(80)
         );
     }
+}
+
+/// The whole of a test whose body also runs as a scenario on the suite's shared cluster:
+/// returns at once without the tools (see [`crate::tools_or_skip!`]) or when the suite runs
+/// on a cluster ([`Target::runs_on_the_shared_cluster`]: [`run_on_one_cluster`] runs `body`
+/// there); otherwise runs `body` on a target of its own from `start`. The whole test:
+/// `run_alone_unless_shared(test_name!(), start, name_on)`.
+pub fn run_alone_unless_shared(test: &str, start: fn() -> Target, body: fn(&Tools, &Target)) {
+    let Some(t) = Tools::locate() else {
+        return;
+    };
+    if Target::runs_on_the_shared_cluster(test) {
+        return;
+    }
+    body(&t, &start());
 }
 
 impl Target {

@@ -13,14 +13,14 @@
 //! Consumer groups (kafka-consumer-groups.sh, the verifiable consumer, several members
 //! in one group) are exercised in `groups.rs`.
 
-use oxbow_e2e::target::{run_on_one_cluster, Scenario};
-use oxbow_e2e::{tools_or_skip, Target, ToolOutput, Tools};
+use oxbow_e2e::target::{
+    run_alone_unless_shared, run_on_one_cluster, Scenario, COVERED_BY_ONE_BROKER,
+};
+use oxbow_e2e::tools::{
+    configs, create_topic, get_offsets, kcat_produce, produce_lines, run_on, topics,
+};
+use oxbow_e2e::{single_broker_tools_or_skip, test_name, tools_or_skip, Target, ToolOutput, Tools};
 use std::fs;
-
-/// Why a test that checks nothing replication-specific skips the cluster phase.
-const COVERED_BY_ONE_BROKER: &str =
-    "nothing replication-specific: the single-broker run covers it, and the cluster phase \
-     keeps to CI's time budget";
 
 fn start() -> Target {
     Target::start(&[])
@@ -64,37 +64,6 @@ fn scenarios_on_one_shared_cluster() {
     run_on_one_cluster(&t, &[], &scenarios);
 }
 
-/// `kafka-topics.sh --bootstrap-server <b> <args>`
-fn topics(t: &Tools, b: &Target, args: &[&str]) -> ToolOutput {
-    let bs = b.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run("kafka-topics.sh", &all)
-}
-
-/// `kafka-configs.sh --bootstrap-server <b> <args>`
-fn configs(t: &Tools, b: &Target, args: &[&str]) -> ToolOutput {
-    let bs = b.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run("kafka-configs.sh", &all)
-}
-
-fn create_topic(t: &Tools, b: &Target, topic: &str, partitions: u32) {
-    let p = partitions.to_string();
-    topics(t, b, &["--create", "--topic", topic, "--partitions", &p])
-        .ok()
-        .expect_line(&format!("Created topic {topic}."));
-}
-
-/// Console producer, one record per line of `lines`.
-fn produce_lines(t: &Tools, b: &Target, topic: &str, lines: &str, extra: &[&str]) -> ToolOutput {
-    let bs = b.bootstrap();
-    let mut args = vec!["--bootstrap-server", bs.as_str(), "--topic", topic];
-    args.extend_from_slice(extra);
-    t.run_stdin("kafka-console-producer.sh", &args, lines).ok()
-}
-
 /// Console consumer on one partition from `offset` (no group), `n` records,
 /// printing `Offset:<o>-<key>-<value>` (the key separator goes between all fields).
 fn consume(
@@ -105,14 +74,13 @@ fn consume(
     offset: &str,
     n: usize,
 ) -> ToolOutput {
-    let bs = b.bootstrap();
     let p = partition.to_string();
     let n = n.to_string();
-    t.run(
+    run_on(
+        t,
+        b,
         "kafka-console-consumer.sh",
         &[
-            "--bootstrap-server",
-            &bs,
             "--topic",
             topic,
             "--partition",
@@ -132,18 +100,6 @@ fn consume(
         ],
     )
     .ok()
-}
-
-/// `kafka-get-offsets.sh --topic <topic> --time <time>` lines (`topic:partition:offset`).
-fn offsets(t: &Tools, b: &Target, topic: &str, time: &str) -> Vec<String> {
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-get-offsets.sh",
-            &["--bootstrap-server", &bs, "--topic", topic, "--time", time],
-        )
-        .ok();
-    out.lines().iter().map(|s| s.to_string()).collect()
 }
 
 /// The header line of `kafka-topics.sh --describe` for `topic`.
@@ -212,21 +168,9 @@ fn assert_partitions(b: &Target, out: &ToolOutput, topic: &str, count: usize) {
 /// supported 0-1, finalized at 1. (The epoch, Kafka's metadata offset, is not compared.)
 #[test]
 fn features_describe_shows_group_version() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "features_describe_shows_group_version",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-features.sh",
-            &["--bootstrap-server", &bs, "describe"],
-        )
-        .ok();
+    let out = run_on(&t, &b, "kafka-features.sh", &["describe"]).ok();
     let line = out
         .lines()
         .into_iter()
@@ -251,10 +195,7 @@ fn features_describe_shows_group_version() {
 
 #[test]
 fn topics_create_list_describe() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only("topics_create_list_describe", COVERED_BY_ONE_BROKER) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
 
     topics(&t, &b, &["--create", "--topic", "hello.kafka"])
@@ -311,11 +252,7 @@ fn topics_create_list_describe() {
 
 #[test]
 fn topics_alter_partitions() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("topics_alter_partitions") {
-        return;
-    }
-    topics_alter_partitions_on(&t, &start());
+    run_alone_unless_shared(test_name!(), start, topics_alter_partitions_on);
 }
 
 /// The body of [`topics_alter_partitions`], also a scenario on the suite's shared cluster.
@@ -327,15 +264,9 @@ fn topics_alter_partitions_on(t: &Tools, b: &Target) {
     assert_partitions(b, &d, "grow", 4);
 
     // The new partition is usable.
-    let bs = b.bootstrap();
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "grow", "-p", "3"],
-        "in-p3\n",
-    )
-    .ok();
+    kcat_produce(t, b, "grow", &["-p", "3"], "in-p3\n");
     assert_eq!(
-        offsets(t, b, "grow", "-1"),
+        get_offsets(t, b, "grow", "-1"),
         vec!["grow:0:0", "grow:1:0", "grow:2:0", "grow:3:1"]
     );
 
@@ -349,10 +280,7 @@ fn topics_alter_partitions_on(t: &Tools, b: &Target) {
 
 #[test]
 fn topics_create_refusals() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only("topics_create_refusals", COVERED_BY_ONE_BROKER) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
 
     // One more replica than there are brokers.
@@ -398,10 +326,7 @@ fn topics_create_refusals() {
 
 #[test]
 fn configs_topic_alter_describe() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only("configs_topic_alter_describe", COVERED_BY_ONE_BROKER) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "cfg", 1);
     let topic = ["--entity-type", "topics", "--entity-name", "cfg"];
@@ -493,10 +418,7 @@ fn configs_topic_alter_describe() {
 
 #[test]
 fn configs_broker_all_describe() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only("configs_broker_all_describe", COVERED_BY_ONE_BROKER) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[("num.partitions", "3")]);
 
     for args in [
@@ -537,11 +459,7 @@ fn configs_broker_all_describe() {
 
 #[test]
 fn console_producer_consumer_with_keys() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("console_producer_consumer_with_keys") {
-        return;
-    }
-    console_producer_consumer_with_keys_on(&t, &start());
+    run_alone_unless_shared(test_name!(), start, console_producer_consumer_with_keys_on);
 }
 
 /// The body of [`console_producer_consumer_with_keys`], also a scenario on the suite's shared cluster.
@@ -562,28 +480,24 @@ fn console_producer_consumer_with_keys_on(t: &Tools, b: &Target) {
         ],
     );
 
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-console-consumer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "hello.kafka",
-                "--partition",
-                "0",
-                "--offset",
-                "earliest",
-                "--property",
-                "print.key=true",
-                "--property",
-                "key.separator=-",
-                "--max-messages",
-                "4",
-            ],
-        )
-        .ok();
+    // The console consumer on partition 0 from `offset`, with `--property` settings `props`,
+    // `n` records.
+    let read = |offset: &str, props: &[&str], n: &str| {
+        let mut args = vec![
+            "--topic",
+            "hello.kafka",
+            "--partition",
+            "0",
+            "--offset",
+            offset,
+        ];
+        for p in props {
+            args.extend_from_slice(&["--property", p]);
+        }
+        args.extend_from_slice(&["--max-messages", n]);
+        run_on(t, b, "kafka-console-consumer.sh", &args).ok()
+    };
+    let out = read("earliest", &["print.key=true", "key.separator=-"], "4");
     assert_eq!(
         out.lines(),
         vec!["null-hello", "null-kafka", "key1-no1", "key2-no2"],
@@ -592,29 +506,15 @@ fn console_producer_consumer_with_keys_on(t: &Tools, b: &Target) {
     out.expect_contains("Processed a total of 4 messages");
 
     // From a given offset, with offsets, partitions and timestamps printed.
-    let out = t
-        .run(
-            "kafka-console-consumer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "hello.kafka",
-                "--partition",
-                "0",
-                "--offset",
-                "2",
-                "--property",
-                "print.partition=true",
-                "--property",
-                "print.offset=true",
-                "--property",
-                "print.timestamp=true",
-                "--max-messages",
-                "2",
-            ],
-        )
-        .ok();
+    let out = read(
+        "2",
+        &[
+            "print.partition=true",
+            "print.offset=true",
+            "print.timestamp=true",
+        ],
+        "2",
+    );
     let lines = out.lines();
     assert_eq!(lines.len(), 2, "{out}");
     for (line, (off, val)) in lines.iter().zip([(2, "no1"), (3, "no2")]) {
@@ -634,13 +534,7 @@ fn console_producer_consumer_with_keys_on(t: &Tools, b: &Target) {
 
 #[test]
 fn console_producer_headers_and_null_values() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "console_producer_headers_and_null_values",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "hdr", 1);
     produce_lines(
@@ -668,28 +562,26 @@ fn console_producer_headers_and_null_values() {
             "null.marker=<NULL>",
         ],
     );
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-console-consumer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "hdr",
-                "--partition",
-                "0",
-                "--offset",
-                "earliest",
-                "--property",
-                "print.key=true",
-                "--property",
-                "print.headers=true",
-                "--max-messages",
-                "3",
-            ],
-        )
-        .ok();
+    let out = run_on(
+        &t,
+        &b,
+        "kafka-console-consumer.sh",
+        &[
+            "--topic",
+            "hdr",
+            "--partition",
+            "0",
+            "--offset",
+            "earliest",
+            "--property",
+            "print.key=true",
+            "--property",
+            "print.headers=true",
+            "--max-messages",
+            "3",
+        ],
+    )
+    .ok();
     assert_eq!(
         out.lines(),
         vec![
@@ -703,33 +595,25 @@ fn console_producer_headers_and_null_values() {
 
 #[test]
 fn console_consumer_from_beginning_with_group() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "console_consumer_from_beginning_with_group",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "fb", 1);
     produce_lines(&t, &b, "fb", "a\nb\nc\n", &[]);
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-console-consumer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "fb",
-                "--from-beginning",
-                "--max-messages",
-                "3",
-                "--timeout-ms",
-                "30000",
-            ],
-        )
-        .ok();
+    let out = run_on(
+        &t,
+        &b,
+        "kafka-console-consumer.sh",
+        &[
+            "--topic",
+            "fb",
+            "--from-beginning",
+            "--max-messages",
+            "3",
+            "--timeout-ms",
+            "30000",
+        ],
+    )
+    .ok();
     assert_eq!(out.lines(), vec!["a", "b", "c"], "{out}");
 }
 
@@ -739,19 +623,19 @@ fn console_consumer_from_beginning_with_group() {
 
 #[test]
 fn delete_records_moves_log_start_offset() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("delete_records_moves_log_start_offset") {
-        return;
-    }
-    delete_records_moves_log_start_offset_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        delete_records_moves_log_start_offset_on,
+    );
 }
 
 /// The body of [`delete_records_moves_log_start_offset`], also a scenario on the suite's shared cluster.
 fn delete_records_moves_log_start_offset_on(t: &Tools, b: &Target) {
     create_topic(t, b, "del", 1);
     produce_lines(t, b, "del", "m0\nm1\nm2\nm3\nm4\n", &[]);
-    assert_eq!(offsets(t, b, "del", "-2"), vec!["del:0:0"]);
-    assert_eq!(offsets(t, b, "del", "-1"), vec!["del:0:5"]);
+    assert_eq!(get_offsets(t, b, "del", "-2"), vec!["del:0:0"]);
+    assert_eq!(get_offsets(t, b, "del", "-1"), vec!["del:0:5"]);
 
     let json = b.scratch().join("delete.json");
     fs::write(
@@ -759,28 +643,23 @@ fn delete_records_moves_log_start_offset_on(t: &Tools, b: &Target) {
         r#"{"partitions":[{"topic":"del","partition":0,"offset":3}],"version":1}"#,
     )
     .unwrap();
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-delete-records.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--offset-json-file",
-                json.to_str().unwrap(),
-            ],
-        )
-        .ok();
+    let out = run_on(
+        t,
+        b,
+        "kafka-delete-records.sh",
+        &["--offset-json-file", json.to_str().unwrap()],
+    )
+    .ok();
     out.expect_line("Records delete operation completed:");
     out.expect_line("partition: del-0\tlow_watermark: 3");
 
     assert_eq!(
-        offsets(t, b, "del", "-2"),
+        get_offsets(t, b, "del", "-2"),
         vec!["del:0:3"],
         "earliest after delete"
     );
     assert_eq!(
-        offsets(t, b, "del", "-1"),
+        get_offsets(t, b, "del", "-1"),
         vec!["del:0:5"],
         "latest unchanged"
     );
@@ -797,18 +676,15 @@ fn delete_records_moves_log_start_offset_on(t: &Tools, b: &Target) {
         r#"{"partitions":[{"topic":"del","partition":0,"offset":-1}],"version":1}"#,
     )
     .unwrap();
-    t.run(
+    run_on(
+        t,
+        b,
         "kafka-delete-records.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--offset-json-file",
-            json.to_str().unwrap(),
-        ],
+        &["--offset-json-file", json.to_str().unwrap()],
     )
     .ok()
     .expect_line("partition: del-0\tlow_watermark: 5");
-    assert_eq!(offsets(t, b, "del", "-2"), vec!["del:0:5"]);
+    assert_eq!(get_offsets(t, b, "del", "-2"), vec!["del:0:5"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -817,15 +693,9 @@ fn delete_records_moves_log_start_offset_on(t: &Tools, b: &Target) {
 
 #[test]
 fn broker_api_versions() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only("broker_api_versions", COVERED_BY_ONE_BROKER) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
-    let bs = b.bootstrap();
-    let out = t
-        .run("kafka-broker-api-versions.sh", &["--bootstrap-server", &bs])
-        .ok();
+    let out = run_on(&t, &b, "kafka-broker-api-versions.sh", &[]).ok();
     // One block per broker, each headed by its address and id.
     for id in b.node_ids() {
         let node = b.node(id as usize).bootstrap();
@@ -865,30 +735,19 @@ fn broker_api_versions() {
 
 #[test]
 fn verifiable_producer() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("verifiable_producer") {
-        return;
-    }
-    verifiable_producer_on(&t, &start());
+    run_alone_unless_shared(test_name!(), start, verifiable_producer_on);
 }
 
 /// The body of [`verifiable_producer`], also a scenario on the suite's shared cluster.
 fn verifiable_producer_on(t: &Tools, b: &Target) {
     create_topic(t, b, "verify-test", 1);
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-verifiable-producer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "verify-test",
-                "--max-messages",
-                "10",
-            ],
-        )
-        .ok();
+    let out = run_on(
+        t,
+        b,
+        "kafka-verifiable-producer.sh",
+        &["--topic", "verify-test", "--max-messages", "10"],
+    )
+    .ok();
     let events: Vec<serde_json::Value> = out
         .lines()
         .iter()
@@ -925,13 +784,11 @@ fn verifiable_producer_on(t: &Tools, b: &Target) {
 /// and still reads every record. Its FetchSessionHandler logs each step at DEBUG.
 #[test]
 fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster(
-        "java_consumer_reads_many_partitions_through_incremental_fetch_sessions",
-    ) {
-        return;
-    }
-    java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on,
+    );
 }
 
 /// The body of [`java_consumer_reads_many_partitions_through_incremental_fetch_sessions`], also a scenario on the suite's shared cluster.
@@ -1018,11 +875,7 @@ fn java_consumer_reads_many_partitions_through_incremental_fetch_sessions_on(
 
 #[test]
 fn kcat_metadata_produce_consume() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("kcat_metadata_produce_consume") {
-        return;
-    }
-    kcat_metadata_produce_consume_on(&t, &start());
+    run_alone_unless_shared(test_name!(), start, kcat_metadata_produce_consume_on);
 }
 
 /// The body of [`kcat_metadata_produce_consume`], also a scenario on the suite's shared cluster.
@@ -1055,31 +908,18 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
         assert_eq!(set(isrs), replicas, "{meta}");
     }
 
+    // kcat reading partition `p` to its end (after `from`: e.g. `-o 195`), one
+    // `key=value@offset` line a record.
+    let read = |p: u32, from: &[&str]| {
+        let p = p.to_string();
+        let mut args = vec!["-b", &bs, "-C", "-t", "kc", "-p", &p];
+        args.extend_from_slice(from);
+        args.extend_from_slice(&["-e", "-q", "-f", "%k=%s@%o\n"]);
+        t.run("kcat", &args).ok()
+    };
     let input = "k1:v1\nk2:v2\nk3:v3\nk4:\nk5:last value with spaces\n";
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "kc", "-p", "1", "-K:"],
-        input,
-    )
-    .ok();
-    let out = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "1",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    kcat_produce(t, b, "kc", &["-p", "1", "-K:"], input);
+    let out = read(1, &[]);
     assert_eq!(
         out.lines(),
         vec![
@@ -1092,77 +932,17 @@ fn kcat_metadata_produce_consume_on(t: &Tools, b: &Target) {
         "{out}"
     );
     // Partition 0 is empty; consuming it to the end prints nothing.
-    let empty = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "0",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    let empty = read(0, &[]);
     assert_eq!(empty.lines(), Vec::<&str>::new(), "{empty}");
 
     // Many records, all partitions, offsets contiguous from 0 per partition.
     let many: String = (0..200).map(|i| format!("key{i}:value{i}\n")).collect();
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "kc", "-p", "0", "-K:"],
-        &many,
-    )
-    .ok();
-    let out = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "0",
-                "-o",
-                "beginning",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    kcat_produce(t, b, "kc", &["-p", "0", "-K:"], &many);
+    let out = read(0, &["-o", "beginning"]);
     let want: Vec<String> = (0..200).map(|i| format!("key{i}=value{i}@{i}")).collect();
     assert_eq!(out.lines(), want, "{out}");
     // From an offset.
-    let out = t
-        .run(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-C",
-                "-t",
-                "kc",
-                "-p",
-                "0",
-                "-o",
-                "195",
-                "-e",
-                "-q",
-                "-f",
-                "%k=%s@%o\n",
-            ],
-        )
-        .ok();
+    let out = read(0, &["-o", "195"]);
     assert_eq!(out.lines(), want[195..].to_vec(), "{out}");
 }
 
@@ -1182,30 +962,22 @@ fn python_roundtrip(t: &Tools, b: &Target, client: &str) {
     assert_eq!(summary["mismatches"], 0, "{out}");
     // The Java tools see the same data.
     assert_eq!(
-        offsets(t, b, "py", "-1"),
+        get_offsets(t, b, "py", "-1"),
         vec!["py:0:334", "py:1:333", "py:2:333"]
     );
 }
 
 #[test]
 fn python_kafka_python_roundtrip() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "python_kafka_python_roundtrip",
+    let t = single_broker_tools_or_skip!(
         "confluent-kafka's round trip runs on the cluster; one Python client is enough there",
-    ) {
-        return;
-    }
+    );
     python_roundtrip(&t, &start(), "kafka-python");
 }
 
 #[test]
 fn python_confluent_kafka_roundtrip() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("python_confluent_kafka_roundtrip") {
-        return;
-    }
-    python_confluent_kafka_roundtrip_on(&t, &start());
+    run_alone_unless_shared(test_name!(), start, python_confluent_kafka_roundtrip_on);
 }
 
 /// The body of [`python_confluent_kafka_roundtrip`], also a scenario on the suite's shared
@@ -1250,27 +1022,12 @@ fn restart_preserves_everything(kill9: bool) {
         ],
     )
     .ok();
-    let bs = b.bootstrap();
     for p in 0..2 {
         let lines: String = (0..10).map(|i| format!("k{p}.{i}:v{p}.{i}\n")).collect();
-        t.run_stdin(
-            "kcat",
-            &[
-                "-b",
-                &bs,
-                "-P",
-                "-t",
-                "durable",
-                "-p",
-                &p.to_string(),
-                "-K:",
-            ],
-            &lines,
-        )
-        .ok();
+        kcat_produce(&t, &b, "durable", &["-p", &p.to_string(), "-K:"], &lines);
     }
     produce_lines(&t, &b, "other", "x\ny\n", &[]);
-    let before = offsets(&t, &b, "durable", "-1");
+    let before = get_offsets(&t, &b, "durable", "-1");
     let id_before = field(
         &describe_header(
             &topics(&t, &b, &["--describe", "--topic", "durable"]).ok(),
@@ -1322,7 +1079,7 @@ fn restart_preserves_everything(kill9: bool) {
     c.line_starting_with("retention.ms=86400000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=86400000");
 
     assert_eq!(
-        offsets(&t, &b, "durable", "-1"),
+        get_offsets(&t, &b, "durable", "-1"),
         before,
         "high watermarks survive restart"
     );
@@ -1346,7 +1103,7 @@ fn restart_preserves_everything(kill9: bool) {
         vec!["Offset:0-null-x", "Offset:1-null-y", "Offset:2-null-z"],
         "{other}"
     );
-    assert_eq!(offsets(&t, &b, "other", "-1"), vec!["other:0:3"]);
+    assert_eq!(get_offsets(&t, &b, "other", "-1"), vec!["other:0:3"]);
 
     // And a second restart keeps the new record too.
     b.restart();
@@ -1380,13 +1137,7 @@ fn restart_kill9_preserves_topics_configs_records() {
 
 #[test]
 fn auto_create_enabled_uses_num_partitions() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "auto_create_enabled_uses_num_partitions",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[
         ("auto.create.topics.enable", "true"),
         ("num.partitions", "2"),
@@ -1394,29 +1145,21 @@ fn auto_create_enabled_uses_num_partitions() {
     produce_lines(&t, &b, "auto.made", "one\ntwo\n", &[]);
     let d = topics(&t, &b, &["--describe", "--topic", "auto.made"]).ok();
     assert_partitions(&b, &d, "auto.made", 2);
-    let total: u64 = offsets(&t, &b, "auto.made", "-1")
+    let total: u64 = get_offsets(&t, &b, "auto.made", "-1")
         .iter()
         .map(|l| l.rsplit(':').next().unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, 2, "both records were written");
 
     // kcat auto-creates too.
-    let bs = b.bootstrap();
-    t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "auto.kcat"], "x\n")
-        .ok();
+    kcat_produce(&t, &b, "auto.kcat", &[], "x\n");
     let d = topics(&t, &b, &["--describe", "--topic", "auto.kcat"]).ok();
     assert_partitions(&b, &d, "auto.kcat", 2);
 }
 
 #[test]
 fn auto_create_disabled_refuses_unknown_topics() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "auto_create_disabled_refuses_unknown_topics",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[("auto.create.topics.enable", "false")]);
     let bs = b.bootstrap();
     let out = t.run_stdin(
@@ -1444,13 +1187,7 @@ fn auto_create_disabled_refuses_unknown_topics() {
 /// records disappear and consumers start at the new log start offset.
 #[test]
 fn time_retention_deletes_expired_segments() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "time_retention_deletes_expired_segments",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[("log.retention.check.interval.ms", "500")]);
     topics(
         &t,
@@ -1470,12 +1207,12 @@ fn time_retention_deletes_expired_segments() {
     .ok();
     produce_lines(&t, &b, "short-lived", "r0\nr1\nr2\n", &[]);
     assert_eq!(
-        offsets(&t, &b, "short-lived", "-1"),
+        get_offsets(&t, &b, "short-lived", "-1"),
         vec!["short-lived:0:3"]
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let earliest = offsets(&t, &b, "short-lived", "-2");
+        let earliest = get_offsets(&t, &b, "short-lived", "-2");
         if earliest == vec!["short-lived:0:3"] {
             break;
         }
@@ -1510,13 +1247,7 @@ fn time_retention_deletes_expired_segments() {
 /// the default keeps the producer's CreateTime.
 #[test]
 fn timestamp_types_follow_the_topic_config() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "timestamp_types_follow_the_topic_config",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "create-time", 1);
     topics(
@@ -1540,13 +1271,12 @@ fn timestamp_types_follow_the_topic_config() {
     for topic in ["create-time", "append-time"] {
         produce_lines(&t, &b, topic, "v\n", &[]);
     }
-    let bs = b.bootstrap();
     let read = |topic: &str| {
-        t.run(
+        run_on(
+            &t,
+            &b,
             "kafka-console-consumer.sh",
             &[
-                "--bootstrap-server",
-                &bs,
                 "--topic",
                 topic,
                 "--partition",
@@ -1587,13 +1317,7 @@ fn timestamp_types_follow_the_topic_config() {
 /// producer, gzip, snappy, lz4 and zstd, to a plain and to a compacted topic.
 #[test]
 fn compressed_batches_from_real_clients_are_accepted() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "compressed_batches_from_real_clients_are_accepted",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     let bs = b.bootstrap();
     topics(
@@ -1616,12 +1340,7 @@ fn compressed_batches_from_real_clients_are_accepted() {
         .collect();
     for topic in ["zipped", "zipped-compact"] {
         for codec in ["gzip", "snappy", "lz4", "zstd"] {
-            t.run_stdin(
-                "kcat",
-                &["-b", &bs, "-P", "-t", topic, "-K:", "-z", codec],
-                &lines,
-            )
-            .ok();
+            kcat_produce(&t, &b, topic, &["-K:", "-z", codec], &lines);
             produce_lines(
                 &t,
                 &b,
@@ -1655,22 +1374,16 @@ fn compressed_batches_from_real_clients_are_accepted() {
 /// is the one voter and the leader); the tool's `--status` and `--replication` views say so.
 #[test]
 fn metadata_quorum_describes_the_voters_and_the_leader() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("metadata_quorum_describes_the_voters_and_the_leader") {
-        return;
-    }
-    metadata_quorum_describes_the_voters_and_the_leader_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        metadata_quorum_describes_the_voters_and_the_leader_on,
+    );
 }
 
 /// The body of [`metadata_quorum_describes_the_voters_and_the_leader`], also a scenario on the suite's shared cluster.
 fn metadata_quorum_describes_the_voters_and_the_leader_on(t: &Tools, b: &Target) {
-    let bs = b.bootstrap();
-    let status = t
-        .run(
-            "kafka-metadata-quorum.sh",
-            &["--bootstrap-server", &bs, "describe", "--status"],
-        )
-        .ok();
+    let status = run_on(t, b, "kafka-metadata-quorum.sh", &["describe", "--status"]).ok();
     let leader: i32 = status
         .line_starting_with("LeaderId:")
         .split_whitespace()
@@ -1701,12 +1414,13 @@ fn metadata_quorum_describes_the_voters_and_the_leader_on(t: &Tools, b: &Target)
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1);
     assert!(hw >= 0, "{status}");
-    let replication = t
-        .run(
-            "kafka-metadata-quorum.sh",
-            &["--bootstrap-server", &bs, "describe", "--replication"],
-        )
-        .ok();
+    let replication = run_on(
+        t,
+        b,
+        "kafka-metadata-quorum.sh",
+        &["describe", "--replication"],
+    )
+    .ok();
     // One row per voter: the leader's and (in a cluster) each follower's.
     for id in b.node_ids() {
         let row = replication.line_starting_with(&format!("{id} "));

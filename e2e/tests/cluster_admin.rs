@@ -10,19 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use oxbow_e2e::cluster_tools::{read_all, Acked, VerifiableProducer};
+use oxbow_e2e::tools::{run_on, topics};
 use oxbow_e2e::{tools_or_skip, Cluster, Flavor, ToolOutput, Tools};
 use serde_json::Value;
-
-fn run_on(t: &Tools, c: &Cluster, tool: &str, args: &[&str]) -> ToolOutput {
-    let bs = c.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run(tool, &all)
-}
-
-fn topics(t: &Tools, c: &Cluster, args: &[&str]) -> ToolOutput {
-    run_on(t, c, "kafka-topics.sh", args)
-}
 
 /// One partition as `kafka-topics.sh --describe` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +110,22 @@ fn leader_election(t: &Tools, c: &Cluster, args: &[&str]) -> ToolOutput {
     run_on(t, c, "kafka-leader-election.sh", args)
 }
 
+/// `kafka-leader-election.sh --election-type <kind> --topic <topic> --partition <partition>`.
+fn elect_one(t: &Tools, c: &Cluster, kind: &str, topic: &str, partition: &str) -> ToolOutput {
+    leader_election(
+        t,
+        c,
+        &[
+            "--election-type",
+            kind,
+            "--topic",
+            topic,
+            "--partition",
+            partition,
+        ],
+    )
+}
+
 /// The JSON document `kafka-log-dirs.sh --describe` prints: broker → partition name
 /// (`topic-p`) → (size, offsetLag, isFuture).
 fn log_dirs(t: &Tools, c: &Cluster) -> BTreeMap<i64, BTreeMap<String, (i64, i64, bool)>> {
@@ -191,50 +197,17 @@ fn preferred_election_over_all_partitions_moves_leadership_back() {
         d[&0].leader == 2 && d[&1].leader == 1
     });
     // Named partitions whose preferred replica leads need no election.
-    leader_election(
-        &t,
-        &c,
-        &[
-            "--election-type",
-            "preferred",
-            "--topic",
-            "elect",
-            "--partition",
-            "1",
-        ],
-    )
-    .ok()
-    .expect_contains("Valid replica already elected for partitions elect-1");
+    elect_one(&t, &c, "preferred", "elect", "1")
+        .ok()
+        .expect_contains("Valid replica already elected for partitions elect-1");
     // An unclean election is not needed where a leader exists.
-    leader_election(
-        &t,
-        &c,
-        &[
-            "--election-type",
-            "unclean",
-            "--topic",
-            "elect",
-            "--partition",
-            "0",
-        ],
-    )
-    .ok()
-    .expect_contains("Valid replica already elected for partitions elect-0");
+    elect_one(&t, &c, "unclean", "elect", "0")
+        .ok()
+        .expect_contains("Valid replica already elected for partitions elect-0");
     // An unknown partition is reported, and the tool fails.
-    leader_election(
-        &t,
-        &c,
-        &[
-            "--election-type",
-            "preferred",
-            "--topic",
-            "elect",
-            "--partition",
-            "7",
-        ],
-    )
-    .failed()
-    .expect_contains("elect-7");
+    elect_one(&t, &c, "preferred", "elect", "7")
+        .failed()
+        .expect_contains("elect-7");
 
     // Every broker reports its own replicas: RF 3 means every broker holds both
     // partitions, in sync (offset lag 0), none of them a future replica.
@@ -546,19 +519,7 @@ fn leader_election_to(t: &Tools, c: &Cluster, broker: i32) {
     wait_for(t, c, "moving", "reordered", |d| {
         d[&0].replicas == vec![broker, other]
     });
-    leader_election(
-        t,
-        c,
-        &[
-            "--election-type",
-            "preferred",
-            "--topic",
-            "moving",
-            "--partition",
-            "0",
-        ],
-    )
-    .ok();
+    elect_one(t, c, "preferred", "moving", "0").ok();
     wait_for(t, c, "moving", &format!("led by {broker}"), |d| {
         d[&0].leader == broker
     });

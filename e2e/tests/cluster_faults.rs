@@ -10,11 +10,12 @@
 //! so a test takes about a minute on oxbow. Every test passes against oxbow and against Apache
 //! Kafka 4.1 (`OXBOW_E2E_TARGET=kafka`).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use oxbow_e2e::cluster_tools::{
     active_controller, assert_acknowledged_are_stored, create_topic, describe, describe_excluding,
-    leader_of_most, read_all, topics, wait_for_isr, VerifiableProducer,
+    leader_of_most, read_all, topics, wait_for_isr, PartitionView, VerifiableProducer,
 };
 use oxbow_e2e::{tools_or_skip, Cluster, Flavor, Tools};
 
@@ -31,6 +32,20 @@ const PARTITIONS: u32 = 3;
 
 /// Records per second of every test's producer.
 const RATE: u32 = 200;
+
+/// Three combined nodes of `OXBOW_E2E_TARGET`'s implementation with
+/// [`FAST_FAILURE_DETECTION`].
+fn three_nodes() -> Cluster {
+    Cluster::start(Flavor::from_env(), 3, FAST_FAILURE_DETECTION)
+}
+
+/// True when `d` lists all [`PARTITIONS`], each led by a broker other than `v`, with `v`
+/// in no ISR: `v` is fenced and its leaderships have moved.
+fn led_without(d: &BTreeMap<i32, PartitionView>, v: i32) -> bool {
+    d.len() == PARTITIONS as usize
+        && d.values()
+            .all(|p| p.leader >= 0 && p.leader != v && !p.isr.contains(&v))
+}
 
 /// Creates `topic` (RF 3, min.insync.replicas=2), waits for its full ISRs and starts a
 /// verifiable producer writing with acks=all at [`RATE`] until stopped, returning once 400
@@ -53,9 +68,8 @@ fn finish_and_verify(
     min_acked: usize,
 ) {
     wait_for_isr(c, topic, PARTITIONS as usize, 3);
-    let now = producer.acked_count();
-    producer.wait_acked(
-        now + 100,
+    producer.wait_acked_more(
+        100,
         Duration::from_secs(60),
         "writes with every replica back",
     );
@@ -76,8 +90,7 @@ fn finish_and_verify(
 #[test]
 fn a_new_controller_takes_over_after_kill9_of_the_active_one() {
     let t = tools_or_skip!();
-    let flavor = Flavor::from_env();
-    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let mut c = three_nodes();
     let mut producer = start_load(&t, &c, "controller-loss");
     let mut old = None;
     c.wait_until(Duration::from_secs(60), "an active controller", |c| {
@@ -139,8 +152,7 @@ fn a_new_controller_takes_over_after_kill9_of_the_active_one() {
 #[test]
 fn a_leader_frozen_past_its_session_acknowledges_nothing_after_it_is_fenced() {
     let t = tools_or_skip!();
-    let flavor = Flavor::from_env();
-    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let mut c = three_nodes();
     let topic = "frozen-leader";
     let mut producer = start_load(&t, &c, topic);
     let victim = leader_of_most(&c, topic);
@@ -150,19 +162,9 @@ fn a_leader_frozen_past_its_session_acknowledges_nothing_after_it_is_fenced() {
     c.wait_until(
         Duration::from_secs(60),
         &format!("broker {victim} fenced: no leadership, in no ISR"),
-        |c| {
-            let d = describe(c, topic);
-            d.len() == PARTITIONS as usize
-                && d.values()
-                    .all(|p| p.leader >= 0 && p.leader != v && !p.isr.contains(&v))
-        },
+        |c| led_without(&describe(c, topic), v),
     );
-    let at_fence = producer.acked_count();
-    producer.wait_acked(
-        at_fence + 300,
-        Duration::from_secs(90),
-        "writes to the new leaders",
-    );
+    producer.wait_acked_more(300, Duration::from_secs(90), "writes to the new leaders");
     c.node_mut(victim).resume();
     finish_and_verify(&c, topic, &mut producer, 1000);
 }
@@ -195,16 +197,10 @@ fn a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_converges_afte
     c.wait_until(
         Duration::from_secs(90),
         &format!("the majority fences isolated broker {victim} and elects new leaders"),
-        |c| {
-            let d = describe_excluding(c, topic, &[victim]);
-            d.len() == PARTITIONS as usize
-                && d.values()
-                    .all(|p| p.leader >= 0 && p.leader != v && !p.isr.contains(&v))
-        },
+        |c| led_without(&describe_excluding(c, topic, &[victim]), v),
     );
-    let at_fence = producer.acked_count();
-    producer.wait_acked(
-        at_fence + 300,
+    producer.wait_acked_more(
+        300,
         Duration::from_secs(90),
         "writes to the majority's new leaders",
     );
@@ -217,16 +213,14 @@ fn a_leader_cut_off_from_the_other_nodes_acknowledges_nothing_and_converges_afte
 #[test]
 fn a_rolling_restart_of_all_three_under_load_loses_no_acknowledged_record() {
     let t = tools_or_skip!();
-    let flavor = Flavor::from_env();
-    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let mut c = three_nodes();
     let topic = "rolling";
     let mut producer = start_load(&t, &c, topic);
     for id in 0..c.len() {
         c.node_mut(id).restart();
         wait_for_isr(&c, topic, PARTITIONS as usize, 3);
-        let now = producer.acked_count();
-        producer.wait_acked(
-            now + 200,
+        producer.wait_acked_more(
+            200,
             Duration::from_secs(90),
             &format!("writes after restarting broker {id}"),
         );
@@ -282,8 +276,7 @@ fn produce_once(c: &Cluster, topic: &str) -> String {
 #[test]
 fn two_of_three_down_refuses_acks_all_with_not_enough_replicas_and_recovers() {
     let t = tools_or_skip!();
-    let flavor = Flavor::from_env();
-    let mut c = Cluster::start(flavor, 3, FAST_FAILURE_DETECTION);
+    let mut c = three_nodes();
     let topic = "two-down";
     let mut producer = start_load(&t, &c, topic);
     let first = leader_of_most(&c, topic);

@@ -19,19 +19,20 @@
 //! the member owns now (assigned minus revoked) and which records it got.
 
 use oxbow_e2e::group_member::{describe_members, script, Member};
-use oxbow_e2e::target::{run_on_one_cluster, Scenario};
+use oxbow_e2e::target::{
+    run_alone_unless_shared, run_on_one_cluster, Scenario, COVERED_BY_ONE_BROKER,
+};
+use oxbow_e2e::tools::{
+    create_topic, end_offsets, groups, kcat_produce, produce_lines, run_on, table,
+};
 use oxbow_e2e::{
-    poll_until as wait_until, tools_or_skip, Background as Bg, Target, ToolOutput, Tools,
+    poll_until as wait_until, single_broker_tools_or_skip, test_name, tools_or_skip,
+    Background as Bg, Target, ToolOutput, Tools,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// Why a test that checks nothing replication-specific skips the cluster phase.
-const COVERED_BY_ONE_BROKER: &str =
-    "nothing replication-specific: the single-broker run covers it, and the cluster phase \
-     keeps to CI's time budget";
 
 /// A broker for group tests: no initial rebalance delay (test speed).
 fn start() -> Target {
@@ -81,36 +82,6 @@ const WAIT: Duration = Duration::from_secs(60);
 // Tools
 // ---------------------------------------------------------------------------
 
-fn topics(t: &Tools, b: &Target, args: &[&str]) -> ToolOutput {
-    let bs = b.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run("kafka-topics.sh", &all)
-}
-
-fn create_topic(t: &Tools, b: &Target, topic: &str, partitions: u32) {
-    let p = partitions.to_string();
-    topics(t, b, &["--create", "--topic", topic, "--partitions", &p])
-        .ok()
-        .expect_contains(&format!("Created topic {topic}."));
-}
-
-/// `kafka-consumer-groups.sh --bootstrap-server <b> <args>` (exit status not checked).
-fn groups(t: &Tools, b: &Target, args: &[&str]) -> ToolOutput {
-    let bs = b.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run("kafka-consumer-groups.sh", &all)
-}
-
-/// Console producer, one record per line.
-fn produce_lines(t: &Tools, b: &Target, topic: &str, lines: &str, extra: &[&str]) {
-    let bs = b.bootstrap();
-    let mut args = vec!["--bootstrap-server", bs.as_str(), "--topic", topic];
-    args.extend_from_slice(extra);
-    t.run_stdin("kafka-console-producer.sh", &args, lines).ok();
-}
-
 /// `count` records `k<i>:<prefix>-<i>` via kcat (keys spread them over partitions).
 /// Returns the values.
 fn produce_keyed(t: &Tools, b: &Target, topic: &str, prefix: &str, count: usize) -> Vec<String> {
@@ -120,90 +91,14 @@ fn produce_keyed(t: &Tools, b: &Target, topic: &str, prefix: &str, count: usize)
         .enumerate()
         .map(|(i, v)| format!("k{prefix}{i}:{v}\n"))
         .collect();
-    let bs = b.bootstrap();
-    t.run_stdin(
-        "kcat",
-        &[
-            "-b",
-            &bs,
-            "-P",
-            "-t",
-            topic,
-            "-K:",
-            "-X",
-            "topic.request.required.acks=-1",
-        ],
+    kcat_produce(
+        t,
+        b,
+        topic,
+        &["-K:", "-X", "topic.request.required.acks=-1"],
         &input,
-    )
-    .ok();
+    );
     values
-}
-
-/// `kafka-get-offsets.sh --time -1`: log end offset per partition.
-fn end_offsets(t: &Tools, b: &Target, topic: &str) -> BTreeMap<i32, i64> {
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-get-offsets.sh",
-            &["--bootstrap-server", &bs, "--topic", topic, "--time", "-1"],
-        )
-        .ok();
-    out.lines()
-        .iter()
-        .map(|l| {
-            let f: Vec<&str> = l.rsplitn(3, ':').collect();
-            (
-                f[1].parse().expect("partition"),
-                f[0].parse().expect("offset"),
-            )
-        })
-        .collect()
-}
-
-/// Rows of a table printed by kafka-consumer-groups.sh: the header is the
-/// first stdout line whose first word is `first_col`; each following non-empty
-/// line is a row, cut at the columns where the header's words start (cells may
-/// be empty, e.g. GROUP-INSTANCE-ID of a dynamic member). `COORDINATOR (ID)` is
-/// one column; whitespace inside a cell is collapsed to one space.
-fn table(out: &ToolOutput, first_col: &str) -> Vec<BTreeMap<String, String>> {
-    let mut lines = out.stdout.lines();
-    let header = loop {
-        match lines.next() {
-            Some(l) if l.split_whitespace().next() == Some(first_col) => break l,
-            Some(_) => continue,
-            None => return Vec::new(),
-        }
-    };
-    // (name, start column)
-    let mut cols: Vec<(String, usize)> = Vec::new();
-    let mut prev_space = true;
-    for (i, c) in header.char_indices() {
-        if !c.is_whitespace() && prev_space {
-            if header[i..].starts_with("(ID)") && !cols.is_empty() {
-                cols.last_mut().expect("column").0.push_str(" (ID)");
-            } else {
-                let word = header[i..].split_whitespace().next().expect("word");
-                cols.push((word.to_string(), i));
-            }
-        }
-        prev_space = c.is_whitespace();
-    }
-    lines
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| {
-            cols.iter()
-                .enumerate()
-                .map(|(i, (name, start))| {
-                    let end = cols.get(i + 1).map_or(l.len(), |c| c.1.min(l.len()));
-                    let cell = l.get((*start).min(l.len())..end).unwrap_or("");
-                    (
-                        name.clone(),
-                        cell.split_whitespace().collect::<Vec<_>>().join(" "),
-                    )
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// The `--describe` row of `topic`/`partition`.
@@ -331,13 +226,7 @@ fn got_some(m: &Member, prefix: &str) -> bool {
 
 #[test]
 fn console_consumer_group_from_beginning() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "console_consumer_group_from_beginning",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     // Kafka's default initial rebalance delay (3 s), as users run it.
     let b = Target::start(&[("group.initial.rebalance.delay.ms", "3000")]);
     create_topic(&t, &b, "hello.kafka", 1);
@@ -373,27 +262,25 @@ fn console_consumer_group_from_beginning() {
     assert_eq!(out.lines(), vec!["null-world"], "{out}");
 
     // Without --group: a generated group id, reading from the beginning.
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "kafka-console-consumer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "hello.kafka",
-                "--from-beginning",
-                "--property",
-                "print.key=true",
-                "--property",
-                "key.separator=-",
-                "--max-messages",
-                "3",
-                "--timeout-ms",
-                "30000",
-            ],
-        )
-        .ok();
+    let out = run_on(
+        &t,
+        &b,
+        "kafka-console-consumer.sh",
+        &[
+            "--topic",
+            "hello.kafka",
+            "--from-beginning",
+            "--property",
+            "print.key=true",
+            "--property",
+            "key.separator=-",
+            "--max-messages",
+            "3",
+            "--timeout-ms",
+            "30000",
+        ],
+    )
+    .ok();
     assert_eq!(
         out.lines(),
         vec!["null-hello", "key1-no1", "null-world"],
@@ -416,11 +303,11 @@ fn console_consumer_group_from_beginning() {
 
 #[test]
 fn consumer_groups_list_describe_members_state() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("consumer_groups_list_describe_members_state") {
-        return;
-    }
-    consumer_groups_list_describe_members_state_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        consumer_groups_list_describe_members_state_on,
+    );
 }
 
 /// The body of [`consumer_groups_list_describe_members_state`], also a scenario on the suite's shared cluster.
@@ -625,11 +512,11 @@ fn iso_utc_formats() {
 
 #[test]
 fn consumer_groups_reset_offsets_and_delete() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("consumer_groups_reset_offsets_and_delete") {
-        return;
-    }
-    consumer_groups_reset_offsets_and_delete_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        consumer_groups_reset_offsets_and_delete_on,
+    );
 }
 
 /// The body of [`consumer_groups_reset_offsets_and_delete`], also a scenario on the suite's shared cluster.
@@ -639,25 +526,24 @@ fn consumer_groups_reset_offsets_and_delete_on(t: &Tools, b: &Target) {
     produce_lines(t, b, "reset", "m0\nm1\nm2\n", &[]);
     produce_lines(t, b, "reset", "m3\nm4\n", &[]);
     let bs = b.bootstrap();
-    let ts = t
-        .run(
-            "kafka-console-consumer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                "reset",
-                "--partition",
-                "0",
-                "--offset",
-                "earliest",
-                "--property",
-                "print.timestamp=true",
-                "--max-messages",
-                "5",
-            ],
-        )
-        .ok();
+    let ts = run_on(
+        t,
+        b,
+        "kafka-console-consumer.sh",
+        &[
+            "--topic",
+            "reset",
+            "--partition",
+            "0",
+            "--offset",
+            "earliest",
+            "--property",
+            "print.timestamp=true",
+            "--max-messages",
+            "5",
+        ],
+    )
+    .ok();
     let stamps: Vec<i64> = ts
         .lines()
         .iter()
@@ -815,27 +701,22 @@ fn consumer_groups_reset_offsets_and_delete_on(t: &Tools, b: &Target) {
 
 #[test]
 fn verifiable_consumer_consumes_and_commits() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("verifiable_consumer_consumes_and_commits") {
-        return;
-    }
-    verifiable_consumer_consumes_and_commits_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        verifiable_consumer_consumes_and_commits_on,
+    );
 }
 
 /// The body of [`verifiable_consumer_consumes_and_commits`], also a scenario on the suite's shared cluster.
 fn verifiable_consumer_consumes_and_commits_on(t: &Tools, b: &Target) {
     create_topic(t, b, "verify-test", 1);
     let bs = b.bootstrap();
-    t.run(
+    run_on(
+        t,
+        b,
         "kafka-verifiable-producer.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--topic",
-            "verify-test",
-            "--max-messages",
-            "10",
-        ],
+        &["--topic", "verify-test", "--max-messages", "10"],
     )
     .ok()
     .expect_contains("\"acked\":10");
@@ -916,16 +797,11 @@ fn verifiable_consumer_consumes_and_commits_on(t: &Tools, b: &Target) {
         "{d}"
     );
     // Run again: nothing new to read, it starts at the committed offset.
-    t.run(
+    run_on(
+        t,
+        b,
         "kafka-verifiable-producer.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--topic",
-            "verify-test",
-            "--max-messages",
-            "3",
-        ],
+        &["--topic", "verify-test", "--max-messages", "3"],
     )
     .ok();
     let out = t
@@ -966,11 +842,11 @@ fn verifiable_consumer_consumes_and_commits_on(t: &Tools, b: &Target) {
 
 #[test]
 fn group_members_share_partitions_and_take_over() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("group_members_share_partitions_and_take_over") {
-        return;
-    }
-    group_members_share_partitions_and_take_over_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        group_members_share_partitions_and_take_over_on,
+    );
 }
 
 /// The body of [`group_members_share_partitions_and_take_over`], also a scenario on the suite's shared cluster.
@@ -1063,11 +939,11 @@ fn group_members_share_partitions_and_take_over_on(t: &Tools, b: &Target) {
 
 #[test]
 fn group_of_three_librdkafka_members_and_kcat() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("group_of_three_librdkafka_members_and_kcat") {
-        return;
-    }
-    group_of_three_librdkafka_members_and_kcat_on(&t, &start());
+    run_alone_unless_shared(
+        test_name!(),
+        start,
+        group_of_three_librdkafka_members_and_kcat_on,
+    );
 }
 
 /// The body of [`group_of_three_librdkafka_members_and_kcat`], also a scenario on the suite's shared cluster.
@@ -1195,13 +1071,10 @@ fn group_resumes_at_committed_offsets_after_broker_restart() {
 // ---------------------------------------------------------------------------
 
 fn assignor_case(class: &str, protocol: &str, cooperative: bool) {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
+    let t = single_broker_tools_or_skip!(
         &format!("assignor {protocol}"),
         "the assignors run in the clients; the single-broker run covers them",
-    ) {
-        return;
-    }
+    );
     let b = start();
     create_topic(&t, &b, "six", 6);
     let (topic, group) = ("six", "assignor-group");
@@ -1304,13 +1177,7 @@ fn assignor_cooperative_sticky() {
 
 #[test]
 fn static_member_restart_causes_no_rebalance() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "static_member_restart_causes_no_rebalance",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = start();
     create_topic(&t, &b, "six", 6);
     let (topic, group) = ("six", "static-group");
@@ -1411,23 +1278,14 @@ fn static_member_restart_causes_no_rebalance() {
 
 #[test]
 fn bad_offset_commits_get_kafka_errors() {
-    let t = tools_or_skip!();
-    if Target::runs_on_the_shared_cluster("bad_offset_commits_get_kafka_errors") {
-        return;
-    }
-    bad_offset_commits_get_kafka_errors_on(&t, &start());
+    run_alone_unless_shared(test_name!(), start, bad_offset_commits_get_kafka_errors_on);
 }
 
 /// The body of [`bad_offset_commits_get_kafka_errors`], also a scenario on the suite's shared cluster.
 fn bad_offset_commits_get_kafka_errors_on(t: &Tools, b: &Target) {
     create_topic(t, b, "bad", 2);
     let bs = b.bootstrap();
-    t.run_stdin(
-        "kcat",
-        &["-b", &bs, "-P", "-t", "bad", "-p", "0"],
-        "a\nb\nc\n",
-    )
-    .ok();
+    kcat_produce(t, b, "bad", &["-p", "0"], "a\nb\nc\n");
     let out = t
         .run(
             "python",
@@ -1466,8 +1324,7 @@ fn bad_offset_commits_get_kafka_errors_on(t: &Tools, b: &Target) {
     let d = groups(t, b, &["--group", "g8", "--describe"]).ok();
     assert_eq!(describe_row(&d, "bad", 0)["CURRENT-OFFSET"], "13", "{d}");
     assert!(!d.stdout.contains("no-such-topic"), "{d}");
-    t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "bad", "-p", "1"], "x\ny\n")
-        .ok();
+    kcat_produce(t, b, "bad", &["-p", "1"], "x\ny\n");
     let v = t
         .run(
             "kafka-verifiable-consumer.sh",
@@ -1527,14 +1384,10 @@ fn log_bytes(dir: &std::path::Path) -> u64 {
 /// brokers within the admin client's timeout, and `cluster_groups.rs` moves a coordinator.
 #[test]
 fn group_keeps_members_while_offsets_compact_and_topic_created() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "group_keeps_members_while_offsets_compact_and_topic_created",
+    let t = single_broker_tools_or_skip!(
         "200 MB of commits on RF 3 exceeds the cluster phase's budget; cluster.rs creates the \
          2,000 partitions on three brokers",
-    ) {
-        return;
-    }
+    );
     keeps_members_while_offsets_compact_and_topic_created(&t);
 }
 
@@ -1703,14 +1556,10 @@ fn keeps_members_while_offsets_compact_and_topic_created(t: &Tools) {
 /// group with the members and the `uniform` assignor.
 #[test]
 fn consumer_protocol_members_split_leave_die_and_join() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "consumer_protocol_members_split_leave_die_and_join",
+    let t = single_broker_tools_or_skip!(
         "not run on three brokers yet (KIP-848 membership is not persisted across a \
          coordinator failover); the single-broker run covers the protocol",
-    ) {
-        return;
-    }
+    );
     // Session and heartbeat are broker settings with this protocol; short ones for test
     // speed (Kafka's minimums are lowered to allow them).
     let b = Target::start(&[
@@ -1804,14 +1653,10 @@ fn consumer_protocol_members_split_leave_die_and_join() {
 /// and every record produced before and after is consumed exactly once and committed.
 #[test]
 fn consumer_protocol_group_survives_a_broker_kill9() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "consumer_protocol_group_survives_a_broker_kill9",
+    let t = single_broker_tools_or_skip!(
         "it kills its one broker; the coordinator moving within a cluster is \
          cluster_groups.rs's",
-    ) {
-        return;
-    }
+    );
     let mut b = Target::start(&[
         ("group.consumer.min.heartbeat.interval.ms", "1000"),
         ("group.consumer.heartbeat.interval.ms", "1000"),
@@ -1888,13 +1733,7 @@ fn consumer_protocol_group_survives_a_broker_kill9() {
 /// partitions.
 #[test]
 fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "consumer_protocol_regex_subscription_picks_up_a_created_topic",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let b = Target::start(&[
         ("group.consumer.min.heartbeat.interval.ms", "1000"),
         ("group.consumer.heartbeat.interval.ms", "1000"),
@@ -2047,6 +1886,18 @@ fn consumer_protocol_regex_subscription_picks_up_a_created_topic() {
 // 10. Online migration between the classic and the consumer protocol
 // ---------------------------------------------------------------------------
 
+/// A broker for the classic/consumer migration tests: no initial rebalance delay and 1 s
+/// consumer heartbeats (test speed), with `extra` settings.
+fn start_migrating(extra: &[(&str, &str)]) -> Target {
+    let mut settings = vec![
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.consumer.min.heartbeat.interval.ms", "1000"),
+        ("group.consumer.heartbeat.interval.ms", "1000"),
+    ];
+    settings.extend_from_slice(extra);
+    Target::start(&settings)
+}
+
 /// The type `kafka-consumer-groups.sh --list --type` prints for `group` ("Classic",
 /// "Consumer"), with the tool's output.
 fn group_type(t: &Tools, b: &Target, group: &str) -> (String, ToolOutput) {
@@ -2072,18 +1923,8 @@ fn group_type(t: &Tools, b: &Target, group: &str) -> (String, ToolOutput) {
 /// and committed, and `kafka-consumer-groups.sh` shows the group's type and assignor change.
 #[test]
 fn classic_group_migrates_to_consumer_and_back_online() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "classic_group_migrates_to_consumer_and_back_online",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
-    let b = Target::start(&[
-        ("group.initial.rebalance.delay.ms", "0"),
-        ("group.consumer.min.heartbeat.interval.ms", "1000"),
-        ("group.consumer.heartbeat.interval.ms", "1000"),
-    ]);
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
+    let b = start_migrating(&[]);
     let (topic, group) = ("migrate-six", "migrate-group");
     create_topic(&t, &b, topic, 6);
     let classic = ["--group-protocol", "classic"];
@@ -2180,23 +2021,10 @@ fn member_ids(t: &Tools, b: &Target, group: &str) -> BTreeSet<String> {
 /// partitions.
 #[test]
 fn one_way_migration_policies_refuse_the_other_direction() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "one_way_migration_policies_refuse_the_other_direction",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
     let classic = ["--group-protocol", "classic"];
     let consumer = ["--group-protocol", "consumer"];
-    let broker = |policy: &str| {
-        Target::start(&[
-            ("group.initial.rebalance.delay.ms", "0"),
-            ("group.consumer.min.heartbeat.interval.ms", "1000"),
-            ("group.consumer.heartbeat.interval.ms", "1000"),
-            ("group.consumer.migration.policy", policy),
-        ])
-    };
+    let broker = |policy: &str| start_migrating(&[("group.consumer.migration.policy", policy)]);
 
     // downgrade only: no upgrade.
     let b = broker("downgrade");
@@ -2257,18 +2085,8 @@ fn one_way_migration_policies_refuse_the_other_direction() {
 /// newcomer consumes the replaced member's partitions, and every record is consumed once.
 #[test]
 fn a_classic_static_member_replacing_the_last_consumer_member_downgrades() {
-    let t = tools_or_skip!();
-    if Target::single_broker_only(
-        "a_classic_static_member_replacing_the_last_consumer_member_downgrades",
-        COVERED_BY_ONE_BROKER,
-    ) {
-        return;
-    }
-    let b = Target::start(&[
-        ("group.initial.rebalance.delay.ms", "0"),
-        ("group.consumer.min.heartbeat.interval.ms", "1000"),
-        ("group.consumer.heartbeat.interval.ms", "1000"),
-    ]);
+    let t = single_broker_tools_or_skip!(COVERED_BY_ONE_BROKER);
+    let b = start_migrating(&[]);
     let (topic, group) = ("static-migrate", "static-migrate-group");
     create_topic(&t, &b, topic, 4);
     let classic_a = ["--group-protocol", "classic", "--group-instance-id", "a"];

@@ -6,6 +6,8 @@
 //! with `OXBOW_E2E_TARGET=kafka` where the behaviour is Kafka's (which proves the
 //! assertions describe Kafka). Waits poll with deadlines.
 
+use oxbow_e2e::group_member::script;
+use oxbow_e2e::tools::{create_topic, create_topic_with, groups, kcat_produce};
 use oxbow_e2e::{
     free_port, oxbow_broker_bin, run_command, tools_or_skip, Broker, ToolOutput, Tools,
 };
@@ -14,17 +16,6 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-fn script(name: &str) -> String {
-    format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn groups(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
-    let bs = b.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run("kafka-consumer-groups.sh", &all)
-}
 
 /// CURRENT-OFFSET of `topic`-0 in `kafka-consumer-groups.sh --describe` of `group`.
 #[track_caller]
@@ -47,21 +38,8 @@ fn clients_cannot_write_or_truncate_consumer_offsets() {
     let t = tools_or_skip!();
     let mut b = Broker::start_target(&[("group.initial.rebalance.delay.ms", "0")]);
     let bs = b.bootstrap();
-    t.run(
-        "kafka-topics.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--create",
-            "--topic",
-            "owned",
-            "--partitions",
-            "1",
-        ],
-    )
-    .ok();
-    t.run_stdin("kcat", &["-b", &bs, "-P", "-t", "owned"], "a\nb\nc\nd\ne\n")
-        .ok();
+    create_topic(&t, &b, "owned", 1);
+    kcat_produce(&t, &b, "owned", &[], "a\nb\nc\nd\ne\n");
     // Commits offset 3 for the group (and so creates __consumer_offsets).
     groups(
         &t,
@@ -263,24 +241,11 @@ fn each_listener_is_answered_with_its_own_advertised_address() {
         );
     }
 
-    t.run(
-        "kafka-topics.sh",
+    create_topic(&t, &external, "two-doors", 1);
+    groups(
+        &t,
+        &external,
         &[
-            "--bootstrap-server",
-            &external,
-            "--create",
-            "--topic",
-            "two-doors",
-            "--partitions",
-            "1",
-        ],
-    )
-    .ok();
-    t.run(
-        "kafka-consumer-groups.sh",
-        &[
-            "--bootstrap-server",
-            &external,
             "--group",
             "door-group",
             "--topic",
@@ -292,19 +257,7 @@ fn each_listener_is_answered_with_its_own_advertised_address() {
     )
     .ok();
     for bs in [&internal, &external] {
-        let out = t
-            .run(
-                "kafka-consumer-groups.sh",
-                &[
-                    "--bootstrap-server",
-                    bs,
-                    "--group",
-                    "door-group",
-                    "--describe",
-                    "--state",
-                ],
-            )
-            .ok();
+        let out = groups(&t, bs, &["--group", "door-group", "--describe", "--state"]).ok();
         let coordinator = out
             .stdout
             .lines()
@@ -406,54 +359,28 @@ fn a_low_open_files_limit_still_serves_every_rolled_segment() {
     let bs = b.bootstrap();
     // segment.index.bytes=4 holds one index entry and index.interval.bytes=0 adds one from
     // the second batch on: two single-record batches per segment.
-    t.run(
-        "kafka-topics.sh",
+    create_topic_with(
+        &t,
+        &b,
+        "segs",
+        1,
         &[
-            "--bootstrap-server",
-            &bs,
-            "--create",
-            "--topic",
-            "segs",
-            "--partitions",
-            "1",
             "--config",
             "segment.index.bytes=4",
             "--config",
             "index.interval.bytes=0",
         ],
-    )
-    .ok();
-    t.run(
-        "kafka-topics.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--create",
-            "--topic",
-            "wide",
-            "--partitions",
-            "60",
-        ],
-    )
-    .ok();
+    );
+    create_topic(&t, &b, "wide", 60);
     let records: Vec<String> = (0..2_400).map(|i| format!("record {i} of segs")).collect();
     let input: String = records.iter().map(|r| format!("{r}\n")).collect();
-    t.run_stdin(
-        "kcat",
-        &[
-            "-b",
-            &bs,
-            "-P",
-            "-t",
-            "segs",
-            "-p",
-            "0",
-            "-X",
-            "batch.num.messages=1",
-        ],
+    kcat_produce(
+        &t,
+        &b,
+        "segs",
+        &["-p", "0", "-X", "batch.num.messages=1"],
         &input,
-    )
-    .ok();
+    );
     b.stop();
     let segments = std::fs::read_dir(b.data_dir().join("segs-0"))
         .expect("segs-0")

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use oxbow_e2e::streams::{self, WordCount};
+use oxbow_e2e::tools::create_topic;
 use oxbow_e2e::{poll_until, tools_or_skip, Broker, Tools};
 use serde_json::Value;
 
@@ -51,23 +52,6 @@ fn expected_counts(lines: &[String]) -> BTreeMap<String, i64> {
         }
     }
     counts
-}
-
-fn create_topic(t: &Tools, b: &Broker, topic: &str, partitions: &str) {
-    let bs = b.bootstrap();
-    t.run(
-        "kafka-topics.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--create",
-            "--topic",
-            topic,
-            "--partitions",
-            partitions,
-        ],
-    )
-    .ok();
 }
 
 /// What a read_committed consumer finds in the word count's output
@@ -129,8 +113,8 @@ fn streams_exactly_once_v2_word_count_survives_a_kill_without_double_counting() 
     };
     let b = Broker::start_target(&[]);
     let started = Instant::now();
-    create_topic(&t, &b, "wc-lines", "3");
-    create_topic(&t, &b, "wc-counts", "1");
+    create_topic(&t, &b, "wc-lines", 3);
+    create_topic(&t, &b, "wc-counts", 1);
     let lines: Vec<String> = (0..LINES).map(line).collect();
     let want = expected_counts(&lines);
     let words = want.values().sum::<i64>() as u64;

@@ -6,27 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use oxbow_e2e::tools::{create_topic, create_topic_with, run_on};
 use oxbow_e2e::{poll_until, tools_or_skip, Background, Broker, Flavor, ToolOutput, Tools};
 
 fn start() -> Broker {
     Broker::start_target(&[])
-}
-
-fn create_topic(t: &Tools, b: &Broker, topic: &str) {
-    let bs = b.bootstrap();
-    t.run(
-        "kafka-topics.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--create",
-            "--topic",
-            topic,
-            "--partitions",
-            "1",
-        ],
-    )
-    .ok();
 }
 
 /// `kafka-console-consumer.sh` reading up to `n` records of `topic` from the beginning with
@@ -40,13 +24,12 @@ fn read(
     n: usize,
     timeout_ms: &str,
 ) -> ToolOutput {
-    let bs = b.bootstrap();
     let n = n.to_string();
-    t.run(
+    run_on(
+        t,
+        b,
         "kafka-console-consumer.sh",
         &[
-            "--bootstrap-server",
-            &bs,
             "--topic",
             topic,
             "--from-beginning",
@@ -79,20 +62,22 @@ fn values(prefix: &str) -> Vec<String> {
     (0..5).map(|i| format!("{prefix}-{i}")).collect()
 }
 
+/// Runs `py/txn_producer.py` (librdkafka) in `mode` with transactional id `id`, writing to
+/// `topic`; panics unless it exits 0 having printed `done`.
+fn txn_producer(t: &Tools, b: &Broker, topic: &str, id: &str, mode: &str) -> ToolOutput {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_producer.py");
+    let bs = b.bootstrap();
+    let out = t.run("python", &[script, &bs, topic, id, mode]).ok();
+    out.expect_line("done");
+    out
+}
+
 #[test]
 fn aborted_records_are_hidden_from_read_committed_only() {
     let t = tools_or_skip!();
     let b = start();
-    create_topic(&t, &b, "txn-abort");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_producer.py");
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "python",
-            &[script, &bs, "txn-abort", "tx-abort", "abort-then-commit"],
-        )
-        .ok();
-    out.expect_line("done");
+    create_topic(&t, &b, "txn-abort", 1);
+    txn_producer(&t, &b, "txn-abort", "tx-abort", "abort-then-commit");
     // One partition: the aborted records come first, so read_committed showing any of
     // them would show them among its first five.
     assert_eq!(
@@ -108,16 +93,8 @@ fn aborted_records_are_hidden_from_read_committed_only() {
 fn a_zombie_with_the_same_transactional_id_is_fenced() {
     let t = tools_or_skip!();
     let b = start();
-    create_topic(&t, &b, "txn-zombie");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_producer.py");
-    let bs = b.bootstrap();
-    let out = t
-        .run(
-            "python",
-            &[script, &bs, "txn-zombie", "tx-zombie", "zombie"],
-        )
-        .ok();
-    out.expect_line("done");
+    create_topic(&t, &b, "txn-zombie", 1);
+    let out = txn_producer(&t, &b, "txn-zombie", "tx-zombie", "zombie");
     // librdkafka reports the fencing (PRODUCER_FENCED or INVALID_PRODUCER_EPOCH from the
     // broker) as its fatal _FENCED error.
     out.expect_line("A: _FENCED fatal=True");
@@ -132,7 +109,7 @@ fn a_zombie_with_the_same_transactional_id_is_fenced() {
 fn java_transactional_perf_producer_commits_what_read_committed_reads() {
     let t = tools_or_skip!();
     let b = start();
-    create_topic(&t, &b, "txn-perf");
+    create_topic(&t, &b, "txn-perf", 1);
     let bs = b.bootstrap();
     let out = t
         .run(
@@ -166,8 +143,8 @@ fn java_transactional_perf_producer_commits_what_read_committed_reads() {
 fn offsets_sent_to_a_transaction_are_committed_with_it_only() {
     let t = tools_or_skip!();
     let b = start();
-    create_topic(&t, &b, "txo-in");
-    create_topic(&t, &b, "txo-out");
+    create_topic(&t, &b, "txo-in", 1);
+    create_topic(&t, &b, "txo-out", 1);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_offsets.py");
     let bs = b.bootstrap();
     let out = t
@@ -190,18 +167,13 @@ fn offsets_sent_to_a_transaction_are_committed_with_it_only() {
     // The aborted transaction's offsets (10) never become the group's.
     out.expect_line("after-abort=5");
     out.expect_line("done");
-    let described = t
-        .run(
-            "kafka-consumer-groups.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--describe",
-                "--group",
-                "txo-group",
-            ],
-        )
-        .ok();
+    let described = run_on(
+        &t,
+        &b,
+        "kafka-consumer-groups.sh",
+        &["--describe", "--group", "txo-group"],
+    )
+    .ok();
     let row: Vec<&str> = described
         .lines()
         .into_iter()
@@ -218,23 +190,14 @@ const COPIED: u64 = 20_000;
 
 /// Produces the values 0..[`COPIED`] to `topic` (acks=all) with Kafka's verifiable producer.
 fn produce_copier_input(t: &Tools, b: &Broker, topic: &str) {
-    let bs = b.bootstrap();
     let records = COPIED.to_string();
-    let produced = t
-        .run(
-            "kafka-verifiable-producer.sh",
-            &[
-                "--bootstrap-server",
-                &bs,
-                "--topic",
-                topic,
-                "--max-messages",
-                &records,
-                "--acks",
-                "-1",
-            ],
-        )
-        .ok();
+    let produced = run_on(
+        t,
+        b,
+        "kafka-verifiable-producer.sh",
+        &["--topic", topic, "--max-messages", &records, "--acks", "-1"],
+    )
+    .ok();
     produced.expect_contains(&format!("\"acked\":{COPIED}"));
 }
 
@@ -285,8 +248,8 @@ fn assert_copied_exactly_once(t: &Tools, b: &Broker, topic: &str) {
 fn the_transactional_copier_killed_twice_copies_every_record_exactly_once() {
     let t = tools_or_skip!();
     let b = start();
-    create_topic(&t, &b, "copy-in");
-    create_topic(&t, &b, "copy-out");
+    create_topic(&t, &b, "copy-in", 1);
+    create_topic(&t, &b, "copy-out", 1);
     produce_copier_input(&t, &b, "copy-in");
     for round in 1..=2 {
         let mut c = copier(&t, &b, "copy-in", "copy-out", "copier-1", "copier-group");
@@ -318,8 +281,8 @@ fn the_transactional_copier_killed_twice_copies_every_record_exactly_once() {
 fn the_transactional_copier_survives_a_kill_9_of_the_broker() {
     let t = tools_or_skip!();
     let mut b = start();
-    create_topic(&t, &b, "copyk-in");
-    create_topic(&t, &b, "copyk-out");
+    create_topic(&t, &b, "copyk-in", 1);
+    create_topic(&t, &b, "copyk-out", 1);
     produce_copier_input(&t, &b, "copyk-in");
     let mut c = copier(
         &t,
@@ -341,10 +304,7 @@ fn the_transactional_copier_survives_a_kill_9_of_the_broker() {
 /// `kafka-transactions.sh` (Kafka 4.1's tool) with `args` against `b`; panics unless it
 /// exits 0.
 fn transactions_tool(t: &Tools, b: &Broker, args: &[&str]) -> ToolOutput {
-    let bs = b.bootstrap();
-    let mut all = vec!["--bootstrap-server", bs.as_str()];
-    all.extend_from_slice(args);
-    t.run("kafka-transactions.sh", &all).ok()
+    run_on(t, b, "kafka-transactions.sh", args).ok()
 }
 
 /// The table the tool printed: its header's column names and each row's cells (split on
@@ -439,8 +399,8 @@ fn timestamp_between(cell: &str, from: u128) -> u128 {
 fn kafka_transactions_sh_lists_describes_and_aborts_hanging_transactions() {
     let t = tools_or_skip!();
     let b = Broker::start_target(&[("transaction.partition.verification.enable", "false")]);
-    create_topic(&t, &b, "txtools-open");
-    create_topic(&t, &b, "txtools-hang");
+    create_topic(&t, &b, "txtools-open", 1);
+    create_topic(&t, &b, "txtools-hang", 1);
     let bs = b.bootstrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_tools.py");
     let started = std::time::SystemTime::now()
@@ -520,15 +480,11 @@ fn kafka_transactions_sh_lists_describes_and_aborts_hanging_transactions() {
         Vec::<Vec<String>>::new(),
         "in:\n{out}"
     );
-    t.run(
+    run_on(
+        &t,
+        &b,
         "kafka-transactions.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "list",
-            "--transactional-id-pattern",
-            "(",
-        ],
+        &["list", "--transactional-id-pattern", "("],
     )
     .failed()
     .expect_contains("INVALID_REGULAR_EXPRESSION");
@@ -679,16 +635,9 @@ fn an_idle_transactional_id_expires_and_a_restart_does_not_revive_it() {
             "1000",
         ),
     ]);
-    create_topic(&t, &b, "txn-expire");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/txn_producer.py");
-    let bs = b.bootstrap();
+    create_topic(&t, &b, "txn-expire", 1);
     let produced = Instant::now();
-    t.run(
-        "python",
-        &[script, &bs, "txn-expire", "tx-expire", "abort-then-commit"],
-    )
-    .ok()
-    .expect_line("done");
+    txn_producer(&t, &b, "txn-expire", "tx-expire", "abort-then-commit");
     let ids = listed_ids(&t, &b);
     assert!(
         produced.elapsed() < EXPIRATION && ids.contains(&"tx-expire".to_string()),
@@ -708,27 +657,18 @@ fn an_idle_transactional_id_expires_and_a_restart_does_not_revive_it() {
         gone_after >= EXPIRATION,
         "tx-expire expired {gone_after:?} after its producer started, before being idle {EXPIRATION:?}"
     );
-    t.run(
+    run_on(
+        &t,
+        &b,
         "kafka-transactions.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "describe",
-            "--transactional-id",
-            "tx-expire",
-        ],
+        &["describe", "--transactional-id", "tx-expire"],
     )
     .failed()
     .expect_contains("failed because the ID could not be found");
 
     // An id committed just before the stop, to show that the restarted coordinator lists
     // what its log holds.
-    t.run(
-        "python",
-        &[script, &bs, "txn-expire", "tx-kept", "abort-then-commit"],
-    )
-    .ok()
-    .expect_line("done");
+    txn_producer(&t, &b, "txn-expire", "tx-kept", "abort-then-commit");
     b.stop();
     b.set_override("transactional.id.expiration.ms", "604800000");
     b.start_again();
@@ -785,21 +725,7 @@ fn producer_state_survives(killed: bool, topic: &str) {
     let t = tools_or_skip!();
     let mut b = start();
     let bs = b.bootstrap();
-    t.run(
-        "kafka-topics.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--create",
-            "--topic",
-            topic,
-            "--partitions",
-            "1",
-            "--config",
-            "segment.bytes=1048576",
-        ],
-    )
-    .ok();
+    create_topic_with(&t, &b, topic, 1, &["--config", "segment.bytes=1048576"]);
     let init = producer_state(&t, &b, &["init"]);
     let ids = init.line_starting_with("pid=").to_string();
     let (pid, epoch) = ids.split_once(' ').unwrap();
@@ -867,14 +793,11 @@ fn producer_state_survives(killed: bool, topic: &str) {
         ),
     )
     .unwrap();
-    t.run(
+    run_on(
+        &t,
+        &b,
         "kafka-delete-records.sh",
-        &[
-            "--bootstrap-server",
-            &bs,
-            "--offset-json-file",
-            json.to_str().unwrap(),
-        ],
+        &["--offset-json-file", json.to_str().unwrap()],
     )
     .ok()
     .expect_line(&format!(
