@@ -20,6 +20,10 @@ fail() {
   kc -n "$ons" get pods -o wide 2>&1 >&2
   for p in $(kc -n "$ons" get pods -l app.kubernetes.io/instance=$rel -o name 2>/dev/null); do
     say "--- $p"; kc -n "$ons" logs "$p" --tail=15 2>&1 | cut -c1-300 >&2
+    # A restarted container: how the one before it ended.
+    kc -n "$ons" logs "$p" --previous --tail=15 >/dev/null 2>&1 &&
+      { say "--- $p, the container before"; kc -n "$ons" logs "$p" --previous --tail=15 2>&1 | cut -c1-300 >&2; }
+    kc -n "$ons" get "$p" -o jsonpath='{.status.containerStatuses[0].lastState}' >&2; echo >&2
   done
   exit 1
 }
