@@ -104,7 +104,8 @@ pub fn wait_for_isr(c: &Cluster, topic: &str, count: usize, isr: usize) {
     );
 }
 
-/// Creates `topic` (panics if the tool fails) with `--config` entries `configs`.
+/// Creates `topic` with replication factor `rf` and `--config` entries `configs`, through
+/// [`crate::tools::create_topic_with`] (panics unless the tool says it created it).
 pub fn create_topic(
     t: &Tools,
     c: &Cluster,
@@ -113,20 +114,12 @@ pub fn create_topic(
     rf: u32,
     configs: &[&str],
 ) {
-    let (p, r) = (partitions.to_string(), rf.to_string());
-    let mut args = vec![
-        "--create",
-        "--topic",
-        topic,
-        "--partitions",
-        &p,
-        "--replication-factor",
-        &r,
-    ];
+    let r = rf.to_string();
+    let mut extra = vec!["--replication-factor", r.as_str()];
     for cfg in configs {
-        args.extend_from_slice(&["--config", cfg]);
+        extra.extend_from_slice(&["--config", cfg]);
     }
-    topics(t, c, &args).ok();
+    crate::tools::create_topic_with(t, c, topic, partitions, &extra);
 }
 
 /// The broker leading most partitions of `topic` (the lowest id on a tie).
